@@ -1,0 +1,5 @@
+"""ComfyUI-LipSync's library: torch (+ numpy, kornia, einops) only; it never imports ComfyUI.
+
+Modules are imported on demand (``from lipsync_models import audio``) so that importing the
+package stays cheap.
+"""

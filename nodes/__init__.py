@@ -1,0 +1,1 @@
+"""Thin node classes, one file per node: unpack sockets, call the library, pack results."""
