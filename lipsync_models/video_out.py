@@ -1,0 +1,192 @@
+"""Encode frames and audio to an mp4 in memory with PyAV (H.264 + AAC), tagged as ours.
+
+Used by the headless runner (``python -m lipsync_models``); inside ComfyUI the core nodes
+CreateVideo and SaveVideo do this job. No temp files and no ffmpeg subprocess: the container is
+written into a ``BytesIO`` and handed back as bytes (or written to the target path in one go).
+
+Tags written (read them back with ``av.open(path).metadata``):
+
+- ``comment`` and ``description``: ``"lip-synced with ComfyUI-LipSync"``
+- ``encoder``: ``"ComfyUI-LipSync <version>"`` (stored as the mp4 ``©too`` tool tag)
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import InputError, MediaError
+
+log = logging.getLogger("comfyui_lipsync")
+
+VERSION = "0.1.0"
+"""The pack's version (pyproject.toml [project] version; a test keeps them equal)."""
+
+COMMENT = "lip-synced with ComfyUI-LipSync"
+ENCODER = f"ComfyUI-LipSync {VERSION}"
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+"""Sample rates the AAC encoder takes as they are; any other rate is resampled to 48 kHz."""
+
+CHUNK = 32
+"""Frames converted to uint8 at a time (bounds the extra memory to CHUNK frames)."""
+
+
+def _frames_to_uint8(chunk) -> np.ndarray:
+    """(b, H, W, C) float 0..1 or uint8 (tensor or array) -> (b, H, W, 3) uint8 numpy."""
+    if isinstance(chunk, torch.Tensor):
+        t = chunk.detach()
+        if t.dtype != torch.uint8:
+            t = (t.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+        arr = t.cpu().numpy()
+    else:
+        arr = np.asarray(chunk)
+        if arr.dtype != np.uint8:
+            arr = (np.clip(arr.astype(np.float32), 0, 1) * 255.0).round().astype(np.uint8)
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
+
+
+def _audio_parts(audio, sample_rate: int | None) -> tuple[np.ndarray, int] | None:
+    """AUDIO dict {"waveform": (B, C, T), "sample_rate"} or (C, N)/(N,) tensor -> ((C, N) float32, sr)."""
+    if audio is None:
+        return None
+    if isinstance(audio, dict):
+        wave, sr = audio.get("waveform"), audio.get("sample_rate")
+        if wave is None or sr is None:
+            raise InputError(f"write_video: the audio dict needs 'waveform' and 'sample_rate', got keys {sorted(audio)}.")
+        if wave.ndim == 3:
+            wave = wave[0]
+    else:
+        wave, sr = audio, sample_rate
+        if sr is None:
+            raise InputError("write_video: audio given as a tensor needs sample_rate.")
+    if isinstance(wave, torch.Tensor):
+        wave = wave.detach().float().cpu().numpy()
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 1:
+        wave = wave[None]
+    if wave.ndim != 2 or wave.shape[0] < 1:
+        raise InputError(f"write_video: audio must be (C, N) or (B, C, N), got shape {tuple(wave.shape)}.")
+    if int(sr) <= 0:
+        raise InputError(f"write_video: audio sample_rate must be positive, got {sr}.")
+    return np.ascontiguousarray(np.clip(wave, -1.0, 1.0)), int(sr)
+
+
+def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None, *, crf: int = 18,
+                 preset: str = "fast", trim_audio: bool = True, metadata: dict | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> bytes:
+    """Encode a clip to mp4 bytes.
+
+    frames: (B, H, W, 3) IMAGE float in [0, 1] or uint8, tensor or array, any device.
+    fps:    frames per second (fractional rates such as 29.97 are kept as 30000/1001).
+    audio:  ComfyUI AUDIO dict, or a (C, N) / (N,) waveform in [-1, 1] with ``sample_rate``;
+            cut to the video's length when ``trim_audio``. None: a silent (video-only) file.
+    crf/preset: libx264 quality and speed. Even sizes use yuv420p (plays everywhere); odd sizes
+            use yuv444p so the resolution is kept exactly.
+    metadata: extra container tags, added to ours.
+    Returns the mp4 file as bytes.
+    """
+    import av
+
+    who = "write_video"
+    if not hasattr(frames, "shape") or len(frames.shape) != 4 or frames.shape[0] < 1 or frames.shape[-1] not in (1, 3, 4):
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
+        raise InputError(f"{who}: frames must be (B, H, W, 3) with B >= 1, got {shape}.")
+    if not fps or fps <= 0 or not np.isfinite(fps):
+        raise InputError(f"{who}: fps must be positive, got {fps}.")
+    n, h, w = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
+    rate = Fraction(fps).limit_denominator(1001)
+    parts = _audio_parts(audio, sample_rate)
+
+    buf = io.BytesIO()
+    container = av.open(buf, "w", format="mp4")
+    try:
+        container.metadata["comment"] = COMMENT
+        container.metadata["description"] = COMMENT
+        container.metadata["encoding_tool"] = ENCODER  # written as ©too, read back as "encoder"
+        for k, v in (metadata or {}).items():
+            container.metadata[str(k)] = str(v)
+
+        vs = container.add_stream("libx264", rate=rate)
+        vs.width, vs.height = w, h
+        even = w % 2 == 0 and h % 2 == 0
+        vs.pix_fmt = "yuv420p" if even else "yuv444p"
+        if not even:
+            log.info("%s: odd frame size %dx%d: encoding yuv444p to keep the exact size", who, w, h)
+        vs.options = {"crf": str(int(crf)), "preset": preset}
+
+        astream = wave = None
+        if parts is not None:
+            wave, sr = parts
+            if trim_audio:
+                wave = wave[:, : int(round(n / float(rate) * sr))]
+            layout = "mono" if wave.shape[0] == 1 else "stereo"
+            if wave.shape[0] > 2:  # AAC here: mono or stereo; fold extra channels into the first two
+                wave = np.stack([wave[0::2].mean(0), wave[1::2].mean(0)])
+            out_sr = sr if sr in AAC_RATES else 48000
+            astream = container.add_stream("aac", rate=out_sr)
+            astream.layout = layout
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_sr) if out_sr != sr else None
+            a_pos, a_sr = 0, sr
+
+        def push_audio(until_s: float) -> None:
+            nonlocal a_pos
+            if astream is None:
+                return
+            end = min(wave.shape[1], int(round(until_s * a_sr)))
+            while a_pos < end:
+                stop = min(end, a_pos + a_sr)  # at most one second per frame
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, a_pos:stop]), format="fltp", layout=astream.layout.name)
+                af.sample_rate = a_sr
+                af.pts = a_pos
+                af.time_base = Fraction(1, a_sr)
+                for f in (resampler.resample(af) if resampler is not None else [af]):
+                    for p in astream.encode(f):
+                        container.mux(p)
+                a_pos = stop
+
+        for i in range(0, n, CHUNK):
+            arr = _frames_to_uint8(frames[i:i + CHUNK])
+            for j, img in enumerate(arr):
+                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                vf.pts = i + j
+                for p in vs.encode(vf):
+                    container.mux(p)
+            push_audio((i + len(arr)) / float(rate))
+            if on_progress is not None:
+                on_progress(min(i + len(arr), n), n)
+        for p in vs.encode():
+            container.mux(p)
+        if astream is not None:
+            push_audio(wave.shape[1] / a_sr)
+            if resampler is not None:
+                for f in resampler.resample(None):
+                    for p in astream.encode(f):
+                        container.mux(p)
+            for p in astream.encode(None):
+                container.mux(p)
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{who}: encoding failed for {n} frames of {w}x{h} at {float(rate):g} fps: {e}.") from e
+    finally:
+        container.close()
+    return buf.getvalue()
+
+
+def write_video(path: str, frames, fps: float, audio=None, sample_rate: int | None = None, **kwargs) -> str:
+    """Encode (see :func:`encode_video`) and write the mp4 to ``path`` in one write; returns ``path``."""
+    data = encode_video(frames, fps, audio, sample_rate, **kwargs)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
