@@ -1,0 +1,570 @@
+"""Timed phonemes from 16 kHz speech: recognition, forced alignment, or a model-free classifier.
+
+Backends (all return a :class:`~.types.PhonemeTrack` covering ``[0, duration]``):
+
+* :func:`recognize` - pocketsphinx phone recognition (allphone search with the phone language
+  model shipped in the ``pocketsphinx`` wheel). English acoustic model; no transcript needed.
+* :func:`align` - pocketsphinx forced alignment of a typed transcript (word and phone timings).
+  Words the dictionary lacks get pronunciations from :mod:`.g2p`.
+* :func:`acoustic` - no model at all: 10 ms frames classified into mouth classes from energy,
+  spectral shape, voicing and LPC formants. Works for any language, singing or noises, but
+  only knows six mouth classes (see :data:`ACOUSTIC_CLASSES`).
+* :func:`extract` - picks one by name; ``"auto"`` aligns when a transcript is given, else
+  recognises. It never falls back to another backend on its own.
+
+Labels are ARPAbet without stress digits; silence, breath and noise are ``"SIL"``.
+
+Confidence (pocketsphinx backends): the segment's acoustic log-likelihood relative to the best
+senone of each frame, averaged over its frames and exponentiated: ``exp(mean_t(log p(x_t |
+phone) - log p(x_t | best senone)))`` in [0, 1]; 1 means the phone's model explains its frames as
+well as the best model of all, 0.1 means ten times worse per frame. It is a relative fit, not a
+calibrated posterior (pocketsphinx's allphone search has no lattice to give one).
+
+Pocketsphinx decoders take 0.2-0.5 s to build, so they are built once per process and kept in
+a module-level cache; each one is used under its own lock (a decoder is not re-entrant), which
+makes concurrent node executions safe. Audio goes to pocketsphinx as 16-bit PCM at 16 kHz.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import g2p
+from .errors import DependencyError, InputError, SilentAudioError
+from .types import ANALYSIS_RATE, Phoneme, PhonemeTrack
+
+log = logging.getLogger("comfyui_lipsync")
+
+BACKENDS = ("auto", "recognize", "align", "acoustic")
+FRAME_RATE = 100
+"""pocketsphinx analyses 100 frames per second (10 ms hop)."""
+
+_SCORE_NATS = 1024 * math.log(1.0001)
+"""One pocketsphinx acoustic score unit in nats (log base 1.0001, shifted right by 10 bits)."""
+
+SILENCE_DBFS = -60.0
+"""Audio whose loudest 10 ms is below this level is treated as silent."""
+
+ProgressFn = Callable[[int, int], None]
+
+
+# --- input handling -------------------------------------------------------------------------
+
+def _as_wave(wave16k: torch.Tensor, who: str) -> np.ndarray:
+    """(N,) float tensor at 16 kHz -> float32 numpy in [-1, 1] (copy; the input is untouched)."""
+    if not isinstance(wave16k, torch.Tensor):
+        raise InputError(f"{who}: the waveform must be a torch tensor, got {type(wave16k).__name__}.")
+    if wave16k.ndim == 2 and wave16k.shape[0] == 1:
+        wave16k = wave16k[0]
+    if wave16k.ndim != 1:
+        raise InputError(f"{who}: the waveform must be mono with shape (N,), got {tuple(wave16k.shape)}. "
+                         "Mix channels down first (LoadAudioDriver does).")
+    if wave16k.numel() < ANALYSIS_RATE // 10:
+        raise InputError(f"{who}: the audio is too short ({wave16k.numel()} samples = "
+                         f"{wave16k.numel() / ANALYSIS_RATE * 1000:.0f} ms at 16 kHz); give at least 0.1 s.")
+    x = wave16k.detach().to("cpu", torch.float32).numpy()
+    if not np.isfinite(x).all():
+        raise InputError(f"{who}: the waveform holds NaN or infinite samples; check the audio source.")
+    return np.clip(x, -1.0, 1.0)
+
+
+def to_analysis_rate(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Mono mix and anti-aliased resampling to 16 kHz.
+
+    waveform: (N,), (C, N) or (B, C, N) float; the first batch item is used -> (N,) float32 on
+    the input's device.
+    """
+    x = waveform
+    if x.ndim == 3:
+        x = x[0]
+    if x.ndim == 2:
+        x = x.float().mean(0)
+    if x.ndim != 1:
+        raise InputError(f"ExtractPhonemes: audio waveform must be (B, C, N), got {tuple(waveform.shape)}.")
+    if int(sample_rate) == ANALYSIS_RATE:
+        return x.float()
+    from .audio import resample
+
+    return resample(x.float()[None], int(sample_rate), ANALYSIS_RATE)[0]
+
+
+def _pcm(x: np.ndarray) -> bytes:
+    return (x * 32767.0).round().astype("<i2").tobytes()
+
+
+def _frame_dbfs(x: np.ndarray, hop: int = ANALYSIS_RATE // FRAME_RATE) -> np.ndarray:
+    n = len(x) // hop
+    if n == 0:
+        return np.full(1, -120.0)
+    e = (x[: n * hop].reshape(n, hop).astype(np.float64) ** 2).mean(1)
+    return 10 * np.log10(e + 1e-12)
+
+
+def is_silent(wave16k: torch.Tensor) -> bool:
+    """True when no 10 ms frame reaches :data:`SILENCE_DBFS`."""
+    return bool(_frame_dbfs(_as_wave(wave16k, "is_silent")).max() < SILENCE_DBFS)
+
+
+def _silent_track(duration: float, backend: str) -> PhonemeTrack:
+    return PhonemeTrack((Phoneme("SIL", 0.0, duration, 1.0),), duration, backend)
+
+
+# --- decoder cache --------------------------------------------------------------------------
+
+_CACHE: dict[tuple, tuple[object, threading.Lock]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _model_dir() -> str:
+    try:
+        import pocketsphinx
+    except ImportError as e:  # pragma: no cover - pocketsphinx is in requirements.txt
+        raise DependencyError("ExtractPhonemes: the recognize/align backends need the 'pocketsphinx' "
+                              "package (pip install pocketsphinx), or choose backend 'acoustic'.") from e
+    return pocketsphinx.get_model_path()
+
+
+def _decoder(kind: str, **params) -> tuple[object, threading.Lock]:
+    """Cached pocketsphinx Decoder and its lock. kind: "allphone" or "align"."""
+    key = (kind,) + tuple(sorted(params.items()))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        from pocketsphinx import Decoder
+
+        mdir = _model_dir()
+        common = dict(hmm=f"{mdir}/en-us/en-us", samprate=ANALYSIS_RATE, loglevel="FATAL")
+        if kind == "allphone":
+            dec = Decoder(allphone=f"{mdir}/en-us/en-us-phone.lm.bin", lm=None, **common, **params)
+        else:
+            dec = Decoder(dict=f"{mdir}/en-us/cmudict-en-us.dict", lm=None, bestpath=False, **common, **params)
+        _CACHE[key] = (dec, threading.Lock())
+        log.debug("ExtractPhonemes: built pocketsphinx %s decoder %s", kind, params)
+        return _CACHE[key]
+
+
+def _label(name: str) -> str:
+    """pocketsphinx unit -> our label: fillers (SIL, +NSN+, +SPN+, <sil>) -> SIL."""
+    if name.startswith("+") or name.startswith("<") or name.upper() == "SIL":
+        return "SIL"
+    return g2p.strip_stress(name.upper())
+
+
+def _confidence(score: float, frames: int) -> float:
+    """Segment acoustic score (pocketsphinx units, relative to the best senone) -> [0, 1]."""
+    if frames <= 0:
+        return 0.0
+    return float(min(1.0, math.exp(min(0.0, score) * _SCORE_NATS / frames)))
+
+
+def _cover(segs: list[tuple[str, int, int, float]], n_samples: int, backend: str,
+           offset: float = 0.0, words: tuple = ()) -> list[Phoneme]:
+    """Frame segments (label, first frame, end frame exclusive, conf) -> Phonemes in seconds
+    covering [offset, offset + n_samples/16k], gaps filled with SIL, SIL neighbours merged."""
+    dur = n_samples / ANALYSIS_RATE
+    out: list[Phoneme] = []
+    t = 0.0
+    for label, f0, f1, conf in segs:
+        s, e = min(f0 / FRAME_RATE, dur), min(f1 / FRAME_RATE, dur)
+        if e <= s:
+            continue
+        if s > t + 1e-9:
+            out.append(Phoneme("SIL", offset + t, offset + s, 1.0))
+        out.append(Phoneme(label, offset + max(s, t), offset + e, conf))
+        t = e
+    if t < dur - 1e-9:
+        if out and out[-1].label != "SIL" and dur - t < 1.5 / FRAME_RATE:
+            last = out[-1]  # pocketsphinx drops the last partial frame: stretch, do not add a stub
+            out[-1] = Phoneme(last.label, last.start, offset + dur, last.confidence)
+        else:
+            out.append(Phoneme("SIL", offset + t, offset + dur, 1.0))
+    return _merge_sil(out)
+
+
+def _merge_sil(ph: list[Phoneme]) -> list[Phoneme]:
+    out: list[Phoneme] = []
+    for p in ph:
+        if out and p.label == "SIL" and out[-1].label == "SIL":
+            a = out[-1]
+            w0, w1 = a.end - a.start, p.end - p.start
+            conf = (a.confidence * w0 + p.confidence * w1) / max(w0 + w1, 1e-9)
+            out[-1] = Phoneme("SIL", a.start, p.end, conf)
+        else:
+            out.append(p)
+    return out
+
+
+# --- recognition ----------------------------------------------------------------------------
+
+RECOGNIZE_CHUNK_S = 30.0
+"""Long audio is recognised in pieces of at most this length, cut at the quietest 10 ms near
+each boundary, so memory stays flat for hour-long files."""
+
+
+def _chunks(x: np.ndarray, max_s: float) -> list[tuple[int, int]]:
+    n, step = len(x), int(max_s * ANALYSIS_RATE)
+    if n <= step:
+        return [(0, n)]
+    db = _frame_dbfs(x)
+    hop = ANALYSIS_RATE // FRAME_RATE
+    cuts, start = [], 0
+    while n - start > step:
+        lo, hi = (start + step * 2 // 3) // hop, (start + step) // hop
+        cut = (lo + int(np.argmin(db[lo:hi]))) * hop
+        cuts.append((start, cut))
+        start = cut
+    cuts.append((start, n))
+    return cuts
+
+
+def recognize(wave16k: torch.Tensor, lw: float = 2.0, beam: float = 1e-20, pbeam: float = 1e-20,
+              pip: float = 1.0, on_progress: ProgressFn | None = None) -> PhonemeTrack:
+    """Phone recognition without a transcript (English acoustic model).
+
+    wave16k: (N,) float waveform at 16 kHz in [-1, 1]; lw: phone language-model weight (around
+    2; lower inserts more phones, higher deletes more); beam/pbeam: pruning beams; pip: phone
+    insertion probability. Returns a PhonemeTrack (backend "recognize"); silent audio gives a
+    single SIL phoneme.
+    """
+    who = "ExtractPhonemes (recognize)"
+    x = _as_wave(wave16k, who)
+    dur = len(x) / ANALYSIS_RATE
+    if _frame_dbfs(x).max() < SILENCE_DBFS:
+        return _silent_track(dur, "recognize")
+    if not (0.1 <= lw <= 20):
+        raise InputError(f"{who}: language weight must be in [0.1, 20], got {lw}. Around 2 works best.")
+    dec, lock = _decoder("allphone", lw=float(lw), beam=float(beam), pbeam=float(pbeam), pip=float(pip))
+    pieces = _chunks(x, RECOGNIZE_CHUNK_S)
+    phonemes: list[Phoneme] = []
+    for i, (a, b) in enumerate(pieces):
+        with lock:
+            dec.start_utt()
+            dec.process_raw(_pcm(x[a:b]), full_utt=True)
+            dec.end_utt()
+            lmath = dec.get_logmath()
+            segs = [(_label(s.word), s.start_frame, s.end_frame + 1,
+                     _confidence(lmath.log(s.ascore), s.end_frame + 1 - s.start_frame)) for s in dec.seg()]
+        phonemes += _cover(segs, b - a, "recognize", offset=a / ANALYSIS_RATE)
+        if on_progress is not None:
+            on_progress(i + 1, len(pieces))
+    return PhonemeTrack(tuple(_merge_sil(phonemes)), dur, "recognize")
+
+
+# --- forced alignment -----------------------------------------------------------------------
+
+def transcript_words(transcript: str) -> list[tuple[str, list[str], str]]:
+    """Normalised words of a transcript with their phones and where those came from."""
+    return [(w,) + tuple(g2p.pronounce(w)) for w in g2p.normalize_text(transcript)]
+
+
+def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None = None) -> PhonemeTrack:
+    """Forced alignment of ``transcript`` to the audio.
+
+    wave16k: (N,) float waveform at 16 kHz; transcript: the spoken words (any case,
+    punctuation, digits). Returns a PhonemeTrack (backend "align") with ``words`` filled
+    (normalised words, start, end). Raises InputError for an empty transcript and
+    SilentAudioError for silent audio.
+    """
+    who = "ExtractPhonemes (align)"
+    if not isinstance(transcript, str) or not transcript.strip():
+        raise InputError(f"{who}: the transcript is empty. Type the spoken line into 'transcript', "
+                         "or choose backend 'recognize' (no transcript needed).")
+    words = transcript_words(transcript)
+    if not words:
+        raise InputError(f"{who}: the transcript {transcript[:60]!r} holds no speakable words after "
+                         "normalisation. Type the words as spoken.")
+    x = _as_wave(wave16k, who)
+    dur = len(x) / ANALYSIS_RATE
+    if _frame_dbfs(x).max() < SILENCE_DBFS:
+        raise SilentAudioError(f"{who}: the audio is silent (loudest 10 ms below {SILENCE_DBFS:.0f} dBFS), "
+                               f"so the {len(words)} transcript words cannot be placed. Check the audio input.")
+    min_frames = sum(max(len(p), 1) for _, p, _ in words) * 3  # pocketsphinx HMMs take >= 3 frames
+    if min_frames > len(x) // (ANALYSIS_RATE // FRAME_RATE):
+        raise InputError(f"{who}: the transcript ({len(words)} words) is too long for {dur:.2f} s of audio. "
+                         "Check that the transcript belongs to this audio.")
+    dec, lock = _decoder("align")
+    pcm = _pcm(x)
+    with lock:
+        for w, phones, source in words:
+            if dec.lookup_word(w) is None:
+                dec.add_word(w, " ".join(phones), True)
+                log.info("ExtractPhonemes: %r not in the dictionary; %s pronunciation %s", w, source, " ".join(phones))
+        try:
+            dec.set_align_text(" ".join(w for w, _, _ in words))
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            if on_progress is not None:
+                on_progress(1, 2)
+            dec.set_alignment()
+            dec.start_utt()
+            dec.process_raw(pcm, full_utt=True)
+            dec.end_utt()
+            alignment = dec.get_alignment()
+        except RuntimeError as e:
+            alignment = None
+            log.warning("ExtractPhonemes: pocketsphinx alignment failed: %s", e)
+        if alignment is None:
+            raise InputError(f"{who}: could not align the transcript ({len(words)} words) to {dur:.2f} s of "
+                             "audio. Check that the transcript matches the speech, or use backend 'recognize'.")
+        segs, wordlist = [], []
+        for entry in alignment:
+            name = entry.name.split("(")[0]
+            if not name.startswith("<") and not name.startswith("+"):
+                wordlist.append((name, entry.start / FRAME_RATE, min((entry.start + entry.duration) / FRAME_RATE, dur)))
+            for ph in entry:
+                segs.append((_label(ph.name), ph.start, ph.start + ph.duration, _confidence(ph.score, ph.duration)))
+    if on_progress is not None:
+        on_progress(2, 2)
+    return PhonemeTrack(tuple(_cover(segs, len(x), "align")), dur, "align", tuple(wordlist))
+
+
+# --- model-free acoustic classes ------------------------------------------------------------
+
+ACOUSTIC_CLASSES = {
+    "silence": "SIL",
+    "closure": "M",      # lips closed or nearly: voiced closure / nasal murmur ("P" when unvoiced)
+    "fricative": "S",    # noisy, high-frequency energy: s, sh, f, th, h, breath
+    "open": "AA",        # voiced, high first formant (jaw open): a, o, ae, ah, aw
+    "spread": "IY",      # voiced, low F1 and high F2: i, e, ee (lips spread)
+    "rounded": "UW",     # voiced, low F1 and low F2: u, oo, o, w (lips rounded)
+}
+"""Mouth class -> the representative ARPAbet phoneme the acoustic backend labels it with."""
+
+_VOWEL_PROTOTYPES = {  # (F1, F2) in Hz, averaged adult values (Peterson & Barney style)
+    "open": (730.0, 1250.0),
+    "spread": (320.0, 2250.0),
+    "rounded": (330.0, 900.0),
+}
+
+
+def _frames(x: np.ndarray, hop: int, win: int) -> np.ndarray:
+    pad = np.pad(x, (win // 2, win // 2))
+    n = max(1, 1 + (len(x) - 1) // hop)
+    idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
+    return pad[np.minimum(idx, len(pad) - 1)]
+
+
+def _lpc_formants(frames: np.ndarray, sr: int, order: int = 12) -> np.ndarray:
+    """(T, win) frames -> (T, 2) first two formant frequencies in Hz (NaN when not found).
+
+    Pre-emphasis, Hamming window, autocorrelation LPC (Levinson-Durbin), roots of the
+    predictor polynomial; resonances with bandwidth < 500 Hz between 200 and 3500 Hz."""
+    T, win = frames.shape
+    y = np.concatenate([frames[:, :1], frames[:, 1:] - 0.97 * frames[:, :-1]], axis=1) * np.hamming(win)
+    spec = np.fft.rfft(y, 2 * win, axis=1)
+    r = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, : order + 1]
+    r[:, 0] *= 1.0 + 1e-6
+    out = np.full((T, 2), np.nan)
+    for t in range(T):
+        if r[t, 0] <= 1e-10:
+            continue
+        a = np.zeros(order + 1)
+        a[0] = 1.0
+        err = r[t, 0]
+        for i in range(1, order + 1):
+            k = -(r[t, i] + a[1:i] @ r[t, i - 1:0:-1]) / err
+            a[1:i + 1] = a[1:i + 1] + k * a[i - 1::-1][: i]
+            err *= 1.0 - k * k
+            if err <= 0:
+                break
+        roots = np.roots(a)
+        roots = roots[np.imag(roots) > 0]
+        freqs = np.angle(roots) * sr / (2 * np.pi)
+        bws = -np.log(np.abs(roots) + 1e-12) * sr / np.pi
+        keep = (freqs > 200) & (freqs < 3500) & (bws < 500)
+        f = np.sort(freqs[keep])
+        if len(f) >= 2:
+            out[t] = f[:2]
+        elif len(f) == 1:
+            out[t, 0] = f[0]
+    return out
+
+
+def acoustic_features(x: np.ndarray, fps: float = 100.0) -> dict[str, np.ndarray]:
+    """Per-frame features of a 16 kHz waveform: dbfs, high-band ratio, voicing, F1, F2 (each (T,))."""
+    sr = ANALYSIS_RATE
+    hop = max(1, int(round(sr / fps)))
+    win = 400  # 25 ms
+    fr = _frames(x.astype(np.float64), hop, win)
+    dbfs = 10 * np.log10((fr ** 2).mean(1) + 1e-12)
+    spec = np.abs(np.fft.rfft(fr * np.hanning(win), axis=1)) ** 2
+    freqs = np.fft.rfftfreq(win, 1 / sr)
+    total = spec[:, freqs >= 80].sum(1) + 1e-12
+    high = spec[:, freqs >= 3000].sum(1) / total
+    low = spec[:, (freqs >= 80) & (freqs < 900)].sum(1) / total
+    # voicing: normalised autocorrelation peak for pitch 70-400 Hz
+    c = fr - fr.mean(1, keepdims=True)
+    ac = np.fft.irfft(np.abs(np.fft.rfft(c, 2 * win, axis=1)) ** 2, axis=1)[:, :win]
+    lo, hi = sr // 400, sr // 70
+    voicing = ac[:, lo:hi].max(1) / (ac[:, 0] + 1e-12)
+    formants = _lpc_formants(fr, sr)
+    return {"dbfs": dbfs, "high": high, "low": low, "voicing": voicing, "f1": formants[:, 0], "f2": formants[:, 1]}
+
+
+def _classify(feat: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """Frame classes and per-frame confidence in [0, 1]."""
+    db, high, low, voicing, f1, f2 = (feat[k] for k in ("dbfs", "high", "low", "voicing", "f1", "f2"))
+    T = len(db)
+    speech_level = np.percentile(db, 95)
+    floor = max(np.percentile(db, 10) + 6.0, speech_level - 40.0, SILENCE_DBFS)
+    classes, conf = [], np.zeros(T)
+    for t in range(T):
+        if db[t] < floor:
+            classes.append("silence")
+            conf[t] = min(1.0, 0.5 + (floor - db[t]) / 20)
+            continue
+        voiced = voicing[t] > 0.45
+        if not voiced and high[t] > 0.3:
+            classes.append("fricative")
+            conf[t] = min(1.0, 0.5 + (high[t] - 0.3))
+            continue
+        if db[t] < speech_level - 18.0 or (voiced and low[t] > 0.93 and high[t] < 0.01
+                                           and not (f1[t] > 450)):
+            classes.append("closure")
+            conf[t] = 0.6
+            continue
+        if not voiced:
+            classes.append("fricative" if high[t] > 0.12 else "closure")
+            conf[t] = 0.5
+            continue
+        if np.isnan(f1[t]):
+            classes.append("open")
+            conf[t] = 0.3
+            continue
+        g = np.array([f1[t], f2[t] if not np.isnan(f2[t]) else 1500.0])
+        d = {k: float(np.sum((np.log(g / np.array(v))) ** 2 * np.array([2.0, 1.0])))
+             for k, v in _VOWEL_PROTOTYPES.items()}
+        best = sorted(d, key=d.get)
+        classes.append(best[0])
+        conf[t] = d[best[1]] / (d[best[0]] + d[best[1]] + 1e-9)
+    return classes, conf
+
+
+def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 30.0,
+             on_progress: ProgressFn | None = None) -> PhonemeTrack:
+    """Model-free mouth classes for any language, singing or non-speech sound.
+
+    wave16k: (N,) float at 16 kHz; fps: analysis frames per second (hop = 16000/fps samples,
+    25 ms windows); min_ms: segments shorter than this are absorbed by a neighbour.
+    Labels (see :data:`ACOUSTIC_CLASSES`): SIL silence, M closure/nasal (P when unvoiced), S
+    fricative, AA open vowel, IY spread vowel, UW rounded vowel. Confidence: the class decision
+    margin per frame, averaged over the segment.
+    """
+    who = "ExtractPhonemes (acoustic)"
+    x = _as_wave(wave16k, who)
+    if not (10 <= fps <= 400):
+        raise InputError(f"{who}: fps must be in [10, 400], got {fps}.")
+    dur = len(x) / ANALYSIS_RATE
+    if _frame_dbfs(x).max() < SILENCE_DBFS:
+        return _silent_track(dur, "acoustic")
+    hop = ANALYSIS_RATE / fps
+    # chunk long audio (60 s) so the framed copy stays small; levels are relative per chunk
+    step = int(round(60 * fps)) * int(round(hop))
+    pieces = [(a, min(a + step, len(x))) for a in range(0, len(x), step)]
+    classes: list[str] = []
+    conf_parts, voiced_parts = [], []
+    for i, (a, b) in enumerate(pieces):
+        feat = acoustic_features(x[a:b], fps)
+        c, cf = _classify(feat)
+        classes += c
+        conf_parts.append(cf)
+        voiced_parts.append(feat["voicing"] > 0.45)
+        if on_progress is not None:
+            on_progress(i + 1, len(pieces))
+    conf = np.concatenate(conf_parts)
+    voiced = np.concatenate(voiced_parts)
+    # 5-frame majority smoothing
+    T = len(classes)
+    sm = list(classes)
+    for t in range(T):
+        window = classes[max(0, t - 2): t + 3]
+        sm[t] = max(set(window), key=window.count) if window.count(classes[t]) < 2 else classes[t]
+    # runs
+    runs: list[list] = []
+    for t, c in enumerate(sm):
+        if runs and runs[-1][0] == c:
+            runs[-1][2] = t + 1
+        else:
+            runs.append([c, t, t + 1])
+    min_frames = max(1, int(round(min_ms / 1000 * fps)))
+    changed = True
+    while changed and len(runs) > 1:
+        changed = False
+        for i, (c, s, e) in enumerate(runs):
+            if e - s < min_frames:
+                j = i - 1 if i > 0 and (i == len(runs) - 1 or runs[i - 1][2] - runs[i - 1][1] >= runs[i + 1][2] - runs[i + 1][1]) else i + 1
+                if j < i:
+                    runs[j][2] = e
+                else:
+                    runs[j][1] = s
+                del runs[i]
+                changed = True
+                break
+        merged = []
+        for r in runs:
+            if merged and merged[-1][0] == r[0]:
+                merged[-1][2] = r[2]
+            else:
+                merged.append(r)
+        runs = merged
+    phonemes = []
+    for c, s, e in runs:
+        label = ACOUSTIC_CLASSES[c]
+        if c == "closure" and voiced[s:e].mean() < 0.5:
+            label = "P"
+        start, end = min(s / fps, dur), min(e / fps, dur)
+        if end > start:
+            phonemes.append(Phoneme(label, start, end, float(conf[s:e].mean())))
+    if phonemes:
+        last = phonemes[-1]
+        phonemes[-1] = Phoneme(last.label, last.start, dur, last.confidence)
+    return PhonemeTrack(tuple(phonemes), dur, "acoustic")
+
+
+# --- front door -----------------------------------------------------------------------------
+
+def extract(wave16k: torch.Tensor, backend: str = "auto", transcript: str = "", lw: float = 2.0,
+            on_progress: ProgressFn | None = None) -> PhonemeTrack:
+    """Run one backend by name (see :data:`BACKENDS`).
+
+    "auto" aligns when ``transcript`` has words, else recognises; it never switches to the
+    acoustic backend on its own. Returns a PhonemeTrack.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"ExtractPhonemes: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    transcript = transcript or ""
+    if backend == "auto":
+        backend = "align" if transcript.strip() else "recognize"
+    if backend == "align":
+        return align(wave16k, transcript, on_progress=on_progress)
+    if backend == "recognize":
+        return recognize(wave16k, lw=lw, on_progress=on_progress)
+    return acoustic(wave16k, on_progress=on_progress)
+
+
+def report(track: PhonemeTrack, wave16k: torch.Tensor) -> list[str]:
+    """Notes for the user about a result: silent audio, or speech where nothing was recognised."""
+    notes = []
+    x = _as_wave(wave16k, "report")
+    db = _frame_dbfs(x)
+    spoken = [p for p in track.phonemes if p.label != "SIL"]
+    if db.max() < SILENCE_DBFS:
+        notes.append(f"note: the audio is silent (loudest 10 ms at {db.max():.0f} dBFS); only SIL was produced.")
+    elif not spoken:
+        loud = float((db > db.max() - 30).mean() * len(db) / FRAME_RATE)
+        notes.append(f"note: backend {track.backend} found no phonemes although about {loud:.1f} s of the audio "
+                     "is loud. For non-English speech, singing or noises try backend 'acoustic'; for speech "
+                     "with a known text type the transcript.")
+    elif track.words:
+        low = [w for w, s, e in track.words if e - s < 0.05]
+        if low:
+            notes.append(f"note: words aligned to under 50 ms ({', '.join(low[:5])}): the transcript may not "
+                         "match the audio.")
+    return notes

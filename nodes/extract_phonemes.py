@@ -1,0 +1,114 @@
+"""ExtractPhonemes: timed phonemes from the driver audio (recognition, alignment or acoustic classes)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..lipsync_models import phonemes as P
+from ..lipsync_models import ui_payload
+from ..lipsync_models.errors import InputError
+from ..lipsync_models.types import ANALYSIS_RATE, DRIVER, PHONEMES
+from . import _comfy
+
+log = logging.getLogger("comfyui_lipsync")
+
+WHO = "ExtractPhonemes"
+
+
+def _audio_to_16k(audio) -> torch.Tensor:
+    """ComfyUI AUDIO dict -> (N,) float mono at 16 kHz."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise InputError(f"{WHO}: audio must be a ComfyUI AUDIO dict with 'waveform' and 'sample_rate', "
+                         f"got {type(audio).__name__}.")
+    wave, sr = audio["waveform"], audio["sample_rate"]
+    if not isinstance(wave, torch.Tensor) or wave.ndim not in (1, 2, 3):
+        raise InputError(f"{WHO}: audio waveform must be a (B, C, N) tensor, got "
+                         f"{tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__}.")
+    if wave.ndim == 3 and wave.shape[0] != 1:
+        raise InputError(f"{WHO}: audio holds a batch of {wave.shape[0]} clips (waveform {tuple(wave.shape)}); "
+                         "connect one clip.")
+    if wave.shape[-1] == 0:
+        raise InputError(f"{WHO}: the audio input is empty (0 samples). Check the audio source.")
+    try:
+        sr = int(sr)
+    except (TypeError, ValueError):
+        raise InputError(f"{WHO}: audio sample_rate must be a number, got {sr!r}.") from None
+    if sr <= 0:
+        raise InputError(f"{WHO}: audio sample_rate must be positive, got {sr}.")
+    if not wave.is_floating_point():
+        wave = wave.float() / float(torch.iinfo(wave.dtype).max + 1)
+    return P.to_analysis_rate(wave, sr)
+
+
+class ExtractPhonemes:
+    DESCRIPTION = ("Finds the phonemes in the spoken line and when each is said. 'auto' aligns the typed "
+                   "transcript when there is one (most accurate), else recognises English phones from the "
+                   "sound alone; 'acoustic' works without any model for other languages, singing or "
+                   "noises, but only knows six mouth classes. Output feeds MapVisemes.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "backend": (list(P.BACKENDS), {
+                    "default": "auto",
+                    "tooltip": "auto: align the transcript when one is typed, else recognize. recognize: English "
+                               "phone recognition (pocketsphinx), no text needed. align: forced alignment of the "
+                               "transcript (most accurate; needs the exact words). acoustic: model-free mouth "
+                               "classes (silence, closed, fricative, open, spread, rounded) for any language, "
+                               "singing or sounds."}),
+                "transcript": ("STRING", {
+                    "multiline": True, "default": "",
+                    "tooltip": "The words actually spoken, in English (case, punctuation and digits are fine: "
+                               "'Lay blue at X4 now.'). Used by auto and align; leave empty to recognize. "
+                               "Unknown words get a spelling-based pronunciation."}),
+            },
+            "optional": {
+                "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver (its 16 kHz waveform is used). "
+                                               "Wins over the audio input when both are connected."}),
+                "audio": ("AUDIO", {"tooltip": "Any ComfyUI AUDIO (LoadAudio, a TTS node) when no driver is "
+                                               "connected; mixed to mono and resampled to 16 kHz."}),
+                "language_weight": ("FLOAT", {
+                    "default": 2.0, "min": 0.1, "max": 20.0, "step": 0.1, "advanced": True,
+                    "tooltip": "recognize only: weight of the phone language model. Lower finds more (and more "
+                               "spurious) phones, higher drops short ones. 2 works best on the test speech."}),
+            },
+        }
+
+    RETURN_TYPES = (PHONEMES, "STRING")
+    RETURN_NAMES = ("phonemes", "listing")
+    OUTPUT_TOOLTIPS = (
+        "Timed phonemes (ARPAbet label, start, end, confidence; SIL for silence) for MapVisemes.",
+        "Readable listing: one phoneme per line with start and end in seconds and confidence, after any notes.",
+    )
+    FUNCTION = "extract"
+    CATEGORY = "lipsync/audio"
+
+    def extract(self, backend="auto", transcript="", driver=None, audio=None, language_weight=2.0):
+        if driver is not None:
+            wave = driver.waveform
+            if int(getattr(driver, "sample_rate", ANALYSIS_RATE)) != ANALYSIS_RATE:
+                wave = P.to_analysis_rate(wave, driver.sample_rate)
+        elif audio is not None:
+            wave = _audio_to_16k(audio)
+        else:
+            raise InputError(f"{WHO}: no audio: connect the driver output of LoadAudioDriver, or an AUDIO "
+                             "output (LoadAudio, a TTS node), to this node.")
+        if backend not in P.BACKENDS:
+            raise InputError(f"{WHO}: unknown backend {backend!r}; choose one of {', '.join(P.BACKENDS)}.")
+        progress = _comfy.Progress(2, WHO)
+        track = P.extract(wave, backend=backend, transcript=transcript or "", lw=float(language_weight),
+                          on_progress=progress)
+        notes = P.report(track, wave)
+        for n in notes:
+            log.warning("%s: %s", WHO, n)
+        listing = "\n".join(notes + [track.text()])
+        ui = {"text": [listing]}
+        ui.update(ui_payload.phonemes_ui(track, wave.detach().cpu(), ANALYSIS_RATE))
+        return {"ui": ui, "result": (track, listing)}
+
+
+NODE_CLASS_MAPPINGS = {"LipSyncExtractPhonemes": ExtractPhonemes}
+NODE_DISPLAY_NAME_MAPPINGS = {"LipSyncExtractPhonemes": "ExtractPhonemes"}
