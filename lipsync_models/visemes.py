@@ -7,6 +7,19 @@ comes from; the grouping was read from the source's documentation and written ou
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .types import MOUTH_PARAMS, PhonemeTrack, VisemeTrack
+
+log = logging.getLogger("comfyui_lipsync")
+
 ARPABET = (
     "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G",
     "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T",
@@ -64,3 +77,487 @@ PHONEME_TO_RHUBARB: dict[str, str] = {
     "SIL": "X",
 }
 """ARPAbet (+ SIL) -> Rhubarb shape letter A-H or X (rest)."""
+
+RHUBARB_GLIDES: dict[str, str] = {"AW": "E", "AY": "B", "EY": "B", "OW": "F", "OY": "B"}
+"""Diphthongs: the shape the mouth glides to over the last 40% of the phone (Rhubarb set)."""
+
+# Mouth parameters per shape, columns in MOUTH_PARAMS order:
+#   (jaw_open, lip_spread, lip_round, lip_close, teeth_on_lip), each in [0, 1].
+# jaw_open follows the openness each Rhubarb drawing shows (X/A closed, B a gap between the
+# teeth, C open, D wide open, E half open and rounded, F small rounded opening, G nearly closed
+# with the lower lip tucked under the upper teeth, H like a smaller C). These openness values
+# were checked on the GRID clips (shared/FACTS.md: Rhubarb cues mapped this way follow the
+# face-mesh lip gap at r ~ 0.6). lip_close is 1 only where the lips press together (A); the
+# rest pose X has the lips lightly touching (0.8) without pressure.
+RHUBARB_SHAPES: dict[str, tuple[float, float, float, float, float]] = {
+    "X": (0.00, 0.20, 0.00, 0.80, 0.00),  # idle: closed, relaxed
+    "A": (0.00, 0.25, 0.00, 1.00, 0.00),  # P B M: pressed closed
+    "B": (0.25, 0.60, 0.00, 0.00, 0.00),  # clenched teeth, lips apart and spread (S, T, EE)
+    "C": (0.55, 0.50, 0.00, 0.00, 0.00),  # open (EH, AE)
+    "D": (1.00, 0.40, 0.00, 0.00, 0.00),  # wide open (AA)
+    "E": (0.50, 0.10, 0.50, 0.00, 0.00),  # slightly rounded (AO, ER)
+    "F": (0.30, 0.00, 1.00, 0.00, 0.00),  # puckered (UW, OW, W)
+    "G": (0.20, 0.30, 0.00, 0.00, 1.00),  # F, V: upper teeth on the lower lip
+    "H": (0.45, 0.40, 0.00, 0.00, 0.00),  # L: open, tongue behind the upper teeth
+}
+
+# --- Meta / Oculus OVR Lipsync, 15 visemes ---------------------------------------------------
+# Source: Meta's "Viseme Reference" for Oculus Lipsync (also the OpenXR extension
+# XR_META_face_tracking_visemes, enum XrFaceTrackingVisemeMETA, same order):
+#   sil neutral | PP p b m | FF f v | TH th (think, that) | DD t d | kk k g | CH tS dZ S
+#   (chair, join, she) | SS s z | nn n l | RR r | aa A: (car) | E e (bed) | ih ih (tip) |
+#   oh oh (toe) | ou ou (book)
+# The reference lists IPA-like examples, not ARPAbet; the ARPAbet assignment below is ours:
+# vowels go to the nearest of the five vowel visemes (AE/AH -> aa as open vowels, ER -> RR as
+# r-coloured, UH -> ou as in the reference's "book"), NG joins kk (velar), ZH joins CH
+# (post-alveolar), Y joins ih (the glide of "ee"), W joins ou (rounded), HH joins kk (no lip
+# or tongue-tip gesture, jaw slightly open like the velars).
+OCULUS15_NAMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou")
+PHONEME_TO_OCULUS15: dict[str, str] = {
+    "AA": "aa", "AE": "aa", "AH": "aa", "AO": "oh", "AW": "aa", "AY": "aa", "EH": "E", "ER": "RR",
+    "EY": "E", "IH": "ih", "IY": "ih", "OW": "oh", "OY": "oh", "UH": "ou", "UW": "ou",
+    "B": "PP", "M": "PP", "P": "PP", "F": "FF", "V": "FF", "TH": "TH", "DH": "TH",
+    "T": "DD", "D": "DD", "K": "kk", "G": "kk", "NG": "kk", "HH": "kk",
+    "CH": "CH", "JH": "CH", "SH": "CH", "ZH": "CH", "S": "SS", "Z": "SS",
+    "N": "nn", "L": "nn", "R": "RR", "W": "ou", "Y": "ih", "SIL": "sil",
+}
+OCULUS15_GLIDES: dict[str, str] = {"AW": "ou", "AY": "ih", "EY": "ih", "OW": "ou", "OY": "ih"}
+OCULUS15_SHAPES: dict[str, tuple[float, float, float, float, float]] = {
+    "sil": (0.00, 0.20, 0.00, 0.80, 0.00),
+    "PP": (0.00, 0.25, 0.00, 1.00, 0.00),
+    "FF": (0.15, 0.30, 0.00, 0.00, 1.00),
+    "TH": (0.20, 0.35, 0.00, 0.00, 0.00),  # tongue tip between the teeth: small gap
+    "DD": (0.25, 0.45, 0.00, 0.00, 0.00),
+    "kk": (0.30, 0.40, 0.00, 0.00, 0.00),
+    "CH": (0.20, 0.00, 0.60, 0.00, 0.00),  # lips pushed forward (protruded), teeth close
+    "SS": (0.12, 0.65, 0.00, 0.00, 0.00),  # teeth nearly together, corners back
+    "nn": (0.25, 0.40, 0.00, 0.00, 0.00),
+    "RR": (0.25, 0.10, 0.60, 0.00, 0.00),  # English r: rounded
+    "aa": (1.00, 0.40, 0.00, 0.00, 0.00),
+    "E": (0.55, 0.60, 0.00, 0.00, 0.00),
+    "ih": (0.30, 0.80, 0.00, 0.00, 0.00),
+    "oh": (0.55, 0.00, 0.70, 0.00, 0.00),
+    "ou": (0.30, 0.00, 1.00, 0.00, 0.00),
+}
+
+# --- Microsoft Azure Speech, 22 viseme ids (0-21) --------------------------------------------
+# Source: Azure AI Speech "Get facial position with viseme", table "Map phonemes to visemes"
+# for en-US (IPA -> viseme id), which keeps the SAPI 5 SPVISEMES grouping (learn.microsoft.com,
+# SAPI 5.4 SPVISEMES): 0 silence | 1 ae ax ah (ae, schwa, uh-as-in-"uncle") | 2 aa | 3 ao |
+# 4 ey eh uh | 5 er | 6 y iy ih | 7 w uw | 8 ow | 9 aw | 10 oy | 11 ay | 12 h | 13 r | 14 l |
+# 15 s z | 16 sh ch jh zh | 17 th dh | 18 f v | 19 d t n | 20 k g ng | 21 p b m.
+# Azure has whole visemes for the diphthongs, so no glides here. Names are the ids as text.
+AZURE22_NAMES = tuple(str(i) for i in range(22))
+PHONEME_TO_AZURE22: dict[str, str] = {
+    "AE": "1", "AH": "1", "AA": "2", "AO": "3", "EY": "4", "EH": "4", "UH": "4", "ER": "5",
+    "Y": "6", "IY": "6", "IH": "6", "W": "7", "UW": "7", "OW": "8", "AW": "9", "OY": "10",
+    "AY": "11", "HH": "12", "R": "13", "L": "14", "S": "15", "Z": "15",
+    "SH": "16", "CH": "16", "JH": "16", "ZH": "16", "TH": "17", "DH": "17", "F": "18", "V": "18",
+    "D": "19", "T": "19", "N": "19", "K": "20", "G": "20", "NG": "20",
+    "P": "21", "B": "21", "M": "21", "SIL": "0",
+}
+AZURE22_SHAPES: dict[str, tuple[float, float, float, float, float]] = {
+    "0": (0.00, 0.20, 0.00, 0.80, 0.00),   # silence
+    "1": (0.60, 0.50, 0.00, 0.00, 0.00),   # ae, schwa, ah: open
+    "2": (1.00, 0.40, 0.00, 0.00, 0.00),   # aa: wide open
+    "3": (0.70, 0.10, 0.50, 0.00, 0.00),   # ao: open, rounded
+    "4": (0.50, 0.45, 0.10, 0.00, 0.00),   # ey eh uh: mid open
+    "5": (0.40, 0.10, 0.50, 0.00, 0.00),   # er: r-coloured, rounded
+    "6": (0.25, 0.80, 0.00, 0.00, 0.00),   # y iy ih: spread, nearly closed
+    "7": (0.25, 0.00, 1.00, 0.00, 0.00),   # w uw: puckered
+    "8": (0.50, 0.00, 0.80, 0.00, 0.00),   # ow: rounded
+    "9": (0.80, 0.20, 0.40, 0.00, 0.00),   # aw: open going round
+    "10": (0.55, 0.30, 0.50, 0.00, 0.00),  # oy: rounded going spread
+    "11": (0.85, 0.50, 0.00, 0.00, 0.00),  # ay: open going spread
+    "12": (0.35, 0.40, 0.00, 0.00, 0.00),  # h: relaxed, open
+    "13": (0.25, 0.10, 0.60, 0.00, 0.00),  # r: rounded
+    "14": (0.40, 0.40, 0.00, 0.00, 0.00),  # l: open, tongue up
+    "15": (0.12, 0.65, 0.00, 0.00, 0.00),  # s z: teeth together, spread
+    "16": (0.20, 0.00, 0.60, 0.00, 0.00),  # sh ch jh zh: protruded
+    "17": (0.20, 0.35, 0.00, 0.00, 0.00),  # th dh: tongue between the teeth
+    "18": (0.15, 0.30, 0.00, 0.00, 1.00),  # f v: upper teeth on the lower lip
+    "19": (0.25, 0.45, 0.00, 0.00, 0.00),  # d t n
+    "20": (0.30, 0.40, 0.00, 0.00, 0.00),  # k g ng
+    "21": (0.00, 0.25, 0.00, 1.00, 0.00),  # p b m: pressed closed
+}
+
+
+@dataclass(frozen=True)
+class VisemeSet:
+    """One viseme vocabulary: its names, the phoneme table, glides and mouth parameters.
+
+    names:  viseme names in weight-column order; ``rest`` is the pause shape and ``closed``
+            the bilabial closure shape (lips pressed: P, B, M).
+    table:  ARPAbet (39 CMU phones) + "SIL" -> viseme name.
+    glides: diphthong -> the viseme it glides to over its last 40%.
+    shapes: viseme name -> 5 mouth parameters (order :data:`MOUTH_PARAMS`, in [0, 1]).
+    """
+
+    key: str
+    title: str
+    names: tuple[str, ...]
+    rest: str
+    closed: str
+    table: dict
+    glides: dict
+    shapes: dict
+    source: str
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def shape_matrix(self, device=None, dtype=torch.float32) -> torch.Tensor:
+        """(V, 5) mouth parameters of each viseme in ``names`` order."""
+        return torch.tensor([self.shapes[n] for n in self.names], dtype=dtype, device=device)
+
+
+VISEME_SETS: dict[str, VisemeSet] = {
+    "rhubarb": VisemeSet(
+        "rhubarb", "Rhubarb / Preston Blair (A-H, X)", ("A", "B", "C", "D", "E", "F", "G", "H", "X"),
+        "X", "A", PHONEME_TO_RHUBARB, RHUBARB_GLIDES, RHUBARB_SHAPES,
+        "Rhubarb Lip Sync README, 'Mouth shapes' (Hanna-Barbera / Preston Blair)"),
+    "oculus15": VisemeSet(
+        "oculus15", "Meta / Oculus OVR Lipsync (15)", OCULUS15_NAMES, "sil", "PP",
+        PHONEME_TO_OCULUS15, OCULUS15_GLIDES, OCULUS15_SHAPES,
+        "Oculus Lipsync Viseme Reference / OpenXR XR_META_face_tracking_visemes"),
+    "azure22": VisemeSet(
+        "azure22", "Microsoft Azure Speech viseme ids (0-21)", AZURE22_NAMES, "0", "21",
+        PHONEME_TO_AZURE22, {}, AZURE22_SHAPES,
+        "Azure AI Speech 'Map phonemes to visemes' (en-US) = SAPI 5 SPVISEMES"),
+}
+"""The viseme sets by key: ``rhubarb``, ``oculus15``, ``azure22``."""
+
+PAUSE_LABELS = frozenset({"SIL", "SP", "SPN", "NSN", "NOISE", "BREATH", "COUGH", "SMACK", "LAUGH",
+                          "UM", "UH_FILLER", "GARBAGE", "<SIL>", "<S>", "</S>", ""})
+"""Labels treated as a pause (rest shape): silence and recogniser noise/filler tokens.
+Pocketsphinx writes its fillers as ``+NSN+``, ``+SPN+``, ``+BREATH+``...; any ``+...+`` label
+counts as a pause too."""
+
+
+def normalize_label(label: str) -> str:
+    """ARPAbet label as the tables key it: upper case, stress digits removed, fillers -> SIL."""
+    s = str(label).strip().upper()
+    if s.startswith("+") and s.endswith("+"):
+        return "SIL"
+    s = s.rstrip("012")
+    return "SIL" if s in PAUSE_LABELS else s
+
+
+def get_set(viseme_set: "str | VisemeSet", who: str = "MapVisemes") -> VisemeSet:
+    if isinstance(viseme_set, VisemeSet):
+        return viseme_set
+    if viseme_set not in VISEME_SETS:
+        raise InputError(f"{who}: unknown viseme_set {viseme_set!r}. Choose one of {', '.join(VISEME_SETS)}.")
+    return VISEME_SETS[viseme_set]
+
+
+# --- timeline building (segments in seconds; a few thousand per 10 minutes: plain Python) -----
+
+GLIDE_SPLIT = 0.6
+"""A diphthong shows its first shape for this fraction of its length, then the glide target."""
+
+
+def _phoneme_segments(track: PhonemeTrack, vs: VisemeSet, end_time: float, who: str):
+    """Phonemes -> contiguous segments [(start, end, viseme index or -1 for pause)] covering
+    [0, end_time]; gaps between phonemes are pauses."""
+    rest = -1
+    segs: list[list] = []
+    t = 0.0
+    unknown = set()
+    items = sorted(track.phonemes, key=lambda p: (float(p.start), float(p.end)))
+    for p in items:
+        s, e = float(p.start), float(p.end)
+        if not (math.isfinite(s) and math.isfinite(e)):
+            raise InputError(f"{who}: phoneme {p.label!r} has a non-finite time ({p.start}, {p.end}).")
+        if e < s:
+            raise InputError(f"{who}: phoneme {p.label!r} ends before it starts ({s:.3f} > {e:.3f} s).")
+        lab = normalize_label(p.label)
+        if lab != "SIL" and lab not in vs.table:
+            unknown.add(str(p.label))
+            continue
+        s, e = max(s, t), min(e, end_time)
+        if e <= s:
+            continue
+        if s > t:
+            segs.append([t, s, rest])
+        if lab == "SIL":
+            segs.append([s, e, rest])
+        else:
+            v = vs.index(vs.table[lab])
+            glide = vs.glides.get(lab)
+            if glide is not None:
+                mid = s + GLIDE_SPLIT * (e - s)
+                segs.append([s, mid, v])
+                segs.append([mid, e, vs.index(glide)])
+            else:
+                segs.append([s, e, v])
+        t = e
+    if unknown:
+        raise InputError(f"{who}: unknown phoneme labels {sorted(unknown)[:10]}. Labels must be ARPAbet "
+                         f"(e.g. AA, P, SH; stress digits allowed) or SIL.")
+    if t < end_time:
+        segs.append([t, end_time, rest])
+    return segs
+
+
+def _merge(segs):
+    out = []
+    for s in segs:
+        if out and out[-1][2] == s[2]:
+            out[-1][1] = s[1]
+        elif s[1] > s[0] or not out:
+            out.append(list(s))
+    return out
+
+
+def _bridge_pauses(segs, bridge_s: float):
+    """Pauses shorter than ``bridge_s`` between two spoken segments vanish: the shape before
+    holds to the middle of the pause, the shape after starts there."""
+    out = []
+    for i, s in enumerate(segs):
+        is_inner = 0 < i < len(segs) - 1
+        if (s[2] == -1 and is_inner and (s[1] - s[0]) < bridge_s
+                and segs[i - 1][2] != -1 and segs[i + 1][2] != -1):
+            mid = 0.5 * (s[0] + s[1])
+            out[-1][1] = mid
+            segs[i + 1] = [mid, segs[i + 1][1], segs[i + 1][2]]
+            continue
+        out.append(list(s))
+    return out
+
+
+def _anticipate(bounds: np.ndarray, vis: np.ndarray, closed: int, lead_s: float) -> np.ndarray:
+    """Each shape starts ``lead_s`` before its sound, except that a bilabial closure is held
+    until its release (the acoustic end of P/B/M). bounds: (n+1,) -> new (n+1,)."""
+    b = bounds.copy()
+    if lead_s > 0 and len(b) > 2:
+        inner = b[1:-1] - lead_s
+        keep = vis[:-1] == closed  # boundary after a closure stays at the release
+        b[1:-1] = np.where(keep, b[1:-1], inner)
+        b[1:-1] = np.clip(b[1:-1], b[0], b[-1])
+        # a closure held to its release wins over the early start of the shapes after it
+        b = np.maximum.accumulate(b)
+    return b
+
+
+def _enforce_hold(bounds: np.ndarray, holds: np.ndarray) -> np.ndarray:
+    """Stretch segments shorter than their hold: first into the slack of the segment before
+    (at most half the need when the next one has slack too), then by pushing the next
+    boundary later (the next segment then takes its turn). bounds (n+1,), holds (n,)."""
+    b = bounds.astype(np.float64).copy()
+    n = len(holds)
+    for k in range(n):
+        need = holds[k] - (b[k + 1] - b[k])
+        if need <= 1e-12:
+            continue
+        prev_slack = max(0.0, (b[k] - b[k - 1]) - holds[k - 1]) if k > 0 else 0.0
+        next_slack = max(0.0, (b[k + 2] - b[k + 1]) - holds[k + 1]) if k + 1 < n else 0.0
+        take = min(prev_slack, need if next_slack <= 0 or k + 1 >= n else 0.5 * need)
+        b[k] -= take
+        need -= take
+        if need > 1e-12 and k + 1 < n:
+            b[k + 1] = min(b[k + 1] + need, b[n])
+            j = k + 2
+            while j < n and b[j] < b[k + 1]:
+                b[j] = b[k + 1]
+                j += 1
+        elif need > 1e-12 and k > 0:  # last segment: take what the previous one can give
+            b[k] = max(b[k] - need, b[k - 1])
+    return b
+
+
+def _timeline(track, vs, fps, num_frames, anticipation_ms, min_hold_ms, bridge_pause_ms, who):
+    """Final segment bounds (n+1,) float64 and viseme index per segment (n,) (rest = real index)."""
+    end_time = num_frames / fps
+    segs = _phoneme_segments(track, vs, end_time, who)
+    segs = _merge(segs)
+    segs = _bridge_pauses(segs, bridge_pause_ms / 1000.0)
+    rest = vs.index(vs.rest)
+    for s in segs:
+        if s[2] == -1:
+            s[2] = rest
+    segs = _merge(segs)
+    bounds = np.array([s[0] for s in segs] + [segs[-1][1]], dtype=np.float64)
+    bounds[0], bounds[-1] = 0.0, end_time
+    vis = np.array([s[2] for s in segs], dtype=np.int64)
+    closed = vs.index(vs.closed)
+    bounds = _anticipate(bounds, vis, closed, anticipation_ms / 1000.0)
+    holds = np.full(len(vis), min_hold_ms / 1000.0)
+    holds[vis == closed] = max(min_hold_ms / 1000.0, 1.0 / fps)  # a closure shows in >= 1 frame
+    bounds = _enforce_hold(bounds, holds)
+    keep = np.diff(bounds) > 1e-9
+    if not keep.all():  # zero-length leftovers (a phone swallowed by a closure)
+        vis = vis[keep]
+        bounds = np.concatenate([bounds[:-1][keep], bounds[-1:]])
+    return bounds, vis
+
+
+# --- frames (vectorised over T) ---------------------------------------------------------------
+
+def _box_weights(bounds: torch.Tensor, vis: torch.Tensor, V: int, t: torch.Tensor, width: float) -> torch.Tensor:
+    """Weights (T, V): the share of each viseme inside the window [t - width/2, t + width/2]
+    (clipped to the clip), computed exactly from the piecewise-constant timeline through its
+    cumulative time per viseme. width 0 -> the viseme at t (one-hot)."""
+    n = vis.shape[0]
+    onehot = torch.nn.functional.one_hot(vis, V).to(torch.float64)  # (n, V)
+    lengths = (bounds[1:] - bounds[:-1]).unsqueeze(1)
+    cum = torch.cat([torch.zeros(1, V, dtype=torch.float64), torch.cumsum(onehot * lengths, 0)], 0)
+
+    def seg_of(x):
+        return torch.searchsorted(bounds[1:-1].contiguous(), x.contiguous(), right=True).clamp_(0, n - 1)
+
+    if width <= 1e-9:
+        return onehot[seg_of(t)]
+
+    def cumulative(x):
+        k = seg_of(x)
+        return cum[k] + onehot[k] * (x - bounds[k]).unsqueeze(1)
+
+    lo = (t - width / 2).clamp(bounds[0], bounds[-1])
+    hi = (t + width / 2).clamp(bounds[0], bounds[-1])
+    span = (hi - lo).unsqueeze(1)
+    w = (cumulative(hi) - cumulative(lo)) / span.clamp_min(1e-12)
+    return torch.where(span > 1e-12, w, onehot[seg_of(t)])
+
+
+def _gauss_smooth(x: torch.Tensor, sigma_frames: float) -> torch.Tensor:
+    """Zero-phase Gaussian filter along time of x (T, C); edges replicate. Rows keep their sum."""
+    if sigma_frames < 0.25 or x.shape[0] < 2:
+        return x
+    r = int(math.ceil(3 * sigma_frames))
+    k = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (k / sigma_frames) ** 2)
+    k = (k / k.sum()).view(1, 1, -1).repeat(x.shape[1], 1, 1)
+    y = x.T.unsqueeze(0)  # (1, C, T)
+    y = torch.nn.functional.pad(y, (r, r), mode="replicate")
+    return torch.nn.functional.conv1d(y, k, groups=x.shape[1])[0].T
+
+
+SMOOTHING_MAX_MS = 60.0
+"""smoothing = 1 is a Gaussian of this sigma (ms); smoothing = s scales it linearly."""
+
+
+def _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, strength,
+                smoothing, bridge_pause_ms, who):
+    if not isinstance(track, PhonemeTrack):
+        raise InputError(f"{who}: phonemes must be a PhonemeTrack (from ExtractPhonemes), got {type(track).__name__}.")
+    if len(track.phonemes) == 0:
+        raise InputError(f"{who}: the phoneme track is empty (0 phonemes, {track.duration:.2f} s). "
+                         "Check ExtractPhonemes' preview; the audio may be silent or the transcript missing.")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= 1000):
+        raise InputError(f"{who}: fps must be a positive frame rate up to 1000, got {fps}. "
+                         "Set the video's fps (e.g. 25), or connect a driver.")
+    if not (isinstance(num_frames, (int, np.integer)) and num_frames >= 1):
+        raise InputError(f"{who}: frame count must be a whole number >= 1, got {num_frames}. "
+                         "Set frame_count, or 0 to use the driver's or the phonemes' length.")
+    for name, val, lo, hi in (("anticipation_ms", anticipation_ms, 0, 500), ("min_hold_ms", min_hold_ms, 0, 1000),
+                              ("blend_ms", blend_ms, 0, 1000), ("strength", strength, 0, 1),
+                              ("smoothing", smoothing, 0, 1), ("bridge_pause_ms", bridge_pause_ms, 0, 5000)):
+        if not (isinstance(val, (int, float)) and math.isfinite(val) and lo <= val <= hi):
+            raise InputError(f"{who}: {name} must be between {lo} and {hi}, got {val}.")
+
+
+def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
+                 viseme_set: "str | VisemeSet" = "rhubarb", anticipation_ms: float = 40.0,
+                 min_hold_ms: float = 60.0, blend_ms: float = 60.0, strength: float = 1.0,
+                 smoothing: float = 0.5, bridge_pause_ms: float = 150.0,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                 who: str = "MapVisemes") -> VisemeTrack:
+    """Timed phonemes -> a per-frame mouth track at ``fps``.
+
+    Frame ``i`` shows time ``(i + 0.5) / fps`` (its centre). The rules, in order:
+
+    1. each phoneme becomes its viseme; diphthongs glide to a second viseme over their last
+       40%; silence, fillers and gaps become the rest shape;
+    2. pauses shorter than ``bridge_pause_ms`` between speech are bridged (no return to rest);
+    3. anticipation: every shape starts ``anticipation_ms`` before its sound, but a P/B/M
+       closure is held until its release, so the lips open when the sound does;
+    4. minimum hold: shapes shorter than ``min_hold_ms`` are stretched into their neighbours;
+       a closure always lasts at least one frame;
+    5. blending: each frame's weights are the share of each shape in a ``blend_ms`` window
+       around it (linear cross-fades instead of cuts), then a zero-phase Gaussian of sigma
+       ``smoothing * 60 ms``; rows sum to 1;
+    6. frames whose centre lies in a closure are fully closed (lip_close 1, jaw 0);
+    7. params = weights @ shapes; ``strength`` s mixes toward rest:
+       ``w = s * w + (1 - s) * rest`` (so params move linearly toward the rest pose).
+
+    track: PhonemeTrack; num_frames: T (default ``round(track.duration * fps)``).
+    Returns VisemeTrack with weights (T, V) and params (T, 5) in [0, 1] on ``device``
+    (default CPU), ``dtype``; cues are the dominant shape per run of frames BEFORE strength.
+    Deterministic; identical on every device (computed in float64 on the CPU, then moved).
+    """
+    vs = get_set(viseme_set, who)
+    if isinstance(track, PhonemeTrack) and num_frames is None:
+        num_frames = max(1, int(round(float(track.duration) * float(fps)))) if fps and fps > 0 else 0
+    _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, strength,
+                smoothing, bridge_pause_ms, who)
+    fps = float(fps)
+    num_frames = int(num_frames)
+    V = len(vs.names)
+    bounds_np, vis_np = _timeline(track, vs, fps, num_frames, anticipation_ms, min_hold_ms,
+                                  bridge_pause_ms, who)
+    bounds = torch.from_numpy(bounds_np)
+    vis = torch.from_numpy(vis_np)
+    t = (torch.arange(num_frames, dtype=torch.float64) + 0.5) / fps
+    w = _box_weights(bounds, vis, V, t, blend_ms / 1000.0)
+    w = _gauss_smooth(w, smoothing * SMOOTHING_MAX_MS / 1000.0 * fps)
+    # closures: hard, whatever the blending did around them
+    seg = torch.searchsorted(bounds[1:-1].contiguous(), t, right=True).clamp_(0, len(vis_np) - 1)
+    closed = vs.index(vs.closed)
+    is_closed = vis[seg] == closed
+    w[is_closed] = torch.nn.functional.one_hot(torch.tensor(closed), V).to(w)
+    w = w / w.sum(1, keepdim=True)
+    cues = _cues(w, vs.names, fps)
+    rest = torch.nn.functional.one_hot(torch.tensor(vs.index(vs.rest)), V).to(w)
+    w = strength * w + (1.0 - strength) * rest
+    params = (w @ vs.shape_matrix(dtype=torch.float64)).clamp_(0.0, 1.0)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    return VisemeTrack(weights=w.to(device=dev, dtype=dtype), params=params.to(device=dev, dtype=dtype),
+                       names=vs.names, viseme_set=vs.key, fps=fps, cues=cues)
+
+
+def _cues(w: torch.Tensor, names, fps: float) -> tuple[tuple[float, float, str], ...]:
+    """Runs of the dominant viseme -> (start, end, name) in seconds at frame boundaries."""
+    top = torch.argmax(w, dim=1).numpy()
+    change = np.flatnonzero(np.diff(top)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(top)]])
+    return tuple((float(s / fps), float(e / fps), names[int(top[s])]) for s, e in zip(starts, ends))
+
+
+# --- export -----------------------------------------------------------------------------------
+
+def _decimals(times) -> int:
+    """Rhubarb writes times with 2 decimals; use 3 where 2 would merge distinct boundaries."""
+    r2 = [round(x, 2) for x in times]
+    return 2 if all(b > a for a, b in zip(r2, r2[1:])) else 3
+
+
+def _cue_values(track: VisemeTrack):
+    cues = list(track.cues) or [(0.0, track.num_frames / track.fps, track.names[-1])]
+    return cues, track.num_frames / track.fps
+
+
+def to_rhubarb_json(track: VisemeTrack, sound_file: str = "") -> str:
+    """Rhubarb Lip Sync's JSON export: ``{"metadata": {"soundFile", "duration"},
+    "mouthCues": [{"start", "end", "value"}, ...]}`` laid out as Rhubarb does (one cue per
+    line). Values are the set's own viseme names (A-H/X for Rhubarb)."""
+    cues, duration = _cue_values(track)
+    d = _decimals([c[0] for c in cues] + [duration])
+    lines = ["{", '  "metadata": {', f'    "soundFile": {json.dumps(str(sound_file))},',
+             f'    "duration": {duration:.{d}f}', "  },", '  "mouthCues": [']
+    body = [f'    {{ "start": {s:.{d}f}, "end": {e:.{d}f}, "value": {json.dumps(v)} }}' for s, e, v in cues]
+    lines.append(",\n".join(body))
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_tsv(track: VisemeTrack) -> str:
+    """Rhubarb Lip Sync's TSV export: one ``start<TAB>value`` line per cue, then the end time
+    with the rest shape (X for Rhubarb)."""
+    cues, duration = _cue_values(track)
+    vs = VISEME_SETS.get(track.viseme_set)
+    rest = vs.rest if vs is not None else track.names[-1]
+    d = _decimals([c[0] for c in cues] + [duration])
+    rows = [f"{s:.{d}f}\t{v}" for s, _, v in cues] + [f"{duration:.{d}f}\t{rest}"]
+    return "\n".join(rows) + "\n"
