@@ -1,0 +1,772 @@
+"""Face tracking, mouth landmarks, the mouth-opening measure and the lower-face mask.
+
+Everything here is weight-free by default: faces come from OpenCV's bundled Haar cascade
+(``opencv-python-headless`` < 5), mouths from lip chroma (YCrCb "lip map") and the dark inner
+mouth inside an aligned crop. mediapipe's legacy face mesh is an optional, more precise tracker
+(``detector="mediapipe"``); the opening measure is the same for both, so SyncScore compares
+like with like.
+
+Geometry, in one place:
+
+* face box: square-ish Haar-style box (x0, y0, x1, y1) in frame pixels, width ``w``;
+  the mouth centre sits near (x0 + 0.51 w, y0 + 0.80 w), the mouth is about 0.27 w wide.
+* aligned crop: a similarity transform (kornia ``warp_affine`` layout, frame px -> crop px)
+  that puts the mouth centre at the crop centre, levels the mouth-corner line and makes the
+  crop side ``1.0 * w``. The same crop, resized to :data:`ANALYSIS_SIZE`, is what
+  :func:`mouth_opening` reads.
+
+Public API: :func:`track_faces`, :func:`mouth_opening`, :func:`lower_face_mask`,
+:func:`preview`, :func:`mouth_crops`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .checks import check_images, check_shape
+from .errors import DependencyError, InputError, NoFaceError
+from .types import MOUTH_POINTS, FaceTrack
+
+log = logging.getLogger("comfyui_lipsync")
+
+WHO = "MaskLowerFace"
+
+DETECTORS = ("haar", "mediapipe")
+MEDIAPIPE_INSTALL = (
+    'pip install --no-deps mediapipe==0.10.21 && pip install absl-py attrs flatbuffers "protobuf<5" matplotlib'
+)
+
+ANALYSIS_SIZE = 96
+"""Side (px) of the aligned crop on which mouth landmarks and the opening are measured."""
+
+CROP_SCALE = 1.0
+"""Aligned-crop side as a multiple of the face width (the Haar-style box width)."""
+
+MOUTH_IN_BOX = (0.51, 0.80)
+"""Mouth centre inside a Haar face box, in box widths from its top-left corner (GRID, 7 speakers)."""
+
+MOUTH_WIDTH = 0.27
+"""Mouth width (outer corners) in face widths."""
+
+NOSE_ABOVE = 0.14
+"""Bottom of the nose above the mouth centre, in face widths."""
+
+CHIN_BELOW = 0.24
+"""Chin below the mouth centre, in face widths."""
+
+MESH_TO_BOX = 0.75
+"""Face-mesh cheek-to-cheek width (points 234-454) divided by the Haar box width."""
+
+DETECT_SIDE = 360
+"""Frames are downscaled so their longer side is at most this many pixels for face detection."""
+
+# Face-mesh indices (mediapipe legacy face mesh, 468 points) in MOUTH_POINTS order.
+_MESH_MOUTH = (61, 291, 0, 17, 13, 14, 2, 152)
+_MESH_CHEEKS = (234, 454)
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - cv2 is a hard requirement
+        raise DependencyError(
+            f"{WHO}: OpenCV is missing. Install it with: pip install 'opencv-python-headless>=4.8,<5'."
+        ) from e
+    if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+        raise DependencyError(
+            f"{WHO}: this OpenCV ({cv2.__version__}) has no Haar cascades (5.0 removed them). "
+            "Install: pip install 'opencv-python-headless>=4.8,<5'."
+        )
+    return cv2
+
+
+def _mediapipe_face_mesh():
+    try:
+        from mediapipe.python.solutions import face_mesh
+    except ImportError as e:
+        raise DependencyError(
+            f"{WHO}: detector 'mediapipe' needs mediapipe 0.10.21 (the last release with the bundled "
+            f"face mesh). Install it without touching numpy: {MEDIAPIPE_INSTALL}. Or choose detector 'haar'."
+        ) from e
+    return face_mesh
+
+
+def mediapipe_available() -> bool:
+    """True when the optional mediapipe face mesh can be imported."""
+    try:
+        _mediapipe_face_mesh()
+    except DependencyError:
+        return False
+    return True
+
+
+# --- small numeric helpers -----------------------------------------------------------------
+
+def _to_u8(frames: torch.Tensor) -> np.ndarray:
+    """(b, H, W, C) float 0..1 tensor -> (b, H, W, 3) uint8 RGB numpy (alpha dropped)."""
+    x = frames[..., :3].detach()
+    return (x.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+def _gauss_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing along axis 0 with edge reflection; sigma in samples (0 = none)."""
+    if sigma <= 0 or len(x) < 2:
+        return x.copy()
+    from scipy.ndimage import gaussian_filter1d
+
+    return gaussian_filter1d(x.astype(np.float64), sigma, axis=0, mode="nearest")
+
+
+def _median_filter(x: np.ndarray, size: int) -> np.ndarray:
+    if size <= 1 or len(x) < 3:
+        return x.copy()
+    from scipy.ndimage import median_filter
+
+    size = min(size, len(x) if len(x) % 2 else len(x) - 1)
+    return median_filter(x, size=(size,) + (1,) * (x.ndim - 1), mode="nearest")
+
+
+def _similarity(cx, cy, angle, side, size) -> np.ndarray:
+    """(n, 2, 3) frame->crop matrices: (cx, cy) -> crop centre, rotate by -angle, side px -> size px."""
+    cx, cy, angle, side = (np.asarray(v, np.float64) for v in (cx, cy, angle, side))
+    s = size / side
+    c, si = np.cos(angle) * s, np.sin(angle) * s
+    m = np.zeros(cx.shape + (2, 3))
+    # crop = R(-angle) * s * (p - centre) + size/2 ; pixel centres: size/2 - 0.5 is the middle
+    half = size / 2.0 - 0.5
+    m[..., 0, 0], m[..., 0, 1] = c, si
+    m[..., 1, 0], m[..., 1, 1] = -si, c
+    m[..., 0, 2] = half - (c * cx + si * cy)
+    m[..., 1, 2] = half - (-si * cx + c * cy)
+    return m
+
+
+def _invert(m: np.ndarray) -> np.ndarray:
+    """Invert (n, 2, 3) affine matrices."""
+    a = m[..., :2]
+    inv = np.linalg.inv(a)
+    t = -np.einsum("nij,nj->ni", inv, m[..., 2])
+    return np.concatenate([inv, t[..., None]], axis=-1)
+
+
+def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Apply (n, 2, 3) to points (n, k, 2)."""
+    return np.einsum("nij,nkj->nki", m[..., :2], pts) + m[:, None, :, 2]
+
+
+def _warp_u8(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    cv2 = _cv2()
+    return cv2.warpAffine(img, m.astype(np.float64), (size, size), flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+# --- the weight-free mouth analysis ----------------------------------------------------------
+
+def _ycc(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB (n, S, S, 3) -> (luma Y in 0..1, lip map Cr - Cb in about -1..1), float32."""
+    c = crops.astype(np.float32) / 255.0
+    y = 0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2]
+    cr = (c[..., 0] - y) * 0.713
+    cb = (c[..., 2] - y) * 0.564
+    return y, cr - cb
+
+
+def _refine_mouth(crops: np.ndarray) -> np.ndarray:
+    """Locate the mouth in crops centred on a prior guess.
+
+    crops: (n, S, S, 3) uint8, side = face width, prior mouth at the centre.
+    Returns (n, 5): mouth centre x, y, corner-line angle (radians), confidence, corner half-width,
+    all in crop pixels.
+    """
+    n, s = crops.shape[:2]
+    _, lip = _ycc(crops)
+    hy, hx = int(round(0.08 * s)), int(round(0.17 * s))
+    c = s // 2
+    win = lip[:, c - hy:c + hy, c - hx:c + hx]
+    skin = np.median(win.reshape(n, -1), axis=1)
+    q = win - skin[:, None, None]
+    top = np.percentile(q.reshape(n, -1), 98, axis=1)
+    q = np.clip(q - 0.4 * top[:, None, None], 0, None)
+    mass = q.sum(axis=(1, 2)) + 1e-9
+    ys = np.arange(-hy, hy, dtype=np.float32) + c
+    xs = np.arange(-hx, hx, dtype=np.float32) + c
+    gy, gx = ys[None, :, None], xs[None, None, :]
+    cy = (q * gy).sum(axis=(1, 2)) / mass
+    cx = (q * gx).sum(axis=(1, 2)) / mass
+    dy, dx = gy - cy[:, None, None], gx - cx[:, None, None]
+    mu20 = (q * dx * dx).sum(axis=(1, 2)) / mass
+    mu02 = (q * dy * dy).sum(axis=(1, 2)) / mass
+    mu11 = (q * dx * dy).sum(axis=(1, 2)) / mass
+    ang = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)  # principal axis of the lip blob
+    half = np.sqrt(np.maximum(mu20, 0)) * 2.0
+    conf = top / (np.abs(win - skin[:, None, None]).mean(axis=(1, 2)) + 1e-6)
+    out = np.stack([cx, cy, ang, conf, half], 1).astype(np.float32)
+    bad = mass < 1e-6
+    out[bad] = (c, c, 0.0, 0.0, MOUTH_WIDTH * s / 2)
+    return out
+
+
+def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The opening measure and mouth landmarks on aligned crops at :data:`ANALYSIS_SIZE`.
+
+    crops: (n, S, S, 3) uint8 with the mouth at the centre, level, crop side = face width.
+    Returns (opening (n,) >= 0, landmarks (n, 6, 2) in crop px: corner_left, corner_right,
+    upper_outer, lower_outer, upper_inner, lower_inner).
+
+    The opening is the inner-lip gap divided by the mouth width, where the gap is read from the
+    vertical profile of the centre columns: rows between the upper- and lower-lip peaks of the
+    lip map that are less lip-coloured than halfway from skin to lip, counted softly, plus rows
+    darker than half the skin brightness (the open mouth's cavity).
+    """
+    n, s = crops.shape[:2]
+    y, lip = _ycc(crops)
+    c = s // 2
+    hy = int(round(0.17 * s))
+    cw = max(int(round(0.05 * s)), 2)
+    mw = MOUTH_WIDTH * s
+    # skin reference: a band of rows above and below the lip window, centre half of the width
+    ring = np.concatenate([lip[:, c - hy - 6:c - hy, c - hy:c + hy], lip[:, c + hy:c + hy + 6, c - hy:c + hy]], axis=1)
+    skin = np.median(ring.reshape(n, -1), axis=1)
+    yring = np.concatenate([y[:, c - hy - 6:c - hy, c - hy:c + hy], y[:, c + hy:c + hy + 6, c - hy:c + hy]], axis=1)
+    yskin = np.median(yring.reshape(n, -1), axis=1)
+    prof = lip[:, c - hy:c + hy, c - cw:c + cw].mean(axis=2)  # (n, 2hy)
+    yprof = y[:, c - hy:c + hy, c - cw:c + cw].mean(axis=2)
+    rows = np.arange(-hy, hy, dtype=np.float32) + c
+    opening = np.zeros(n, np.float32)
+    lm = np.zeros((n, 6, 2), np.float32)
+    # corners from the lip-map column profile in the mouth rows
+    band = lip[:, c - 4:c + 5, :] - skin[:, None, None]
+    colp = band.mean(axis=1)
+    for i in range(n):
+        p = prof[i] - skin[i]
+        up = int(np.argmax(p[:hy]))
+        dn = hy + int(np.argmax(p[hy:]))
+        pu, pl = p[up], p[dn]
+        lipref = max(min(pu, pl), 1e-3)
+        thr = 0.5 * lipref
+        seg = p[up:dn + 1]
+        soft = np.clip((thr - seg) / thr, 0, 1).sum()
+        dark = np.clip((0.5 * yskin[i] - yprof[i, up:dn + 1]) / (0.25 * yskin[i] + 1e-6), 0, 1).sum()
+        gap = max(soft, dark)
+        opening[i] = gap / mw
+        # inner lip edges: around the gap's centre of mass, half the gap each way
+        wts = np.clip((thr - seg) / thr, 0, 1)
+        mid = (up + dn) / 2 if wts.sum() < 1e-6 else up + (wts * np.arange(len(seg))).sum() / wts.sum()
+        ui, li = mid - gap / 2, mid + gap / 2
+        # outer lip edges: where the lip map falls below a third of each peak, outward
+        a = up
+        while a > 0 and p[a - 1] > pu / 3:
+            a -= 1
+        b = dn
+        while b < len(p) - 1 and p[b + 1] > pl / 3:
+            b += 1
+        cp = colp[i]
+        mx = cp.max()
+        if mx > 0:
+            on = np.nonzero(cp > 0.25 * mx)[0]
+            # keep the run that contains (or is nearest to) the centre
+            left, right = on[0], on[-1]
+            runs = np.split(on, np.nonzero(np.diff(on) > 2)[0] + 1)
+            best = min(runs, key=lambda r: 0 if r[0] <= c <= r[-1] else min(abs(r[0] - c), abs(r[-1] - c)))
+            left, right = best[0], best[-1]
+            if right - left < 0.4 * mw:
+                left, right = c - mw / 2, c + mw / 2
+        else:
+            left, right = c - mw / 2, c + mw / 2
+        lm[i] = ((left, c), (right, c), (c, rows[0] + a), (c, rows[0] + b),
+                 (c, rows[0] + ui), (c, rows[0] + li))
+    return opening, lm
+
+
+def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tensor:
+    """The weight-free mouth-opening measure of aligned mouth crops.
+
+    crops: (B, S, S, C) float 0..1, C 3 or 4, mouth at the centre, mouth-corner line level,
+    crop side = 1.0 face width (what :func:`mouth_crops` or the ``transform`` of a
+    :class:`FaceTrack` produce). Returns (B,) float32 >= 0 on the crops' device: the inner-lip
+    gap divided by the mouth width (about 0 closed, 0.1-0.4 speaking). Each crop is measured on
+    its own (no clip statistics), so a generator's output can be checked frame by frame with
+    exactly the measure that :func:`track_faces` stores in ``FaceTrack.opening``.
+    """
+    check_images(crops, who, "crops")
+    if crops.shape[1] != crops.shape[2]:
+        raise InputError(f"{who}: crops must be square (B, S, S, C), got {tuple(crops.shape)}.")
+    cv2 = _cv2()
+    out = []
+    for start in range(0, crops.shape[0], 256):
+        u8 = _to_u8(crops[start:start + 256])
+        if u8.shape[1] != ANALYSIS_SIZE:
+            interp = cv2.INTER_AREA if u8.shape[1] > ANALYSIS_SIZE else cv2.INTER_LINEAR
+            u8 = np.stack([cv2.resize(im, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=interp) for im in u8])
+        out.append(_analyse(u8)[0])
+    return torch.from_numpy(np.concatenate(out)).to(crops.device)
+
+
+# --- detection --------------------------------------------------------------------------------
+
+class _Haar:
+    def __init__(self) -> None:
+        cv2 = _cv2()
+        self.cv2 = cv2
+        self.casc = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        if self.casc.empty():
+            raise DependencyError(f"{WHO}: OpenCV's bundled frontal-face cascade could not be loaded.")
+
+    def __call__(self, img: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
+        """img uint8 RGB (H, W, 3) -> (k, 4) boxes x0, y0, x1, y1 in img px."""
+        cv2 = self.cv2
+        h, w = img.shape[:2]
+        scale = min(1.0, DETECT_SIDE / max(h, w))
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            g = cv2.resize(g, (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)), interpolation=cv2.INTER_AREA)
+        ms = max(int(0.08 * min(g.shape)), 20)
+        d = self.casc.detectMultiScale(g, scaleFactor=1.1, minNeighbors=5, minSize=(ms, ms))
+        if len(d) == 0:
+            return np.zeros((0, 4))
+        d = np.asarray(d, np.float64)
+        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1)
+        return boxes / scale
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of one box a (4,) with boxes b (k, 4)."""
+    x0 = np.maximum(a[0], b[:, 0]); y0 = np.maximum(a[1], b[:, 1])
+    x1 = np.minimum(a[2], b[:, 2]); y1 = np.minimum(a[3], b[:, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area = lambda z: (z[..., 2] - z[..., 0]) * (z[..., 3] - z[..., 1])
+    return inter / (area(a) + area(b) - inter + 1e-9)
+
+
+def _choose(boxes: np.ndarray, face_index: int, prev: np.ndarray | None) -> np.ndarray | None:
+    if len(boxes) == 0:
+        return None
+    if face_index >= 0:
+        order = np.argsort(0.5 * (boxes[:, 0] + boxes[:, 2]))
+        return boxes[order[face_index]] if face_index < len(boxes) else None
+    if prev is not None:
+        iou = _iou(prev, boxes)
+        if iou.max() > 0.3:
+            return boxes[int(np.argmax(iou))]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return boxes[int(np.argmax(area))]
+
+
+def _runs(idx: Sequence[int]) -> str:
+    """[3,4,5,9] -> '3-5, 9'."""
+    idx = list(idx)
+    if not idx:
+        return ""
+    parts, start, last = [], idx[0], idx[0]
+    for i in idx[1:]:
+        if i == last + 1:
+            last = i
+            continue
+        parts.append(f"{start}-{last}" if last > start else f"{start}")
+        start = last = i
+    parts.append(f"{start}-{last}" if last > start else f"{start}")
+    return ", ".join(parts)
+
+
+def _parse_manual_box(manual_box, h: int, w: int) -> np.ndarray | None:
+    if manual_box is None:
+        return None
+    if isinstance(manual_box, str):
+        text = manual_box.strip()
+        if not text:
+            return None
+        try:
+            vals = [float(v) for v in text.replace(";", ",").replace(" ", ",").split(",") if v]
+        except ValueError:
+            raise InputError(f"{WHO}: manual box must be 'x0,y0,x1,y1' in pixels, got {manual_box!r}.") from None
+    else:
+        vals = [float(v) for v in manual_box]
+    if len(vals) != 4:
+        raise InputError(f"{WHO}: manual box needs 4 numbers x0,y0,x1,y1, got {len(vals)}: {manual_box!r}.")
+    x0, y0, x1, y1 = vals
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h) or x1 - x0 < 16 or y1 - y0 < 16:
+        raise InputError(
+            f"{WHO}: manual box {vals} must lie inside the {w}x{h} frame with x0<x1, y0<y1 and be at "
+            "least 16 px wide and high. Give the face from eyebrows to chin, e.g. '"
+            f"{w // 3},{h // 4},{2 * w // 3},{3 * h // 4}'."
+        )
+    return np.array(vals, np.float64)
+
+
+def track_faces(
+    frames: torch.Tensor,
+    detector: str = "haar",
+    face_index: int = -1,
+    manual_box=None,
+    crop_size: int = 256,
+    chunk: int = 64,
+    on_progress: Callable[[int, int], None] | None = None,
+    detect_every: int = 5,
+) -> FaceTrack:
+    """Follow one face through a clip and measure its mouth.
+
+    frames:      (B, H, W, C) float 0..1 (IMAGE), C 3 or 4, any device.
+    detector:    "haar" (OpenCV cascade + lip chroma, always available) or "mediapipe"
+                 (face mesh; raises DependencyError with the install command when missing).
+    face_index:  -1 = the largest face; k >= 0 = the k-th face from the left.
+    manual_box:  None / "" for automatic detection, else (x0, y0, x1, y1) or "x0,y0,x1,y1" in
+                 frame pixels around the face (eyebrows to chin); mouth still found per frame.
+    crop_size:   side of the aligned mouth-centred crop the transform maps to (96, 256, 512).
+    chunk:       frames converted at a time (memory bound for 4K / long clips).
+    on_progress: callback (done, total) per chunk; ComfyUI's progress bar + interrupt point.
+    detect_every: run the face detector on every k-th frame, interpolate and smooth between.
+
+    Returns a :class:`FaceTrack` whose tensors are on ``frames.device``. Raises NoFaceError when
+    no face is found in any frame (suggesting the manual box).
+    """
+    check_images(frames, WHO, "images")
+    if detector not in DETECTORS:
+        raise InputError(f"{WHO}: detector must be one of {DETECTORS}, got {detector!r}.")
+    if int(crop_size) < 16:
+        raise InputError(f"{WHO}: crop_size must be at least 16 px, got {crop_size}.")
+    b, h, w = (int(v) for v in frames.shape[:3])
+    chunk = max(int(chunk), 1)
+    box = _parse_manual_box(manual_box, h, w)
+    total_steps = 2 * math.ceil(b / chunk) + (0 if box is not None else math.ceil(b / chunk))
+    done = [0]
+
+    def step():
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0], total_steps)
+
+    notes = []
+    mesh = None
+    if detector == "mediapipe" and box is None:
+        mesh = _track_mesh(frames, face_index, chunk, step)
+        boxes, found = mesh["boxes"], mesh["found"]
+        notes.append("detector: mediapipe face mesh")
+    elif box is not None:
+        boxes = np.repeat(box[None], b, axis=0)
+        found = np.ones(b, bool)
+        notes.append(f"manual face box {box.round(1).tolist()}")
+    else:
+        boxes, found = _track_haar(frames, face_index, chunk, step, detect_every)
+        notes.append(f"detector: OpenCV Haar cascade every {detect_every} frames, lip-chroma mouth")
+
+    # face width (Haar-style) and prior mouth centre per frame
+    fw = boxes[:, 2] - boxes[:, 0]
+    if mesh is not None:
+        m = mesh["mouth"]
+        raw = np.concatenate([(0.5 * (m[:, 0] + m[:, 1])), np.arctan2(m[:, 1, 1] - m[:, 0, 1], m[:, 1, 0] - m[:, 0, 0])[:, None]], 1)
+        fw = mesh["face_width"]
+        conf = np.ones(b)
+    else:
+        raw, conf = _locate_mouths(frames, boxes, chunk, step)
+    fw_s = _gauss_smooth(_median_filter(fw, 5), 3.0)
+    cx = _gauss_smooth(_median_filter(raw[:, 0], 3), 1.0)
+    cy = _gauss_smooth(_median_filter(raw[:, 1], 3), 1.0)
+    ang = _gauss_smooth(_median_filter(np.clip(raw[:, 2], -0.6, 0.6), 5), 3.0)
+    side = CROP_SCALE * fw_s
+
+    # analysis crops -> opening + landmarks, in chunks
+    m_an = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
+    inv_an = _invert(m_an)
+    opening = np.zeros(b, np.float32)
+    lm = np.zeros((b, 8, 2), np.float64)
+    for s0 in range(0, b, chunk):
+        u8 = _to_u8(frames[s0:s0 + chunk])
+        crops = np.stack([_warp_u8(im, m_an[s0 + i], ANALYSIS_SIZE) for i, im in enumerate(u8)])
+        op, pts = _analyse(crops)
+        opening[s0:s0 + len(u8)] = op
+        lm[s0:s0 + len(u8), :6] = _apply(inv_an[s0:s0 + len(u8)], pts.astype(np.float64))
+        step()
+    half = ANALYSIS_SIZE / 2 - 0.5
+    k = ANALYSIS_SIZE / CROP_SCALE  # analysis px per face width
+    extra = np.array([[half, half - NOSE_ABOVE * k], [half, half + CHIN_BELOW * k]])
+    lm[:, 6:] = _apply(inv_an, np.broadcast_to(extra, (b, 2, 2)).copy())
+    if mesh is not None:
+        lm = mesh["mouth"].astype(np.float64)
+
+    transform = _similarity(cx, cy, ang, side, int(crop_size))
+    lost = np.nonzero(~found)[0].tolist()
+    if lost:
+        notes.append(f"face lost in {len(lost)} of {b} frames, interpolated from neighbours: frames {_runs(lost)}")
+    else:
+        notes.append(f"face found in all {b} frames")
+    weak = np.nonzero(conf < 1.5)[0].tolist() if mesh is None else []
+    if weak:
+        notes.append(f"weak lip colour (mouth position from the face box) in {len(weak)} frames: {_runs(weak)}")
+    notes.append(f"face width {fw_s.mean():.0f} px, mean opening {opening.mean():.3f}, max {opening.max():.3f}")
+    dev = frames.device
+    f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)
+    extras = {"angle": f32(ang), "face_width": f32(fw_s), "detector": detector if box is None else "manual"}
+    if mesh is not None:
+        extras["mesh_gap"] = f32(mesh["gap"])
+    track = FaceTrack(
+        boxes=f32(boxes),
+        mouth=f32(lm),
+        opening=f32(opening),
+        transform=f32(transform),
+        crop_size=int(crop_size),
+        frame_size=(h, w),
+        found=torch.as_tensor(found, device=dev),
+        report="\n".join(notes),
+        extras=extras,
+    )
+    return track
+
+
+def _track_haar(frames, face_index, chunk, step, every):
+    """Haar detection on every ``every``-th frame -> (boxes (B, 4) smoothed, found (B,) bool)."""
+    det = _Haar()
+    b = frames.shape[0]
+    every = max(int(every), 1)
+    keys = list(range(0, b, every))
+    if keys[-1] != b - 1:
+        keys.append(b - 1)
+    key_boxes = {}
+    prev = None
+    for s0 in range(0, b, chunk):
+        ks = [k for k in keys if s0 <= k < s0 + chunk]
+        if ks:
+            u8 = _to_u8(frames[ks])
+            for k, im in zip(ks, u8):
+                sel = _choose(det(im), face_index, prev)
+                if sel is not None:
+                    key_boxes[k] = sel
+                    prev = sel
+        step()
+    if not key_boxes:
+        raise NoFaceError(
+            f"{WHO}: no face found in any of the {b} frames (detector 'haar'"
+            f"{'' if face_index < 0 else f', face index {face_index}'}). Give the face box in 'manual box' "
+            "as x0,y0,x1,y1 pixels, try detector 'mediapipe', or check that the face is frontal and at "
+            "least 30 px wide."
+        )
+    # lost key frames: look at the frames around them too, so the lost span is exact
+    lost_keys = [k for k in keys if k not in key_boxes]
+    extra_lost = set()
+    for k in lost_keys:
+        for j in range(max(k - every + 1, 0), min(k + every, b)):
+            if j in key_boxes or j in extra_lost:
+                continue
+            sel = _choose(det(_to_u8(frames[j:j + 1])[0]), face_index, prev)
+            if sel is not None:
+                key_boxes[j] = sel
+            else:
+                extra_lost.add(j)
+    kk = np.array(sorted(key_boxes))
+    kb = np.stack([key_boxes[k] for k in kk])
+    # square boxes: centre + side, median then Gaussian smoothing over key frames
+    cxy = 0.5 * (kb[:, :2] + kb[:, 2:])
+    side = kb[:, 2] - kb[:, 0]
+    params = np.concatenate([cxy, side[:, None]], 1)
+    params = _gauss_smooth(_median_filter(params, 3), 1.0)
+    t = np.arange(b)
+    interp = np.stack([np.interp(t, kk, params[:, j]) for j in range(3)], 1)
+    interp = _gauss_smooth(interp, every / 2)
+    boxes = np.stack([interp[:, 0] - interp[:, 2] / 2, interp[:, 1] - interp[:, 2] / 2,
+                      interp[:, 0] + interp[:, 2] / 2, interp[:, 1] + interp[:, 2] / 2], 1)
+    found = np.ones(b, bool)
+    found[sorted(extra_lost)] = False
+    return boxes, found
+
+
+def _locate_mouths(frames, boxes, chunk, step):
+    """Per-frame mouth centre + corner-line angle from lip chroma near the box prior.
+
+    Returns (raw (B, 3): cx, cy, angle in frame px / radians; confidence (B,))."""
+    b = frames.shape[0]
+    fw = boxes[:, 2] - boxes[:, 0]
+    px = boxes[:, 0] + MOUTH_IN_BOX[0] * fw
+    py = boxes[:, 1] + MOUTH_IN_BOX[1] * fw
+    m = _similarity(px, py, np.zeros(b), CROP_SCALE * fw, ANALYSIS_SIZE)
+    inv = _invert(m)
+    raw = np.zeros((b, 3))
+    conf = np.zeros(b)
+    for s0 in range(0, b, chunk):
+        u8 = _to_u8(frames[s0:s0 + chunk])
+        crops = np.stack([_warp_u8(im, m[s0 + i], ANALYSIS_SIZE) for i, im in enumerate(u8)])
+        r = _refine_mouth(crops)
+        n = len(u8)
+        pts = _apply(inv[s0:s0 + n], r[:, None, :2].astype(np.float64))[:, 0]
+        ok = r[:, 3] >= 1.5
+        ok[:] = False  # TODO: chroma refinement is less precise than the box prior on GRID
+        # weak lip colour: keep the prior
+        pts[~ok] = np.stack([px[s0:s0 + n], py[s0:s0 + n]], 1)[~ok]
+        raw[s0:s0 + n, :2] = pts
+        raw[s0:s0 + n, 2] = np.where(ok, r[:, 2], 0.0)
+        conf[s0:s0 + n] = r[:, 3]
+        step()
+    return raw, conf
+
+
+def _track_mesh(frames, face_index, chunk, step):
+    """mediapipe face mesh on every frame -> dict(boxes, found, mouth (B, 8, 2), face_width, gap)."""
+    fm = _mediapipe_face_mesh()
+    b, h, w = (int(v) for v in frames.shape[:3])
+    nfaces = 1 if face_index < 0 else face_index + 1
+    if face_index < 0:
+        nfaces = 4
+    pts = np.full((b, 468, 2), np.nan)
+    with fm.FaceMesh(static_image_mode=False, max_num_faces=nfaces, refine_landmarks=False,
+                     min_detection_confidence=0.5, min_tracking_confidence=0.5) as mesh:
+        for s0 in range(0, b, chunk):
+            u8 = _to_u8(frames[s0:s0 + chunk])
+            for i, im in enumerate(u8):
+                res = mesh.process(np.ascontiguousarray(im))
+                faces = res.multi_face_landmarks or []
+                cand = [np.array([(p.x * w, p.y * h) for p in f.landmark]) for f in faces]
+                if not cand:
+                    continue
+                if face_index >= 0:
+                    cand.sort(key=lambda p: p[:, 0].mean())
+                    if face_index >= len(cand):
+                        continue
+                    pts[s0 + i] = cand[face_index]
+                else:
+                    pts[s0 + i] = max(cand, key=lambda p: np.ptp(p[:, 0]) * np.ptp(p[:, 1]))
+            step()
+    found = ~np.isnan(pts[:, 0, 0])
+    if not found.any():
+        raise NoFaceError(
+            f"{WHO}: the mediapipe face mesh found no face in any of the {b} frames. Give the face box "
+            "in 'manual box' as x0,y0,x1,y1 pixels, or try detector 'haar'."
+        )
+    t = np.arange(b)
+    idx = np.nonzero(found)[0]
+    flat = pts.reshape(b, -1)
+    flat = np.stack([np.interp(t, idx, flat[idx, j]) for j in range(flat.shape[1])], 1)
+    pts = _gauss_smooth(flat, 0.7).reshape(b, 468, 2)
+    cheek = np.linalg.norm(pts[:, _MESH_CHEEKS[0]] - pts[:, _MESH_CHEEKS[1]], axis=1)
+    face_w = cheek / MESH_TO_BOX
+    mouth = pts[:, list(_MESH_MOUTH)]
+    mc = 0.5 * (mouth[:, 0] + mouth[:, 1])
+    x0 = mc[:, 0] - MOUTH_IN_BOX[0] * face_w
+    y0 = mc[:, 1] - MOUTH_IN_BOX[1] * face_w
+    boxes = _gauss_smooth(np.stack([x0, y0, x0 + face_w, y0 + face_w], 1), 2.0)
+    gap = np.linalg.norm(pts[:, 13] - pts[:, 14], axis=1) / (np.linalg.norm(pts[:, 78] - pts[:, 308], axis=1) + 1e-6)
+    return {"boxes": boxes, "found": found, "mouth": mouth, "face_width": face_w, "gap": gap}
+
+
+# --- crops, mask, preview ---------------------------------------------------------------------
+
+def mouth_crops(frames: torch.Tensor, track: FaceTrack, size: int | None = None) -> torch.Tensor:
+    """Aligned mouth-centred crops (B, S, S, C) through the track's transform (kornia warp).
+
+    size defaults to ``track.crop_size``; another size rescales the transform.
+    """
+    import kornia
+
+    check_images(frames, "mouth_crops", "frames")
+    if frames.shape[0] != track.num_frames:
+        raise InputError(f"mouth_crops: {frames.shape[0]} frames but the face track has {track.num_frames}.")
+    size = int(size or track.crop_size)
+    m = track.transform.to(frames.device, torch.float32).clone()
+    if size != track.crop_size:
+        r = size / track.crop_size
+        m = m * r
+        m[:, :, 2] = m[:, :, 2] + 0.5 * r - 0.5  # pixel centres sit at integers
+    out = []
+    for s0 in range(0, frames.shape[0], 32):
+        x = frames[s0:s0 + 32].permute(0, 3, 1, 2).float()
+        y = kornia.geometry.transform.warp_affine(x, m[s0:s0 + 32], (size, size), mode="bilinear",
+                                                  padding_mode="border", align_corners=True)
+        out.append(y.permute(0, 2, 3, 1).to(frames.dtype))
+    return torch.cat(out)
+
+
+def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08,
+                    device: torch.device | str | None = None, chunk: int = 16) -> torch.Tensor:
+    """Feathered mask of the lower face: below the nose, cheek to cheek, down to the chin.
+
+    track:   a FaceTrack. expand: grow (> 0) or shrink (< 0) the region by this fraction of the
+    face width. feather: width of the soft edge as a fraction of the face width (0 = hard edge).
+    Returns (B, H, W) float32 in 0..1 on ``device`` (default the track's device). The region is
+    a half-ellipse hanging from a line just below the nose, rotated with the mouth.
+    """
+    if feather < 0:
+        raise InputError(f"lower_face_mask: feather must be >= 0, got {feather}.")
+    if expand <= -0.5:
+        raise InputError(f"lower_face_mask: expand must be above -0.5 (face widths), got {expand}.")
+    dev = torch.device(device) if device is not None else track.boxes.device
+    h, w = track.frame_size
+    b = track.num_frames
+    mouth = track.mouth.to(dev, torch.float32)
+    boxes = track.boxes.to(dev, torch.float32)
+    fw = track.extras.get("face_width")
+    fw = fw.to(dev, torch.float32) if isinstance(fw, torch.Tensor) else boxes[:, 2] - boxes[:, 0]
+    ang = track.extras.get("angle")
+    if isinstance(ang, torch.Tensor):
+        ang = ang.to(dev, torch.float32)
+    else:
+        d = mouth[:, 1] - mouth[:, 0]
+        ang = torch.atan2(d[:, 1], d[:, 0])
+    centre = 0.5 * (mouth[:, 0] + mouth[:, 1])
+    nose, chin = mouth[:, 6], mouth[:, 7]
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    # in the face's own frame (u along the mouth line, v downwards)
+    def to_v(p):
+        d = p - centre
+        return -sin * d[:, 0] + cos * d[:, 1]
+    top = to_v(nose) + 0.03 * fw - expand * fw          # just below the nose
+    bottom = to_v(chin) + expand * fw                   # the chin
+    half_w = (0.36 + expand) * fw                       # cheek to cheek
+    fea = (feather * fw).clamp(min=1e-3)
+    out = torch.empty((b, h, w), dtype=torch.float32, device=dev)
+    ys = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w)
+    for s0 in range(0, b, chunk):
+        sl = slice(s0, s0 + chunk)
+        v1 = lambda t: t[sl].view(-1, 1, 1)
+        dx, dy = xs - v1(centre[:, 0]), ys - v1(centre[:, 1])
+        u = v1(cos) * dx + v1(sin) * dy
+        v = -v1(sin) * dx + v1(cos) * dy
+        # signed distance (approx., px) inside the half-ellipse below `top`
+        t_top = v1(top)
+        a = v1(half_w)
+        bb = (v1(bottom) - t_top).clamp(min=1.0)
+        vv = (v - t_top).clamp(min=0)
+        r = torch.sqrt((u / a) ** 2 + (vv / bb) ** 2)
+        d_ell = (1 - r) * torch.minimum(a, bb)
+        d_top = v - t_top
+        d = torch.minimum(d_ell, d_top)
+        f = v1(fea)
+        out[sl] = ((d + f / 2) / f).clamp(0, 1) if feather > 0 else (d >= 0).float()
+    return out
+
+
+def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = None,
+            max_frames: int = 4) -> torch.Tensor:
+    """IMAGE (n, H, W, 3) of up to ``max_frames`` evenly spaced frames with the face box (green),
+    mouth landmarks (red; nose/chin yellow), aligned-crop outline (blue) and mask (tinted)."""
+    cv2 = _cv2()
+    b = frames.shape[0]
+    n = max(1, min(int(max_frames), b))
+    idx = np.unique(np.linspace(0, b - 1, n).round().astype(int))
+    imgs = _to_u8(frames[idx]).copy()
+    boxes = track.boxes.detach().cpu().numpy()
+    mouth = track.mouth.detach().cpu().numpy()
+    inv = _invert(track.transform.detach().cpu().double().numpy()[idx])
+    cs = track.crop_size - 1
+    corners = np.array([[0, 0], [cs, 0], [cs, cs], [0, cs]], np.float64)
+    lw = max(1, int(round(max(frames.shape[1:3]) / 400)))
+    out = []
+    for j, (i, im) in enumerate(zip(idx, imgs)):
+        im = im.astype(np.float32)
+        if mask is not None:
+            mk = mask[i].detach().float().cpu().numpy()[..., None]
+            im = im * (1 - 0.45 * mk) + np.array([255, 0, 255], np.float32) * 0.45 * mk
+        im = im.clip(0, 255).astype(np.uint8)
+        x0, y0, x1, y1 = boxes[i].round().astype(int)
+        col = (0, 255, 0) if bool(track.found[i]) else (255, 128, 0)
+        cv2.rectangle(im, (x0, y0), (x1, y1), col, lw)
+        quad = _apply(inv[j:j + 1], corners[None])[0].round().astype(np.int32)
+        cv2.polylines(im, [quad.reshape(-1, 1, 2)], True, (0, 128, 255), lw)
+        for k, (x, y) in enumerate(mouth[i]):
+            cv2.circle(im, (int(round(x)), int(round(y))), lw + 1, (255, 0, 0) if k < 6 else (255, 255, 0), -1)
+        cv2.putText(im, f"{i} open {float(track.opening[i]):.2f}", (5, 5 + 12 * lw), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * lw, (255, 255, 255), lw)
+        out.append(im)
+    return torch.from_numpy(np.stack(out)).float().div(255).to(frames.device)
