@@ -218,69 +218,63 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns (opening (n,) >= 0, landmarks (n, 6, 2) in crop px: corner_left, corner_right,
     upper_outer, lower_outer, upper_inner, lower_inner).
 
-    The opening is the inner-lip gap divided by the mouth width, where the gap is read from the
-    vertical profile of the centre columns: rows between the upper- and lower-lip peaks of the
-    lip map that are less lip-coloured than halfway from skin to lip, counted softly, plus rows
-    darker than half the skin brightness (the open mouth's cavity).
+    How the opening is read: every pixel of the mouth window (0.27 x 0.19 face widths around
+    the centre) gets an "inner mouth" score = darkness relative to the skin above and below the
+    mouth + 4 x how much less lip-coloured (YCrCb Cr - Cb) it is than that skin: the open mouth's
+    cavity is dark and not red, lips are red, teeth are bright but not red. The 99th
+    percentile of that score is mapped to inner-lip gap / mouth width units (fitted once
+    against the face-mesh lip gap on the GRID clips) with a soft floor at 0. Each crop is
+    measured on its own.
     """
     n, s = crops.shape[:2]
     y, lip = _ycc(crops)
     c = s // 2
-    hy = int(round(0.17 * s))
-    cw = max(int(round(0.05 * s)), 2)
+    ry, rx = max(int(round(0.094 * s)), 2), max(int(round(0.135 * s)), 2)
+    band = max(int(round(0.065 * s)), 2)
+    x0, x1 = c - int(round(0.21 * s)), c + int(round(0.21 * s))
+    ring_y = np.concatenate([y[:, c - ry - band:c - ry, x0:x1].reshape(n, -1), y[:, c + ry:c + ry + band, x0:x1].reshape(n, -1)], 1)
+    ring_l = np.concatenate([lip[:, c - ry - band:c - ry, x0:x1].reshape(n, -1), lip[:, c + ry:c + ry + band, x0:x1].reshape(n, -1)], 1)
+    yref = np.median(ring_y, axis=1)[:, None, None] + 1e-3
+    lref = np.median(ring_l, axis=1)[:, None, None]
+    wy, wl = y[:, c - ry:c + ry, c - rx:c + rx], lip[:, c - ry:c + ry, c - rx:c + rx]
+    score = (1.0 - wy / yref) + 4.0 * (lref - wl)
+    q = np.percentile(score.reshape(n, -1), 99, axis=1)
+    opening = (OPEN_GAIN * OPEN_SOFT * np.logaddexp(0.0, (q - OPEN_ZERO) / OPEN_SOFT)).astype(np.float32)
+
+    # landmarks: corners from the lip-map column profile, lips from the centre-column profile
     mw = MOUTH_WIDTH * s
-    # skin reference: a band of rows above and below the lip window, centre half of the width
-    ring = np.concatenate([lip[:, c - hy - 6:c - hy, c - hy:c + hy], lip[:, c + hy:c + hy + 6, c - hy:c + hy]], axis=1)
-    skin = np.median(ring.reshape(n, -1), axis=1)
-    yring = np.concatenate([y[:, c - hy - 6:c - hy, c - hy:c + hy], y[:, c + hy:c + hy + 6, c - hy:c + hy]], axis=1)
-    yskin = np.median(yring.reshape(n, -1), axis=1)
-    prof = lip[:, c - hy:c + hy, c - cw:c + cw].mean(axis=2)  # (n, 2hy)
-    yprof = y[:, c - hy:c + hy, c - cw:c + cw].mean(axis=2)
-    rows = np.arange(-hy, hy, dtype=np.float32) + c
-    opening = np.zeros(n, np.float32)
+    lipness = lip - lref
+    colp = lipness[:, c - 3:c + 4, c - int(0.25 * s):c + int(0.25 * s)].mean(axis=1)
+    xs = np.arange(c - int(0.25 * s), c + int(0.25 * s), dtype=np.float32)
+    rowp = lipness[:, c - ry - band:c + ry + band, c - 3:c + 4].mean(axis=2)
+    rows = np.arange(c - ry - band, c + ry + band, dtype=np.float32)
     lm = np.zeros((n, 6, 2), np.float32)
-    # corners from the lip-map column profile in the mouth rows
-    band = lip[:, c - 4:c + 5, :] - skin[:, None, None]
-    colp = band.mean(axis=1)
     for i in range(n):
-        p = prof[i] - skin[i]
-        up = int(np.argmax(p[:hy]))
-        dn = hy + int(np.argmax(p[hy:]))
-        pu, pl = p[up], p[dn]
-        lipref = max(min(pu, pl), 1e-3)
-        thr = 0.5 * lipref
-        seg = p[up:dn + 1]
-        soft = np.clip((thr - seg) / thr, 0, 1).sum()
-        dark = np.clip((0.5 * yskin[i] - yprof[i, up:dn + 1]) / (0.25 * yskin[i] + 1e-6), 0, 1).sum()
-        gap = max(soft, dark)
-        opening[i] = gap / mw
-        # inner lip edges: around the gap's centre of mass, half the gap each way
-        wts = np.clip((thr - seg) / thr, 0, 1)
-        mid = (up + dn) / 2 if wts.sum() < 1e-6 else up + (wts * np.arange(len(seg))).sum() / wts.sum()
-        ui, li = mid - gap / 2, mid + gap / 2
-        # outer lip edges: where the lip map falls below a third of each peak, outward
-        a = up
-        while a > 0 and p[a - 1] > pu / 3:
-            a -= 1
-        b = dn
-        while b < len(p) - 1 and p[b + 1] > pl / 3:
-            b += 1
         cp = colp[i]
-        mx = cp.max()
-        if mx > 0:
-            on = np.nonzero(cp > 0.25 * mx)[0]
-            # keep the run that contains (or is nearest to) the centre
-            left, right = on[0], on[-1]
+        left, right = c - mw / 2, c + mw / 2
+        if cp.max() > 0.01:
+            on = np.nonzero(cp > 0.3 * cp.max())[0]
             runs = np.split(on, np.nonzero(np.diff(on) > 2)[0] + 1)
-            best = min(runs, key=lambda r: 0 if r[0] <= c <= r[-1] else min(abs(r[0] - c), abs(r[-1] - c)))
-            left, right = best[0], best[-1]
-            if right - left < 0.4 * mw:
-                left, right = c - mw / 2, c + mw / 2
-        else:
-            left, right = c - mw / 2, c + mw / 2
-        lm[i] = ((left, c), (right, c), (c, rows[0] + a), (c, rows[0] + b),
-                 (c, rows[0] + ui), (c, rows[0] + li))
+            best = min(runs, key=lambda r: 0 if xs[r[0]] <= c <= xs[r[-1]] else min(abs(xs[r[0]] - c), abs(xs[r[-1]] - c)))
+            if 0.6 * mw <= xs[best[-1]] - xs[best[0]] <= 1.5 * mw:
+                left, right = xs[best[0]], xs[best[-1]]
+        gap = opening[i] * (right - left)
+        rp = rowp[i]
+        top, bot = c - 0.06 * s - gap / 2, c + 0.07 * s + gap / 2
+        if rp.max() > 0.01:
+            on = np.nonzero(rp > 0.3 * rp.max())[0]
+            if len(on) and rows[on[0]] < c and rows[on[-1]] > c:
+                top, bot = rows[on[0]], rows[on[-1]]
+        lm[i] = ((left, c), (right, c), (c, top), (c, bot), (c, c - gap / 2), (c, c + gap / 2))
     return opening, lm
+
+
+OPEN_ZERO = 0.45
+"""Inner-mouth score of a closed mouth (GRID: 0.40-0.65); the opening rises from 0 above it."""
+OPEN_GAIN = 0.22
+"""Inner-lip gap / mouth width per unit of inner-mouth score (least-squares fit, GRID, r 0.80)."""
+OPEN_SOFT = 0.1
+"""Softness of the floor at 0 (score units)."""
 
 
 def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tensor:
