@@ -22,7 +22,9 @@ calibrated posterior (pocketsphinx's allphone search has no lattice to give one)
 
 Pocketsphinx decoders take 0.2-0.5 s to build, so they are built once per process and kept in
 a module-level cache; each one is used under its own lock (a decoder is not re-entrant), which
-makes concurrent node executions safe. Audio goes to pocketsphinx as 16-bit PCM at 16 kHz.
+makes concurrent node executions safe. The feature front end (noise estimate, cepstral mean)
+keeps state between utterances, so it is re-initialised before every decode: the same audio
+always gives the same phonemes, whatever was decoded before. Audio goes to pocketsphinx as 16-bit PCM at 16 kHz.
 """
 
 from __future__ import annotations
@@ -244,6 +246,7 @@ def recognize(wave16k: torch.Tensor, lw: float = 2.0, beam: float = 1e-20, pbeam
     phonemes: list[Phoneme] = []
     for i, (a, b) in enumerate(pieces):
         with lock:
+            dec.reinit_feat()  # fresh noise/CMN state: the result must not depend on earlier calls
             dec.start_utt()
             dec.process_raw(_pcm(x[a:b]), full_utt=True)
             dec.end_utt()
@@ -297,12 +300,14 @@ def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None
                 log.info("ExtractPhonemes: %r not in the dictionary; %s pronunciation %s", w, source, " ".join(phones))
         try:
             dec.set_align_text(" ".join(w for w, _, _ in words))
+            dec.reinit_feat()  # fresh noise/CMN state: the result must not depend on earlier calls
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
             if on_progress is not None:
                 on_progress(1, 2)
             dec.set_alignment()
+            dec.reinit_feat()
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()

