@@ -113,7 +113,7 @@ def _local(mat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _gather(frames: torch.Tensor, idx: range, offsets: torch.Tensor, rh: int, rw: int,
+def _gather(frames: torch.Tensor, idx, offsets: torch.Tensor, rh: int, rw: int,
             device: torch.device) -> torch.Tensor:
     """Cut one (rh, rw) window per frame -> (b, C, rh, rw) float32 on ``device``."""
     buf = torch.empty((len(idx), rh, rw, frames.shape[-1]), dtype=frames.dtype, device=frames.device)
@@ -144,7 +144,7 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels covering the lower face.
 
     Placed from the mouth landmarks mapped into the crop: horizontally centred on the mouth,
-    semi-axis 1.1 x mouth width (cheek to cheek); vertically from the nose point down to 15 % of
+    semi-axis 1.3 x mouth width (cheek to cheek); vertically from the nose point down to 15 % of
     the nose-chin distance below the chin (room for an opening jaw). Frames whose landmarks are
     unusable (not finite, mouth narrower than 2 px, nose not above chin, centre outside the crop)
     get a fixed ellipse for a mouth-centred crop: centre (0.5, 0.58) S, semi-axes (0.42, 0.36) S.
@@ -157,7 +157,7 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     bottom = chin[:, 1] + 0.15 * (chin[:, 1] - nose[:, 1])
     cx = 0.5 * (left[:, 0] + right[:, 0])
     cy = 0.5 * (top + bottom)
-    ell = torch.stack([cx, cy, 1.1 * width, 0.5 * (bottom - top)], 1)
+    ell = torch.stack([cx, cy, 1.3 * width, 0.5 * (bottom - top)], 1)
     ok = (torch.isfinite(pts).all(2).all(1) & (width >= 2) & (ell[:, 3] >= 1)
           & (cx > 0) & (cx < s - 1) & (cy > 0) & (cy < s - 1))
     fallback = torch.tensor([0.5 * (s - 1), 0.58 * s, 0.42 * s, 0.36 * s], dtype=torch.float64)
@@ -168,13 +168,17 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
 
 
 def _ellipse_weight(u: torch.Tensor, v: torch.Tensor, ell: torch.Tensor, width: float) -> torch.Tensor:
-    """Feathered ellipse: 1 deeper than ``width`` crop px inside the edge, 0 outside."""
+    """Feathered ellipse: 1 deeper than ``width`` crop px inside the edge, 0 outside.
+
+    The distance to the edge is (1 - r) / |grad r| with r the normalised radius: exact on both
+    axes, close elsewhere.
+    """
     e = ell.to(device=u.device, dtype=torch.float32)
     cx, cy, ax, ay = (e[:, k, None, None] for k in range(4))
-    du, dv = (u - cx) / ax, (v - cy) / ay
-    f = du * du + dv * dv - 1.0
-    grad = 2.0 * torch.sqrt((du / ax) ** 2 + (dv / ay) ** 2).clamp_min(1e-6)
-    dist = -f / grad  # first-order distance to the edge, positive inside
+    x, y = u - cx, v - cy
+    r = torch.sqrt((x / ax) ** 2 + (y / ay) ** 2)
+    slope = torch.sqrt((x / (ax * ax)) ** 2 + (y / (ay * ay)) ** 2)  # = r |grad r|
+    dist = torch.where(r > 1e-6, (1.0 - r) * r / slope.clamp_min(1e-12), torch.minimum(ax, ay))
     if width <= 0:
         return (dist > 0).float()
     return _smoothstep(dist / width)
@@ -186,7 +190,7 @@ def _footprint(u: torch.Tensor, v: torch.Tensor, size: int, width: float) -> tor
     return _smoothstep(edge / max(width, 1.0))
 
 
-def crop_mask(track: FaceTrack, feather: float = 0.1, size: int | None = None) -> torch.Tensor:
+def crop_mask(track: FaceTrack, feather: float = 0.08, size: int | None = None) -> torch.Tensor:
     """The default blend mask in crop space: (B, S, S) float32 in [0, 1] on the track's device.
 
     Shows a generator which part of its crop :func:`composite` will use (``feather`` as there).
@@ -202,7 +206,7 @@ def crop_mask(track: FaceTrack, feather: float = 0.1, size: int | None = None) -
                           torch.arange(s, device=dev, dtype=torch.float32), indexing="ij")
     u, v = u.expand(b, s, s), v.expand(b, s, s)
     width = feather * s
-    return _ellipse_weight(u, v, ell, width) * _footprint(u, v, s, width)
+    return torch.minimum(_ellipse_weight(u, v, ell, width), _footprint(u, v, s, width))
 
 
 # --- crops -----------------------------------------------------------------------------------
@@ -265,3 +269,249 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
         if on_progress is not None:
             on_progress(idx.stop, b)
     return out
+
+
+# --- paste-back ------------------------------------------------------------------------------
+
+_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+
+def _blur5(x: torch.Tensor) -> torch.Tensor:
+    """Separable 5-tap binomial blur with reflected edges, per channel. x: (b, c, h, w)."""
+    c = x.shape[1]
+    k = _BINOMIAL.to(x)
+    mode = "reflect" if min(x.shape[-2:]) > 2 else "replicate"
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode=mode), k.view(1, 1, 1, 5).expand(c, 1, 1, 5), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode=mode), k.view(1, 1, 5, 1).expand(c, 1, 5, 1), groups=c)
+
+
+def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def band_masks(mask: torch.Tensor, levels: int) -> list[torch.Tensor]:
+    """Blend masks for ``levels`` Laplacian bands (finest first) and the low-pass rest.
+
+    The low-pass rest uses ``mask`` itself (the widest transition allowed); band k uses ``mask``
+    sharpened around 0.5 with slope min(2 ** (levels - k), 8), so fine detail switches over a
+    narrow strip. Each is 0 wherever ``mask`` is 0.
+    """
+    out = []
+    for k in range(levels):
+        slope = float(min(2 ** (levels - k), 8))
+        out.append(((mask - 0.5) * slope + 0.5).clamp(0.0, 1.0) * (mask > 0))
+    out.append(mask)
+    return out
+
+
+def _multiband(delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Blend the change ``delta`` (b, c, h, w) band by band with :func:`band_masks` of ``mask``
+    (b, 1, h, w). With a 0/1 mask, or one level, this equals ``mask * delta``."""
+    h, w = delta.shape[-2:]
+    levels = max(1, min(4, int(math.log2(max(min(h, w), 1) / 8)))) if min(h, w) >= 16 else 1
+    gauss = [delta]
+    for _ in range(levels):
+        gauss.append(_blur5(gauss[-1])[..., ::2, ::2])
+    sizes = [g.shape[-2:] for g in gauss]
+    bands = [gauss[k] - _up(gauss[k + 1], sizes[k]) for k in range(levels)] + [gauss[-1]]
+    out = torch.zeros_like(delta)
+    for k, (band, weight) in enumerate(zip(bands, band_masks(mask, levels))):
+        for j in range(k - 1, -1, -1):
+            band = _up(band, sizes[j])
+        out += weight * band
+    return out
+
+
+def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
+                  max_gain: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame and channel gain a and offset b so that ``a * gen + b`` has the mean and spread
+    of ``ref`` in the ring just inside the mask edge (weights 4 m (1 - m); the whole mask when it
+    has no soft edge). gen, ref: (b, c, h, w); mask (b, 1, h, w). Returns (b, c, 1, 1) each."""
+    ring = 4.0 * mask * (1.0 - mask)
+    hard = ring.sum((2, 3), keepdim=True) < 16.0
+    ring = torch.where(hard, mask, ring)
+    total = ring.sum((2, 3), keepdim=True)
+    empty = total < 1.0
+    total = total.clamp_min(1e-6)
+    mg = (ring * gen).sum((2, 3), keepdim=True) / total
+    mr = (ring * ref).sum((2, 3), keepdim=True) / total
+    vg = (ring * (gen - mg) ** 2).sum((2, 3), keepdim=True) / total
+    vr = (ring * (ref - mr) ** 2).sum((2, 3), keepdim=True) / total
+    flat = vg < 1e-8
+    a = torch.where(flat | empty, torch.ones_like(vg), torch.sqrt(vr / vg.clamp_min(1e-8)))
+    a = a.clamp(1.0 / max_gain, max_gain)
+    b = torch.where(empty, torch.zeros_like(mr), mr - a * mg)
+    return a, b
+
+
+def _check_composite(frames, crops, track, mask, feather, blend) -> None:
+    check_images(frames, WHO, "images")
+    check_images(crops, WHO, "crops")
+    _check_track(frames, track, WHO)
+    b = frames.shape[0]
+    if crops.shape[0] != b:
+        raise LengthMismatchError(
+            f"{WHO}: the images have {b} frames but the crops have {crops.shape[0]}. "
+            "Feed the crops LipSyncInference made from these same frames."
+        )
+    s = track.crop_size
+    if tuple(crops.shape[1:3]) != (s, s):
+        raise InputError(
+            f"{WHO}: the crops are {crops.shape[2]}x{crops.shape[1]} but the face track's crop size is "
+            f"{s}x{s}. Use crops made with this face track (same crop size), without resizing."
+        )
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
+            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise InputError(f"{WHO}: mask must be a MASK (B, H, W), got {got}.")
+        m = mask if mask.ndim == 3 else mask[None]
+        if tuple(m.shape[1:]) != tuple(frames.shape[1:3]) or m.shape[0] not in (1, b):
+            raise InputError(
+                f"{WHO}: the mask is {tuple(m.shape)} (frames, height, width) but the images are "
+                f"{tuple(frames.shape[:3])}. Give one mask per frame (or one for all) at the images' size."
+            )
+    if not (isinstance(feather, (int, float)) and 0.0 <= feather <= 1.0):
+        raise InputError(f"{WHO}: feather must be between 0 and 1 (fraction of the crop size), got {feather}.")
+    if blend not in BLENDS:
+        raise InputError(f"{WHO}: blend must be one of {', '.join(BLENDS)}, got {blend!r}.")
+
+
+def _mask_boxes(mask: torch.Tensor, b: int, grow: float, chunk: int) -> torch.Tensor:
+    """(B, 4) bounding boxes of mask > 0 per frame (x1 <= x0 when empty), grown by ``grow``."""
+    h, w = mask.shape[-2:]
+    rows_all, cols_all = [], []
+    for start in range(0, mask.shape[0], chunk):
+        nz = mask[start:start + chunk] > 0
+        rows_all.append(nz.any(2).cpu())
+        cols_all.append(nz.any(1).cpu())
+    rows, cols = torch.cat(rows_all), torch.cat(cols_all)
+    ar_h = torch.arange(h)
+    ar_w = torch.arange(w)
+    y0 = torch.where(rows, ar_h, h).amin(1) - grow
+    y1 = torch.where(rows, ar_h, -1).amax(1) + 1 + grow
+    x0 = torch.where(cols, ar_w, w).amin(1) - grow
+    x1 = torch.where(cols, ar_w, -1).amax(1) + 1 + grow
+    boxes = torch.stack([x0, y0, x1, y1], 1).floor().long()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    empty = ~rows.any(1)
+    boxes[empty] = 0
+    if boxes.shape[0] == 1 and b > 1:
+        boxes = boxes.expand(b, 4)
+    return boxes
+
+
+def _gauss_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(3.0 * sigma)))
+    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = k / k.sum()
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
+
+
+def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
+              mask: torch.Tensor | None = None, feather: float = 0.08, color_match: bool = True,
+              blend: str = "alpha", chunk: int = 16, device: torch.device | str | None = None,
+              keep_detail: bool = True, on_progress: ProgressFn = None) -> torch.Tensor:
+    """Paste generated face crops back into their frames, inside the lower-face mask only.
+
+    frames: (B, H, W, C) float in 0..1, C = 3 or 4 (alpha is copied unchanged), any device.
+    crops:  (B, S, S, 3 or 4) generated crops, S = ``track.crop_size`` (a 4th channel is ignored).
+    track:  FaceTrack of these frames; ``track.transform`` maps frame to crop pixels.
+    mask:   optional MASK (B, H, W) or (1, H, W) in 0..1 at the frames' size, replacing the default
+            lower-face mask; it is softened by ``feather`` and limited to the crop's footprint.
+    feather: soft-edge width as a fraction of the crop size (0 = hard edge; 0.08 = 20 px of a
+            256-px crop, mapped to frame pixels by the track's scale).
+    color_match: match the crop's colour to the surrounding skin (mean and spread per channel in
+            a ring just inside the mask edge).
+    blend:  "alpha" (feathered alpha) or "laplacian" (multi-band, see :func:`band_masks`).
+    chunk:  frames per chunk; only the mouth region of a chunk is moved to ``device`` (default:
+            the crops' device) and worked on.
+    keep_detail: keep the frame's own fine detail where the crop did not change the picture.
+    on_progress: ``on_progress(done, total)`` after each chunk.
+
+    Returns (B, H, W, C) on the frames' device and dtype; pixels where the blend mask is 0 are
+    bit-identical to ``frames``. Extra memory: the output plus one chunk's mouth regions.
+    """
+    _check_composite(frames, crops, track, mask, feather, blend)
+    dev = torch.device(device) if device is not None else crops.device
+    b, h, w, c = frames.shape
+    s = track.crop_size
+    chunk = max(int(chunk), 1)
+    mat = _affine64(track)
+    scale = torch.sqrt(torch.linalg.det(mat[:, :2, :2]).abs()).clamp_min(1e-6)  # crop px per frame px
+    margin = math.ceil(1.5 / float(scale.min())) + 2
+    width = float(feather) * s  # feather in crop pixels
+    inv = torch.linalg.inv(mat)
+    square = _apply(inv, _square(s).expand(b, 4, 2))
+    if mask is None:
+        ell = lower_face_ellipses(track)
+        lo = torch.maximum(ell[:, :2] - ell[:, 2:], torch.tensor(-0.5, dtype=torch.float64))
+        hi = torch.minimum(ell[:, :2] + ell[:, 2:], torch.tensor(s - 0.5, dtype=torch.float64))
+        box = torch.stack([lo, torch.stack([hi[:, 0], lo[:, 1]], 1), hi, torch.stack([lo[:, 0], hi[:, 1]], 1)], 1)
+        boxes = _boxes(_apply(inv, box), margin, h, w)
+        sigma = 0.0
+    else:
+        mask = mask if mask.ndim == 3 else mask[None]
+        sigma = width / float(scale.max()) / 3.0  # frame pixels
+        grow = math.ceil(3.0 * sigma) + margin
+        mb = _mask_boxes(mask, b, grow, chunk)
+        fb = _boxes(square, margin, h, w)
+        boxes = torch.cat([torch.maximum(mb[:, :2], fb[:, :2]), torch.minimum(mb[:, 2:], fb[:, 2:])], 1)
+        ell = None
+    valid, offsets, rh, rw = _layout(boxes, h, w)
+    log.debug("%s: ROI %dx%d in %d of %d frames", WHO, rw, rh, int(valid.sum()), b)
+
+    out = torch.empty_like(frames)
+    for start in range(0, b, chunk):
+        stop = min(start + chunk, b)
+        out[start:stop].copy_(frames[start:stop])
+        idx = [i for i in range(start, stop) if bool(valid[i])]
+        if idx and rh and rw:
+            rgb = _gather(frames, idx, offsets, rh, rw, dev)[:, :3]
+            local = _local(mat[idx], offsets[idx])
+            fwd = local[:, :2].to(dev, torch.float32)
+            back = invert_affine_transform(fwd)
+            gen = crops[idx].to(dev, torch.float32, non_blocking=True)[..., :3].permute(0, 3, 1, 2)
+            recrop = warp_affine(rgb, fwd, (s, s), padding_mode="border", align_corners=True)
+            stack = warp_affine(torch.cat([gen - recrop, gen, recrop], 1), back, (rh, rw),
+                                padding_mode="border", align_corners=True)
+            diff, gen_b, rec_b = stack[:, 0:3], stack[:, 3:6], stack[:, 6:9]
+            u, v = _crop_coords(local, rh, rw, dev)
+            weight = _footprint(u, v, s, width)
+            if ell is None:
+                m = _gather_mask(mask, idx, offsets, rh, rw, dev)
+                if sigma > 0:
+                    m = _gauss_blur(m, sigma)
+                weight = weight[:, None] * m.clamp(0.0, 1.0)
+            else:
+                weight = torch.minimum(weight, _ellipse_weight(u, v, ell[idx], width))[:, None]
+            if color_match:
+                gain, offset = _color_params(gen_b, rec_b, weight)
+                diff = diff + (gain - 1.0) * gen_b + offset
+            if keep_detail:
+                gate = torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
+                delta = diff - (1.0 - gate) * (rgb - rec_b)
+            else:
+                delta = rec_b + diff - rgb
+            change = weight * delta if blend == "alpha" else _multiband(delta, weight)
+            res = torch.where(weight > 0, (rgb + change).clamp(0.0, 1.0), rgb)
+            res = res.permute(0, 2, 3, 1).to(device=out.device, dtype=out.dtype)
+            for j, i in enumerate(idx):
+                x, y = int(offsets[i, 0]), int(offsets[i, 1])
+                out[i, y:y + rh, x:x + rw, :3] = res[j]
+        if on_progress is not None:
+            on_progress(stop, b)
+    return out
+
+
+def _gather_mask(mask: torch.Tensor, idx: list[int], offsets: torch.Tensor, rh: int, rw: int,
+                 device: torch.device) -> torch.Tensor:
+    """(b, 1, rh, rw) float32 windows of a (B or 1, H, W) mask at the frames' ROI offsets."""
+    buf = torch.empty((len(idx), 1, rh, rw), dtype=mask.dtype, device=mask.device)
+    for j, i in enumerate(idx):
+        x, y = int(offsets[i, 0]), int(offsets[i, 1])
+        buf[j, 0] = mask[i if mask.shape[0] > 1 else 0, y:y + rh, x:x + rw]
+    return buf.to(device=device, dtype=torch.float32)
