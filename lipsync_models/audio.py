@@ -333,8 +333,8 @@ def frame_voicing(wave16k: torch.Tensor, fps: float, num_frames: int, sr: int = 
 
     Pitch strength from the autocorrelation of a 50 ms window centred on the frame (peak
     normalised autocorrelation at lags of 60-400 Hz; 0.35 -> 0, 0.85 -> 1), multiplied by an
-    energy gate rising from 0 at -60 dBFS to 1 at -45 dBFS (frame RMS), so quiet noise and
-    silence read 0 and a sustained vowel reads near 1.
+    energy gate rising from 0 at :func:`voicing_gate` to 1 ten dB higher (frame RMS), so noise,
+    hum and silence read 0 and a sustained vowel reads near 1.
     """
     dev = wave16k.device
     x = wave16k.to(torch.float32)
@@ -351,8 +351,22 @@ def frame_voicing(wave16k: torch.Tensor, fps: float, num_frames: int, sr: int = 
     strength = torch.cat(out) if out else x.new_zeros(0)
     pitch = ((strength - 0.35) / 0.5).clamp(0, 1)
     loud = frame_loudness(x, fps, num_frames, sr).to(dev)
-    gate = ((loud + 60.0) / 15.0).clamp(0, 1)
+    lo = voicing_gate(loud)
+    gate = ((loud - lo) / 10.0).clamp(0, 1)
     return (pitch * gate).to(torch.float32)
+
+
+def voicing_gate(loudness: torch.Tensor) -> float:
+    """Frame level (dBFS) below which :func:`frame_voicing` reads 0; it reaches full weight 10 dB
+    higher. 6 dB above the noise floor (10th percentile of the frame levels, but at least 35 dB
+    under the 95th percentile, so speech without pauses is not taken for noise), never below
+    -60 dBFS. Background hum (GRID's floor sits near -47 dBFS) is periodic too; this gate keeps
+    it from reading as voice."""
+    if loudness.numel() == 0:
+        return -60.0
+    q = torch.quantile(loudness.double(), torch.tensor([0.10, 0.95], dtype=torch.float64, device=loudness.device))
+    floor = min(float(q[0]), float(q[1]) - 35.0)
+    return max(floor + 6.0, -60.0)
 
 
 # --- AUDIO dicts -----------------------------------------------------------------------------
@@ -464,9 +478,9 @@ def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: f
     if _db(peak) < SILENCE_DBFS:
         t0 = time_origin + start
         where = "" if (t0 == 0 and duration is None) else f" between {t0:.2f} s and {time_origin + last / sr:.2f} s"
-        raise SilentAudioError(f"{who}: {name} is silent{where} (peak {_db(peak):.1f} dBFS, below "
-                               f"{SILENCE_DBFS:.0f} dBFS). Choose the file with the spoken line, or change "
-                               "start_offset/duration.")
+        level = f"peak {_db(peak):.1f} dBFS, below {SILENCE_DBFS:.0f} dBFS" if peak > 0 else "every sample is zero"
+        raise SilentAudioError(f"{who}: {name} is silent{where} ({level}). Choose the file with the spoken "
+                               "line, or change start_offset/duration.")
     if num_frames is None:
         covered = (duration if duration is not None else part.shape[-1] / sr)
         num_frames = max(1, int(math.ceil(covered * fps - 1e-6)))
@@ -478,6 +492,11 @@ def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: f
         full = full * gain
     dev = torch.device(device) if device is not None else wave.device
     mono = full.to(dev).float().mean(dim=0, keepdim=True)
+    mono_peak = float(mono.abs().max())
+    if _db(mono_peak) < SILENCE_DBFS:
+        raise SilentAudioError(f"{who}: the {full.shape[0]} channels of {name} cancel out when mixed to mono "
+                               f"(mono peak {_db(mono_peak):.1f} dBFS, channel peak {_db(peak):.1f} dBFS): one "
+                               "channel is phase-inverted. Fix the file, or pass a single channel.")
     wave16 = _fit(resample(mono, sr, ANALYSIS_RATE)[0], int(round(target_s * ANALYSIS_RATE)))
     mel = mel_windows(log_mel(wave16), fps, num_frames)
     loud = frame_loudness(wave16, fps, num_frames)

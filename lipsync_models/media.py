@@ -28,13 +28,40 @@ def _open(path: str, who: str):
         raise MediaError(f"{who}: cannot read {os.path.basename(path)}: not a media file or corrupt ({e}).") from e
 
 
+SEEK_AFTER = 30.0
+"""read_audio decodes from the beginning for start offsets up to this many seconds (exact for
+every codec, and fast); beyond it, it seeks."""
+SEEK_PREROLL = 1.0
+"""Seconds decoded and dropped before ``start`` after a seek, so decoders that need history
+(MP3's bit reservoir, AAC/Vorbis/Opus overlap) give the same samples as a decode from the start."""
+
+
+def _to_float(frame) -> np.ndarray:
+    """One decoded audio frame -> (C, n) float32 in [-1, 1], planar or packed."""
+    arr = frame.to_ndarray()
+    ch = frame.layout.nb_channels if hasattr(frame.layout, "nb_channels") else len(frame.layout.channels)
+    if frame.format.is_planar:
+        arr = arr.reshape(ch, -1)
+    else:
+        arr = arr.reshape(-1, ch).T
+    if arr.dtype.kind == "i":
+        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max + 1)
+    if arr.dtype.kind == "u":
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    return arr.astype(np.float32)
+
+
 def read_audio(path: str, who: str = "read_audio", start: float = 0.0, duration: float | None = None,
-               max_seconds: float = 4 * 3600) -> tuple[torch.Tensor, int]:
+               max_seconds: float = 4 * 3600, seek_after: float = SEEK_AFTER) -> tuple[torch.Tensor, int]:
     """Decode the first audio stream of ``path``.
 
     Returns (waveform (C, N) float32 in [-1, 1], sample rate). ``start``/``duration`` in
-    seconds select a part; only that part is kept in memory while decoding. Raises MediaError
-    when the file has no audio stream or cannot be decoded.
+    seconds select a part; only that part is kept in memory while decoding. Time 0 is the first
+    decoded sample (as ComfyUI's LoadAudio counts), so a part equals the same slice of a full
+    decode. Offsets beyond ``seek_after`` seconds seek (with a pre-roll, timed from the
+    stream's own first timestamp; a few ms off for Ogg/WebM Opus) instead of decoding
+    everything before them. Raises MediaError when the file has no audio stream or cannot be
+    decoded.
     """
     import av
 
@@ -46,42 +73,67 @@ def read_audio(path: str, who: str = "read_audio", start: float = 0.0, duration:
         sr = stream.rate or stream.codec_context.sample_rate
         if not sr:
             raise MediaError(f"{who}: {name}: audio stream has no sample rate.")
-        if start > 0:
-            try:
-                container.seek(int(start / stream.time_base), stream=stream, backward=True)
-            except av.error.FFmpegError:
-                pass  # unseekable: decode from the start and skip samples below
         first = int(round(start * sr))
         last = first + int(round(min(duration if duration is not None else max_seconds, max_seconds) * sr))
-        chunks, pos = [], None
+        chunks = None
+        if start > seek_after:
+            chunks = _decode_range(container, stream, sr, first, last, start, who, name, seek=True)
+        if chunks is None:  # no seek wanted, or the seek could not be trusted
+            if start > seek_after:
+                container.seek(0)
+            chunks = _decode_range(container, stream, sr, first, last, start, who, name, seek=False)
+    if not chunks:
+        raise MediaError(f"{who}: {name} holds no audio samples in the chosen range (start {start:.2f} s).")
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(chunks, axis=1))), int(sr)
+
+
+def _decode_range(container, stream, sr: int, first: int, last: int, start: float, who: str, name: str,
+                  seek: bool) -> list[np.ndarray] | None:
+    """Samples ``first`` .. ``last`` (indices of a decode from the start). With ``seek``, returns
+    None when the position after the seek is unknown or past ``first`` (caller decodes from 0)."""
+    import av
+
+    origin = 0.0
+    if seek:
         try:
-            for frame in container.decode(stream):
-                arr = frame.to_ndarray()
-                if frame.format.is_planar:
-                    arr = arr.reshape(frame.layout.nb_channels if hasattr(frame.layout, "nb_channels") else len(frame.layout.channels), -1)
-                else:
-                    ch = len(frame.layout.channels)
-                    arr = arr.reshape(-1, ch).T
-                if arr.dtype.kind == "i":
-                    arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max + 1)
-                elif arr.dtype.kind == "u":
-                    arr = (arr.astype(np.float32) - 128.0) / 128.0
-                else:
-                    arr = arr.astype(np.float32)
+            head = next(container.decode(stream), None)
+            if head is None or head.time is None:
+                return None
+            origin = head.time  # timestamp of sample 0 of a decode from the start
+            target = origin + max(start - SEEK_PREROLL, 0.0)
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        except (av.error.FFmpegError, StopIteration):
+            return None
+    chunks, pos = [], None
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                if seek and pos is None:
+                    continue  # a seek can land inside a packet (MPEG-PS): skip to the next one
+                raise
+            for frame in frames:
                 if pos is None:
-                    pos = int(round(frame.time * sr)) if frame.time is not None else 0
+                    if seek:
+                        if frame.time is None:
+                            return None
+                        pos = int(round((frame.time - origin) * sr))
+                        if pos > first:
+                            return None
+                    else:
+                        pos = 0
+                arr = _to_float(frame)
                 lo, hi = max(first - pos, 0), min(last - pos, arr.shape[1])
                 if hi > lo:
                     chunks.append(arr[:, lo:hi])
                 pos += arr.shape[1]
                 if pos >= last:
-                    break
-        except av.error.FFmpegError as e:
-            if not chunks:
-                raise MediaError(f"{who}: cannot decode the audio of {name}: corrupt ({e}).") from e
-    if not chunks:
-        raise MediaError(f"{who}: {name} holds no audio samples in the chosen range (start {start:.2f} s).")
-    return torch.from_numpy(np.ascontiguousarray(np.concatenate(chunks, axis=1))), int(sr)
+                    return chunks
+    except av.error.FFmpegError as e:
+        if not chunks:
+            raise MediaError(f"{who}: cannot decode the audio of {name}: corrupt ({e}).") from e
+    return chunks
 
 
 def read_video(path: str, who: str = "read_video", max_frames: int | None = None
