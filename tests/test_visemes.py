@@ -1,0 +1,401 @@
+"""MapVisemes: tables, animation rules worked out by hand, export formats, node, real GRID speech."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_lipsync.lipsync_models import visemes as V
+from comfyui_lipsync.lipsync_models.errors import InputError
+from comfyui_lipsync.lipsync_models.types import MOUTH_PARAMS, Phoneme, PhonemeTrack, VisemeTrack
+from comfyui_lipsync.nodes.map_visemes import (NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS,
+                                                MapVisemes)
+
+from conftest import GRID_CLIPS, GRID_TEXT
+
+JAW, SPREAD, ROUND, CLOSE, TEETH = range(5)
+HARD = dict(blend_ms=0.0, smoothing=0.0)  # no blending: frames show the timeline exactly
+
+
+def track(*items, duration=None, backend="test"):
+    """PhonemeTrack from (label, start, end) triples."""
+    ph = tuple(Phoneme(lab, s, e) for lab, s, e in items)
+    return PhonemeTrack(ph, duration if duration is not None else max(e for _, _, e in items), backend)
+
+
+def dominant(vt: VisemeTrack) -> list[str]:
+    return [vt.names[i] for i in vt.weights.argmax(1).tolist()]
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", list(V.VISEME_SETS))
+def test_every_set_covers_the_39_cmu_phones_and_silence(key):
+    vs = V.VISEME_SETS[key]
+    assert len(V.ARPABET) == 39 and len(set(V.ARPABET)) == 39
+    assert set(vs.table) == set(V.ARPABET) | {"SIL"}
+    assert set(vs.table.values()) <= set(vs.names)
+    assert set(vs.glides) <= set(V.ARPABET) and set(vs.glides.values()) <= set(vs.names)
+    assert set(vs.shapes) == set(vs.names)
+    m = vs.shape_matrix()
+    assert m.shape == (len(vs.names), len(MOUTH_PARAMS))
+    assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    # the bilabials close the lips, silence rests, F/V put the teeth on the lip
+    assert {vs.table[p] for p in ("P", "B", "M")} == {vs.closed}
+    assert vs.table["SIL"] == vs.rest
+    assert vs.shapes[vs.closed][CLOSE] == 1.0 and vs.shapes[vs.closed][JAW] == 0.0
+    assert vs.shapes[vs.table["F"]][TEETH] == 1.0
+    # the widest-open shape is the one for AA, rounding is highest for UW
+    assert vs.shapes[vs.table["AA"]][JAW] == max(s[JAW] for s in vs.shapes.values())
+    assert vs.shapes[vs.table["UW"]][ROUND] == max(s[ROUND] for s in vs.shapes.values())
+
+
+def test_set_sizes_and_documented_names():
+    assert V.VISEME_SETS["rhubarb"].names == tuple("ABCDEFGH") + ("X",)
+    assert len(V.VISEME_SETS["oculus15"].names) == 15 and V.VISEME_SETS["oculus15"].names[0] == "sil"
+    assert V.VISEME_SETS["azure22"].names == tuple(str(i) for i in range(22))
+    # spot checks against the documented groupings
+    assert V.PHONEME_TO_RHUBARB["AA"] == "D" and V.PHONEME_TO_RHUBARB["UW"] == "F"
+    assert V.PHONEME_TO_RHUBARB["L"] == "H" and V.PHONEME_TO_RHUBARB["V"] == "G"
+    assert V.PHONEME_TO_OCULUS15["SH"] == "CH" and V.PHONEME_TO_OCULUS15["L"] == "nn"
+    assert V.PHONEME_TO_AZURE22["AY"] == "11" and V.PHONEME_TO_AZURE22["NG"] == "20"
+
+
+def test_labels_are_normalised():
+    assert V.normalize_label("aa1") == "AA"
+    assert V.normalize_label("+NSN+") == "SIL"
+    assert V.normalize_label("sil") == "SIL"
+    vt = V.map_phonemes(track(("sil", 0, 0.3), ("aa1", 0.3, 0.8), ("+BREATH+", 0.8, 1.0)), 25, **HARD)
+    assert "D" in dominant(vt) and dominant(vt)[-1] == "X"
+
+
+# --- the animation rules, worked out by hand ----------------------------------------------------
+
+def p_track():
+    # a P from 0.50 to 0.56 s, then AA
+    return track(("SIL", 0.0, 0.50), ("P", 0.50, 0.56), ("AA", 0.56, 0.91), ("SIL", 0.91, 1.40))
+
+
+def test_bilabial_closure_frames_by_hand():
+    # 25 fps, frame i shows time (i + 0.5) / 25. Anticipation 40 ms starts the closure at 0.46 s;
+    # the closure is held until the release at 0.56 s. Frame centres 0.46, 0.50, 0.54 -> frames
+    # 11, 12, 13 closed; frame 10 (0.42) is still rest, frame 14 (0.58) is open (AA).
+    vt = V.map_phonemes(p_track(), fps=25, num_frames=35)
+    close, jaw = vt.param("lip_close"), vt.param("jaw_open")
+    closed = [i for i in range(35) if float(close[i]) == 1.0]
+    assert closed == [11, 12, 13]
+    assert all(float(jaw[i]) == 0.0 for i in closed)
+    assert dominant(vt)[11:14] == ["A", "A", "A"]
+    assert float(close[10]) < 1.0 and float(close[14]) < 0.5
+    assert float(jaw[14]) > 0.5  # opening on the release
+    # hard timeline: rest up to frame 10, closure 11-13, AA from 14 until 0.87 s (frame 21)
+    hard = dominant(V.map_phonemes(p_track(), 25, 35, **HARD))
+    assert hard[:11] == ["X"] * 11 and hard[11:14] == ["A"] * 3
+    assert hard[14:22] == ["D"] * 8 and hard[22] == "X"
+
+
+def test_anticipation_moves_the_onset_earlier_by_hand():
+    tr = track(("SIL", 0, 0.51), ("AA", 0.51, 0.81), ("SIL", 0.81, 1.2))
+    # without anticipation AA covers centres 0.54..0.78 -> frames 13..19
+    d0 = dominant(V.map_phonemes(tr, 25, 30, anticipation_ms=0, **HARD))
+    assert [i for i, v in enumerate(d0) if v == "D"] == list(range(13, 20))
+    # 40 ms earlier: 0.47..0.77 -> frames 12..18
+    d40 = dominant(V.map_phonemes(tr, 25, 30, anticipation_ms=40, **HARD))
+    assert [i for i, v in enumerate(d40) if v == "D"] == list(range(12, 19))
+
+
+def test_short_pause_is_bridged_long_pause_rests():
+    rest = torch.tensor(V.RHUBARB_SHAPES["X"])
+    bridged = V.map_phonemes(track(("SIL", 0, 0.2), ("AA", 0.2, 0.6), ("SIL", 0.6, 0.7), ("AA", 0.7, 1.1),
+                                   ("SIL", 1.1, 1.6)), 25, 40)
+    x = bridged.names.index("X")
+    # 100 ms pause < 150 ms: no rest between the two AAs (frames 14-18 are centred 0.58-0.74)
+    assert float(bridged.weights[14:19, x].max()) == 0.0
+    assert float(bridged.param("jaw_open")[14:19].min()) > 0.9
+    long = V.map_phonemes(track(("SIL", 0, 0.2), ("AA", 0.2, 0.6), ("SIL", 0.6, 1.0), ("AA", 1.0, 1.4),
+                                ("SIL", 1.4, 1.8)), 25, 45)
+    # 400 ms pause: shifted to 0.56-0.96. Blending (+-30 ms) and smoothing (sigma 30 ms, cut at 3
+    # frames = 120 ms) reach 150 ms, so centres in 0.71-0.81 are pure rest: frames 18, 19
+    assert torch.allclose(long.weights[18:20, x], torch.ones(2, dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(long.params[18:20], rest.expand(2, 5), atol=1e-6)
+    assert float(long.weights[17, x]) < 1.0 and float(long.weights[20, x]) < 1.0
+    # the same short pause with bridging off goes to rest in its middle frame (centre 0.62 after the lead)
+    off = V.map_phonemes(track(("SIL", 0, 0.2), ("AA", 0.2, 0.6), ("SIL", 0.6, 0.7), ("AA", 0.7, 1.1),
+                               ("SIL", 1.1, 1.6)), 25, 40, bridge_pause_ms=0, min_hold_ms=0, **HARD)
+    assert dominant(off)[15] == "X"
+
+
+def test_min_hold_stretches_a_20ms_phoneme_to_a_frame():
+    # F of 20 ms at 0.71-0.73 s, led by 40 ms: 0.67-0.69, between frame centres 0.66 and 0.70
+    tr = track(("SIL", 0, 0.4), ("AA", 0.4, 0.71), ("F", 0.71, 0.73), ("AA", 0.73, 1.0), ("SIL", 1.0, 1.3))
+    none = V.map_phonemes(tr, 25, 33, min_hold_ms=0, **HARD)
+    assert "G" not in dominant(none)
+    held = V.map_phonemes(tr, 25, 33, min_hold_ms=60, **HARD)
+    g = [i for i, v in enumerate(dominant(held)) if v == "G"]
+    assert 1 <= len(g) <= 2 and all(16 <= i <= 18 for i in g)
+    assert float(held.param("teeth_on_lip")[g[0]]) == 1.0
+    # with the default blending the held shape still dominates a frame
+    assert "G" in dominant(V.map_phonemes(tr, 25, 33))
+
+
+def test_closure_shows_in_a_frame_at_every_fps():
+    # a 30 ms M, no hold asked: the closure still shows (hold >= one frame) at every rate
+    tr = track(("SIL", 0, 0.5), ("AA", 0.5, 0.8), ("M", 0.8, 0.83), ("AA", 0.83, 1.1), ("SIL", 1.1, 1.5))
+    for fps in (12.0, 23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 60.0):
+        n = int(round(1.5 * fps))
+        vt = V.map_phonemes(tr, fps, n, min_hold_ms=0)
+        assert vt.weights.shape == (n, 9) and vt.params.shape == (n, 5)
+        closed = (vt.param("lip_close") == 1.0).nonzero().flatten().tolist()
+        assert closed, fps
+        assert all(abs((i + 0.5) / fps - 0.8) < 0.05 + 1.5 / fps for i in closed)
+        assert torch.allclose(vt.weights.sum(1), torch.ones(n, dtype=vt.weights.dtype), atol=1e-6)
+
+
+def test_diphthong_glides_by_hand():
+    # AY 0.50-1.00: D for 60% (0.50-0.80), then B; led by 40 ms: D 0.46-0.76, B 0.76-0.96
+    vt = V.map_phonemes(track(("SIL", 0, 0.5), ("AY", 0.5, 1.0), ("SIL", 1.0, 1.4)), 25, 35, **HARD)
+    d = dominant(vt)
+    assert d[11:19] == ["D"] * 8 and d[19:24] == ["B"] * 5 and d[24] == "X"
+
+
+def test_blending_makes_ramps_not_cuts():
+    hard = V.map_phonemes(p_track(), 25, 35, **HARD)
+    soft = V.map_phonemes(p_track(), 25, 35, smoothing=0.0, blend_ms=120.0)
+    jh, js = hard.param("jaw_open"), soft.param("jaw_open")
+    assert set(torch.unique(jh).tolist()) <= {0.0, 1.0}
+    assert ((js > 0.05) & (js < 0.95)).sum() >= 2  # in-between values at the transitions
+    # box blending by hand: frame 21 (0.86 s) with a 120 ms window 0.80-0.92 straddles the AA end
+    # at 0.87 s (led): 70 ms of AA (jaw 1), 50 ms of rest (jaw 0) -> 7/12
+    assert float(js[21]) == pytest.approx(7 / 12, abs=1e-6)
+
+
+@pytest.mark.parametrize("key", list(V.VISEME_SETS))
+def test_rows_sum_to_one_and_params_in_range(key):
+    rng = np.random.default_rng(0)
+    labels = list(V.ARPABET) + ["SIL"] * 6
+    t, items = 0.0, []
+    for _ in range(120):
+        d = float(rng.uniform(0.01, 0.25))
+        items.append((labels[rng.integers(len(labels))], t, t + d))
+        t += d
+    tr = track(*items)
+    for strength, smoothing in ((1.0, 0.5), (0.6, 0.0), (0.3, 1.0)):
+        vt = V.map_phonemes(tr, 30, None, viseme_set=key, strength=strength, smoothing=smoothing)
+        assert vt.num_frames == int(round(t * 30))
+        assert torch.allclose(vt.weights.sum(1), torch.ones(vt.num_frames), atol=1e-5)
+        assert float(vt.weights.min()) >= -1e-7
+        assert float(vt.params.min()) >= 0.0 and float(vt.params.max()) <= 1.0
+        assert vt.names == V.VISEME_SETS[key].names and vt.viseme_set == key
+
+
+@pytest.mark.parametrize("key", list(V.VISEME_SETS))
+def test_strength_zero_is_the_rest_pose_and_strength_scales(key):
+    vs = V.VISEME_SETS[key]
+    rest = torch.tensor(vs.shapes[vs.rest])
+    full = V.map_phonemes(p_track(), 25, 35, viseme_set=key)
+    zero = V.map_phonemes(p_track(), 25, 35, viseme_set=key, strength=0.0)
+    assert torch.allclose(zero.params, rest.expand(35, 5), atol=1e-6)
+    assert torch.equal(zero.weights.argmax(1), torch.full((35,), vs.names.index(vs.rest)))
+    half = V.map_phonemes(p_track(), 25, 35, viseme_set=key, strength=0.5)
+    assert torch.allclose(half.params, rest + 0.5 * (full.params - rest), atol=1e-5)
+    # cues describe the shapes (before strength), so exports do not change with strength
+    assert half.cues == full.cues
+
+
+def test_deterministic_and_device_dtype_follow():
+    a = V.map_phonemes(p_track(), 25, 35)
+    b = V.map_phonemes(p_track(), 25, 35)
+    assert torch.equal(a.weights, b.weights) and torch.equal(a.params, b.params) and a.cues == b.cues
+    assert a.weights.device.type == "cpu" and a.weights.dtype == torch.float32
+    c = V.map_phonemes(p_track(), 25, 35, device="meta", dtype=torch.float64)
+    assert c.weights.device.type == "meta" and c.params.device.type == "meta"
+    assert c.params.dtype == torch.float64
+    if torch.cuda.is_available():
+        g = V.map_phonemes(p_track(), 25, 35, device="cuda")
+        assert g.params.is_cuda and torch.equal(g.params.cpu(), a.params)
+
+
+def test_track_is_cut_or_padded_to_the_frame_count():
+    vt = V.map_phonemes(p_track(), 25, 10)  # 0.4 s: only rest
+    assert vt.num_frames == 10 and set(dominant(vt)) == {"X"}
+    vt = V.map_phonemes(p_track(), 25, 100)  # 4 s: rest after the track ends
+    assert vt.num_frames == 100 and dominant(vt)[-40:] == ["X"] * 40
+    assert vt.cues[-1][1] == pytest.approx(4.0)
+
+
+def test_errors_are_clear():
+    with pytest.raises(InputError, match="empty"):
+        V.map_phonemes(PhonemeTrack((), 1.0, "test"), 25, 25)
+    for fps in (0, -25, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="fps"):
+            V.map_phonemes(p_track(), fps, 25)
+    with pytest.raises(InputError, match="unknown viseme_set 'disney'.*rhubarb"):
+        V.map_phonemes(p_track(), 25, 25, viseme_set="disney")
+    with pytest.raises(InputError, match="unknown phoneme labels.*QQ"):
+        V.map_phonemes(track(("QQ", 0, 0.5)), 25, 25)
+    with pytest.raises(InputError, match="strength"):
+        V.map_phonemes(p_track(), 25, 25, strength=1.5)
+    with pytest.raises(InputError, match="frame count"):
+        V.map_phonemes(p_track(), 25, 0)
+    with pytest.raises(InputError, match="ends before it starts"):
+        V.map_phonemes(track(("AA", 0.5, 0.4)), 25, 25)
+    with pytest.raises(InputError, match="PhonemeTrack"):
+        V.map_phonemes("AA P", 25, 25)
+
+
+# --- export -------------------------------------------------------------------------------------
+
+def parse_tsv(text):
+    rows = [line.split("\t") for line in text.strip().split("\n")]
+    return [(float(t), v) for t, v in rows]
+
+
+@pytest.mark.parametrize("key,fps", [("rhubarb", 25.0), ("oculus15", 30.0), ("azure22", 24.0)])
+def test_rhubarb_json_and_tsv_round_trip(key, fps):
+    tr = track(("SIL", 0, 0.3), ("HH", 0.3, 0.4), ("EH", 0.4, 0.55), ("L", 0.55, 0.65), ("OW", 0.65, 0.95),
+               ("SIL", 0.95, 1.5))
+    vt = V.map_phonemes(tr, fps, None, viseme_set=key)
+    text = V.to_rhubarb_json(vt, sound_file="take 1 \"final\".wav")
+    doc = json.loads(text)
+    assert set(doc) == {"metadata", "mouthCues"}
+    assert doc["metadata"] == {"soundFile": "take 1 \"final\".wav", "duration": pytest.approx(vt.num_frames / fps, abs=0.005)}
+    cues = doc["mouthCues"]
+    assert all(set(c) == {"start", "end", "value"} for c in cues)
+    assert cues[0]["start"] == 0 and cues[-1]["end"] == doc["metadata"]["duration"]
+    assert all(a["end"] == b["start"] for a, b in zip(cues, cues[1:]))  # contiguous
+    assert all(a["value"] != b["value"] for a, b in zip(cues, cues[1:]))  # merged runs
+    assert {c["value"] for c in cues} <= set(vt.names)
+    assert cues[0]["value"] == V.VISEME_SETS[key].rest
+    # Rhubarb's layout: one cue per line
+    assert sum(1 for line in text.splitlines() if '"start"' in line) == len(cues)
+    # TSV: start<TAB>value per cue, then the end time with the rest shape
+    rows = parse_tsv(V.to_tsv(vt))
+    assert len(rows) == len(cues) + 1
+    assert [(c["start"], c["value"]) for c in cues] == rows[:-1]
+    assert rows[-1] == (doc["metadata"]["duration"], V.VISEME_SETS[key].rest)
+    # the cues match the track: the value of each cue is the dominant shape of its frames
+    d = dominant(vt)
+    for c in cues:
+        i0, i1 = round(c["start"] * fps), round(c["end"] * fps)
+        assert set(d[i0:i1]) == {c["value"]}
+
+
+def test_export_times_use_three_decimals_only_when_needed():
+    vt = V.map_phonemes(p_track(), 25, 35)
+    assert "0.44\tA" in V.to_tsv(vt)  # centiseconds, like Rhubarb
+    fast = V.map_phonemes(track(("SIL", 0, 0.2), ("P", 0.2, 0.21), ("AA", 0.21, 0.4), ("SIL", 0.4, 0.6)),
+                          240, None, min_hold_ms=0, blend_ms=0, smoothing=0)
+    starts = [t for t, _ in parse_tsv(V.to_tsv(fast))]
+    assert all(b > a for a, b in zip(starts, starts[1:]))
+
+
+def test_preview_image():
+    img = V.preview(V.map_phonemes(p_track(), 25, 35), torch.randn(int(1.4 * 16000)) * 0.1, p_track())
+    assert img.ndim == 4 and img.shape[0] == 1 and img.shape[3] == 3 and img.dtype == torch.float32
+    assert float(img.min()) >= 0 and float(img.max()) <= 1
+    assert float(img.std()) > 0.05  # something is drawn
+    assert V.preview(V.map_phonemes(p_track(), 25, 35)).shape[1] < img.shape[1]  # no phoneme row
+
+
+# --- node ---------------------------------------------------------------------------------------
+
+def _defaults(node_cls):
+    spec = node_cls.INPUT_TYPES()
+    out = {}
+    for name, (typ, opts) in spec["required"].items():
+        if "default" in opts:
+            out[name] = opts["default"]
+    return out, spec
+
+
+def test_node_registration_and_tooltips():
+    assert NODE_CLASS_MAPPINGS == {"LipSyncMapVisemes": MapVisemes}
+    assert NODE_DISPLAY_NAME_MAPPINGS == {"LipSyncMapVisemes": "MapVisemes"}
+    assert MapVisemes.CATEGORY == "lipsync/audio" and MapVisemes.DESCRIPTION
+    spec = MapVisemes.INPUT_TYPES()
+    for group in spec.values():
+        for name, (typ, opts) in group.items():
+            assert opts.get("tooltip"), name
+    assert spec["required"]["viseme_set"][0] == ["rhubarb", "oculus15", "azure22"]
+    assert MapVisemes.RETURN_TYPES == ("LIPSYNC_VISEMES", "IMAGE", "STRING", "STRING")
+    assert len(MapVisemes.OUTPUT_TOOLTIPS) == 4
+
+
+def test_node_with_defaults_and_no_driver():
+    kwargs, _ = _defaults(MapVisemes)
+    out = MapVisemes().map(phonemes=p_track(), **kwargs)
+    track_, image, js, tsv = out["result"]
+    assert track_.num_frames == 35 and track_.fps == 25.0  # 1.40 s x 25 fps
+    assert image.shape[0] == 1 and image.shape[-1] == 3
+    assert json.loads(js)["mouthCues"][0]["value"] == "X"
+    assert tsv.strip().split("\n")[-1] == "1.40\tX"
+    assert out["ui"]["lipsync_cues"][1]["value"] == "A"
+    assert "35 frames" in out["ui"]["text"][0]
+    closed = (track_.param("lip_close") == 1.0).nonzero().flatten().tolist()
+    assert closed == [11, 12, 13]
+
+
+def test_node_takes_fps_and_frames_from_the_driver():
+    from comfyui_lipsync.lipsync_models import audio as A
+
+    t = torch.arange(48000) / 16000.0
+    wave = (0.3 * torch.sin(2 * math.pi * 220 * t) * (t > 0.5) * (t < 1.0)).view(1, 1, -1)
+    driver = A.make_driver({"waveform": wave, "sample_rate": 16000}, 30.0, 90, name="tone.wav")
+    kwargs, _ = _defaults(MapVisemes)
+    kwargs.update(viseme_set="oculus15", fps=25.0)
+    track_, image, js, tsv = MapVisemes().map(phonemes=p_track(), driver=driver, **kwargs)["result"]
+    assert track_.fps == 30.0 and track_.num_frames == 90 and track_.viseme_set == "oculus15"
+    assert json.loads(js)["metadata"]["soundFile"] == "tone.wav"
+    assert "PP" in [c[2] for c in track_.cues]
+    # frame_count wins over the driver
+    kwargs.update(frame_count=60)
+    assert MapVisemes().map(phonemes=p_track(), driver=driver, **kwargs)["result"][0].num_frames == 60
+
+
+def test_node_errors():
+    kwargs, _ = _defaults(MapVisemes)
+    with pytest.raises(InputError, match="MapVisemes: the phoneme track is empty"):
+        MapVisemes().map(phonemes=PhonemeTrack((), 2.0, "recognize"), **kwargs)
+    kwargs["viseme_set"] = "nope"
+    with pytest.raises(InputError, match="MapVisemes: unknown viseme_set"):
+        MapVisemes().map(phonemes=p_track(), **kwargs)
+
+
+# --- real speech ----------------------------------------------------------------------------------
+
+def _align(wave16k: torch.Tensor, text: str) -> PhonemeTrack:
+    from comfyui_lipsync.lipsync_models import phonemes
+
+    return phonemes.align(wave16k, text)
+
+
+def _band_envelope(wave16k: torch.Tensor, fps: float, n: int) -> torch.Tensor:
+    """Per-frame log energy of the 300-3000 Hz band (frame i = samples of [i/fps, (i+1)/fps))."""
+    hop = int(round(16000 / fps))
+    spec = torch.stft(wave16k, n_fft=2048, hop_length=hop, win_length=hop * 2, window=torch.hann_window(hop * 2),
+                      center=True, return_complex=True).abs() ** 2
+    f = torch.fft.rfftfreq(2048, 1 / 16000)
+    band = spec[(f >= 300) & (f <= 3000)].sum(0)
+    return torch.log(band + 1e-8)[:n]
+
+
+@pytest.mark.parametrize("clip", GRID_CLIPS)
+def test_grid_jaw_follows_the_speech_envelope(grid_dir, clip):
+    from comfyui_lipsync.lipsync_models import audio as A
+    from comfyui_lipsync.lipsync_models import media
+
+    wav, sr = media.read_audio(str(grid_dir / f"{clip}.mpg"))
+    wave = A.resample(wav.mean(0, keepdim=True), sr, 16000)[0]
+    tr = _align(wave, GRID_TEXT[clip])
+    n = 75
+    vt = V.map_phonemes(tr, 25.0, n)
+    env = _band_envelope(wave, 25.0, n)
+    jaw = vt.param("jaw_open").double()
+    r = float(torch.corrcoef(torch.stack([jaw, env.double()]))[0, 1])
+    assert r > 0.5, f"{clip}: jaw/envelope correlation {r:.2f}"
+    # the closure of the bilabials in the transcript shows: every GRID line has b/p/m
+    assert float(vt.param("lip_close").max()) == 1.0
+    # rest in the leading silence (GRID clips start with ~0.5 s of silence)
+    assert dominant(vt)[0] == "X"
