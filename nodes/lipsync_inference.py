@@ -1,0 +1,66 @@
+"""LipSyncInference: generate the new mouths as aligned crops, ready for Composite."""
+
+from __future__ import annotations
+
+from ..lipsync_models import backends
+from ..lipsync_models.errors import CheckpointError
+from ..lipsync_models.types import DRIVER, FACE_TRACK, VISEMES
+from . import _comfy
+
+
+class LipSyncInference:
+    DESCRIPTION = (
+        "Makes the mouth in every frame follow the audio. The built-in generator (no weights) "
+        "reshapes the tracked mouth from MapVisemes' mouth parameters with a smooth warp and draws "
+        "the inner mouth where it opens; a Wav2Lip checkpoint from models/lipsync redraws the lower "
+        "face from the audio instead. Outputs aligned crops and the face track for Composite."
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The video frames (the same frames MaskLowerFace tracked)."}),
+                "face_track": (FACE_TRACK, {"tooltip": "Face track from MaskLowerFace: where the face and mouth are in each frame."}),
+                "visemes": (VISEMES, {"tooltip": "Mouth track from MapVisemes; drives the built-in generator."}),
+                "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver; its mel windows drive Wav2Lip checkpoints."}),
+                "model": ([backends.BUILTIN] + _comfy.model_files("lipsync"), {
+                    "default": backends.BUILTIN,
+                    "tooltip": "Generator: the built-in one needs no weights; or a Wav2Lip checkpoint "
+                               "(wav2lip.pth, wav2lip_gan.pth or .safetensors) placed in ComfyUI's models/lipsync folder.",
+                }),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.5, "step": 0.05,
+                                       "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion."}),
+                "batch_size": ("INT", {"default": 16, "min": 1, "max": 256,
+                                       "tooltip": "Frames generated at once; lower it if memory runs out."}),
+            }
+        }
+
+    RETURN_TYPES = ("IMAGE", FACE_TRACK)
+    RETURN_NAMES = ("crops", "face_track")
+    OUTPUT_TOOLTIPS = (
+        "Generated aligned face crops (one per frame), to paste back with Composite.",
+        "The face track matching these crops (re-aimed at the 96-px face crop for Wav2Lip); connect it to Composite.",
+    )
+    FUNCTION = "run"
+    CATEGORY = "lipsync/generate"
+
+    def run(self, images, face_track, visemes, driver, model=backends.BUILTIN, strength=1.0, batch_size=16):
+        path = None
+        if model != backends.BUILTIN:
+            path = _comfy.model_path("lipsync", model)
+            if path is None:
+                raise CheckpointError(
+                    f"LipSyncInference: checkpoint {model!r} is not in models/lipsync any more. "
+                    f"Refresh the node list or pick another model.")
+        n = int(images.shape[0])
+        batch_size = max(int(batch_size), 1)
+        progress = _comfy.Progress(-(-n // batch_size), "LipSyncInference")
+        crops, track = backends.lipsync(
+            images, face_track, visemes, driver, model=path, strength=float(strength),
+            batch_size=batch_size, device=_comfy.compute_device(), on_progress=progress)
+        return (crops.to(_comfy.intermediate_device()), track)
+
+
+NODE_CLASS_MAPPINGS = {"LipSyncInference": LipSyncInference}
+NODE_DISPLAY_NAME_MAPPINGS = {"LipSyncInference": "LipSyncInference"}
