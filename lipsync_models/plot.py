@@ -379,7 +379,7 @@ class Axes:
                     od.rectangle([xa, ay0, xb, ay1], fill=c + (a,))
                     if outline is not None and xb - xa >= 3:
                         od.line([(xa, ay0), (xa, ay1)], fill=rgb(outline) + (255,))
-                if labels and lab and xb - xa >= self.cv.text_size(str(lab))[0] + 2:
+                if labels and lab and xb - xa >= 8 and xb - xa >= self.cv.text_size(str(lab))[0] + 2:
                     texts.append(((xa + xb) / 2, (ay0 + ay1) / 2, str(lab)))
         self.cv._composite(overlay)
         for x, y, s in texts:

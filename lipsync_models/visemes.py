@@ -522,7 +522,8 @@ def _cues(w: torch.Tensor, names, fps: float) -> tuple[tuple[float, float, str],
     change = np.flatnonzero(np.diff(top)) + 1
     starts = np.concatenate([[0], change])
     ends = np.concatenate([change, [len(top)]])
-    return tuple((float(s / fps), float(e / fps), names[int(top[s])]) for s, e in zip(starts, ends))
+    vals = top[starts].tolist()
+    return tuple((s / fps, e / fps, names[v]) for s, e, v in zip(starts.tolist(), ends.tolist(), vals))
 
 
 # --- export -----------------------------------------------------------------------------------
@@ -607,11 +608,22 @@ def preview(track: VisemeTrack, waveform16k: torch.Tensor | None = None,
         w = waveform16k.detach().float().reshape(-1).cpu()
         if w.numel() > 0:
             peak = float(w.abs().max()) or 1.0
-            t = torch.arange(w.numel(), dtype=torch.float64) / sample_rate
-            top.envelope(t.numpy(), (w / peak * 0.8).numpy(), color=(70, 70, 70))
-    for s, e, name in track.cues:  # shape names in a strip at the top, above the waveform
-        if top.px(e)[0] - top.px(s)[0] >= cv.text_size(name)[0] + 2:
-            top.text(0.5 * (s + e), 0.9, name, anchor="mm")
+            block = max(1, w.numel() // (4 * width))  # long clips: min/max per block first
+            n = (w.numel() // block) * block
+            if block > 1 and n > 0:
+                wb = w[:n].view(-1, block)
+                y = torch.stack([wb.amin(1), wb.amax(1)], 1).reshape(-1)
+                t = (torch.arange(y.numel(), dtype=torch.float64) // 2 + 0.5) * block / sample_rate
+            else:
+                y, t = w, torch.arange(w.numel(), dtype=torch.float64) / sample_rate
+            top.envelope(t.numpy(), (y / peak * 0.8).numpy(), color=(70, 70, 70))
+    if track.cues:  # shape names in a strip at the top, above the waveform, where they fit
+        edges = top.px([c[0] for c in track.cues] + [track.cues[-1][1]])
+        wide = np.flatnonzero(np.diff(edges) >= 8)
+        for i in wide.tolist():
+            s, e, name = track.cues[i]
+            if edges[i + 1] - edges[i] >= cv.text_size(name)[0] + 2:
+                top.text(0.5 * (s + e), 0.9, name, anchor="mm")
     if has_ph:
         axes[1].show_yticks = False
         axes[1].set_ylim(0, 1)
