@@ -340,29 +340,48 @@ def _anticipate(bounds: np.ndarray, vis: np.ndarray, closed: int, lead_s: float)
     return b
 
 
-def _enforce_hold(bounds: np.ndarray, holds: np.ndarray) -> np.ndarray:
-    """Stretch segments shorter than their hold: first into the slack of the segment before
-    (at most half the need when the next one has slack too), then by pushing the next
-    boundary later (the next segment then takes its turn). bounds (n+1,), holds (n,)."""
+def _enforce_hold(bounds: np.ndarray, holds: np.ndarray, max_delay: float,
+                  closure: np.ndarray | None = None) -> np.ndarray:
+    """Stretch segments shorter than their hold without letting the track drift late.
+
+    A short segment first takes time from the slack of the segment before it (moving its
+    start earlier: more anticipation, never a lag), at most half its need while the segment
+    after has slack too; then it pushes its end later, but no boundary ever moves more than
+    ``max_delay`` after where the sound put it, so a run of short phones cannot delay the
+    track; what is still missing is taken from the previous segment's remaining slack.
+    Closures (``closure[k]`` True) take from the previous segment first and may push as far
+    as needed: the lips must show closed in at least one frame. bounds (n+1,), holds (n,).
+    """
     b = bounds.astype(np.float64).copy()
+    orig = b.copy()
     n = len(holds)
+    closure = np.zeros(n, dtype=bool) if closure is None else closure
+    eps = 1e-12
     for k in range(n):
         need = holds[k] - (b[k + 1] - b[k])
-        if need <= 1e-12:
+        if need <= eps:
             continue
         prev_slack = max(0.0, (b[k] - b[k - 1]) - holds[k - 1]) if k > 0 else 0.0
         next_slack = max(0.0, (b[k + 2] - b[k + 1]) - holds[k + 1]) if k + 1 < n else 0.0
-        take = min(prev_slack, need if next_slack <= 0 or k + 1 >= n else 0.5 * need)
+        first_share = need if (closure[k] or next_slack <= 0 or k + 1 >= n) else 0.5 * need
+        take = min(prev_slack, first_share)
         b[k] -= take
         need -= take
-        if need > 1e-12 and k + 1 < n:
-            b[k + 1] = min(b[k + 1] + need, b[n])
+        prev_slack -= take
+        if need > eps and k + 1 < n:
+            cap = b[n] if closure[k] else max(b[k + 1], min(orig[k + 1] + max_delay, b[n]))
+            new = min(b[k + 1] + need, cap)
+            need -= new - b[k + 1]
+            b[k + 1] = new
             j = k + 2
             while j < n and b[j] < b[k + 1]:
                 b[j] = b[k + 1]
                 j += 1
-        elif need > 1e-12 and k > 0:  # last segment: take what the previous one can give
-            b[k] = max(b[k] - need, b[k - 1])
+        if need > eps and k > 0:  # still short: whatever slack the previous segment has left
+            take = min(prev_slack, need)
+            if closure[k]:  # a closure may eat into its neighbour's hold, not past its start
+                take = min(need, b[k] - b[k - 1])
+            b[k] -= take
     return b
 
 
@@ -382,9 +401,14 @@ def _timeline(track, vs, fps, num_frames, anticipation_ms, min_hold_ms, bridge_p
     vis = np.array([s[2] for s in segs], dtype=np.int64)
     closed = vs.index(vs.closed)
     bounds = _anticipate(bounds, vis, closed, anticipation_ms / 1000.0)
-    holds = np.full(len(vis), min_hold_ms / 1000.0)
-    holds[vis == closed] = max(min_hold_ms / 1000.0, 1.0 / fps)  # a closure shows in >= 1 frame
-    bounds = _enforce_hold(bounds, holds)
+    hold = min_hold_ms / 1000.0
+    holds = np.full(len(vis), hold)
+    is_closure = vis == closed
+    holds[is_closure] = max(hold, 1.0 / fps)  # a closure shows in >= 1 frame
+    for edge in (0, len(vis) - 1):  # rest cut by the clip's start or end needs no hold
+        if vis[edge] == rest:
+            holds[edge] = 0.0
+    bounds = _enforce_hold(bounds, holds, max_delay=0.5 * hold, closure=is_closure)
     keep = np.diff(bounds) > 1e-9
     if not keep.all():  # zero-length leftovers (a phone swallowed by a closure)
         vis = vis[keep]
@@ -472,8 +496,10 @@ def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
     2. pauses shorter than ``bridge_pause_ms`` between speech are bridged (no return to rest);
     3. anticipation: every shape starts ``anticipation_ms`` before its sound, but a P/B/M
        closure is held until its release, so the lips open when the sound does;
-    4. minimum hold: shapes shorter than ``min_hold_ms`` are stretched into their neighbours;
-       a closure always lasts at least one frame;
+    4. minimum hold: shapes shorter than ``min_hold_ms`` are stretched into their neighbours,
+       preferably earlier; no boundary moves more than ``min_hold_ms / 2`` later than its
+       sound, so a run of fast phones cannot make the track lag; a closure always lasts at
+       least one frame;
     5. blending: each frame's weights are the share of each shape in a ``blend_ms`` window
        around it (linear cross-fades instead of cuts), then a zero-phase Gaussian of sigma
        ``smoothing * 60 ms``; rows sum to 1;

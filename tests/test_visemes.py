@@ -140,6 +140,19 @@ def test_min_hold_stretches_a_20ms_phoneme_to_a_frame():
     assert "G" in dominant(V.map_phonemes(tr, 25, 33))
 
 
+def test_min_hold_does_not_make_fast_speech_drift_late():
+    # five 30 ms consonants, then AA at 0.65 s (led: 0.61 s). Holding each for 60 ms by pushing
+    # later would start AA about 0.15 s late; boundaries may move at most 30 ms late, so AA shows
+    # from frame 16 (0.66 s) at the latest.
+    tr = track(("SIL", 0, 0.5), ("K", 0.50, 0.53), ("L", 0.53, 0.56), ("F", 0.56, 0.59), ("S", 0.59, 0.62),
+               ("W", 0.62, 0.65), ("AA", 0.65, 1.0), ("SIL", 1.0, 1.4))
+    d = dominant(V.map_phonemes(tr, 25, 35, **HARD))
+    assert d[16:24] == ["D"] * 8
+    # the five frames before show the consonants' shapes (five phones in ~4 frames: not all fit)
+    assert set(d[11:16]) <= {"B", "H", "G", "F"} and len(set(d[11:16])) >= 3
+    # with pushing uncapped (old behaviour) AA would start at 0.43 + 5 x 0.06 = 0.73 s: frame 18
+
+
 def test_closure_shows_in_a_frame_at_every_fps():
     # a 30 ms M, no hold asked: the closure still shows (hold >= one frame) at every rate
     tr = track(("SIL", 0, 0.5), ("AA", 0.5, 0.8), ("M", 0.8, 0.83), ("AA", 0.83, 1.1), ("SIL", 1.1, 1.5))
