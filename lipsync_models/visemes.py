@@ -87,10 +87,12 @@ RHUBARB_GLIDES: dict[str, str] = {"AW": "E", "AY": "B", "EY": "B", "OW": "F", "O
 # teeth, C open, D wide open, E half open and rounded, F small rounded opening, G nearly closed
 # with the lower lip tucked under the upper teeth, H like a smaller C). These openness values
 # were checked on the GRID clips (shared/FACTS.md: Rhubarb cues mapped this way follow the
-# face-mesh lip gap at r ~ 0.6). lip_close is 1 only where the lips press together (A); the
-# rest pose X has the lips lightly touching (0.8) without pressure.
+# face-mesh lip gap at r ~ 0.6). lip_close is the lip press: 1 only where the lips press
+# together (A); the rest pose X is closed by jaw_open 0 with the lips relaxed, so it gets a
+# light 0.3 (generators thin the lips with the press; a pressed rest would look tense).
+# The other sets use the same values for their rest and bilabial visemes.
 RHUBARB_SHAPES: dict[str, tuple[float, float, float, float, float]] = {
-    "X": (0.00, 0.20, 0.00, 0.80, 0.00),  # idle: closed, relaxed
+    "X": (0.00, 0.20, 0.00, 0.30, 0.00),  # idle: closed, relaxed
     "A": (0.00, 0.25, 0.00, 1.00, 0.00),  # P B M: pressed closed
     "B": (0.25, 0.60, 0.00, 0.00, 0.00),  # clenched teeth, lips apart and spread (S, T, EE)
     "C": (0.55, 0.50, 0.00, 0.00, 0.00),  # open (EH, AE)
@@ -123,7 +125,7 @@ PHONEME_TO_OCULUS15: dict[str, str] = {
 }
 OCULUS15_GLIDES: dict[str, str] = {"AW": "ou", "AY": "ih", "EY": "ih", "OW": "ou", "OY": "ih"}
 OCULUS15_SHAPES: dict[str, tuple[float, float, float, float, float]] = {
-    "sil": (0.00, 0.20, 0.00, 0.80, 0.00),
+    "sil": (0.00, 0.20, 0.00, 0.30, 0.00),
     "PP": (0.00, 0.25, 0.00, 1.00, 0.00),
     "FF": (0.15, 0.30, 0.00, 0.00, 1.00),
     "TH": (0.20, 0.35, 0.00, 0.00, 0.00),  # tongue tip between the teeth: small gap
@@ -157,7 +159,7 @@ PHONEME_TO_AZURE22: dict[str, str] = {
     "P": "21", "B": "21", "M": "21", "SIL": "0",
 }
 AZURE22_SHAPES: dict[str, tuple[float, float, float, float, float]] = {
-    "0": (0.00, 0.20, 0.00, 0.80, 0.00),   # silence
+    "0": (0.00, 0.20, 0.00, 0.30, 0.00),   # silence
     "1": (0.60, 0.50, 0.00, 0.00, 0.00),   # ae, schwa, ah: open
     "2": (1.00, 0.40, 0.00, 0.00, 0.00),   # aa: wide open
     "3": (0.70, 0.10, 0.50, 0.00, 0.00),   # ao: open, rounded
