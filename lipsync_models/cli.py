@@ -1,0 +1,344 @@
+"""Headless runner: the pack's node chain on files, without ComfyUI.
+
+    python -m lipsync_models --video in.mp4 --audio line.wav -o out.mp4 [--transcript "..."] [--model NAME]
+    python -m lipsync_models --video clips/ --audio lines/ -o out/       # same stems pair up
+    python -m lipsync_models demo -o out/demo.mp4                       # built-in demo, nothing to download
+
+It runs the same node classes ComfyUI runs (LoadAudioDriver -> ExtractPhonemes -> MapVisemes,
+MaskLowerFace -> LipSyncInference -> Composite -> SyncScore), called the way ComfyUI calls them
+(INPUT_TYPES defaults plus the inputs given). Media is decoded and encoded in memory with PyAV;
+the mp4 carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A progress bar
+is drawn on the terminal; the SyncScore report is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import InputError, LipSyncError, MediaError
+
+log = logging.getLogger("comfyui_lipsync")
+
+AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac")
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".avi")
+STAGES = ("decode", "LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
+          "Composite", "SyncScore", "encode")
+BUILTIN_MODEL = "built-in (no weights)"
+
+
+# --- terminal progress -----------------------------------------------------------------------
+
+class Bar:
+    """One line per clip: ``[3/9] MaskLowerFace  |#####-----| 40/75  2.1s``.
+
+    Redrawn in place on a terminal; elsewhere (logs, CI) one line per finished stage.
+    """
+
+    def __init__(self, stream=None, width: int = 28):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.width = width
+        self.stage, self.index, self.t0, self.clip_t0 = "", 0, time.monotonic(), time.monotonic()
+        self.done, self.total = 0, 1
+
+    def start(self, stage: str) -> None:
+        if self.stage and not self.tty:
+            self._line(final=True)
+        self.stage, self.index = stage, STAGES.index(stage) + 1 if stage in STAGES else self.index + 1
+        self.done, self.total, self.t0 = 0, 1, time.monotonic()
+        self._draw()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = int(done), max(int(total), 1)
+        self._draw()
+
+    def _line(self, final: bool = False) -> str:
+        if final:
+            self.done = max(self.done, self.total)
+        frac = min(max(self.done / self.total, 0.0), 1.0)
+        fill = int(round(frac * self.width))
+        text = (f"[{self.index}/{len(STAGES)}] {self.stage:<16} |{'#' * fill}{'-' * (self.width - fill)}| "
+                f"{self.done}/{self.total}  {time.monotonic() - self.t0:5.1f}s")
+        if final:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        return text
+
+    def _draw(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + self._line() + "\x1b[K")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty:
+            self.done = max(self.done, self.total)
+            self.stream.write("\r" + self._line() + "\x1b[K\n")
+        elif self.stage:
+            self._line(final=True)
+        self.stream.write(f"done in {time.monotonic() - self.clip_t0:.1f}s\n")
+        self.stream.flush()
+        self.stage = ""
+
+
+# --- calling nodes like ComfyUI does -------------------------------------------------------------
+
+def widget_defaults(cls) -> dict:
+    """Default values of a node's widget inputs, as ComfyUI's frontend would fill them."""
+    out = {}
+    for section in ("required", "optional"):
+        for name, spec in cls.INPUT_TYPES().get(section, {}).items():
+            opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if isinstance(spec[0], (list, tuple)):
+                out[name] = opts.get("default", spec[0][0] if spec[0] else None)
+            elif spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN") and "default" in opts:
+                out[name] = opts["default"]
+    return out
+
+
+def call_node(cls, **inputs):
+    """Run one node: returns (outputs by RETURN_NAMES, ui dict)."""
+    kwargs = {**widget_defaults(cls), **{k: v for k, v in inputs.items() if v is not None}}
+    result = getattr(cls(), cls.FUNCTION)(**kwargs)
+    ui = {}
+    if isinstance(result, dict):
+        ui = result.get("ui", {}) or {}
+        result = result.get("result", ())
+    names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
+    return dict(zip(names, result)), ui
+
+
+# --- the chain -----------------------------------------------------------------------------
+
+@dataclass
+class Job:
+    video: Path | None
+    audio: Path
+    out: Path
+    transcript: str = ""
+    frames: torch.Tensor | None = None  # uint8 (B, H, W, 3) given directly (demo)
+    fps: float | None = None
+    name: str = ""
+
+
+@dataclass
+class Options:
+    model: str = BUILTIN_MODEL
+    backend: str = "auto"
+    viseme_set: str = "rhubarb"
+    strength: float = 1.0
+    score: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _pick_model(nodes, name: str) -> str:
+    """The LipSyncInference model choice for ``--model``: a listed name, or a checkpoint path."""
+    cls = nodes["LipSyncInference"]
+    spec = cls.INPUT_TYPES()["required"]["model"]
+    choices = list(spec[0]) if isinstance(spec[0], (list, tuple)) else []
+    if not name or name in choices:
+        return name or (choices[0] if choices else BUILTIN_MODEL)
+    path = Path(name)
+    if path.is_file():
+        if path.parent.name == "lipsync":  # <models>/lipsync/<file>: point the models folder there
+            os.environ["LIPSYNC_MODELS_DIR"] = str(path.parent.parent.resolve())
+            return path.name
+        raise InputError(f"--model {name}: put the checkpoint in a folder named 'lipsync' (e.g. models/lipsync/"
+                         f"{path.name}) and pass that path, or set LIPSYNC_MODELS_DIR to the folder holding lipsync/.")
+    raise InputError(f"--model {name!r} is neither a listed model ({', '.join(choices)}) nor a checkpoint file.")
+
+
+def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
+    """Run the chain on one clip and write ``job.out``. Returns a summary dict."""
+    from . import media, video_out
+
+    bar.start("decode")
+    if job.frames is None:
+        frames_u8, fps, _ = media.read_video(str(job.video), "lipsync")
+    else:
+        frames_u8, fps = job.frames, float(job.fps or 25.0)
+    wave, sr = media.read_audio(str(job.audio), "lipsync")
+    images = frames_u8.float().div_(255.0)
+    bar(1, 1)
+
+    bar.start("LoadAudioDriver")
+    out, _ = call_node(nodes["LipSyncLoadAudioDriver"], audio_file="", fps=float(fps),
+                       frame_count=int(images.shape[0]), audio={"waveform": wave[None], "sample_rate": sr},
+                       images=images)
+    driver, audio = out["driver"], out["audio"]
+
+    bar.start("ExtractPhonemes")
+    backend = opts.backend
+    out, _ = call_node(nodes["LipSyncExtractPhonemes"], backend=backend, transcript=job.transcript, driver=driver)
+    phonemes = out["phonemes"]
+
+    bar.start("MapVisemes")
+    out, _ = call_node(nodes["LipSyncMapVisemes"], phonemes=phonemes, viseme_set=opts.viseme_set, fps=float(fps),
+                       driver=driver)
+    track = out["visemes"]
+
+    bar.start("MaskLowerFace")
+    out, _ = call_node(nodes["LipSyncMaskLowerFace"], images=images)
+    face = out["face_track"]
+
+    bar.start("LipSyncInference")
+    out, _ = call_node(nodes["LipSyncInference"], images=images, face_track=face, visemes=track, driver=driver,
+                       model=opts.model, strength=opts.strength)
+    crops, face2 = out["crops"], out["face_track"]
+
+    bar.start("Composite")
+    out, _ = call_node(nodes["LipSyncComposite"], images=images, crops=crops, face_track=face2)
+    result = out["images"]
+    del crops
+
+    report, score = "", {}
+    if opts.score and "LipSyncSyncScore" in nodes:
+        bar.start("SyncScore")
+        score_cls = nodes["LipSyncSyncScore"]
+        names = set(score_cls.INPUT_TYPES().get("required", {})) | set(score_cls.INPUT_TYPES().get("optional", {}))
+        given = {"images": result, "driver": driver, "face_track": face2, "fps": float(fps)}
+        if "driver" not in names and "audio" in names:
+            given["audio"] = audio
+        score, _ = call_node(score_cls, **{k: v for k, v in given.items() if k in names})
+        report = str(score.get("report", ""))
+
+    bar.start("encode")
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    video_out.write_video(str(job.out), result, float(fps), audio, on_progress=bar)
+    bar.finish()
+    return {"out": str(job.out), "frames": int(result.shape[0]), "fps": float(fps), "report": report,
+            "offset_frames": score.get("offset_frames"), "offset_ms": score.get("offset_ms"),
+            "confidence": score.get("confidence")}
+
+
+# --- jobs from the command line ------------------------------------------------------------------
+
+def _pairs(video_dir: Path, audio_dir: Path, out_dir: Path) -> list[Job]:
+    videos = {p.stem: p for p in sorted(video_dir.iterdir()) if p.suffix.lower() in VIDEO_EXTS}
+    audios = {}
+    for p in sorted(audio_dir.iterdir()):
+        if p.suffix.lower() in AUDIO_EXTS + VIDEO_EXTS and p.stem in videos and (p != videos[p.stem]):
+            audios.setdefault(p.stem, p)
+    if not videos:
+        raise InputError(f"--video {video_dir}: no video files ({', '.join(VIDEO_EXTS)}) in this folder.")
+    missing = sorted(set(videos) - set(audios))
+    if missing:
+        raise InputError(f"--audio {audio_dir}: no audio file with the same name as {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}. Each clip needs <name>.wav (or .mp3, .m4a ...) beside it.")
+    return [Job(videos[s], audios[s], out_dir / f"{s}.mp4", name=s) for s in sorted(videos)]
+
+
+def _transcript(value: str | None) -> str:
+    if not value:
+        return ""
+    p = Path(value)
+    if len(value) < 256 and p.suffix.lower() == ".txt" and p.is_file():
+        return p.read_text(encoding="utf-8").strip()
+    return value
+
+
+def demo_job(out: Path, min_frames: int = 75, fps: float = 25.0) -> Job:
+    """The built-in demo: scikit-image's astronaut portrait (public domain) as a still clip,
+    speaking the bundled line; at least ``min_frames`` frames at ``fps``."""
+    from skimage import data
+
+    from . import audio as A
+    from . import media
+
+    wave, sr = media.read_audio(A.demo_audio_path(), "demo")
+    n = max(min_frames, int(math.ceil(wave.shape[1] / sr * fps)) + int(0.3 * fps))
+    still = torch.from_numpy(data.astronaut().copy())
+    return Job(None, Path(A.demo_audio_path()), out, transcript=A.demo_text(),
+               frames=still[None].expand(n, -1, -1, -1), fps=fps, name="demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lipsync_models",
+        description="Lip-sync a clip to a spoken line with the ComfyUI-LipSync nodes, without ComfyUI. "
+                    "`demo -o out/demo.mp4` runs the built-in demo.")
+    p.add_argument("command", nargs="?", choices=["run", "demo"], default="run",
+                   help="run (default) or demo: a still portrait speaking the built-in line")
+    p.add_argument("--video", help="input clip, or a folder of clips")
+    p.add_argument("--audio", help="spoken line (wav, mp3, flac, m4a, or a video's sound), or a folder with one "
+                                   "file per clip, same name as the clip")
+    p.add_argument("-o", "--output", required=True, help="output .mp4 (a folder when --video is a folder)")
+    p.add_argument("--transcript", help="the words spoken (or a .txt file): aligned for the most accurate timing")
+    p.add_argument("--model", default=BUILTIN_MODEL,
+                   help=f"generator: '{BUILTIN_MODEL}' (default), or a checkpoint in models/lipsync/")
+    p.add_argument("--backend", default="auto", choices=["auto", "recognize", "align", "acoustic"],
+                   help="phoneme backend (auto: align when a transcript is given, else recognize)")
+    p.add_argument("--visemes", default="rhubarb", help="viseme set: rhubarb, oculus15 or azure22")
+    p.add_argument("--strength", type=float, default=1.0, help="how far the mouth moves (0..1.5)")
+    p.add_argument("--no-score", action="store_true", help="skip SyncScore")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    from .pack import load_pack
+
+    pack = load_pack()
+    nodes = pack.NODE_CLASS_MAPPINGS
+    comfy = importlib.import_module(f"{pack.__name__}.nodes._comfy")
+    bar = Bar(stream=open(os.devnull, "w") if args.quiet else sys.stderr)
+    try:
+        needed = ["LipSyncLoadAudioDriver", "LipSyncExtractPhonemes", "LipSyncMapVisemes", "LipSyncMaskLowerFace",
+                  "LipSyncInference", "LipSyncComposite"]
+        missing = [n for n in needed if n not in nodes]
+        if missing:
+            raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above).")
+        opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
+                       strength=args.strength, score=not args.no_score)
+        out = Path(args.output)
+        if args.command == "demo":
+            jobs = [demo_job(out if out.suffix else out / "demo.mp4")]
+        else:
+            if not args.video or not args.audio:
+                raise InputError("lipsync: give --video and --audio (files, or folders of same-named files), "
+                                 "or run `python -m lipsync_models demo -o out/demo.mp4`.")
+            video, audio = Path(args.video), Path(args.audio)
+            if video.is_dir():
+                if not audio.is_dir():
+                    raise InputError(f"--video {video} is a folder, so --audio must be a folder too (got {audio}).")
+                jobs = _pairs(video, audio, out)
+            else:
+                for p, what in ((video, "--video"), (audio, "--audio")):
+                    if not p.is_file():
+                        raise MediaError(f"{what} {p}: file not found.")
+                jobs = [Job(video, audio, out if out.suffix else out / f"{video.stem}.mp4", name=video.stem)]
+            for j in jobs:
+                j.transcript = j.transcript or _transcript(args.transcript)
+        comfy.Progress.hook = bar
+        failed = 0
+        for i, job in enumerate(jobs, 1):
+            if len(jobs) > 1:
+                sys.stderr.write(f"--- {i}/{len(jobs)} {job.name}\n")
+            try:
+                res = run_job(job, opts, nodes, bar)
+            except LipSyncError as e:
+                if len(jobs) == 1:
+                    raise
+                failed += 1
+                sys.stderr.write(f"\nerror: {e}\n")
+                continue
+            print(f"wrote {res['out']}: {res['frames']} frames at {res['fps']:g} fps")
+            if res["report"]:
+                print(res["report"])
+        return 1 if failed else 0
+    except LipSyncError as e:
+        sys.stderr.write(f"\nerror: {e}\n")
+        return 2
+    finally:
+        comfy.Progress.hook = None
