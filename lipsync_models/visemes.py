@@ -230,7 +230,7 @@ VISEME_SETS: dict[str, VisemeSet] = {
 """The viseme sets by key: ``rhubarb``, ``oculus15``, ``azure22``."""
 
 PAUSE_LABELS = frozenset({"SIL", "SP", "SPN", "NSN", "NOISE", "BREATH", "COUGH", "SMACK", "LAUGH",
-                          "UM", "UH_FILLER", "GARBAGE", "<SIL>", "<S>", "</S>", ""})
+                          "GARBAGE", "<SIL>", "<S>", "</S>", ""})
 """Labels treated as a pause (rest shape): silence and recogniser noise/filler tokens.
 Pocketsphinx writes its fillers as ``+NSN+``, ``+SPN+``, ``+BREATH+``...; any ``+...+`` label
 counts as a pause too."""

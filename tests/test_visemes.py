@@ -412,3 +412,23 @@ def test_grid_jaw_follows_the_speech_envelope(grid_dir, clip):
     assert float(vt.param("lip_close").max()) == 1.0
     # rest in the leading silence (GRID clips start with ~0.5 s of silence)
     assert dominant(vt)[0] == "X"
+
+
+def test_grid_node_chain_extract_then_map(grid_dir):
+    """LoadAudioDriver's driver -> ExtractPhonemes (transcript) -> MapVisemes, as a graph runs them."""
+    from comfyui_lipsync.lipsync_models import audio as A
+    from comfyui_lipsync.nodes.extract_phonemes import NODE_CLASS_MAPPINGS as EXTRACT
+
+    clip = "lwbsza"  # "lay white by s zero again"
+    driver = A.make_driver(A.load_audio_file(str(grid_dir / f"{clip}.mpg")), 25.0, 75, name=f"{clip}.mpg")
+    extract = EXTRACT["LipSyncExtractPhonemes"]()
+    out = extract.extract(backend="auto", transcript=GRID_TEXT[clip], driver=driver)
+    phonemes = (out["result"] if isinstance(out, dict) else out)[0]
+    kwargs, _ = _defaults(MapVisemes)
+    track_, image, js, tsv = MapVisemes().map(phonemes=phonemes, driver=driver, **kwargs)["result"]
+    assert track_.num_frames == 75 and track_.fps == 25.0
+    cues = json.loads(js)["mouthCues"]
+    values = [c["value"] for c in cues]
+    assert values[0] == "X" and values[-1] == "X"
+    assert "A" in values and "D" in values  # the B of "by" closes, the AY of "white"/"by" opens wide
+    assert image.shape[1] > 300 and image.shape[2] == 1024
