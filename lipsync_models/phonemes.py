@@ -342,15 +342,28 @@ ACOUSTIC_CLASSES = {
 }
 """Mouth class -> the representative ARPAbet phoneme the acoustic backend labels it with."""
 
-_VOWEL_PROTOTYPES = {  # (F1, F2) in Hz, averaged adult values (Peterson & Barney style)
-    "open": (730.0, 1250.0),
-    "spread": (320.0, 2250.0),
-    "rounded": (330.0, 900.0),
+_VOWEL_PROTOTYPES = {  # (F1, F2) in Hz: broad adult averages of each mouth class's vowels
+    "open": (700.0, 1700.0),     # a, ae, ah, o: high F1 (jaw open)
+    "spread": (380.0, 2400.0),   # i, e: low F1, high F2 (tongue front, lips spread)
+    "rounded": (400.0, 1300.0),  # u, oo, w: low F1, low F2 (lip rounding lowers F2)
 }
+
+SILENCE_BELOW_DB = 25.0
+"""Frames this many dB below the speech level (98th percentile of frame levels), or within
+10 dB of the noise floor (10th percentile), are silence."""
+CLOSURE_BELOW_DB = 15.0
+"""Non-silent frames this far below the speech level without fricative noise are closures
+(lips or tongue closed: stop gaps, nasal murmurs)."""
+CLOSURE_DIP_DB = 12.0
+"""...or whose 300-4000 Hz band sits this many dB below its maximum within +-100 ms (nasal
+murmur, voiced closure: the mouth closes while the voice goes on)."""
+FRICATIVE_HIGH = 0.3
+"""Share of spectral power above 3 kHz above which a frame is fricative noise."""
 
 
 def _frames(x: np.ndarray, hop: int, win: int) -> np.ndarray:
     pad = np.pad(x, (win // 2, win // 2))
+    hop = int(hop)
     n = max(1, 1 + (len(x) - 1) // hop)
     idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
     return pad[np.minimum(idx, len(pad) - 1)]
@@ -393,7 +406,13 @@ def _lpc_formants(frames: np.ndarray, sr: int, order: int = 12) -> np.ndarray:
 
 
 def acoustic_features(x: np.ndarray, fps: float = 100.0) -> dict[str, np.ndarray]:
-    """Per-frame features of a 16 kHz waveform: dbfs, high-band ratio, voicing, F1, F2 (each (T,))."""
+    """Per-frame features of a 16 kHz waveform, each (T,) with T = ceil(N / hop):
+
+    dbfs: frame level; high: share of power above 3 kHz; voicing: normalised autocorrelation
+    peak for pitch 70-400 Hz in [0, 1]; dip: how many dB the 300-4000 Hz band sits below its
+    maximum within +-100 ms (lips or tongue closing cut that band first); f1, f2: the first two
+    LPC formants in Hz (order 10 on the signal decimated to 8 kHz), NaN where none is found.
+    """
     sr = ANALYSIS_RATE
     hop = max(1, int(round(sr / fps)))
     win = 400  # 25 ms
@@ -403,53 +422,71 @@ def acoustic_features(x: np.ndarray, fps: float = 100.0) -> dict[str, np.ndarray
     freqs = np.fft.rfftfreq(win, 1 / sr)
     total = spec[:, freqs >= 80].sum(1) + 1e-12
     high = spec[:, freqs >= 3000].sum(1) / total
-    low = spec[:, (freqs >= 80) & (freqs < 900)].sum(1) / total
-    # voicing: normalised autocorrelation peak for pitch 70-400 Hz
-    c = fr - fr.mean(1, keepdims=True)
+    band = 10 * np.log10(spec[:, (freqs >= 300) & (freqs < 4000)].sum(1) + 1e-12)
+    k = max(1, int(round(0.1 * fps)))
+    padded = np.pad(band, (k, k), mode="edge")
+    local_max = np.lib.stride_tricks.sliding_window_view(padded, 2 * k + 1).max(1)[: len(band)]
+    dip = local_max - band
+    c = (fr - fr.mean(1, keepdims=True)) * np.hanning(win)
     ac = np.fft.irfft(np.abs(np.fft.rfft(c, 2 * win, axis=1)) ** 2, axis=1)[:, :win]
+    w_ac = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(win), 2 * win)) ** 2)[:win]
     lo, hi = sr // 400, sr // 70
-    voicing = ac[:, lo:hi].max(1) / (ac[:, 0] + 1e-12)
-    formants = _lpc_formants(fr, sr)
-    return {"dbfs": dbfs, "high": high, "low": low, "voicing": voicing, "f1": formants[:, 0], "f2": formants[:, 1]}
+    voicing = np.clip((ac[:, lo:hi] / w_ac[lo:hi]).max(1) / (ac[:, 0] / w_ac[0] + 1e-12), 0, 1)
+    from scipy.signal import resample_poly
+
+    x8 = resample_poly(x.astype(np.float64), 1, 2)
+    fr8 = _frames(x8, max(1, hop // 2), win // 2)[: len(dbfs)]
+    if len(fr8) < len(dbfs):
+        fr8 = np.concatenate([fr8, np.zeros((len(dbfs) - len(fr8), fr8.shape[1]))])
+    formants = _lpc_formants(fr8, sr // 2, order=10)
+    return {"dbfs": dbfs, "high": high, "dip": dip, "voicing": voicing,
+            "f1": formants[:, 0], "f2": formants[:, 1]}
 
 
 def _classify(feat: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
-    """Frame classes and per-frame confidence in [0, 1]."""
-    db, high, low, voicing, f1, f2 = (feat[k] for k in ("dbfs", "high", "low", "voicing", "f1", "f2"))
-    T = len(db)
-    speech_level = np.percentile(db, 95)
-    floor = max(np.percentile(db, 10) + 6.0, speech_level - 40.0, SILENCE_DBFS)
-    classes, conf = [], np.zeros(T)
-    for t in range(T):
-        if db[t] < floor:
-            classes.append("silence")
-            conf[t] = min(1.0, 0.5 + (floor - db[t]) / 20)
-            continue
-        voiced = voicing[t] > 0.45
-        if not voiced and high[t] > 0.3:
-            classes.append("fricative")
-            conf[t] = min(1.0, 0.5 + (high[t] - 0.3))
-            continue
-        if db[t] < speech_level - 18.0 or (voiced and low[t] > 0.93 and high[t] < 0.01
-                                           and not (f1[t] > 450)):
-            classes.append("closure")
-            conf[t] = 0.6
-            continue
-        if not voiced:
-            classes.append("fricative" if high[t] > 0.12 else "closure")
-            conf[t] = 0.5
-            continue
-        if np.isnan(f1[t]):
-            classes.append("open")
-            conf[t] = 0.3
-            continue
-        g = np.array([f1[t], f2[t] if not np.isnan(f2[t]) else 1500.0])
-        d = {k: float(np.sum((np.log(g / np.array(v))) ** 2 * np.array([2.0, 1.0])))
-             for k, v in _VOWEL_PROTOTYPES.items()}
-        best = sorted(d, key=d.get)
-        classes.append(best[0])
-        conf[t] = d[best[1]] / (d[best[0]] + d[best[1]] + 1e-9)
-    return classes, conf
+    """Frame classes (keys of :data:`ACOUSTIC_CLASSES`) and per-frame confidence in [0, 1].
+
+    Decision per frame, first match wins: silence (level, see :data:`SILENCE_BELOW_DB`) ->
+    fricative (high-band share > :data:`FRICATIVE_HIGH`) -> closure (level or band dip, see
+    :data:`CLOSURE_BELOW_DB`, :data:`CLOSURE_DIP_DB`) -> the nearest vowel prototype in log (F1, F2), F1 weighted
+    twice. Confidence: how far the deciding feature is from its threshold, or for vowels
+    1 - d_best / (d_best + d_second), mapped into [0, 1].
+    """
+    db, high, f1, f2 = (feat[k] for k in ("dbfs", "high", "f1", "f2"))
+    level = float(np.percentile(db, 98))
+    noise = float(np.percentile(db, 10))
+    thr_sil = max(level - SILENCE_BELOW_DB, min(noise + 10.0, level - CLOSURE_BELOW_DB), SILENCE_DBFS)
+    rel = db - level
+    cls = np.empty(len(db), dtype=object)
+    conf = np.zeros(len(db))
+    sil = db < thr_sil
+    fric = ~sil & (high > FRICATIVE_HIGH)
+    dip = feat["dip"]
+    clos = ~sil & ~fric & ((rel < -CLOSURE_BELOW_DB) | (dip > CLOSURE_DIP_DB))
+    vowel = ~sil & ~fric & ~clos
+    cls[sil] = "silence"
+    conf[sil] = np.clip(0.5 + (thr_sil - db[sil]) / 20.0, 0, 1)
+    cls[fric] = "fricative"
+    conf[fric] = np.clip(0.5 + (high[fric] - FRICATIVE_HIGH), 0, 1)
+    cls[clos] = "closure"
+    conf[clos] = np.clip(0.5 + np.maximum(-CLOSURE_BELOW_DB - rel[clos], dip[clos] - CLOSURE_DIP_DB) / 10.0, 0, 1)
+    names = list(_VOWEL_PROTOTYPES)
+    proto = np.log(np.array([_VOWEL_PROTOTYPES[k] for k in names]))  # (3, 2)
+    g1 = np.where(np.isnan(f1), 550.0, f1)
+    g2 = np.where(np.isnan(f2), 1700.0, f2)
+    g = np.log(np.stack([g1, g2], 1))[:, None, :]  # (T, 1, 2)
+    d = (((g - proto[None]) ** 2) * np.array([2.0, 1.0])).sum(-1)  # (T, 3)
+    order = np.argsort(d, axis=1)
+    best = order[:, 0]
+    d0 = np.take_along_axis(d, order[:, :1], 1)[:, 0]
+    d1 = np.take_along_axis(d, order[:, 1:2], 1)[:, 0]
+    vconf = 1.0 - d0 / (d0 + d1 + 1e-9)
+    vconf = np.where(np.isnan(f1), 0.3, vconf)
+    for i, k in enumerate(names):
+        m = vowel & (best == i)
+        cls[m] = k
+        conf[m] = vconf[m]
+    return list(cls), conf
 
 
 def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 30.0,
