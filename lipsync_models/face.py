@@ -65,6 +65,9 @@ MESH_TO_BOX = 0.75
 DETECT_SIDE = 360
 """Frames are downscaled so their longer side is at most this many pixels for face detection."""
 
+TRACK_FACE_PX = 80
+"""Between full-frame detections the face is searched near its last box, scaled to about this width."""
+
 # Face-mesh indices (mediapipe legacy face mesh, 468 points) in MOUTH_POINTS order.
 _MESH_MOUTH = (61, 291, 0, 17, 13, 14, 2, 152)
 _MESH_CHEEKS = (234, 454)
@@ -113,6 +116,15 @@ def _to_u8(frames: torch.Tensor) -> np.ndarray:
     return (x.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
+def _np_float(frames: torch.Tensor) -> np.ndarray:
+    """(b, H, W, C) tensor -> (b, H, W, C) float32 numpy; no copy for CPU float32 input."""
+    return frames.detach().to("cpu", torch.float32).numpy()
+
+
+def _f2u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def _gauss_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian smoothing along axis 0 with edge reflection; sigma in samples (0 = none)."""
     if sigma <= 0 or len(x) < 2:
@@ -159,10 +171,27 @@ def _apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.einsum("nij,nkj->nki", m[..., :2], pts) + m[:, None, :, 2]
 
 
-def _warp_u8(img: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+def _analysis_crops(frames_np: np.ndarray, m: np.ndarray, size: int = ANALYSIS_SIZE) -> np.ndarray:
+    """Warp float frames (b, H, W, C) through frame->crop matrices m (b, 2, 3) to uint8 RGB crops
+    (b, size, size, 3). Big downscales are supersampled then area-averaged, like
+    :func:`mouth_opening` does with large crops, so the measure does not depend on resolution."""
     cv2 = _cv2()
-    return cv2.warpAffine(img, m.astype(np.float64), (size, size), flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1 else cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    out = np.empty((len(frames_np), size, size, 3), np.uint8)
+    for i, img in enumerate(frames_np):
+        img = img[..., :3]
+        if not img.flags.c_contiguous:
+            img = np.ascontiguousarray(img)
+        scale = math.sqrt(abs(m[i, 0, 0] * m[i, 1, 1] - m[i, 0, 1] * m[i, 1, 0]))
+        k = int(min(max(math.ceil(1.0 / max(scale, 1e-6) - 0.25), 1), 6))
+        if k > 1:
+            mk = m[i] * k
+            mk[:, 2] += 0.5 * k - 0.5
+            big = cv2.warpAffine(img, mk, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            crop = cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+        else:
+            crop = cv2.warpAffine(img, m[i], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out[i] = _f2u8(crop)
+    return out
 
 
 # --- the weight-free mouth analysis ----------------------------------------------------------
@@ -304,6 +333,9 @@ def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tens
 # --- detection --------------------------------------------------------------------------------
 
 class _Haar:
+    """OpenCV frontal-face cascade on a downscaled grey frame, or inside a region around the last
+    face (the region is scaled so the face is about :data:`TRACK_FACE_PX` wide: fast)."""
+
     def __init__(self) -> None:
         cv2 = _cv2()
         self.cv2 = cv2
@@ -311,21 +343,52 @@ class _Haar:
         if self.casc.empty():
             raise DependencyError(f"{WHO}: OpenCV's bundled frontal-face cascade could not be loaded.")
 
-    def __call__(self, img: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:
-        """img uint8 RGB (H, W, 3) -> (k, 4) boxes x0, y0, x1, y1 in img px."""
+    def __call__(self, img: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
+        """img float32 RGB (H, W, C) in 0..1 -> (k, 4) boxes x0, y0, x1, y1 in img px.
+
+        near: a previous face box; then only a region 2x its size around it is searched, for
+        faces 0.7-1.4x its width."""
         cv2 = self.cv2
         h, w = img.shape[:2]
-        scale = min(1.0, DETECT_SIDE / max(h, w))
+        ox = oy = 0
+        if near is not None:
+            fw = near[2] - near[0]
+            ox, oy = int(max(near[0] - 0.5 * fw, 0)), int(max(near[1] - 0.5 * fw, 0))
+            ex, ey = int(min(near[2] + 0.5 * fw + 1, w)), int(min(near[3] + 0.5 * fw + 1, h))
+            if ex - ox < 16 or ey - oy < 16:
+                return np.zeros((0, 4))
+            img = img[oy:ey, ox:ex]
+            scale = min(1.0, TRACK_FACE_PX / fw)
+            lo, hi = int(0.7 * fw * scale), int(1.4 * fw * scale) + 1
+        else:
+            scale = min(1.0, DETECT_SIDE / max(h, w))
+        img = img[..., :3]
+        if not img.flags.c_contiguous:
+            img = np.ascontiguousarray(img)
         g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
-            g = cv2.resize(g, (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1)), interpolation=cv2.INTER_AREA)
-        ms = max(int(0.08 * min(g.shape)), 20)
-        d = self.casc.detectMultiScale(g, scaleFactor=1.1, minNeighbors=5, minSize=(ms, ms))
+            g = cv2.resize(g, (max(int(round(g.shape[1] * scale)), 1), max(int(round(g.shape[0] * scale)), 1)),
+                           interpolation=cv2.INTER_AREA)
+        g = _f2u8(g)
+        if near is None:
+            lo, hi = max(int(0.08 * min(g.shape)), 20), max(g.shape) + 1
+        d = self.casc.detectMultiScale(g, scaleFactor=1.1 if near is None else 1.04, minNeighbors=5, minSize=(max(lo, 20), max(lo, 20)),
+                                       maxSize=(hi, hi))
         if len(d) == 0:
             return np.zeros((0, 4))
         d = np.asarray(d, np.float64)
-        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1)
-        return boxes / scale
+        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1) / scale
+        return boxes + np.array([ox, oy, ox, oy], np.float64)
+
+    def find(self, img: np.ndarray, face_index: int, prev: np.ndarray | None) -> np.ndarray | None:
+        """The chosen face in one frame: near the previous one when there is one, else anywhere."""
+        if prev is not None:
+            boxes = self(img, near=prev)
+            if len(boxes):
+                iou = _iou(prev, boxes)
+                if iou.max() > 0.3:
+                    return boxes[int(np.argmax(iou))]
+        return _choose(self(img), face_index, prev)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -469,11 +532,10 @@ def track_faces(
     opening = np.zeros(b, np.float32)
     lm = np.zeros((b, 8, 2), np.float64)
     for s0 in range(0, b, chunk):
-        u8 = _to_u8(frames[s0:s0 + chunk])
-        crops = np.stack([_warp_u8(im, m_an[s0 + i], ANALYSIS_SIZE) for i, im in enumerate(u8)])
+        crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m_an[s0:s0 + chunk])
         op, pts = _analyse(crops)
-        opening[s0:s0 + len(u8)] = op
-        lm[s0:s0 + len(u8), :6] = _apply(inv_an[s0:s0 + len(u8)], pts.astype(np.float64))
+        opening[s0:s0 + len(crops)] = op
+        lm[s0:s0 + len(crops), :6] = _apply(inv_an[s0:s0 + len(crops)], pts.astype(np.float64))
         step()
     half = ANALYSIS_SIZE / 2 - 0.5
     k = ANALYSIS_SIZE / CROP_SCALE  # analysis px per face width
@@ -524,9 +586,9 @@ def _track_haar(frames, face_index, chunk, step, every):
     for s0 in range(0, b, chunk):
         ks = [k for k in keys if s0 <= k < s0 + chunk]
         if ks:
-            u8 = _to_u8(frames[ks])
-            for k, im in zip(ks, u8):
-                sel = _choose(det(im), face_index, prev)
+            fl = _np_float(frames[ks])
+            for k, im in zip(ks, fl):
+                sel = det.find(im, face_index, prev)
                 if sel is not None:
                     key_boxes[k] = sel
                     prev = sel
@@ -545,7 +607,7 @@ def _track_haar(frames, face_index, chunk, step, every):
         for j in range(max(k - every + 1, 0), min(k + every, b)):
             if j in key_boxes or j in extra_lost:
                 continue
-            sel = _choose(det(_to_u8(frames[j:j + 1])[0]), face_index, prev)
+            sel = det.find(_np_float(frames[j:j + 1])[0], face_index, prev)
             if sel is not None:
                 key_boxes[j] = sel
             else:
@@ -556,10 +618,12 @@ def _track_haar(frames, face_index, chunk, step, every):
     cxy = 0.5 * (kb[:, :2] + kb[:, 2:])
     side = kb[:, 2] - kb[:, 0]
     params = np.concatenate([cxy, side[:, None]], 1)
-    params = _gauss_smooth(_median_filter(params, 3), 1.0)
+    params = _median_filter(params, 3)
+    params[:, :2] = _gauss_smooth(params[:, :2], 1.0)
+    params[:, 2] = _gauss_smooth(params[:, 2], 2.0)  # Haar sizes come in steps: smooth harder
     t = np.arange(b)
     interp = np.stack([np.interp(t, kk, params[:, j]) for j in range(3)], 1)
-    interp = _gauss_smooth(interp, every / 2)
+    interp = _gauss_smooth(interp, float(every))
     boxes = np.stack([interp[:, 0] - interp[:, 2] / 2, interp[:, 1] - interp[:, 2] / 2,
                       interp[:, 0] + interp[:, 2] / 2, interp[:, 1] + interp[:, 2] / 2], 1)
     found = np.ones(b, bool)
@@ -580,10 +644,9 @@ def _locate_mouths(frames, boxes, chunk, step):
     raw = np.zeros((b, 3))
     conf = np.zeros(b)
     for s0 in range(0, b, chunk):
-        u8 = _to_u8(frames[s0:s0 + chunk])
-        crops = np.stack([_warp_u8(im, m[s0 + i], ANALYSIS_SIZE) for i, im in enumerate(u8)])
+        crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m[s0:s0 + chunk])
         r = _refine_mouth(crops)
-        n = len(u8)
+        n = len(crops)
         pts = _apply(inv[s0:s0 + n], r[:, None, :2].astype(np.float64))[:, 0]
         ok = r[:, 3] >= 1.5
         ok[:] = False  # TODO: chroma refinement is less precise than the box prior on GRID
@@ -671,6 +734,10 @@ def mouth_crops(frames: torch.Tensor, track: FaceTrack, size: int | None = None)
     return torch.cat(out)
 
 
+MASK_POWER = 3.0
+"""Shape of the mask's lower outline: 2 = half-ellipse, larger = squarer (fuller cheeks)."""
+
+
 def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08,
                     device: torch.device | str | None = None, chunk: int = 16) -> torch.Tensor:
     """Feathered mask of the lower face: below the nose, cheek to cheek, down to the chin.
@@ -678,7 +745,8 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
     track:   a FaceTrack. expand: grow (> 0) or shrink (< 0) the region by this fraction of the
     face width. feather: width of the soft edge as a fraction of the face width (0 = hard edge).
     Returns (B, H, W) float32 in 0..1 on ``device`` (default the track's device). The region is
-    a half-ellipse hanging from a line just below the nose, rotated with the mouth.
+    the lower half of a superellipse (power :data:`MASK_POWER`: square-ish cheeks, round chin)
+    hanging from the bottom of the nose, 0.72 face widths across, rotated with the mouth.
     """
     if feather < 0:
         raise InputError(f"lower_face_mask: feather must be >= 0, got {feather}.")
@@ -704,7 +772,7 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
     def to_v(p):
         d = p - centre
         return -sin * d[:, 0] + cos * d[:, 1]
-    top = to_v(nose) + 0.03 * fw - expand * fw          # just below the nose
+    top = to_v(nose) - expand * fw                      # the bottom of the nose
     bottom = to_v(chin) + expand * fw                   # the chin
     half_w = (0.36 + expand) * fw                       # cheek to cheek
     fea = (feather * fw).clamp(min=1e-3)
@@ -722,12 +790,14 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
         a = v1(half_w)
         bb = (v1(bottom) - t_top).clamp(min=1.0)
         vv = (v - t_top).clamp(min=0)
-        r = torch.sqrt((u / a) ** 2 + (vv / bb) ** 2)
+        r = ((u / a).abs() ** MASK_POWER + (vv / bb) ** MASK_POWER) ** (1.0 / MASK_POWER)
         d_ell = (1 - r) * torch.minimum(a, bb)
         d_top = v - t_top
-        d = torch.minimum(d_ell, d_top)
         f = v1(fea)
-        out[sl] = ((d + f / 2) / f).clamp(0, 1) if feather > 0 else (d >= 0).float()
+        if feather > 0:  # outline feathered across the edge; the nose line only downwards
+            out[sl] = torch.minimum(((d_ell + f / 2) / f).clamp(0, 1), (d_top / f).clamp(0, 1))
+        else:
+            out[sl] = ((d_ell >= 0) & (d_top >= 0)).float()
     return out
 
 
