@@ -147,7 +147,7 @@ def resample(wave: torch.Tensor, sr_in: int, sr_out: int, chunk: int = 1 << 20) 
     up, down = sr_out // g, sr_in // g
     h, width = _sinc_kernel(up, down, 16, 0.95, 8.6)
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    h = h.to(device=wave.device, dtype=work)
+    h = h.to(work).to(wave.device)  # cast on the CPU first: MPS has no float64
     c, n = wave.shape
     m = -(-n * up // down)  # output length
     if n == 0:
@@ -242,7 +242,7 @@ def log_mel(wave16k: torch.Tensor, chunk_frames: int = 4096) -> torch.Tensor:
         xp = F.pad(x, (pad, pad))
     frames = num_mel_frames(n)
     window = torch.hann_window(WIN, periodic=True, dtype=torch.float32, device=dev)
-    basis = mel_filterbank().to(device=dev, dtype=torch.float32)
+    basis = mel_filterbank().to(torch.float32).to(dev)
     min_level = 10.0 ** (MIN_LEVEL_DB / 20.0)
     out = []
     for f0 in range(0, frames, chunk_frames):
@@ -294,17 +294,20 @@ def _frame_bounds(fps: float, num_frames: int, sr: int) -> torch.Tensor:
 def frame_loudness(wave16k: torch.Tensor, fps: float, num_frames: int, sr: int = ANALYSIS_RATE) -> torch.Tensor:
     """(T,) RMS level of each video frame's samples in dBFS (full-scale square wave = 0 dB,
     full-scale sine = -3.01 dB), floored at -100 dB. Samples past the end count as silence."""
-    bounds = _frame_bounds(fps, num_frames, sr).to(wave16k.device)
-    x = wave16k.to(torch.float64 if wave16k.dtype == torch.float64 else torch.float32)
+    dev = wave16k.device
+    # float64 running sums (exact over an hour of audio); MPS has no float64, so it works on the CPU
+    work = dev if dev.type != "mps" else torch.device("cpu")
+    bounds = _frame_bounds(fps, num_frames, sr).to(work)
+    x = wave16k.to(work).to(torch.float64)
     total = int(bounds[-1])
     if x.shape[0] < total:
         x = F.pad(x, (0, total - x.shape[0]))
-    csum = F.pad(torch.cumsum(x.double() ** 2, 0), (1, 0))
+    csum = F.pad(torch.cumsum(x**2, 0), (1, 0))
     energy = csum[bounds[1:]] - csum[bounds[:-1]]
-    count = (bounds[1:] - bounds[:-1]).clamp_min(1).double()
+    count = (bounds[1:] - bounds[:-1]).clamp_min(1).to(torch.float64)
     ms = (energy / count).clamp_min(0)
     db = 10.0 * torch.log10(ms.clamp_min(10.0 ** (LOUDNESS_FLOOR_DB / 10.0)))
-    return db.to(torch.float32)
+    return db.to(torch.float32).to(dev)
 
 
 VOICING_WINDOW = 800  # 50 ms: three periods of the lowest pitch searched (60 Hz)
@@ -364,7 +367,7 @@ def voicing_gate(loudness: torch.Tensor) -> float:
     it from reading as voice."""
     if loudness.numel() == 0:
         return -60.0
-    q = torch.quantile(loudness.double(), torch.tensor([0.10, 0.95], dtype=torch.float64, device=loudness.device))
+    q = torch.quantile(loudness.detach().float().cpu(), torch.tensor([0.10, 0.95]))
     floor = min(float(q[0]), float(q[1]) - 35.0)
     return max(floor + 6.0, -60.0)
 
@@ -419,7 +422,7 @@ def normalize_gain(wave: torch.Tensor, sr: int, target_db: float = NORMALIZE_TAR
     RMS is measured over 100 ms blocks of the mono mix louder than -50 dBFS (pauses do not
     count); the gain is capped so that the peak ends at or below -1 dBFS.
     """
-    mono = wave.mean(dim=0).double()
+    mono = wave.mean(dim=0).float().cpu().double()
     block = max(int(sr * 0.1), 1)
     n = mono.shape[0] // block * block
     if n == 0:

@@ -433,6 +433,19 @@ def test_bad_files_name_the_file_through_the_node(media_dir, monkeypatch, name, 
         assert LoadAudioDriver.VALIDATE_INPUTS(name) is True  # exists: only decoding reveals the problem
 
 
+def test_node_messages_give_file_times(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSYNC_INPUT_DIR", str(tmp_path))
+    sr = 16000
+    x = np.concatenate([sine(300, 1.0, sr, 0.5).numpy(), np.zeros(2 * sr)])
+    write_wav(tmp_path / "tail.wav", x, sr)
+    with pytest.raises(SilentAudioError, match=r"tail\.wav is silent between 1\.50 s and 2\.50 s"):
+        LoadAudioDriver().load(**defaults(audio_file="tail.wav", start_offset=1.5, frame_count=25))
+    with pytest.raises(MediaError, match=r"tail\.wav holds no audio samples in the chosen range \(start 5\.00 s\)"):
+        LoadAudioDriver().load(**defaults(audio_file="tail.wav", start_offset=5.0))
+    audio, driver = LoadAudioDriver().load(**defaults(audio_file="tail.wav", start_offset=0.5, frame_count=25))["result"]
+    assert driver.loudness[:12].gt(-10).all() and driver.loudness[13:].eq(-100).all()
+
+
 # --- real speech (GRID) ----------------------------------------------------------------------
 
 def test_grid_clip_gives_75_frames_in_sync(grid_dir):
