@@ -201,7 +201,7 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     del crops
 
     report, score = "", {}
-    if opts.score and "LipSyncSyncScore" in nodes:
+    if opts.score:
         bar.start("SyncScore")
         score_cls = nodes["LipSyncSyncScore"]
         names = set(score_cls.INPUT_TYPES().get("required", {})) | set(score_cls.INPUT_TYPES().get("optional", {}))
@@ -296,9 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         needed = ["LipSyncLoadAudioDriver", "LipSyncExtractPhonemes", "LipSyncMapVisemes", "LipSyncMaskLowerFace",
                   "LipSyncInference", "LipSyncComposite"]
+        if not args.no_score:
+            needed.append("LipSyncSyncScore")
         missing = [n for n in needed if n not in nodes]
         if missing:
-            raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above).")
+            raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above)"
+                             f"{'; --no-score runs without SyncScore' if missing == ['LipSyncSyncScore'] else ''}.")
         opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, score=not args.no_score)
         out = Path(args.output)

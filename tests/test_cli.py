@@ -1,0 +1,146 @@
+"""The headless runner: `python -m lipsync_models` on the built-in demo, on a folder of real clips,
+its progress bar and its error messages."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from comfyui_lipsync.lipsync_models import cli, media, video_out
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The README's main job, run as a user runs it (a separate process from the repo root)."""
+    out = tmp_path_factory.mktemp("demo") / "demo.mp4"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "lipsync_models", "demo", "-o", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300, env=env)
+    return r, out
+
+
+def test_demo_writes_a_speaking_clip(demo):
+    r, out = demo
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"wrote {out}" in r.stdout
+    frames, fps, audio = media.read_video(str(out))
+    assert fps == 25.0 and frames.shape[0] >= 75 and frames.shape[1:] == (512, 512, 3)
+    with av.open(str(out)) as c:
+        assert c.metadata["comment"] == "lip-synced with ComfyUI-LipSync"
+        assert c.metadata["encoder"].startswith("ComfyUI-LipSync")
+    # the driver audio is in the file and lasts as long as the picture
+    wave, sr = audio
+    assert abs(wave.shape[1] / sr - frames.shape[0] / fps) < 0.08
+    assert wave.abs().max() > 0.1
+    # the astronaut's mouth moves (lips x 202-245, y 139-155); her eyes and the background do not
+    f = frames.float()
+    mouth = f[:, 135:165, 195:250].std(dim=0).mean()
+    eyes = f[:, 100:125, 190:260].std(dim=0).mean()
+    corner = f[:, 0:80, 400:512].std(dim=0).mean()
+    assert mouth > 4.0, mouth
+    assert eyes < 1.5 and corner < 1.5, (eyes, corner)
+
+
+def test_demo_prints_progress_and_sync_report(demo):
+    r, _ = demo
+    for stage in ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
+                  "Composite", "SyncScore", "encode"):
+        assert stage in r.stderr, f"no progress line for {stage}:\n{r.stderr}"
+    assert "done in" in r.stderr
+    assert "offset" in r.stdout.lower(), r.stdout  # the SyncScore report
+
+
+def _short_clip(path: Path, grid: Path, clip: str, audio_from: str, frames: int = 20):
+    """A 20-frame GRID clip whose sound is taken from another GRID clip (as a separate wav)."""
+    GRID = grid
+    imgs, fps, _ = media.read_video(str(GRID / f"{clip}.mpg"), max_frames=frames)
+    video_out.write_video(str(path / "clips" / f"{clip}.mp4"), imgs, fps)
+    wave, sr = media.read_audio(str(GRID / f"{audio_from}.mpg"), duration=frames / fps)
+    (path / "lines").mkdir(exist_ok=True)
+    import wave as wavmod
+
+    pcm = (wave.mean(0).clamp(-1, 1).numpy() * 32767).astype(np.int16)
+    with wavmod.open(str(path / "lines" / f"{clip}.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+
+
+def test_folder_of_clips_pairs_by_name(tmp_path, grid_dir):
+    _short_clip(tmp_path, grid_dir, "bbaf2n", "lbax4n")
+    _short_clip(tmp_path, grid_dir, "swwp2s", "lrwp9a")
+    code = cli.main(["--video", str(tmp_path / "clips"), "--audio", str(tmp_path / "lines"),
+                     "-o", str(tmp_path / "out"), "--no-score", "-q", "--transcript", ""])
+    assert code == 0
+    for name in ("bbaf2n", "swwp2s"):
+        frames, fps, audio = media.read_video(str(tmp_path / "out" / f"{name}.mp4"))
+        assert frames.shape == (20, 288, 360, 3) and fps == 25.0
+        src, _ = media.read_audio(str(tmp_path / "lines" / f"{name}.wav"))
+        got, sr = audio
+        n = min(src.shape[1], got.shape[1]) - 200
+        # the sound is the driver line, in time (AAC: correlation, not equality)
+        r = np.corrcoef(src[0, 100:n].numpy(), got[0, 100:n].numpy())[0, 1]
+        assert r > 0.95, r
+
+
+def test_errors_are_clear(tmp_path, capsys):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "lines").mkdir()
+    video_out.write_video(str(tmp_path / "clips" / "take1.mp4"), torch.zeros(3, 16, 16, 3), 25)
+    assert cli.main(["--video", str(tmp_path / "clips"), "--audio", str(tmp_path / "lines"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no audio file with the same name as take1" in err
+    assert cli.main(["--video", str(tmp_path / "clips" / "take1.mp4"), "--audio", str(tmp_path / "clips" / "take1.mp4"),
+                     "-o", str(tmp_path / "o.mp4"), "--model", "wav2lip_missing.pth"]) == 2
+    assert "--model 'wav2lip_missing.pth' is neither a listed model" in capsys.readouterr().err
+    assert cli.main(["-o", str(tmp_path / "o.mp4")]) == 2
+    assert "give --video and --audio" in capsys.readouterr().err
+
+
+def test_missing_file_message(tmp_path, capsys):
+    code = cli.main(["--video", str(tmp_path / "nope.mp4"), "--audio", str(tmp_path / "x.wav"), "-o", str(tmp_path / "o.mp4")])
+    assert code == 2
+    assert "--video" in (err := capsys.readouterr().err) and "nope.mp4: file not found" in err
+
+
+def test_progress_bar_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    s = Tty()
+    bar = cli.Bar(stream=s, width=10)
+    bar.start("MaskLowerFace")
+    bar(3, 6)
+    bar.finish()
+    text = s.getvalue()
+    assert "\r[5/9] MaskLowerFace    |#####-----| 3/6" in text
+    assert "|##########| 6/6" in text and text.rstrip().splitlines()[-1].startswith("done in")
+
+
+def test_nodes_called_with_their_defaults():
+    class Fake:
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"x": ("INT", {"default": 3}), "mode": (["a", "b"], {"default": "b"}),
+                                 "first": (["p", "q"],), "img": ("IMAGE",)},
+                    "optional": {"s": ("STRING", {"default": "hi"})}}
+        RETURN_TYPES = ("INT", "STRING")
+        RETURN_NAMES = ("n", "text")
+        FUNCTION = "go"
+
+        def go(self, x, mode, first, img=None, s=""):
+            return {"ui": {"text": [s]}, "result": (x * 2, f"{mode}{first}{s}")}
+
+    assert cli.widget_defaults(Fake) == {"x": 3, "mode": "b", "first": "p", "s": "hi"}
+    out, ui = cli.call_node(Fake, x=5, img=None)
+    assert out == {"n": 10, "text": "bphi"} and ui == {"text": ["hi"]}
