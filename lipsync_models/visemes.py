@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -80,6 +80,19 @@ PHONEME_TO_RHUBARB: dict[str, str] = {
 
 RHUBARB_GLIDES: dict[str, str] = {"AW": "E", "AY": "B", "EY": "B", "OW": "F", "OY": "B"}
 """Diphthongs: the shape the mouth glides to over the last 40% of the phone (Rhubarb set)."""
+
+RHUBARB_ALTERNATIVES: dict[str, frozenset[str]] = {
+    "T": frozenset("BF"), "D": frozenset("BF"), "CH": frozenset("BF"), "JH": frozenset("BF"),
+    "TH": frozenset("BF"), "DH": frozenset("BF"), "S": frozenset("BF"), "Z": frozenset("BF"),
+    "SH": frozenset("BF"), "ZH": frozenset("BF"), "K": frozenset("BCEFH"), "G": frozenset("BCEFH"),
+    "N": frozenset("BCFH"), "NG": frozenset("BCEF"), "R": frozenset("BEF"), "Y": frozenset("BCF"),
+    "HH": frozenset("BCDEFGH"),
+}
+"""Consonants the lips do not make: besides their primary shape they may show any of these,
+and take the one of the sound that follows when it is among them (anticipatory coarticulation:
+the lips round through the "str" of "strew", HH takes its vowel's shape). The sets
+are the shape choices Rhubarb's animation rules allow per phone (animationRules.cpp); Rhubarb
+picks among them by effort, we pick the following shape when allowed, else the primary one."""
 
 # Mouth parameters per shape, columns in MOUTH_PARAMS order:
 #   (jaw_open, lip_spread, lip_round, lip_close, teeth_on_lip), each in [0, 1].
@@ -204,6 +217,7 @@ class VisemeSet:
     glides: dict
     shapes: dict
     source: str
+    alternatives: dict = field(default_factory=dict)
 
     def index(self, name: str) -> int:
         return self.names.index(name)
@@ -217,7 +231,7 @@ VISEME_SETS: dict[str, VisemeSet] = {
     "rhubarb": VisemeSet(
         "rhubarb", "Rhubarb / Preston Blair (A-H, X)", ("A", "B", "C", "D", "E", "F", "G", "H", "X"),
         "X", "A", PHONEME_TO_RHUBARB, RHUBARB_GLIDES, RHUBARB_SHAPES,
-        "Rhubarb Lip Sync README, 'Mouth shapes' (Hanna-Barbera / Preston Blair)"),
+        "Rhubarb Lip Sync README, 'Mouth shapes' (Hanna-Barbera / Preston Blair)", RHUBARB_ALTERNATIVES),
     "oculus15": VisemeSet(
         "oculus15", "Meta / Oculus OVR Lipsync (15)", OCULUS15_NAMES, "sil", "PP",
         PHONEME_TO_OCULUS15, OCULUS15_GLIDES, OCULUS15_SHAPES,
@@ -259,15 +273,16 @@ GLIDE_SPLIT = 0.6
 """A diphthong shows its first shape for this fraction of its length, then the glide target."""
 
 
-def _phoneme_segments(track: PhonemeTrack, vs: VisemeSet, end_time: float, who: str):
+def _phoneme_segments(track: PhonemeTrack, vs: VisemeSet, end_time: float, who: str,
+                      bridge_s: float = 0.0):
     """Phonemes -> contiguous segments [(start, end, viseme index or -1 for pause)] covering
-    [0, end_time]; gaps between phonemes are pauses."""
-    rest = -1
-    segs: list[list] = []
-    t = 0.0
+    [0, end_time]; gaps between phonemes are pauses. Consonants with alternative shapes
+    (``vs.alternatives``) take the shape of what follows when it is one of them (see
+    :data:`RHUBARB_ALTERNATIVES`); a pause of ``bridge_s`` or more breaks that look-ahead."""
     unknown = set()
-    items = sorted(track.phonemes, key=lambda p: (float(p.start), float(p.end)))
-    for p in items:
+    items = []  # (start, end, label) clipped, in time order, no overlaps
+    t = 0.0
+    for p in sorted(track.phonemes, key=lambda p: (float(p.start), float(p.end))):
         s, e = float(p.start), float(p.end)
         if not (math.isfinite(s) and math.isfinite(e)):
             raise InputError(f"{who}: phoneme {p.label!r} has a non-finite time ({p.start}, {p.end}).")
@@ -280,25 +295,39 @@ def _phoneme_segments(track: PhonemeTrack, vs: VisemeSet, end_time: float, who: 
         s, e = max(s, t), min(e, end_time)
         if e <= s:
             continue
-        if s > t:
-            segs.append([t, s, rest])
-        if lab == "SIL":
-            segs.append([s, e, rest])
-        else:
-            v = vs.index(vs.table[lab])
-            glide = vs.glides.get(lab)
-            if glide is not None:
-                mid = s + GLIDE_SPLIT * (e - s)
-                segs.append([s, mid, v])
-                segs.append([mid, e, vs.index(glide)])
-            else:
-                segs.append([s, e, v])
+        items.append((s, e, lab))
         t = e
     if unknown:
         raise InputError(f"{who}: unknown phoneme labels {sorted(unknown)[:10]}. Labels must be ARPAbet "
                          f"(e.g. AA, P, SH; stress digits allowed) or SIL.")
+    # first shape of each phone, chosen right to left so clusters follow the sound after them
+    first: list[int] = [-1] * len(items)
+    follow, follow_at = -1, math.inf  # shape of the next sound and where it starts
+    for i in range(len(items) - 1, -1, -1):
+        s, e, lab = items[i]
+        if lab == "SIL":  # pauses do not move follow_at: the gap below spans all of them
+            continue
+        v = vs.index(vs.table[lab])
+        alts = vs.alternatives.get(lab)
+        if alts and follow >= 0 and vs.names[follow] in alts and follow_at - e < bridge_s:
+            v = follow
+        first[i] = v
+        follow, follow_at = v, s
+    segs: list[list] = []
+    t = 0.0
+    for (s, e, lab), v in zip(items, first):
+        if s > t:
+            segs.append([t, s, -1])
+        glide = vs.glides.get(lab) if v >= 0 else None
+        if glide is not None:
+            mid = s + GLIDE_SPLIT * (e - s)
+            segs.append([s, mid, v])
+            segs.append([mid, e, vs.index(glide)])
+        else:
+            segs.append([s, e, v])
+        t = e
     if t < end_time:
-        segs.append([t, end_time, rest])
+        segs.append([t, end_time, -1])
     return segs
 
 
@@ -390,7 +419,7 @@ def _enforce_hold(bounds: np.ndarray, holds: np.ndarray, max_delay: float,
 def _timeline(track, vs, fps, num_frames, anticipation_ms, min_hold_ms, bridge_pause_ms, who):
     """Final segment bounds (n+1,) float64 and viseme index per segment (n,) (rest = real index)."""
     end_time = num_frames / fps
-    segs = _phoneme_segments(track, vs, end_time, who)
+    segs = _phoneme_segments(track, vs, end_time, who, bridge_pause_ms / 1000.0)
     segs = _merge(segs)
     segs = _bridge_pauses(segs, bridge_pause_ms / 1000.0)
     rest = vs.index(vs.rest)

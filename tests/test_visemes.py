@@ -173,6 +173,30 @@ def test_diphthong_glides_by_hand():
     assert d[11:19] == ["D"] * 8 and d[19:24] == ["B"] * 5 and d[24] == "X"
 
 
+def test_consonants_take_the_following_shape_when_rhubarb_allows_it():
+    def shapes(*labels, key="rhubarb"):
+        # 0.3 s rest, then 120 ms per phone, then rest; frame (of 100 fps) in the middle of each
+        items, t = [("SIL", 0.0, 0.3)], 0.3
+        for lab in labels:
+            items.append((lab, t, t + 0.12))
+            t += 0.12
+        items.append(("SIL", t, t + 0.5))
+        vt = V.map_phonemes(track(*items), 100, None, viseme_set=key, anticipation_ms=0, **HARD)
+        d = dominant(vt)
+        return [d[int(round((0.3 + 0.12 * i + 0.06) * 100))] for i in range(len(labels))]
+
+    assert shapes("T", "UW") == ["F", "F"]          # "two": rounded through the T
+    assert shapes("T", "IY") == ["B", "B"]          # "tea": spread
+    assert shapes("S", "T", "R", "UW") == ["F", "F", "F", "F"]  # "strew": the whole cluster rounds
+    assert shapes("HH", "AA") == ["D", "D"]         # "ha": H takes its vowel's shape
+    assert shapes("K", "AE") == ["C", "C"]
+    assert shapes("K", "AA") == ["B", "D"]          # D is not among K's shapes: primary B
+    assert shapes("M", "UW") == ["A", "F"]          # the lips make M: no alternative
+    assert shapes("T", "SIL", "UW")[0] == "F"       # a 120 ms pause is bridged: still rounds
+    assert shapes("T", "SIL", "SIL", "UW")[0] == "B"  # 240 ms of pause: rest between, no look-ahead
+    assert shapes("T", "UW", key="oculus15") == ["DD", "ou"]  # Oculus visemes are per phone
+
+
 def test_blending_makes_ramps_not_cuts():
     hard = V.map_phonemes(p_track(), 25, 35, **HARD)
     soft = V.map_phonemes(p_track(), 25, 35, smoothing=0.0, blend_ms=120.0)
