@@ -114,12 +114,14 @@ def _local(mat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 
 def _gather(frames: torch.Tensor, idx, offsets: torch.Tensor, rh: int, rw: int,
-            device: torch.device) -> torch.Tensor:
-    """Cut one (rh, rw) window per frame -> (b, C, rh, rw) float32 on ``device``."""
-    buf = torch.empty((len(idx), rh, rw, frames.shape[-1]), dtype=frames.dtype, device=frames.device)
+            device: torch.device, channels: int | None = None) -> torch.Tensor:
+    """Cut one (rh, rw) window per frame of (B, H, W, C) ``frames`` (or of its only frame when
+    B = 1) at ``offsets[i]`` (x, y) -> (b, channels, rh, rw) float32 on ``device``."""
+    c = frames.shape[-1] if channels is None else channels
+    buf = torch.empty((len(idx), rh, rw, c), dtype=frames.dtype, device=frames.device)
     for j, i in enumerate(idx):
         x, y = int(offsets[i, 0]), int(offsets[i, 1])
-        buf[j] = frames[i, y:y + rh, x:x + rw]
+        buf[j] = frames[i if frames.shape[0] > 1 else 0, y:y + rh, x:x + rw, :c]
     return buf.to(device=device, dtype=torch.float32, non_blocking=True).permute(0, 3, 1, 2)
 
 
@@ -128,14 +130,12 @@ def _smoothstep(x: torch.Tensor) -> torch.Tensor:
     return x * x * (3.0 - 2.0 * x)
 
 
-def _crop_coords(local: torch.Tensor, rh: int, rw: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop-space coordinates (u, v), each (b, rh, rw), of every ROI pixel."""
-    m = local.to(device=device, dtype=torch.float32)
-    ys = torch.arange(rh, device=device, dtype=torch.float32)[None, :, None]
-    xs = torch.arange(rw, device=device, dtype=torch.float32)[None, None, :]
-    u = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 2, None, None]
-    v = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 2, None, None]
-    return u, v
+def _window_coords(offsets: torch.Tensor, ch: int, cw: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop coordinates (u, v), each (b, ch, cw), of the pixels of crop windows at ``offsets``."""
+    off = offsets.to(device=device, dtype=torch.float32)
+    u = torch.arange(cw, device=device, dtype=torch.float32)[None, None, :] + off[:, 0, None, None]
+    v = torch.arange(ch, device=device, dtype=torch.float32)[None, :, None] + off[:, 1, None, None]
+    return u.expand(-1, ch, cw), v.expand(-1, ch, cw)
 
 
 # --- the lower-face mask in crop space -------------------------------------------------------
@@ -185,8 +185,9 @@ def _ellipse_weight(u: torch.Tensor, v: torch.Tensor, ell: torch.Tensor, width: 
 
 
 def _footprint(u: torch.Tensor, v: torch.Tensor, size: int, width: float) -> torch.Tensor:
-    """1 inside the crop deeper than ``width`` px from its edge, easing to 0 at the edge."""
-    edge = torch.minimum(torch.minimum(u + 0.5, v + 0.5), torch.minimum(size - 0.5 - u, size - 0.5 - v))
+    """1 inside the crop deeper than ``width`` px from its edge, easing to 0 on its outer pixels
+    (so nothing beyond the crop can be touched)."""
+    edge = torch.minimum(torch.minimum(u, v), torch.minimum(size - 1 - u, size - 1 - v))
     return _smoothstep(edge / max(width, 1.0))
 
 
@@ -423,7 +424,7 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     mask:   optional MASK (B, H, W) or (1, H, W) in 0..1 at the frames' size, replacing the default
             lower-face mask; it is softened by ``feather`` and limited to the crop's footprint.
     feather: soft-edge width as a fraction of the crop size (0 = hard edge; 0.08 = 20 px of a
-            256-px crop, mapped to frame pixels by the track's scale).
+            256-px crop, i.e. 8 % of the face region whatever its size in the frame).
     color_match: match the crop's colour to the surrounding skin (mean and spread per channel in
             a ring just inside the mask edge).
     blend:  "alpha" (feathered alpha) or "laplacian" (multi-band, see :func:`band_masks`).
@@ -434,6 +435,10 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
 
     Returns (B, H, W, C) on the frames' device and dtype; pixels where the blend mask is 0 are
     bit-identical to ``frames``. Extra memory: the output plus one chunk's mouth regions.
+
+    The work is done on a window of the crop around the mask (colour statistics, the change,
+    the mask) and on the matching region of the frame (the final blend), so a 1080p frame costs
+    little more than its copy.
     """
     _check_composite(frames, crops, track, mask, feather, blend)
     dev = torch.device(device) if device is not None else crops.device
@@ -441,77 +446,88 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     s = track.crop_size
     chunk = max(int(chunk), 1)
     mat = _affine64(track)
-    scale = torch.sqrt(torch.linalg.det(mat[:, :2, :2]).abs()).clamp_min(1e-6)  # crop px per frame px
-    margin = math.ceil(1.5 / float(scale.min())) + 2
-    width = float(feather) * s  # feather in crop pixels
     inv = torch.linalg.inv(mat)
-    square = _apply(inv, _square(s).expand(b, 4, 2))
+    scale = torch.sqrt(torch.linalg.det(mat[:, :2, :2]).abs()).clamp_min(1e-6)  # crop px per frame px
+    margin = math.ceil(1.5 / float(scale.min())) + 2  # frame px around the region for the re-crop
+    width = float(feather) * s  # soft edge in crop pixels
+    sigma = width / 3.0 if mask is not None else 0.0  # softening of a given mask, crop pixels
+
+    # crop windows: where the blend mask can be non-zero, in crop pixels, plus a zero border
     if mask is None:
         ell = lower_face_ellipses(track)
-        lo = torch.maximum(ell[:, :2] - ell[:, 2:], torch.tensor(-0.5, dtype=torch.float64))
-        hi = torch.minimum(ell[:, :2] + ell[:, 2:], torch.tensor(s - 0.5, dtype=torch.float64))
-        box = torch.stack([lo, torch.stack([hi[:, 0], lo[:, 1]], 1), hi, torch.stack([lo[:, 0], hi[:, 1]], 1)], 1)
-        boxes = _boxes(_apply(inv, box), margin, h, w)
-        sigma = 0.0
+        lo, hi = ell[:, :2] - ell[:, 2:], ell[:, :2] + ell[:, 2:]
+        corners = torch.stack([lo, hi], 1)
+        valid_mask = torch.ones(b, dtype=torch.bool)
     else:
         mask = mask if mask.ndim == 3 else mask[None]
-        sigma = width / float(scale.max()) / 3.0  # frame pixels
-        grow = math.ceil(3.0 * sigma) + margin
-        mb = _mask_boxes(mask, b, grow, chunk)
-        fb = _boxes(square, margin, h, w)
-        boxes = torch.cat([torch.maximum(mb[:, :2], fb[:, :2]), torch.minimum(mb[:, 2:], fb[:, 2:])], 1)
         ell = None
-    valid, offsets, rh, rw = _layout(boxes, h, w)
-    log.debug("%s: ROI %dx%d in %d of %d frames", WHO, rw, rh, int(valid.sum()), b)
+        fb = _mask_boxes(mask, b, 0.0, chunk).to(torch.float64)
+        valid_mask = (fb[:, 2] > fb[:, 0]) & (fb[:, 3] > fb[:, 1])
+        x0, y0, x1, y1 = fb[:, 0] - 0.5, fb[:, 1] - 0.5, fb[:, 2] - 0.5, fb[:, 3] - 0.5
+        quad = torch.stack([torch.stack([x0, y0], 1), torch.stack([x1, y0], 1),
+                            torch.stack([x1, y1], 1), torch.stack([x0, y1], 1)], 1)
+        corners = _apply(mat, quad)
+    win = _boxes(corners, math.ceil(3.0 * sigma) + 2, s, s)
+    win[~valid_mask] = 0
+    valid_w, woff, ch, cw = _layout(win, s, s)
+    # frame regions: the crop windows mapped into the frame, plus the re-crop margin
+    wq = woff.to(torch.float64) - 0.5
+    quad = torch.stack([wq, wq + torch.tensor([cw, 0.0]), wq + torch.tensor([cw, ch], dtype=torch.float64),
+                        wq + torch.tensor([0.0, ch])], 1)
+    valid_f, foff, rh, rw = _layout(_boxes(_apply(inv, quad), margin, h, w), h, w)
+    valid = valid_w & valid_f
+    # ROI pixel -> crop-window pixel, per frame
+    to_win = mat.clone()
+    to_win[:, :2, 2] += (mat[:, :2, :2] @ foff.to(torch.float64)[:, :, None])[:, :, 0] - woff.to(torch.float64)
+    log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames", WHO, cw, ch, rw, rh,
+              int(valid.sum()), b)
 
     out = torch.empty_like(frames)
     for start in range(0, b, chunk):
         stop = min(start + chunk, b)
         out[start:stop].copy_(frames[start:stop])
         idx = [i for i in range(start, stop) if bool(valid[i])]
-        if idx and rh and rw:
-            rgb = _gather(frames, idx, offsets, rh, rw, dev)[:, :3]
-            local = _local(mat[idx], offsets[idx])
-            fwd = local[:, :2].to(dev, torch.float32)
-            back = invert_affine_transform(fwd)
-            gen = crops[idx].to(dev, torch.float32, non_blocking=True)[..., :3].permute(0, 3, 1, 2)
-            recrop = warp_affine(rgb, fwd, (s, s), padding_mode="border", align_corners=True)
-            stack = warp_affine(torch.cat([gen - recrop, gen, recrop], 1), back, (rh, rw),
-                                padding_mode="border", align_corners=True)
-            diff, gen_b, rec_b = stack[:, 0:3], stack[:, 3:6], stack[:, 6:9]
-            u, v = _crop_coords(local, rh, rw, dev)
-            weight = _footprint(u, v, s, width)
+        if idx and rh and rw and ch and cw:
+            rgb = _gather(frames, idx, foff, rh, rw, dev, channels=3)
+            fwd = to_win[idx, :2].to(dev, torch.float32)
+            recrop = warp_affine(rgb, fwd, (ch, cw), padding_mode="border", align_corners=True)
+            gen = _gather(crops, idx, woff, ch, cw, dev, channels=3)
+            u, v = _window_coords(woff[idx], ch, cw, dev)
+            weight = _footprint(u, v, s, width)[:, None]
+            exact = None  # a given hard mask is applied at frame resolution, exactly
             if ell is None:
-                m = _gather_mask(mask, idx, offsets, rh, rw, dev)
+                exact = _gather(mask[..., None], idx, foff, rh, rw, dev).clamp(0.0, 1.0)
+                m = warp_affine(exact, fwd, (ch, cw), padding_mode="zeros", align_corners=True)
                 if sigma > 0:
-                    m = _gauss_blur(m, sigma)
-                weight = weight[:, None] * m.clamp(0.0, 1.0)
+                    weight = weight * _gauss_blur(m, sigma).clamp(0.0, 1.0)
+                    exact = None
+                    stats_weight = weight
+                else:
+                    stats_weight = weight * m
             else:
-                weight = torch.minimum(weight, _ellipse_weight(u, v, ell[idx], width))[:, None]
+                weight = torch.minimum(weight, _ellipse_weight(u, v, ell[idx], width)[:, None])
+                stats_weight = weight
             if color_match:
-                gain, offset = _color_params(gen_b, rec_b, weight)
-                diff = diff + (gain - 1.0) * gen_b + offset
-            if keep_detail:
-                gate = torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
-                delta = diff - (1.0 - gate) * (rgb - rec_b)
+                gain, offset = _color_params(gen, recrop, stats_weight)
+                diff = torch.addcmul(offset, gain, gen) - recrop
             else:
-                delta = rec_b + diff - rgb
-            change = weight * delta if blend == "alpha" else _multiband(delta, weight)
-            res = torch.where(weight > 0, (rgb + change).clamp(0.0, 1.0), rgb)
+                diff = gen - recrop
+            if keep_detail:  # 1 where the crop changed the picture: there the frame's detail goes
+                renew = 1.0 - torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
+            else:
+                renew = torch.ones_like(weight)
+            # result = rgb + weight * (diff + renew * (recrop - rgb)), the blend at frame resolution
+            value = torch.addcmul(diff, renew, recrop)
+            back = warp_affine(torch.cat([value, renew, weight], 1), invert_affine_transform(fwd), (rh, rw),
+                               padding_mode="border", align_corners=True)
+            wb = back[:, 4:5] if exact is None else back[:, 4:5] * exact
+            change = back[:, :3] - back[:, 3:4] * rgb
+            change = wb * change if blend == "alpha" else _multiband(change, wb)
+            res = torch.where(wb > 0, (rgb + change).clamp_(0.0, 1.0), rgb)
             res = res.permute(0, 2, 3, 1).to(device=out.device, dtype=out.dtype)
             for j, i in enumerate(idx):
-                x, y = int(offsets[i, 0]), int(offsets[i, 1])
+                x, y = int(foff[i, 0]), int(foff[i, 1])
                 out[i, y:y + rh, x:x + rw, :3] = res[j]
         if on_progress is not None:
             on_progress(stop, b)
     return out
-
-
-def _gather_mask(mask: torch.Tensor, idx: list[int], offsets: torch.Tensor, rh: int, rw: int,
-                 device: torch.device) -> torch.Tensor:
-    """(b, 1, rh, rw) float32 windows of a (B or 1, H, W) mask at the frames' ROI offsets."""
-    buf = torch.empty((len(idx), 1, rh, rw), dtype=mask.dtype, device=mask.device)
-    for j, i in enumerate(idx):
-        x, y = int(offsets[i, 0]), int(offsets[i, 1])
-        buf[j, 0] = mask[i if mask.shape[0] > 1 else 0, y:y + rh, x:x + rw]
-    return buf.to(device=device, dtype=torch.float32)

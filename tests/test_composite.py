@@ -156,14 +156,15 @@ def test_altered_crops_change_only_inside_the_mask(clip, blend):
     s = 127
     cx, top, bottom, ax = 0.5 * s, 0.36 * s, (0.74 + 0.15 * 0.38) * s, 1.3 * 0.27 * s
     cy, ay = (top + bottom) / 2, (bottom - top) / 2
+    reach = 1.5  # the crop-space mask is resampled bilinearly: its support grows by < sqrt(2) px
     ys, xs = torch.meshgrid(torch.arange(512.0), torch.arange(512.0), indexing="ij")
     changed = (out != frames).any(-1)
     for i in range(4):
         m = track.transform[i].double()
         u = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
         v = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
-        inside = ((u - cx) / ax) ** 2 + ((v - cy) / ay) ** 2 < 1.0 + 1e-3
-        inside &= (u > -0.5) & (u < s + 0.5) & (v > -0.5) & (v < s + 0.5)
+        inside = ((u - cx) / (ax + reach)) ** 2 + ((v - cy) / (ay + reach)) ** 2 < 1.0
+        inside &= (u > -1) & (u < s + 1) & (v > -1) & (v < s + 1)
         assert not (changed[i] & ~inside).any(), f"frame {i}: pixels outside the mask changed"
         assert changed[i].sum() > 0.5 * inside.sum(), f"frame {i}: too few pixels changed"
     # at the mask centre the picture is the crop (green)
@@ -253,11 +254,14 @@ def test_laplacian_differs_from_alpha_on_detail_but_not_with_a_hard_mask(clip):
     a = C.composite(frames, crops, track, blend="alpha", color_match=False)
     lap = C.composite(frames, crops, track, blend="laplacian", color_match=False)
     assert (a - lap).abs().max().item() > 0.05
-    changed_a, changed_l = (a != frames).any(-1), (lap != frames).any(-1)
-    assert not (changed_l & ~changed_a).any()  # multi-band never reaches outside the mask
+    changed_l = (lap != frames).any(-1)
+    assert not (changed_l & (frame_mask(track, frames) == 0)).any()  # never outside the mask
     hard_a = C.composite(frames, crops, track, blend="alpha", color_match=False, feather=0.0)
     hard_l = C.composite(frames, crops, track, blend="laplacian", color_match=False, feather=0.0)
-    torch.testing.assert_close(hard_a, hard_l, atol=2e-4, rtol=0)
+    m = frame_mask(track, frames, feather=0.0)
+    hard = ((m == 0) | (m == 1))[..., None].expand_as(hard_a)  # all but the one-pixel resampled rim
+    assert hard.float().mean() > 0.99
+    torch.testing.assert_close(hard_a[hard], hard_l[hard], atol=2e-4, rtol=0)
 
 
 def test_rgba_alpha_kept(clip):
