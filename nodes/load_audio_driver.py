@@ -95,12 +95,18 @@ class LoadAudioDriver:
         return h.hexdigest()
 
     @classmethod
-    def VALIDATE_INPUTS(cls, audio_file):
-        # Only audio_file is named here: ComfyUI then skips its own combo check for it, so an empty
-        # input folder (placeholder entry) is fine when the audio socket is connected; load() says
-        # clearly when neither is given.
-        if _no_file(audio_file):
-            return True
+    def VALIDATE_INPUTS(cls, audio_file, input_types=None):
+        # Naming audio_file here makes ComfyUI skip its own combo check for it, so an empty input
+        # folder (placeholder entry) or a file missing on this machine is fine while the audio
+        # socket is connected (it wins). Asking for input_types makes ComfyUI pass the types of
+        # the linked inputs, and skip its link type check: that check is done here instead.
+        linked = input_types or {}
+        for name, want in (("audio", "AUDIO"), ("images", "IMAGE")):
+            got = linked.get(name)
+            if got is not None and got != want and got != "*" and want not in str(got).split(","):
+                return f"{WHO}: the {name} input takes {want}, but a {got} output is connected to it."
+        if "audio" in linked or _no_file(audio_file):
+            return True  # load() explains when neither a file nor the socket gives audio
         try:
             A.resolve_input_file(audio_file, _comfy.input_directory(), WHO)
         except LipSyncError as e:

@@ -544,6 +544,13 @@ def test_node_validate_and_is_changed(tmp_path, monkeypatch):
     assert "file not found: 'b.wav'" in LoadAudioDriver.VALIDATE_INPUTS("b.wav")
     with pytest.raises(PathError, match="absolute path"):
         LoadAudioDriver().load(**defaults(audio_file=str(root / "a.wav")))
+    # ComfyUI passes the types of linked inputs: a connected AUDIO wins over a missing file
+    assert LoadAudioDriver.VALIDATE_INPUTS("b.wav", input_types={"audio": "AUDIO"}) is True
+    assert LoadAudioDriver.VALIDATE_INPUTS("a.wav", input_types={"images": "IMAGE"}) is True
+    assert "the images input takes IMAGE, but a MASK output" in LoadAudioDriver.VALIDATE_INPUTS(
+        "a.wav", input_types={"images": "MASK"})
+    assert "takes AUDIO, but a LIPSYNC_DRIVER" in LoadAudioDriver.VALIDATE_INPUTS(
+        NO_FILE, input_types={"audio": "LIPSYNC_DRIVER"})
     h1 = LoadAudioDriver.IS_CHANGED("a.wav")
     write_wav(root / "a.wav", sine(300, 0.5, 16000, 0.4).numpy(), 16000)
     h2 = LoadAudioDriver.IS_CHANGED("a.wav")
