@@ -101,9 +101,13 @@ class LoadAudioDriver:
         # socket is connected (it wins). Asking for input_types makes ComfyUI pass the types of
         # the linked inputs, and skip its link type check: that check is done here instead.
         linked = input_types or {}
-        for name, want in (("audio", "AUDIO"), ("images", "IMAGE")):
-            got = linked.get(name)
-            if got is not None and got != want and got != "*" and want not in str(got).split(","):
+        spec = cls.INPUT_TYPES()
+        declared = {**spec["required"], **spec["optional"]}
+        for name, got in linked.items():
+            want = declared.get(name, ("*",))[0]
+            if isinstance(want, list) or want == "*" or got == "*":
+                continue
+            if got != want and want not in str(got).split(","):
                 return f"{WHO}: the {name} input takes {want}, but a {got} output is connected to it."
         if "audio" in linked or _no_file(audio_file):
             return True  # load() explains when neither a file nor the socket gives audio

@@ -551,6 +551,8 @@ def test_node_validate_and_is_changed(tmp_path, monkeypatch):
         "a.wav", input_types={"images": "MASK"})
     assert "takes AUDIO, but a LIPSYNC_DRIVER" in LoadAudioDriver.VALIDATE_INPUTS(
         NO_FILE, input_types={"audio": "LIPSYNC_DRIVER"})
+    assert "the fps input takes FLOAT, but a INT output" in LoadAudioDriver.VALIDATE_INPUTS(
+        "a.wav", input_types={"fps": "INT"})
     h1 = LoadAudioDriver.IS_CHANGED("a.wav")
     write_wav(root / "a.wav", sine(300, 0.5, 16000, 0.4).numpy(), 16000)
     h2 = LoadAudioDriver.IS_CHANGED("a.wav")
