@@ -108,7 +108,7 @@ class LoadAudioDriver:
             if isinstance(want, list) or want == "*" or got == "*":
                 continue
             if got != want and want not in str(got).split(","):
-                return f"{WHO}: the {name} input takes {want}, but a {got} output is connected to it."
+                return f"{WHO}: the {name} input takes {want}, but an output of type {got} is connected to it."
         if "audio" in linked or _no_file(audio_file):
             return True  # load() explains when neither a file nor the socket gives audio
         try:

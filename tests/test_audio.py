@@ -547,11 +547,11 @@ def test_node_validate_and_is_changed(tmp_path, monkeypatch):
     # ComfyUI passes the types of linked inputs: a connected AUDIO wins over a missing file
     assert LoadAudioDriver.VALIDATE_INPUTS("b.wav", input_types={"audio": "AUDIO"}) is True
     assert LoadAudioDriver.VALIDATE_INPUTS("a.wav", input_types={"images": "IMAGE"}) is True
-    assert "the images input takes IMAGE, but a MASK output" in LoadAudioDriver.VALIDATE_INPUTS(
+    assert "the images input takes IMAGE, but an output of type MASK" in LoadAudioDriver.VALIDATE_INPUTS(
         "a.wav", input_types={"images": "MASK"})
-    assert "takes AUDIO, but a LIPSYNC_DRIVER" in LoadAudioDriver.VALIDATE_INPUTS(
+    assert "takes AUDIO, but an output of type LIPSYNC_DRIVER" in LoadAudioDriver.VALIDATE_INPUTS(
         NO_FILE, input_types={"audio": "LIPSYNC_DRIVER"})
-    assert "the fps input takes FLOAT, but a INT output" in LoadAudioDriver.VALIDATE_INPUTS(
+    assert "the fps input takes FLOAT, but an output of type INT" in LoadAudioDriver.VALIDATE_INPUTS(
         "a.wav", input_types={"fps": "INT"})
     h1 = LoadAudioDriver.IS_CHANGED("a.wav")
     write_wav(root / "a.wav", sine(300, 0.5, 16000, 0.4).numpy(), 16000)
