@@ -7,6 +7,11 @@ A synthetic phoneme track (random ARPAbet phones of 40-200 ms, pauses of 50-600 
 ~1.5 s) of the given length is mapped at 25 and 60 fps for every viseme set; prints the
 median time of map_phonemes, of the Rhubarb JSON + TSV export and of the preview, with the
 frame and phoneme counts. Timings depend on load: the load average is printed beside them.
+
+With --grid it also checks the mouth against real footage: for each GRID clip (transcript
+aligned with phonemes.align) the jaw_open track is correlated with the mouth opening that
+face.track_faces measures in the video, and with the 300-3000 Hz log band envelope of the
+audio, for several anticipation values and video lags; prints the mean r per setting.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--grid", action="store_true", help="also correlate with GRID footage (about a minute)")
     args = ap.parse_args()
 
     import torch
@@ -78,6 +84,55 @@ def main():
                   f"{len(vt.cues)} cues")
         t_prev, img = timed(lambda: V.preview(vt, torch.randn(int(track.duration * 16000)) * 0.1, track), repeat=1)
         print(f"  {fps:4.0f} fps preview {tuple(img.shape)}: {t_prev * 1000:.0f} ms (with waveform and phonemes)")
+    if args.grid:
+        grid_check()
+
+
+def grid_check():
+    import numpy as np
+    import torch
+
+    from comfyui_lipsync.lipsync_models import audio as A
+    from comfyui_lipsync.lipsync_models import face as F
+    from comfyui_lipsync.lipsync_models import media
+    from comfyui_lipsync.lipsync_models import phonemes as P
+    from comfyui_lipsync.lipsync_models import visemes as V
+
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from conftest import GRID, GRID_CLIPS, GRID_TEXT
+
+    def band_envelope(wave, fps, n):
+        hop = int(round(16000 / fps))
+        spec = torch.stft(wave, n_fft=2048, hop_length=hop, win_length=2 * hop,
+                          window=torch.hann_window(2 * hop), return_complex=True).abs() ** 2
+        f = torch.fft.rfftfreq(2048, 1 / 16000)
+        return torch.log(spec[(f >= 300) & (f <= 3000)].sum(0) + 1e-8)[:n].double().numpy()
+
+    antics = (0.0, 20.0, 40.0, 80.0)
+    face_r = {a: [] for a in antics}
+    env_r = {a: [] for a in antics}
+    lag_r = {lag: [] for lag in range(-2, 3)}
+    for clip in GRID_CLIPS:
+        frames, fps, (wav, sr) = media.read_video(str(GRID / f"{clip}.mpg"))
+        wave = A.resample(wav.mean(0, keepdim=True), sr, 16000)[0]
+        track = P.align(wave, GRID_TEXT[clip])
+        n = min(int(frames.shape[0]), int(len(wave) / 16000 * fps))
+        opening = F.track_faces(frames.float() / 255).opening.double().numpy()[:n]
+        env = band_envelope(wave, fps, n)
+        for a in antics:
+            jaw = V.map_phonemes(track, fps, n, anticipation_ms=a).param("jaw_open").double().numpy()
+            face_r[a].append(np.corrcoef(jaw, opening)[0, 1])
+            env_r[a].append(np.corrcoef(jaw, env)[0, 1])
+        jaw0 = V.map_phonemes(track, fps, n, anticipation_ms=0).param("jaw_open").double().numpy()
+        for lag in lag_r:  # lag > 0: the filmed mouth comes lag frames after the phoneme timeline
+            x, y = (jaw0[:n - lag], opening[lag:]) if lag >= 0 else (jaw0[-lag:], opening[:n + lag])
+            lag_r[lag].append(np.corrcoef(x, y)[0, 1])
+    print(f"GRID, {len(GRID_CLIPS)} clips, transcript alignment, rhubarb set, default blending/smoothing:")
+    for a in antics:
+        print(f"  anticipation {a:4.0f} ms: r(jaw, filmed mouth opening) {np.mean(face_r[a]):.3f}   "
+              f"r(jaw, audio band envelope) {np.mean(env_r[a]):.3f}")
+    print("  filmed opening vs the anticipation-0 jaw track, by video lag (frames): " +
+          ", ".join(f"{lag:+d}: {np.mean(v):.3f}" for lag, v in lag_r.items()))
 
 
 if __name__ == "__main__":
