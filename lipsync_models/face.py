@@ -734,8 +734,8 @@ def mouth_crops(frames: torch.Tensor, track: FaceTrack, size: int | None = None)
     return torch.cat(out)
 
 
-MASK_POWER = 3.0
-"""Shape of the mask's lower outline: 2 = half-ellipse, larger = squarer (fuller cheeks)."""
+MASK_POWER = 3
+"""Shape of the mask's lower outline (fixed): 2 would be a half-ellipse; 3 gives fuller cheeks."""
 
 
 def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08,
@@ -776,28 +776,40 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
     bottom = to_v(chin) + expand * fw                   # the chin
     half_w = (0.36 + expand) * fw                       # cheek to cheek
     fea = (feather * fw).clamp(min=1e-3)
-    out = torch.empty((b, h, w), dtype=torch.float32, device=dev)
-    ys = torch.arange(h, device=dev, dtype=torch.float32).view(1, h, 1)
-    xs = torch.arange(w, device=dev, dtype=torch.float32).view(1, 1, w)
+    out = torch.zeros((b, h, w), dtype=torch.float32, device=dev)
+    # only a window around the face is computed; the rest stays 0
+    reach = (torch.sqrt(half_w ** 2 + torch.maximum(top.abs(), bottom.abs()) ** 2) + fea + 2).detach()
+    lo_x = (centre[:, 0] - reach).floor().clamp(0, w).long().cpu()
+    hi_x = (centre[:, 0] + reach).ceil().clamp(0, w).long().cpu()
+    lo_y = (centre[:, 1] - reach).floor().clamp(0, h).long().cpu()
+    hi_y = (centre[:, 1] + reach).ceil().clamp(0, h).long().cpu()
     for s0 in range(0, b, chunk):
         sl = slice(s0, s0 + chunk)
+        x0, x1 = int(lo_x[sl].min()), int(hi_x[sl].max())
+        y0, y1 = int(lo_y[sl].min()), int(hi_y[sl].max())
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys = torch.arange(y0, y1, device=dev, dtype=torch.float32).view(1, -1, 1)
+        xs = torch.arange(x0, x1, device=dev, dtype=torch.float32).view(1, 1, -1)
         v1 = lambda t: t[sl].view(-1, 1, 1)
         dx, dy = xs - v1(centre[:, 0]), ys - v1(centre[:, 1])
         u = v1(cos) * dx + v1(sin) * dy
         v = -v1(sin) * dx + v1(cos) * dy
-        # signed distance (approx., px) inside the half-ellipse below `top`
+        # signed distance (approx., px) inside the lower superellipse below `top`
         t_top = v1(top)
         a = v1(half_w)
         bb = (v1(bottom) - t_top).clamp(min=1.0)
         vv = (v - t_top).clamp(min=0)
-        r = ((u / a).abs() ** MASK_POWER + (vv / bb) ** MASK_POWER) ** (1.0 / MASK_POWER)
+        ua, vb = (u / a).abs(), vv / bb
+        r = (ua * ua * ua + vb * vb * vb) ** (1.0 / 3.0)
         d_ell = (1 - r) * torch.minimum(a, bb)
         d_top = v - t_top
         f = v1(fea)
         if feather > 0:  # outline feathered across the edge; the nose line only downwards
-            out[sl] = torch.minimum(((d_ell + f / 2) / f).clamp(0, 1), (d_top / f).clamp(0, 1))
+            win = torch.minimum(((d_ell + f / 2) / f).clamp(0, 1), (d_top / f).clamp(0, 1))
         else:
-            out[sl] = ((d_ell >= 0) & (d_top >= 0)).float()
+            win = ((d_ell >= 0) & (d_top >= 0)).float()
+        out[sl, y0:y1, x0:x1] = win
     return out
 
 
