@@ -226,4 +226,6 @@ def test_workflow_round_trips_through_the_frontend(browser_run, name):
         assert n["type"] == mine[n["id"]]["type"]
         assert n["widgets_values"] == mine[n["id"]]["widgets_values"], (n["type"], n["widgets_values"])
         assert [o["type"] for o in n["outputs"]] == [o["type"] for o in mine[n["id"]]["outputs"]]
+        strip = lambda inputs: [(i["name"], i["type"], i.get("link"), (i.get("widget") or {}).get("name")) for i in inputs]
+        assert strip(n["inputs"]) == strip(mine[n["id"]]["inputs"]), n["type"]
     assert sorted(map(tuple, got["links"])) == sorted(map(tuple, wf["links"]))

@@ -238,6 +238,10 @@ def validate(workflow: dict, defs: dict) -> list[str]:
         for slot, inp in enumerate(n.get("inputs", [])):
             name = inp.get("name")
             listed[name] = inp
+            if name == "upload" and "widget" in inp and any(k == "upload" for _, k, _ in widget_slots(info)):
+                if inp.get("link") is not None:
+                    errors.append(f"{label}: the upload button cannot be linked")
+                continue  # the frontend's upload button of an image/video combo
             if name not in ins:
                 errors.append(f"{label}: input {name!r} is not an input of {n['type']} ({sorted(ins)})")
                 continue
@@ -411,12 +415,20 @@ class Graph:
             self.nodes.append(node)
             return node_id
         info = self.defs[type_]
+        # as the frontend (1.27) saves them: sockets in definition order, then one input per widget
         for name, (spec, section) in inputs_of(info).items():
             if not is_widget(spec):
-                inp = {"name": name, "type": _spec_type(spec), "link": None}
+                inp = {"localized_name": name, "name": name, "type": _spec_type(spec), "link": None}
                 if section == "optional":
                     inp["shape"] = 7
                 node["inputs"].append(inp)
+        for name, kind, spec in widget_slots(info):
+            if kind == "value":
+                node["inputs"].append({"localized_name": name, "name": name, "type": _spec_type(spec),
+                                       "widget": {"name": name}, "link": None})
+            elif kind == "upload":
+                node["inputs"].append({"localized_name": "choose file to upload", "name": "upload",
+                                       "type": "IMAGEUPLOAD", "widget": {"name": "upload"}, "link": None})
         for i, t in enumerate(info["output"]):
             node["outputs"].append({"name": info["output_name"][i], "type": t, "links": []})
         unknown = set(widgets) - {s[0] for s in widget_slots(info)}

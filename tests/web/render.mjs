@@ -48,8 +48,7 @@ try {
       const s = app.graph.serialize();
       return {
         nodes: s.nodes.map((n) => ({ id: n.id, type: n.type, widgets_values: n.widgets_values ?? null,
-          inputs: (n.inputs || []).map((i) => ({ name: i.name, type: i.type, link: i.link })),
-          outputs: (n.outputs || []).map((o) => ({ name: o.name, type: o.type })) })),
+          inputs: n.inputs || [], outputs: (n.outputs || []).map((o) => ({ name: o.name, type: o.type, links: o.links ?? null })) })),
         links: s.links,
         known: app.graph.nodes.map((n) => ({ id: n.id, type: n.type,
           registered: !!window.LiteGraph?.registered_node_types?.[n.type] })),

@@ -1,0 +1,188 @@
+"""Write the shipped workflows (workflows/*.json, mirrored in example_workflows/ for ComfyUI's
+template browser) from the node definitions, so widget layouts always match the code.
+
+    .venv/bin/python tools/make_workflows.py          # rewrite both folders
+    .venv/bin/python tools/make_workflows.py --check  # exit 1 when a file is out of date
+
+Core node definitions come from the recording of a real ComfyUI server
+(../shared/data/comfyui/object_info.json), ours from NODE_CLASS_MAPPINGS; tests/test_workflows.py
+validates the result and tests/test_web.py loads each file in the real frontend.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from lipsync_models.pack import load_pack  # noqa: E402
+
+load_pack()
+import workflow_schema as ws  # noqa: E402
+
+VIDEO = "lipsync_input.mp4"
+LINE = "line.wav"
+PORTRAIT = "portrait.png"
+
+HOW_TO = """## ComfyUI-LipSync
+1. Put the clip and the spoken line in ComfyUI's **input** folder (or use the upload buttons).
+2. Queue. The mouth follows the line; every pixel outside the lower-face mask stays as it was.
+3. Check **SyncScore**: offset 0 frames (green badge) means the lips are in sync.
+
+Only use footage of people who agreed to it. Videos written by the pack say they were lip-synced."""
+
+
+def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | None, x: float, y: float,
+                  transcript: str = "", backend: str = "auto", audio_file: str = LINE, prefix: str = "lipsync/clip"):
+    """Our seven nodes after a node giving IMAGE frames (+ fps), then CreateVideo -> SaveVideo."""
+    src, out = images
+    drv = g.add("LipSyncLoadAudioDriver", (x, y), audio_file=audio_file)
+    g.link(src, out, drv, "images")
+    if fps is not None:
+        g.link(fps[0], fps[1], drv, "fps")
+    ph = g.add("LipSyncExtractPhonemes", (x + 380, y), backend=backend, transcript=transcript)
+    g.link(drv, "driver", ph, "driver")
+    vis = g.add("LipSyncMapVisemes", (x + 760, y))
+    g.link(ph, "phonemes", vis, "phonemes")
+    g.link(drv, "driver", vis, "driver")
+    face = g.add("LipSyncMaskLowerFace", (x, y + 560))
+    g.link(src, out, face, "images")
+    gen = g.add("LipSyncInference", (x + 380, y + 560))
+    g.link(src, out, gen, "images")
+    g.link(face, "face_track", gen, "face_track")
+    g.link(vis, "visemes", gen, "visemes")
+    g.link(drv, "driver", gen, "driver")
+    comp = g.add("LipSyncComposite", (x + 760, y + 560))
+    g.link(src, out, comp, "images")
+    g.link(gen, "crops", comp, "crops")
+    g.link(gen, "face_track", comp, "face_track")
+    score = add_sync_score(g, (x + 1140, y), (comp, "images"), drv, (gen, "face_track"), fps)
+    make = g.add("CreateVideo", (x + 1140, y + 560), fps=25.0)
+    g.link(comp, "images", make, "images")
+    g.link(drv, "audio", make, "audio")
+    if fps is not None:
+        g.link(fps[0], fps[1], make, "fps")
+    save = g.add("SaveVideo", (x + 1140, y + 760), size=(420, 380), filename_prefix=prefix)
+    g.link(make, "VIDEO", save, "video")
+    return {"driver": drv, "phonemes": ph, "visemes": vis, "face": face, "generate": gen, "composite": comp,
+            "score": score, "save": save}
+
+
+def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps, audio=None) -> int:
+    """SyncScore wired to whatever of images / driver / audio / face_track / fps it takes."""
+    node = g.add("LipSyncSyncScore", pos)
+    names = {i["name"] for i in g.nodes[node - 1]["inputs"]}
+    widgets = {s[0] for s in ws.widget_slots(g.defs["LipSyncSyncScore"])}
+    g.link(images[0], images[1], node, "images")
+    if driver is not None and "driver" in names:
+        g.link(driver, "driver", node, "driver")
+    elif audio is not None and "audio" in names:
+        g.link(audio[0], audio[1], node, "audio")
+    if face_track is not None and "face_track" in names:
+        g.link(face_track[0], face_track[1], node, "face_track")
+    if fps is not None and "fps" in widgets and driver is None:
+        g.link(fps[0], fps[1], node, "fps")
+    return node
+
+
+def wf_clip(defs):
+    g = ws.Graph(defs)
+    note = g.add("MarkdownNote", (-420, 0), size=(380, 300), text=HOW_TO)
+    v = g.add("LoadVideo", (-420, 340), size=(340, 420), file=VIDEO)
+    c = g.add("GetVideoComponents", (-420, 800))
+    g.link(v, "VIDEO", c, "video")
+    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix="lipsync/clip")
+    del note
+    return g.to_json()
+
+
+def wf_after_generator(defs, generator: str, prompt_widgets: dict, image_input: str, prefix: str, note: str):
+    g = ws.Graph(defs)
+    g.add("MarkdownNote", (-800, 0), size=(380, 300), text=note)
+    img = g.add("LoadImage", (-800, 340), size=(340, 420), image=PORTRAIT)
+    gen = g.add(generator, (-420, 340), size=(400, 300), **prompt_widgets)
+    g.link(img, "IMAGE", gen, image_input)
+    c = g.add("GetVideoComponents", (-420, 800))
+    g.link(gen, "VIDEO", c, "video")
+    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix=prefix)
+    return g.to_json()
+
+
+def wf_sync_check(defs):
+    g = ws.Graph(defs)
+    g.add("MarkdownNote", (-420, 0), size=(380, 240), text=(
+        "## Sync check\nScores a finished clip against its own sound track: the offset in frames and ms "
+        "(positive = audio late) and a confidence. Use it before delivery, or to compare settings."))
+    v = g.add("LoadVideo", (-420, 280), size=(340, 420), file=VIDEO)
+    c = g.add("GetVideoComponents", (0, 280))
+    g.link(v, "VIDEO", c, "video")
+    drv = g.add("LipSyncLoadAudioDriver", (0, 420), audio_file=VIDEO)
+    g.link(c, "audio", drv, "audio")
+    g.link(c, "images", drv, "images")
+    g.link(c, "fps", drv, "fps")
+    score = add_sync_score(g, (400, 280), (c, "images"), drv, None, (c, "fps"))
+    show = g.add("PreviewAny", (800, 280), size=(420, 300))
+    report = next(i for i, o in enumerate(g.nodes[score - 1]["outputs"]) if o["type"] == "STRING")
+    g.link(score, report, show, "source")
+    return g.to_json()
+
+
+def wf_dubbing(defs):
+    g = ws.Graph(defs)
+    g.add("MarkdownNote", (-420, 0), size=(380, 300), text=(
+        "## Dubbing with a transcript\nType the dubbed line exactly as spoken into ExtractPhonemes: forced "
+        "alignment of the words is the most accurate way to time the mouth. The dub replaces the clip's "
+        "sound in the saved video."))
+    v = g.add("LoadVideo", (-420, 340), size=(340, 420), file=VIDEO)
+    c = g.add("GetVideoComponents", (-420, 800))
+    g.link(v, "VIDEO", c, "video")
+    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, transcript="Lay blue at X four now.", backend="align",
+                  audio_file="dub_line.wav", prefix="lipsync/dub")
+    return g.to_json()
+
+
+def build() -> dict[str, dict]:
+    defs = ws.all_definitions()
+    return {
+        "01_lipsync_clip.json": wf_clip(defs),
+        "02_runway_i2v_lipsync.json": wf_after_generator(
+            defs, "RunwayImageToVideoNodeGen4",
+            {"prompt": "The person looks into the camera and talks calmly, natural head motion, soft light.",
+             "duration": 5, "ratio": "960:960", "seed": 0}, "start_frame", "lipsync/runway",
+            "## Runway image-to-video, then lip sync\nRunway animates the portrait (needs a Comfy account "
+            "for API nodes); the seven LipSync nodes then make the mouth say the line."),
+        "03_pika_i2v_lipsync.json": wf_after_generator(
+            defs, "PikaImageToVideoNode2_2",
+            {"prompt_text": "The person looks into the camera and talks calmly, natural head motion.",
+             "negative_prompt": "", "seed": 0, "resolution": "720p", "duration": 5}, "image", "lipsync/pika",
+            "## Pika image-to-video, then lip sync\nPika animates the portrait (needs a Comfy account for "
+            "API nodes); the seven LipSync nodes then make the mouth say the line."),
+        "04_sync_check.json": wf_sync_check(defs),
+        "05_dubbing_transcript.json": wf_dubbing(defs),
+    }
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for name, wf in build().items():
+        text = json.dumps(wf, indent=2) + "\n"
+        for folder in ("workflows", "example_workflows"):
+            path = ROOT / folder / name
+            if check:
+                if not path.is_file() or path.read_text() != text:
+                    stale.append(str(path.relative_to(ROOT)))
+            else:
+                path.parent.mkdir(exist_ok=True)
+                path.write_text(text)
+    if stale:
+        print("out of date (run tools/make_workflows.py):", *stale, sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
