@@ -43,6 +43,7 @@ class Stub:
         self.object_info = object_info
         self.static = static or frontend_dir()
         self.missing: list[str] = []
+        self.uploads: dict[str, bytes] = {}
         self.settings = {"Comfy.TutorialCompleted": True, "Comfy.InstalledVersion": frontend_version(),
                          "Comfy.Notification.ShowVersionUpdates": False}
         self._server = None
@@ -57,7 +58,19 @@ class Stub:
         names = sorted(p.stem for p in (ROOT / "example_workflows").glob("*.json"))
         return {FOLDER: names} if names else {}
 
-    def answer(self, method: str, path: str, query: dict, body: bytes):
+    def _store_upload(self, body: bytes, content_type: str) -> str | None:
+        """Keep the file of a multipart form's ``image`` field in ``self.uploads``; its name or None."""
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
+        for part in msg.iter_parts():
+            if part.get_param("name", header="content-disposition") == "image" and part.get_filename():
+                self.uploads[part.get_filename()] = part.get_payload(decode=True)
+                return part.get_filename()
+        return None
+
+    def answer(self, method: str, path: str, query: dict, body: bytes, content_type: str = ""):
         """(status, content type, bytes) for one request."""
         j = lambda obj, status=200: (status, "application/json", json.dumps(obj).encode())
         if method == "POST":
@@ -68,6 +81,11 @@ class Stub:
                 except ValueError:
                     pass
                 return j({})
+            if path in ("/api/upload/image", "/upload/image"):
+                name = self._store_upload(body, content_type)
+                if name is None:
+                    return j({"error": "no file in the form"}, 400)
+                return j({"name": name, "subfolder": "", "type": "input"})
             if path == "/api/settings":
                 self.settings.update(json.loads(body or b"{}"))
                 return j({})
@@ -135,7 +153,8 @@ class Stub:
                 u = urllib.parse.urlsplit(self.path)
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                status, ctype, data = stub.answer(method, u.path, urllib.parse.parse_qs(u.query), body)
+                status, ctype, data = stub.answer(method, u.path, urllib.parse.parse_qs(u.query), body,
+                                                  self.headers.get("Content-Type", ""))
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))

@@ -120,8 +120,11 @@ def browser_run(tmp_path_factory):
     json.loads(json.dumps(executed))  # the ui must be plain JSON, as ComfyUI sends it
 
     roundtrip = [{"name": p.stem, "workflow": json.loads(p.read_text())} for p in sorted((ROOT / "workflows").glob("*.json"))]
+    take = out_dir / "take_7.wav"
+    take.write_bytes(b"RIFF....WAVEfmt ")  # content does not matter to the upload route
     spec = {"outdir": str(out_dir), "chromium": CHROMIUM, "roundtrip": roundtrip,
-            "scenes": [{"name": "previews", "workflow": scene, "executed": executed, "focus": [drv, ph, vis, s0, s3]}]}
+            "scenes": [{"name": "previews", "workflow": scene, "executed": executed, "focus": [drv, ph, vis, s0, s3],
+                        "upload": {"node": drv, "file": str(take)}}]}
 
     def run(base):
         spec["base"] = base
@@ -137,11 +140,11 @@ def browser_run(tmp_path_factory):
 
     if COMFYUI_URL:
         res = run(COMFYUI_URL)
-        res["missing"] = []
+        res["missing"], res["uploads"] = [], {"take_7.wav": take.read_bytes()}
     else:
         with comfy_stub.Stub(defs) as stub:
             res = run(stub.url)
-            res["missing"] = list(stub.missing)
+            res["missing"], res["uploads"] = list(stub.missing), dict(stub.uploads)
     res["ids"] = {"driver": drv, "phonemes": ph, "visemes": vis, "sync0": s0, "sync3": s3}
     res["scene"] = scene
     return res
@@ -213,7 +216,11 @@ def test_sync_badge_and_plot(browser_run):
 def test_audio_upload_button(browser_run):
     node = _node(browser_run, "driver")
     assert "upload_audio" in node["widgets"]
-    assert node["serialized"][0] == "line.wav" and len(node["serialized"]) == 6  # button not saved
+    # the picked file went to ComfyUI's upload route and became the node's choice
+    assert browser_run["uploads"].get("take_7.wav") == b"RIFF....WAVEfmt "
+    up = browser_run["scenes"]["previews"]["upload"]
+    assert up["value"] == "take_7.wav" and "take_7.wav" in up["values"]
+    assert node["serialized"][0] == "take_7.wav" and len(node["serialized"]) == 6  # the button is not saved
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "workflows").glob("*.json")))

@@ -91,6 +91,22 @@ try {
           output: e.output, prompt_id: "test" });
       }
     }, scene.executed);
+    if (scene.upload) {
+      // pick a file with the LoadAudioDriver upload button's file input, as a user would
+      const chooser = page.waitForEvent("filechooser");
+      await page.evaluate((id) => {
+        const node = window.comfyAPI.app.app.graph.getNodeById(id);
+        node.widgets.find((w) => w.name === "upload_audio").callback();
+      }, scene.upload.node);
+      await (await chooser).setFiles(scene.upload.file);
+      await page.waitForFunction(([id, name]) => window.comfyAPI.app.app.graph.getNodeById(id)
+        .widgets.find((w) => w.name === "audio_file").value === name,
+      [scene.upload.node, scene.upload.file.split("/").pop()], { timeout: 10000 }).catch(() => {});
+      res.upload = await page.evaluate((id) => {
+        const w = window.comfyAPI.app.app.graph.getNodeById(id).widgets.find((w) => w.name === "audio_file");
+        return { value: w.value, values: [...(w.options.values || [])] };
+      }, scene.upload.node);
+    }
     for (const id of scene.focus) {
       const after = await shoot(id, "after");
       const state = await page.evaluate((id) => {
