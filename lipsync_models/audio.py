@@ -494,7 +494,7 @@ def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: f
     if gain != 1.0:
         full = full * gain
     dev = torch.device(device) if device is not None else wave.device
-    mono = full.to(dev).float().mean(dim=0, keepdim=True)
+    mono = full.float().mean(dim=0, keepdim=True).to(dev)  # mix first: only one channel travels
     mono_peak = float(mono.abs().max())
     if _db(mono_peak) < SILENCE_DBFS:
         raise SilentAudioError(f"{who}: the {full.shape[0]} channels of {name} cancel out when mixed to mono "
