@@ -1,0 +1,468 @@
+"""Audio-to-lips offset and confidence of a clip (the SyncScore node's library).
+
+Two scorers share one result type, :class:`SyncResult`:
+
+* :func:`score_articulation` (weight-free default). Visual articulation signals per frame come
+  from the face track: the inner-lip gap and the outer-lip height (both divided by the mouth
+  width) and the track's ``opening`` measure. Audio articulation signals come from the 16 kHz
+  waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the clip's peak), and,
+  when pocketsphinx is installed, the mouth track predicted from recognised phonemes by the
+  MapVisemes chain (``jaw_open`` and ``jaw_open - lip_close``, so P/B/M closures are sharp
+  dips). Every visual x audio pair is correlated (Pearson) at sub-frame lags, both as levels
+  and as frame-to-frame changes (changes give sharper peaks); the scores are the mean of those
+  correlation curves. The best lag, minus the natural audio-to-lips lead
+  (:data:`NATURAL_LEAD_FRAMES`, measured on recorded speech), rounded, is the offset.
+* :func:`score_syncnet`: the SyncNet ``syncnet_v2`` network (``backends.syncnet``): LSE-D and
+  LSE-C over +-search_range offsets, computed as syncnet_python does.
+
+Sign convention everywhere: a positive offset means the audio is LATE (delayed against the
+lips): the sound of frame ``i`` is heard at frame ``i + offset``.
+
+Confidence follows SyncNet: the score of the best lag minus the median score over the searched
+lags (for SyncNet: median distance minus the minimum). ``confidence_at_zero`` (in the report)
+is the score at offset 0 minus that median: it says whether the clip is in sync as it stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checks import check_images, check_shape
+from .errors import DependencyError, InputError, LengthMismatchError
+from .types import ANALYSIS_RATE, FaceTrack, MOUTH_POINTS
+
+log = logging.getLogger("comfyui_lipsync")
+
+WHO = "SyncScore"
+ProgressFn = Callable[[int, int], None]
+
+ENVELOPE_RATE = 100.0
+"""Frames per second of the audio envelope (10 ms hop)."""
+BAND_HZ = (300.0, 3000.0)
+FLOOR_DB = 40.0
+LAG_STEP = 0.25
+"""Sub-frame resolution of the lag search, in frames."""
+NATURAL_LEAD_FRAMES = -0.75
+"""Where the score curve peaks on recorded, in-sync speech, in frames (negative: the audio
+signals run slightly ahead of the lips they explain). Measured on the 7 GRID clips in
+``../shared/data/grid`` (per-clip peaks -0.5 .. -1.5 with mediapipe lips); the bench reports
+the leave-one-out result of this calibration."""
+VISUAL_SIGNALS = ("gap", "outer", "opening")
+"""Visual signals the articulation scorer uses by default (see :func:`visual_signals`)."""
+ACTIVITY_WEIGHT = 0.5
+"""Weight of the speech-activity curve added to the mean of the fine curves."""
+MIN_FRAMES = 20
+MIN_ACTIVE_FRAMES = 8
+
+_IDX = {name: i for i, name in enumerate(MOUTH_POINTS)}
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a scorer found.
+
+    offset_frames: best offset, positive = audio late; offset_ms: the same in ms.
+    confidence:    best score minus the median score (0 when the clip cannot be judged).
+    confidence_at_zero: score at offset 0 minus the median score.
+    lags:   (L,) int offsets -R..R; scores: (L,) score per offset (higher = better match).
+    visual, audio: (T,) the main per-frame signals, audio at offset 0, each scaled to 0..1.
+    windows: per-window offset track, dicts {start, end, offset_frames, confidence} (s).
+    judgeable: False when the clip is too short, too static or silent to judge; notes say why.
+    extras: scorer-specific numbers (SyncNet: lse_d, lse_c).
+    """
+
+    offset_frames: int
+    offset_ms: float
+    confidence: float
+    confidence_at_zero: float
+    lags: torch.Tensor
+    scores: torch.Tensor
+    visual: torch.Tensor
+    audio: torch.Tensor
+    fps: float
+    method: str
+    windows: tuple[dict, ...] = ()
+    judgeable: bool = True
+    notes: tuple[str, ...] = ()
+    extras: dict = field(default_factory=dict, compare=False)
+
+    def report(self) -> str:
+        """Readable summary for the node's text output."""
+        sign = "audio late" if self.offset_frames > 0 else ("audio early" if self.offset_frames < 0 else "in sync")
+        lines = [
+            f"SyncScore ({self.method}): offset {self.offset_frames:+d} frames = {self.offset_ms:+.0f} ms "
+            f"({sign}; positive = audio late), confidence {self.confidence:.3f}",
+            f"score at offset 0 minus median: {self.confidence_at_zero:.3f}; frames {self.visual.shape[0]} at "
+            f"{self.fps:g} fps; searched offsets {int(self.lags[0])}..{int(self.lags[-1])}",
+        ]
+        for k, v in self.extras.items():
+            if isinstance(v, float):
+                lines.append(f"{k}: {v:.3f}")
+        if not self.judgeable:
+            lines.append("NOT JUDGEABLE: " + "; ".join(self.notes))
+        elif self.notes:
+            lines.extend("note: " + n for n in self.notes)
+        if self.windows:
+            lines.append("per-window offsets (start-end s: offset frames, confidence):")
+            for w in self.windows:
+                tag = "" if w.get("judgeable", True) else "  (too quiet/static)"
+                lines.append(f"  {w['start']:6.2f}-{w['end']:6.2f}: {w['offset_frames']:+3d}  {w['confidence']:.3f}{tag}")
+            offs = [w["offset_frames"] for w in self.windows if w.get("judgeable", True)]
+            if offs and max(offs) - min(offs) >= 2:
+                first = next(w for w in self.windows if w.get("judgeable", True)
+                             and abs(w["offset_frames"] - offs[0]) >= 2)
+                lines.append(f"drift: the offset changes by {max(offs) - min(offs)} frames; it first moves at {first['start']:.2f} s")
+        return "\n".join(lines)
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+def band_envelope(wave16k: torch.Tensor, band: tuple[float, float] = BAND_HZ, floor_db: float = FLOOR_DB) -> np.ndarray:
+    """Log energy (log10 power) of ``band`` Hz every 10 ms, 25 ms Hann windows, centred.
+
+    wave16k: (N,) float at 16 kHz. Returns (M,) float64, M = N // 160 + 1, value m describing the
+    time m * 0.01 s; floored ``floor_db`` under the clip's maximum (silence and padding agree).
+    """
+    x = wave16k.detach().float().cpu()
+    n_fft, hop, win = 512, int(ANALYSIS_RATE / ENVELOPE_RATE), 400
+    if x.shape[0] < n_fft:
+        x = torch.nn.functional.pad(x, (0, n_fft - x.shape[0]))
+    spec = torch.stft(x, n_fft, hop, win, torch.hann_window(win), center=True, return_complex=True)
+    freqs = torch.fft.rfftfreq(n_fft, 1.0 / ANALYSIS_RATE)
+    sel = (freqs >= band[0]) & (freqs < band[1])
+    e = torch.log10(spec[sel].abs().square().sum(0).double() + 1e-10)
+    return torch.clamp(e, min=float(e.max()) - floor_db / 10.0).numpy()
+
+
+def visual_signals(track: FaceTrack, fps: float = 25.0) -> dict[str, np.ndarray]:
+    """Per-frame visual articulation signals from a face track, each (T,) float64.
+
+    gap: inner-lip gap / mouth width; outer: outer-lip height / mouth width; opening: the
+    track's own opening measure.
+    """
+    m = track.mouth.detach().double().cpu().numpy()
+    width = np.linalg.norm(m[:, _IDX["corner_left"]] - m[:, _IDX["corner_right"]], axis=1)
+    # the mouth width changes with rounding and spreading too: divide by its slow trend (2 s),
+    # which follows the face's size, not by the per-frame width
+    from scipy.ndimage import uniform_filter1d
+
+    width = np.maximum(uniform_filter1d(width, size=max(int(round(2 * fps)), 1), mode="nearest"), 1e-6)
+    gap = np.linalg.norm(m[:, _IDX["upper_inner"]] - m[:, _IDX["lower_inner"]], axis=1) / width
+    outer = np.linalg.norm(m[:, _IDX["upper_outer"]] - m[:, _IDX["lower_outer"]], axis=1) / width
+    opening = track.opening.detach().double().cpu().numpy()
+    return {"gap": gap, "outer": outer, "opening": opening}
+
+
+def predicted_mouth(wave16k: torch.Tensor, fps: float, num_frames: int) -> dict[str, np.ndarray] | None:
+    """Mouth track predicted from the audio by phoneme recognition + MapVisemes, or None when
+    pocketsphinx is missing. Returns jaw (jaw_open) and jaw_close (jaw_open - lip_close), (T,)."""
+    from . import phonemes, visemes
+    from .types import MOUTH_PARAMS
+
+    try:
+        track = phonemes.recognize(wave16k.detach().float().cpu())
+    except DependencyError as e:
+        log.info("SyncScore: phoneme recognition unavailable (%s); using the audio envelope only", e)
+        return None
+    vt = visemes.map_phonemes(track, fps=fps, num_frames=num_frames)
+    p = vt.params.double().cpu().numpy()
+    jaw = p[:, MOUTH_PARAMS.index("jaw_open")]
+    close = p[:, MOUTH_PARAMS.index("lip_close")]
+    return {"jaw": jaw, "jaw_close": jaw - close}
+
+
+def activity_signals(visual: dict[str, np.ndarray], env: np.ndarray, fps: float,
+                     sigma_s: float = 0.12) -> tuple[np.ndarray, np.ndarray]:
+    """Slow speech-activity signals that break the syllable-rhythm ambiguity of the fine curves.
+
+    Visual: the summed absolute frame-to-frame change of the visual signals (each divided by
+    its own spread), Gaussian-smoothed over ``sigma_s``; audio: the envelope above its floor,
+    smoothed the same. They correlate broadly but peak only where speech and mouth movement
+    start and stop together. Returns ((T,) per frame, (M,) at :data:`ENVELOPE_RATE`).
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    moves = []
+    for v in visual.values():
+        d = np.abs(np.diff(v, prepend=v[:1]))
+        moves.append(d / (np.std(v) + 1e-9))
+    act_v = gaussian_filter1d(np.sum(moves, 0), sigma_s * fps, mode="nearest")
+    act_a = gaussian_filter1d(env - env.min(), sigma_s * ENVELOPE_RATE, mode="nearest")
+    return act_v, act_a
+
+
+# --- correlation over lags --------------------------------------------------------------------
+
+def _corr_rows(v: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Pearson r between v (T,) and each row of a (L, T); 0 where either is constant."""
+    v = v - v.mean()
+    a = a - a.mean(1, keepdims=True)
+    num = a @ v
+    den = np.sqrt((a * a).sum(1) * (v * v).sum())
+    return np.where(den > 1e-12, num / np.maximum(den, 1e-300), 0.0)
+
+
+def lag_curves(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], audio_fr: dict[str, np.ndarray],
+               fps: float, lags: np.ndarray, frames: slice | None = None) -> np.ndarray:
+    """Correlation curves of every visual x audio pair at (sub-frame) ``lags``.
+
+    visual: name -> (T,) per frame; audio_hr: name -> (M,) at :data:`ENVELOPE_RATE`, sample m
+    at m / rate seconds; audio_fr: name -> (T,) per frame. At lag L the audio is read at frame
+    ``i + L`` (time ``(i + L) / fps``), linear interpolation, edge values outside the clip.
+    ``frames`` restricts the visual frames used (windows). Returns (P, len(lags)): levels and
+    frame-to-frame changes for each pair (P = 2 * pairs).
+    """
+    t_all = np.arange(next(iter(visual.values())).shape[0], dtype=np.float64)
+    t = t_all[frames] if frames is not None else t_all
+    q = t[None, :] + lags[:, None]  # (L, T') frame positions
+    sampled = []
+    for a in audio_hr.values():
+        pos = q / fps * ENVELOPE_RATE
+        sampled.append(np.interp(pos.ravel(), np.arange(a.shape[0]), a).reshape(q.shape))
+    for a in audio_fr.values():
+        sampled.append(np.interp(q.ravel(), np.arange(a.shape[0]), a).reshape(q.shape))
+    out = []
+    for v in visual.values():
+        vv = v[frames] if frames is not None else v
+        for s in sampled:
+            out.append(_corr_rows(vv, s))
+            out.append(_corr_rows(np.diff(vv), np.diff(s, axis=1)))
+    return np.stack(out)
+
+
+def _interp_curve(fine_lags: np.ndarray, curve: np.ndarray, at: np.ndarray) -> np.ndarray:
+    return np.interp(at, fine_lags, curve)
+
+
+def _judge(curve_int: np.ndarray, zero_idx: int) -> tuple[int, float, float]:
+    """(index of the best lag, best - median, score at zero - median) of an integer-lag curve."""
+    best = int(np.argmax(curve_int))
+    med = float(np.median(curve_int))
+    return best, float(curve_int[best] - med), float(curve_int[zero_idx] - med)
+
+
+def _scale01(x: np.ndarray) -> torch.Tensor:
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = np.nanmin(x), np.nanmax(x)
+    return torch.from_numpy(((x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)).astype(np.float32))
+
+
+def _check_inputs(num_frames: int, wave16k: torch.Tensor, fps: float, search_range: int, window_s: float) -> None:
+    check_shape(wave16k, "N", WHO, "waveform")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"{WHO}: fps must be positive, got {fps}. Use the video's frame rate (e.g. 25).")
+    if int(search_range) < 1 or int(search_range) > 200:
+        raise InputError(f"{WHO}: search_range must be 1..200 frames, got {search_range}.")
+    if window_s < 0 or not math.isfinite(window_s):
+        raise InputError(f"{WHO}: window_s must be >= 0 s (0 = no per-window track), got {window_s}.")
+    audio_frames = wave16k.shape[0] / ANALYSIS_RATE * fps
+    if abs(audio_frames - num_frames) > max(2.0, 0.02 * num_frames):
+        raise LengthMismatchError(
+            f"{WHO}: the audio covers {audio_frames:.1f} frames at {fps:g} fps but there are {num_frames} "
+            "frames. Give the audio of this clip (LoadAudioDriver cuts/pads it to the frame count)."
+        )
+
+
+def _windows(n: int, fps: float, window_s: float) -> list[tuple[int, int]]:
+    if window_s <= 0:
+        return []
+    w = max(int(round(window_s * fps)), 2)
+    if w >= n:
+        return []
+    hop = max(w // 2, 1)
+    starts = list(range(0, n - w + 1, hop))
+    if starts[-1] + w < n:
+        starts.append(n - w)
+    return [(s, s + w) for s in starts]
+
+
+def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, search_range: int = 15,
+                       window_s: float = 2.0, use_phonemes: bool = True,
+                       natural_lead: float = NATURAL_LEAD_FRAMES,
+                       visual_names: tuple[str, ...] = VISUAL_SIGNALS,
+                       on_progress: ProgressFn | None = None) -> SyncResult:
+    """Weight-free sync score from a face track and the clip's audio.
+
+    track: FaceTrack of T frames; wave16k: (N,) 16 kHz mono covering the same T frames;
+    fps: frame rate; search_range R: offsets -R..R frames; window_s: per-window track window
+    (hop = half a window; 0 = none); use_phonemes: add the phoneme -> viseme predicted mouth;
+    natural_lead: frames subtracted from the curve's peak (see :data:`NATURAL_LEAD_FRAMES`);
+    visual_names: which of :func:`visual_signals` to use.
+    """
+    n = track.num_frames
+    _check_inputs(n, wave16k, fps, search_range, window_s)
+    R = int(search_range)
+    steps = 3 + len(_windows(n, fps, window_s))
+    done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(done, steps)
+
+    vis_all = visual_signals(track, fps)
+    bad = [v for v in visual_names if v not in vis_all]
+    if bad or not visual_names:
+        raise InputError(f"{WHO}: visual signals must be some of {tuple(vis_all)}, got {visual_names}.")
+    vis = {k: vis_all[k] for k in visual_names}
+    env = band_envelope(wave16k)
+    tick()
+    audio_hr = {"band": env}
+    audio_fr: dict[str, np.ndarray] = {}
+    notes = []
+    if use_phonemes:
+        pred = predicted_mouth(wave16k, fps, n)
+        if pred is None:
+            notes.append("phoneme recognition unavailable (pocketsphinx missing): audio envelope only")
+        else:
+            audio_fr.update(pred)
+    tick()
+
+    fine = np.arange(-R - 1 + natural_lead, R + 1 + natural_lead + 1e-9, LAG_STEP)
+    ints = np.arange(-R, R + 1)
+
+    act_v, act_a = activity_signals(vis, env, fps)
+
+    def judge(frames: slice | None):
+        curves = lag_curves(vis, audio_hr, audio_fr, fps, fine, frames)
+        act = lag_curves({"activity": act_v}, {"activity": act_a}, {}, fps, fine, frames)[0]
+        mean = curves.mean(0) + ACTIVITY_WEIGHT * act
+        inside = (fine >= -R - 0.5 + natural_lead) & (fine <= R + 0.5 + natural_lead)
+        best_fine = fine[inside][int(np.argmax(mean[inside]))]
+        offset = int(np.clip(np.round(best_fine - natural_lead), -R, R))
+        at_int = _interp_curve(fine, mean, ints + natural_lead)
+        med = float(np.median(at_int))
+        conf = float(max(mean[inside].max(), at_int.max()) - med)
+        conf0 = float(at_int[R] - med)
+        return offset, conf, conf0, at_int
+
+    offset, conf, conf0, curve = judge(None)
+    tick()
+
+    # can this clip be judged at all?
+    judgeable = True
+    active = int((env > env.max() - 2.0).sum() / ENVELOPE_RATE * fps)  # frames within 20 dB of the peak
+    moving = float(sum(np.std(v) for v in vis.values()))
+    if n < MIN_FRAMES:
+        judgeable = False
+        notes.append(f"clip too short: {n} frames (need {MIN_FRAMES}, about {MIN_FRAMES / fps:.1f} s)")
+    if active < MIN_ACTIVE_FRAMES:
+        judgeable = False
+        notes.append(f"too little speech: {active} frames of sound within 20 dB of the peak (need {MIN_ACTIVE_FRAMES})")
+    if moving < 1e-3:
+        judgeable = False
+        notes.append("the mouth does not move (static lips)")
+
+    windows = []
+    for s, e in _windows(n, fps, window_s):
+        w_off, w_conf, _, _ = judge(slice(s, e))
+        a0 = int(math.floor(s / fps * ENVELOPE_RATE))
+        a1 = int(math.ceil(e / fps * ENVELOPE_RATE))
+        seg = env[a0:a1]
+        ok = bool(seg.size and (seg > env.max() - 2.0).sum() / ENVELOPE_RATE * fps >= MIN_ACTIVE_FRAMES // 2
+                  and np.std(vis["gap"][s:e]) + np.std(vis["outer"][s:e]) > 1e-4)
+        windows.append({"start": s / fps, "end": e / fps, "offset_frames": w_off,
+                        "confidence": round(w_conf, 4) if ok else 0.0, "judgeable": ok})
+        tick()
+
+    if not judgeable:
+        conf = conf0 = 0.0
+    env_frames = np.interp(np.arange(n) / fps * ENVELOPE_RATE, np.arange(env.shape[0]), env)
+    return SyncResult(
+        offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf, confidence_at_zero=conf0,
+        lags=torch.from_numpy(ints), scores=torch.from_numpy(curve.astype(np.float32)),
+        visual=_scale01(vis["gap"] + vis["outer"]), audio=_scale01(env_frames), fps=float(fps),
+        method="articulation" + (" + phonemes" if audio_fr else ""), windows=tuple(windows),
+        judgeable=judgeable, notes=tuple(notes),
+    )
+
+
+def score_syncnet(net, images: torch.Tensor, track: FaceTrack, wave16k: torch.Tensor, fps: float,
+                  search_range: int = 15, window_s: float = 2.0, batch: int = 20,
+                  on_progress: ProgressFn | None = None) -> SyncResult:
+    """SyncNet scores (LSE-D, LSE-C as syncnet_python) as a :class:`SyncResult`.
+
+    images: (B, H, W, C) 0..1; track: its FaceTrack (boxes give the SyncNet face crops);
+    wave16k: (N,) 16 kHz. scores[k] = median distance - mean distance at offset k, so the
+    confidence equals LSE-C. Offsets are counted in 25 fps SyncNet frames and converted to
+    the clip's fps when it differs.
+    """
+    from .backends import syncnet
+
+    check_images(images, WHO)
+    n = images.shape[0]
+    if track.num_frames != n:
+        raise LengthMismatchError(f"{WHO}: {n} frames but the face track has {track.num_frames}.")
+    _check_inputs(n, wave16k, fps, search_range, window_s)
+    R = int(search_range)
+    s = syncnet.score_clip(net, images, track.boxes, wave16k, fps, vshift=R, batch=batch, on_progress=on_progress)
+    ratio = fps / syncnet.SYNCNET_FPS
+    # syncnet index j = syncnet offset R - j = pack offset j - R
+    med = float(torch.median(s.mdist))
+    scores = (med - s.mdist).float()
+    offset25 = s.offset
+    offset = int(round(offset25 * ratio))
+    windows = []
+    step = 1.0 / syncnet.SYNCNET_FPS
+    rows = s.dists.shape[0]
+    for a, b in _windows(rows, syncnet.SYNCNET_FPS, window_s):
+        sub = syncnet.scores_from_dists(s.dists[a:b], R)
+        windows.append({"start": a * step, "end": (b + 4) * step, "offset_frames": int(round(sub.offset * ratio)),
+                        "confidence": round(sub.lse_c, 4), "judgeable": True})
+    vis = visual_signals(track, fps)
+    env = band_envelope(wave16k)
+    env_frames = np.interp(np.arange(n) / fps * ENVELOPE_RATE, np.arange(env.shape[0]), env)
+    notes = []
+    if abs(ratio - 1.0) > 1e-6:
+        notes.append(f"frames resampled from {fps:g} to 25 fps for SyncNet; offsets converted back")
+    return SyncResult(
+        offset_frames=offset, offset_ms=1000.0 * offset25 / syncnet.SYNCNET_FPS, confidence=s.lse_c,
+        confidence_at_zero=float(scores[R]), lags=torch.arange(-R, R + 1), scores=scores,
+        visual=_scale01(vis["gap"] + vis["outer"]), audio=_scale01(env_frames), fps=float(fps),
+        method="syncnet", windows=tuple(windows), notes=tuple(notes),
+        extras={"LSE-D": s.lse_d, "LSE-C": s.lse_c},
+    )
+
+
+# --- plot ------------------------------------------------------------------------------------
+
+def plot(result: SyncResult, width: int = 900, height: int = 420) -> torch.Tensor:
+    """Score against offset (best marked) above the visual and audio signals over time.
+
+    Returns a ComfyUI IMAGE (1, height, width, 3) float32 in 0..1.
+    """
+    from .plot import Canvas
+
+    cv = Canvas(width, height)
+    lags = result.lags.double().numpy()
+    sc = result.scores.double().numpy()
+    n = result.visual.shape[0]
+    t = np.arange(n) / result.fps
+    title = (f"{result.method}: offset {result.offset_frames:+d} frames ({result.offset_ms:+.0f} ms, "
+             f"+ = audio late), confidence {result.confidence:.3f}")
+    top, bottom = cv.rows(2, heights=(1, 1), titles=[title, "signals over time (audio at offset 0)"],
+                          ylabels=["score", "0..1"], gap=40)
+    top.set_xlim(float(lags[0]), float(lags[-1]))
+    top.xlabel = "offset (frames, + = audio late)"
+    top.autoscale_y(sc)
+    top.vline(0.0, color="gray")
+    top.line(lags, sc, color=0, width=2, label="score")
+    best = int(np.nonzero(lags == result.offset_frames)[0][0]) if (lags == result.offset_frames).any() else int(np.argmax(sc))
+    top.markers([float(lags[best])], [float(sc[best])], color=3, size=5, label="best")
+    top.legend()
+    bottom.set_xlim(0.0, max(float(t[-1]), 1e-3))
+    bottom.xlabel = "time (s)"
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.line(t, result.visual.double().numpy(), color=2, width=2, label="lips (visual)")
+    bottom.line(t, result.audio.double().numpy(), color=1, width=1, label="audio 300-3000 Hz")
+    for w in result.windows:
+        bottom.text(w["start"] + 0.02, 0.93, f"{w['offset_frames']:+d}", color="black")
+    bottom.legend()
+    return cv.to_image()
