@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--grid", action="store_true", help="also correlate with GRID footage (about a minute)")
+    ap.add_argument("--detector", default="haar", help="face.track_faces detector for --grid: haar or mediapipe")
     args = ap.parse_args()
 
     import torch
@@ -85,10 +86,10 @@ def main():
         t_prev, img = timed(lambda: V.preview(vt, torch.randn(int(track.duration * 16000)) * 0.1, track), repeat=1)
         print(f"  {fps:4.0f} fps preview {tuple(img.shape)}: {t_prev * 1000:.0f} ms (with waveform and phonemes)")
     if args.grid:
-        grid_check()
+        grid_check(args.detector)
 
 
-def grid_check():
+def grid_check(detector: str = "haar"):
     import numpy as np
     import torch
 
@@ -117,7 +118,7 @@ def grid_check():
         wave = A.resample(wav.mean(0, keepdim=True), sr, 16000)[0]
         track = P.align(wave, GRID_TEXT[clip])
         n = min(int(frames.shape[0]), int(len(wave) / 16000 * fps))
-        opening = F.track_faces(frames.float() / 255).opening.double().numpy()[:n]
+        opening = F.track_faces(frames.float() / 255, detector=detector).opening.double().numpy()[:n]
         env = band_envelope(wave, fps, n)
         for a in antics:
             jaw = V.map_phonemes(track, fps, n, anticipation_ms=a).param("jaw_open").double().numpy()
@@ -127,7 +128,8 @@ def grid_check():
         for lag in lag_r:  # lag > 0: the filmed mouth comes lag frames after the phoneme timeline
             x, y = (jaw0[:n - lag], opening[lag:]) if lag >= 0 else (jaw0[-lag:], opening[:n + lag])
             lag_r[lag].append(np.corrcoef(x, y)[0, 1])
-    print(f"GRID, {len(GRID_CLIPS)} clips, transcript alignment, rhubarb set, default blending/smoothing:")
+    print(f"GRID, {len(GRID_CLIPS)} clips, transcript alignment, rhubarb set, default blending/smoothing, "
+          f"mouth opening from the {detector} face track:")
     for a in antics:
         print(f"  anticipation {a:4.0f} ms: r(jaw, filmed mouth opening) {np.mean(face_r[a]):.3f}   "
               f"r(jaw, audio band envelope) {np.mean(env_r[a]):.3f}")

@@ -17,6 +17,7 @@ from conftest import GRID_CLIPS, GRID_TEXT
 
 JAW, SPREAD, ROUND, CLOSE, TEETH = range(5)
 HARD = dict(blend_ms=0.0, smoothing=0.0)  # no blending: frames show the timeline exactly
+LEAD = dict(anticipation_ms=40.0)  # the hand-worked examples lead by one 25-fps frame
 
 
 def track(*items, duration=None, backend="test"):
@@ -82,7 +83,7 @@ def test_bilabial_closure_frames_by_hand():
     # 25 fps, frame i shows time (i + 0.5) / 25. Anticipation 40 ms starts the closure at 0.46 s;
     # the closure is held until the release at 0.56 s. Frame centres 0.46, 0.50, 0.54 -> frames
     # 11, 12, 13 closed; frame 10 (0.42) is still rest, frame 14 (0.58) is open (AA).
-    vt = V.map_phonemes(p_track(), fps=25, num_frames=35)
+    vt = V.map_phonemes(p_track(), fps=25, num_frames=35, **LEAD)
     close, jaw = vt.param("lip_close"), vt.param("jaw_open")
     closed = [i for i in range(35) if float(close[i]) == 1.0]
     assert closed == [11, 12, 13]
@@ -91,7 +92,7 @@ def test_bilabial_closure_frames_by_hand():
     assert float(close[10]) < 1.0 and float(close[14]) < 0.5
     assert float(jaw[14]) > 0.5  # opening on the release
     # hard timeline: rest up to frame 10, closure 11-13, AA from 14 until 0.87 s (frame 21)
-    hard = dominant(V.map_phonemes(p_track(), 25, 35, **HARD))
+    hard = dominant(V.map_phonemes(p_track(), 25, 35, **HARD, **LEAD))
     assert hard[:11] == ["X"] * 11 and hard[11:14] == ["A"] * 3
     assert hard[14:22] == ["D"] * 8 and hard[22] == "X"
 
@@ -109,13 +110,13 @@ def test_anticipation_moves_the_onset_earlier_by_hand():
 def test_short_pause_is_bridged_long_pause_rests():
     rest = torch.tensor(V.RHUBARB_SHAPES["X"])
     bridged = V.map_phonemes(track(("SIL", 0, 0.2), ("AA", 0.2, 0.6), ("SIL", 0.6, 0.7), ("AA", 0.7, 1.1),
-                                   ("SIL", 1.1, 1.6)), 25, 40)
+                                   ("SIL", 1.1, 1.6)), 25, 40, **LEAD)
     x = bridged.names.index("X")
     # 100 ms pause < 150 ms: no rest between the two AAs (frames 14-18 are centred 0.58-0.74)
     assert float(bridged.weights[14:19, x].max()) == 0.0
     assert float(bridged.param("jaw_open")[14:19].min()) > 0.9
     long = V.map_phonemes(track(("SIL", 0, 0.2), ("AA", 0.2, 0.6), ("SIL", 0.6, 1.0), ("AA", 1.0, 1.4),
-                                ("SIL", 1.4, 1.8)), 25, 45)
+                                ("SIL", 1.4, 1.8)), 25, 45, **LEAD)
     # 400 ms pause: shifted to 0.56-0.96. Blending (+-30 ms) and smoothing (sigma 30 ms, cut at 3
     # frames = 120 ms) reach 150 ms, so centres in 0.71-0.81 are pure rest: frames 18, 19
     assert torch.allclose(long.weights[18:20, x], torch.ones(2, dtype=torch.float32), atol=1e-6)
@@ -123,21 +124,21 @@ def test_short_pause_is_bridged_long_pause_rests():
     assert float(long.weights[17, x]) < 1.0 and float(long.weights[20, x]) < 1.0
     # the same short pause with bridging off goes to rest in its middle frame (centre 0.62 after the lead)
     off = V.map_phonemes(track(("SIL", 0, 0.2), ("AA", 0.2, 0.6), ("SIL", 0.6, 0.7), ("AA", 0.7, 1.1),
-                               ("SIL", 1.1, 1.6)), 25, 40, bridge_pause_ms=0, min_hold_ms=0, **HARD)
+                               ("SIL", 1.1, 1.6)), 25, 40, bridge_pause_ms=0, min_hold_ms=0, **HARD, **LEAD)
     assert dominant(off)[15] == "X"
 
 
 def test_min_hold_stretches_a_20ms_phoneme_to_a_frame():
     # F of 20 ms at 0.71-0.73 s, led by 40 ms: 0.67-0.69, between frame centres 0.66 and 0.70
     tr = track(("SIL", 0, 0.4), ("AA", 0.4, 0.71), ("F", 0.71, 0.73), ("AA", 0.73, 1.0), ("SIL", 1.0, 1.3))
-    none = V.map_phonemes(tr, 25, 33, min_hold_ms=0, **HARD)
+    none = V.map_phonemes(tr, 25, 33, min_hold_ms=0, **HARD, **LEAD)
     assert "G" not in dominant(none)
-    held = V.map_phonemes(tr, 25, 33, min_hold_ms=60, **HARD)
+    held = V.map_phonemes(tr, 25, 33, min_hold_ms=60, **HARD, **LEAD)
     g = [i for i, v in enumerate(dominant(held)) if v == "G"]
     assert 1 <= len(g) <= 2 and all(16 <= i <= 18 for i in g)
     assert float(held.param("teeth_on_lip")[g[0]]) == 1.0
     # with the default blending the held shape still dominates a frame
-    assert "G" in dominant(V.map_phonemes(tr, 25, 33))
+    assert "G" in dominant(V.map_phonemes(tr, 25, 33, **LEAD))
 
 
 def test_min_hold_does_not_make_fast_speech_drift_late():
@@ -146,7 +147,7 @@ def test_min_hold_does_not_make_fast_speech_drift_late():
     # from frame 16 (0.66 s) at the latest.
     tr = track(("SIL", 0, 0.5), ("K", 0.50, 0.53), ("L", 0.53, 0.56), ("F", 0.56, 0.59), ("S", 0.59, 0.62),
                ("W", 0.62, 0.65), ("AA", 0.65, 1.0), ("SIL", 1.0, 1.4))
-    d = dominant(V.map_phonemes(tr, 25, 35, **HARD))
+    d = dominant(V.map_phonemes(tr, 25, 35, **HARD, **LEAD))
     assert d[16:24] == ["D"] * 8
     # the five frames before show the consonants' shapes (five phones in ~4 frames: not all fit)
     assert set(d[11:16]) <= {"B", "H", "G", "F"} and len(set(d[11:16])) >= 3
@@ -168,7 +169,7 @@ def test_closure_shows_in_a_frame_at_every_fps():
 
 def test_diphthong_glides_by_hand():
     # AY 0.50-1.00: D for 60% (0.50-0.80), then B; led by 40 ms: D 0.46-0.76, B 0.76-0.96
-    vt = V.map_phonemes(track(("SIL", 0, 0.5), ("AY", 0.5, 1.0), ("SIL", 1.0, 1.4)), 25, 35, **HARD)
+    vt = V.map_phonemes(track(("SIL", 0, 0.5), ("AY", 0.5, 1.0), ("SIL", 1.0, 1.4)), 25, 35, **HARD, **LEAD)
     d = dominant(vt)
     assert d[11:19] == ["D"] * 8 and d[19:24] == ["B"] * 5 and d[24] == "X"
 
@@ -198,8 +199,8 @@ def test_consonants_take_the_following_shape_when_rhubarb_allows_it():
 
 
 def test_blending_makes_ramps_not_cuts():
-    hard = V.map_phonemes(p_track(), 25, 35, **HARD)
-    soft = V.map_phonemes(p_track(), 25, 35, smoothing=0.0, blend_ms=120.0)
+    hard = V.map_phonemes(p_track(), 25, 35, **HARD, **LEAD)
+    soft = V.map_phonemes(p_track(), 25, 35, smoothing=0.0, blend_ms=120.0, **LEAD)
     jh, js = hard.param("jaw_open"), soft.param("jaw_open")
     assert set(torch.unique(jh).tolist()) <= {0.0, 1.0}
     assert ((js > 0.05) & (js < 0.95)).sum() >= 2  # in-between values at the transitions
@@ -320,7 +321,7 @@ def test_rhubarb_json_and_tsv_round_trip(key, fps):
 
 
 def test_export_times_use_three_decimals_only_when_needed():
-    vt = V.map_phonemes(p_track(), 25, 35)
+    vt = V.map_phonemes(p_track(), 25, 35, **LEAD)
     assert "0.44\tA" in V.to_tsv(vt)  # centiseconds, like Rhubarb
     fast = V.map_phonemes(track(("SIL", 0, 0.2), ("P", 0.2, 0.21), ("AA", 0.21, 0.4), ("SIL", 0.4, 0.6)),
                           240, None, min_hold_ms=0, blend_ms=0, smoothing=0)
@@ -370,8 +371,9 @@ def test_node_with_defaults_and_no_driver():
     assert tsv.strip().split("\n")[-1] == "1.40\tX"
     assert out["ui"]["lipsync_cues"][1]["value"] == "A"
     assert "35 frames" in out["ui"]["text"][0]
+    # default lead 20 ms: closure 0.48-0.56 s holds the centres 0.50 and 0.54
     closed = (track_.param("lip_close") == 1.0).nonzero().flatten().tolist()
-    assert closed == [11, 12, 13]
+    assert closed == [12, 13]
 
 
 def test_node_takes_fps_and_frames_from_the_driver():
@@ -456,3 +458,24 @@ def test_grid_node_chain_extract_then_map(grid_dir):
     assert values[0] == "X" and values[-1] == "X"
     assert "A" in values and "D" in values  # the B of "by" closes, the AY of "white"/"by" opens wide
     assert image.shape[1] > 300 and image.shape[2] == 1024
+
+
+def test_grid_jaw_is_in_sync_with_the_filmed_mouth(grid_dir):
+    """The mouth track follows the speaker's filmed mouth opening (face.track_faces, Haar), and
+    better than the same track moved 3 frames (120 ms) early or late."""
+    from comfyui_lipsync.lipsync_models import audio as A
+    from comfyui_lipsync.lipsync_models import face, media
+
+    rs, early, late = [], [], []
+    for clip in ("bbaf2n", "lrwp9a", "swwp2s"):
+        frames, fps, (wav, sr) = media.read_video(str(grid_dir / f"{clip}.mpg"))
+        wave = A.resample(wav.mean(0, keepdim=True), sr, 16000)[0]
+        jaw = V.map_phonemes(_align(wave, GRID_TEXT[clip]), fps, 75).param("jaw_open").double()
+        opening = face.track_faces(frames[:75].float() / 255).opening.double()
+        r = lambda a, b: float(torch.corrcoef(torch.stack([a, b]))[0, 1])  # noqa: E731
+        rs.append(r(jaw, opening))
+        early.append(r(jaw[3:], opening[:-3]))   # track 3 frames early
+        late.append(r(jaw[:-3], opening[3:]))    # track 3 frames late
+    mean = sum(rs) / 3
+    assert mean > 0.45, rs
+    assert mean > sum(early) / 3 + 0.05 and mean > sum(late) / 3 + 0.05, (rs, early, late)
