@@ -443,7 +443,8 @@ def acoustic_features(x: np.ndarray, fps: float = 100.0) -> dict[str, np.ndarray
             "f1": formants[:, 0], "f2": formants[:, 1]}
 
 
-def _classify(feat: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+def _classify(feat: dict[str, np.ndarray], level: float | None = None, noise: float | None = None
+              ) -> tuple[list[str], np.ndarray]:
     """Frame classes (keys of :data:`ACOUSTIC_CLASSES`) and per-frame confidence in [0, 1].
 
     Decision per frame, first match wins: silence (level, see :data:`SILENCE_BELOW_DB`) ->
@@ -453,8 +454,8 @@ def _classify(feat: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
     1 - d_best / (d_best + d_second), mapped into [0, 1].
     """
     db, high, f1, f2 = (feat[k] for k in ("dbfs", "high", "f1", "f2"))
-    level = float(np.percentile(db, 98))
-    noise = float(np.percentile(db, 10))
+    level = float(np.percentile(db, 98)) if level is None else level
+    noise = float(np.percentile(db, 10)) if noise is None else noise
     thr_sil = max(level - SILENCE_BELOW_DB, min(noise + 10.0, level - CLOSURE_BELOW_DB), SILENCE_DBFS)
     rel = db - level
     cls = np.empty(len(db), dtype=object)
@@ -489,7 +490,11 @@ def _classify(feat: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
     return list(cls), conf
 
 
-def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 30.0,
+ACOUSTIC_CHUNK_S = 60.0
+"""The acoustic backend analyses long audio in pieces of this length (memory stays flat)."""
+
+
+def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 50.0,
              on_progress: ProgressFn | None = None) -> PhonemeTrack:
     """Model-free mouth classes for any language, singing or non-speech sound.
 
@@ -507,14 +512,17 @@ def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 30.0,
     if _frame_dbfs(x).max() < SILENCE_DBFS:
         return _silent_track(dur, "acoustic")
     hop = ANALYSIS_RATE / fps
-    # chunk long audio (60 s) so the framed copy stays small; levels are relative per chunk
-    step = int(round(60 * fps)) * int(round(hop))
+    # speech level and noise floor over the whole audio (10 ms frames), then long audio in
+    # chunks so the framed copy stays small
+    db_all = _frame_dbfs(x)
+    level, noise = float(np.percentile(db_all, 98)), float(np.percentile(db_all, 10))
+    step = max(1, int(round(ACOUSTIC_CHUNK_S * fps))) * int(round(hop))
     pieces = [(a, min(a + step, len(x))) for a in range(0, len(x), step)]
     classes: list[str] = []
     conf_parts, voiced_parts = [], []
     for i, (a, b) in enumerate(pieces):
         feat = acoustic_features(x[a:b], fps)
-        c, cf = _classify(feat)
+        c, cf = _classify(feat, level, noise)
         classes += c
         conf_parts.append(cf)
         voiced_parts.append(feat["voicing"] > 0.45)

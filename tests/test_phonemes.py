@@ -309,6 +309,18 @@ def test_acoustic_white_noise_burst_is_fricative():
     assert labels_in(track, 0.0, 0.25) == {"SIL": pytest.approx(0.25)}
 
 
+def test_acoustic_long_audio_in_chunks(monkeypatch):
+    """Chunked analysis gives one track covering the whole audio with the same classes."""
+    x = pad(tone(120, (750, 1200, 2600)), tone(120, (300, 2300, 3000)))
+    whole = P.acoustic(x)
+    monkeypatch.setattr(P, "ACOUSTIC_CHUNK_S", 0.9)
+    calls = []
+    parts = P.acoustic(x, on_progress=lambda d, t: calls.append((d, t)))
+    check_track(parts, x.numel() / SR)
+    assert calls[-1] == (3, 3)  # 2.1 s in pieces of 0.9 s
+    assert spoken(parts) == spoken(whole) == ["AA", "IY"]
+
+
 def test_acoustic_silence_and_fps():
     assert [p.label for p in P.acoustic(torch.zeros(SR)).phonemes] == ["SIL"]
     with pytest.raises(InputError, match="fps"):
