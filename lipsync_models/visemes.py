@@ -599,8 +599,17 @@ def _decimals(times) -> int:
     return 2 if all(b > a for a, b in zip(r2, r2[1:])) else 3
 
 
+def _rest_name(track: VisemeTrack) -> str:
+    vs = VISEME_SETS.get(track.viseme_set)
+    return vs.rest if vs is not None and vs.rest in track.names else track.names[0]
+
+
 def _cue_values(track: VisemeTrack):
-    cues = list(track.cues) or [(0.0, track.num_frames / track.fps, track.names[-1])]
+    """The track's cues, or (when it carries none) the dominant shape per run of frames."""
+    cues = list(track.cues)
+    if not cues:
+        cues = list(_cues(track.weights.detach().double().cpu(), track.names, track.fps)) if track.num_frames \
+            else [(0.0, 0.0, _rest_name(track))]
     return cues, track.num_frames / track.fps
 
 
@@ -622,8 +631,7 @@ def to_tsv(track: VisemeTrack) -> str:
     """Rhubarb Lip Sync's TSV export: one ``start<TAB>value`` line per cue, then the end time
     with the rest shape (X for Rhubarb)."""
     cues, duration = _cue_values(track)
-    vs = VISEME_SETS.get(track.viseme_set)
-    rest = vs.rest if vs is not None else track.names[-1]
+    rest = _rest_name(track)
     d = _decimals([c[0] for c in cues] + [duration])
     rows = [f"{s:.{d}f}\t{v}" for s, _, v in cues] + [f"{duration:.{d}f}\t{rest}"]
     return "\n".join(rows) + "\n"

@@ -320,6 +320,15 @@ def test_rhubarb_json_and_tsv_round_trip(key, fps):
         assert set(d[i0:i1]) == {c["value"]}
 
 
+def test_export_of_a_track_without_cues_uses_its_weights():
+    import dataclasses
+
+    vt = V.map_phonemes(p_track(), 25, 35, viseme_set="azure22")
+    bare = dataclasses.replace(vt, cues=())
+    assert V.to_tsv(bare) == V.to_tsv(vt)
+    assert V.to_tsv(bare).strip().split("\n")[-1] == "1.40\t0"  # Azure's rest is id 0
+
+
 def test_export_times_use_three_decimals_only_when_needed():
     vt = V.map_phonemes(p_track(), 25, 35, **LEAD)
     assert "0.44\tA" in V.to_tsv(vt)  # centiseconds, like Rhubarb
