@@ -269,6 +269,15 @@ def _check_inputs(num_frames: int, wave16k: torch.Tensor, fps: float, search_ran
         )
 
 
+def _active_frames(env: np.ndarray, fps: float, peak: float | None = None) -> int:
+    """Video frames' worth of envelope within 20 dB of the clip's peak (0 for a flat envelope)."""
+    if peak is None:
+        peak = float(env.max())
+        if peak - float(env.min()) < 1.0:  # no 10 dB of contrast anywhere: silence or steady noise
+            return 0
+    return int((env > peak - 2.0).sum() / ENVELOPE_RATE * fps)
+
+
 def _windows(n: int, fps: float, window_s: float) -> list[tuple[int, int]]:
     if window_s <= 0:
         return []
@@ -341,14 +350,14 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         med = float(np.median(at_int))
         conf = float(max(mean[inside].max(), at_int.max()) - med)
         conf0 = float(at_int[R] - med)
-        return offset, conf, conf0, at_int
+        return offset, conf, conf0, at_int, float(best_fine)
 
-    offset, conf, conf0, curve = judge(None)
+    offset, conf, conf0, curve, raw_peak = judge(None)
     tick()
 
     # can this clip be judged at all?
     judgeable = True
-    active = int((env > env.max() - 2.0).sum() / ENVELOPE_RATE * fps)  # frames within 20 dB of the peak
+    active = _active_frames(env, fps)
     moving = float(sum(np.std(v) for v in vis.values()))
     if n < MIN_FRAMES:
         judgeable = False
@@ -362,11 +371,11 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
 
     windows = []
     for s, e in _windows(n, fps, window_s):
-        w_off, w_conf, _, _ = judge(slice(s, e))
+        w_off, w_conf, _, _, _ = judge(slice(s, e))
         a0 = int(math.floor(s / fps * ENVELOPE_RATE))
         a1 = int(math.ceil(e / fps * ENVELOPE_RATE))
         seg = env[a0:a1]
-        ok = bool(seg.size and (seg > env.max() - 2.0).sum() / ENVELOPE_RATE * fps >= MIN_ACTIVE_FRAMES // 2
+        ok = bool(seg.size and _active_frames(seg, fps, env.max()) >= MIN_ACTIVE_FRAMES // 2
                   and np.std(vis["gap"][s:e]) + np.std(vis["outer"][s:e]) > 1e-4)
         windows.append({"start": s / fps, "end": e / fps, "offset_frames": w_off,
                         "confidence": round(w_conf, 4) if ok else 0.0, "judgeable": ok})
@@ -381,6 +390,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         visual=_scale01(vis["gap"] + vis["outer"]), audio=_scale01(env_frames), fps=float(fps),
         method="articulation" + (" + phonemes" if audio_fr else ""), windows=tuple(windows),
         judgeable=judgeable, notes=tuple(notes),
+        extras={"curve peak before the natural-lead correction (frames)": raw_peak},
     )
 
 

@@ -1,0 +1,290 @@
+"""SyncScore: signals, lag curves, the articulation scorer, SyncNet through the node, the node."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_lipsync.lipsync_models import face, media, sync
+from comfyui_lipsync.lipsync_models.errors import InputError, LengthMismatchError
+from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate
+from comfyui_lipsync.lipsync_models.types import FaceTrack
+from comfyui_lipsync.nodes.sync_score import ARTICULATION, SyncScore
+
+FPS = 25.0
+
+
+# --- synthetic clips -------------------------------------------------------------------------
+
+def _syllables(n_frames: int, seed: int = 0, fps: float = FPS) -> np.ndarray:
+    """A speech-like openness curve per frame: irregular syllables of 3-9 frames with pauses."""
+    rng = np.random.default_rng(seed)
+    env = np.zeros(n_frames)
+    i = int(0.3 * fps)
+    while i < n_frames - int(0.3 * fps):
+        d = int(rng.integers(3, 10))
+        env[i:i + d] = np.sin(np.linspace(0, np.pi, d)) * rng.uniform(0.4, 1.0)
+        i += d + int(rng.integers(0, 5))
+    return env
+
+
+def _speech_from(env_frames: np.ndarray, fps: float = FPS, seed: int = 1) -> torch.Tensor:
+    """16 kHz noise in 300-3000 Hz whose amplitude follows ``env_frames`` (frame i at i / fps)."""
+    n = int(round(len(env_frames) / fps * 16000))
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(n)
+    spec = np.fft.rfft(noise)
+    f = np.fft.rfftfreq(n, 1 / 16000)
+    spec[(f < 300) | (f > 3000)] = 0
+    noise = np.fft.irfft(spec, n)
+    amp = np.interp(np.arange(n) / 16000 * fps, np.arange(len(env_frames)), env_frames)
+    w = noise * amp
+    return torch.from_numpy((0.3 * w / np.abs(w).max()).astype(np.float32))
+
+
+def _track(gap: np.ndarray, width: float = 40.0) -> FaceTrack:
+    """A FaceTrack whose lips open by ``gap`` (fraction of the mouth width) per frame."""
+    b = len(gap)
+    cx, cy = 180.0, 200.0
+    mouth = np.zeros((b, 8, 2))
+    mouth[:, 0] = (cx - width / 2, cy)
+    mouth[:, 1] = (cx + width / 2, cy)
+    mouth[:, 2, 0] = mouth[:, 3, 0] = mouth[:, 4, 0] = mouth[:, 5, 0] = cx
+    mouth[:, 4, 1] = cy - gap * width / 2
+    mouth[:, 5, 1] = cy + gap * width / 2
+    mouth[:, 2, 1] = mouth[:, 4, 1] - 6
+    mouth[:, 3, 1] = mouth[:, 5, 1] + 8
+    mouth[:, 6] = (cx, cy - 30)
+    mouth[:, 7] = (cx, cy + 50)
+    t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32)  # noqa: E731
+    return FaceTrack(boxes=t(np.tile([100.0, 80.0, 260.0, 260.0], (b, 1))), mouth=t(mouth), opening=t(gap),
+                     transform=t(np.tile([[1.0, 0, 0], [0, 1.0, 0]], (b, 1, 1))), crop_size=256,
+                     frame_size=(288, 360), found=torch.ones(b, dtype=torch.bool))
+
+
+def _shift(w: torch.Tensor, k: int, fps: float = FPS) -> torch.Tensor:
+    s = int(round(k * 16000 / fps))
+    if s > 0:
+        return torch.cat([torch.zeros(s), w[:-s]])
+    if s < 0:
+        return torch.cat([w[-s:], torch.zeros(-s)])
+    return w
+
+
+# --- signals and curves ---------------------------------------------------------------------
+
+def test_band_envelope_rate_band_and_floor():
+    t = torch.arange(16000) / 16000
+    in_band = torch.sin(2 * math.pi * 1000 * t)
+    out_band = torch.sin(2 * math.pi * 5000 * t)
+    e_in, e_out = sync.band_envelope(in_band), sync.band_envelope(out_band)
+    assert e_in.shape == (16000 // 160 + 1,)
+    # a 1 kHz tone is inside 300-3000 Hz: its centre frames are far above the 5 kHz tone's leakage
+    assert e_in[50] - e_out[50] > 3.0  # > 30 dB
+    # the floor is 40 dB (4 log10 units) under the clip's peak; silence sits exactly on it
+    half = torch.cat([in_band[:8000], torch.zeros(8000)])
+    e = sync.band_envelope(half)
+    assert e.max() - e.min() == pytest.approx(4.0)
+    assert np.all(e[60:] == e.min())
+
+
+def test_corr_rows_by_hand():
+    v = np.array([1.0, 2.0, 3.0, 4.0])
+    a = np.array([[2.0, 4.0, 6.0, 8.0], [4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 3.0, 2.0, 4.0]])
+    r = sync._corr_rows(v, a)
+    # last row: deviations (-1.5, .5, -.5, 1.5) . (-1.5, -.5, .5, 1.5) = 4 over sqrt(5 * 5)
+    assert r.tolist() == pytest.approx([1.0, -1.0, 0.0, 0.8])
+
+
+@pytest.mark.parametrize("k", [-4, 2, 7])
+def test_lag_curves_peak_where_the_audio_was_moved(k):
+    env = _syllables(100, seed=3)
+    moved = np.interp(np.arange(100) - k, np.arange(100), env)  # audio signal late by k frames
+    lags = np.arange(-10, 10.01, 0.25)
+    curves = sync.lag_curves({"gap": env}, {}, {"jaw": moved}, FPS, lags)
+    assert curves.shape == (2, len(lags))  # level and change
+    for c in curves:
+        assert lags[np.argmax(c)] == k
+    # the 100 Hz path: audio read at (i + lag) / fps seconds
+    hr = np.interp(np.arange(0, 400) / 100.0 * FPS - k, np.arange(100), env)
+    c_hr = sync.lag_curves({"gap": env}, {"band": hr}, {}, FPS, lags)
+    assert lags[np.argmax(c_hr[0])] == k
+
+
+# --- the articulation scorer ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic_clip():
+    env = _syllables(150, seed=5)
+    return env, _speech_from(env)
+
+
+@pytest.mark.parametrize("k", [-6, -1, 0, 3])
+def test_articulation_recovers_shift_with_audio_late_positive(synthetic_clip, k):
+    env, wave = synthetic_clip
+    r = sync.score_articulation(_track(0.3 * env), _shift(wave, k), FPS, natural_lead=0.0,
+                                use_phonemes=False, window_s=0)
+    assert r.offset_frames == k
+    assert r.offset_ms == pytest.approx(40.0 * k)
+    assert r.judgeable and r.confidence > 0.2
+    assert r.lags.tolist() == list(range(-15, 16)) and r.scores.shape == (31,)
+    assert int(r.lags[int(torch.argmax(r.scores))]) == k
+    # the score at offset 0 is the peak only when the clip is in sync
+    if k == 0:
+        assert r.confidence_at_zero == pytest.approx(r.confidence, abs=0.02)
+    else:
+        assert r.confidence_at_zero < r.confidence - 0.2
+
+
+def test_other_audio_gives_low_confidence(synthetic_clip):
+    env, wave = synthetic_clip
+    own = sync.score_articulation(_track(0.3 * env), wave, FPS, use_phonemes=False, window_s=0)
+    other = _speech_from(_syllables(150, seed=11), seed=2)
+    r = sync.score_articulation(_track(0.3 * env), other, FPS, use_phonemes=False, window_s=0)
+    assert r.confidence < 0.5 * own.confidence
+
+
+def test_drift_shows_in_the_window_track():
+    env = _syllables(250, seed=7)  # 10 s
+    wave = _speech_from(env)
+    late = torch.cat([wave[:80000], _shift(wave[80000:], 4)])  # audio 4 frames late after 5 s
+    r = sync.score_articulation(_track(0.3 * env), late, FPS, natural_lead=0.0, use_phonemes=False, window_s=2.0)
+    starts = [w["start"] for w in r.windows]
+    assert starts == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    offs = {w["start"]: w["offset_frames"] for w in r.windows}
+    assert offs[0.0] == offs[1.0] == offs[2.0] == 0
+    assert offs[6.0] == offs[7.0] == offs[8.0] == 4
+    text = r.report()
+    assert "drift" in text and "positive = audio late" in text
+
+
+def test_static_short_and_silent_clips_are_not_judged(synthetic_clip):
+    env, wave = synthetic_clip
+    still = sync.score_articulation(_track(np.full(150, 0.1)), wave, FPS, use_phonemes=False)
+    assert not still.judgeable and still.confidence == 0.0 and "static" in still.report()
+    short = sync.score_articulation(_track(0.3 * env[:15]), wave[:9600], FPS, use_phonemes=False, search_range=5)
+    assert not short.judgeable and "too short" in short.report()
+    quiet = torch.zeros_like(wave)
+    quiet[24000:25600] = wave[24000:25600]  # a tenth of a second of sound
+    silent = sync.score_articulation(_track(0.3 * env), quiet, FPS, use_phonemes=False)
+    assert not silent.judgeable and "too little speech" in silent.report()
+
+
+def test_articulation_input_errors(synthetic_clip):
+    env, wave = synthetic_clip
+    tr = _track(0.3 * env)
+    with pytest.raises(LengthMismatchError, match="covers 75.0 frames .* 150 frames"):
+        sync.score_articulation(tr, wave[:48000], FPS)
+    with pytest.raises(InputError, match="fps must be positive"):
+        sync.score_articulation(tr, wave, 0.0)
+    with pytest.raises(InputError, match="search_range"):
+        sync.score_articulation(tr, wave, FPS, search_range=0)
+    with pytest.raises(InputError, match="visual signals"):
+        sync.score_articulation(tr, wave, FPS, visual_names=("teeth",))
+
+
+def test_plot_is_an_image(synthetic_clip):
+    env, wave = synthetic_clip
+    r = sync.score_articulation(_track(0.3 * env), _shift(wave, 2), FPS, use_phonemes=False)
+    img = sync.plot(r)
+    assert img.shape == (1, 420, 900, 3) and img.dtype == torch.float32
+    assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0 and float(img.std()) > 0.05
+
+
+# --- real footage -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def grid_clip(grid_dir):
+    frames, fps, (wav, sr) = media.read_video(str(grid_dir / "bbaf2n.mpg"))
+    img = frames.float() / 255.0
+    w16 = to_analysis_rate(wav, sr)
+    w16 = torch.nn.functional.pad(w16, (0, 48000 - w16.shape[0]))[:48000]
+    track = face.track_faces(img, detector="haar")
+    return img, fps, wav, sr, w16, track
+
+
+def test_grid_recorded_and_shifted(grid_clip, grid_dir):
+    img, fps, wav, sr, w16, track = grid_clip
+    r0 = sync.score_articulation(track, w16, fps)
+    assert abs(r0.offset_frames) <= 1 and r0.confidence > 0.15
+    r3 = sync.score_articulation(track, _shift(w16, 3), fps)
+    assert r3.offset_frames in (2, 3, 4)
+    _, _, (wav2, sr2) = media.read_video(str(grid_dir / "lwbsza.mpg"))
+    o16 = to_analysis_rate(wav2, sr2)
+    o16 = torch.nn.functional.pad(o16, (0, 48000 - o16.shape[0]))[:48000]
+    other = sync.score_articulation(track, o16, fps)
+    assert other.confidence_at_zero < r0.confidence_at_zero
+
+
+# --- the node -----------------------------------------------------------------------------------
+
+def _defaults():
+    spec = SyncScore.INPUT_TYPES()
+    return {k: v[1]["default"] for k, v in spec["required"].items() if isinstance(v[1], dict) and "default" in v[1]}
+
+
+def test_node_contract():
+    spec = SyncScore.INPUT_TYPES()
+    for group in spec.values():
+        for name, (kind, opts) in group.items():
+            assert opts.get("tooltip"), name
+    assert spec["required"]["scorer"][0][0] == ARTICULATION
+    assert SyncScore.RETURN_TYPES == ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE")
+    assert "audio late" in SyncScore.OUTPUT_TOOLTIPS[0].lower()
+    assert SyncScore.CATEGORY == "lipsync/check"
+
+
+def test_node_on_grid_with_audio_and_track(grid_clip):
+    img, fps, wav, sr, w16, track = grid_clip
+    d = _defaults()
+    assert d["fps"] == 25.0 and d["search_range"] == 15
+    out = SyncScore().run(img, audio={"waveform": wav[None], "sample_rate": sr}, face_track=track, **d)
+    off, ms, conf, report, plot = out["result"]
+    assert isinstance(off, int) and abs(off) <= 1 and ms == pytest.approx(40.0 * off)
+    assert conf > 0.1 and "per-window offsets" in report
+    assert plot.shape[0] == 1 and plot.shape[-1] == 3
+    ui = out["ui"]["lipsync_sync"][0]
+    assert ui["offset_frames"] == off and len(ui["lags"]) == len(ui["curve"]) == 31
+    assert out["ui"]["text"] == [report]
+
+
+def test_node_errors(grid_clip):
+    img, fps, wav, sr, w16, track = grid_clip
+    with pytest.raises(InputError, match="connect either 'audio'"):
+        SyncScore().run(img, face_track=track, **_defaults())
+    from comfyui_lipsync.lipsync_models import audio as audiolib
+
+    drv = audiolib.make_driver({"waveform": wav[None], "sample_rate": sr}, 30.0, num_frames=75)
+    with pytest.raises(InputError, match="made for 30 fps but fps is 25"):
+        SyncScore().run(img, driver=drv, face_track=track, **_defaults())
+    with pytest.raises(InputError, match="face track has 75 frames but there are 10 images"):
+        SyncScore().run(img[:10], audio={"waveform": wav[None], "sample_rate": sr}, face_track=track,
+                        **_defaults())
+
+
+def test_node_with_a_syncnet_checkpoint(grid_clip, tmp_path, monkeypatch):
+    from comfyui_lipsync.lipsync_models.backends import syncnet
+    from safetensors.torch import save_file
+
+    img, fps, wav, sr, w16, track = grid_clip
+    torch.manual_seed(0)
+    net = syncnet.SyncNetV2()
+    (tmp_path / "syncnet").mkdir()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "syncnet" / "rand.safetensors"))
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(tmp_path))
+    scorers = SyncScore.INPUT_TYPES()["required"]["scorer"][0]
+    assert scorers == [ARTICULATION, "rand.safetensors"]
+    n = 14
+    from comfyui_lipsync.lipsync_models import audio as audiolib
+
+    drv = audiolib.make_driver({"waveform": wav[None], "sample_rate": sr}, fps, num_frames=n)
+    out = SyncScore().run(img[:n], fps=fps, search_range=3, scorer="rand.safetensors", window_s=0.0,
+                          driver=drv, face_track=FaceTrack(**{**track.__dict__, "boxes": track.boxes[:n],
+                                                              "mouth": track.mouth[:n], "opening": track.opening[:n],
+                                                              "transform": track.transform[:n],
+                                                              "found": track.found[:n]}))
+    off, ms, conf, report, plot = out["result"]
+    assert "LSE-D" in report and "LSE-C" in report and "syncnet" in report
+    assert -3 <= off <= 3 and conf >= 0.0
+    assert len(out["ui"]["lipsync_sync"][0]["curve"]) == 7
