@@ -155,3 +155,64 @@ def test_five_workflows_shipped_and_mirrored_as_templates():
     assert [p.name for p in examples] == [p.name for p in WORKFLOWS]
     for a, b in zip(WORKFLOWS, examples):
         assert json.loads(a.read_text()) == json.loads(b.read_text()), f"{b} differs from {a}"
+
+
+def _load(stem):
+    return json.loads((ROOT / "workflows" / f"{stem}.json").read_text())
+
+
+def _links_into(wf, type_, input_name):
+    """(source node type, source output name) of what feeds ``input_name`` of the first ``type_`` node."""
+    node = next(n for n in wf["nodes"] if n["type"] == type_)
+    inp = next(i for i in node["inputs"] if i["name"] == input_name)
+    if inp["link"] is None:
+        return None
+    lk = next(lk for lk in wf["links"] if lk[0] == inp["link"])
+    src = next(n for n in wf["nodes"] if n["id"] == lk[1])
+    return src["type"], src["outputs"][lk[2]]["name"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_every_node_runs(path, defs):
+    """ComfyUI only runs what an output node needs: no node may be left idle (SyncScore's report
+    goes to PreviewAny so the score runs)."""
+    assert ws.idle_nodes(json.loads(path.read_text()), defs) == []
+
+
+def test_clip_workflow_is_the_full_chain():
+    wf = _load("01_lipsync_clip")
+    types = [n["type"] for n in wf["nodes"]]
+    for t in OUR_NODES + ["LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo"]:
+        assert types.count(t) == 1, t
+    assert _links_into(wf, "CreateVideo", "audio") == ("LipSyncLoadAudioDriver", "audio")  # the driver's sound
+    assert _links_into(wf, "CreateVideo", "images") == ("LipSyncComposite", "images")
+    assert _links_into(wf, "CreateVideo", "fps") == ("GetVideoComponents", "fps")
+    assert _links_into(wf, "LipSyncLoadAudioDriver", "images") == ("GetVideoComponents", "images")
+    assert _links_into(wf, "LipSyncSyncScore", "images") == ("LipSyncComposite", "images")
+    assert _links_into(wf, "SaveVideo", "video") == ("CreateVideo", "VIDEO")
+
+
+@pytest.mark.parametrize("stem,generator", [("02_runway_i2v_lipsync", "RunwayImageToVideoNodeGen4"),
+                                            ("03_pika_i2v_lipsync", "PikaImageToVideoNode2_2")])
+def test_generator_workflows_feed_the_chain(stem, generator):
+    wf = _load(stem)
+    assert _links_into(wf, "GetVideoComponents", "video") == (generator, "VIDEO")
+    types = [n["type"] for n in wf["nodes"]]
+    assert all(t in types for t in OUR_NODES)
+    assert _links_into(wf, "CreateVideo", "audio") == ("LipSyncLoadAudioDriver", "audio")
+
+
+def test_sync_check_scores_the_clip_against_its_own_sound():
+    wf = _load("04_sync_check")
+    assert _links_into(wf, "LipSyncSyncScore", "images") == ("GetVideoComponents", "images")
+    assert _links_into(wf, "LipSyncSyncScore", "audio") == ("GetVideoComponents", "audio")
+    assert _links_into(wf, "PreviewAny", "source") == ("LipSyncSyncScore", "report")
+
+
+def test_dubbing_workflow_aligns_the_typed_line():
+    wf = _load("05_dubbing_transcript")
+    ph = next(n for n in wf["nodes"] if n["type"] == "LipSyncExtractPhonemes")
+    backend, transcript = ph["widgets_values"][:2]
+    assert backend == "align" and len(transcript.split()) >= 3
+    drv = next(n for n in wf["nodes"] if n["type"] == "LipSyncLoadAudioDriver")
+    assert drv["widgets_values"][0] == "dub_line.wav"

@@ -317,6 +317,21 @@ def validate(workflow: dict, defs: dict) -> list[str]:
     return errors
 
 
+def idle_nodes(workflow: dict, defs: dict) -> list[str]:
+    """Nodes ComfyUI would never run: not an output node and not upstream of one."""
+    nodes = {n["id"]: n for n in workflow["nodes"] if n["type"] not in FRONTEND_ONLY}
+    preds: dict = {}
+    for _, src, _, dst, _, _ in workflow["links"]:
+        preds.setdefault(dst, set()).add(src)
+    live, todo = set(), [i for i, n in nodes.items() if defs.get(n["type"], {}).get("output_node")]
+    while todo:
+        i = todo.pop()
+        if i not in live:
+            live.add(i)
+            todo.extend(preds.get(i, ()))
+    return [f"node {i} ({n['type']})" for i, n in nodes.items() if i not in live]
+
+
 # --- UI -> API prompt ------------------------------------------------------------------------
 
 def to_api_prompt(workflow: dict, defs: dict) -> dict:

@@ -43,39 +43,42 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
     g.link(src, out, drv, "images")
     if fps is not None:
         g.link(fps[0], fps[1], drv, "fps")
-    ph = g.add("LipSyncExtractPhonemes", (x + 380, y), backend=backend, transcript=transcript)
+    ph = g.add("LipSyncExtractPhonemes", (x + 400, y), backend=backend, transcript=transcript)
     g.link(drv, "driver", ph, "driver")
-    vis = g.add("LipSyncMapVisemes", (x + 760, y))
+    vis = g.add("LipSyncMapVisemes", (x + 800, y))
     g.link(ph, "phonemes", vis, "phonemes")
     g.link(drv, "driver", vis, "driver")
-    face = g.add("LipSyncMaskLowerFace", (x, y + 560))
+    face = g.add("LipSyncMaskLowerFace", (x, y + 600))
     g.link(src, out, face, "images")
-    gen = g.add("LipSyncInference", (x + 380, y + 560))
+    gen = g.add("LipSyncInference", (x + 400, y + 600))
     g.link(src, out, gen, "images")
     g.link(face, "face_track", gen, "face_track")
     g.link(vis, "visemes", gen, "visemes")
     g.link(drv, "driver", gen, "driver")
-    comp = g.add("LipSyncComposite", (x + 760, y + 560))
+    comp = g.add("LipSyncComposite", (x + 800, y + 600))
     g.link(src, out, comp, "images")
     g.link(gen, "crops", comp, "crops")
     g.link(gen, "face_track", comp, "face_track")
-    score = add_sync_score(g, (x + 1140, y), (comp, "images"), drv, (gen, "face_track"), fps)
-    make = g.add("CreateVideo", (x + 1140, y + 560), fps=25.0)
+    score = add_sync_score(g, (x + 1220, y), (comp, "images"), drv, (gen, "face_track"), fps)
+    make = g.add("CreateVideo", (x + 1220, y + 420), fps=25.0)
     g.link(comp, "images", make, "images")
     g.link(drv, "audio", make, "audio")
     if fps is not None:
         g.link(fps[0], fps[1], make, "fps")
-    save = g.add("SaveVideo", (x + 1140, y + 760), size=(420, 380), filename_prefix=prefix)
+    save = g.add("SaveVideo", (x + 1220, y + 600), size=(420, 380), filename_prefix=prefix)
     g.link(make, "VIDEO", save, "video")
+    g.group("Audio -> phonemes -> mouth shapes", (x - 20, y - 80, 1180, 580), "#3f789e")
+    g.group("Face -> new mouth -> paste back", (x - 20, y + 520, 1180, 580), "#8A8")
+    g.group("Check sync and save", (x + 1200, y - 80, 860, 1180), "#b58b2a")
     return {"driver": drv, "phonemes": ph, "visemes": vis, "face": face, "generate": gen, "composite": comp,
             "score": score, "save": save}
 
 
 def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps, audio=None) -> int:
-    """SyncScore wired to whatever of images / driver / audio / face_track / fps it takes."""
-    node = g.add("LipSyncSyncScore", pos)
+    """SyncScore wired to whatever of images / driver / audio / face_track / fps it takes, with its
+    report shown by PreviewAny (an output node, so the score runs even though nothing else needs it)."""
+    node = g.add("LipSyncSyncScore", pos, size=(400, 330))
     names = {i["name"] for i in g.nodes[node - 1]["inputs"]}
-    widgets = {s[0] for s in ws.widget_slots(g.defs["LipSyncSyncScore"])}
     g.link(images[0], images[1], node, "images")
     if driver is not None and "driver" in names:
         g.link(driver, "driver", node, "driver")
@@ -83,8 +86,10 @@ def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps
         g.link(audio[0], audio[1], node, "audio")
     if face_track is not None and "face_track" in names:
         g.link(face_track[0], face_track[1], node, "face_track")
-    if fps is not None and "fps" in widgets and driver is None:
+    if fps is not None and "fps" in names:
         g.link(fps[0], fps[1], node, "fps")
+    show = g.add("PreviewAny", (pos[0] + 420, pos[1]), size=(380, 330))
+    g.link(node, "report", show, "source")
     return node
 
 
@@ -119,14 +124,7 @@ def wf_sync_check(defs):
     v = g.add("LoadVideo", (-420, 280), size=(340, 420), file=VIDEO)
     c = g.add("GetVideoComponents", (0, 280))
     g.link(v, "VIDEO", c, "video")
-    drv = g.add("LipSyncLoadAudioDriver", (0, 420), audio_file=VIDEO)
-    g.link(c, "audio", drv, "audio")
-    g.link(c, "images", drv, "images")
-    g.link(c, "fps", drv, "fps")
-    score = add_sync_score(g, (400, 280), (c, "images"), drv, None, (c, "fps"))
-    show = g.add("PreviewAny", (800, 280), size=(420, 300))
-    report = next(i for i, o in enumerate(g.nodes[score - 1]["outputs"]) if o["type"] == "STRING")
-    g.link(score, report, show, "source")
+    add_sync_score(g, (340, 280), (c, "images"), None, None, (c, "fps"), audio=(c, "audio"))
     return g.to_json()
 
 
