@@ -645,11 +645,17 @@ PARAM_COLORS = {"jaw_open": (214, 39, 40), "lip_spread": (31, 119, 180), "lip_ro
 
 def viseme_colors(names) -> dict[str, tuple[int, int, int]]:
     """A stable colour per viseme name (by position in the set; rest shapes light grey)."""
+    import colorsys
+
     from .plot import PALETTE
 
     out = {}
     for i, n in enumerate(names):
-        out[n] = PALETTE[i % len(PALETTE)]
+        if len(names) <= len(PALETTE):
+            out[n] = PALETTE[i]
+        else:  # many visemes: spread hues, alternate lightness so neighbours differ
+            r, g, b = colorsys.hls_to_rgb(i / len(names), 0.55 if i % 2 else 0.7, 0.65)
+            out[n] = (int(r * 255), int(g * 255), int(b * 255))
     for vs in VISEME_SETS.values():
         if vs.rest in out and tuple(names) == vs.names:
             out[vs.rest] = (215, 215, 215)

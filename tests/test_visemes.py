@@ -298,7 +298,8 @@ def test_rhubarb_json_and_tsv_round_trip(key, fps):
     text = V.to_rhubarb_json(vt, sound_file="take 1 \"final\".wav")
     doc = json.loads(text)
     assert set(doc) == {"metadata", "mouthCues"}
-    assert doc["metadata"] == {"soundFile": "take 1 \"final\".wav", "duration": pytest.approx(vt.num_frames / fps, abs=0.005)}
+    assert doc["metadata"] == {"soundFile": "take 1 \"final\".wav",
+                               "duration": pytest.approx(vt.num_frames / fps, abs=0.005)}
     cues = doc["mouthCues"]
     assert all(set(c) == {"start", "end", "value"} for c in cues)
     assert cues[0]["start"] == 0 and cues[-1]["end"] == doc["metadata"]["duration"]
