@@ -123,6 +123,65 @@ def score(hyp_track, ref_ph: list[str], vis: dict[str, str]) -> tuple[int, int, 
     return levenshtein(hyp, ref), len(ref), levenshtein(hv, rv), len(rv)
 
 
+HELD_OUT = (  # synthetic speech (espeak-ng, US voice) with sentences written for this bench
+    "the quick brown fox jumps over the lazy dog",
+    "please call my mother before seven tonight",
+    "we should paint the fence white this summer",
+    "a big wave washed the sand castle away",
+    "she sells fresh fish at the market on friday",
+    "turn left at the old mill and stop by the bridge",
+    "my phone is charging in the kitchen",
+    "open the window and let the cool air in",
+)
+
+
+def espeak16k(text: str) -> torch.Tensor | None:
+    import shutil
+    import subprocess
+
+    import numpy as np
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        return None
+    raw = subprocess.run([exe, "-v", "en-us", "--stdout", "-s", "150", text], capture_output=True,
+                         check=True).stdout
+    sr = int.from_bytes(raw[24:28], "little")
+    pcm = np.frombuffer(raw[44:], dtype="<i2").astype("float32") / 32768.0
+    return P.to_analysis_rate(torch.from_numpy(pcm), sr)
+
+
+def matched(hyp: list[str], ref: list[str]) -> list[bool]:
+    """For each hyp item: is it a correct match on one Levenshtein-optimal path?"""
+    n, m = len(hyp), len(ref)
+    d = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n + 1):
+        d[i][0] = i
+    for j in range(m + 1):
+        d[0][j] = j
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (hyp[i - 1] != ref[j - 1]))
+    ok = [False] * n
+    i, j = n, m
+    while i > 0 and j > 0:
+        if d[i][j] == d[i - 1][j - 1] + (hyp[i - 1] != ref[j - 1]):
+            ok[i - 1] = hyp[i - 1] == ref[j - 1]
+            i, j = i - 1, j - 1
+        elif d[i][j] == d[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return ok
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    if not pos or not neg:
+        return float("nan")
+    wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
 def run(args) -> None:
     torch.set_num_threads(1)
     vis = viseme_table()
@@ -164,6 +223,26 @@ def run(args) -> None:
         print(f"{name:<28}{e / n:7.1%}{ve / vn:7.1%}{agree / max(total, 1):11.1%}{t_cpu / dur:9.3f}{t_dec / dur:10.3f}")
         if args.verbose:
             print("    per clip PER/VER:", " ".join(per_clip))
+
+    # is the recognizer's confidence informative? correct vs wrong phones on the GRID clips
+    good, bad = [], []
+    for c in clips:
+        tr = P.recognize(waves[c], lw=args.lw)
+        ph = [p for p in tr.phonemes if p.label != "SIL"]
+        for p, ok in zip(ph, matched([p.label for p in ph], squash(refs[c], "SIL"))):
+            (good if ok else bad).append(p.confidence)
+    print(f"\nrecognize confidence: mean {sum(good) / len(good):.2f} on correct phones ({len(good)}), "
+          f"{sum(bad) / len(bad):.2f} on wrong ones ({len(bad)}); AUC {auc(good, bad):.2f}")
+
+    # held-out check of the recognizer (not used for tuning): synthetic US-English speech
+    held = [(t, espeak16k(t)) for t in HELD_OUT]
+    if held[0][1] is not None:
+        e = n = ve = vn = 0
+        for text, w in held:
+            ref = [p for word in text.split() for p in g2p.cmu_dict()[word]]
+            a, b, va, vb = score(P.recognize(w, lw=args.lw), ref, vis)
+            e, n, ve, vn = e + a, n + b, ve + va, vn + vb
+        print(f"recognize on {len(held)} held-out espeak-ng sentences: PER {e / n:.1%}, VER {ve / vn:.1%}")
 
     # word timing of the alignment against GRID's own word boundaries
     align_file = os.path.join(GRID, "swwp2s.align")
