@@ -4,8 +4,10 @@
 
 Prints frames/s for crop_faces and composite (feathered alpha, multi-band), a plain copy of the
 frames as the floor (composite must write a full output copy), and the peak resident memory
-added by composite (resource.getrusage maxrss delta) next to the size of one output copy.
-The face is the astronaut photo scaled so the face is about 450 px wide, moving a little.
+added by composite (peak RSS from /proc/self/status VmHWM, reset just before the call; else
+resource.getrusage maxrss) next to the size of one output copy. The face is the astronaut photo scaled so the face is about 450 px
+wide, moving a little. Wall-clock figures depend on what else runs on the machine, so the
+process CPU time per frame is printed too (with 2 threads, wall >= CPU / 2).
 """
 
 from __future__ import annotations
@@ -30,8 +32,29 @@ from comfyui_lipsync.lipsync_models.types import FaceTrack  # noqa: E402
 H, W, S = 1080, 1920, 256
 
 
-def maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory: VmHWM (resettable), else getrusage's maxrss."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def available_mb() -> float:
@@ -76,13 +99,19 @@ def make_clip(n: int):
 
 
 def timed(fn, repeat: int = 1):
-    best = float("inf")
+    """Best wall time and best process CPU time over ``repeat`` runs, and the last result."""
+    best, best_cpu = float("inf"), float("inf")
     out = None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         best = min(best, time.perf_counter() - t)
-    return best, out
+        best_cpu = min(best_cpu, time.process_time() - c)
+    return best, best_cpu, out
+
+
+def line(label: str, n: int, wall: float, cpu: float) -> None:
+    print(f"{label:40s} {n / wall:7.1f} frames/s   CPU {1000 * cpu / n:6.1f} ms/frame")
 
 
 def main() -> None:
@@ -92,9 +121,13 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=16)
+    ap.add_argument("--memory-only", action="store_true", help="only the memory figure")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    if args.memory_only:
+        memory(args)
+        return
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, "
           f"{W}x{H} frames, {S}-px crops, chunk {args.chunk}")
@@ -116,40 +149,45 @@ def main() -> None:
             return r
         return go
 
-    t, crops = timed(run(lambda: C.crop_faces(frames, track, device=dev)), 3)
-    print(f"crop_faces            {n / t:8.1f} frames/s")
+    t, cpu, crops = timed(run(lambda: C.crop_faces(frames, track, device=dev)), 3)
+    line("crop_faces", n, t, cpu)
     gen = crops.flip(2).contiguous()  # a changed mouth (mirrored crop), same colours
-    t, _ = timed(run(lambda: frames.clone()), 3)
-    print(f"plain copy (floor)    {n / t:8.1f} frames/s")
+    t, cpu, _ = timed(run(lambda: frames.clone()), 3)
+    line("plain copy of the frames (floor)", n, t, cpu)
     for blend in C.BLENDS:
         for cm in (True, False):
-            t, out = timed(run(lambda: C.composite(frames, gen, track, blend=blend, color_match=cm,
-                                                   chunk=args.chunk, device=dev)), 3)
-            print(f"composite {blend:9s} color_match={cm!s:5s} {n / t:8.1f} frames/s")
+            t, cpu, out = timed(run(lambda: C.composite(frames, gen, track, blend=blend, color_match=cm,
+                                                        chunk=args.chunk, device=dev)), 3)
+            line(f"composite {blend} color_match={cm}", n, t, cpu)
     changed = (out != frames).any(-1).float().mean().item()
     print(f"pixels changed per frame: {100 * changed:.2f} % of the frame")
     del frames, crops, gen, out, track
 
-    # --- memory ----------------------------------------------------------------------------
-    n = args.frames
-    need = n * H * W * 3 * 4 / 2**20
+    # --- memory ---------------------------------------------------------------------------
     if dev.type != "cpu":
         print("memory figure: run on the CPU (device cpu)")
         return
-    if 2.3 * need > available_mb():
+    memory(args)
+
+
+def memory(args) -> None:
+    n = args.frames
+    need = n * H * W * 3 * 4 / 2**20
+    if 2 * need + 2000 > available_mb():
         print(f"memory: {n} frames need about {2 * need:.0f} MB (input + output) but only "
               f"{available_mb():.0f} MB are available; run with fewer --frames")
         return
     frames, track = make_clip(n)
     gen = C.crop_faces(frames, track).flip(2).contiguous()
-    before = maxrss_mb()
+    exact = reset_peak()
+    before = _status_mb("VmRSS") if exact else peak_rss_mb()
     t = time.perf_counter()
     out = C.composite(frames, gen, track, chunk=args.chunk)
     t = time.perf_counter() - t
-    peak = maxrss_mb() - before
+    peak = peak_rss_mb() - before
     print(f"memory, {n} frames at {W}x{H}: input {need:.0f} MB, crops {gen.numel() * 4 / 2**20:.0f} MB; "
-          f"composite added peak RSS {peak:.0f} MB (one output copy = {need:.0f} MB, "
-          f"beyond it {peak - need:.0f} MB); {n / t:.1f} frames/s on this run")
+          f"composite added peak RSS {peak:.0f} MB = one output copy ({need:.0f} MB) + {peak - need:.0f} MB; "
+          f"{n / t:.1f} frames/s on this run")
     del out
 
 

@@ -35,7 +35,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import invert_affine_transform, warp_affine
+from kornia.geometry.transform import warp_affine
 
 from .checks import check_images, check_shape
 from .errors import InputError, LengthMismatchError
@@ -113,16 +113,44 @@ def _local(mat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _theta(mat: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> torch.Tensor:
+    """(b, 3, 3) float64 src->dst pixel matrices -> (b, 2, 3) ``affine_grid`` thetas (dst
+    normalised -> src normalised, ``align_corners=True``), the normalisation kornia uses."""
+    def norm(hw):
+        h, w = hw
+        n = torch.eye(3, dtype=torch.float64)
+        n[0, 0], n[0, 2] = 2.0 / max(w - 1, 1), -1.0
+        n[1, 1], n[1, 2] = 2.0 / max(h - 1, 1), -1.0
+        return n
+    theta = norm(src_hw) @ torch.linalg.inv(mat) @ torch.linalg.inv(norm(dst_hw))
+    return theta[:, :2]
+
+
+def _warp(src: torch.Tensor, mat: torch.Tensor, dsize: tuple[int, int], padding: str) -> torch.Tensor:
+    """Bilinear warp of (b, c, h, w) ``src`` by (b, 3, 3) float64 src->dst pixel matrices
+    (kornia ``warp_affine`` semantics, ``align_corners=True``), grid built in one pass."""
+    theta = _theta(mat, tuple(src.shape[-2:]), dsize).to(device=src.device, dtype=src.dtype)
+    b, (h, w) = src.shape[0], dsize
+    xs = torch.linspace(-1.0, 1.0, w, device=src.device, dtype=src.dtype) if w > 1 else src.new_zeros(1)
+    ys = torch.linspace(-1.0, 1.0, h, device=src.device, dtype=src.dtype) if h > 1 else src.new_zeros(1)
+    grid = torch.empty((b, h, w, 2), device=src.device, dtype=src.dtype)
+    for k in range(2):  # one pass per coordinate: (b, 1, w) + (b, h, 1)
+        row = theta[:, k, 0, None, None] * xs[None, None, :]
+        col = theta[:, k, 1, None, None] * ys[None, :, None] + theta[:, k, 2, None, None]
+        torch.add(row, col, out=grid[..., k])
+    return F.grid_sample(src, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+
+
 def _gather(frames: torch.Tensor, idx, offsets: torch.Tensor, rh: int, rw: int,
             device: torch.device, channels: int | None = None) -> torch.Tensor:
     """Cut one (rh, rw) window per frame of (B, H, W, C) ``frames`` (or of its only frame when
     B = 1) at ``offsets[i]`` (x, y) -> (b, channels, rh, rw) float32 on ``device``."""
     c = frames.shape[-1] if channels is None else channels
-    buf = torch.empty((len(idx), rh, rw, c), dtype=frames.dtype, device=frames.device)
+    buf = torch.empty((len(idx), c, rh, rw), dtype=frames.dtype, device=frames.device)
     for j, i in enumerate(idx):
         x, y = int(offsets[i, 0]), int(offsets[i, 1])
-        buf[j] = frames[i if frames.shape[0] > 1 else 0, y:y + rh, x:x + rw, :c]
-    return buf.to(device=device, dtype=torch.float32, non_blocking=True).permute(0, 3, 1, 2)
+        buf[j] = frames[i if frames.shape[0] > 1 else 0, y:y + rh, x:x + rw, :c].permute(2, 0, 1)
+    return buf.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -489,15 +517,15 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
         idx = [i for i in range(start, stop) if bool(valid[i])]
         if idx and rh and rw and ch and cw:
             rgb = _gather(frames, idx, foff, rh, rw, dev, channels=3)
-            fwd = to_win[idx, :2].to(dev, torch.float32)
-            recrop = warp_affine(rgb, fwd, (ch, cw), padding_mode="border", align_corners=True)
+            fwd = to_win[idx]
+            recrop = _warp(rgb, fwd, (ch, cw), "border")
             gen = _gather(crops, idx, woff, ch, cw, dev, channels=3)
             u, v = _window_coords(woff[idx], ch, cw, dev)
             weight = _footprint(u, v, s, width)[:, None]
             exact = None  # a given hard mask is applied at frame resolution, exactly
             if ell is None:
                 exact = _gather(mask[..., None], idx, foff, rh, rw, dev).clamp(0.0, 1.0)
-                m = warp_affine(exact, fwd, (ch, cw), padding_mode="zeros", align_corners=True)
+                m = _warp(exact, fwd, (ch, cw), "zeros")
                 if sigma > 0:
                     weight = weight * _gauss_blur(m, sigma).clamp(0.0, 1.0)
                     exact = None
@@ -518,16 +546,24 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
                 renew = torch.ones_like(weight)
             # result = rgb + weight * (diff + renew * (recrop - rgb)), the blend at frame resolution
             value = torch.addcmul(diff, renew, recrop)
-            back = warp_affine(torch.cat([value, renew, weight], 1), invert_affine_transform(fwd), (rh, rw),
-                               padding_mode="border", align_corners=True)
+            premultiplied = blend == "alpha" and exact is None
+            if premultiplied:  # alpha blend: weight the change in the (smaller) crop window
+                value, renew = weight * value, weight * renew
+            back = _warp(torch.cat([value, renew, weight], 1), torch.linalg.inv(fwd), (rh, rw), "border")
             wb = back[:, 4:5] if exact is None else back[:, 4:5] * exact
-            change = back[:, :3] - back[:, 3:4] * rgb
-            change = wb * change if blend == "alpha" else _multiband(change, wb)
-            res = torch.where(wb > 0, (rgb + change).clamp_(0.0, 1.0), rgb)
-            res = res.permute(0, 2, 3, 1).to(device=out.device, dtype=out.dtype)
+            if premultiplied:  # rgb * (1 - w renew) + w value; exactly rgb where w = 0
+                res = torch.addcmul(back[:, :3], rgb, 1.0 - back[:, 3:4]).clamp_(0.0, 1.0)
+                lo, hi = torch.aminmax(rgb)
+                if lo < 0 or hi > 1:  # out-of-range input: keep it where nothing is blended
+                    res = torch.where(wb > 0, res, rgb)
+            else:
+                change = torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0)
+                res = rgb + (wb * change if blend == "alpha" else _multiband(change, wb))
+                res = torch.where(wb > 0, res.clamp_(0.0, 1.0), rgb)
+            res = res.to(device=out.device, dtype=out.dtype)
             for j, i in enumerate(idx):
                 x, y = int(foff[i, 0]), int(foff[i, 1])
-                out[i, y:y + rh, x:x + rw, :3] = res[j]
+                out[i, y:y + rh, x:x + rw, :3] = res[j].permute(1, 2, 0)
         if on_progress is not None:
             on_progress(stop, b)
     return out
