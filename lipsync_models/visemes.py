@@ -3,6 +3,14 @@
 Tables map ARPAbet phonemes (the 39 phones of the CMU dictionary, no stress digits) plus
 ``"SIL"`` to the shapes of a viseme set. Each table below names where its phoneme grouping
 comes from; the grouping was read from the source's documentation and written out here.
+
+Public API:
+
+* :data:`PHONEME_TO_RHUBARB`, :data:`VISEME_SETS` (``rhubarb``, ``oculus15``, ``azure22``),
+  each a :class:`VisemeSet` with its table, glides, alternatives and mouth parameters;
+* :func:`map_phonemes` (PhonemeTrack -> VisemeTrack at the video fps, with the animation rules);
+* :func:`to_rhubarb_json`, :func:`to_tsv` (Rhubarb Lip Sync's export formats);
+* :func:`preview` (timeline picture, ComfyUI IMAGE).
 """
 
 from __future__ import annotations
