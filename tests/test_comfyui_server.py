@@ -179,6 +179,6 @@ def test_workflow_runs(name, server_defs, inputs, tmp_path):
     # the saved sound is the driver line (not the clip's own), in time
     from comfyui_lipsync.lipsync_models import audio as A
 
-    a = A.resample(want.mean(0), sr, 16000)[:n]
-    b = A.resample(got.mean(0), gsr, 16000)[:n]
+    a = A.resample(want.mean(0, keepdim=True), sr, 16000)[0, :n]
+    b = A.resample(got.mean(0, keepdim=True), gsr, 16000)[0, :n]
     assert np.corrcoef(a.numpy(), b.numpy())[0, 1] > 0.9

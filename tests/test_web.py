@@ -122,7 +122,8 @@ def browser_run(tmp_path_factory):
     roundtrip = [{"name": p.stem, "workflow": json.loads(p.read_text())} for p in sorted((ROOT / "workflows").glob("*.json"))]
     take = out_dir / "take_7.wav"
     take.write_bytes(b"RIFF....WAVEfmt ")  # content does not matter to the upload route
-    spec = {"outdir": str(out_dir), "chromium": CHROMIUM, "roundtrip": roundtrip,
+    wait = sorted({n["type"] for w in roundtrip for n in w["workflow"]["nodes"]} | set(needed))
+    spec = {"outdir": str(out_dir), "chromium": CHROMIUM, "roundtrip": roundtrip, "waitTypes": wait,
             "scenes": [{"name": "previews", "workflow": scene, "executed": executed, "focus": [drv, ph, vis, s0, s3],
                         "upload": {"node": drv, "file": str(take)}}]}
 
@@ -165,6 +166,7 @@ def _preview_area(node, which):
 
 def test_frontend_boots_with_our_extension(browser_run):
     assert "ComfyUI-LipSync.previews" in browser_run["extensions"]
+    assert "LipSyncSyncScore" in browser_run["registered"] and "SaveVideo" in browser_run["registered"]
     assert not [e for e in browser_run["pageErrors"] if "lipsync" in e.lower()], browser_run["pageErrors"]
     assert browser_run["blocked"] == [] or all("127.0.0.1" not in u for u in browser_run["blocked"])
     assert browser_run["seconds"] < 120

@@ -37,6 +37,11 @@ try {
     && window.comfyAPI.app.app.extensions?.length, null, { timeout: 60000 });
   await page.waitForFunction(() => window.comfyAPI.app.app.extensions.some((e) => e.name === "ComfyUI-LipSync.previews"),
     null, { timeout: 20000 }).catch(() => {});
+  // node types are registered after the extensions load (object_info may come later): wait for ours
+  const types = spec.waitTypes || [];
+  await page.waitForFunction((types) => types.every((t) => window.LiteGraph?.registered_node_types?.[t]),
+    types, { timeout: 60000 }).catch(() => {});
+  out.registered = await page.evaluate((types) => types.filter((t) => window.LiteGraph?.registered_node_types?.[t]), types);
   out.extensions = await page.evaluate(() => window.comfyAPI.app.app.extensions.map((e) => e.name));
   // close any dialog the first start may open
   await page.keyboard.press("Escape");
