@@ -544,22 +544,23 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
                 renew = 1.0 - torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
             else:
                 renew = torch.ones_like(weight)
-            # result = rgb + weight * (diff + renew * (recrop - rgb)), the blend at frame resolution
-            value = torch.addcmul(diff, renew, recrop)
-            premultiplied = blend == "alpha" and exact is None
-            if premultiplied:  # alpha blend: weight the change in the (smaller) crop window
-                value, renew = weight * value, weight * renew
-            back = _warp(torch.cat([value, renew, weight], 1), torch.linalg.inv(fwd), (rh, rw), "border")
-            wb = back[:, 4:5] if exact is None else back[:, 4:5] * exact
-            if premultiplied:  # rgb * (1 - w renew) + w value; exactly rgb where w = 0
+            # result = rgb + weight * (diff + renew * (recrop - rgb)); in multi-band mode the diff
+            # term is blended band by band. Everything is weighted here, in the crop window, and
+            # one back-warp brings it to the frame: rgb * (1 - [w renew]) + [w diff + w renew recrop].
+            lap = blend == "laplacian" and exact is None  # a hard mask has no soft edge to spread
+            w_renew = weight * renew
+            value = torch.addcmul(_multiband(diff, weight) if lap else weight * diff, w_renew, recrop)
+            back = _warp(torch.cat([value, w_renew, weight], 1), torch.linalg.inv(fwd), (rh, rw), "border")
+            if exact is None:
                 res = torch.addcmul(back[:, :3], rgb, 1.0 - back[:, 3:4]).clamp_(0.0, 1.0)
-                lo, hi = torch.aminmax(rgb)
-                if lo < 0 or hi > 1:  # out-of-range input: keep it where nothing is blended
-                    res = torch.where(wb > 0, res, rgb)
+                wb = back[:, 4:5]
             else:
-                change = torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0)
-                res = rgb + (wb * change if blend == "alpha" else _multiband(change, wb))
-                res = torch.where(wb > 0, res.clamp_(0.0, 1.0), rgb)
+                res = torch.addcmul(rgb, exact, torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0))
+                res.clamp_(0.0, 1.0)
+                wb = back[:, 4:5] * exact
+            lo, hi = torch.aminmax(rgb)
+            if lo < 0 or hi > 1:  # out-of-range input: keep it where nothing is blended
+                res = torch.where(wb > 0, res, rgb)
             res = res.to(device=out.device, dtype=out.dtype)
             for j, i in enumerate(idx):
                 x, y = int(foff[i, 0]), int(foff[i, 1])
