@@ -372,36 +372,39 @@ def _frames(x: np.ndarray, hop: int, win: int) -> np.ndarray:
 def _lpc_formants(frames: np.ndarray, sr: int, order: int = 12) -> np.ndarray:
     """(T, win) frames -> (T, 2) first two formant frequencies in Hz (NaN when not found).
 
-    Pre-emphasis, Hamming window, autocorrelation LPC (Levinson-Durbin), roots of the
-    predictor polynomial; resonances with bandwidth < 500 Hz between 200 and 3500 Hz."""
+    Pre-emphasis, Hamming window, autocorrelation LPC (Levinson-Durbin, all frames at once),
+    roots of the predictor polynomial (eigenvalues of its companion matrix); resonances with
+    bandwidth < 500 Hz between 200 Hz and 0.44 * sr are formants."""
     T, win = frames.shape
     y = np.concatenate([frames[:, :1], frames[:, 1:] - 0.97 * frames[:, :-1]], axis=1) * np.hamming(win)
     spec = np.fft.rfft(y, 2 * win, axis=1)
     r = np.fft.irfft(np.abs(spec) ** 2, axis=1)[:, : order + 1]
     r[:, 0] *= 1.0 + 1e-6
     out = np.full((T, 2), np.nan)
-    for t in range(T):
-        if r[t, 0] <= 1e-10:
-            continue
-        a = np.zeros(order + 1)
-        a[0] = 1.0
-        err = r[t, 0]
-        for i in range(1, order + 1):
-            k = -(r[t, i] + a[1:i] @ r[t, i - 1:0:-1]) / err
-            a[1:i + 1] = a[1:i + 1] + k * a[i - 1::-1][: i]
-            err *= 1.0 - k * k
-            if err <= 0:
-                break
-        roots = np.roots(a)
-        roots = roots[np.imag(roots) > 0]
-        freqs = np.angle(roots) * sr / (2 * np.pi)
-        bws = -np.log(np.abs(roots) + 1e-12) * sr / np.pi
-        keep = (freqs > 200) & (freqs < 3500) & (bws < 500)
-        f = np.sort(freqs[keep])
-        if len(f) >= 2:
-            out[t] = f[:2]
-        elif len(f) == 1:
-            out[t, 0] = f[0]
+    live = r[:, 0] > 1e-10
+    if not live.any():
+        return out
+    r = r[live]
+    n = len(r)
+    a = np.zeros((n, order + 1))
+    a[:, 0] = 1.0
+    err = r[:, 0].copy()
+    for i in range(1, order + 1):
+        k = -(r[:, i] + (a[:, 1:i] * r[:, i - 1:0:-1]).sum(1)) / np.maximum(err, 1e-20)
+        a[:, 1:i + 1] = a[:, 1:i + 1] + k[:, None] * a[:, i - 1::-1][:, :i]
+        err = err * np.clip(1.0 - k * k, 1e-9, None)
+    comp = np.zeros((n, order, order))
+    comp[:, 0, :] = -a[:, 1:]
+    comp[:, np.arange(1, order), np.arange(order - 1)] = 1.0
+    roots = np.linalg.eigvals(comp)  # (n, order)
+    freqs = np.angle(roots) * sr / (2 * np.pi)
+    bws = -np.log(np.abs(roots) + 1e-12) * sr / np.pi
+    ok = (np.imag(roots) > 0) & (freqs > 200) & (freqs < 0.44 * sr) & (bws < 500)
+    f = np.where(ok, freqs, np.inf)
+    f.sort(axis=1)
+    res = f[:, :2]
+    res[~np.isfinite(res)] = np.nan
+    out[live] = res
     return out
 
 
@@ -432,9 +435,9 @@ def acoustic_features(x: np.ndarray, fps: float = 100.0) -> dict[str, np.ndarray
     w_ac = np.fft.irfft(np.abs(np.fft.rfft(np.hanning(win), 2 * win)) ** 2)[:win]
     lo, hi = sr // 400, sr // 70
     voicing = np.clip((ac[:, lo:hi] / w_ac[lo:hi]).max(1) / (ac[:, 0] / w_ac[0] + 1e-12), 0, 1)
-    from scipy.signal import resample_poly
+    from .audio import resample
 
-    x8 = resample_poly(x.astype(np.float64), 1, 2)
+    x8 = resample(torch.from_numpy(x.astype(np.float32))[None], sr, sr // 2)[0].double().numpy()
     fr8 = _frames(x8, max(1, hop // 2), win // 2)[: len(dbfs)]
     if len(fr8) < len(dbfs):
         fr8 = np.concatenate([fr8, np.zeros((len(dbfs) - len(fr8), fr8.shape[1]))])
@@ -490,6 +493,59 @@ def _classify(feat: dict[str, np.ndarray], level: float | None = None, noise: fl
     return list(cls), conf
 
 
+def _majority5(classes: list[str]) -> list[str]:
+    """A frame whose class occurs once in its 5-frame window takes the window's majority."""
+    out = list(classes)
+    for t in range(len(classes)):
+        window = classes[max(0, t - 2): t + 3]
+        if window.count(classes[t]) < 2:
+            out[t] = max(set(window), key=window.count)
+    return out
+
+
+def _runs(classes: list[str]) -> list[list]:
+    """[class, first frame, end frame (exclusive)] for each run of equal classes."""
+    runs: list[list] = []
+    for t, c in enumerate(classes):
+        if runs and runs[-1][0] == c:
+            runs[-1][2] = t + 1
+        else:
+            runs.append([c, t, t + 1])
+    return runs
+
+
+def _absorb_short_runs(runs: list[list], min_frames: int) -> list[list]:
+    """Runs shorter than ``min_frames`` go to their longer neighbour; equal neighbours merge.
+    One left-to-right pass (linear in the number of runs)."""
+    def short(r):
+        return r[2] - r[1] < min_frames
+
+    out: list[list] = []
+    for r in runs:
+        r = list(r)
+        if out and out[-1][0] == r[0]:
+            out[-1][2] = r[2]
+            continue
+        out.append(r)
+        while len(out) >= 3 and short(out[-2]):
+            prev, mid, nxt = out[-3], out[-2], out[-1]
+            if prev[2] - prev[1] >= nxt[2] - nxt[1]:
+                prev[2] = mid[2]
+            else:
+                nxt[1] = mid[1]
+            del out[-2]
+            if out[-2][0] == out[-1][0]:
+                out[-2][2] = out[-1][2]
+                del out[-1]
+        if len(out) == 2 and short(out[0]) and not short(out[1]):
+            out[1][1] = out[0][1]  # a short first run joins the next one
+            del out[0]
+    if len(out) >= 2 and short(out[-1]):
+        out[-2][2] = out[-1][2]
+        del out[-1]
+    return out
+
+
 ACOUSTIC_CHUNK_S = 60.0
 """The acoustic backend analyses long audio in pieces of this length (memory stays flat)."""
 
@@ -530,46 +586,14 @@ def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 50.0,
             on_progress(i + 1, len(pieces))
     conf = np.concatenate(conf_parts)
     voiced = np.concatenate(voiced_parts)
-    # 5-frame majority smoothing
-    T = len(classes)
-    sm = list(classes)
-    for t in range(T):
-        window = classes[max(0, t - 2): t + 3]
-        sm[t] = max(set(window), key=window.count) if window.count(classes[t]) < 2 else classes[t]
-    # runs
-    runs: list[list] = []
-    for t, c in enumerate(sm):
-        if runs and runs[-1][0] == c:
-            runs[-1][2] = t + 1
-        else:
-            runs.append([c, t, t + 1])
-    min_frames = max(1, int(round(min_ms / 1000 * fps)))
-    changed = True
-    while changed and len(runs) > 1:
-        changed = False
-        for i, (c, s, e) in enumerate(runs):
-            if e - s < min_frames:
-                j = i - 1 if i > 0 and (i == len(runs) - 1 or runs[i - 1][2] - runs[i - 1][1] >= runs[i + 1][2] - runs[i + 1][1]) else i + 1
-                if j < i:
-                    runs[j][2] = e
-                else:
-                    runs[j][1] = s
-                del runs[i]
-                changed = True
-                break
-        merged = []
-        for r in runs:
-            if merged and merged[-1][0] == r[0]:
-                merged[-1][2] = r[2]
-            else:
-                merged.append(r)
-        runs = merged
+    frame_s = int(round(hop)) / ANALYSIS_RATE  # the real hop (whole samples), so long files do not drift
+    runs = _absorb_short_runs(_runs(_majority5(classes)), max(1, int(round(min_ms / 1000 / frame_s))))
     phonemes = []
     for c, s, e in runs:
         label = ACOUSTIC_CLASSES[c]
         if c == "closure" and voiced[s:e].mean() < 0.5:
             label = "P"
-        start, end = min(s / fps, dur), min(e / fps, dur)
+        start, end = min(s * frame_s, dur), min(e * frame_s, dur)
         if end > start:
             phonemes.append(Phoneme(label, start, end, float(conf[s:e].mean())))
     if phonemes:
