@@ -33,6 +33,27 @@ def _f(x, nd: int = 4) -> float:
     return round(v, nd)
 
 
+def _plain(v):
+    """Any scalar (Python, numpy, 0-d tensor) or short sequence as plain JSON values."""
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().tolist()
+    elif hasattr(v, "item") and hasattr(v, "dtype") and getattr(v, "ndim", 0) == 0:  # numpy scalar
+        v = v.item()
+    elif hasattr(v, "tolist"):
+        v = v.tolist()
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return _f(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    return str(v)
+
+
 def _series(values, nd: int = 4, limit: int = MAX_CURVE) -> list[float]:
     if isinstance(values, torch.Tensor):
         values = values.detach().float().flatten().cpu().tolist()
@@ -120,5 +141,5 @@ def sync_ui(offset_frames: int, offset_ms: float, confidence: float, lags: Seque
     if audio is not None:
         d["audio"] = _series(audio)
     if windows:
-        d["windows"] = [{k: (_f(v) if isinstance(v, float) else v) for k, v in w.items()} for w in windows]
+        d["windows"] = [{str(k): _plain(v) for k, v in w.items()} for w in windows]
     return {"lipsync_sync": [d]}
