@@ -550,17 +550,17 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
             lap = blend == "laplacian" and exact is None  # a hard mask has no soft edge to spread
             w_renew = weight * renew
             value = torch.addcmul(_multiband(diff, weight) if lap else weight * diff, w_renew, recrop)
-            back = _warp(torch.cat([value, w_renew, weight], 1), torch.linalg.inv(fwd), (rh, rw), "border")
+            bwd = torch.linalg.inv(fwd)
+            back = _warp(torch.cat([value, w_renew], 1), bwd, (rh, rw), "border")
             if exact is None:
                 res = torch.addcmul(back[:, :3], rgb, 1.0 - back[:, 3:4]).clamp_(0.0, 1.0)
-                wb = back[:, 4:5]
             else:
                 res = torch.addcmul(rgb, exact, torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0))
                 res.clamp_(0.0, 1.0)
-                wb = back[:, 4:5] * exact
             lo, hi = torch.aminmax(rgb)
-            if lo < 0 or hi > 1:  # out-of-range input: keep it where nothing is blended
-                res = torch.where(wb > 0, res, rgb)
+            if lo < 0 or hi > 1:  # out-of-range input: keep it exactly where nothing is blended
+                wb = _warp(weight, bwd, (rh, rw), "border")
+                res = torch.where(wb * (1.0 if exact is None else exact) > 0, res, rgb)
             res = res.to(device=out.device, dtype=out.dtype)
             for j, i in enumerate(idx):
                 x, y = int(foff[i, 0]), int(foff[i, 1])

@@ -391,3 +391,66 @@ def test_node_run(clip, monkeypatch):
         node.run(images=frames, crops=crops, face_track=track, blend="poisson")
     with pytest.raises(LengthMismatchError, match="4 frames"):
         node.run(images=frames, crops=crops[:2], face_track=track)
+
+
+def test_out_of_range_input_kept_outside_the_mask(clip):
+    frames, track = clip
+    bright = frames * 1.3  # not a valid IMAGE, but pixels outside the mask must still be kept
+    out = C.composite(bright, torch.zeros(4, 128, 128, 3), track, color_match=False)
+    m = frame_mask(track, frames)
+    assert torch.equal(out[m == 0], bright[m == 0])
+    assert (out[m > 0.99] <= 1.0).all()
+
+
+# --- real faces: tracked by MaskLowerFace's library --------------------------------------------
+
+@pytest.fixture(scope="module")
+def grid_clip(grid_dir):
+    from comfyui_lipsync.lipsync_models import face, media
+
+    frames, _, _ = media.read_video(str(grid_dir / "bbaf2n.mpg"), max_frames=20)
+    frames = frames.float() / 255
+    return frames, face.track_faces(frames)
+
+
+def test_real_grid_clip_round_trip_and_mouth_change(grid_clip):
+    frames, track = grid_clip
+    crops = C.crop_faces(frames, track)
+    assert crops.shape == (20, track.crop_size, track.crop_size, 3)
+    for blend in C.BLENDS:
+        same = C.composite(frames, crops, track, blend=blend)
+        assert same.shape == frames.shape and (same - frames).abs().max().item() <= TOL
+    # a generator that moved the mouth down by 5 % of the crop
+    moved = torch.roll(crops, track.crop_size // 20, dims=1)
+    out = C.composite(frames, moved, track)
+    changed = (out != frames).any(-1)
+    for i in range(0, 20, 5):
+        x0, y0, x1, y1 = track.boxes[i].tolist()
+        nose_y = track.mouth[i, 6, 1].item()
+        ys, xs = torch.nonzero(changed[i], as_tuple=True)
+        assert len(ys) > 500
+        assert xs.min() >= x0 and xs.max() <= x1, "changes reach beyond the face's sides"
+        assert ys.min() >= nose_y - 2, "changes reach above the nose"
+        assert ys.max() <= y1 + 0.2 * (y1 - y0), "changes reach far below the chin"
+        cx, cy = track.mouth[i, :2].mean(0).round().long().tolist()
+        assert changed[i, cy, cx]
+
+
+def test_real_astronaut_still(astronaut):
+    from comfyui_lipsync.lipsync_models import face
+
+    frames = astronaut[None].repeat(8, 1, 1, 1)
+    track = face.track_faces(frames)
+    crops = C.crop_faces(frames, track)
+    assert (C.composite(frames, crops, track) - frames).abs().max().item() <= TOL
+    out = C.composite(frames, torch.full_like(crops, 0.2), track, color_match=False)
+    changed = (out != frames).any(-1)
+    # (nearly) the same region in every frame of a still shot
+    for i in range(1, 8):
+        iou = (changed[0] & changed[i]).sum() / (changed[0] | changed[i]).sum()
+        assert iou > 0.95, (i, iou)
+    ys, xs = torch.nonzero(changed[0], as_tuple=True)
+    # scikit-image's astronaut: face x 177-272, y 66-172 (chin ~172), lips x 202-245, y 139-155
+    assert xs.min() >= 177 and xs.max() <= 285 and ys.min() >= 110 and ys.max() <= 195
+    assert changed[0, 147, 225] and changed[0, 150, 215]
+    assert not changed[0, :110].any()  # eyes and nose untouched
