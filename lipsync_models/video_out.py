@@ -42,8 +42,8 @@ def _frames_to_uint8(chunk) -> np.ndarray:
     """(b, H, W, C) float 0..1 or uint8 (tensor or array) -> (b, H, W, 3) uint8 numpy."""
     if isinstance(chunk, torch.Tensor):
         t = chunk.detach()
-        if t.dtype != torch.uint8:
-            t = (t.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+        if t.dtype != torch.uint8:  # x * 255 + 0.5, clamped, truncated = rounded; two buffers, not five
+            t = t.float().mul(255.0).add_(0.5).clamp_(0.0, 255.0).to(torch.uint8)
         arr = t.cpu().numpy()
     else:
         arr = np.asarray(chunk)
@@ -83,7 +83,7 @@ def _audio_parts(audio, sample_rate: int | None) -> tuple[np.ndarray, int] | Non
 
 
 def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None, *, crf: int = 18,
-                 preset: str = "fast", trim_audio: bool = True, metadata: dict | None = None,
+                 preset: str = "veryfast", trim_audio: bool = True, metadata: dict | None = None,
                  on_progress: Callable[[int, int], None] | None = None) -> bytes:
     """Encode a clip to mp4 bytes.
 
