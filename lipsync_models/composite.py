@@ -6,25 +6,28 @@ Conventions
 pixel centres at integer coordinates, ``align_corners=True``). Frames are ComfyUI IMAGE tensors
 (B, H, W, C) with C = 3 or 4; an alpha channel is never changed.
 
-Paste-back (:func:`composite`) works on one region of interest (ROI) per frame: the bounding box
-of the blend mask, mapped into the frame. Everything else is a plain copy of the input, so pixels
-outside the mask are bit-identical to it. Inside the ROI:
+Paste-back (:func:`composite`) touches one region per frame: the part of the frame under the
+blend mask. Everything else is a plain copy of the input, so pixels where the mask is 0 are
+bit-identical to it. The work is done on a window of the crop around the mask, and only the
+final blend at frame resolution:
 
 1. The original pixels are cropped again exactly as :func:`crop_faces` does (``recrop``), and the
-   *difference* ``crop - recrop`` is warped back with the inverse transform. Untouched crops give
-   a difference of zero, hence the input back; the frame's own fine detail (lost by the round trip
-   through a smaller crop) is kept wherever the generator did not change the picture, and dropped
-   where it did (``keep_detail``), so no ghost of the old mouth shows through a new one.
-2. Colour matching: per frame and channel, the generated crop's mean and spread in a ring just
-   inside the mask edge are matched to those of the original skin in the same ring.
+   *difference* ``crop - recrop`` is what gets pasted. Untouched crops give a difference of zero,
+   hence the input back; the frame's own fine detail (lost in the round trip through a crop that
+   may be smaller than the face) is kept wherever the generator did not change the picture, and
+   replaced where it did (``keep_detail``), so no ghost of the old mouth shows through a new one.
+2. Colour matching: per frame and channel, gain and offset that give the generated crop the mean
+   and spread of the original skin in a ring just inside the mask edge.
 3. Blending: feathered alpha (``blend="alpha"``), or multi-band (``blend="laplacian"``): the change
-   is split into Laplacian bands and each band is blended with its own mask, sharp for fine detail
-   and as wide as the feathered mask for the low frequencies; every band mask stays inside the mask,
-   so the pixels outside are still untouched.
+   is split into Laplacian bands, each blended with its own mask, sharp for fine detail and as
+   wide as the feathered mask for the low frequencies; every band mask stays inside the mask, so
+   pixels outside it are still untouched.
+4. One bilinear back-warp (inverse transform) of the weighted change and the blend weight, then
+   ``out = rgb * (1 - weight) + weighted change`` on the frame region.
 
 The default mask is a feathered ellipse over the lower face (below the nose, cheek to cheek, past
-the chin) placed from the track's mouth landmarks in crop space, multiplied by a feathered
-footprint of the crop so that no box edge can show.
+the chin) placed from the track's mouth landmarks in crop space, limited by a feathered
+footprint of the crop (their minimum) so that no box edge can show.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import warp_affine
 
-from .checks import check_images, check_shape
+from .checks import check_images
 from .errors import InputError, LengthMismatchError
 from .types import FaceTrack
 
