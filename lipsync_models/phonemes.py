@@ -266,6 +266,12 @@ def transcript_words(transcript: str) -> list[tuple[str, list[str], str]]:
     return [(w,) + tuple(g2p.pronounce(w)) for w in g2p.normalize_text(transcript)]
 
 
+ALIGN_MAX_S = 150.0
+"""Longest audio aligned in one piece: pocketsphinx's alignment memory grows with frames times
+words (measured here: 21 s +8 MB, 63 s +73 MB, 188 s +524 MB), so longer lines are refused with
+a message instead of exhausting memory."""
+
+
 def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None = None) -> PhonemeTrack:
     """Forced alignment of ``transcript`` to the audio.
 
@@ -284,6 +290,10 @@ def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None
                          "normalisation. Type the words as spoken.")
     x = _as_wave(wave16k, who)
     dur = len(x) / ANALYSIS_RATE
+    if dur > ALIGN_MAX_S:
+        raise InputError(f"{who}: {dur:.0f} s of audio is too long to align in one piece (at most "
+                         f"{ALIGN_MAX_S:.0f} s). Split the line into shorter clips with their own transcripts, "
+                         "or use backend 'recognize', which handles any length.")
     if _frame_dbfs(x).max() < SILENCE_DBFS:
         raise SilentAudioError(f"{who}: the audio is silent (loudest 10 ms below {SILENCE_DBFS:.0f} dBFS), "
                                f"so the {len(words)} transcript words cannot be placed. Check the audio input.")

@@ -15,6 +15,9 @@ from . import _comfy
 log = logging.getLogger("comfyui_lipsync")
 
 WHO = "ExtractPhonemes"
+UI_MAX_PHONEMES = 2000
+"""The node's on-screen preview (text and phoneme bands) shows at most this many phonemes; the
+STRING output and the track always hold all of them."""
 
 
 def _audio_to_16k(audio) -> torch.Tensor:
@@ -105,8 +108,15 @@ class ExtractPhonemes:
         for n in notes:
             log.warning("%s: %s", WHO, n)
         listing = "\n".join(notes + [track.text()])
-        ui = {"text": [listing]}
-        ui.update(ui_payload.phonemes_ui(track, wave.detach().cpu(), ANALYSIS_RATE))
+        shown = track.phonemes[:UI_MAX_PHONEMES]
+        preview = listing
+        if len(track.phonemes) > UI_MAX_PHONEMES:
+            lines = listing.splitlines()
+            keep = len(notes) + 1 + UI_MAX_PHONEMES
+            preview = "\n".join(lines[:keep] + [f"... {len(track.phonemes) - UI_MAX_PHONEMES} more phonemes "
+                                                 "(all of them are in the listing output)"])
+        ui = {"text": [preview]}
+        ui.update(ui_payload.phonemes_ui(shown, wave.detach().cpu(), ANALYSIS_RATE, duration=track.duration))
         return {"ui": ui, "result": (track, listing)}
 
 

@@ -219,6 +219,8 @@ def test_align_errors(grid_dir):
         P.align(torch.zeros(SR), "hello there")
     with pytest.raises(InputError, match="too long"):
         P.align(x[: SR // 2], " ".join(["extraordinary"] * 20))
+    with pytest.raises(InputError, match="too long to align in one piece"):
+        P.align(torch.zeros(int(P.ALIGN_MAX_S + 1) * SR), "hello")
 
 
 # --- recognition --------------------------------------------------------------------------------
@@ -417,6 +419,20 @@ def test_node_errors_and_notes():
         node.extract(**_defaults(), audio={"waveform": torch.zeros(1, 1, 0), "sample_rate": SR})
     with pytest.raises(LipSyncError):
         node.extract(**_defaults(), audio="not audio")
+
+
+def test_node_preview_is_capped_for_long_tracks(monkeypatch):
+    import comfyui_lipsync.nodes.extract_phonemes as node_mod
+
+    monkeypatch.setattr(node_mod, "UI_MAX_PHONEMES", 3)
+    x = pad(tone(120, (750, 1200, 2600)), tone(120, (300, 2300, 3000)))
+    out = ExtractPhonemes().extract(**dict(_defaults(), backend="acoustic"),
+                                    audio={"waveform": x[None, None], "sample_rate": SR})
+    track, listing = out["result"]
+    assert len(track.phonemes) == 5  # SIL AA SIL IY SIL
+    assert len(listing.splitlines()) == 1 + 5
+    assert len(out["ui"]["lipsync_phonemes"]) == 3
+    assert out["ui"]["text"][0].splitlines()[-1].startswith("... 2 more phonemes")
 
 
 def test_report_speech_without_phonemes():
