@@ -13,9 +13,15 @@ SYS_PY ?= python3
 
 venv: .venv/.done
 
-# espeak-ng makes real speech for tests; installed when we are root and it is missing.
+# Debian packages the tests use: espeak-ng and sox make real speech; chromium drives the web
+# extension's browser test. Installed when we are root and one is missing.
+SYS_PKGS := espeak-ng sox chromium chromium-driver
 sysdeps:
-	@command -v espeak-ng >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null; } || echo "note: espeak-ng missing; tests that synthesise speech will fail"
+	@missing=""; for c in espeak-ng sox chromium chromedriver; do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYS_PKGS) >/dev/null; \
+	  else echo "note: install the Debian packages $(SYS_PKGS) for the speech and browser tests"; fi; \
+	fi
 
 demo: venv
 	$(PY) -m lipsync_models demo -o out/demo.mp4
