@@ -11,9 +11,10 @@ steps, all batched on the crops' device:
    ``lip_round`` widen or narrow the mouth (rounding also thickens the lips), ``lip_close``
    presses the lips thinner and cancels the opening, ``teeth_on_lip`` lifts the upper lip
    off the upper teeth, which rest on the lower lip (F, V).
-2. **A smooth warp.** Two thin-plate-spline displacement fields, one for the upper lip and
-   face (anchored at the nose), one for the lower lip and jaw (anchored at the chin), both
-   pinned to zero on the crop border. Above the target lip seam the upper field is used,
+2. **A smooth warp.** Two displacement fields, each a radial-basis interpolant with a
+   compactly supported (Wendland) kernel, so the warp is smooth and local: one for the upper
+   lip and face (anchored at the nose), one for the lower lip and jaw (moving the chin with
+   it), both pinned to zero at fixed points around the mouth. Above the target lip seam the upper field is used,
    below it the lower one, so closing an open mouth meets the real lips edge to edge
    instead of squeezing the mouth cavity into a smear; away from the mouth the two fields
    are blended over a wide band, so cheeks stay smooth.
@@ -29,9 +30,10 @@ RGB floats in 0..1, pixel centres at integer coordinates (kornia ``warp_affine``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -68,6 +70,27 @@ TEETH_LIP_DROP = 0.015
 """Lip-thickness and F/V offsets (fractions of the rest width)."""
 TEETH_MAX = 0.10
 """Height of the visible upper-teeth band in a wide-open mouth (fraction of the rest width)."""
+INNER_LIP = (0.62, 0.30, 0.30)
+"""Typical inner-lip colour under a face brightness of 0.6 (used where the tracked lips are not red)."""
+LIP_MIN = 0.04
+LIP_MAX = 0.4
+"""Plausible lip thickness (outer to inner edge), in mouth widths."""
+ANCHOR_CLEAR = 0.2
+"""Least distance of the nose and chin anchors from the lips, in rest mouth widths."""
+RBF_RADIUS = 0.7
+"""Support of the warp's radial basis kernel, in rest mouth widths: nothing farther than this
+from the lips, nose and chin points moves (the eyes never do)."""
+RBF_RIDGE = 1e-4
+ROI_BOX = (-0.95, 0.95, -0.75, 1.25)
+"""Where the lips can be (u from, to, v from, to in rest mouth widths about the mouth centre):
+the region that gets the sharp lip seam and the inner mouth at full resolution."""
+TRACK_TOLERANCE = 0.03
+"""Tracked gap and width within this fraction of the rest width of the clip's rest values count
+as at rest (tracker noise is not turned into mouth motion); beyond twice it they are corrected
+in full."""
+CAVITY_SHALLOW = 0.85
+CAVITY_DEEP = 0.08
+"""Cavity colour as a fraction of the lip colour, for a barely open and a wide-open mouth."""
 
 
 @dataclass(frozen=True)
@@ -151,11 +174,36 @@ class _Mouth:
 
 
 def _measure(loc: torch.Tensor) -> _Mouth:
-    """Read a _Mouth from landmarks in local coordinates (B, 8, 2)."""
+    """Read a _Mouth from landmarks in local coordinates (B, 8, 2).
+
+    Outer lip points are kept within a plausible lip thickness of the inner ones (0.04 to 0.4
+    mouth widths), so a stray landmark cannot pin the warp next to the lip it should move."""
     left, right = loc[:, CL], loc[:, CR]
     mid_v = (left[:, 1] + right[:, 1]) / 2
-    return _Mouth(left, right, loc[:, UO, 1] - mid_v, loc[:, UI, 1] - mid_v, loc[:, LI, 1] - mid_v,
-                  loc[:, LO, 1] - mid_v, loc[:, CHIN], loc[:, NOSE])
+    w = (right[:, 0] - left[:, 0]).abs().clamp_min(1e-3)
+    up_in, lo_in = loc[:, UI, 1] - mid_v, loc[:, LI, 1] - mid_v
+    lo_in = torch.maximum(lo_in, up_in)
+    up_out = (loc[:, UO, 1] - mid_v).clamp(up_in - LIP_MAX * w, up_in - LIP_MIN * w)
+    lo_out = (loc[:, LO, 1] - mid_v).clamp(lo_in + LIP_MIN * w, lo_in + LIP_MAX * w)
+    return _Mouth(left, right, up_out, up_in, lo_in, lo_out, loc[:, CHIN], loc[:, NOSE])
+
+
+def _clear_anchors(src: _Mouth, tgt: _Mouth, w: torch.Tensor) -> tuple[_Mouth, _Mouth]:
+    """Keep the nose anchor at least :data:`ANCHOR_CLEAR` mouth widths above both upper lips and
+    the chin that far below both lower lips (a smooth warp cannot hold a fixed point right next
+    to a moving one; trackers sometimes put these points on the lips)."""
+    def absolute(m: _Mouth, h: torch.Tensor) -> torch.Tensor:
+        return (m.left[:, 1] + m.right[:, 1]) / 2 + h
+
+    top = torch.minimum(absolute(src, src.up_out), absolute(tgt, tgt.up_out)) - ANCHOR_CLEAR * w
+    nose = torch.stack((src.nose[:, 0], torch.minimum(src.nose[:, 1], top)), -1)
+    floor = absolute(src, src.lo_out) + ANCHOR_CLEAR * w
+    lift = (floor - src.chin[:, 1]).clamp_min(0)
+    src_chin = src.chin + _vert(lift)
+    tgt_chin = tgt.chin + _vert(lift)
+    floor_t = absolute(tgt, tgt.lo_out) + ANCHOR_CLEAR * w
+    tgt_chin = tgt_chin + _vert((floor_t - tgt_chin[:, 1]).clamp_min(0))
+    return replace(src, nose=nose, chin=src_chin), replace(tgt, nose=nose, chin=tgt_chin)
 
 
 def _targets(src: _Mouth, params: torch.Tensor, rest_w: torch.Tensor, rest_gap: torch.Tensor,
@@ -165,13 +213,16 @@ def _targets(src: _Mouth, params: torch.Tensor, rest_w: torch.Tensor, rest_gap: 
     w = rest_w
     # 1. neutral: close the footage's own opening down to the rest gap, rest width.
     gap = (src.lo_in - src.up_in).clamp_min(0)
-    shut = (gap - rest_gap).clamp_min(0)
+    tol = TRACK_TOLERANCE * w
+    shut = _deadzone((gap - rest_gap).clamp_min(0), tol)
+    src_w = src.right[:, 0] - src.left[:, 0]
+    base_w = src_w + _deadzone(w - src_w, tol)
     up_shift = (1 - LOWER_SHARE) * shut  # the upper lip comes down by its share
     lo_shift = -LOWER_SHARE * shut       # the lower lip and the jaw come up
     centre_u = (src.left[:, 0] + src.right[:, 0]) / 2
     # 2. the requested mouth.
     d = JAW_MAX * w * jaw * (1 - close)
-    half = w / 2 * (1 + SPREAD * spread - ROUND * rnd - OPEN_NARROW * jaw * (1 - close))
+    half = base_w / 2 * (1 + SPREAD * spread - ROUND * rnd - OPEN_NARROW * jaw * (1 - close))
     corner_v = CORNER_DROP * d
     left = torch.stack((centre_u - half, corner_v), -1)
     right = torch.stack((centre_u + half, corner_v), -1)
@@ -191,6 +242,11 @@ def _targets(src: _Mouth, params: torch.Tensor, rest_w: torch.Tensor, rest_gap: 
     return tgt
 
 
+def _deadzone(x: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
+    """0 within +-tol (tracker noise), x itself beyond +-2 tol, a continuous ramp between."""
+    return x * ((x.abs() - tol) / tol.clamp_min(1e-6)).clamp(0, 1)
+
+
 def _fields(m: _Mouth):
     return (m.left, m.right, m.up_out, m.up_in, m.lo_in, m.lo_out, m.chin, m.nose)
 
@@ -208,49 +264,57 @@ def _controls(m: _Mouth):
     return upper, lower
 
 
-# --- thin-plate splines --------------------------------------------------------------------
-
-def _tps_kernel(d2: torch.Tensor) -> torch.Tensor:
-    return 0.5 * d2 * torch.log(d2.clamp_min(1e-12))
-
-
-def _tps_fit(ctrl: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Thin-plate spline through ``values`` (B, N, 2) at ``ctrl`` (B, N, 2) (unit-scaled
-    coordinates). Returns coefficients (B, N + 3, 2): N kernel weights, then the affine part."""
-    b, n, _ = ctrl.shape
-    k = _tps_kernel(torch.cdist(ctrl, ctrl).square())
-    p = torch.cat((torch.ones_like(ctrl[..., :1]), ctrl), -1)
-    a = ctrl.new_zeros(b, n + 3, n + 3)
-    a[:, :n, :n] = k + 1e-6 * torch.eye(n, dtype=ctrl.dtype, device=ctrl.device)
-    a[:, :n, n:] = p
-    a[:, n:, :n] = p.transpose(1, 2)
-    rhs = torch.cat((values, values.new_zeros(b, 3, 2)), 1)
-    return torch.linalg.solve(a, rhs)
+_UPPER_ANCHORS = torch.tensor([(-0.6, -0.6), (0.6, -0.6), (-1.2, -0.5), (1.2, -0.5), (-1.6, -0.05), (1.6, -0.05)])
+_LOWER_ANCHORS = torch.tensor([(-1.6, -0.05), (1.6, -0.05), (-1.5, 0.7), (1.5, 0.7)])
+"""Fixed (never moving) points of the upper and lower warp, in rest mouth widths about the
+mouth centre (u along the mouth, v down)."""
 
 
-def _tps_eval(coef: torch.Tensor, ctrl: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    """Evaluate the spline at ``pts`` (B, M, 2) -> (B, M, 2)."""
+# --- radial basis warp ---------------------------------------------------------------------
+
+def _wendland(r: torch.Tensor) -> torch.Tensor:
+    """Wendland's compactly supported C2 kernel (positive definite in 2-D): 0 for r >= 1."""
+    t = (1 - r).clamp_min(0)
+    return t.pow(4) * (4 * r + 1)
+
+
+def _solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Batched small linear solve. On the CPU through NumPy in float64: torch's threaded LAPACK
+    takes hundreds of ms for a batch of 30x30 systems on a busy 2-core machine (measured)."""
+    if a.device.type == "cpu":
+        out = np.linalg.solve(a.detach().double().numpy(), rhs.detach().double().numpy())
+        return torch.from_numpy(out).to(rhs.dtype)
+    return torch.linalg.solve(a.double(), rhs.double()).to(rhs.dtype)
+
+
+def _rbf_fit(ctrl: torch.Tensor, values: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Weights (B, N, 2) of a compactly supported RBF interpolant through ``values`` (B, N, 2)
+    at ``ctrl`` (B, N, 2); ``radius`` (B,) is the kernel's support in the same units."""
     n = ctrl.shape[1]
-    k = _tps_kernel(torch.cdist(pts, ctrl).square())
-    return k @ coef[:, :n] + coef[:, n:n + 1] + pts[..., :1] * coef[:, n + 1:n + 2] + pts[..., 1:] * coef[:, n + 2:n + 3]
+    k = _wendland(torch.cdist(ctrl, ctrl) / radius.view(-1, 1, 1))
+    k = k + RBF_RIDGE * torch.eye(n, dtype=ctrl.dtype, device=ctrl.device)
+    return _solve(k, values)
 
 
-def _border_anchors(size: int, per_side: int, device, dtype) -> torch.Tensor:
-    t = torch.linspace(0, size - 1, per_side + 1, device=device, dtype=dtype)[:-1]
-    e = torch.full_like(t, float(size - 1))
-    z = torch.zeros_like(t)
-    return torch.cat((torch.stack((t, z), -1), torch.stack((e, t), -1),
-                      torch.stack((e - t, e), -1), torch.stack((z, e - t), -1)))
+def _rbf_eval(coef: torch.Tensor, ctrl: torch.Tensor, pts: torch.Tensor, radius: torch.Tensor) -> torch.Tensor:
+    """Evaluate the interpolant at ``pts`` (B, M, 2) -> (B, M, 2); exactly 0 farther than
+    ``radius`` from every control point."""
+    return _wendland(torch.cdist(pts, ctrl) / radius.view(-1, 1, 1)) @ coef
 
 
 # --- colours -------------------------------------------------------------------------------
 
+_BOX = torch.tensor([(dx, dy) for dy in (-2.0, 0.0, 2.0) for dx in (-2.0, 0.0, 2.0)])
+
+
 def _sample(crops: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    """Bilinear colours (B, N, 3) at crop-pixel points (B, N, 2), each a 5x5-px average."""
+    """Colours (B, N, 3) at crop-pixel points (B, N, 2), each averaged over a 5x5-px patch."""
+    b, n, _ = pts.shape
     s = crops.shape[-1]
-    small = F.avg_pool2d(crops, 5, stride=1, padding=2, count_include_pad=False)
-    grid = (pts / (s - 1) * 2 - 1)[:, :, None]
-    return F.grid_sample(small, grid, mode="bilinear", padding_mode="border", align_corners=True)[..., 0].transpose(1, 2)
+    p = pts[:, :, None] + _BOX.to(pts)[None, None]
+    grid = (p / (s - 1) * 2 - 1).reshape(b, n * 9, 1, 2)
+    c = F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return c[..., 0].reshape(b, 3, n, 9).mean(-1).transpose(1, 2)
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -258,7 +322,86 @@ def _smoothstep(x: torch.Tensor) -> torch.Tensor:
     return x * x * (3 - 2 * x)
 
 
+# --- per-pixel mouth maps ------------------------------------------------------------------
+
+@dataclass
+class _Maps:
+    """Target mouth shape at pixels (all (B, ...)): u, v local coords; sfrac across the mouth
+    (-1..1 between the corners); prof lip profile; top/bot inner lip edges; w_up weight of the
+    upper displacement field."""
+
+    u: torch.Tensor
+    v: torch.Tensor
+    sfrac: torch.Tensor
+    prof: torch.Tensor
+    top: torch.Tensor
+    bot: torch.Tensor
+    half: torch.Tensor
+    w_up: torch.Tensor
+
+
+def _maps(tgt: _Mouth, px: torch.Tensor, py: torch.Tensor, centre, ex, ey, px_unit: float) -> _Maps:
+    """Mouth maps at crop-pixel coordinates px, py (B, H, W)."""
+    b = px.shape[0]
+    view = (b, 1, 1)
+    qx = px - centre[:, 0].view(view)
+    qy = py - centre[:, 1].view(view)
+    u = qx * ex[:, 0].view(view) + qy * ex[:, 1].view(view)
+    v = qx * ey[:, 0].view(view) + qy * ey[:, 1].view(view)
+    lu, ru = tgt.left[:, 0].view(view), tgt.right[:, 0].view(view)
+    lv, rv = tgt.left[:, 1].view(view), tgt.right[:, 1].view(view)
+    half = ((ru - lu) / 2).clamp_min(1e-3)
+    sfrac = (u - (lu + ru) / 2) / half
+    # the corner line, continued straight beyond the corners
+    line = (lv + rv) / 2 + (rv - lv) / 2 * sfrac
+    prof = _profile(sfrac)
+    top = line + tgt.up_in.view(view) * prof
+    bot = line + tgt.lo_in.view(view) * prof
+    seam = (top + bot) / 2
+    outside = (sfrac.abs() - 1).clamp_min(0) * half  # distance beyond the corners
+    soft = 0.75 * px_unit + 0.8 * outside
+    w_up = ((seam - v) / soft + 0.5).clamp(0, 1)
+    return _Maps(u, v, sfrac, prof, top, bot, half, w_up)
+
+
+def _roi(rest_w: torch.Tensor, centre, ex, ey, size: int):
+    """The mouth region worked on at full resolution: a box of :data:`ROI_BOX` (in rest mouth
+    widths about the mouth centre, 15 % larger for a slightly rotated mouth), clipped to the
+    crop. Its size depends only on the clip's rest width, so a frame's result does not depend
+    on the other frames of its batch. Returns (h, w, top-left corners (B, 2) as x, y)."""
+    u0, u1, v0, v1 = ROI_BOX
+    rw = float(rest_w[0])
+    w = min(int(math.ceil((u1 - u0) * rw * 1.15)) + 2, size)
+    h = min(int(math.ceil((v1 - v0) * rw * 1.15)) + 2, size)
+    mid = _to_crop(torch.stack(((u0 + u1) / 2 * rest_w, (v0 + v1) / 2 * rest_w), -1)[:, None], centre, ex, ey)[:, 0]
+    start = torch.stack(((mid[:, 0] - w / 2).round().clamp(0, size - w), (mid[:, 1] - h / 2).round().clamp(0, size - h)), -1)
+    return h, w, start.long()
+
+
 # --- the generator -------------------------------------------------------------------------
+
+def target_landmarks(mouth: torch.Tensor, params: torch.Tensor, *, strength: float = 1.0,
+                     rest: MouthRest | None = None) -> torch.Tensor:
+    """Where the generator puts the landmarks. mouth: (B, 8, 2) in crop pixels; params (B, 5).
+    Returns (B, 8, 2) in crop pixels, :data:`~.types.MOUTH_POINTS` order (inner/outer lip points
+    at the middle of the mouth)."""
+    check_shape(mouth, "B 8 2", WHO, "mouth landmarks")
+    check_shape(params, "B P", WHO, "mouth parameters", B=mouth.shape[0], P=len(MOUTH_PARAMS))
+    mouth = mouth.float()
+    rest = rest if rest is not None else mouth_rest(mouth)
+    b = mouth.shape[0]
+    centre, ex, ey, _ = _mouth_frame(mouth)
+    src = _measure(_to_local(mouth, centre, ex, ey))
+    tgt = _targets(src, params.to(mouth).clamp(0, 1), rest.width.to(mouth).expand(b), rest.gap.to(mouth).expand(b), strength)
+    mid = (tgt.left + tgt.right) / 2
+    loc = torch.stack((tgt.left, tgt.right, mid + _vert(tgt.up_out), mid + _vert(tgt.lo_out),
+                       mid + _vert(tgt.up_in), mid + _vert(tgt.lo_in), tgt.nose, tgt.chin), 1)
+    return _to_crop(loc, centre, ex, ey)
+
+
+def _vert(h: torch.Tensor) -> torch.Tensor:
+    return torch.stack((torch.zeros_like(h), h), -1)
+
 
 def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, strength: float = 1.0,
              rest: MouthRest | None = None) -> torch.Tensor:
@@ -267,17 +410,19 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     crops:  (B, 3, S, S) RGB in 0..1, aligned mouth-centred crops.
     mouth:  (B, 8, 2) tracked mouth landmarks in crop pixels (:data:`~.types.MOUTH_POINTS`).
     params: (B, 5) mouth parameters in [0, 1] (:data:`~.types.MOUTH_PARAMS`).
-    strength: 0 gives the crops back, 1 the full requested motion.
+    strength: 0 gives the crops back, 1 the full requested motion (up to 2 exaggerates).
     rest:   the clip's rest mouth (:func:`mouth_rest` over the whole clip); default: from
             this batch.
-    Returns (B, 3, S, S) in 0..1, same device and dtype as ``crops``.
+    Returns (B, 3, S, S) in 0..1, same device and dtype as ``crops``. Deterministic.
     """
     check_shape(crops, "B 3 S S", WHO, "crops")
     b, _, s, _ = crops.shape
     check_shape(mouth, "B 8 2", WHO, "mouth landmarks", B=b)
     check_shape(params, "B P", WHO, "mouth parameters", B=b, P=len(MOUTH_PARAMS))
-    if not 0.0 <= strength <= 2.0:
-        raise InputError(f"{WHO}: strength must be in 0..2, got {strength}.")
+    if not 0.0 <= float(strength) <= 2.0:
+        raise InputError(f"{WHO}: strength must be between 0 and 2, got {strength}.")
+    if s < 16:
+        raise InputError(f"{WHO}: crops must be at least 16 px, got {s}.")
     dev, dt = crops.device, crops.dtype
     work = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt
     x = crops.to(work)
@@ -290,17 +435,23 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
 
     centre, ex, ey, _ = _mouth_frame(mouth)
     src = _measure(_to_local(mouth, centre, ex, ey))
-    tgt = _targets(src, params, rest_w, rest_gap, strength)
+    tgt = _targets(src, params, rest_w, rest_gap, float(strength))
+    src, tgt = _clear_anchors(src, tgt, rest_w)
 
     src_up, src_lo = _controls(src)
     tgt_up, tgt_lo = _controls(tgt)
+    # fixed points around the mouth keep the warp local (cheeks, nose, eyes stay put)
+    fixed_up = _UPPER_ANCHORS.to(dev, work)[None] * rest_w.view(b, 1, 1)
+    fixed_lo = _LOWER_ANCHORS.to(dev, work)[None] * rest_w.view(b, 1, 1)
+    src_up, tgt_up = torch.cat((src_up, fixed_up), 1), torch.cat((tgt_up, fixed_up), 1)
+    src_lo, tgt_lo = torch.cat((src_lo, fixed_lo), 1), torch.cat((tgt_lo, fixed_lo), 1)
     moved = torch.maximum((tgt_up - src_up).abs().amax((1, 2)), (tgt_lo - src_lo).abs().amax((1, 2))) > 1e-4
     if not bool(moved.any()):
         return crops.clone()
+    px_unit = s / 256.0
 
-    # Displacement fields (target -> source), in crop pixels, evaluated on a coarse grid.
-    anchors = _border_anchors(s, 6, dev, work)[None].expand(b, -1, -1)
-    scale = 1.0 / s
+    # 1. Two displacement fields (target -> source, crop px) on a coarse grid.
+    radius = RBF_RADIUS * rest_w
     g = max(s // 4, 16)
     lin = torch.linspace(0, s - 1, g, device=dev, dtype=work)
     gy, gx = torch.meshgrid(lin, lin, indexing="ij")
@@ -309,94 +460,104 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     for t_loc, s_loc in ((tgt_up, src_up), (tgt_lo, src_lo)):
         t_pts = _to_crop(t_loc, centre, ex, ey)
         s_pts = _to_crop(s_loc, centre, ex, ey)
-        ctrl = torch.cat((t_pts, anchors), 1) * scale
-        vals = torch.cat((s_pts - t_pts, torch.zeros_like(anchors)), 1)
-        coef = _tps_fit(ctrl, vals)
-        fields.append(_tps_eval(coef, ctrl, grid_pts * scale).reshape(b, g, g, 2))
-    disp = torch.cat(fields, -1).permute(0, 3, 1, 2)  # (B, 4, g, g)
-    disp = F.interpolate(disp, size=(s, s), mode="bilinear", align_corners=True)
+        coef = _rbf_fit(t_pts, s_pts - t_pts, radius)
+        fields.append(_rbf_eval(coef, t_pts, grid_pts, radius).reshape(b, g, g, 2))
+    coarse = torch.cat(fields, -1).permute(0, 3, 1, 2)  # (B, 4, g, g)
 
-    # Per-pixel local coordinates in the mouth frame.
-    pix = torch.arange(s, device=dev, dtype=work)
-    px = pix.view(1, 1, s) - centre[:, 0].view(b, 1, 1)
-    py = pix.view(1, s, 1) - centre[:, 1].view(b, 1, 1)
-    u = px * ex[:, 0].view(b, 1, 1) + py * ex[:, 1].view(b, 1, 1)
-    v = px * ey[:, 0].view(b, 1, 1) + py * ey[:, 1].view(b, 1, 1)
+    # 2. Whole crop: the two fields blended at coarse resolution (smooth away from the mouth).
+    cm = _maps(tgt, gx.expand(b, g, g), gy.expand(b, g, g), centre, ex, ey, px_unit)
+    w_c = cm.w_up[:, None]
+    blended = coarse[:, :2] * w_c + coarse[:, 2:] * (1 - w_c)
+    # source positions, normalised for grid_sample; bilinear upsampling of (grid + field) is
+    # exact for the grid part, so only the coarse field is computed per pixel
+    at_coarse = (torch.stack((gx, gy))[None] + blended) * (2.0 / (s - 1)) - 1
+    grid = F.interpolate(at_coarse, size=(s, s), mode="bilinear", align_corners=True)
+    out = F.grid_sample(x, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=True)
 
-    # Target mouth shape at every pixel column u.
-    lu, ru = tgt.left[:, 0].view(b, 1, 1), tgt.right[:, 0].view(b, 1, 1)
-    half = ((ru - lu) / 2).clamp_min(1e-3)
-    sfrac = (u - (lu + ru) / 2) / half
-    t = ((sfrac.clamp(-1, 1) + 1) / 2)
-    line = tgt.left[:, 1].view(b, 1, 1) * (1 - t) + tgt.right[:, 1].view(b, 1, 1) * t
-    # the corner line continues straight beyond the corners
-    slope = (tgt.right[:, 1] - tgt.left[:, 1]).view(b, 1, 1) / (2 * half)
-    line = line + slope * ((u - ru).clamp_min(0) - (lu - u).clamp_min(0))
-    prof = _profile(sfrac)
-    top = line + tgt.up_in.view(b, 1, 1) * prof
-    bot = line + tgt.lo_in.view(b, 1, 1) * prof
-    seam = (top + bot) / 2
-    px_unit = s / 256.0
-    outside = (sfrac.abs() - 1).clamp_min(0) * half  # distance beyond the corners
-    soft = 0.75 * px_unit + 0.8 * outside
-    w_up = ((seam - v) / soft + 0.5).clamp(0, 1)
-    disp = disp[:, :2] * w_up[:, None] + disp[:, 2:] * (1 - w_up[:, None])
+    # 3. Mouth region at full resolution: a sharp switch between the fields at the lip seam,
+    #    and the synthetic inner mouth.
+    rh, rw, start = _roi(rest_w, centre, ex, ey, s)
+    ry = start[:, 1].view(b, 1, 1).to(work) + torch.arange(rh, device=dev, dtype=work).view(1, rh, 1)
+    rx = start[:, 0].view(b, 1, 1).to(work) + torch.arange(rw, device=dev, dtype=work).view(1, 1, rw)
+    rx, ry = rx.expand(b, rh, rw), ry.expand(b, rh, rw)
+    rm = _maps(tgt, rx, ry, centre, ex, ey, px_unit)
+    at = torch.stack((rx, ry), -1) * (2.0 / (s - 1)) - 1
+    f = F.grid_sample(coarse, at, mode="bilinear", padding_mode="border", align_corners=True)  # (B, 4, rh, rw)
+    wu = rm.w_up[:, None]
+    d = f[:, :2] * wu + f[:, 2:] * (1 - wu)
+    src_at = (torch.stack((rx, ry), 1) + d).permute(0, 2, 3, 1) * (2.0 / (s - 1)) - 1
+    roi = F.grid_sample(x, src_at, mode="bilinear", padding_mode="border", align_corners=True)
 
-    base_x = pix.view(1, 1, s).expand(b, s, s)
-    base_y = pix.view(1, s, 1).expand(b, s, s)
-    sx = base_x + disp[:, 0]
-    sy = base_y + disp[:, 1]
-    grid = torch.stack((sx, sy), -1) * (2.0 / (s - 1)) - 1
-    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
-
-    # Inner mouth where the target opening exceeds the footage's own.
-    src_gap = (src.lo_in - src.up_in).clamp_min(0).view(b, 1, 1)
+    # Inner mouth wherever the target opening exceeds the clip's rest opening: only the part of
+    # the footage's own mouth interior that a closed mouth shows (e.g. teeth in a smile) is
+    # kept, so an opening in the footage never shows through.
+    keep_gap = torch.minimum((src.lo_in - src.up_in).clamp_min(0), rest_gap).view(b, 1, 1)
     tgt_gap = (tgt.lo_in - tgt.up_in).view(b, 1, 1)
-    extra = ((tgt_gap - src_gap).clamp_min(0) * prof)
-    band_top = top + src_gap * prof / 2
-    band_bot = bot - src_gap * prof / 2
-    edge = 0.9 * px_unit
-    inside = torch.minimum(torch.minimum(v - band_top, band_bot - v), (1 - sfrac.abs()) * half)
-    alpha = (inside / edge).clamp(0, 1) * (extra > 0)
-
+    band_top = rm.top + keep_gap * rm.prof / 2
+    band_bot = rm.bot - keep_gap * rm.prof / 2
+    edge = 1.5 * px_unit
+    inside = torch.minimum(torch.minimum(rm.v - band_top, band_bot - rm.v), (1 - rm.sfrac.abs()) * rm.half)
+    alpha = (inside / edge).clamp(0, 1) * (tgt_gap > keep_gap)
     if bool((alpha > 0).any()):
-        inner = _inner_mouth(x, mouth, src, tgt, params, rest_w, centre, ex, ey, u, v, top, bot, prof, sfrac, px_unit)
-        out = warped + alpha[:, None] * (inner - warped)
-    else:
-        out = warped
-    out = torch.where(moved.view(b, 1, 1, 1), out, x).clamp(0, 1)
+        inner = _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm, px_unit)
+        roi = roi + alpha[:, None] * (inner - roi)
+    roi = roi.clamp(0, 1)
+    for i in range(b):
+        if not bool(moved[i]):  # at rest: the crop itself, bit for bit
+            out[i] = x[i]
+            continue
+        x0, y0 = int(start[i, 0]), int(start[i, 1])
+        out[i, :, y0:y0 + rh, x0:x0 + rw] = roi[i]
     return out.to(dt)
 
 
-def _inner_mouth(x, mouth, src, tgt, params, rest_w, centre, ex, ey, u, v, top, bot, prof, sfrac, px_unit):
-    """Colours (B, 3, S, S) of a synthetic open mouth: cavity, upper teeth, tongue."""
+def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit):
+    """Colours (B, 3, h, w) of a synthetic open mouth over the ROI: cavity, upper teeth, tongue."""
     b = x.shape[0]
-    # Lip colour: middle of the upper and lower lip; skin: beside the mouth corners.
-    lip_pts = torch.stack((
-        (mouth[:, UO] + mouth[:, UI]) / 2, (mouth[:, LO] + mouth[:, LI]) / 2,
-    ), 1)
     w = rest_w
+    # Lip colour: the reddest of a few points across both lips (a tracker that takes teeth for
+    # lip must not turn the cavity grey); skin: beside the mouth corners.
+    fr = torch.tensor([0.3, 0.5, 0.7], device=x.device, dtype=x.dtype)
+    s3 = torch.tensor([-0.4, 0.0, 0.4], device=x.device, dtype=x.dtype)
+    lip_loc = []
+    for outer, inner in ((src.up_out, src.up_in), (src.lo_out, src.lo_in)):
+        h = inner[:, None, None] + (outer - inner)[:, None, None] * fr[None, :, None]  # (B, 3, 1)
+        ss = s3[None, None, :].expand(b, 3, 3)
+        u, v0 = src.base(ss)
+        lip_loc.append(torch.stack((u, v0 + h * _profile(ss)), -1).reshape(b, 9, 2))
     skin_loc = torch.stack((
         torch.stack((src.left[:, 0] - 0.25 * w, src.left[:, 1]), -1),
         torch.stack((src.right[:, 0] + 0.25 * w, src.right[:, 1]), -1),
     ), 1)
-    skin_pts = _to_crop(skin_loc, centre, ex, ey)
-    cols = _sample(x, torch.cat((lip_pts, skin_pts), 1))
-    lip = cols[:, :2].mean(1)
-    skin = cols[:, 2:].mean(1)
+    cols = _sample(x, _to_crop(torch.cat(lip_loc + [skin_loc], 1), centre, ex, ey))
+    lip_cols, skin = cols[:, :18], cols[:, 18:].mean(1)
+    red = lip_cols[..., 0] - 0.5 * (lip_cols[..., 1] + lip_cols[..., 2])
+    lip = (lip_cols * torch.softmax(red * 40, dim=1)[..., None]).sum(1)
     lum = (0.299 * skin[:, 0] + 0.587 * skin[:, 1] + 0.114 * skin[:, 2]).clamp(0.05, 1)
-    cavity = (lip * 0.16 + 0.01).view(b, 3, 1, 1)
+    # Trust the sampled lip colour as far as it is lip-red; fill in with a typical inner-lip
+    # colour at the face's brightness.
+    typ = torch.tensor(INNER_LIP, device=x.device, dtype=x.dtype)
+    typical = typ * (lum / 0.6).clamp(0.3, 1.5).view(b, 1)
+    red_lip = (lip[:, 0] - 0.5 * (lip[:, 1] + lip[:, 2])).view(b, 1)
+    trust = (red_lip / (typ[0] - 0.5 * (typ[1] + typ[2])) / (lum / 0.6).view(b, 1)).clamp(0, 1)
+    lip = (typical + trust * (lip - typical)).clamp(0, 1)
+
+    # A narrow opening shows the lit inside of the lips; a wide one the deep shadow behind the
+    # teeth: the cavity darkens as the mouth opens.
+    full_gap = (tgt.lo_in - tgt.up_in).clamp_min(0)
+    depth_open = (full_gap / (JAW_MAX * w)).clamp(0, 1).view(b, 1)
+    cavity = (lip * (CAVITY_SHALLOW + (CAVITY_DEEP - CAVITY_SHALLOW) * depth_open) + 0.01).view(b, 3, 1, 1)
     tongue = (lip * torch.tensor([0.62, 0.42, 0.42], device=x.device, dtype=x.dtype) + 0.02).view(b, 3, 1, 1)
     teeth_base = torch.tensor([0.93, 0.90, 0.84], device=x.device, dtype=x.dtype)
     teeth = (teeth_base * (0.35 + 0.75 * lum.view(b, 1)).clamp(max=1.05)).clamp(max=1).view(b, 3, 1, 1)
 
+    top, bot, v, sfrac, prof = rm.top, rm.bot, rm.v, rm.sfrac, rm.prof
     gap = (bot - top).clamp_min(0)
     depth = ((v - top) / gap.clamp_min(1e-3)).clamp(0, 1)  # 0 at the upper lip, 1 at the lower
     col = cavity * (1 - 0.35 * (1 - (2 * depth - 1).square()))[:, None]  # darkest in the middle
-    edge = 0.9 * px_unit
+    edge = 1.2 * px_unit
     # tongue: a shade rising from the lower lip, only in a well-open mouth
-    full_gap = (tgt.lo_in - tgt.up_in).clamp_min(0).view(b, 1, 1)
-    tongue_h = 0.32 * gap * (full_gap / (0.25 * w.view(b, 1, 1))).clamp(0, 1)
+    tongue_h = 0.32 * gap * (full_gap.view(b, 1, 1) / (0.25 * w.view(b, 1, 1))).clamp(0, 1)
     t_alpha = ((v - (bot - tongue_h)) / (2 * edge)).clamp(0, 1) * _smoothstep((1 - sfrac.abs()) * 3)
     col = col + (0.8 * t_alpha)[:, None] * (tongue - col)
     # upper teeth: a band under the upper lip, covering the whole gap for F/V

@@ -1,0 +1,295 @@
+"""The built-in generator (lipsync_models/generator.py) and LipSyncInference with it.
+
+Checked with the face half's own mouth-opening measure (face.mouth_opening) on the output
+crops: the output opening must follow the requested jaw_open track (Pearson r >= 0.9) on GRID
+clips and on the still astronaut clip, and footage that already moves must not show through.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from comfyui_lipsync.lipsync_models import composite, face, generator, media, types
+from comfyui_lipsync.lipsync_models import audio as audio_mod
+from comfyui_lipsync.lipsync_models.errors import InputError, LengthMismatchError
+from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
+
+G = generator
+
+
+def _jaw_track(n: int, seed: int) -> torch.Tensor:
+    """A varied jaw_open track in [0, 1] (random, lightly smoothed like speech)."""
+    g = torch.Generator().manual_seed(seed)
+    j = torch.rand(n, generator=g)
+    j = torch.nn.functional.avg_pool1d(j[None, None], 3, 1, 1, count_include_pad=False)[0, 0]
+    return (j - j.min()) / (j.max() - j.min())
+
+
+def _params(jaw: torch.Tensor) -> torch.Tensor:
+    p = torch.zeros(len(jaw), 5)
+    p[:, 0] = jaw
+    return p
+
+
+def _mouth_in_crop(track: types.FaceTrack) -> torch.Tensor:
+    m = track.transform.float()
+    return track.mouth.float() @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(np.corrcoef(a.double().numpy(), b.double().numpy())[0, 1])
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+
+    frames = (torch.from_numpy(data.astronaut()).float() / 255)[None].repeat(75, 1, 1, 1)
+    track = face.track_faces(frames, crop_size=256)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2).contiguous()
+    return frames, track, crops, _mouth_in_crop(track)
+
+
+@pytest.fixture(scope="module")
+def grid_clip(grid_dir):
+    frames, fps, aud = media.read_video(str(grid_dir / "bbaf2n.mpg"))
+    frames = frames.float() / 255
+    track = face.track_faces(frames, crop_size=256)
+    return frames, fps, aud, track
+
+
+def _face_crop(size: int = 128, gap: float = 0.0):
+    """A drawn face crop: skin, red lips (closed when gap = 0) centred, and its landmarks."""
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    img = torch.empty(3, size, size)
+    img[0], img[1], img[2] = 0.85, 0.65, 0.55
+    c, w = size / 2, 0.3 * size
+    lip = ((xx - c) / (w / 2)) ** 2 + ((yy - c) / (0.08 * size + gap / 2)) ** 2 < 1
+    img[:, lip] = torch.tensor([0.75, 0.3, 0.3])[:, None]
+    inner = (((xx - c) / (w / 2)) ** 2 < 1) & ((yy - c).abs() < gap / 2)
+    img[:, inner] = 0.05
+    img = img + 0.02 * torch.sin(xx / 3)[None] * torch.cos(yy / 5)[None]  # some texture
+    lm = torch.tensor([[c - w / 2, c], [c + w / 2, c], [c, c - 0.08 * size - gap / 2], [c, c + 0.08 * size + gap / 2],
+                       [c, c - gap / 2], [c, c + gap / 2], [c, c - 0.2 * size], [c, c + 0.3 * size]])
+    return img.clamp(0, 1), lm
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_rest_pose_is_identity_on_closed_lips(batch):
+    img, lm = _face_crop()
+    crops = img[None].repeat(batch, 1, 1, 1)
+    out = G.generate(crops, lm[None].repeat(batch, 1, 1), torch.tensor([G.REST_POSE] * batch))
+    assert out.shape == crops.shape and out.dtype == crops.dtype
+    assert (out - crops).abs().max() <= 1e-5
+
+
+def test_rest_pose_is_identity_on_tracked_still_clip(astronaut):
+    _, track, crops, mouth = astronaut
+    rest = G.mouth_rest(mouth)
+    out = G.generate(crops, mouth, torch.zeros(len(crops), 5), rest=rest)
+    assert (out - crops).abs().max() <= 1e-5
+
+
+def test_strength_zero_gives_the_crops_back():
+    img, lm = _face_crop()
+    p = torch.tensor([[1.0, 0.5, 0.2, 0.0, 0.3]])
+    out = G.generate(img[None], lm[None], p, strength=0.0)
+    assert (out - img[None]).abs().max() <= 1e-5
+    assert (G.generate(img[None], lm[None], p) - img[None]).abs().max() > 0.2
+
+
+# --- geometry worked out by hand ----------------------------------------------------------------
+
+def _closed_mouth(width=100.0, c=128.0):
+    return torch.tensor([[[c - width / 2, c], [c + width / 2, c], [c, c - 12], [c, c + 14],
+                          [c, c], [c, c], [c, c - 40], [c, c + 80]]])
+
+
+def test_target_landmarks_jaw_open():
+    lm = _closed_mouth()
+    t = G.target_landmarks(lm, torch.tensor([[1.0, 0, 0, 0, 0]]))[0]
+    d = 0.55 * 100  # JAW_MAX * rest width
+    # lower lip and outer lower lip drop by 85 % of the opening, upper lip lifts by 15 %
+    assert t[5].tolist() == pytest.approx([128, 128 + 0.85 * d], abs=1e-3)
+    assert t[3].tolist() == pytest.approx([128, 128 + 14 + 0.85 * d], abs=1e-3)
+    assert t[4].tolist() == pytest.approx([128, 128 - 0.15 * d], abs=1e-3)
+    assert t[2].tolist() == pytest.approx([128, 128 - 12 - 0.15 * d], abs=1e-3)
+    # chin drops 0.8 d, corners drop 0.2 d and come in by 8 %, the nose stays
+    assert t[7].tolist() == pytest.approx([128, 208 + 0.8 * d], abs=1e-3)
+    assert t[0].tolist() == pytest.approx([128 - 46, 128 + 0.2 * d], abs=1e-3)
+    assert t[1].tolist() == pytest.approx([128 + 46, 128 + 0.2 * d], abs=1e-3)
+    assert t[6].tolist() == pytest.approx([128, 88], abs=1e-3)
+
+
+@pytest.mark.parametrize("params, half", [((0, 1, 0, 0, 0), 59.0), ((0, 0, 1, 0, 0), 36.0), ((0, 0, 0, 0, 0), 50.0)])
+def test_target_landmarks_width(params, half):
+    t = G.target_landmarks(_closed_mouth(), torch.tensor([params], dtype=torch.float32))[0]
+    assert float(t[1, 0] - t[0, 0]) == pytest.approx(2 * half, abs=1e-3)
+
+
+def test_target_landmarks_close_an_open_mouth_at_rest():
+    # the footage's mouth is open 20 px; the clip's rest gap is 0: the lips must meet, the
+    # lower lip (and chin) carrying 85 % of the closing
+    lm = _closed_mouth()
+    lm[0, 4, 1] -= 3
+    lm[0, 5, 1] += 17
+    rest = G.MouthRest(width=torch.tensor(100.0), gap=torch.tensor(0.0))
+    t = G.target_landmarks(lm, torch.zeros(1, 5), rest=rest)[0]
+    assert float(t[5, 1] - t[4, 1]) == pytest.approx(0.0, abs=1e-3)
+    assert float(t[4, 1]) == pytest.approx(125 + 3.0, abs=1e-3)
+    assert float(t[7, 1]) == pytest.approx(208 - 17.0, abs=1e-3)
+
+
+def test_lip_close_cancels_opening_and_teeth_show_for_f():
+    img, lm = _face_crop(128)
+    base = G.generate(img[None], lm[None], torch.tensor([[0.6, 0, 0, 1.0, 0]]))
+    assert (base - img[None]).abs().max() > 0.01  # pressed lips change the picture ...
+    t = G.target_landmarks(lm[None], torch.tensor([[0.6, 0, 0, 1.0, 0]]))[0]
+    assert float(t[5, 1] - t[4, 1]) == pytest.approx(0.0, abs=1e-3)  # ... but open nothing
+    f = G.generate(img[None], lm[None], torch.tensor([[0.0, 0, 0, 0, 1.0]]))[0]
+    tf = G.target_landmarks(lm[None], torch.tensor([[0.0, 0, 0, 0, 1.0]]))[0]
+    ys = slice(int(tf[4, 1]) + 1, int(tf[5, 1]))
+    mid = f[:, ys, 60:68]
+    assert mid.numel() > 0
+    # the gap under the lifted upper lip shows bright, unsaturated teeth
+    assert float(mid.mean()) > 0.6 and float(mid.max(0).values.mean() - mid.min(0).values.mean()) < 0.2
+
+
+# --- the opening measure follows the track --------------------------------------------------
+
+def test_opening_follows_jaw_on_still_astronaut(astronaut):
+    _, _, crops, mouth = astronaut
+    jaw = _jaw_track(len(crops), seed=3)
+    out = G.generate(crops, mouth, _params(jaw), rest=G.mouth_rest(mouth))
+    opening = face.mouth_opening(out.permute(0, 2, 3, 1))
+    assert _pearson(opening, jaw) >= 0.9
+    # the warp is local: the eye line (top tenth of the crop, 1.4 mouth widths above the
+    # mouth) is untouched
+    assert (out[:, :, :24] - crops[:, :, :24]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("clip, seed", [("lbax4n", 5), ("swwp2s", 7)])
+def test_opening_follows_jaw_on_grid(grid_dir, clip, seed):
+    frames, _, _ = media.read_video(str(grid_dir / f"{clip}.mpg"))
+    frames = frames.float() / 255
+    track = face.track_faces(frames, crop_size=256)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
+    mouth = _mouth_in_crop(track)
+    jaw = _jaw_track(len(frames), seed)
+    out = G.generate(crops, mouth, _params(jaw), rest=G.mouth_rest(mouth))
+    opening = face.mouth_opening(out.permute(0, 2, 3, 1))
+    assert _pearson(opening, jaw) >= 0.9
+    # the speaker's own motion does not show through
+    assert abs(_pearson(opening, track.opening.float())) < 0.4
+
+
+def test_footage_motion_is_removed_at_rest(grid_dir):
+    # lbax4n: the speaker with the widest mouth motion of the GRID clips
+    frames, _, _ = media.read_video(str(grid_dir / "lbax4n.mpg"))
+    frames = frames.float() / 255
+    track = face.track_faces(frames, crop_size=256)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
+    mouth = _mouth_in_crop(track)
+    out = G.generate(crops, mouth, torch.zeros(len(frames), 5), rest=G.mouth_rest(mouth))
+    before = face.mouth_opening(crops.permute(0, 2, 3, 1))
+    after = face.mouth_opening(out.permute(0, 2, 3, 1))
+    assert float(after.std()) < 0.6 * float(before.std())
+    assert float(after.max()) < 0.7 * float(before.max())
+
+
+# --- batching, determinism, dtype ---------------------------------------------------------------
+
+def test_batches_agree_and_runs_are_deterministic(astronaut):
+    _, _, crops, mouth = astronaut
+    crops, mouth = crops[:6], mouth[:6]
+    rest = G.mouth_rest(mouth)
+    p = _params(torch.linspace(0.1, 0.9, 6))
+    p[:, 1] = torch.linspace(0, 1, 6)
+    whole = G.generate(crops, mouth, p, rest=rest)
+    again = G.generate(crops, mouth, p, rest=rest)
+    assert torch.equal(whole, again)
+    parts = torch.cat([G.generate(crops[i:i + 2], mouth[i:i + 2], p[i:i + 2], rest=rest) for i in (0, 2, 4)])
+    assert (whole - parts).abs().max() < 1e-4
+    f64 = G.generate(crops.double(), mouth.double(), p.double(), rest=rest)
+    assert f64.dtype == torch.float64 and (f64.float() - whole).abs().max() < 1e-3
+
+
+def test_inputs_not_modified(astronaut):
+    _, _, crops, mouth = astronaut
+    c, m = crops[:2].clone(), mouth[:2].clone()
+    G.generate(c, m, _params(torch.tensor([1.0, 0.5])))
+    assert torch.equal(c, crops[:2]) and torch.equal(m, mouth[:2])
+
+
+def test_bad_inputs_raise_clear_errors():
+    img, lm = _face_crop()
+    with pytest.raises(InputError, match="mouth parameters"):
+        G.generate(img[None], lm[None], torch.zeros(1, 4))
+    with pytest.raises(InputError, match="crops"):
+        G.generate(img, lm[None], torch.zeros(1, 5))
+    with pytest.raises(InputError, match="strength"):
+        G.generate(img[None], lm[None], torch.zeros(1, 5), strength=3.0)
+
+
+# --- the node ---------------------------------------------------------------------------------
+
+def _node_inputs(grid_clip, jaw=None, n_vis=None, n_drv=None):
+    frames, fps, (wav, sr), track = grid_clip
+    t = len(frames)
+    driver = audio_mod.make_driver({"waveform": wav[None], "sample_rate": sr}, fps, n_drv or t)
+    n = n_vis or t
+    jaw = jaw if jaw is not None else _jaw_track(n, 11)
+    vis = types.VisemeTrack(weights=torch.ones(n, 1), params=_params(jaw), names=("A",), viseme_set="test", fps=fps)
+    return frames, track, vis, driver
+
+
+def _defaults():
+    req = LipSyncInference.INPUT_TYPES()["required"]
+    return {k: v[1]["default"] for k, v in req.items() if len(v) > 1 and "default" in v[1]}
+
+
+def test_node_interface():
+    req = LipSyncInference.INPUT_TYPES()["required"]
+    assert all("tooltip" in spec[1] for spec in req.values())
+    assert req["model"][0][0] == "built-in (no weights)" and _defaults()["model"] == "built-in (no weights)"
+    assert LipSyncInference.RETURN_TYPES == ("IMAGE", types.FACE_TRACK)
+    assert LipSyncInference.CATEGORY == "lipsync/generate"
+    assert len(LipSyncInference.OUTPUT_TOOLTIPS) == 2
+
+
+def test_node_builtin_on_grid(grid_clip):
+    frames, track, vis, driver = _node_inputs(grid_clip)
+    crops, out_track = LipSyncInference().run(frames, track, vis, driver, **_defaults())
+    assert crops.shape == (len(frames), 256, 256, 3) and crops.dtype == torch.float32
+    assert out_track is track
+    assert _pearson(face.mouth_opening(crops), vis.param("jaw_open")) >= 0.9
+    # ready for Composite: same frame count, size and track
+    pasted = composite.composite(frames[:4], crops[:4], _slice_track(out_track, 4))
+    assert pasted.shape == frames[:4].shape
+
+
+def _slice_track(track, n):
+    from dataclasses import replace
+    return replace(track, boxes=track.boxes[:n], mouth=track.mouth[:n], opening=track.opening[:n],
+                   transform=track.transform[:n], found=track.found[:n])
+
+
+def test_node_length_mismatch_names_every_count(grid_clip):
+    frames, track, vis, driver = _node_inputs(grid_clip, n_vis=74, n_drv=76)
+    with pytest.raises(LengthMismatchError) as e:
+        LipSyncInference().run(frames, track, vis, driver, **_defaults())
+    msg = str(e.value)
+    for part in ("LipSyncInference", "images 75", "face_track 75", "visemes 74", "driver 76"):
+        assert part in msg
+
+
+def test_node_progress_per_batch(grid_clip, monkeypatch):
+    from comfyui_lipsync.nodes import _comfy
+
+    calls = []
+    monkeypatch.setattr(_comfy.Progress, "hook", staticmethod(lambda done, total: calls.append((done, total))))
+    frames, track, vis, driver = _node_inputs(grid_clip)
+    LipSyncInference().run(frames, track, vis, driver, model="built-in (no weights)", strength=1.0, batch_size=32)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
