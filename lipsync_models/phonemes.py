@@ -266,10 +266,47 @@ def transcript_words(transcript: str) -> list[tuple[str, list[str], str]]:
     return [(w,) + tuple(g2p.pronounce(w)) for w in g2p.normalize_text(transcript)]
 
 
-ALIGN_MAX_S = 150.0
-"""Longest audio aligned in one piece: pocketsphinx's alignment memory grows with frames times
-words (measured here: 21 s +8 MB, 63 s +73 MB, 188 s +524 MB), so longer lines are refused with
-a message instead of exhausting memory."""
+ALIGN_CHUNK_S = 60.0
+"""Audio longer than this is aligned window by window: pocketsphinx's alignment memory grows
+with frames times words (measured here in one piece: 21 s +8 MB, 63 s +73 MB, 188 s +524 MB)."""
+ALIGN_GUARD_S = 5.0
+"""Words a window places in its last ALIGN_GUARD_S seconds are not kept (nor the last word it
+was given); the next window, starting after the last kept word, places them again with the
+audio that follows."""
+
+
+def _align_piece(dec, x: np.ndarray, words: list[tuple[str, list[str], str]]):
+    """One pocketsphinx alignment (two passes) of ``words`` to ``x``; caller holds the lock.
+
+    Returns (segs [(label, first frame, end frame, confidence)], words [(name, first frame,
+    end frame)]) with frames relative to ``x``, or None when pocketsphinx finds no alignment.
+    """
+    pcm = _pcm(x)
+    try:
+        dec.set_align_text(" ".join(w for w, _, _ in words))
+        dec.reinit_feat()  # fresh noise/CMN state: the result must not depend on earlier calls
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+        dec.set_alignment()
+        dec.reinit_feat()
+        dec.start_utt()
+        dec.process_raw(pcm, full_utt=True)
+        dec.end_utt()
+        alignment = dec.get_alignment()
+    except RuntimeError as e:
+        log.warning("ExtractPhonemes: pocketsphinx alignment failed: %s", e)
+        return None
+    if alignment is None:
+        return None
+    segs, wordlist = [], []
+    for entry in alignment:
+        name = entry.name.split("(")[0]
+        if not name.startswith("<") and not name.startswith("+"):
+            wordlist.append((name, entry.start, entry.start + entry.duration))
+        for ph in entry:
+            segs.append((_label(ph.name), ph.start, ph.start + ph.duration, _confidence(ph.score, ph.duration)))
+    return segs, wordlist
 
 
 def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None = None) -> PhonemeTrack:
@@ -279,6 +316,13 @@ def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None
     punctuation, digits). Returns a PhonemeTrack (backend "align") with ``words`` filled
     (normalised words, start, end). Raises InputError for an empty transcript and
     SilentAudioError for silent audio.
+
+    Audio longer than :data:`ALIGN_CHUNK_S` is aligned in windows: each window gets the next
+    words, 80% of its share of the speech by phone count (pocketsphinx leaves speech it was
+    given no words for as silence, but fails when given more words than fit; then fewer are
+    tried), keeps those that end before its last :data:`ALIGN_GUARD_S` seconds except the last
+    given word, and the next window starts where the last kept word ends. Memory stays flat
+    and time grows linearly.
     """
     who = "ExtractPhonemes (align)"
     if not isinstance(transcript, str) or not transcript.strip():
@@ -290,53 +334,72 @@ def align(wave16k: torch.Tensor, transcript: str, on_progress: ProgressFn | None
                          "normalisation. Type the words as spoken.")
     x = _as_wave(wave16k, who)
     dur = len(x) / ANALYSIS_RATE
-    if dur > ALIGN_MAX_S:
-        raise InputError(f"{who}: {dur:.0f} s of audio is too long to align in one piece (at most "
-                         f"{ALIGN_MAX_S:.0f} s). Split the line into shorter clips with their own transcripts, "
-                         "or use backend 'recognize', which handles any length.")
-    if _frame_dbfs(x).max() < SILENCE_DBFS:
+    db = _frame_dbfs(x)
+    if db.max() < SILENCE_DBFS:
         raise SilentAudioError(f"{who}: the audio is silent (loudest 10 ms below {SILENCE_DBFS:.0f} dBFS), "
                                f"so the {len(words)} transcript words cannot be placed. Check the audio input.")
-    min_frames = sum(max(len(p), 1) for _, p, _ in words) * 3  # pocketsphinx HMMs take >= 3 frames
-    if min_frames > len(x) // (ANALYSIS_RATE // FRAME_RATE):
+    n_frames = len(x) // (ANALYSIS_RATE // FRAME_RATE)
+    phones = [max(len(p), 1) for _, p, _ in words]
+    if sum(phones) * 3 > n_frames:  # pocketsphinx HMMs take >= 3 frames per phone
         raise InputError(f"{who}: the transcript ({len(words)} words) is too long for {dur:.2f} s of audio. "
                          "Check that the transcript belongs to this audio.")
+    hop = ANALYSIS_RATE // FRAME_RATE
+    chunk = int(ALIGN_CHUNK_S * FRAME_RATE)
+    guard = int(min(ALIGN_GUARD_S, ALIGN_CHUNK_S / 3) * FRAME_RATE)
+    level, noise = float(np.percentile(db, 98)), float(np.percentile(db, 10))
+    speech = db[:n_frames] > max(level - SILENCE_BELOW_DB, min(noise + 10.0, level - CLOSURE_BELOW_DB))
+    speech_left = np.concatenate([np.cumsum(speech[::-1])[::-1], [0]])  # speech frames from f to the end
+
     dec, lock = _decoder("align")
-    pcm = _pcm(x)
+    segs: list[tuple[str, int, int, float]] = []
+    wordlist: list[tuple[str, float, float]] = []
+    pos, wi = 0, 0
     with lock:
-        for w, phones, source in words:
+        for w, ph, source in words:
             if dec.lookup_word(w) is None:
-                dec.add_word(w, " ".join(phones), True)
-                log.info("ExtractPhonemes: %r not in the dictionary; %s pronunciation %s", w, source, " ".join(phones))
-        try:
-            dec.set_align_text(" ".join(w for w, _, _ in words))
-            dec.reinit_feat()  # fresh noise/CMN state: the result must not depend on earlier calls
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
+                dec.add_word(w, " ".join(ph), True)
+                log.info("ExtractPhonemes: %r not in the dictionary; %s pronunciation %s", w, source, " ".join(ph))
+        while wi < len(words):
+            last = n_frames - pos <= chunk
+            end = n_frames if last else pos + chunk
+            if last:
+                give = len(words) - wi
+            else:
+                share = (speech_left[pos] - speech_left[end]) / max(speech_left[pos], 1)
+                want = sum(phones[wi:]) * share * 0.8  # too few words is safe, too many fails
+                give, got = 0, 0
+                while wi + give < len(words) and got + phones[wi + give] <= want:
+                    got += phones[wi + give]
+                    give += 1
+                give = max(give, 1)
+            piece = x[pos * hop: (len(x) if last else end * hop)]
+            res = _align_piece(dec, piece, words[wi:wi + give])
+            while res is None and not last and give > 1:
+                give = give * 2 // 3  # the window could not hold them all: ask for fewer
+                res = _align_piece(dec, piece, words[wi:wi + give])
+            if res is None:
+                raise InputError(f"{who}: could not align the transcript ({len(words)} words) to {dur:.2f} s "
+                                 f"of audio (failed at {pos / FRAME_RATE:.1f} s, word {wi + 1} "
+                                 f"{words[wi][0]!r}). Check that the transcript matches the speech, or use "
+                                 "backend 'recognize'.")
+            psegs, pwords = res
+            if last:
+                keep, cut = len(pwords), n_frames - pos + 1
+            else:
+                keep = sum(1 for _, _, e in pwords if e <= end - pos - guard)
+                keep = max(min(keep, len(pwords) - 1), 1)  # the last given word may be stretched: redo it
+                cut = pwords[keep - 1][2]
+            for name, f0, f1 in pwords[:keep]:
+                wordlist.append((name, (pos + f0) / FRAME_RATE, min((pos + f1) / FRAME_RATE, dur)))
+            for label, f0, f1, conf in psegs:
+                if f0 < cut:
+                    segs.append((label, pos + f0, pos + min(f1, cut), conf))
+            wi += keep
+            pos += cut
             if on_progress is not None:
-                on_progress(1, 2)
-            dec.set_alignment()
-            dec.reinit_feat()
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
-            alignment = dec.get_alignment()
-        except RuntimeError as e:
-            alignment = None
-            log.warning("ExtractPhonemes: pocketsphinx alignment failed: %s", e)
-        if alignment is None:
-            raise InputError(f"{who}: could not align the transcript ({len(words)} words) to {dur:.2f} s of "
-                             "audio. Check that the transcript matches the speech, or use backend 'recognize'.")
-        segs, wordlist = [], []
-        for entry in alignment:
-            name = entry.name.split("(")[0]
-            if not name.startswith("<") and not name.startswith("+"):
-                wordlist.append((name, entry.start / FRAME_RATE, min((entry.start + entry.duration) / FRAME_RATE, dur)))
-            for ph in entry:
-                segs.append((_label(ph.name), ph.start, ph.start + ph.duration, _confidence(ph.score, ph.duration)))
-    if on_progress is not None:
-        on_progress(2, 2)
+                on_progress(min(pos, n_frames), n_frames)
+            if last:
+                break
     return PhonemeTrack(tuple(_cover(segs, len(x), "align")), dur, "align", tuple(wordlist))
 
 
