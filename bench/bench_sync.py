@@ -76,20 +76,20 @@ def run(detector: str, use_phonemes: bool, R: int = 15) -> None:
         w16 = to_analysis_rate(wav.mean(0), sr)
         n16 = int(round(img.shape[0] / fps * 16000))
         w16 = torch.nn.functional.pad(w16, (0, max(n16 - w16.shape[0], 0)))[:n16]
-        data[c] = (track, w16, fps)
+        data[c] = (track, w16, fps, img)
     res, other, secs, nframes = {}, {}, 0.0, 0
     for i, c in enumerate(clips):
-        track, w16, fps = data[c]
+        track, w16, fps, img = data[c]
         for k in (0,) + SHIFTS:
             t = time.perf_counter()
-            r = sync.score_articulation(track, shift_audio(w16, k, fps), fps, search_range=R,
-                                        window_s=2.0, use_phonemes=use_phonemes)
+            r = sync.score_articulation(track, shift_audio(w16, k, fps), fps, search_range=R, window_s=2.0,
+                                        use_phonemes=use_phonemes, images=img)
             secs += time.perf_counter() - t
             nframes += track.num_frames
             res[(c, k)] = r
         o = clips[(i + 1) % len(clips)]
         other[c] = sync.score_articulation(track, data[o][1], fps, search_range=R, window_s=2.0,
-                                           use_phonemes=use_phonemes)
+                                           use_phonemes=use_phonemes, images=img)
     lead = sync.NATURAL_LEAD_FRAMES
     print(f"\n=== detector {detector}, phonemes {'on' if use_phonemes else 'off'}, natural lead {lead:+.2f} frames ===")
     print(f"{'clip':8s} {'k=0':>4s} " + " ".join(f"{k:>+4d}" for k in SHIFTS) + "   conf(k=0)  peak(k=0)  other-audio conf")

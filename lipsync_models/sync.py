@@ -46,7 +46,7 @@ ENVELOPE_RATE = 100.0
 """Frames per second of the audio envelope (10 ms hop)."""
 BAND_HZ = (300.0, 3000.0)
 FLOOR_DB = 40.0
-LAG_STEP = 0.25
+LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
 NATURAL_LEAD_FRAMES = -0.75
 """Where the score curve peaks on recorded, in-sync speech, in frames (negative: the audio
@@ -54,7 +54,9 @@ signals run slightly ahead of the lips they explain). Measured on the 7 GRID cli
 ``../shared/data/grid`` (per-clip peaks -0.5 .. -1.5 with mediapipe lips); the bench reports
 the leave-one-out result of this calibration."""
 VISUAL_SIGNALS = ("gap", "outer", "opening")
-"""Visual signals the articulation scorer uses by default (see :func:`visual_signals`)."""
+"""Visual signals the articulation scorer uses by default without images (see :func:`visual_signals`)."""
+VISUAL_SIGNALS_WITH_IMAGES = ("flow", "gap", "outer", "opening")
+"""... and with the images: the optical-flow opening (:func:`flow_opening`)."""
 ACTIVITY_WEIGHT = 0.5
 """Weight of the speech-activity curve added to the mean of the fine curves."""
 MIN_FRAMES = 20
@@ -157,6 +159,56 @@ def visual_signals(track: FaceTrack, fps: float = 25.0) -> dict[str, np.ndarray]
     outer = np.linalg.norm(m[:, _IDX["upper_outer"]] - m[:, _IDX["lower_outer"]], axis=1) / width
     opening = track.opening.detach().double().cpu().numpy()
     return {"gap": gap, "outer": outer, "opening": opening}
+
+
+FLOW_CROP = 64
+"""Side (pixels) of the grey mouth crop the optical-flow opening is measured on."""
+
+
+def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int = 256,
+                 on_progress: ProgressFn | None = None) -> np.ndarray:
+    """Mouth opening from optical flow, independent of how precise the lip landmarks are.
+
+    A grey crop two mouth-widths wide, centred on the mouth (corner midpoint, median over 5
+    frames; size from the clip's median mouth width) is cut from every frame; dense
+    Farneback flow between consecutive crops gives the vertical speed of the lower-lip band
+    minus that of the upper-lip band, i.e. how fast the lips part (pixels of the crop per
+    frame). Its running sum, minus its 1-second moving average, is the opening.
+
+    images: (B, H, W, C) float 0..1; track: the clip's FaceTrack. Returns (B,) float64.
+    """
+    import cv2
+    from scipy.ndimage import median_filter, uniform_filter1d
+
+    check_images(images, WHO)
+    b = images.shape[0]
+    m = track.mouth.detach().double().cpu().numpy()
+    centre = median_filter(0.5 * (m[:, _IDX["corner_left"]] + m[:, _IDX["corner_right"]]), size=(5, 1), mode="nearest")
+    width = float(np.median(np.linalg.norm(m[:, _IDX["corner_left"]] - m[:, _IDX["corner_right"]], axis=1)))
+    size = FLOW_CROP
+    scale = size / max(2.0 * width, 4.0)
+    vel = np.zeros(b)
+    prev = None
+    cols = slice(size // 2 - size // 5, size // 2 + size // 5)
+    upper = slice(size // 2 - size // 4, size // 2)
+    lower = slice(size // 2, size // 2 + size // 4)
+    for s0 in range(0, b, chunk):
+        block = images[s0:s0 + chunk, ..., :3].detach().float()
+        grey = (block @ torch.tensor([0.299, 0.587, 0.114], device=block.device, dtype=block.dtype))
+        grey = (grey.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        for j, g in enumerate(grey):
+            i = s0 + j
+            mat = np.array([[scale, 0, size / 2 - scale * centre[i, 0]], [0, scale, size / 2 - scale * centre[i, 1]]])
+            crop = cv2.warpAffine(g, mat, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+            if prev is not None:
+                flow = cv2.calcOpticalFlowFarneback(prev, crop, None, 0.5, 2, 9, 3, 5, 1.1, 0)
+                vy = flow[..., 1]
+                vel[i] = float(vy[lower, cols].mean() - vy[upper, cols].mean())
+            prev = crop
+        if on_progress is not None:
+            on_progress(min(s0 + chunk, b), b)
+    opening = np.cumsum(vel)
+    return opening - uniform_filter1d(opening, size=max(int(round(fps)), 1), mode="nearest")
 
 
 def predicted_mouth(wave16k: torch.Tensor, fps: float, num_frames: int) -> dict[str, np.ndarray] | None:
@@ -294,7 +346,8 @@ def _windows(n: int, fps: float, window_s: float) -> list[tuple[int, int]]:
 def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, search_range: int = 15,
                        window_s: float = 2.0, use_phonemes: bool = True,
                        natural_lead: float = NATURAL_LEAD_FRAMES,
-                       visual_names: tuple[str, ...] = VISUAL_SIGNALS,
+                       visual_names: tuple[str, ...] | None = None,
+                       images: torch.Tensor | None = None,
                        on_progress: ProgressFn | None = None) -> SyncResult:
     """Weight-free sync score from a face track and the clip's audio.
 
@@ -317,6 +370,12 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
             on_progress(done, steps)
 
     vis_all = visual_signals(track, fps)
+    if images is not None:
+        if images.shape[0] != n:
+            raise LengthMismatchError(f"{WHO}: {images.shape[0]} images but the face track has {n} frames.")
+        vis_all["flow"] = flow_opening(images, track, fps)
+    if visual_names is None:
+        visual_names = VISUAL_SIGNALS_WITH_IMAGES if images is not None else VISUAL_SIGNALS
     bad = [v for v in visual_names if v not in vis_all]
     if bad or not visual_names:
         raise InputError(f"{WHO}: visual signals must be some of {tuple(vis_all)}, got {visual_names}.")
@@ -344,7 +403,13 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         act = lag_curves({"activity": act_v}, {"activity": act_a}, {}, fps, fine, frames)[0]
         mean = curves.mean(0) + ACTIVITY_WEIGHT * act
         inside = (fine >= -R - 0.5 + natural_lead) & (fine <= R + 0.5 + natural_lead)
-        best_fine = fine[inside][int(np.argmax(mean[inside]))]
+        j = int(np.nonzero(inside)[0][int(np.argmax(mean[inside]))])
+        best_fine = float(fine[j])
+        if 0 < j < len(fine) - 1:  # parabola through the peak and its neighbours
+            y0, y1, y2 = mean[j - 1], mean[j], mean[j + 1]
+            den = y0 - 2 * y1 + y2
+            if den < 0:
+                best_fine += float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) * LAG_STEP
         offset = int(np.clip(np.round(best_fine - natural_lead), -R, R))
         at_int = _interp_curve(fine, mean, ints + natural_lead)
         med = float(np.median(at_int))
@@ -376,7 +441,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         a1 = int(math.ceil(e / fps * ENVELOPE_RATE))
         seg = env[a0:a1]
         ok = bool(seg.size and _active_frames(seg, fps, env.max()) >= MIN_ACTIVE_FRAMES // 2
-                  and np.std(vis["gap"][s:e]) + np.std(vis["outer"][s:e]) > 1e-4)
+                  and sum(float(np.std(v[s:e])) for v in vis.values()) > 1e-4)
         windows.append({"start": s / fps, "end": e / fps, "offset_frames": w_off,
                         "confidence": round(w_conf, 4) if ok else 0.0, "judgeable": ok})
         tick()
@@ -387,7 +452,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     return SyncResult(
         offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf, confidence_at_zero=conf0,
         lags=torch.from_numpy(ints), scores=torch.from_numpy(curve.astype(np.float32)),
-        visual=_scale01(vis["gap"] + vis["outer"]), audio=_scale01(env_frames), fps=float(fps),
+        visual=_scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values())), audio=_scale01(env_frames), fps=float(fps),
         method="articulation" + (" + phonemes" if audio_fr else ""), windows=tuple(windows),
         judgeable=judgeable, notes=tuple(notes),
         extras={"curve peak before the natural-lead correction (frames)": raw_peak},

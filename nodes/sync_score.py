@@ -18,11 +18,12 @@ log = logging.getLogger("comfyui_lipsync")
 
 WHO = "SyncScore"
 ARTICULATION = "articulation (no weights)"
+ARTICULATION_FAST = "articulation, fast: no phoneme recognition (no weights)"
 _NETS: dict[tuple[str, float, str], object] = {}
 
 
 def _scorers() -> list[str]:
-    return [ARTICULATION] + [f for f in _comfy.model_files("syncnet")]
+    return [ARTICULATION, ARTICULATION_FAST] + [f for f in _comfy.model_files("syncnet")]
 
 
 def _load_net(name: str, device: torch.device):
@@ -90,8 +91,11 @@ class SyncScore:
                                          "tooltip": "Offsets tried, in frames either way (15 = +-0.6 s at 25 fps, "
                                                     "as SyncNet)."}),
                 "scorer": (_scorers(), {"default": ARTICULATION,
-                                        "tooltip": "articulation: no model needed. Other entries are SyncNet "
-                                                   "checkpoints (syncnet_v2) found in models/syncnet."}),
+                                        "tooltip": "articulation: no model needed; lips against the audio envelope "
+                                                   "and the mouth predicted from recognised phonemes (most exact). "
+                                                   "fast: without phoneme recognition (several times faster, "
+                                                   "less exact). Other entries are SyncNet checkpoints "
+                                                   "(syncnet_v2) found in models/syncnet."}),
                 "window_s": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 60.0, "step": 0.5,
                                        "tooltip": "Length of the windows of the per-window offset track "
                                                   "(hop = half a window); 0 = whole clip only."}),
@@ -142,9 +146,10 @@ class SyncScore:
             raise InputError(f"{WHO}: the face track has {face_track.num_frames} frames but there are {n} images. "
                              "Track the same frames you score.")
         later = lambda d, t: progress(4 + int(6 * d / max(t, 1)), 10)  # noqa: E731
-        if scorer == ARTICULATION:
+        if scorer in (ARTICULATION, ARTICULATION_FAST):
             result = sync.score_articulation(face_track, wave, fps, search_range=int(search_range),
-                                             window_s=float(window_s), on_progress=later)
+                                             window_s=float(window_s), use_phonemes=scorer == ARTICULATION,
+                                             images=images, on_progress=later)
         else:
             net = _load_net(scorer, dev)
             result = sync.score_syncnet(net, images.to(dev), face_track, wave.to(dev), fps,

@@ -10,7 +10,7 @@ from comfyui_lipsync.lipsync_models import face, media, sync
 from comfyui_lipsync.lipsync_models.errors import InputError, LengthMismatchError
 from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate
 from comfyui_lipsync.lipsync_models.types import FaceTrack
-from comfyui_lipsync.nodes.sync_score import ARTICULATION, SyncScore
+from comfyui_lipsync.nodes.sync_score import ARTICULATION, ARTICULATION_FAST, SyncScore
 
 FPS = 25.0
 
@@ -274,7 +274,7 @@ def test_node_with_a_syncnet_checkpoint(grid_clip, tmp_path, monkeypatch):
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "syncnet" / "rand.safetensors"))
     monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(tmp_path))
     scorers = SyncScore.INPUT_TYPES()["required"]["scorer"][0]
-    assert scorers == [ARTICULATION, "rand.safetensors"]
+    assert scorers == [ARTICULATION, ARTICULATION_FAST, "rand.safetensors"]
     n = 14
     from comfyui_lipsync.lipsync_models import audio as audiolib
 
@@ -288,3 +288,35 @@ def test_node_with_a_syncnet_checkpoint(grid_clip, tmp_path, monkeypatch):
     assert "LSE-D" in report and "LSE-C" in report and "syncnet" in report
     assert -3 <= off <= 3 and conf >= 0.0
     assert len(out["ui"]["lipsync_sync"][0]["curve"]) == 7
+
+
+def test_flow_opening_follows_a_drawn_mouth():
+    # a textured face patch with two lips that part by gap(t) pixels; the landmarks only give
+    # the corners (the flow does not need the inner-lip points)
+    n = 60
+    gap = 2.0 + 10.0 * _syllables(n, seed=2, fps=12.5)
+    rng = np.random.default_rng(0)
+    skin = 0.6 + 0.05 * rng.standard_normal((160, 200))
+    yy = np.arange(160)[:, None] * np.ones((1, 200))
+    xx = np.ones((160, 1)) * np.arange(200)[None, :]
+    frames = np.zeros((n, 160, 200, 3), np.float32)
+    for i, g in enumerate(gap):
+        img = skin.copy()
+        inside = np.abs(xx - 100) < 22
+        upper = inside & (yy > 80 - g / 2 - 6) & (yy <= 80 - g / 2)
+        lower = inside & (yy >= 80 + g / 2) & (yy < 80 + g / 2 + 7)
+        cavity = inside & (yy > 80 - g / 2) & (yy < 80 + g / 2)
+        img[upper | lower] = 0.35 + 0.03 * np.sin(xx[upper | lower] / 3.0)
+        img[cavity] = 0.08
+        frames[i] = img[..., None]
+    track = _track(np.zeros(n), width=44.0)
+    mouth = track.mouth.clone()
+    mouth[:, :, 1] += 80.0 - 200.0  # _track centres the mouth at y = 200; move it to y = 80
+    mouth[:, :, 0] += 100.0 - 180.0
+    track = FaceTrack(**{**track.__dict__, "mouth": mouth})
+    op = sync.flow_opening(torch.from_numpy(frames), track, fps=FPS)
+    assert op.shape == (n,)
+    vel = np.diff(op)
+    assert np.corrcoef(vel, np.diff(gap))[0, 1] > 0.8
+    with pytest.raises(InputError, match="images"):
+        sync.flow_opening(torch.zeros(n, 8, 8), track, FPS)
