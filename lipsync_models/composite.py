@@ -361,18 +361,19 @@ def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
     has no soft edge). gen, ref: (b, c, h, w); mask (b, 1, h, w). Returns (b, c, 1, 1) each."""
     ring = 4.0 * mask * (1.0 - mask)
     hard = ring.sum((2, 3), keepdim=True) < 16.0
-    ring = torch.where(hard, mask, ring)
-    total = ring.sum((2, 3), keepdim=True)
+    ring = torch.where(hard, mask, ring).flatten(2).transpose(1, 2)  # (b, N, 1)
+    g, r = gen.flatten(2), ref.flatten(2)  # (b, c, N)
+    total = ring.sum(1, keepdim=True)  # (b, 1, 1)
     empty = total < 1.0
     total = total.clamp_min(1e-6)
-    mg = (ring * gen).sum((2, 3), keepdim=True) / total
-    mr = (ring * ref).sum((2, 3), keepdim=True) / total
-    vg = (ring * (gen - mg) ** 2).sum((2, 3), keepdim=True) / total
-    vr = (ring * (ref - mr) ** 2).sum((2, 3), keepdim=True) / total
+    mg, mr = (g @ ring) / total, (r @ ring) / total  # weighted means, (b, c, 1)
+    vg = ((g * g) @ ring / total - mg * mg).clamp_min(0.0)
+    vr = ((r * r) @ ring / total - mr * mr).clamp_min(0.0)
     flat = vg < 1e-8
     a = torch.where(flat | empty, torch.ones_like(vg), torch.sqrt(vr / vg.clamp_min(1e-8)))
     a = a.clamp(1.0 / max_gain, max_gain)
     b = torch.where(empty, torch.zeros_like(mr), mr - a * mg)
+    a, b = a[..., None], b[..., None]  # (b, c, 1, 1)
     return a, b
 
 
