@@ -50,6 +50,9 @@ CROP_SCALE = 1.0
 MOUTH_IN_BOX = (0.51, 0.80)
 """Mouth centre inside a Haar face box, in box widths from its top-left corner (GRID, 7 speakers)."""
 
+MANUAL_MOUTH_Y = 0.76
+"""Mouth height inside a manual eyebrows-to-chin box, as a fraction of the box height."""
+
 MOUTH_WIDTH = 0.27
 """Mouth width (outer corners) in face widths."""
 
@@ -206,38 +209,75 @@ def _ycc(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _refine_mouth(crops: np.ndarray) -> np.ndarray:
-    """Locate the mouth in crops centred on a prior guess.
+    """Locate the mouth line in crops centred on a prior guess (crop side = face width).
 
-    crops: (n, S, S, 3) uint8, side = face width, prior mouth at the centre.
-    Returns (n, 5): mouth centre x, y, corner-line angle (radians), confidence, corner half-width,
-    all in crop pixels.
+    The line between the lips (or the open mouth) is the darkest horizontal structure near the
+    prior: its row is a soft arg-min of the brightness profile of the centre columns, its
+    horizontal centre the centroid of the darkness along that row band (symmetric, unlike lip
+    colour, which uneven light shifts), its slope a weighted line fit through the darkest row
+    of each column. crops: (n, S, S, 3) uint8. Returns (n, 4): x, y (crop px), angle (radians),
+    contrast of the mouth line against the skin (0 = nothing found).
     """
     n, s = crops.shape[:2]
-    _, lip = _ycc(crops)
-    hy, hx = int(round(0.08 * s)), int(round(0.17 * s))
+    y, _ = _ycc(crops)
     c = s // 2
-    win = lip[:, c - hy:c + hy, c - hx:c + hx]
-    skin = np.median(win.reshape(n, -1), axis=1)
-    q = win - skin[:, None, None]
-    top = np.percentile(q.reshape(n, -1), 98, axis=1)
-    q = np.clip(q - 0.4 * top[:, None, None], 0, None)
-    mass = q.sum(axis=(1, 2)) + 1e-9
-    ys = np.arange(-hy, hy, dtype=np.float32) + c
-    xs = np.arange(-hx, hx, dtype=np.float32) + c
-    gy, gx = ys[None, :, None], xs[None, None, :]
-    cy = (q * gy).sum(axis=(1, 2)) / mass
-    cx = (q * gx).sum(axis=(1, 2)) / mass
-    dy, dx = gy - cy[:, None, None], gx - cx[:, None, None]
-    mu20 = (q * dx * dx).sum(axis=(1, 2)) / mass
-    mu02 = (q * dy * dy).sum(axis=(1, 2)) / mass
-    mu11 = (q * dx * dy).sum(axis=(1, 2)) / mass
-    ang = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)  # principal axis of the lip blob
-    half = np.sqrt(np.maximum(mu20, 0)) * 2.0
-    conf = top / (np.abs(win - skin[:, None, None]).mean(axis=(1, 2)) + 1e-6)
-    out = np.stack([cx, cy, ang, conf, half], 1).astype(np.float32)
-    bad = mass < 1e-6
-    out[bad] = (c, c, 0.0, 0.0, MOUTH_WIDTH * s / 2)
+    hy, hx, cw = int(round(0.11 * s)), int(round(0.27 * s)), int(round(0.085 * s))
+    rows = np.arange(c - hy, c + hy, dtype=np.float32)
+    prof = y[:, c - hy:c + hy, c - cw:c + cw].mean(axis=2)
+    # soft arg-min, with a Gaussian preference for the prior row (keeps nostrils and chin out)
+    w = np.exp(-(prof - prof.min(axis=1, keepdims=True)) / 0.02 - 0.5 * ((rows - c) / (0.045 * s)) ** 2)
+    cy = (w * rows).sum(axis=1) / w.sum(axis=1)
+    ref = np.median(y[:, c - hy:c + hy, c - hx:c + hx].reshape(n, -1), axis=1)
+    out = np.zeros((n, 4), np.float32)
+    xs = np.arange(c - hx, c + hx, dtype=np.float32)
+    band_h = max(int(round(0.03 * s)), 1)
+    for i in range(n):
+        r = int(np.clip(round(cy[i]), c - hy + band_h, c + hy - band_h - 1))
+        band = y[i, r - band_h:r + band_h + 1, c - hx:c + hx]
+        q = np.clip(ref[i] - band, 0, None).sum(axis=0)
+        q = np.clip(q - 0.3 * q.max(), 0, None)
+        if q.sum() <= 1e-6:
+            out[i] = (c, c, 0.0, 0.0)
+            continue
+        cx = float((q * xs).sum() / q.sum())
+        # corner-line slope: the darkest row near each end of the dark run through the centre
+        on = np.nonzero(q > 0)[0]
+        runs = np.split(on, np.nonzero(np.diff(on) > 1)[0] + 1)
+        run = min(runs, key=lambda z: abs(0.5 * (xs[z[0]] + xs[z[-1]]) - cx))
+        slope = 0.0
+        if len(run) >= 0.12 * s:
+            sub = y[i, r - 2 * band_h:r + 2 * band_h + 1, c - hx:c + hx]
+            # weighted line fit through each column's soft darkest row (symmetric curvature of
+            # a smile or a pout does not tilt it)
+            cols = sub[:, run[0]:run[-1] + 1]
+            e = np.exp(-(cols - cols.min(axis=0, keepdims=True)) / 0.05)
+            rr = np.arange(sub.shape[0], dtype=np.float32)[:, None]
+            rowc = (e * rr).sum(axis=0) / e.sum(axis=0)
+            wq = q[run[0]:run[-1] + 1] + 1e-6
+            xq = xs[run[0]:run[-1] + 1]
+            mx = (wq * xq).sum() / wq.sum()
+            my = (wq * rowc).sum() / wq.sum()
+            slope = float((wq * (xq - mx) * (rowc - my)).sum() / max((wq * (xq - mx) ** 2).sum(), 1e-6))
+        contrast = float(ref[i] - prof[i].min()) / max(float(ref[i]), 1e-3)
+        out[i] = (cx, cy[i], math.atan(slope), contrast)
     return out
+
+
+ANGLE_TRUST = 0.0
+"""Share of the measured mouth-line slope used as the crop's rotation on the Haar path. On GRID
+(upright, closed lips) the slope is within 3 degrees of the face mesh's corner line, but on a
+smiling still face it flipped by 7 degrees between noisy copies of the same frame, which makes
+the crop wobble; so Haar crops stay upright (the slope is kept in ``extras["mouth_line_angle"]``)
+and only the face mesh (reliable corners) rotates the crop."""
+
+REFINE_MAX = 0.08
+"""Largest vertical shift (face widths) the mouth-line refinement may apply to the box prior."""
+REFINE_MAX_X = 0.04
+"""Largest sideways shift (face widths) measured; half of it is applied. Haar boxes are well
+centred (GRID: within 0.036), while a smile's dark corner can pull the darkness centroid
+sideways (astronaut: 0.1)."""
+LIP_LINE_BIAS = 0.007
+"""The darkest row sits this far (face widths) above the mouth-corner line on GRID; added back."""
 
 
 def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,8 +325,10 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             on = np.nonzero(cp > 0.3 * cp.max())[0]
             runs = np.split(on, np.nonzero(np.diff(on) > 2)[0] + 1)
             best = min(runs, key=lambda r: 0 if xs[r[0]] <= c <= xs[r[-1]] else min(abs(xs[r[0]] - c), abs(xs[r[-1]] - c)))
-            if 0.6 * mw <= xs[best[-1]] - xs[best[0]] <= 1.5 * mw:
-                left, right = xs[best[0]], xs[best[-1]]
+            if 0.4 * mw <= xs[best[-1]] - xs[best[0]] <= 1.5 * mw:
+                # the crop is centred on the mouth: corners symmetric, at the farther lip end
+                half = float(np.clip(max(c - xs[best[0]], xs[best[-1]] - c), 0.35 * mw, 0.75 * mw))
+                left, right = c - half, c + half
         gap = opening[i] * (right - left)
         rp = rowp[i]
         top, bot = c - 0.06 * s - gap / 2, c + 0.07 * s + gap / 2
@@ -519,11 +561,15 @@ def track_faces(
         fw = mesh["face_width"]
         conf = np.ones(b)
     else:
-        raw, conf = _locate_mouths(frames, boxes, chunk, step)
+        prior = MOUTH_IN_BOX
+        if box is not None:  # a drawn box spans eyebrows to chin: place the mouth by its height
+            prior = (0.5, MANUAL_MOUTH_Y * (box[3] - box[1]) / (box[2] - box[0]))
+        raw, conf = _locate_mouths(frames, boxes, chunk, step, prior)
     fw_s = _gauss_smooth(_median_filter(fw, 5), 3.0)
-    cx = _gauss_smooth(_median_filter(raw[:, 0], 3), 1.0)
-    cy = _gauss_smooth(_median_filter(raw[:, 1], 3), 1.0)
-    ang = _gauss_smooth(_median_filter(np.clip(raw[:, 2], -0.6, 0.6), 5), 3.0)
+    cx = _gauss_smooth(_median_filter(raw[:, 0], 5), 1.5)
+    cy = _gauss_smooth(_median_filter(raw[:, 1], 5), 1.5)
+    line_ang = _gauss_smooth(_median_filter(np.clip(raw[:, 2], -0.5, 0.5), 15), 5.0)  # roll changes slowly
+    ang = line_ang if mesh is not None else ANGLE_TRUST * line_ang
     side = CROP_SCALE * fw_s
 
     # analysis crops -> opening + landmarks, in chunks
@@ -550,13 +596,14 @@ def track_faces(
         notes.append(f"face lost in {len(lost)} of {b} frames, interpolated from neighbours: frames {_runs(lost)}")
     else:
         notes.append(f"face found in all {b} frames")
-    weak = np.nonzero(conf < 1.5)[0].tolist() if mesh is None else []
+    weak = np.nonzero(conf <= 0.05)[0].tolist() if mesh is None else []
     if weak:
-        notes.append(f"weak lip colour (mouth position from the face box) in {len(weak)} frames: {_runs(weak)}")
+        notes.append(f"no clear mouth line (mouth placed from the face box) in {len(weak)} frames: {_runs(weak)}")
     notes.append(f"face width {fw_s.mean():.0f} px, mean opening {opening.mean():.3f}, max {opening.max():.3f}")
     dev = frames.device
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)
-    extras = {"angle": f32(ang), "face_width": f32(fw_s), "detector": detector if box is None else "manual"}
+    extras = {"angle": f32(ang), "mouth_line_angle": f32(line_ang), "face_width": f32(fw_s),
+              "detector": detector if box is None else "manual"}
     if mesh is not None:
         extras["mesh_gap"] = f32(mesh["gap"])
     track = FaceTrack(
@@ -631,28 +678,32 @@ def _track_haar(frames, face_index, chunk, step, every):
     return boxes, found
 
 
-def _locate_mouths(frames, boxes, chunk, step):
-    """Per-frame mouth centre + corner-line angle from lip chroma near the box prior.
+def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
+    """Per-frame mouth centre + mouth-line angle, refined from the box prior by the dark line
+    between the lips (see :func:`_refine_mouth`).
 
-    Returns (raw (B, 3): cx, cy, angle in frame px / radians; confidence (B,))."""
+    Returns (raw (B, 3): cx, cy in frame px, angle in radians; contrast (B,))."""
     b = frames.shape[0]
     fw = boxes[:, 2] - boxes[:, 0]
-    px = boxes[:, 0] + MOUTH_IN_BOX[0] * fw
-    py = boxes[:, 1] + MOUTH_IN_BOX[1] * fw
+    px = boxes[:, 0] + prior[0] * fw
+    py = boxes[:, 1] + prior[1] * fw
     m = _similarity(px, py, np.zeros(b), CROP_SCALE * fw, ANALYSIS_SIZE)
     inv = _invert(m)
     raw = np.zeros((b, 3))
     conf = np.zeros(b)
+    k = ANALYSIS_SIZE / CROP_SCALE
     for s0 in range(0, b, chunk):
         crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m[s0:s0 + chunk])
-        r = _refine_mouth(crops)
+        r = _refine_mouth(crops).astype(np.float64)
         n = len(crops)
-        pts = _apply(inv[s0:s0 + n], r[:, None, :2].astype(np.float64))[:, 0]
-        ok = r[:, 3] >= 1.5
-        ok[:] = False  # TODO: chroma refinement is less precise than the box prior on GRID
-        # weak lip colour: keep the prior
-        pts[~ok] = np.stack([px[s0:s0 + n], py[s0:s0 + n]], 1)[~ok]
-        raw[s0:s0 + n, :2] = pts
+        half = ANALYSIS_SIZE / 2 - 0.5
+        # clamp the shift, put the lip line back on the corner line
+        r[:, 0] = half + 0.5 * np.clip(r[:, 0] - half, -REFINE_MAX_X * k, REFINE_MAX_X * k)
+        r[:, 1] = half + np.clip(r[:, 1] - half, -REFINE_MAX * k, REFINE_MAX * k)
+        r[:, 1] += LIP_LINE_BIAS * k
+        ok = r[:, 3] > 0.05
+        r[~ok, :2] = half
+        raw[s0:s0 + n, :2] = _apply(inv[s0:s0 + n], r[:, None, :2])[:, 0]
         raw[s0:s0 + n, 2] = np.where(ok, r[:, 2], 0.0)
         conf[s0:s0 + n] = r[:, 3]
         step()
@@ -734,8 +785,13 @@ def mouth_crops(frames: torch.Tensor, track: FaceTrack, size: int | None = None)
     return torch.cat(out)
 
 
-MASK_POWER = 3
-"""Shape of the mask's lower outline (fixed): 2 would be a half-ellipse; 3 gives fuller cheeks."""
+MASK_POWER = 4
+"""Shape of the mask's lower outline (fixed): 2 would be a half-ellipse; 4 keeps the cheeks full
+down to the mouth corners and rounds the chin."""
+
+MASK_HALF_WIDTH = 0.38
+"""Half the mask's width in face widths (the face mesh's cheek-to-cheek width is 0.75): a wide
+smile (astronaut: 0.44 face widths) stays inside with its feather."""
 
 
 def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08,
@@ -746,7 +802,7 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
     face width. feather: width of the soft edge as a fraction of the face width (0 = hard edge).
     Returns (B, H, W) float32 in 0..1 on ``device`` (default the track's device). The region is
     the lower half of a superellipse (power :data:`MASK_POWER`: square-ish cheeks, round chin)
-    hanging from the bottom of the nose, 0.72 face widths across, rotated with the mouth.
+    hanging from the bottom of the nose, 0.76 face widths across, rotated with the mouth.
     """
     if feather < 0:
         raise InputError(f"lower_face_mask: feather must be >= 0, got {feather}.")
@@ -765,7 +821,11 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
     else:
         d = mouth[:, 1] - mouth[:, 0]
         ang = torch.atan2(d[:, 1], d[:, 0])
-    centre = 0.5 * (mouth[:, 0] + mouth[:, 1])
+    # the mouth centre is the crop centre of the (smoothed) aligned-crop transform
+    t = track.transform.to(dev, torch.float32)
+    a_inv = torch.linalg.inv(t[:, :, :2])
+    half_c = track.crop_size / 2.0 - 0.5
+    centre = torch.einsum("bij,bj->bi", a_inv, half_c - t[:, :, 2])
     nose, chin = mouth[:, 6], mouth[:, 7]
     cos, sin = torch.cos(ang), torch.sin(ang)
     # in the face's own frame (u along the mouth line, v downwards)
@@ -774,7 +834,7 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
         return -sin * d[:, 0] + cos * d[:, 1]
     top = to_v(nose) - expand * fw                      # the bottom of the nose
     bottom = to_v(chin) + expand * fw                   # the chin
-    half_w = (0.36 + expand) * fw                       # cheek to cheek
+    half_w = (MASK_HALF_WIDTH + expand) * fw                       # cheek to cheek
     fea = (feather * fw).clamp(min=1e-3)
     out = torch.zeros((b, h, w), dtype=torch.float32, device=dev)
     # only a window around the face is computed; the rest stays 0
@@ -801,7 +861,8 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
         bb = (v1(bottom) - t_top).clamp(min=1.0)
         vv = (v - t_top).clamp(min=0)
         ua, vb = (u / a).abs(), vv / bb
-        r = (ua * ua * ua + vb * vb * vb) ** (1.0 / 3.0)
+        ua, vb = ua * ua, vb * vb
+        r = (ua * ua + vb * vb) ** 0.25
         d_ell = (1 - r) * torch.minimum(a, bb)
         d_top = v - t_top
         f = v1(fea)
