@@ -258,6 +258,27 @@ def run(args) -> None:
     print(f"\nalign word boundaries vs swwp2s.align: mean |error| {sum(errs) / len(errs) * 1000:.0f} ms, "
           f"max {max(errs) * 1000:.0f} ms over {len(errs)} boundaries")
 
+    # long audio: the 7 clips joined 6 times (125 s), aligned in 60 s windows, against each clip
+    # aligned alone; and the memory it took (peak RSS growth of this process)
+    import resource
+
+    reps = 6
+    joined_w = torch.cat([waves[c] for c in clips] * reps)
+    per_clip, off = [], 0.0
+    for _ in range(reps):
+        for c in clips:
+            per_clip += [(s + off, e + off) for _, s, e in aligned[c].words]
+            off += waves[c].numel() / 16000
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    c0, t0 = time.process_time(), time.perf_counter()
+    long_track = P.align(joined_w, " ".join([GRID_TEXT[c] for c in clips] * reps))
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    d = [max(abs(s - s2), abs(e - e2)) for (_, s, e), (s2, e2) in zip(long_track.words, per_clip)]
+    print(f"align {joined_w.numel() / 16000:.0f} s in windows: RTF cpu {cpu / (joined_w.numel() / 16000):.3f} "
+          f"(wall {wall / (joined_w.numel() / 16000):.3f}), peak memory +{rss:.0f} MB; words vs clip by clip: "
+          f"mean {sum(d) / len(d) * 1000:.0f} ms, {sum(x > 0.1 for x in d)}/{len(d)} off by > 100 ms")
+
     # recognition speed over a longer signal (all clips joined), one thread
     joined = torch.cat([waves[c] for c in clips])
     P.recognize(joined[:16000])

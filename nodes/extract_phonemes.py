@@ -63,7 +63,7 @@ class ExtractPhonemes:
                                "classes (silence, closed, fricative, open, spread, rounded) for any language, "
                                "singing or sounds."}),
                 "transcript": ("STRING", {
-                    "multiline": True, "default": "",
+                    "multiline": True, "default": "", "dynamicPrompts": False,
                     "tooltip": "The words actually spoken, in English (case, punctuation and digits are fine: "
                                "'Lay blue at X4 now.'). Used by auto and align; leave empty to recognize. "
                                "Unknown words get a spelling-based pronunciation."}),
@@ -84,7 +84,8 @@ class ExtractPhonemes:
     RETURN_NAMES = ("phonemes", "listing")
     OUTPUT_TOOLTIPS = (
         "Timed phonemes (ARPAbet label, start, end, confidence; SIL for silence) for MapVisemes.",
-        "Readable listing: one phoneme per line with start and end in seconds and confidence, after any notes.",
+        "Readable listing: notes, the aligned words with their times (align), then one phoneme per line: "
+        "start and end in seconds, label, confidence.",
     )
     FUNCTION = "extract"
     CATEGORY = "lipsync/audio"
@@ -107,12 +108,15 @@ class ExtractPhonemes:
         notes = P.report(track, wave)
         for n in notes:
             log.warning("%s: %s", WHO, n)
-        listing = "\n".join(notes + [track.text()])
+        head = list(notes)
+        if track.words:
+            head.append("words: " + ", ".join(f"{w} {s:.2f}-{e:.2f}" for w, s, e in track.words))
+        listing = "\n".join(head + [track.text()])
         shown = track.phonemes[:UI_MAX_PHONEMES]
         preview = listing
         if len(track.phonemes) > UI_MAX_PHONEMES:
             lines = listing.splitlines()
-            keep = len(notes) + 1 + UI_MAX_PHONEMES
+            keep = len(head) + 1 + UI_MAX_PHONEMES
             preview = "\n".join(lines[:keep] + [f"... {len(track.phonemes) - UI_MAX_PHONEMES} more phonemes "
                                                  "(all of them are in the listing output)"])
         ui = {"text": [preview]}

@@ -404,8 +404,10 @@ def test_node_with_audio_socket(grid_dir):
     assert out["ui"]["text"] == [listing]
     assert len(out["ui"]["lipsync_phonemes"]) == len(track.phonemes)
     kw = dict(_defaults(), transcript="Lay blue at X4, now!")
-    track2 = node.extract(**kw, audio={"waveform": w[None], "sample_rate": sr})["result"][0]
+    track2, listing2 = node.extract(**kw, audio={"waveform": w[None], "sample_rate": sr})["result"]
     assert [x[0] for x in track2.words] == ["lay", "blue", "at", "x", "four", "now"]
+    assert listing2.startswith("words: lay ") and listing2.count("\n") == len(track2.phonemes) + 1
+    assert ExtractPhonemes.INPUT_TYPES()["required"]["transcript"][1]["dynamicPrompts"] is False
 
 
 def test_node_with_driver(grid_dir):
