@@ -92,6 +92,9 @@ class ExtractPhonemes:
 
     def extract(self, backend="auto", transcript="", driver=None, audio=None, language_weight=2.0):
         if driver is not None:
+            if not isinstance(getattr(driver, "waveform", None), torch.Tensor):
+                raise InputError(f"{WHO}: driver must be the driver output of LoadAudioDriver, got "
+                                 f"{type(driver).__name__}.")
             wave = driver.waveform
             if int(getattr(driver, "sample_rate", ANALYSIS_RATE)) != ANALYSIS_RATE:
                 wave = P.to_analysis_rate(wave, driver.sample_rate)

@@ -441,6 +441,8 @@ def test_node_errors_and_notes():
         node.extract(**_defaults(), audio={"waveform": torch.zeros(1, 1, 0), "sample_rate": SR})
     with pytest.raises(LipSyncError):
         node.extract(**_defaults(), audio="not audio")
+    with pytest.raises(InputError, match="LoadAudioDriver"):
+        node.extract(**_defaults(), driver={"waveform": [0.0]})
 
 
 def test_node_preview_is_capped_for_long_tracks(monkeypatch):
