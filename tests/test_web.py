@@ -238,3 +238,43 @@ def test_workflow_round_trips_through_the_frontend(browser_run, name):
         strip = lambda inputs: [(i["name"], i["type"], i.get("link"), (i.get("widget") or {}).get("name")) for i in inputs]
         assert strip(n["inputs"]) == strip(mine[n["id"]]["inputs"]), n["type"]
     assert sorted(map(tuple, got["links"])) == sorted(map(tuple, wf["links"]))
+
+
+# --- a real run in a real ComfyUI (COMFYUI_URL only) ---------------------------------------------
+
+@pytest.mark.skipif(not COMFYUI_URL, reason="COMFYUI_URL not set: needs a real ComfyUI server to queue the "
+                    "workflow (see docs/COMFYUI.md); the stub runs above cover the drawing")
+def test_live_run_draws_previews(tmp_path, grid_dir):
+    """Queue workflow 01 from the frontend on the real server: the previews are drawn from the
+    server's own `executed` messages."""
+    _tools()
+    from test_comfyui_server import _upload, _wav_bytes
+    from comfyui_lipsync.lipsync_models import media, video_out
+
+    frames, fps, (wave, sr) = media.read_video(str(grid_dir / "bbaf2n.mpg"), max_frames=50)
+    _upload("lipsync_input.mp4", video_out.encode_video(frames, fps, {"waveform": wave[None], "sample_rate": sr}))
+    line, lsr = media.read_audio(str(grid_dir / "lbbc2a.mpg"), duration=2.0)
+    _upload("line.wav", _wav_bytes(line, lsr))
+    wf = json.loads((ROOT / "workflows" / "01_lipsync_clip.json").read_text())
+    ids = {n["type"]: n["id"] for n in wf["nodes"]}
+    focus = [ids["LipSyncExtractPhonemes"], ids["LipSyncMapVisemes"], ids["LipSyncSyncScore"]]
+    spec = {"base": COMFYUI_URL, "outdir": str(tmp_path), "chromium": CHROMIUM,
+            "waitTypes": sorted({n["type"] for n in wf["nodes"]}),
+            "scenes": [{"name": "live", "workflow": wf, "focus": focus,
+                        "queue": {"waitFor": focus, "timeoutMs": 400000}}]}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    r = subprocess.run(["node", str(WEB_TESTS / "render.mjs"), str(tmp_path / "spec.json")],
+                       capture_output=True, text=True, timeout=480)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)["scenes"]["live"]
+    assert res["runSeconds"] < 400, "the run did not finish (see the server log)"
+    nodes = {n["type"]: n for n in res["nodes"].values()}
+    for t in ("LipSyncExtractPhonemes", "LipSyncMapVisemes", "LipSyncSyncScore"):
+        assert nodes[t]["drawn"] > 0, (t, res.get("runSeconds"))
+    ph = nodes["LipSyncExtractPhonemes"]
+    assert len(ph["data"]["phonemes"]) > 5 and _count(_preview_area(ph, "after"), WAVE) > 1000
+    vis = nodes["LipSyncMapVisemes"]
+    assert len(vis["data"]["cues"]) > 3
+    sync = nodes["LipSyncSyncScore"]
+    badge = {0: GREEN, 1: (212, 160, 23)}.get(abs(sync["data"]["offset_frames"]), RED)
+    assert _count(_preview_area(sync, "after"), badge, tol=8) > 300

@@ -43,33 +43,33 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
     g.link(src, out, drv, "images")
     if fps is not None:
         g.link(fps[0], fps[1], drv, "fps")
-    ph = g.add("LipSyncExtractPhonemes", (x + 400, y), backend=backend, transcript=transcript)
+    ph = g.add("LipSyncExtractPhonemes", (x + 400, y), size=(360, 520), backend=backend, transcript=transcript)
     g.link(drv, "driver", ph, "driver")
-    vis = g.add("LipSyncMapVisemes", (x + 800, y))
+    vis = g.add("LipSyncMapVisemes", (x + 800, y), size=(380, 820))
     g.link(ph, "phonemes", vis, "phonemes")
     g.link(drv, "driver", vis, "driver")
-    face = g.add("LipSyncMaskLowerFace", (x, y + 600))
+    face = g.add("LipSyncMaskLowerFace", (x, y + 1000), size=(340, 600))
     g.link(src, out, face, "images")
-    gen = g.add("LipSyncInference", (x + 400, y + 600))
+    gen = g.add("LipSyncInference", (x + 400, y + 1000))
     g.link(src, out, gen, "images")
     g.link(face, "face_track", gen, "face_track")
     g.link(vis, "visemes", gen, "visemes")
     g.link(drv, "driver", gen, "driver")
-    comp = g.add("LipSyncComposite", (x + 800, y + 600))
+    comp = g.add("LipSyncComposite", (x + 800, y + 1000))
     g.link(src, out, comp, "images")
     g.link(gen, "crops", comp, "crops")
     g.link(gen, "face_track", comp, "face_track")
     score = add_sync_score(g, (x + 1220, y), (comp, "images"), drv, (gen, "face_track"), fps)
-    make = g.add("CreateVideo", (x + 1220, y + 420), fps=25.0)
+    make = g.add("CreateVideo", (x + 1220, y + 1000), fps=25.0)
     g.link(comp, "images", make, "images")
     g.link(drv, "audio", make, "audio")
     if fps is not None:
         g.link(fps[0], fps[1], make, "fps")
-    save = g.add("SaveVideo", (x + 1220, y + 600), size=(420, 380), filename_prefix=prefix)
+    save = g.add("SaveVideo", (x + 1640, y + 1000), size=(420, 500), filename_prefix=prefix)
     g.link(make, "VIDEO", save, "video")
-    g.group("Audio -> phonemes -> mouth shapes", (x - 20, y - 80, 1180, 580), "#3f789e")
-    g.group("Face -> new mouth -> paste back", (x - 20, y + 520, 1180, 580), "#8A8")
-    g.group("Check sync and save", (x + 1200, y - 80, 860, 1180), "#b58b2a")
+    g.group("Audio -> phonemes -> mouth shapes", (x - 20, y - 80, 1220, 960), "#3f789e")
+    g.group("Face -> new mouth -> paste back", (x - 20, y + 920, 1220, 720), "#8A8")
+    g.group("Check sync and save", (x + 1200, y - 80, 880, 1720), "#b58b2a")
     return {"driver": drv, "phonemes": ph, "visemes": vis, "face": face, "generate": gen, "composite": comp,
             "score": score, "save": save}
 
@@ -77,7 +77,7 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
 def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps, audio=None) -> int:
     """SyncScore wired to whatever of images / driver / audio / face_track / fps it takes, with its
     report shown by PreviewAny (an output node, so the score runs even though nothing else needs it)."""
-    node = g.add("LipSyncSyncScore", pos, size=(400, 330))
+    node = g.add("LipSyncSyncScore", pos, size=(400, 840))
     names = {i["name"] for i in g.nodes[node - 1]["inputs"]}
     g.link(images[0], images[1], node, "images")
     if driver is not None and "driver" in names:
@@ -88,7 +88,7 @@ def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps
         g.link(face_track[0], face_track[1], node, "face_track")
     if fps is not None and "fps" in names:
         g.link(fps[0], fps[1], node, "fps")
-    show = g.add("PreviewAny", (pos[0] + 420, pos[1]), size=(380, 330))
+    show = g.add("PreviewAny", (pos[0] + 420, pos[1]), size=(420, 420))
     g.link(node, "report", show, "source")
     return node
 
@@ -96,8 +96,8 @@ def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps
 def wf_clip(defs):
     g = ws.Graph(defs)
     note = g.add("MarkdownNote", (-420, 0), size=(380, 300), text=HOW_TO)
-    v = g.add("LoadVideo", (-420, 340), size=(340, 420), file=VIDEO)
-    c = g.add("GetVideoComponents", (-420, 800))
+    v = g.add("LoadVideo", (-420, 340), size=(340, 520), file=VIDEO)
+    c = g.add("GetVideoComponents", (-420, 1000))
     g.link(v, "VIDEO", c, "video")
     lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix="lipsync/clip")
     del note
@@ -110,7 +110,7 @@ def wf_after_generator(defs, generator: str, prompt_widgets: dict, image_input: 
     img = g.add("LoadImage", (-800, 340), size=(340, 420), image=PORTRAIT)
     gen = g.add(generator, (-420, 340), size=(400, 300), **prompt_widgets)
     g.link(img, "IMAGE", gen, image_input)
-    c = g.add("GetVideoComponents", (-420, 800))
+    c = g.add("GetVideoComponents", (-420, 1000))
     g.link(gen, "VIDEO", c, "video")
     lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix=prefix)
     return g.to_json()
@@ -134,8 +134,8 @@ def wf_dubbing(defs):
         "## Dubbing with a transcript\nType the dubbed line exactly as spoken into ExtractPhonemes: forced "
         "alignment of the words is the most accurate way to time the mouth. The dub replaces the clip's "
         "sound in the saved video."))
-    v = g.add("LoadVideo", (-420, 340), size=(340, 420), file=VIDEO)
-    c = g.add("GetVideoComponents", (-420, 800))
+    v = g.add("LoadVideo", (-420, 340), size=(340, 520), file=VIDEO)
+    c = g.add("GetVideoComponents", (-420, 1000))
     g.link(v, "VIDEO", c, "video")
     lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, transcript="Lay blue at X four now.", backend="align",
                   audio_file="dub_line.wav", prefix="lipsync/dub")

@@ -89,13 +89,22 @@ try {
     };
     const before = {};
     for (const id of scene.focus) before[id] = await shoot(id, "before");
-    await page.evaluate((events) => {
-      const api = window.comfyAPI.api.api;
-      for (const e of events) {
-        api.dispatchCustomEvent("executed", { node: String(e.node), display_node: String(e.node),
-          output: e.output, prompt_id: "test" });
-      }
-    }, scene.executed);
+    if (scene.queue) {
+      // a real run: queue the graph on the server, the previews come from its websocket messages
+      const t0 = Date.now();
+      await page.evaluate(() => window.comfyAPI.app.app.queuePrompt(0, 1));
+      await page.waitForFunction((ids) => ids.every((id) => window.comfyAPI.app.app.graph.getNodeById(id).lipsyncData),
+        scene.queue.waitFor, { timeout: scene.queue.timeoutMs, polling: 500 }).catch(() => {});
+      res.runSeconds = (Date.now() - t0) / 1000;
+    } else {
+      await page.evaluate((events) => {
+        const api = window.comfyAPI.api.api;
+        for (const e of events) {
+          api.dispatchCustomEvent("executed", { node: String(e.node), display_node: String(e.node),
+            output: e.output, prompt_id: "test" });
+        }
+      }, scene.executed);
+    }
     if (scene.upload) {
       // pick a file with the LoadAudioDriver upload button's file input, as a user would
       const chooser = page.waitForEvent("filechooser");
@@ -116,7 +125,7 @@ try {
       const after = await shoot(id, "after");
       const state = await page.evaluate((id) => {
         const n = window.comfyAPI.app.app.graph.getNodeById(id);
-        return { type: n.type, size: [n.size[0], n.size[1]], drawn: n.lipsyncDrawn || 0,
+        return { type: n.type, size: [n.size[0], n.size[1]], drawn: n.lipsyncDrawn || 0, data: n.lipsyncData ?? null,
           rect: n.lipsyncRect || null, widgets: (n.widgets || []).map((w) => w.name),
           serialized: n.serialize().widgets_values ?? null };
       }, id);
