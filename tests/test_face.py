@@ -90,14 +90,14 @@ def test_grid_face_and_mouth_found_in_every_frame(grid_media, grid_tracks):
 
 
 def test_grid_opening_follows_the_audio(grid_media, grid_tracks):
-    """Mean r 0.545 measured (per clip 0.28-0.67), best lag 0 or +1 on all 7 clips."""
+    """Mean r 0.553 measured (per clip 0.37-0.65), best lag 0 or +1 on all 7 clips."""
     rs, lags = [], []
     for clip, (_, env) in grid_media.items():
         r, lag = best_lag(grid_tracks[clip].opening.numpy().astype(np.float64), env)
         rs.append(r)
         lags.append(lag)
     assert np.mean(rs) >= 0.50, (np.round(rs, 3), lags)
-    assert min(rs) > 0.2, np.round(rs, 3)
+    assert min(rs) > 0.25, np.round(rs, 3)
     assert sum(abs(lag) <= 2 for lag in lags) >= 6, lags
 
 
