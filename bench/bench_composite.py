@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument("--speed-frames", type=int, default=60, help="frames for the timing runs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=16)
+    ap.add_argument("--chunk", type=int, default=8)
     ap.add_argument("--memory-only", action="store_true", help="only the memory figure")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

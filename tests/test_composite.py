@@ -21,6 +21,16 @@ CROP_LANDMARKS = torch.tensor([
 ], dtype=torch.float64)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Small tensors: one thread is faster and steady on a busy 2-core machine (a parallel region
+    waits for a descheduled thread); restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def similarity(scale, angle, cx, cy, size):
     """(2, 3) frame->crop matrix: frame point (cx, cy) to the crop centre, rotated, scaled."""
     a, b = scale * math.cos(angle), scale * math.sin(angle)
