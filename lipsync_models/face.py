@@ -540,7 +540,8 @@ def track_faces(
     b, h, w = (int(v) for v in frames.shape[:3])
     chunk = max(int(chunk), 1)
     box = _parse_manual_box(manual_box, h, w)
-    total_steps = 2 * math.ceil(b / chunk) + (0 if box is not None else math.ceil(b / chunk))
+    passes = 3 if (box is None and detector == "haar") else 2  # (detect,) locate/mesh, measure
+    total_steps = passes * math.ceil(b / chunk)
     done = [0]
 
     def step():

@@ -332,3 +332,17 @@ def test_node_index_and_manual_box(grid_media):
     assert set(mask.unique().tolist()) <= {0.0, 1.0}
     with pytest.raises(InputError, match="crop_size"):
         MaskLowerFace().run(images=frames[:2], crop_size="100")
+
+
+def test_rgba_half_precision_input_and_progress(astronaut):
+    rgba = torch.cat([astronaut, torch.ones(512, 512, 1)], -1)[None].repeat(5, 1, 1, 1)
+    calls = []
+    ref = face.track_faces(astronaut[None].repeat(5, 1, 1, 1), chunk=2)
+    tr = face.track_faces(rgba.half(), chunk=2, on_progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (9, 9) and [d for d, _ in calls] == list(range(1, 10))  # 3 passes x 3 chunks
+    assert tr.boxes.dtype == torch.float32 and tr.boxes.device == rgba.device
+    assert torch.allclose(tr.boxes, ref.boxes, atol=1.0)
+    assert torch.allclose(tr.opening, ref.opening, atol=0.01)
+    crops = face.mouth_crops(rgba, tr)
+    assert crops.shape == (5, 256, 256, 4)
+    assert face.mouth_opening(crops).shape == (5,)
