@@ -1,6 +1,6 @@
 """SyncScore on real footage: offsets of recorded and shifted GRID clips, confidence AUCs, speed.
 
-Run:  .venv/bin/python bench/bench_sync.py [--detector haar,mediapipe] [--no-phonemes] [--threads 2]
+Run:  .venv/bin/python bench/bench_sync.py [--detector haar,mediapipe] [--phonemes off,on] [--threads 2]
 
 For each GRID clip in ../shared/data/grid (3 s, 25 fps, audio recorded with the picture):
 
@@ -77,20 +77,21 @@ def run(detector: str, use_phonemes: bool, R: int = 15) -> None:
         n16 = int(round(img.shape[0] / fps * 16000))
         w16 = torch.nn.functional.pad(w16, (0, max(n16 - w16.shape[0], 0)))[:n16]
         data[c] = (track, w16, fps, img)
-    res, other, secs, nframes = {}, {}, 0.0, 0
+    res, other, secs, cpu, nframes = {}, {}, 0.0, 0.0, 0
     for i, c in enumerate(clips):
         track, w16, fps, img = data[c]
         for k in (0,) + SHIFTS:
-            t = time.perf_counter()
+            t, tc = time.perf_counter(), time.process_time()
             r = sync.score_articulation(track, shift_audio(w16, k, fps), fps, search_range=R, window_s=2.0,
                                         use_phonemes=use_phonemes, images=img)
             secs += time.perf_counter() - t
+            cpu += time.process_time() - tc
             nframes += track.num_frames
             res[(c, k)] = r
         o = clips[(i + 1) % len(clips)]
         other[c] = sync.score_articulation(track, data[o][1], fps, search_range=R, window_s=2.0,
                                            use_phonemes=use_phonemes, images=img)
-    lead = sync.NATURAL_LEAD_FRAMES
+    lead = sync.NATURAL_LEAD_FRAMES["phonemes" if use_phonemes else "envelope"]
     print(f"\n=== detector {detector}, phonemes {'on' if use_phonemes else 'off'}, natural lead {lead:+.2f} frames ===")
     print(f"{'clip':8s} {'k=0':>4s} " + " ".join(f"{k:>+4d}" for k in SHIFTS) + "   conf(k=0)  peak(k=0)  other-audio conf")
     for c in clips:
@@ -131,15 +132,16 @@ def run(detector: str, use_phonemes: bool, R: int = 15) -> None:
     print(f"AUC confidence: synced vs shifted>=5 {auc(synced, far):.3f}; synced vs other-audio {auc(synced, oth):.3f}")
     print(f"AUC score-at-0 minus median: synced vs shifted>=5 {auc(synced0, far0):.3f}; "
           f"synced vs other-audio {auc(synced0, oth0):.3f}")
-    print(f"speed given a face track: {nframes / secs:.0f} frames/s "
-          f"({secs / (nframes / 75):.3f} s per 75-frame clip, incl. windows and phoneme recognition)"
-          if use_phonemes else f"speed given a face track: {nframes / secs:.0f} frames/s")
+    print(f"speed given a face track ({'with' if use_phonemes else 'without'} phoneme recognition, optical flow and "
+          f"2-s windows included): wall {nframes / secs:.0f} frames/s under load (load avg {os.getloadavg()[0]:.1f}); "
+          f"CPU time {cpu / (nframes / 75):.3f} s per 75-frame clip = {nframes / cpu:.0f} frames per CPU-second "
+          "(what an unloaded core would give, roughly)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--detector", default="haar,mediapipe")
-    ap.add_argument("--no-phonemes", action="store_true")
+    ap.add_argument("--phonemes", default="off,on", help="off: the default scorer; on: + phonemes")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -148,7 +150,8 @@ def main() -> None:
         if det == "mediapipe" and not face.mediapipe_available():
             print("mediapipe not installed: skipped")
             continue
-        run(det, not args.no_phonemes)
+        for ph in args.phonemes.split(","):
+            run(det, ph == "on")
     from comfyui_lipsync.nodes import _comfy
 
     nets = _comfy.model_files("syncnet")

@@ -48,11 +48,14 @@ BAND_HZ = (300.0, 3000.0)
 FLOOR_DB = 40.0
 LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
-NATURAL_LEAD_FRAMES = -0.75
-"""Where the score curve peaks on recorded, in-sync speech, in frames (negative: the audio
-signals run slightly ahead of the lips they explain). Measured on the 7 GRID clips in
-``../shared/data/grid`` (per-clip peaks -0.5 .. -1.5 with mediapipe lips); the bench reports
-the leave-one-out result of this calibration."""
+NATURAL_LEAD_FRAMES = {"phonemes": -0.67, "envelope": 0.11}
+"""Where the score curve peaks on recorded, in-sync speech, in frames, with and without the
+phoneme-predicted mouth (negative: the audio signals run slightly ahead of the lips they
+explain). Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` with both
+face detectors (per-clip peaks spread over about 1.3 frames; lbax4n peaks about 0.8 frame
+earlier than the rest with every signal tried); ``bench/bench_sync.py`` prints the
+leave-one-out result of this calibration."""
+
 VISUAL_SIGNALS = ("gap", "outer", "opening")
 """Visual signals the articulation scorer uses by default without images (see :func:`visual_signals`)."""
 VISUAL_SIGNALS_WITH_IMAGES = ("flow", "gap", "outer", "opening")
@@ -344,8 +347,8 @@ def _windows(n: int, fps: float, window_s: float) -> list[tuple[int, int]]:
 
 
 def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, search_range: int = 15,
-                       window_s: float = 2.0, use_phonemes: bool = True,
-                       natural_lead: float = NATURAL_LEAD_FRAMES,
+                       window_s: float = 2.0, use_phonemes: bool = False,
+                       natural_lead: float | None = None,
                        visual_names: tuple[str, ...] | None = None,
                        images: torch.Tensor | None = None,
                        on_progress: ProgressFn | None = None) -> SyncResult:
@@ -354,12 +357,14 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     track: FaceTrack of T frames; wave16k: (N,) 16 kHz mono covering the same T frames;
     fps: frame rate; search_range R: offsets -R..R frames; window_s: per-window track window
     (hop = half a window; 0 = none); use_phonemes: add the phoneme -> viseme predicted mouth;
-    natural_lead: frames subtracted from the curve's peak (see :data:`NATURAL_LEAD_FRAMES`);
+    natural_lead: frames subtracted from the curve's peak (None: :data:`NATURAL_LEAD_FRAMES`);
     visual_names: which of :func:`visual_signals` to use.
     """
     n = track.num_frames
     _check_inputs(n, wave16k, fps, search_range, window_s)
     R = int(search_range)
+    if natural_lead is None:
+        natural_lead = NATURAL_LEAD_FRAMES["phonemes" if use_phonemes else "envelope"]
     steps = 3 + len(_windows(n, fps, window_s))
     done = 0
 

@@ -18,12 +18,12 @@ log = logging.getLogger("comfyui_lipsync")
 
 WHO = "SyncScore"
 ARTICULATION = "articulation (no weights)"
-ARTICULATION_FAST = "articulation, fast: no phoneme recognition (no weights)"
+ARTICULATION_PHONEMES = "articulation + phonemes (no weights)"
 _NETS: dict[tuple[str, float, str], object] = {}
 
 
 def _scorers() -> list[str]:
-    return [ARTICULATION, ARTICULATION_FAST] + [f for f in _comfy.model_files("syncnet")]
+    return [ARTICULATION, ARTICULATION_PHONEMES] + [f for f in _comfy.model_files("syncnet")]
 
 
 def _load_net(name: str, device: torch.device):
@@ -74,8 +74,9 @@ class SyncScore:
         "Measures how far the audio is from the lips in a clip: the offset in frames and ms "
         "(positive = audio late), a confidence, a per-window offset track that shows drift, and a plot "
         "of the score against the offset with the lip and audio signals. The default scorer needs no "
-        "model: it correlates the tracked lips (gap, lip height, opening and their changes) with the "
-        "audio's articulation (300-3000 Hz envelope, and the mouth predicted from recognised phonemes). "
+        "model: it correlates the tracked lips (gap, lip height, opening, optical-flow lip parting, and "
+        "their changes) with the audio's articulation (300-3000 Hz envelope; optionally the mouth predicted "
+        "from recognised phonemes). "
         "With a SyncNet checkpoint (syncnet_v2) in models/syncnet it also computes LSE-D and LSE-C "
         "exactly as syncnet_python does."
     )
@@ -91,11 +92,12 @@ class SyncScore:
                                          "tooltip": "Offsets tried, in frames either way (15 = +-0.6 s at 25 fps, "
                                                     "as SyncNet)."}),
                 "scorer": (_scorers(), {"default": ARTICULATION,
-                                        "tooltip": "articulation: no model needed; lips against the audio envelope "
-                                                   "and the mouth predicted from recognised phonemes (most exact). "
-                                                   "fast: without phoneme recognition (several times faster, "
-                                                   "less exact). Other entries are SyncNet checkpoints "
-                                                   "(syncnet_v2) found in models/syncnet."}),
+                                        "tooltip": "articulation: no model needed; the lips (landmarks and optical "
+                                                   "flow) against the audio's 300-3000 Hz envelope; the most exact "
+                                                   "offset. + phonemes: adds the mouth predicted from recognised "
+                                                   "phonemes: slower, offsets less exact on our tests, but better at "
+                                                   "telling foreign or shifted audio (confidence_at_0). Other entries "
+                                                   "are SyncNet checkpoints (syncnet_v2) found in models/syncnet."}),
                 "window_s": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 60.0, "step": 0.5,
                                        "tooltip": "Length of the windows of the per-window offset track "
                                                   "(hop = half a window); 0 = whole clip only."}),
@@ -109,8 +111,8 @@ class SyncScore:
             },
         }
 
-    RETURN_TYPES = ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE")
-    RETURN_NAMES = ("offset_frames", "offset_ms", "confidence", "report", "plot")
+    RETURN_TYPES = ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE", "FLOAT")
+    RETURN_NAMES = ("offset_frames", "offset_ms", "confidence", "report", "plot", "confidence_at_0")
     OUTPUT_TOOLTIPS = (
         "Audio-to-lips offset in frames; POSITIVE = AUDIO LATE (delay the video or advance the audio "
         "by this much to fix it); 0 = in sync.",
@@ -119,6 +121,8 @@ class SyncScore:
         "offsets (SyncNet: LSE-C). 0 when the clip is too short, static or silent to judge.",
         "Offset, confidence, score at offset 0, LSE-D/LSE-C with SyncNet, the per-window offsets and notes.",
         "Score against offset (best marked) above the lip and audio signals over time.",
+        "Is the clip in sync as it stands: the score at offset 0 minus the median score. High only "
+        "when the lips match the audio without any shift (low for shifted or foreign audio).",
     )
     FUNCTION = "run"
     CATEGORY = "lipsync/check"
@@ -146,9 +150,9 @@ class SyncScore:
             raise InputError(f"{WHO}: the face track has {face_track.num_frames} frames but there are {n} images. "
                              "Track the same frames you score.")
         later = lambda d, t: progress(4 + int(6 * d / max(t, 1)), 10)  # noqa: E731
-        if scorer in (ARTICULATION, ARTICULATION_FAST):
+        if scorer in (ARTICULATION, ARTICULATION_PHONEMES):
             result = sync.score_articulation(face_track, wave, fps, search_range=int(search_range),
-                                             window_s=float(window_s), use_phonemes=scorer == ARTICULATION,
+                                             window_s=float(window_s), use_phonemes=scorer == ARTICULATION_PHONEMES,
                                              images=images, on_progress=later)
         else:
             net = _load_net(scorer, dev)
@@ -171,7 +175,7 @@ class SyncScore:
                                               for w in result.windows],
                                      method=result.method))
         return {"ui": ui, "result": (int(result.offset_frames), float(result.offset_ms), float(result.confidence),
-                                     report, plot)}
+                                     report, plot, float(result.confidence_at_zero))}
 
 
 NODE_CLASS_MAPPINGS = {"LipSyncSyncScore": SyncScore}

@@ -10,7 +10,7 @@ from comfyui_lipsync.lipsync_models import face, media, sync
 from comfyui_lipsync.lipsync_models.errors import InputError, LengthMismatchError
 from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate
 from comfyui_lipsync.lipsync_models.types import FaceTrack
-from comfyui_lipsync.nodes.sync_score import ARTICULATION, ARTICULATION_FAST, SyncScore
+from comfyui_lipsync.nodes.sync_score import ARTICULATION, ARTICULATION_PHONEMES, SyncScore
 
 FPS = 25.0
 
@@ -230,7 +230,8 @@ def test_node_contract():
         for name, (kind, opts) in group.items():
             assert opts.get("tooltip"), name
     assert spec["required"]["scorer"][0][0] == ARTICULATION
-    assert SyncScore.RETURN_TYPES == ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE")
+    assert SyncScore.RETURN_TYPES == ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE", "FLOAT")
+    assert len(SyncScore.OUTPUT_TOOLTIPS) == len(SyncScore.RETURN_NAMES) == 6
     assert "audio late" in SyncScore.OUTPUT_TOOLTIPS[0].lower()
     assert SyncScore.CATEGORY == "lipsync/check"
 
@@ -240,8 +241,9 @@ def test_node_on_grid_with_audio_and_track(grid_clip):
     d = _defaults()
     assert d["fps"] == 25.0 and d["search_range"] == 15
     out = SyncScore().run(img, audio={"waveform": wav[None], "sample_rate": sr}, face_track=track, **d)
-    off, ms, conf, report, plot = out["result"]
+    off, ms, conf, report, plot, conf0 = out["result"]
     assert isinstance(off, int) and abs(off) <= 1 and ms == pytest.approx(40.0 * off)
+    assert conf0 > 0.1
     assert conf > 0.1 and "per-window offsets" in report
     assert plot.shape[0] == 1 and plot.shape[-1] == 3
     ui = out["ui"]["lipsync_sync"][0]
@@ -274,7 +276,7 @@ def test_node_with_a_syncnet_checkpoint(grid_clip, tmp_path, monkeypatch):
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "syncnet" / "rand.safetensors"))
     monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(tmp_path))
     scorers = SyncScore.INPUT_TYPES()["required"]["scorer"][0]
-    assert scorers == [ARTICULATION, ARTICULATION_FAST, "rand.safetensors"]
+    assert scorers == [ARTICULATION, ARTICULATION_PHONEMES, "rand.safetensors"]
     n = 14
     from comfyui_lipsync.lipsync_models import audio as audiolib
 
@@ -284,7 +286,7 @@ def test_node_with_a_syncnet_checkpoint(grid_clip, tmp_path, monkeypatch):
                                                               "mouth": track.mouth[:n], "opening": track.opening[:n],
                                                               "transform": track.transform[:n],
                                                               "found": track.found[:n]}))
-    off, ms, conf, report, plot = out["result"]
+    off, ms, conf, report, plot, _ = out["result"]
     assert "LSE-D" in report and "LSE-C" in report and "syncnet" in report
     assert -3 <= off <= 3 and conf >= 0.0
     assert len(out["ui"]["lipsync_sync"][0]["curve"]) == 7
@@ -320,3 +322,15 @@ def test_flow_opening_follows_a_drawn_mouth():
     assert np.corrcoef(vel, np.diff(gap))[0, 1] > 0.8
     with pytest.raises(InputError, match="images"):
         sync.flow_opening(torch.zeros(n, 8, 8), track, FPS)
+
+
+def test_phoneme_predicted_mouth_on_grid(grid_clip):
+    img, fps, wav, sr, w16, track = grid_clip
+    pred = sync.predicted_mouth(w16, fps, 75)
+    assert set(pred) == {"jaw", "jaw_close"}
+    jaw = pred["jaw"]
+    assert jaw.shape == (75,) and jaw.min() >= 0.0 and jaw.max() <= 1.0
+    # "bin blue at f two now" is spoken between about 0.5 s and 2.1 s; silence before and after
+    assert jaw[15:50].mean() > 0.15 and jaw[:8].mean() < 0.05 and jaw[-8:].mean() < 0.05
+    r = sync.score_articulation(track, w16, fps, use_phonemes=True, images=img)
+    assert r.method == "articulation + phonemes" and abs(r.offset_frames) <= 1
