@@ -145,15 +145,15 @@ def _warp(src: torch.Tensor, mat: torch.Tensor, dsize: tuple[int, int], padding:
 
 
 def _gather(frames: torch.Tensor, idx, offsets: torch.Tensor, rh: int, rw: int,
-            device: torch.device, channels: int | None = None) -> torch.Tensor:
+            device: torch.device, channels: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Cut one (rh, rw) window per frame of (B, H, W, C) ``frames`` (or of its only frame when
-    B = 1) at ``offsets[i]`` (x, y) -> (b, channels, rh, rw) float32 on ``device``."""
+    B = 1) at ``offsets[i]`` (x, y) -> (b, channels, rh, rw) ``dtype`` on ``device``."""
     c = frames.shape[-1] if channels is None else channels
     buf = torch.empty((len(idx), c, rh, rw), dtype=frames.dtype, device=frames.device)
     for j, i in enumerate(idx):
         x, y = int(offsets[i, 0]), int(offsets[i, 1])
         buf[j] = frames[i if frames.shape[0] > 1 else 0, y:y + rh, x:x + rw, :c].permute(2, 0, 1)
-    return buf.to(device=device, dtype=torch.float32, non_blocking=True)
+    return buf.to(device=device, dtype=dtype, non_blocking=True)
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -522,22 +522,23 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames", WHO, cw, ch, rw, rh,
               int(valid.sum()), b)
 
+    work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
     out = torch.empty_like(frames)
     for start in range(0, b, chunk):
         stop = min(start + chunk, b)
         out[start:stop].copy_(frames[start:stop])
         idx = [i for i in range(start, stop) if bool(valid[i])]
         if idx and rh and rw and ch and cw:
-            rgb = _gather(frames, idx, foff, rh, rw, dev, channels=3)
+            rgb = _gather(frames, idx, foff, rh, rw, dev, channels=3, dtype=work)
             fwd = to_win[idx]
-            recrop = _warp(rgb, fwd, (ch, cw), "border")
+            recrop = _warp(rgb.float(), fwd, (ch, cw), "border")
             gen = _gather(crops, idx, woff, ch, cw, dev, channels=3)
             u, v = _window_coords(woff[idx], ch, cw, dev)
             weight = _footprint(u, v, s, width)[:, None]
             exact = None  # a given hard mask is applied at frame resolution, exactly
             if ell is None:
-                exact = _gather(mask[..., None], idx, foff, rh, rw, dev).clamp(0.0, 1.0)
-                m = _warp(exact, fwd, (ch, cw), "zeros")
+                exact = _gather(mask[..., None], idx, foff, rh, rw, dev, dtype=work).clamp(0.0, 1.0)
+                m = _warp(exact.float(), fwd, (ch, cw), "zeros")
                 if sigma > 0:
                     weight = weight * _gauss_blur(m, sigma).clamp(0.0, 1.0)
                     exact = None
@@ -563,7 +564,7 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
             w_renew = weight * renew
             value = torch.addcmul(_multiband(diff, weight) if lap else weight * diff, w_renew, recrop)
             bwd = torch.linalg.inv(fwd)
-            back = _warp(torch.cat([value, w_renew], 1), bwd, (rh, rw), "border")
+            back = _warp(torch.cat([value, w_renew], 1), bwd, (rh, rw), "border").to(work)
             if exact is None:
                 res = torch.addcmul(back[:, :3], rgb, 1.0 - back[:, 3:4]).clamp_(0.0, 1.0)
             else:
@@ -571,7 +572,7 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
                 res.clamp_(0.0, 1.0)
             lo, hi = torch.aminmax(rgb)
             if lo < 0 or hi > 1:  # out-of-range input: keep it exactly where nothing is blended
-                wb = _warp(weight, bwd, (rh, rw), "border")
+                wb = _warp(weight, bwd, (rh, rw), "border").to(work)
                 res = torch.where(wb * (1.0 if exact is None else exact) > 0, res, rgb)
             res = res.to(device=out.device, dtype=out.dtype)
             for j, i in enumerate(idx):

@@ -326,6 +326,10 @@ def test_output_follows_frames_dtype_and_progress(clip):
     assert calls == [(3, 4), (4, 4)]
     same = C.composite(half, C.crop_faces(half, track), track)
     assert (same.float() - half.float()).abs().max().item() <= 2 * TOL
+    double = frames.double()
+    out = C.composite(double, torch.zeros(4, 128, 128, 3), track)
+    m = frame_mask(track, frames)
+    assert out.dtype == torch.float64 and torch.equal(out[m == 0], double[m == 0])
 
 
 # --- errors ------------------------------------------------------------------------------------
