@@ -96,7 +96,7 @@ class SyncScore:
                                                    "flow) against the audio's 300-3000 Hz envelope; the most exact "
                                                    "offset. + phonemes: adds the mouth predicted from recognised "
                                                    "phonemes: slower, offsets less exact on our tests, but better at "
-                                                   "telling foreign or shifted audio (confidence_at_0). Other entries "
+                                                   "telling foreign or shifted audio (score at offset 0). Other entries "
                                                    "are SyncNet checkpoints (syncnet_v2) found in models/syncnet."}),
                 "window_s": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 60.0, "step": 0.5,
                                        "tooltip": "Length of the windows of the per-window offset track "
@@ -111,18 +111,17 @@ class SyncScore:
             },
         }
 
-    RETURN_TYPES = ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE", "FLOAT")
-    RETURN_NAMES = ("offset_frames", "offset_ms", "confidence", "report", "plot", "confidence_at_0")
+    RETURN_TYPES = ("INT", "FLOAT", "FLOAT", "STRING", "IMAGE")
+    RETURN_NAMES = ("offset_frames", "offset_ms", "confidence", "report", "plot")
     OUTPUT_TOOLTIPS = (
         "Audio-to-lips offset in frames; POSITIVE = AUDIO LATE (delay the video or advance the audio "
         "by this much to fix it); 0 = in sync.",
         "The same offset in milliseconds (positive = audio late).",
         "How clearly the best offset stands out: best score minus the median score over the searched "
-        "offsets (SyncNet: LSE-C). 0 when the clip is too short, static or silent to judge.",
+        "offsets (SyncNet: LSE-C). 0 when the clip is too short, static or silent to judge. The report "
+        "also gives the score at offset 0 minus the median: whether the clip is in sync as it stands.",
         "Offset, confidence, score at offset 0, LSE-D/LSE-C with SyncNet, the per-window offsets and notes.",
         "Score against offset (best marked) above the lip and audio signals over time.",
-        "Is the clip in sync as it stands: the score at offset 0 minus the median score. High only "
-        "when the lips match the audio without any shift (low for shifted or foreign audio).",
     )
     FUNCTION = "run"
     CATEGORY = "lipsync/check"
@@ -175,7 +174,7 @@ class SyncScore:
                                               for w in result.windows],
                                      method=result.method))
         return {"ui": ui, "result": (int(result.offset_frames), float(result.offset_ms), float(result.confidence),
-                                     report, plot, float(result.confidence_at_zero))}
+                                     report, plot)}
 
 
 NODE_CLASS_MAPPINGS = {"LipSyncSyncScore": SyncScore}
