@@ -4,14 +4,19 @@ Two scorers share one result type, :class:`SyncResult`:
 
 * :func:`score_articulation` (weight-free default). Visual articulation signals per frame come
   from the face track: the inner-lip gap and the outer-lip height (both divided by the mouth
-  width) and the track's ``opening`` measure. Audio articulation signals come from the 16 kHz
-  waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the clip's peak), and,
-  when pocketsphinx is installed, the mouth track predicted from recognised phonemes by the
-  MapVisemes chain (``jaw_open`` and ``jaw_open - lip_close``, so P/B/M closures are sharp
-  dips). Every visual x audio pair is correlated (Pearson) at sub-frame lags, both as levels
-  and as frame-to-frame changes (changes give sharper peaks); the scores are the mean of those
-  correlation curves. The best lag, minus the natural audio-to-lips lead
-  (:data:`NATURAL_LEAD_FRAMES`, measured on recorded speech), rounded, is the offset.
+  width's 2-s trend), the track's ``opening`` measure and, when the images are given, the
+  lips' parting speed from dense optical flow in a mouth crop (:func:`flow_opening`, which
+  needs only the mouth's position, not precise lip points). Audio articulation signals come
+  from the 16 kHz waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the
+  clip's peak) and, optionally (``use_phonemes``), the mouth predicted from recognised
+  phonemes by the MapVisemes chain (``jaw_open`` and ``jaw_open - lip_close``, so P/B/M
+  closures are sharp dips). Every visual x audio pair is correlated (Pearson) at lags on a
+  0.1-frame grid, both as levels and as frame-to-frame changes (changes give sharper peaks);
+  the score is the mean of those curves plus half the correlation of slow speech-activity
+  signals (which stops the syllable rhythm from aliasing the peak by +-5 frames). The peak
+  (parabolic refinement), minus the natural audio-to-lips lead (:data:`NATURAL_LEAD_FRAMES`,
+  measured on recorded speech), rounded, is the offset. Clips that are too short, silent or
+  whose lips do not move are flagged as not judgeable (confidence 0).
 * :func:`score_syncnet`: the SyncNet ``syncnet_v2`` network (``backends.syncnet``): LSE-D and
   LSE-C over +-search_range offsets, computed as syncnet_python does.
 
