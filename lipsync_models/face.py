@@ -199,15 +199,12 @@ def _analysis_crops(frames_np: np.ndarray, m: np.ndarray, size: int = ANALYSIS_S
 
 # --- the weight-free mouth analysis ----------------------------------------------------------
 
-def _ycc(crops: np.ndarray, with_chroma: bool = False):
-    """uint8 RGB (n, S, S, 3) -> (luma Y in 0..1, lip map Cr - Cb in about -1..1[, chroma
-    magnitude sqrt(Cr^2 + Cb^2)]), float32."""
+def _ycc(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB (n, S, S, 3) -> (luma Y in 0..1, lip map Cr - Cb in about -1..1), float32."""
     c = crops.astype(np.float32) / 255.0
     y = 0.299 * c[..., 0] + 0.587 * c[..., 1] + 0.114 * c[..., 2]
     cr = (c[..., 0] - y) * 0.713
     cb = (c[..., 2] - y) * 0.564
-    if with_chroma:
-        return y, cr - cb, np.sqrt(cr * cr + cb * cb)
     return y, cr - cb
 
 
@@ -291,31 +288,26 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     upper_outer, lower_outer, upper_inner, lower_inner).
 
     How the opening is read: every pixel of the mouth window (0.27 x 0.19 face widths around
-    the centre) gets an "inner mouth" score, the larger of
-      cavity = darkness relative to the skin above and below the mouth + 4 x how much less
-               lip-coloured (YCrCb Cr - Cb) it is than that skin (the open mouth is dark, not red);
-      teeth  = 2 x how much less coloured (YCrCb chroma) it is than that skin (teeth are bright
-               but colourless; skin and lips are not).
-    The 99th percentile of that score is mapped to inner-lip gap / mouth width units (fitted
-    once against the face-mesh lip gap on the GRID clips, r 0.78) with a soft floor at 0. Each
-    crop is measured on its own, with no clip statistics.
+    the centre) gets an "inner mouth" score = darkness relative to the skin above and below the
+    mouth + 4 x how much less lip-coloured (YCrCb Cr - Cb) it is than that skin: the open
+    mouth's cavity is dark and not red, lips are red. The 99th percentile of that score is
+    mapped to inner-lip gap / mouth width units (fitted once against the face-mesh lip gap on
+    the GRID clips, r 0.80) with a soft floor at 0. Each crop is measured on its own, with no
+    clip statistics. (A "colourless = teeth" term raised GRID r to 0.553 but saturates on
+    rendered grey mouth interiors, so it is not used.)
     """
     n, s = crops.shape[:2]
-    y, lip, chroma = _ycc(crops, with_chroma=True)
+    y, lip = _ycc(crops)
     c = s // 2
     ry, rx = max(int(round(0.094 * s)), 2), max(int(round(0.135 * s)), 2)
     band = max(int(round(0.065 * s)), 2)
     x0, x1 = c - int(round(0.21 * s)), c + int(round(0.21 * s))
     ring_y = np.concatenate([y[:, c - ry - band:c - ry, x0:x1].reshape(n, -1), y[:, c + ry:c + ry + band, x0:x1].reshape(n, -1)], 1)
     ring_l = np.concatenate([lip[:, c - ry - band:c - ry, x0:x1].reshape(n, -1), lip[:, c + ry:c + ry + band, x0:x1].reshape(n, -1)], 1)
-    ring_c = np.concatenate([chroma[:, c - ry - band:c - ry, x0:x1].reshape(n, -1), chroma[:, c + ry:c + ry + band, x0:x1].reshape(n, -1)], 1)
     yref = np.median(ring_y, axis=1)[:, None, None] + 1e-3
     lref = np.median(ring_l, axis=1)[:, None, None]
-    cref = np.median(ring_c, axis=1)[:, None, None] + 1e-3
     win = (slice(None), slice(c - ry, c + ry), slice(c - rx, c + rx))
-    cavity = (1.0 - y[win] / yref) + 4.0 * (lref - lip[win])   # dark and not red
-    teeth = 2.0 * (1.0 - chroma[win] / cref)                    # colourless (teeth, or the cavity)
-    score = np.maximum(cavity, teeth)
+    score = (1.0 - y[win] / yref) + 4.0 * (lref - lip[win])   # dark and not red
     q = np.percentile(score.reshape(n, -1), 99, axis=1)
     opening = (OPEN_GAIN * OPEN_SOFT * np.logaddexp(0.0, (q - OPEN_ZERO) / OPEN_SOFT)).astype(np.float32)
 
@@ -349,8 +341,8 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return opening, lm
 
 
-OPEN_ZERO = 0.5
-"""Inner-mouth score of a closed mouth (GRID: 0.50-0.78); the opening rises from 0 above it."""
+OPEN_ZERO = 0.45
+"""Inner-mouth score of a closed mouth (GRID: 0.40-0.65); the opening rises from 0 above it."""
 OPEN_GAIN = 0.22
 """Inner-lip gap / mouth width per unit of inner-mouth score (least-squares fit, GRID, r 0.80)."""
 OPEN_SOFT = 0.1
