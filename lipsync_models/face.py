@@ -1,8 +1,10 @@
 """Face tracking, mouth landmarks, the mouth-opening measure and the lower-face mask.
 
 Everything here is weight-free by default: faces come from OpenCV's bundled Haar cascade
-(``opencv-python-headless`` < 5), mouths from lip chroma (YCrCb "lip map") and the dark inner
-mouth inside an aligned crop. mediapipe's legacy face mesh is an optional, more precise tracker
+(``opencv-python-headless`` < 5), detected on a downscaled frame every few frames and searched
+near the last box in between; the mouth is placed by the dark line between the lips, its
+corners by lip chroma (YCrCb "lip map"), and its opening by the dark, non-red inner mouth inside
+an aligned crop. mediapipe's legacy face mesh is an optional, more precise tracker
 (``detector="mediapipe"``); the opening measure is the same for both, so SyncScore compares
 like with like.
 
@@ -354,8 +356,9 @@ def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tens
 
     crops: (B, S, S, C) float 0..1, C 3 or 4, mouth at the centre, mouth-corner line level,
     crop side = 1.0 face width (what :func:`mouth_crops` or the ``transform`` of a
-    :class:`FaceTrack` produce). Returns (B,) float32 >= 0 on the crops' device: the inner-lip
-    gap divided by the mouth width (about 0 closed, 0.1-0.4 speaking). Each crop is measured on
+    :class:`FaceTrack` produce). Returns (B,) float32 >= 0 on the crops' device: an estimate of
+    the inner-lip gap divided by the mouth width (GRID speakers: 0.01-0.05 closed, up to 0.3
+    wide open; see :func:`_analyse` for how it is read). Each crop is measured on
     its own (no clip statistics), so a generator's output can be checked frame by frame with
     exactly the measure that :func:`track_faces` stores in ``FaceTrack.opening``.
     """
