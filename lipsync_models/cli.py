@@ -31,6 +31,8 @@ log = logging.getLogger("comfyui_lipsync")
 
 AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".avi")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+"""A still picture as --video becomes a clip as long as the audio (at --fps)."""
 STAGES = ("decode", "LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
           "Composite", "SyncScore", "encode")
 BUILTIN_MODEL = "built-in (no weights)"
@@ -162,11 +164,13 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     from . import media, video_out
 
     bar.start("decode")
-    if job.frames is None:
-        frames_u8, fps, _ = media.read_video(str(job.video), "lipsync")
-    else:
-        frames_u8, fps = job.frames, float(job.fps or 25.0)
     wave, sr = media.read_audio(str(job.audio), "lipsync")
+    if job.frames is not None:
+        frames_u8, fps = job.frames, float(job.fps or 25.0)
+    elif job.video.suffix.lower() in IMAGE_EXTS:
+        frames_u8, fps = _still(job.video, wave.shape[1] / sr, float(job.fps or 25.0))
+    else:
+        frames_u8, fps, _ = media.read_video(str(job.video), "lipsync")
     images = frames_u8.float().div_(255.0)
     bar(1, 1)
 
@@ -220,6 +224,20 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
             "confidence": score.get("confidence")}
 
 
+def _still(path: Path, seconds: float, fps: float) -> tuple[torch.Tensor, float]:
+    """A picture as a still clip covering ``seconds`` at ``fps``: (B, H, W, 3) uint8 (a view, no copies)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise MediaError(f"--video {path.name}: cannot read the picture ({e}).") from e
+    n = max(1, int(math.ceil(seconds * fps)))
+    return torch.from_numpy(arr.copy())[None].expand(n, -1, -1, -1), fps
+
+
 # --- jobs from the command line ------------------------------------------------------------------
 
 def _pairs(video_dir: Path, audio_dir: Path, out_dir: Path) -> list[Job]:
@@ -268,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "`demo -o out/demo.mp4` runs the built-in demo.")
     p.add_argument("command", nargs="?", choices=["run", "demo"], default="run",
                    help="run (default) or demo: a still portrait speaking the built-in line")
-    p.add_argument("--video", help="input clip, or a folder of clips")
+    p.add_argument("--video", help="input clip (or a still picture: png, jpg, webp), or a folder of clips")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the clip made from a still picture")
     p.add_argument("--audio", help="spoken line (wav, mp3, flac, m4a, or a video's sound), or a folder with one "
                                    "file per clip, same name as the clip")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (a folder when --video is a folder)")
@@ -320,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                 for p, what in ((video, "--video"), (audio, "--audio")):
                     if not p.is_file():
                         raise MediaError(f"{what} {p}: file not found.")
-                jobs = [Job(video, audio, out if out.suffix else out / f"{video.stem}.mp4", name=video.stem)]
+                jobs = [Job(video, audio, out if out.suffix else out / f"{video.stem}.mp4", name=video.stem,
+                            fps=args.fps if video.suffix.lower() in IMAGE_EXTS else None)]
             for j in jobs:
                 j.transcript = j.transcript or _transcript(args.transcript)
         comfy.Progress.hook = bar

@@ -144,3 +144,29 @@ def test_nodes_called_with_their_defaults():
     assert cli.widget_defaults(Fake) == {"x": 3, "mode": "b", "first": "p", "s": "hi"}
     out, ui = cli.call_node(Fake, x=5, img=None)
     assert out == {"n": 10, "text": "bphi"} and ui == {"text": ["hi"]}
+
+
+def test_still_picture_speaks(tmp_path):
+    """--video can be a picture: it becomes a still clip as long as the line, at --fps."""
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).resize((256, 256)).save(tmp_path / "astronaut.png")
+    from comfyui_lipsync.lipsync_models import audio as A
+
+    wave, sr = media.read_audio(A.demo_audio_path(), start=0.2, duration=1.2)
+    import wave as wavmod
+
+    with wavmod.open(str(tmp_path / "line.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((wave[0].clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    out = tmp_path / "still.mp4"
+    assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
+                     "-o", str(out), "--fps", "24", "--no-score", "-q"]) == 0
+    frames, fps, audio = media.read_video(str(out))
+    assert frames.shape == (29, 256, 256, 3) and fps == 24.0  # ceil(1.2 s x 24 = 28.8) frames
+    f = frames.float()
+    assert f[:, 67:83, 98:125].std(dim=0).mean() > 3.0          # the mouth (half the 512 px coordinates)
+    assert f[:, 0:40, 200:256].std(dim=0).mean() < 1.5          # the background corner does not move
