@@ -170,3 +170,25 @@ def test_still_picture_speaks(tmp_path):
     f = frames.float()
     assert f[:, 67:83, 98:125].std(dim=0).mean() > 3.0          # the mouth (half the 512 px coordinates)
     assert f[:, 0:40, 200:256].std(dim=0).mean() < 1.5          # the background corner does not move
+
+
+def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
+    """--model models/lipsync/<file>: the runner points the models folder there and the node loads
+    the checkpoint (a random-weight Wav2Lip generator saved as safetensors)."""
+    from safetensors.torch import save_file
+
+    from comfyui_lipsync.lipsync_models.backends.wav2lip import Wav2LipGenerator
+
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", "unset")  # restored after the test (the runner sets it)
+    monkeypatch.delenv("LIPSYNC_MODELS_DIR")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "models" / "lipsync" / "w2l_random.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in Wav2LipGenerator().state_dict().items()}, str(ckpt))
+    _short_clip(tmp_path, grid_dir, "lbax4n", "lbax4n", frames=12)
+    out = tmp_path / "w2l.mp4"
+    code = cli.main(["--video", str(tmp_path / "clips" / "lbax4n.mp4"), "--audio", str(tmp_path / "lines" / "lbax4n.wav"),
+                     "-o", str(out), "--model", str(ckpt), "--no-score", "-q"])
+    assert code == 0 and os.environ["LIPSYNC_MODELS_DIR"] == str((tmp_path / "models").resolve())
+    frames, _, _ = media.read_video(str(out))
+    assert frames.shape == (12, 288, 360, 3)
