@@ -81,10 +81,13 @@ RBF_RADIUS = 0.7
 """Support of the warp's radial basis kernel, in rest mouth widths: nothing farther than this
 from the lips, nose and chin points moves (the eyes never do)."""
 RBF_RIDGE = 1e-4
+JAW_SIDE = (0.45, -0.12, 0.85)
+"""Jaw-line points beside the chin (u, v offset from the chin in rest mouth widths) and the
+share of the chin's motion they follow."""
 ROI_BOX = (-0.95, 0.95, -0.75, 1.25)
 """Where the lips can be (u from, to, v from, to in rest mouth widths about the mouth centre):
 the region that gets the sharp lip seam and the inner mouth at full resolution."""
-TRACK_TOLERANCE = 0.03
+TRACK_TOLERANCE = 0.04
 """Tracked gap and width within this fraction of the rest width of the clip's rest values count
 as at rest (tracker noise is not turned into mouth motion); beyond twice it they are corrected
 in full."""
@@ -440,6 +443,12 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
 
     src_up, src_lo = _controls(src)
     tgt_up, tgt_lo = _controls(tgt)
+    # the jaw line beside the chin follows the chin, so the chin stays round as it drops
+    side = torch.tensor([[-JAW_SIDE[0], JAW_SIDE[1]], [JAW_SIDE[0], JAW_SIDE[1]]], device=dev, dtype=work)
+    side = side[None] * rest_w.view(b, 1, 1)
+    jaw_src = src.chin[:, None] + side
+    jaw_tgt = jaw_src + JAW_SIDE[2] * (tgt.chin - src.chin)[:, None]
+    src_lo, tgt_lo = torch.cat((src_lo, jaw_src), 1), torch.cat((tgt_lo, jaw_tgt), 1)
     # fixed points around the mouth keep the warp local (cheeks, nose, eyes stay put)
     fixed_up = _UPPER_ANCHORS.to(dev, work)[None] * rest_w.view(b, 1, 1)
     fixed_lo = _LOWER_ANCHORS.to(dev, work)[None] * rest_w.view(b, 1, 1)

@@ -1,0 +1,209 @@
+"""LipSyncInference benchmark: speed and memory of both generators, and the built-in
+generator's verification figures on real footage.
+
+Prints:
+* built-in generator: frames/s on 256-px aligned crops of a GRID clip (batch 16), with 2 and
+  1 torch threads; peak extra memory;
+* Wav2Lip-compatible generator (random weights; speed does not depend on them): frames/s at
+  batch 16 on 96-px faces, as loaded (BN fused into the convs, channels-last) and as a plain
+  unfused, channels-first module (how the original code runs); peak extra memory;
+* Pearson r between face.mouth_opening of the output crops and the requested jaw_open on all
+  GRID clips (a synthetic varied track, and the jaw track MapVisemes makes from ANOTHER clip's
+  speech with its transcript), and on the still astronaut clip.
+
+Run: .venv/bin/python bench/bench_generator.py [--quick] [--device cuda]
+Targets (issue 4): built-in >= 50 frames/s at 256 px, Wav2Lip >= 15 frames/s at batch 16 on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from lipsync_models.pack import load_pack  # noqa: E402
+
+load_pack()
+
+from comfyui_lipsync.lipsync_models import composite, face, generator, media  # noqa: E402
+from comfyui_lipsync.lipsync_models import audio as audio_mod  # noqa: E402
+from comfyui_lipsync.lipsync_models.backends import wav2lip  # noqa: E402
+
+GRID = os.path.join(os.path.dirname(ROOT), "shared", "data", "grid")
+CLIPS = ["bbaf2n", "brbk7n", "lbax4n", "lbbc2a", "lrwp9a", "lwbsza", "swwp2s"]
+TEXT = {
+    "bbaf2n": "bin blue at f two now", "brbk7n": "bin red by k seven now", "lbax4n": "lay blue at x four now",
+    "lbbc2a": "lay blue by c two again", "lrwp9a": "lay red with p nine again",
+    "lwbsza": "lay white by s zero again", "swwp2s": "set white with p two soon",
+}
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_clip(name: str):
+    frames, fps, aud = media.read_video(os.path.join(GRID, f"{name}.mpg"))
+    return frames.float() / 255, fps, aud
+
+
+def mouth_in_crop(track):
+    m = track.transform.float()
+    return track.mouth.float() @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+
+
+def timed(fn, reps: int, sync=lambda: None) -> float:
+    fn()
+    sync()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync()
+    return (time.perf_counter() - t) / reps
+
+
+def bench_builtin(device: torch.device, reps: int) -> None:
+    frames, _, _ = load_clip("lbax4n")
+    track = face.track_faces(frames, crop_size=256)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)[:16].contiguous().to(device)
+    mouth = mouth_in_crop(track)
+    rest = generator.mouth_rest(mouth)
+    mouth = mouth[:16].to(device)
+    params = torch.zeros(16, 5, device=device)
+    params[:, 0] = torch.linspace(0, 1, 16)
+    params[:, 1] = torch.linspace(0, 0.5, 16)
+    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    threads = [torch.get_num_threads()] if device.type == "cuda" else [2, 1]
+    for n in threads:
+        torch.set_num_threads(n)
+        before = rss_mb()
+        dt = timed(lambda: generator.generate(crops, mouth, params, rest=rest), reps, sync)
+        print(f"built-in generator, {device.type}, {n} thread(s): {16 / dt:6.1f} frames/s at 256 px "
+              f"(batch 16, {dt * 1000:.0f} ms/batch); peak RSS +{rss_mb() - before:.0f} MB")
+    torch.set_num_threads(2)
+
+
+def bench_wav2lip(device: torch.device, reps: int) -> None:
+    torch.manual_seed(0)
+    plain = wav2lip.Wav2LipGenerator().eval()
+    fused = wav2lip.build_from_state(plain.state_dict()).to(device)
+    crops = torch.rand(16, 3, 96, 96, device=device)
+    mel = torch.randn(16, 80, 16, device=device)
+    sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
+    before = rss_mb()
+    dt = timed(lambda: wav2lip.run_wav2lip(fused, crops, mel), reps, sync)
+    print(f"Wav2Lip generator, {device.type}, {torch.get_num_threads()} threads, fused + channels-last: "
+          f"{16 / dt:6.1f} frames/s (batch 16, {dt * 1000:.0f} ms/batch); peak RSS +{rss_mb() - before:.0f} MB")
+    if device.type == "cuda":
+        print(f"  CUDA peak allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
+    plain = plain.to(device)
+    faces = wav2lip.face_input(crops)
+
+    def run_plain():
+        with torch.inference_mode():
+            plain(mel[:, None], faces)
+
+    dt = timed(run_plain, max(1, reps // 2), sync)
+    print(f"Wav2Lip generator, {device.type}, plain module (unfused, channels-first, like the original code): "
+          f"{16 / dt:6.1f} frames/s")
+
+
+def jaw_from_speech(name: str, fps: float, n: int) -> torch.Tensor:
+    """The jaw_open track MapVisemes makes from a clip's own speech and transcript."""
+    from comfyui_lipsync.lipsync_models import phonemes, visemes
+
+    _, _, (wav, sr) = load_clip(name)
+    driver = audio_mod.make_driver({"waveform": wav[None], "sample_rate": sr}, fps, n)
+    track = phonemes.align(driver.waveform, TEXT[name])
+    return visemes.map_phonemes(track, fps, n).param("jaw_open").float()
+
+
+def random_jaw(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    j = torch.rand(n, generator=g)
+    j = torch.nn.functional.avg_pool1d(j[None, None], 3, 1, 1, count_include_pad=False)[0, 0]
+    return (j - j.min()) / (j.max() - j.min())
+
+
+def pearson(a, b) -> float:
+    return float(np.corrcoef(np.asarray(a, np.float64), np.asarray(b, np.float64))[0, 1])
+
+
+def verify(clips: list[str]) -> None:
+    print("\nopening of the output crops (face.mouth_opening) vs requested jaw_open, Pearson r:")
+    print(f"{'clip':8} {'random track':>12} {'speech track (from)':>22} {'footage at rest: std before/after':>36}")
+    rs, rv = [], []
+    for i, name in enumerate(clips):
+        frames, fps, _ = load_clip(name)
+        n = len(frames)
+        track = face.track_faces(frames, crop_size=256)
+        crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
+        mouth = mouth_in_crop(track)
+        rest = generator.mouth_rest(mouth)
+
+        def opening(jaw):
+            p = torch.zeros(n, 5)
+            p[:, 0] = jaw
+            out = generator.generate(crops, mouth, p, rest=rest)
+            return face.mouth_opening(out.permute(0, 2, 3, 1))
+
+        r1 = pearson(opening(random_jaw(n, i)), random_jaw(n, i))
+        other = clips[(i + 1) % len(clips)]
+        try:
+            jaw = jaw_from_speech(other, fps, n)
+            r2 = pearson(opening(jaw), jaw) if float(jaw.std()) > 0 else float("nan")
+        except Exception as e:  # the audio half may be missing on a partial checkout
+            print(f"  (speech track unavailable: {e})")
+            r2 = float("nan")
+        before = face.mouth_opening(crops.permute(0, 2, 3, 1))
+        after = opening(torch.zeros(n))
+        rs.append(r1)
+        rv.append(r2)
+        print(f"{name:8} {r1:12.3f} {r2:14.3f} ({other}) {float(before.std()):17.3f} / {float(after.std()):.3f}")
+    print(f"{'mean':8} {np.mean(rs):12.3f} {np.nanmean(rv):14.3f}   min {min(rs):.3f} / {np.nanmin(rv):.3f}")
+
+    from skimage import data
+
+    frames = (torch.from_numpy(data.astronaut()).float() / 255)[None].repeat(75, 1, 1, 1)
+    track = face.track_faces(frames, crop_size=256)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
+    mouth = mouth_in_crop(track)
+    jaw = random_jaw(75, 99)
+    p = torch.zeros(75, 5)
+    p[:, 0] = jaw
+    out = generator.generate(crops, mouth, p, rest=generator.mouth_rest(mouth))
+    r = pearson(face.mouth_opening(out.permute(0, 2, 3, 1)), jaw)
+    rest_err = (generator.generate(crops, mouth, torch.zeros(75, 5), rest=generator.mouth_rest(mouth)) - crops).abs().max()
+    print(f"astronaut (still, 75 frames): r {r:.3f}; max |output - input| at rest {float(rest_err):.1e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="speed only, fewer repetitions")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    device = torch.device(args.device)
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at start; torch {torch.__version__}")
+    reps = 3 if args.quick else 8
+    with torch.inference_mode():
+        bench_builtin(device, reps)
+    bench_wav2lip(device, reps)
+    if not args.quick:
+        with torch.inference_mode():
+            verify(CLIPS)
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
