@@ -334,3 +334,11 @@ def test_phoneme_predicted_mouth_on_grid(grid_clip):
     assert jaw[15:50].mean() > 0.15 and jaw[:8].mean() < 0.05 and jaw[-8:].mean() < 0.05
     r = sync.score_articulation(track, w16, fps, use_phonemes=True, images=img)
     assert r.method == "articulation + phonemes" and abs(r.offset_frames) <= 1
+
+
+@pytest.mark.parametrize("fps", [24.0, 30.0])
+def test_articulation_at_other_frame_rates(fps):
+    env = _syllables(int(6 * fps), seed=9, fps=fps)
+    wave = _speech_from(env, fps=fps)
+    r = sync.score_articulation(_track(0.3 * env), _shift(wave, 3, fps=fps), fps, natural_lead=0.0, window_s=0)
+    assert r.offset_frames == 3 and r.offset_ms == pytest.approx(3000.0 / fps)
