@@ -22,6 +22,7 @@ sysdeps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYS_PKGS) >/dev/null; \
 	  else echo "note: install the Debian packages $(SYS_PKGS) for the speech and browser tests"; fi; \
 	fi
+	@[ -d tests/web/node_modules/playwright-core ] || npm ci --prefix tests/web --no-audit --no-fund --silent
 
 demo: venv
 	$(PY) -m lipsync_models demo -o out/demo.mp4

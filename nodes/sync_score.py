@@ -80,6 +80,9 @@ class SyncScore:
         "With a SyncNet checkpoint (syncnet_v2) in models/syncnet it also computes LSE-D and LSE-C "
         "exactly as syncnet_python does."
     )
+    # An output node, so ComfyUI runs it (and shows its report and plot) even when nothing is
+    # wired after it: a sync check is an end point of the graph.
+    OUTPUT_NODE = True
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -4,7 +4,7 @@ It serves the static frontend from the ``comfyui-frontend-package`` wheel (the s
 ComfyUI serves), ``/api/object_info`` from the recording of a real server merged with our node
 definitions built from ``NODE_CLASS_MAPPINGS``, our ``web/`` folder at
 ``/extensions/ComfyUI-LipSync/`` (as ComfyUI serves ``WEB_DIRECTORY``) and our
-``example_workflows/`` as templates. Everything else answers the way ComfyUI 0.3.64 answers
+``workflows/`` as templates. Everything else answers the way ComfyUI 0.3.64 answers
 an empty, fresh install. No websocket: tests dispatch the ``executed`` event in the page.
 
 Only 127.0.0.1 is bound; requests it does not know are recorded in ``server.missing``.
@@ -55,7 +55,7 @@ class Stub:
         return core + ours
 
     def templates(self) -> dict:
-        names = sorted(p.stem for p in (ROOT / "example_workflows").glob("*.json"))
+        names = sorted(p.stem for p in (ROOT / "workflows").glob("*.json"))
         return {FOLDER: names} if names else {}
 
     def _store_upload(self, body: bytes, content_type: str) -> str | None:
@@ -120,7 +120,7 @@ class Stub:
             return 404, "text/plain", b"Not found"  # a fresh install has no user files
         prefix = f"/api/workflow_templates/{FOLDER}/"
         if path.startswith(prefix):
-            return self._file(ROOT / "example_workflows", path[len(prefix):])
+            return self._file(ROOT / "workflows", path[len(prefix):])
         prefix = f"/extensions/{FOLDER}/"
         if path.startswith(prefix):
             return self._file(ROOT / "web", path[len(prefix):])

@@ -1,5 +1,5 @@
-"""Write the shipped workflows (workflows/*.json, mirrored in example_workflows/ for ComfyUI's
-template browser) from the node definitions, so widget layouts always match the code.
+"""Write the shipped workflows (workflows/*.json, which ComfyUI also lists in its template
+browser) from the node definitions, so widget layouts always match the code.
 
     .venv/bin/python tools/make_workflows.py          # rewrite both folders
     .venv/bin/python tools/make_workflows.py --check  # exit 1 when a file is out of date
@@ -168,7 +168,7 @@ def main(argv: list[str]) -> int:
     stale = []
     for name, wf in build().items():
         text = json.dumps(wf, indent=2) + "\n"
-        for folder in ("workflows", "example_workflows"):
+        for folder in ("workflows",):
             path = ROOT / folder / name
             if check:
                 if not path.is_file() or path.read_text() != text:
