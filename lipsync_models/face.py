@@ -556,7 +556,8 @@ def track_faces(
         notes.append(f"manual face box {box.round(1).tolist()}")
     else:
         boxes, found = _track_haar(frames, face_index, chunk, step, detect_every)
-        notes.append(f"detector: OpenCV Haar cascade every {detect_every} frames, lip-chroma mouth")
+        notes.append(f"detector: OpenCV Haar cascade every {detect_every} frames (searched near the last box "
+                     "between), mouth from the dark lip line and lip colour; upright crops")
 
     # face width (Haar-style) and prior mouth centre per frame
     fw = boxes[:, 2] - boxes[:, 0]
