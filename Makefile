@@ -5,10 +5,13 @@ SYS_PY ?= python3
 
 .PHONY: demo test venv sysdeps bench
 
-.venv/.done: requirements.txt requirements-dev.txt
+.venv/.done: requirements.txt requirements-dev.txt requirements-mediapipe.txt
 	$(SYS_PY) -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	# optional face mesh, tested too; --no-deps keeps numpy 2 and the headless OpenCV
+	$(PY) -m pip install -q --no-deps mediapipe==0.10.21
+	$(PY) -m pip install -q -r requirements-mediapipe.txt
 	touch $@
 
 venv: .venv/.done
