@@ -1,6 +1,7 @@
 """Composite speed and memory at 1920x1080 with 256-px crops (target: >= 60 frames/s on CPU).
 
-    .venv/bin/python bench/bench_composite.py [--frames 250] [--device cpu] [--threads 2]
+    .venv/bin/python bench/bench_composite.py [--frames 250] [--speed-frames 60] [--threads 2]
+                                              [--device cpu] [--memory-only]
 
 Prints frames/s for crop_faces and composite (feathered alpha, multi-band), a plain copy of the
 frames as the floor (composite must write a full output copy), and the peak resident memory
@@ -120,7 +121,7 @@ def main() -> None:
     ap.add_argument("--speed-frames", type=int, default=60, help="frames for the timing runs")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=8)
+    ap.add_argument("--chunk", type=int, default=0, help="frames per chunk (0: automatic)")
     ap.add_argument("--memory-only", action="store_true", help="only the memory figure")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -130,7 +131,7 @@ def main() -> None:
         return
     dev = torch.device(args.device)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {dev}, "
-          f"{W}x{H} frames, {S}-px crops, chunk {args.chunk}")
+          f"{W}x{H} frames, {S}-px crops, chunk {args.chunk or 'auto'}")
 
     # --- speed -----------------------------------------------------------------------------
     n = args.speed_frames
@@ -157,7 +158,7 @@ def main() -> None:
     for blend in C.BLENDS:
         for cm in (True, False):
             t, cpu, out = timed(run(lambda: C.composite(frames, gen, track, blend=blend, color_match=cm,
-                                                        chunk=args.chunk, device=dev)), 3)
+                                                        chunk=args.chunk or None, device=dev)), 3)
             line(f"composite {blend} color_match={cm}", n, t, cpu)
     changed = (out != frames).any(-1).float().mean().item()
     print(f"pixels changed per frame: {100 * changed:.2f} % of the frame")
@@ -172,6 +173,8 @@ def main() -> None:
 
 def memory(args) -> None:
     n = args.frames
+    if n <= 0:
+        return
     need = n * H * W * 3 * 4 / 2**20
     if 2 * need + 2000 > available_mb():
         print(f"memory: {n} frames need about {2 * need:.0f} MB (input + output) but only "
@@ -182,7 +185,7 @@ def memory(args) -> None:
     exact = reset_peak()
     before = _status_mb("VmRSS") if exact else peak_rss_mb()
     t = time.perf_counter()
-    out = C.composite(frames, gen, track, chunk=args.chunk)
+    out = C.composite(frames, gen, track, chunk=args.chunk or None)
     t = time.perf_counter() - t
     peak = peak_rss_mb() - before
     print(f"memory, {n} frames at {W}x{H}: input {need:.0f} MB, crops {gen.numel() * 4 / 2**20:.0f} MB; "

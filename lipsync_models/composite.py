@@ -48,6 +48,9 @@ log = logging.getLogger("comfyui_lipsync")
 
 WHO = "Composite"
 BLENDS = ("alpha", "laplacian")
+CHUNK_PIXELS = 1_500_000
+"""Frame-region pixels worked on per chunk when ``chunk`` is not given (about 100 MB of
+temporaries; about 19 frames of a 1080p face with a 256-px crop)."""
 DETAIL_TOLERANCE = 0.06
 """Change (0..1) at which the frame's own fine detail is mostly dropped under a generated crop."""
 
@@ -452,7 +455,7 @@ def _gauss_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
               mask: torch.Tensor | None = None, feather: float = 0.08, color_match: bool = True,
-              blend: str = "alpha", chunk: int = 8, device: torch.device | str | None = None,
+              blend: str = "alpha", chunk: int | None = None, device: torch.device | str | None = None,
               keep_detail: bool = True, on_progress: ProgressFn = None) -> torch.Tensor:
     """Paste generated face crops back into their frames, inside the lower-face mask only.
 
@@ -468,8 +471,9 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     color_match: match the crop's colour to the surrounding skin (mean and spread per channel in
             a ring just inside the mask edge).
     blend:  "alpha" (feathered alpha) or "laplacian" (multi-band, see :func:`band_masks`).
-    chunk:  frames per chunk; only the mouth region of a chunk is moved to ``device`` (default:
-            the crops' device) and worked on.
+    chunk:  frames per chunk (default: as many as keep :data:`CHUNK_PIXELS` frame-region pixels,
+            1 to 256); only the mouth region of a chunk is moved to ``device`` (default: the
+            crops' device) and worked on. Bigger chunks mean fewer, larger tensor operations.
     keep_detail: keep the frame's own fine detail where the crop did not change the picture.
     on_progress: ``on_progress(done, total)`` after each chunk.
 
@@ -484,7 +488,7 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     dev = torch.device(device) if device is not None else crops.device
     b, h, w, c = frames.shape
     s = track.crop_size
-    chunk = max(int(chunk), 1)
+    scan_chunk = max(int(chunk), 1) if chunk else 16
     mat = _affine64(track)
     inv = torch.linalg.inv(mat)
     scale = torch.sqrt(torch.linalg.det(mat[:, :2, :2]).abs()).clamp_min(1e-6)  # crop px per frame px
@@ -501,7 +505,7 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     else:
         mask = mask if mask.ndim == 3 else mask[None]
         ell = None
-        fb = _mask_boxes(mask, b, 0.0, chunk).to(torch.float64)
+        fb = _mask_boxes(mask, b, 0.0, scan_chunk).to(torch.float64)
         valid_mask = (fb[:, 2] > fb[:, 0]) & (fb[:, 3] > fb[:, 1])
         x0, y0, x1, y1 = fb[:, 0] - 0.5, fb[:, 1] - 0.5, fb[:, 2] - 0.5, fb[:, 3] - 0.5
         quad = torch.stack([torch.stack([x0, y0], 1), torch.stack([x1, y0], 1),
@@ -519,8 +523,9 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     # ROI pixel -> crop-window pixel, per frame
     to_win = mat.clone()
     to_win[:, :2, 2] += (mat[:, :2, :2] @ foff.to(torch.float64)[:, :, None])[:, :, 0] - woff.to(torch.float64)
-    log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames", WHO, cw, ch, rw, rh,
-              int(valid.sum()), b)
+    chunk = max(int(chunk), 1) if chunk else max(1, min(256, CHUNK_PIXELS // max(rh * rw, 1)))
+    log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames, chunks of %d", WHO, cw, ch,
+              rw, rh, int(valid.sum()), b, chunk)
 
     work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
     out = torch.empty_like(frames)

@@ -57,7 +57,7 @@ class Composite:
         total = images.shape[0] if hasattr(images, "shape") and images.ndim == 4 else 1
         out = comp.composite(
             images, crops, face_track, mask=mask, feather=feather, color_match=color_match,
-            blend=BLEND_MODES[blend], chunk=8, device=_comfy.compute_device(),
+            blend=BLEND_MODES[blend], device=_comfy.compute_device(),
             on_progress=_comfy.Progress(total, "Composite"),
         )
         return (out.to(_comfy.intermediate_device()),)
