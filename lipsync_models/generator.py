@@ -500,7 +500,12 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     # Inner mouth wherever the target opening exceeds the clip's rest opening: only the part of
     # the footage's own mouth interior that a closed mouth shows (e.g. teeth in a smile) is
     # kept, so an opening in the footage never shows through.
-    keep_gap = torch.minimum((src.lo_in - src.up_in).clamp_min(0), rest_gap).view(b, 1, 1)
+    # In frames the footage had open, nothing of its interior is kept (the tracked inner lips
+    # tend to sit inside the real ones, so what lies between them is not a closed mouth).
+    src_gap = (src.lo_in - src.up_in).clamp_min(0)
+    tol = TRACK_TOLERANCE * rest_w
+    was_open = (((src_gap - rest_gap).clamp_min(0) - tol) / tol).clamp(0, 1)
+    keep_gap = (torch.minimum(src_gap, rest_gap) * (1 - was_open)).view(b, 1, 1)
     tgt_gap = (tgt.lo_in - tgt.up_in).view(b, 1, 1)
     band_top = rm.top + keep_gap * rm.prof / 2
     band_bot = rm.bot - keep_gap * rm.prof / 2
