@@ -85,10 +85,9 @@ def bench_builtin(device: torch.device, reps: int) -> None:
     threads = [torch.get_num_threads()] if device.type == "cuda" else [2, 1]
     for n in threads:
         torch.set_num_threads(n)
-        before = rss_mb()
         dt = timed(lambda: generator.generate(crops, mouth, params, rest=rest), reps, sync)
         print(f"built-in generator, {device.type}, {n} thread(s): {16 / dt:6.1f} frames/s at 256 px "
-              f"(batch 16, {dt * 1000:.0f} ms/batch); peak RSS +{rss_mb() - before:.0f} MB")
+              f"(batch 16, {dt * 1000:.0f} ms/batch); process peak RSS {rss_mb():.0f} MB")
     torch.set_num_threads(2)
 
 
@@ -99,10 +98,12 @@ def bench_wav2lip(device: torch.device, reps: int) -> None:
     crops = torch.rand(16, 3, 96, 96, device=device)
     mel = torch.randn(16, 80, 16, device=device)
     sync = (lambda: torch.cuda.synchronize()) if device.type == "cuda" else (lambda: None)
-    before = rss_mb()
-    dt = timed(lambda: wav2lip.run_wav2lip(fused, crops, mel), reps, sync)
-    print(f"Wav2Lip generator, {device.type}, {torch.get_num_threads()} threads, fused + channels-last: "
-          f"{16 / dt:6.1f} frames/s (batch 16, {dt * 1000:.0f} ms/batch); peak RSS +{rss_mb() - before:.0f} MB")
+    for n in ([torch.get_num_threads()] if device.type == "cuda" else [2, 1]):
+        torch.set_num_threads(n)
+        dt = timed(lambda: wav2lip.run_wav2lip(fused, crops, mel), reps, sync)
+        print(f"Wav2Lip generator, {device.type}, {n} thread(s), fused + channels-last: "
+              f"{16 / dt:6.1f} frames/s (batch 16, {dt * 1000:.0f} ms/batch); process peak RSS {rss_mb():.0f} MB")
+    torch.set_num_threads(2)
     if device.type == "cuda":
         print(f"  CUDA peak allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     plain = plain.to(device)
@@ -113,7 +114,7 @@ def bench_wav2lip(device: torch.device, reps: int) -> None:
             plain(mel[:, None], faces)
 
     dt = timed(run_plain, max(1, reps // 2), sync)
-    print(f"Wav2Lip generator, {device.type}, plain module (unfused, channels-first, like the original code): "
+    print(f"Wav2Lip generator, {device.type}, {torch.get_num_threads()} threads, plain module (unfused, channels-first, like the original code): "
           f"{16 / dt:6.1f} frames/s")
 
 
