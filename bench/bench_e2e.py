@@ -67,8 +67,7 @@ CHAIN = ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "L
 
 SPEECH_10S = (
     "The quick brown fox jumps over the lazy dog while the astronaut reads a short report from orbit. "
-    "Every morning she checks the air, the water and the power, then speaks to mission control about "
-    "the weather on the planet below."
+    "Every morning she checks the air, the water and the power, then calls mission control."
 )
 
 
@@ -92,18 +91,21 @@ def pearson(a, b) -> float:
 # --- the chain, called like ComfyUI -------------------------------------------------------------
 
 def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, transcript: str = "",
-              score: str = "both", timings: dict | None = None, cpu: dict | None = None) -> dict:
+              score: str = "both", timings: dict | None = None, cpu: dict | None = None,
+              widgets: dict | None = None) -> dict:
     """Run the seven nodes on IMAGE ``images`` (B, H, W, 3) float 0..1 with AUDIO from ``wave``
     (C, N) at ``sr``. ``score``: "wired" (SyncScore gets LipSyncInference's face track, as the
     shipped workflows connect it), "self" (no face track: SyncScore tracks the output), "both",
-    or "none". Fills ``timings``/``cpu`` with wall/process seconds per node."""
+    or "none". Fills ``timings``/``cpu`` with wall/process seconds per node. ``widgets``:
+    {node name: {widget: value}} set on top of the defaults (e.g. {"MapVisemes": {"smoothing": 1}})."""
+    widgets = widgets or {}
     timings = {} if timings is None else timings
     cpu = {} if cpu is None else cpu
     out = {}
 
     def node(name, cls_id, **inputs):
         t0, c0 = time.perf_counter(), time.process_time()
-        res, ui = call_node(NODES[cls_id], **inputs)
+        res, ui = call_node(NODES[cls_id], **{**widgets.get(name.split(" ")[0], {}), **inputs})
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
         return res
@@ -147,40 +149,65 @@ def read_clip(stem: str) -> tuple[torch.Tensor, float, torch.Tensor, int]:
     return frames_u8.float().div_(255.0), float(fps), wave, sr
 
 
+def opening_of(images: torch.Tensor, detector: str = "haar") -> np.ndarray:
+    """The mouth-opening track of a clip: face.track_faces(...).opening (haar), or the face-mesh
+    inner-lip gap / mouth width (mediapipe; the track's ``extras['mesh_gap']``)."""
+    tr = facelib.track_faces(images, detector=detector)
+    op = tr.extras["mesh_gap"] if detector == "mediapipe" else tr.opening
+    return op.double().cpu().numpy()
+
+
+def partial_r(x, y, z) -> float:
+    """Correlation of x and y with z held fixed (first-order partial correlation)."""
+    rxy, rxz, ryz = pearson(x, y), pearson(x, z), pearson(y, z)
+    d = math.sqrt(max((1 - rxz ** 2) * (1 - ryz ** 2), 1e-12))
+    return (rxy - rxz * ryz) / d
+
+
 def cross_drive(clips: list[str] | None = None, detector: str = "haar", variants=("transcript", "no transcript"),
-                score: str = "both", log=print) -> list[dict]:
-    """Each clip driven by the next clip's audio. Returns one row per (variant, clip)."""
-    clips = clips or grid_clips()
+                score: str = "both", widgets: dict | None = None, log=print) -> list[dict]:
+    """Each clip driven by the next clip's audio. Returns one row per (variant, clip):
+    r_true = r(output opening, true speaker's opening), r_orig = r(output, original clip),
+    r_base = r(original clip, true speaker) (GRID sentences share one template, so two clips'
+    openings correlate by themselves: r_orig must be read against it), r_orig_partial = r(output,
+    original | jaw_open): what the original motion adds beyond the requested track (the
+    show-through), r_jaw = r(output, MapVisemes jaw_open), r_jaw_true = r(jaw_open,
+    true speaker), wired/self = SyncScore (offset, confidence)."""
     all_clips = grid_clips()
-    data = {s: read_clip(s) for s in set(clips) | {all_clips[(all_clips.index(c) + 1) % len(all_clips)] for c in clips}}
-    opening = {s: facelib.track_faces(d[0], detector=detector).opening.double().cpu().numpy()
-               for s, d in data.items()}
+    clips = clips or all_clips
+    nxt = {c: all_clips[(all_clips.index(c) + 1) % len(all_clips)] for c in clips}
+    data = {s: read_clip(s) for s in set(clips) | set(nxt.values())}
+    opening = {s: opening_of(d[0], detector) for s, d in data.items()}
     rows = []
     for variant in variants:
         for stem in clips:
-            src = all_clips[(all_clips.index(stem) + 1) % len(all_clips)]
+            src = nxt[stem]
             images, fps, _, _ = data[stem]
             _, _, wave, sr = data[src]
             text = GRID_TEXT[src] if variant == "transcript" else ""
             t0 = time.perf_counter()
-            out = run_chain(images, fps, wave, sr, transcript=text, score=score)
+            out = run_chain(images, fps, wave, sr, transcript=text, score=score, widgets=widgets)
             took = time.perf_counter() - t0
-            got = facelib.track_faces(out["images"], detector=detector).opening.double().cpu().numpy()
-            params = out["visemes"].param("jaw_open").double().cpu().numpy()
+            got = opening_of(out["images"], detector)
+            jaw = out["visemes"].param("jaw_open").double().cpu().numpy()
             row = {"variant": variant, "clip": stem, "audio": src,
                    "r_true": pearson(got, opening[src]), "r_orig": pearson(got, opening[stem]),
-                   "r_jaw": pearson(got, params), "r_jaw_true": pearson(params, opening[src]),
-                   "wired": out.get("wired"), "self": out.get("self"), "seconds": took}
+                   "r_base": pearson(opening[stem], opening[src]),
+                   "r_orig_partial": partial_r(got, opening[stem], jaw),
+                   "r_jaw": pearson(got, jaw), "r_jaw_true": pearson(jaw, opening[src]),
+                   "wired": out.get("wired"), "self": out.get("self"), "seconds": took, "images": out["images"]}
             rows.append(row)
             log(_grid_line(row))
+            row.pop("images")
     return rows
 
 
 def _grid_line(r: dict) -> str:
     fmt = lambda s: f"{s[0]:+3d} {s[1]:5.2f}" if s else "   -      "  # noqa: E731
     return (f"{r['variant']:<13} {r['clip']} <- {r['audio']}  r(true) {r['r_true']:+.2f}  r(orig) {r['r_orig']:+.2f}"
-            f"  r(out,jaw) {r['r_jaw']:+.2f}  r(jaw,true) {r['r_jaw_true']:+.2f}  "
-            f"sync wired {fmt(r['wired'])}  self {fmt(r['self'])}  {r['seconds']:.1f}s")
+            f" [orig~true {r['r_base']:+.2f}, orig|jaw {r['r_orig_partial']:+.2f}]  r(out,jaw) {r['r_jaw']:+.2f}"
+            f"  r(jaw,true) {r['r_jaw_true']:+.2f}  SyncScore wired {fmt(r['wired'])}  self {fmt(r['self'])}"
+            f"  {r['seconds']:.1f}s")
 
 
 def grid_summary(rows: list[dict], log=print) -> None:
@@ -189,7 +216,9 @@ def grid_summary(rows: list[dict], log=print) -> None:
         rt = np.array([r["r_true"] for r in sel])
         ro = np.array([r["r_orig"] for r in sel])
         msg = (f"{variant:<13} mean r(true) {np.nanmean(rt):+.3f} (min {np.nanmin(rt):+.2f}, >=0.6 on "
-               f"{int((rt >= 0.6).sum())}/{len(sel)})  mean r(orig) {np.nanmean(ro):+.3f}")
+               f"{int((rt >= 0.6).sum())}/{len(sel)})  mean r(orig) {np.nanmean(ro):+.3f} (orig~true "
+               f"{np.nanmean([r['r_base'] for r in sel]):+.3f}, orig|jaw {np.nanmean([r['r_orig_partial'] for r in sel]):+.3f})"
+               f"  mean r(jaw,true) {np.nanmean([r['r_jaw_true'] for r in sel]):+.3f}")
         for key in ("wired", "self"):
             got = [r[key] for r in sel if r[key] is not None]
             if got:
@@ -232,7 +261,7 @@ def espeak_speech(seconds: float = 10.0, text: str = SPEECH_10S) -> tuple[torch.
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("bench_e2e: espeak-ng is not installed (apt-get install espeak-ng)")
-    wav = subprocess.run([exe, "-v", "en-us", "-s", "150", "--stdout", text], check=True,
+    wav = subprocess.run([exe, "-v", "en-us", "-s", "165", "--stdout", text], check=True,
                          capture_output=True).stdout
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:  # the bench's own input file, not chain data
         f.write(wav)
@@ -242,7 +271,7 @@ def espeak_speech(seconds: float = 10.0, text: str = SPEECH_10S) -> tuple[torch.
 
 
 def speed(seconds: float = 10.0, size: int = 512, fps: float = 25.0, repeats: int = 2, profile: str | None = None,
-          log=print) -> dict:
+          widgets: dict | None = None, log=print) -> dict:
     images = astronaut_clip(seconds, fps, size)
     wave, sr, text = espeak_speech(seconds)
     log(f"clip {tuple(images.shape)} at {fps:g} fps; speech {wave.shape[-1] / sr:.2f} s at {sr} Hz "
@@ -257,7 +286,8 @@ def speed(seconds: float = 10.0, size: int = 512, fps: float = 25.0, repeats: in
 
             prof = cProfile.Profile()
             prof.enable()
-        out = run_chain(images, fps, wave, sr, transcript="", score="self", timings=timings, cpu=cpu)
+        out = run_chain(images, fps, wave, sr, transcript="", score="self", timings=timings, cpu=cpu,
+                        widgets=widgets)
         if profile and rep == repeats:
             prof.disable()
             prof.dump_stats(profile)
@@ -290,19 +320,32 @@ def main() -> None:
     ap.add_argument("--detector", default="haar", help="tracker for the opening measure (haar or mediapipe)")
     ap.add_argument("--no-transcript-only", action="store_true")
     ap.add_argument("--profile", help="write a cProfile of the last speed run here")
+    ap.add_argument("--set", action="append", default=[], metavar="NODE.WIDGET=VALUE",
+                    help="override a widget default, e.g. MapVisemes.anticipation_ms=0 (repeatable)")
     args = ap.parse_args()
+    widgets: dict = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        node, widget = key.split(".", 1)
+        try:
+            value = float(value) if "." in value or "e" in value.lower() else int(value)
+        except ValueError:
+            value = {"true": True, "false": False}.get(value.lower(), value)
+        widgets.setdefault(node, {})[widget] = value
+    if widgets:
+        print(f"widget overrides: {widgets}")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     print(f"bench_e2e  {time.strftime('%Y-%m-%d %H:%M:%S')}  load {os.getloadavg()}  cores {os.cpu_count()}  "
           f"torch threads {torch.get_num_threads()}")
     if args.part in ("speed", "all"):
         print("\n== whole chain on a long clip ==")
-        speed(args.seconds, args.size, repeats=args.repeats, profile=args.profile)
+        speed(args.seconds, args.size, repeats=args.repeats, profile=args.profile, widgets=widgets)
     if args.part in ("grid", "all"):
         print(f"\n== GRID clips driven by the next clip's audio (opening measure: {args.detector}) ==")
         variants = ("no transcript",) if args.no_transcript_only else ("transcript", "no transcript")
         t0 = time.perf_counter()
-        rows = cross_drive(detector=args.detector, variants=variants)
+        rows = cross_drive(detector=args.detector, variants=variants, widgets=widgets)
         print()
         grid_summary(rows)
         print(f"({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f})")
