@@ -255,6 +255,15 @@ def _check_track(frames: torch.Tensor, track: FaceTrack, who: str) -> None:
             f"{who}: the images have {b} frames but the face track has {track.num_frames}. "
             "Track the same frames you composite onto (same clip, same frame range)."
         )
+    m = track.transform.detach().to("cpu", torch.float64)
+    det = torch.linalg.det(m[:, :, :2])
+    bad = (~torch.isfinite(m).all(2).all(1)) | (det.abs() < 1e-12)
+    if bool(bad.any()):
+        first = torch.nonzero(bad)[:, 0].tolist()
+        raise InputError(
+            f"{who}: the face track's transform is not invertible (or not finite) in {len(first)} of "
+            f"{b} frames, first frame {first[0]}. Re-run MaskLowerFace to get a valid track."
+        )
     if tuple(track.frame_size) != (h, w):
         raise InputError(
             f"{who}: the face track was made on {track.frame_size[1]}x{track.frame_size[0]} frames but "

@@ -1,5 +1,6 @@
 """Composite: aligned crops out, generated crops back in, only inside the lower-face mask."""
 
+import dataclasses
 import math
 
 import pytest
@@ -357,6 +358,10 @@ def test_errors(clip):
         C.composite(frames, crops, track, blend="poisson")
     with pytest.raises(InputError, match="feather must be between 0 and 1"):
         C.composite(frames, crops, track, feather=-0.1)
+    broken = track.transform.clone()
+    broken[2] = 0.0
+    with pytest.raises(InputError, match=r"not invertible .* in 1 of 4 frames, first frame 2"):
+        C.composite(frames, crops, dataclasses.replace(track, transform=broken))
     with pytest.raises(InputError, match="FaceTrack"):
         C.composite(frames, crops, {"transform": track.transform})
     with pytest.raises(LengthMismatchError, match=r"4 frames but the face track has 2"):
