@@ -61,7 +61,7 @@ ProgressFn = Callable[[int, int], None] | None
 
 def _affine64(track: FaceTrack) -> torch.Tensor:
     """(B, 3, 3) float64 CPU homogeneous frame->crop matrices."""
-    m = track.transform.detach().to("cpu", torch.float64)
+    m = track.transform.detach().cpu().double()
     out = torch.zeros(m.shape[0], 3, 3, dtype=torch.float64)
     out[:, :2] = m
     out[:, 2, 2] = 1.0
@@ -135,7 +135,7 @@ def _theta(mat: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) 
 def _warp(src: torch.Tensor, mat: torch.Tensor, dsize: tuple[int, int], padding: str) -> torch.Tensor:
     """Bilinear warp of (b, c, h, w) ``src`` by (b, 3, 3) float64 src->dst pixel matrices
     (kornia ``warp_affine`` semantics, ``align_corners=True``), grid built in one pass."""
-    theta = _theta(mat, tuple(src.shape[-2:]), dsize).to(device=src.device, dtype=src.dtype)
+    theta = _theta(mat, tuple(src.shape[-2:]), dsize).to(src.dtype).to(src.device)  # cast on the CPU (MPS: no float64)
     b, (h, w) = src.shape[0], dsize
     xs = torch.linspace(-1.0, 1.0, w, device=src.device, dtype=src.dtype) if w > 1 else src.new_zeros(1)
     ys = torch.linspace(-1.0, 1.0, h, device=src.device, dtype=src.dtype) if h > 1 else src.new_zeros(1)
@@ -184,7 +184,7 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     get a fixed ellipse for a mouth-centred crop: centre (0.5, 0.58) S, semi-axes (0.42, 0.36) S.
     """
     s = track.crop_size
-    pts = _apply(_affine64(track), track.mouth.detach().to("cpu", torch.float64))
+    pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
     left, right, nose, chin = pts[:, 0], pts[:, 1], pts[:, 6], pts[:, 7]
     width = (right - left).norm(dim=1)
     top = nose[:, 1]
@@ -207,7 +207,7 @@ def _ellipse_weight(u: torch.Tensor, v: torch.Tensor, ell: torch.Tensor, width: 
     The distance to the edge is (1 - r) / |grad r| with r the normalised radius: exact on both
     axes, close elsewhere.
     """
-    e = ell.to(device=u.device, dtype=torch.float32)
+    e = ell.float().to(u.device)
     cx, cy, ax, ay = (e[:, k, None, None] for k in range(4))
     x, y = u - cx, v - cy
     r = torch.sqrt((x / ax) ** 2 + (y / ay) ** 2)
@@ -255,7 +255,7 @@ def _check_track(frames: torch.Tensor, track: FaceTrack, who: str) -> None:
             f"{who}: the images have {b} frames but the face track has {track.num_frames}. "
             "Track the same frames you composite onto (same clip, same frame range)."
         )
-    m = track.transform.detach().to("cpu", torch.float64)
+    m = track.transform.detach().cpu().double()
     det = torch.linalg.det(m[:, :, :2])
     bad = (~torch.isfinite(m).all(2).all(1)) | (det.abs() < 1e-12)
     if bool(bad.any()):
@@ -306,7 +306,7 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
         if rh:
             roi = _gather(frames, idx, offsets, rh, rw, dev)
             local = _local(mat[idx.start:idx.stop], offsets[idx.start:idx.stop])
-            crop = warp_affine(roi, local[:, :2].to(dev, torch.float32), (s, s),
+            crop = warp_affine(roi, local[:, :2].float().to(dev), (s, s),
                                padding_mode="border", align_corners=True)
             keep = valid[idx.start:idx.stop].to(dev)[:, None, None, None]
             out[idx.start:idx.stop] = torch.where(keep, crop.permute(0, 2, 3, 1), 0.0).to(frames.dtype)
