@@ -165,6 +165,7 @@ class _Evil:
         return (os.system, (f"touch {_Evil.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     _Evil.marker = str(marker)
