@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -47,6 +48,13 @@ def check_lengths(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, 
             f"{who}: the viseme track is at {visemes.fps:g} fps but the audio driver at {driver.fps:g} fps. "
             f"Make both from the same driver.")
     return counts["images"]
+
+
+def _frames(track: FaceTrack, start: int, stop: int) -> FaceTrack:
+    """The part of a face track that covers frames ``start:stop``."""
+    return replace(track, boxes=track.boxes[start:stop], mouth=track.mouth[start:stop],
+                   opening=track.opening[start:stop], transform=track.transform[start:stop],
+                   found=track.found[start:stop])
 
 
 def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver: AudioDriver,
@@ -87,7 +95,6 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
         out_track = wav2lip.face_track(track)
 
     s = out_track.crop_size
-    crops_all = composite.crop_faces(images, out_track, device=images.device)  # (B, S, S, C)
     out = torch.empty((b, s, s, 3), dtype=torch.float32, device=images.device)
     if builtin:
         m = out_track.transform.to(torch.float32)
@@ -96,7 +103,9 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
         params = visemes.params
     for i, start in enumerate(range(0, b, batch_size)):
         stop = min(start + batch_size, b)
-        crops = crops_all[start:stop, ..., :3].to(device, torch.float32).permute(0, 3, 1, 2)
+        # crop one batch at a time: a long clip never holds a second full set of crops
+        crops = composite.crop_faces(images[start:stop], _frames(out_track, start, stop), device=device)
+        crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
         if builtin:
             gen = generator.generate(crops, mouth_crop[start:stop].to(device), params[start:stop].to(device),
                                      strength=float(strength), rest=rest)
