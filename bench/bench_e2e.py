@@ -76,7 +76,27 @@ def load() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Lifetime peak resident memory of this process (getrusage ru_maxrss)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so the next reading covers one node only."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def pearson(a, b) -> float:
@@ -92,20 +112,24 @@ def pearson(a, b) -> float:
 
 def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, transcript: str = "",
               score: str = "both", timings: dict | None = None, cpu: dict | None = None,
-              widgets: dict | None = None) -> dict:
+              widgets: dict | None = None, memory: dict | None = None) -> dict:
     """Run the seven nodes on IMAGE ``images`` (B, H, W, 3) float 0..1 with AUDIO from ``wave``
     (C, N) at ``sr``. ``score``: "wired" (SyncScore gets LipSyncInference's face track, as the
     shipped workflows connect it), "self" (no face track: SyncScore tracks the output), "both",
     or "none". Fills ``timings``/``cpu`` with wall/process seconds per node. ``widgets``:
     {node name: {widget: value}} set on top of the defaults (e.g. {"MapVisemes": {"smoothing": 1}})."""
     widgets = widgets or {}
+    memory = {} if memory is None else memory
     timings = {} if timings is None else timings
     cpu = {} if cpu is None else cpu
     out = {}
 
     def node(name, cls_id, **inputs):
+        rss0 = _status_mb("VmRSS") if reset_peak() else None
         t0, c0 = time.perf_counter(), time.process_time()
         res, ui = call_node(NODES[cls_id], **{**widgets.get(name.split(" ")[0], {}), **inputs})
+        if rss0 is not None:  # peak resident memory during the node, above what was resident before it
+            memory[name] = max(memory.get(name, 0.0), (_status_mb("VmHWM") or 0.0) - rss0)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
         return res
@@ -276,9 +300,11 @@ def speed(seconds: float = 10.0, size: int = 512, fps: float = 25.0, repeats: in
     wave, sr, text = espeak_speech(seconds)
     log(f"clip {tuple(images.shape)} at {fps:g} fps; speech {wave.shape[-1] / sr:.2f} s at {sr} Hz "
         f"(driver cuts/pads to {seconds:g} s); torch threads {torch.get_num_threads()}")
-    best = None
+    best, out = None, None
+    base_rss = _status_mb("VmRSS")
     for rep in range(repeats + 1):  # first run warms caches (decoder models, cascades); not counted
-        timings, cpu = {}, {}
+        timings, cpu, memory = {}, {}, {}
+        out = None  # free the previous run's output before the next one
         la0 = load()
         t0, c0 = time.perf_counter(), time.process_time()
         if profile and rep == repeats:
@@ -287,7 +313,7 @@ def speed(seconds: float = 10.0, size: int = 512, fps: float = 25.0, repeats: in
             prof = cProfile.Profile()
             prof.enable()
         out = run_chain(images, fps, wave, sr, transcript="", score="self", timings=timings, cpu=cpu,
-                        widgets=widgets)
+                        widgets=widgets, memory=memory)
         if profile and rep == repeats:
             prof.disable()
             prof.dump_stats(profile)
@@ -297,16 +323,21 @@ def speed(seconds: float = 10.0, size: int = 512, fps: float = 25.0, repeats: in
         log(f"{tag}: total {total:.2f} s wall, {total_cpu:.2f} s CPU, load {la0:.1f}->{la1:.1f}, "
             f"SyncScore offset {out['self'][0]:+d} conf {out['self'][1]:.2f}")
         if rep and (best is None or total < best["total"]):
-            best = {"total": total, "cpu_total": total_cpu, "timings": timings, "cpu": cpu, "load": (la0, la1)}
-    log(f"\n{'node':<18} {'wall s':>7} {'CPU s':>7} {'frames/s':>9}")
+            best = {"total": total, "cpu_total": total_cpu, "timings": timings, "cpu": cpu, "load": (la0, la1),
+                    "memory": memory}
+    log(f"\n{'node':<18} {'wall s':>7} {'CPU s':>7} {'frames/s':>9} {'peak +MB':>9}")
     n = images.shape[0]
     for name in CHAIN:
         w, c = best["timings"].get(name, 0.0), best["cpu"].get(name, 0.0)
-        log(f"{name:<18} {w:7.2f} {c:7.2f} {n / w if w else float('inf'):9.1f}")
+        mem = best["memory"].get(name)
+        log(f"{name:<18} {w:7.2f} {c:7.2f} {n / w if w else float('inf'):9.1f} "
+            f"{'%9.0f' % mem if mem is not None else '        -'}")
     log(f"{'total':<18} {best['total']:7.2f} {best['cpu_total']:7.2f} {n / best['total']:9.1f}   "
         f"(target < 10 s wall; load {best['load'][0]:.1f}->{best['load'][1]:.1f} on {os.cpu_count()} cores)")
-    log(f"peak RSS {peak_rss_mb():.0f} MB (ru_maxrss, whole process incl. the {images.numel() * 4 / 2**20:.0f} MB "
-        f"input clip)")
+    log(f"peak RSS {peak_rss_mb():.0f} MB (ru_maxrss over all runs, whole process: Python, torch, models, the "
+        f"{images.numel() * 4 / 2**20:.0f} MB input IMAGE and the {images.numel() * 4 / 2**20:.0f} MB output); resident "
+        f"before the chain {base_rss:.0f} MB. 'peak +MB': a node's peak above what was resident when it started "
+        f"(VmHWM reset per node).")
     return best
 
 
