@@ -6,7 +6,11 @@ Two scorers share one result type, :class:`SyncResult`:
   from the face track: the inner-lip gap and the outer-lip height (both divided by the mouth
   width's 2-s trend), the track's ``opening`` measure and, when the images are given, the
   lips' parting speed from dense optical flow in a mouth crop (:func:`flow_opening`, which
-  needs only the mouth's position, not precise lip points). Audio articulation signals come
+  needs only the mouth's position, not precise lip points). With the images, the track's lip
+  measurements are used only when they describe those images (:func:`track_matches`: the
+  track's ``opening`` against the same measure taken on the frames, :func:`frame_opening`);
+  otherwise, e.g. the generator's input track wired to its output, the lips are measured on
+  the frames and the track gives only where the mouth is. Audio articulation signals come
   from the 16 kHz waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the
   clip's peak) and, optionally (``use_phonemes``), the mouth predicted from recognised
   phonemes by the MapVisemes chain (``jaw_open`` and ``jaw_open - lip_close``, so P/B/M
@@ -16,7 +20,8 @@ Two scorers share one result type, :class:`SyncResult`:
   signals (which stops the syllable rhythm from aliasing the peak by +-5 frames). The peak
   (parabolic refinement), minus the natural audio-to-lips lead (:data:`NATURAL_LEAD_FRAMES`,
   measured on recorded speech), rounded, is the offset. Clips that are too short, silent or
-  whose lips do not move are flagged as not judgeable (confidence 0).
+  whose lips do not move (with images: by optical flow, :data:`STATIC_FLOW`) are flagged as not
+  judgeable (confidence 0).
 * :func:`score_syncnet`: the SyncNet ``syncnet_v2`` network (``backends.syncnet``): LSE-D and
   LSE-C over +-search_range offsets, computed as syncnet_python does.
 
@@ -219,6 +224,89 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
     return opening - uniform_filter1d(opening, size=max(int(round(fps)), 1), mode="nearest")
 
 
+TRACK_MATCH_R = 0.9
+"""Smallest correlation between a face track's ``opening`` and the opening measured on the
+scored frames for the track's lip measurements to count as describing those frames. A track made
+on the same frames gives 0.99-1.00; the track of a generator's INPUT frames (what
+LipSyncInference passes on, since only the mouth changed) gives 0.1-0.75 on the chain's output
+(the original mouth, or a still portrait's closed one)."""
+
+STATIC_FLOW = 0.15
+"""With the images, the lips count as static when the optical-flow opening (:func:`flow_opening`,
+crop pixels; 1 px = 1/32 of the mouth width) varies less than this. Speaking GRID lips: 0.7-1.5
+over a clip, >= 0.5 in every 1-s window; a still frame seen through a jittering face track:
+0.01-0.05. (The landmark and opening measures of a still face jitter with the track, by up to
+0.007 mouth widths on the astronaut portrait, so they cannot tell.)"""
+
+STATIC_STD = 1e-4
+"""Visual signals whose spread is below this are constant up to rounding and are left out (each
+signal is divided by its spread, which would blow rounding noise up into a random signal)."""
+
+
+def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
+                  frames: np.ndarray | None = None) -> np.ndarray:
+    """The mouth opening measured on ``images`` themselves; the track gives only where the mouth is.
+
+    The same weight-free measure MaskLowerFace stores in ``FaceTrack.opening``
+    (:func:`face.mouth_opening`), read through a mouth-centred crop rebuilt from the track's
+    geometry (mouth-corner midpoint, median over 5 frames; the track's smoothed face width and
+    crop angle when it has them, else the box width and upright), so it also works for tracks
+    whose ``transform`` frames the whole face (Wav2Lip). images: (B, H, W, C) 0..1; frames:
+    optional indices to measure (default all). Returns (B,) float64 (or one value per index).
+    """
+    import kornia
+    from scipy.ndimage import median_filter
+
+    from . import face
+
+    check_images(images, WHO)
+    b = images.shape[0]
+    m = track.mouth.detach().double().cpu().numpy()
+    centre = median_filter(0.5 * (m[:, _IDX["corner_left"]] + m[:, _IDX["corner_right"]]), size=(5, 1), mode="nearest")
+    fw = track.extras.get("face_width") if isinstance(track.extras, dict) else None
+    if fw is None or torch.as_tensor(fw).numel() != b:
+        fw = track.boxes[:, 2] - track.boxes[:, 0]
+    fw = np.maximum(torch.as_tensor(fw).detach().double().cpu().numpy(), 4.0) * face.CROP_SCALE
+    ang = track.extras.get("angle") if isinstance(track.extras, dict) else None
+    ang = (torch.as_tensor(ang).detach().double().cpu().numpy() if ang is not None and torch.as_tensor(ang).numel() == b
+           else np.zeros(b))
+    # big faces are cut supersampled (mouth_opening area-averages them down), as MaskLowerFace does
+    size = face.ANALYSIS_SIZE * int(min(max(math.ceil(float(np.median(fw)) / face.ANALYSIS_SIZE - 0.25), 1), 4))
+    s = size / fw
+    c, si = np.cos(ang) * s, np.sin(ang) * s  # as MaskLowerFace's crops: rotate by -angle
+    half = size / 2.0 - 0.5
+    mat = np.zeros((b, 2, 3))
+    mat[:, 0, 0], mat[:, 0, 1], mat[:, 1, 0], mat[:, 1, 1] = c, si, -si, c
+    mat[:, 0, 2] = half - (c * centre[:, 0] + si * centre[:, 1])
+    mat[:, 1, 2] = half - (-si * centre[:, 0] + c * centre[:, 1])
+    idx = torch.arange(b) if frames is None else torch.as_tensor(frames, dtype=torch.long)
+    mat = torch.from_numpy(mat).to(images.device, torch.float32)[idx.to(images.device)]
+    out = []
+    for s0 in range(0, len(idx), chunk):
+        x = images[idx[s0:s0 + chunk].to(images.device), ..., :3].permute(0, 3, 1, 2).float()
+        crops = kornia.geometry.transform.warp_affine(x, mat[s0:s0 + chunk], (size, size), mode="bilinear",
+                                                      padding_mode="border", align_corners=True)
+        out.append(face.mouth_opening(crops.permute(0, 2, 3, 1), WHO).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def track_matches(track: FaceTrack, measured: np.ndarray, frames: np.ndarray | None = None) -> tuple[bool, float]:
+    """Whether the track's lip measurements describe the frames: (match, r) where r is the
+    correlation of ``track.opening`` (at ``frames``, default all) with ``measured``
+    (:func:`frame_opening` at the same frames); a match needs r >= :data:`TRACK_MATCH_R`, or
+    both to be static and equal."""
+    own = track.opening.detach().double().cpu().numpy()
+    if frames is not None:
+        own = own[frames]
+    a, b = own - own.mean(), measured - measured.mean()
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    if a.std() < STATIC_STD and b.std() < STATIC_STD:
+        same = abs(float(own.mean() - measured.mean())) < 0.02
+        return same, 1.0 if same else 0.0
+    r = float((a * b).sum() / den) if den > 1e-12 else 0.0
+    return r >= TRACK_MATCH_R, r
+
+
 def predicted_mouth(wave16k: torch.Tensor, fps: float, num_frames: int) -> dict[str, np.ndarray] | None:
     """Mouth track predicted from the audio by phoneme recognition + MapVisemes, or None when
     pocketsphinx is missing. Returns jaw (jaw_open) and jaw_close (jaw_open - lip_close), (T,)."""
@@ -379,22 +467,39 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         if on_progress is not None:
             on_progress(done, steps)
 
+    notes = []
     vis_all = visual_signals(track, fps)
     if images is not None:
         if images.shape[0] != n:
             raise LengthMismatchError(f"{WHO}: {images.shape[0]} images but the face track has {n} frames.")
+        # the track may describe other pixels than these: LipSyncInference passes on the track of
+        # its INPUT frames (only the mouth changed), so its lip measurements are the original
+        # mouth's (a still portrait's closed lips, another sentence). Measure the lips on the
+        # frames and keep the track's lip measurements only when they agree.
+        # checked on every 3rd frame (enough for the correlation; a third of the cost)
+        some = np.arange(0, n, 3 if n >= 60 else 1)
+        same, r_track = track_matches(track, frame_opening(images, track, frames=some), some)
+        if not same:
+            vis_all = {"opening": frame_opening(images, track)}
+            notes.append(f"the face track's lip measurements do not match these frames (r {r_track:.2f} with the "
+                         "opening measured on them; e.g. the track of a generator's input): lips measured on the "
+                         "frames, the track used only for where the mouth is")
         vis_all["flow"] = flow_opening(images, track, fps)
     if visual_names is None:
         visual_names = VISUAL_SIGNALS_WITH_IMAGES if images is not None else VISUAL_SIGNALS
+        visual_names = tuple(v for v in visual_names if v in vis_all)
     bad = [v for v in visual_names if v not in vis_all]
     if bad or not visual_names:
         raise InputError(f"{WHO}: visual signals must be some of {tuple(vis_all)}, got {visual_names}.")
     vis = {k: vis_all[k] for k in visual_names}
+    moving = float(sum(np.std(v) for v in vis.values()))
+    static = (float(np.std(vis_all["flow"])) < STATIC_FLOW) if "flow" in vis_all else moving < 1e-3
+    if len(vis) > 1:  # constant signals carry no timing; divided by their spread they would be noise
+        vis = {k: v for k, v in vis.items() if np.std(v) >= STATIC_STD} or vis
     env = band_envelope(wave16k)
     tick()
     audio_hr = {"band": env}
     audio_fr: dict[str, np.ndarray] = {}
-    notes = []
     if use_phonemes:
         pred = predicted_mouth(wave16k, fps, n)
         if pred is None:
@@ -433,14 +538,13 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     # can this clip be judged at all?
     judgeable = True
     active = _active_frames(env, fps)
-    moving = float(sum(np.std(v) for v in vis.values()))
     if n < MIN_FRAMES:
         judgeable = False
         notes.append(f"clip too short: {n} frames (need {MIN_FRAMES}, about {MIN_FRAMES / fps:.1f} s)")
     if active < MIN_ACTIVE_FRAMES:
         judgeable = False
         notes.append(f"too little speech: {active} frames of sound within 20 dB of the peak (need {MIN_ACTIVE_FRAMES})")
-    if moving < 1e-3:
+    if static:
         judgeable = False
         notes.append("the mouth does not move (static lips)")
 
@@ -451,7 +555,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         a1 = int(math.ceil(e / fps * ENVELOPE_RATE))
         seg = env[a0:a1]
         ok = bool(seg.size and _active_frames(seg, fps, env.max()) >= MIN_ACTIVE_FRAMES // 2
-                  and sum(float(np.std(v[s:e])) for v in vis.values()) > 1e-4)
+                  and (float(np.std(vis_all["flow"][s:e])) >= STATIC_FLOW if "flow" in vis_all
+                       else sum(float(np.std(v[s:e])) for v in vis.values()) > 1e-4))
         windows.append({"start": s / fps, "end": e / fps, "offset_frames": w_off,
                         "confidence": round(w_conf, 4) if ok else 0.0, "judgeable": ok})
         tick()

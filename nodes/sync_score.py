@@ -109,8 +109,11 @@ class SyncScore:
                 "audio": ("AUDIO", {"tooltip": "The clip's audio (starts with the first frame). Give this "
                                                "or 'driver'."}),
                 "driver": (DRIVER, {"tooltip": "LoadAudioDriver's output for these frames, instead of 'audio'."}),
-                "face_track": (FACE_TRACK, {"tooltip": "MaskLowerFace's track of these frames. Empty = track the "
-                                                       "face here (mediapipe when installed, else Haar)."}),
+                "face_track": (FACE_TRACK, {"tooltip": "Where the face is: MaskLowerFace's or LipSyncInference's "
+                                                       "track. Its lip measurements are used only if they match "
+                                                       "these frames (else the lips are measured on the frames). "
+                                                       "Empty = track the face here (mediapipe when installed, "
+                                                       "else Haar)."}),
             },
         }
 

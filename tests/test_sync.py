@@ -342,3 +342,95 @@ def test_articulation_at_other_frame_rates(fps):
     wave = _speech_from(env, fps=fps)
     r = sync.score_articulation(_track(0.3 * env), _shift(wave, 3, fps=fps), fps, natural_lead=0.0, window_s=0)
     assert r.offset_frames == 3 and r.offset_ms == pytest.approx(3000.0 / fps)
+
+
+# --- the chain's own output ----------------------------------------------------------------------
+# LipSyncInference hands on the face track of its INPUT frames (only the mouth changes), and the
+# shipped workflows and the runner wire that track into SyncScore. Its lip measurements describe
+# the original mouth (a still portrait's closed lips, another sentence), not the generated one:
+# SyncScore must measure the lips on the frames it scores.
+
+def _chain(images, audio, fps, transcript):
+    """LoadAudioDriver -> ExtractPhonemes -> MapVisemes, MaskLowerFace -> LipSyncInference ->
+    Composite, called as ComfyUI calls them; returns (output frames, driver, the generator's track)."""
+    from comfyui_lipsync.lipsync_models.cli import call_node
+    from comfyui_lipsync.nodes.composite import Composite
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+    from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
+    from comfyui_lipsync.nodes.load_audio_driver import LoadAudioDriver
+    from comfyui_lipsync.nodes.map_visemes import MapVisemes
+    from comfyui_lipsync.nodes.mask_lower_face import MaskLowerFace
+
+    driver = call_node(LoadAudioDriver, audio_file="", audio=audio, images=images, fps=fps,
+                       frame_count=int(images.shape[0]))[0]["driver"]
+    phonemes = call_node(ExtractPhonemes, driver=driver, transcript=transcript)[0]["phonemes"]
+    visemes = call_node(MapVisemes, phonemes=phonemes, driver=driver, fps=fps)[0]["visemes"]
+    track = call_node(MaskLowerFace, images=images)[0]["face_track"]
+    r = call_node(LipSyncInference, images=images, face_track=track, visemes=visemes, driver=driver)[0]
+    out = call_node(Composite, images=images, crops=r["crops"], face_track=r["face_track"])[0]["images"]
+    return out, driver, r["face_track"]
+
+
+@pytest.fixture(scope="module")
+def demo_run():
+    """The README's `make demo`: the still astronaut speaking the bundled line (cli.demo_job)."""
+    from pathlib import Path
+
+    from comfyui_lipsync.lipsync_models import cli
+
+    torch.set_num_threads(1)
+    job = cli.demo_job(Path("unused.mp4"))
+    wave, sr = media.read_audio(str(job.audio), "test_sync")
+    images = job.frames.float() / 255.0
+    out, driver, track = _chain(images, {"waveform": wave[None], "sample_rate": sr}, float(job.fps), job.transcript)
+    return images, out, driver, track
+
+
+def test_frame_opening_agrees_with_a_track_made_on_the_same_frames(grid_clip, demo_run):
+    img, fps, wav, sr, w16, track = grid_clip
+    measured = sync.frame_opening(img, track)
+    assert measured.shape == (75,)
+    same, r = sync.track_matches(track, measured)
+    assert same and r > 0.97, r
+    # the still portrait's track against the generated frames: its lips never moved
+    images, out, driver, gen_track = demo_run
+    assert float(gen_track.opening.std()) < 0.02
+    moved = sync.frame_opening(out, gen_track)
+    assert moved.std() > 0.03  # the generated mouth opens and closes
+    same, r = sync.track_matches(gen_track, moved)
+    assert not same
+
+
+def test_demo_output_scores_in_sync(demo_run):
+    """`make demo` must not report our own output as out of sync (it printed +13 frames when
+    the lip measurements of the still's track were scored instead of the generated mouth)."""
+    images, out, driver, track = demo_run
+    d = _defaults()
+    res = SyncScore().run(out, driver=driver, face_track=track, **d)["result"]
+    off, ms, conf, report, plot = res
+    assert abs(off) <= 1 and conf > 0.2, report
+    assert "lips measured on the frames" in report
+    # the same with the audio 5 frames late: the scorer still sees the shift
+    late = sync.score_articulation(track, _shift(driver.waveform, 5), 25.0, images=out)
+    assert 4 <= late.offset_frames <= 6, late.report()
+    # and the untouched still (no mouth motion at all) cannot be judged
+    still = sync.score_articulation(track, driver.waveform, 25.0, images=images)
+    assert not still.judgeable and still.confidence == 0.0
+
+
+def test_grid_clip_driven_by_another_clips_audio_scores_in_sync(grid_dir):
+    """A GRID clip made to say another clip's sentence (transcript given), scored as the
+    workflows wire it (LipSyncInference's track) and with a track made on the output."""
+    from conftest import GRID_CLIPS, GRID_TEXT
+
+    stem, src = GRID_CLIPS[0], GRID_CLIPS[1]
+    frames, fps, _ = media.read_video(str(grid_dir / f"{stem}.mpg"))
+    wave, sr = media.read_audio(str(grid_dir / f"{src}.mpg"))
+    out, driver, gen_track = _chain(frames.float() / 255.0, {"waveform": wave[None], "sample_rate": sr},
+                                    float(fps), GRID_TEXT[src])
+    wired = sync.score_articulation(gen_track, driver.waveform, fps, images=out)
+    assert abs(wired.offset_frames) <= 1 and wired.confidence > 0.2, wired.report()
+    own = face.track_faces(out, detector="haar")
+    tracked = sync.score_articulation(own, driver.waveform, fps, images=out)
+    assert abs(tracked.offset_frames) <= 1, tracked.report()
+    assert not any("do not match" in n for n in tracked.notes)
