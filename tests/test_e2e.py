@@ -63,8 +63,9 @@ def clips(grid_dir):
 
 @pytest.fixture(scope="module")
 def runs(clips):
-    """The chain on every pair, as ComfyUI would run the shipped workflow."""
-    torch.manual_seed(0)
+    """The chain on every pair, node by node as ComfyUI calls it. SyncScore gets a face track made
+    on the output (MaskLowerFace on the composited frames), so it judges the new mouth; the
+    shipped workflows pass LipSyncInference's track, i.e. the input frames' mouth (see bench_e2e)."""
     results = []
     for stem, src, with_text in PAIRS:
         c, s = clips[stem], clips[src]
