@@ -282,6 +282,63 @@ LIP_LINE_BIAS = 0.007
 """The darkest row sits this far (face widths) above the mouth-corner line on GRID; added back."""
 
 
+LIP_BOX_X = 0.30
+"""Half-width (face widths) of the window searched for the mouth's horizontal edges."""
+LIP_BOX_UP, LIP_BOX_DOWN = 0.13, 0.18
+"""Rows searched above / below the crop centre (face widths): room for a lower lip below a
+smile's dark upper line (astronaut: the dark line is 0.07 above the lips' middle)."""
+
+
+def _lip_box(crops: np.ndarray) -> np.ndarray:
+    """The mouth's extent in crops roughly centred on it (crop side = face width).
+
+    Lips, teeth and the dark mouth line are all bounded by horizontal edges (the vertical
+    gradient of luma, and of the lip map), skin and soft shadows are not. The column profile of
+    that edge energy (smoothed, above its 10th percentile) gives the mouth corners: the run
+    above 0.3 x its peak (gaps up to 4 px bridged) nearest the centre; this stays true for a
+    turned, smiling face whose darker cheek pulls a darkness centroid sideways. The row profile
+    over those columns gives the lips' top and bottom (run above 0.25 x peak around the
+    energy centroid); the mouth centre row is their midpoint, not the dark line (which sits at
+    the upper lip of a smile). crops: (n, S, S, 3) uint8. Returns (n, 4) in crop px: left,
+    right, centre row, ok (1.0 when the run is 0.15-0.6 face widths wide, else 0.0).
+    """
+    cv2 = _cv2()
+    n, s = crops.shape[:2]
+    y, lip = _ycc(crops)
+    c = s // 2
+    hx = int(round(LIP_BOX_X * s))
+    up, down = int(round(LIP_BOX_UP * s)), int(round(LIP_BOX_DOWN * s))
+    xs = np.arange(c - hx, c + hx, dtype=np.float64)
+    rows = np.arange(c - up, c + down, dtype=np.float64)
+    box = np.ones(5) / 5
+    out = np.zeros((n, 4))
+    for i in range(n):
+        g = cv2.GaussianBlur(y[i], (0, 0), 0.8)
+        lp = cv2.GaussianBlur(lip[i], (0, 0), 0.8)
+        e = np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)) + 2.0 * np.abs(cv2.Sobel(lp, cv2.CV_32F, 0, 1, ksize=3))
+        colp = np.convolve(e[c - int(round(0.13 * s)):c + int(round(0.13 * s)), c - hx:c + hx].mean(axis=0), box, mode="same")
+        colp = colp - np.percentile(colp, 10)
+        out[i] = (c - MOUTH_WIDTH * s / 2, c + MOUTH_WIDTH * s / 2, c, 0.0)
+        if colp.max() <= 1e-6:
+            continue
+        on = np.nonzero(colp > 0.3 * colp.max())[0]
+        runs = np.split(on, np.nonzero(np.diff(on) > 4)[0] + 1)
+        best = min(runs, key=lambda r: 0 if xs[r[0]] <= c <= xs[r[-1]] else min(abs(xs[r[0]] - c), abs(xs[r[-1]] - c)))
+        left, right = float(xs[best[0]]), float(xs[best[-1]])
+        if not 0.15 * s <= right - left <= 0.6 * s:
+            continue
+        rowp = e[c - up:c + down, int(left):int(right) + 1].mean(axis=1)
+        rowp = np.clip(rowp - np.percentile(rowp, 30), 0, None)
+        if rowp.sum() <= 1e-6:
+            continue
+        cy0 = float((rowp * rows).sum() / rowp.sum())
+        onr = np.nonzero(rowp > 0.25 * rowp.max())[0]
+        rr = np.split(onr, np.nonzero(np.diff(onr) > 2)[0] + 1)
+        br = min(rr, key=lambda r: 0 if rows[r[0]] <= cy0 <= rows[r[-1]] else min(abs(rows[r[0]] - cy0), abs(rows[r[-1]] - cy0)))
+        out[i] = (left, right, 0.5 * (rows[br[0]] + rows[br[-1]]), 1.0)
+    return out
+
+
 def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The opening measure and mouth landmarks on aligned crops at :data:`ANALYSIS_SIZE`.
 
@@ -535,7 +592,9 @@ def track_faces(
     b, h, w = (int(v) for v in frames.shape[:3])
     chunk = max(int(chunk), 1)
     box = _parse_manual_box(manual_box, h, w)
-    passes = 3 if (box is None and detector == "haar") else 2  # (detect,) locate/mesh, measure
+    passes = {"mediapipe": 2, "haar": 4}[detector] - (box is not None)  # (detect,) locate/mesh, (recentre,) measure
+    if box is not None:
+        passes = 3
     total_steps = passes * math.ceil(b / chunk)
     done = [0]
 
@@ -577,6 +636,11 @@ def track_faces(
     line_ang = _gauss_smooth(_median_filter(np.clip(raw[:, 2], -0.5, 0.5), 15), 5.0)  # roll changes slowly
     ang = line_ang if mesh is not None else ANGLE_TRUST * line_ang
     side = CROP_SCALE * fw_s
+    half = ANALYSIS_SIZE / 2 - 0.5
+    k = ANALYSIS_SIZE / CROP_SCALE  # analysis px per face width
+    mouth_half = None
+    if mesh is None:  # recentre on the lips' extent (corners, top and bottom), see _lip_box
+        cx, cy, mouth_half = _recentre(frames, cx, cy, ang, side, chunk, step)
 
     # analysis crops -> opening + landmarks, in chunks
     m_an = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
@@ -589,8 +653,11 @@ def track_faces(
         opening[s0:s0 + len(crops)] = op
         lm[s0:s0 + len(crops), :6] = _apply(inv_an[s0:s0 + len(crops)], pts.astype(np.float64))
         step()
-    half = ANALYSIS_SIZE / 2 - 0.5
-    k = ANALYSIS_SIZE / CROP_SCALE  # analysis px per face width
+    if mouth_half is not None:  # corners from the lips' extent (smoothed), on the centre row
+        hw = mouth_half[:, None] * k
+        pts = np.stack([np.concatenate([half - hw, np.full_like(hw, half)], 1),
+                        np.concatenate([half + hw, np.full_like(hw, half)], 1)], 1)
+        lm[:, :2] = _apply(inv_an, pts)
     extra = np.array([[half, half - NOSE_ABOVE * k], [half, half + CHIN_BELOW * k]])
     lm[:, 6:] = _apply(inv_an, np.broadcast_to(extra, (b, 2, 2)).copy())
     if mesh is not None:
@@ -714,6 +781,39 @@ def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
         conf[s0:s0 + n] = r[:, 3]
         step()
     return raw, conf
+
+
+RECENTRE_MAX = 0.08
+"""Largest shift (face widths) the lip-extent recentring may apply to the mouth-line centre."""
+
+
+def _recentre(frames, cx, cy, ang, side, chunk, step):
+    """Move the mouth centre to the middle of the lips' extent (:func:`_lip_box`) and measure
+    the mouth half-width. cx, cy, ang, side: (B,) smoothed centre (frame px), crop angle
+    (radians), crop side (frame px). Returns (cx, cy, half-width in face widths), smoothed over
+    time; frames without a clear extent take their neighbours' values (or no change)."""
+    b = len(cx)
+    m0 = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
+    lb = np.zeros((b, 4))
+    for s0 in range(0, b, chunk):
+        lb[s0:s0 + chunk] = _lip_box(_analysis_crops(_np_float(frames[s0:s0 + chunk]), m0[s0:s0 + chunk]))
+        step()
+    half = ANALYSIS_SIZE / 2 - 0.5
+    k = ANALYSIS_SIZE / CROP_SCALE
+    ok = lb[:, 3] > 0
+    if not ok.any():
+        return cx, cy, None
+    t = np.arange(b)
+    idx = np.nonzero(ok)[0]
+    du = np.interp(t, idx, 0.5 * (lb[idx, 0] + lb[idx, 1]) - half)
+    dv = np.interp(t, idx, lb[idx, 2] - half)
+    hw = np.interp(t, idx, 0.5 * (lb[idx, 1] - lb[idx, 0]) / k)
+    lim = RECENTRE_MAX * k
+    d = np.stack([np.clip(du, -lim, lim), np.clip(dv, -lim, lim), hw], 1)
+    d = _gauss_smooth(_median_filter(d, 9), 3.0)
+    pts = np.stack([half + d[:, 0], half + d[:, 1]], 1)[:, None]
+    c = _apply(_invert(m0), pts)[:, 0]
+    return c[:, 0], c[:, 1], d[:, 2]
 
 
 def _track_mesh(frames, face_index, chunk, step):

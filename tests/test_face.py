@@ -199,6 +199,23 @@ def test_still_face_has_no_jitter_and_the_mask_covers_the_lips(astronaut):
     assert float(mask.diff(dim=0).abs().max()) < 0.05
 
 
+def test_still_smiling_face_mouth_corners_on_the_lips(astronaut):
+    """Astronaut (turned, smiling, right cheek in shadow): lip corners by eye at x 202 and 245,
+    lips y 139-155 (centre 147). Before the lip-extent recentring the corners came out at
+    x 215 / 241, y 141 (dark-line centre pulled right by the shadowed corner, up by the teeth)."""
+    gen = torch.Generator().manual_seed(1)
+    clip = (astronaut[None].repeat(12, 1, 1, 1) + torch.randn(12, 512, 512, 3, generator=gen) * 0.01).clamp(0, 1)
+    tr = face.track_faces(clip, crop_size=256)
+    left, right = tr.mouth[:, 0], tr.mouth[:, 1]
+    assert (left[:, 0] - 202).abs().max() <= 5 and (right[:, 0] - 245).abs().max() <= 5, tr.mouth[0, :2]
+    assert (left[:, 1] - 147).abs().max() <= 5 and (right[:, 1] - 147).abs().max() <= 5, tr.mouth[0, :2]
+    # the aligned crop is centred on the lips, so a generator animates the right place
+    crop_centre = torch.linalg.solve(tr.transform[:, :, :2], 127.5 - tr.transform[:, :, 2])
+    assert (crop_centre[:, 0] - 223.5).abs().max() <= 4 and (crop_centre[:, 1] - 147).abs().max() <= 5
+    mask = face.lower_face_mask(tr)
+    assert float(mask[:, 139:156, 202:246].min()) > 0.95
+
+
 def test_mask_expand_and_feather(astronaut):
     clip = astronaut[None].repeat(2, 1, 1, 1)
     tr = face.track_faces(clip)
@@ -339,7 +356,7 @@ def test_rgba_half_precision_input_and_progress(astronaut):
     calls = []
     ref = face.track_faces(astronaut[None].repeat(5, 1, 1, 1), chunk=2)
     tr = face.track_faces(rgba.half(), chunk=2, on_progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (9, 9) and [d for d, _ in calls] == list(range(1, 10))  # 3 passes x 3 chunks
+    assert calls[-1] == (12, 12) and [d for d, _ in calls] == list(range(1, 13))  # 4 passes x 3 chunks
     assert tr.boxes.dtype == torch.float32 and tr.boxes.device == rgba.device
     assert torch.allclose(tr.boxes, ref.boxes, atol=1.0)
     assert torch.allclose(tr.opening, ref.opening, atol=0.01)
