@@ -58,13 +58,18 @@ BAND_HZ = (300.0, 3000.0)
 FLOOR_DB = 40.0
 LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
-NATURAL_LEAD_FRAMES = {"phonemes": -0.67, "envelope": 0.11}
+NATURAL_LEAD_FRAMES = {"phonemes": -0.67, "envelope": 0.11, "closures": 0.48}
 """Where the score curve peaks on recorded, in-sync speech, in frames, with and without the
 phoneme-predicted mouth (negative: the audio signals run slightly ahead of the lips they
 explain). Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` with both
 face detectors (per-clip peaks spread over about 1.3 frames; lbax4n peaks about 0.8 frame
 earlier than the rest with every signal tried); ``bench/bench_sync.py`` prints the
-leave-one-out result of this calibration."""
+leave-one-out result of this calibration. "closures": the envelope plus lip-closure anchors
+from aligned phonemes (:func:`closure_signal`; mean peak of the 7 clips, haar 0.49, mediapipe
+0.47)."""
+
+CLOSURES = ("P", "B", "M")
+"""Bilabial phones: the lips are shut for their whole duration, a sharp visual anchor."""
 
 VISUAL_SIGNALS = ("gap", "outer", "opening")
 """Visual signals the articulation scorer uses by default without images (see :func:`visual_signals`)."""
@@ -325,6 +330,19 @@ def predicted_mouth(wave16k: torch.Tensor, fps: float, num_frames: int) -> dict[
     return {"jaw": jaw, "jaw_close": jaw - close}
 
 
+def closure_signal(track, fps: float, num_frames: int) -> np.ndarray:
+    """Lip-closure anchors from timed phonemes: per frame, how much of the frame's time lies in
+    a P, B or M (the lips shut), 0..1, with one-frame linear ramps at the phone edges (frame i
+    at time i / fps). track: a PhonemeTrack, best from forced alignment with the transcript
+    (ExtractPhonemes with a transcript). Returns (T,) float64."""
+    t = np.arange(num_frames) / float(fps)
+    out = np.zeros(num_frames)
+    for p in track.phonemes:
+        if p.label.upper() in CLOSURES:
+            out += np.clip(np.minimum(t - p.start, p.end - t) * fps + 0.5, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0)
+
+
 def activity_signals(visual: dict[str, np.ndarray], env: np.ndarray, fps: float,
                      sigma_s: float = 0.12) -> tuple[np.ndarray, np.ndarray]:
     """Slow speech-activity signals that break the syllable-rhythm ambiguity of the fine curves.
@@ -444,6 +462,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
                        natural_lead: float | None = None,
                        visual_names: tuple[str, ...] | None = None,
                        images: torch.Tensor | None = None,
+                       phonemes=None,
                        on_progress: ProgressFn | None = None) -> SyncResult:
     """Weight-free sync score from a face track and the clip's audio.
 
@@ -451,13 +470,19 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     fps: frame rate; search_range R: offsets -R..R frames; window_s: per-window track window
     (hop = half a window; 0 = none); use_phonemes: add the phoneme -> viseme predicted mouth;
     natural_lead: frames subtracted from the curve's peak (None: :data:`NATURAL_LEAD_FRAMES`);
-    visual_names: which of :func:`visual_signals` to use.
+    visual_names: which of :func:`visual_signals` to use; phonemes: optional PhonemeTrack of
+    the audio, timed by forced alignment with the transcript: its P/B/M closures
+    (:func:`closure_signal`) are added as sharp anchors (the lips shut while they sound).
     """
     n = track.num_frames
     _check_inputs(n, wave16k, fps, search_range, window_s)
     R = int(search_range)
+    closures = closure_signal(phonemes, fps, n) if phonemes is not None else None
+    if closures is not None and closures.max() <= 0:
+        closures = None  # no P/B/M in the line: nothing to anchor on
     if natural_lead is None:
-        natural_lead = NATURAL_LEAD_FRAMES["phonemes" if use_phonemes else "envelope"]
+        natural_lead = NATURAL_LEAD_FRAMES["phonemes" if use_phonemes else ("closures" if closures is not None
+                                                                            else "envelope")]
     steps = 3 + len(_windows(n, fps, window_s))
     done = 0
 
@@ -506,6 +531,10 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
             notes.append("phoneme recognition unavailable (pocketsphinx missing): audio envelope only")
         else:
             audio_fr.update(pred)
+    if closures is not None:
+        audio_fr["closure"] = -closures  # lips shut = small opening
+    elif phonemes is not None:
+        notes.append("no P/B/M in the phonemes: no closure anchors")
     tick()
 
     fine = np.arange(-R - 1 + natural_lead, R + 1 + natural_lead + 1e-9, LAG_STEP)
@@ -568,7 +597,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf, confidence_at_zero=conf0,
         lags=torch.from_numpy(ints), scores=torch.from_numpy(curve.astype(np.float32)),
         visual=_scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values())), audio=_scale01(env_frames), fps=float(fps),
-        method="articulation" + (" + phonemes" if audio_fr else ""), windows=tuple(windows),
+        method="articulation" + (" + phonemes" if use_phonemes and "jaw" in audio_fr else "")
+        + (" + closures" if "closure" in audio_fr else ""), windows=tuple(windows),
         judgeable=judgeable, notes=tuple(notes),
         extras={"curve peak before the natural-lead correction (frames)": raw_peak},
     )

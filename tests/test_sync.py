@@ -434,3 +434,36 @@ def test_grid_clip_driven_by_another_clips_audio_scores_in_sync(grid_dir):
     tracked = sync.score_articulation(own, driver.waveform, fps, images=out)
     assert abs(tracked.offset_frames) <= 1, tracked.report()
     assert not any("do not match" in n for n in tracked.notes)
+
+
+# --- closure anchors from aligned phonemes --------------------------------------------------------
+
+def test_closure_signal_by_hand():
+    from comfyui_lipsync.lipsync_models.types import Phoneme, PhonemeTrack
+
+    ph = PhonemeTrack(phonemes=(Phoneme("SIL", 0.0, 0.2), Phoneme("B", 0.2, 0.32), Phoneme("AA", 0.32, 0.6),
+                                Phoneme("M", 0.6, 0.68), Phoneme("SIL", 0.68, 1.0)), duration=1.0, backend="align")
+    c = sync.closure_signal(ph, 25.0, 25)
+    want = np.zeros(25)
+    want[5:9] = (0.5, 1.0, 1.0, 0.5)  # t = 0.20 (edge), 0.24, 0.28, 0.32 (edge)
+    want[15:18] = (0.5, 1.0, 0.5)
+    np.testing.assert_allclose(c, want, atol=1e-9)
+
+
+def test_closures_from_the_aligned_transcript_on_grid(grid_clip):
+    from comfyui_lipsync.lipsync_models import phonemes as phonemelib
+
+    from conftest import GRID_TEXT
+
+    img, fps, wav, sr, w16, track = grid_clip
+    for k in (0, -3, 5):
+        wk = _shift(w16, k)
+        r = sync.score_articulation(track, wk, fps, phonemes=phonemelib.align(wk, GRID_TEXT["bbaf2n"]), window_s=0)
+        assert r.method == "articulation + closures"
+        assert r.offset_frames == k, r.report()
+    # a line without P/B/M gives no anchors and says so
+    from comfyui_lipsync.lipsync_models.types import Phoneme, PhonemeTrack
+
+    none = PhonemeTrack(phonemes=(Phoneme("AA", 0.0, 3.0),), duration=3.0, backend="align")
+    r = sync.score_articulation(track, w16, fps, phonemes=none, window_s=0)
+    assert r.method == "articulation" and any("no P/B/M" in n for n in r.notes)
