@@ -467,3 +467,21 @@ def test_closures_from_the_aligned_transcript_on_grid(grid_clip):
     none = PhonemeTrack(phonemes=(Phoneme("AA", 0.0, 3.0),), duration=3.0, backend="align")
     r = sync.score_articulation(track, w16, fps, phonemes=none, window_s=0)
     assert r.method == "articulation" and any("no P/B/M" in n for n in r.notes)
+
+
+def test_node_with_aligned_phonemes(grid_clip):
+    from comfyui_lipsync.lipsync_models import audio as audiolib
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+
+    from conftest import GRID_TEXT
+
+    img, fps, wav, sr, w16, track = grid_clip
+    late = torch.cat([torch.zeros(wav.shape[0], 3 * sr // 25), wav[:, : -3 * sr // 25]], 1)  # audio 3 frames late
+    drv = audiolib.make_driver({"waveform": late[None], "sample_rate": sr}, fps, num_frames=75)
+    ph = ExtractPhonemes().extract(driver=drv, transcript=GRID_TEXT["bbaf2n"], backend="align")
+    ph = (ph["result"] if isinstance(ph, dict) else ph)[0]
+    off, ms, conf, report, plot = SyncScore().run(img, driver=drv, face_track=track, phonemes=ph,
+                                                  **_defaults())["result"]
+    assert off == 3 and "closures" in report, report
+    with pytest.raises(InputError, match="phonemes must come from ExtractPhonemes"):
+        SyncScore().run(img, driver=drv, face_track=track, phonemes="P B M", **_defaults())
