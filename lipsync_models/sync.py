@@ -14,7 +14,8 @@ Two scorers share one result type, :class:`SyncResult`:
   from the 16 kHz waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the
   clip's peak) and, optionally (``use_phonemes``), the mouth predicted from recognised
   phonemes by the MapVisemes chain (``jaw_open`` and ``jaw_open - lip_close``, so P/B/M
-  closures are sharp dips). Every visual x audio pair is correlated (Pearson) at lags on a
+  closures are sharp dips); and, when timed phonemes are given (best: forced alignment with the
+  transcript), their P/B/M closures as sharp anchors (:func:`closure_signal`). Every visual x audio pair is correlated (Pearson) at lags on a
   0.1-frame grid, both as levels and as frame-to-frame changes (changes give sharper peaks);
   the score is the mean of those curves plus half the correlation of slow speech-activity
   signals (which stops the syllable rhythm from aliasing the peak by +-5 frames). The peak
