@@ -81,6 +81,8 @@ RBF_RADIUS = 0.7
 """Support of the warp's radial basis kernel, in rest mouth widths: nothing farther than this
 from the lips, nose and chin points moves (the eyes never do)."""
 RBF_RIDGE = 1e-4
+NOSE_FADE = 0.25
+"""The warp fades out over this many rest mouth widths above the nose point (and is 0 beyond)."""
 JAW_SIDE = (0.45, -0.12, 0.85)
 """Jaw-line points beside the chin (u, v offset from the chin in rest mouth widths) and the
 share of the chin's motion they follow."""
@@ -91,6 +93,10 @@ TRACK_TOLERANCE = 0.04
 """Tracked gap and width within this fraction of the rest width of the clip's rest values count
 as at rest (tracker noise is not turned into mouth motion); beyond twice it they are corrected
 in full."""
+LIP_REPAINT = 0.7
+"""Share of each lip's thickness, from its inner edge, painted in the frame's lip colour."""
+GAP_TOLERANCE = 0.004
+"""The same for the inner-lip gap: GRID speakers' whole mouth motion is 2-10 % of the width."""
 CAVITY_SHALLOW = 0.85
 CAVITY_DEEP = 0.08
 """Cavity colour as a fraction of the lip colour, for a barely open and a wide-open mouth."""
@@ -217,7 +223,7 @@ def _targets(src: _Mouth, params: torch.Tensor, rest_w: torch.Tensor, rest_gap: 
     # 1. neutral: close the footage's own opening down to the rest gap, rest width.
     gap = (src.lo_in - src.up_in).clamp_min(0)
     tol = TRACK_TOLERANCE * w
-    shut = _deadzone((gap - rest_gap).clamp_min(0), tol)
+    shut = _deadzone((gap - rest_gap).clamp_min(0), GAP_TOLERANCE * w)
     src_w = src.right[:, 0] - src.left[:, 0]
     base_w = src_w + _deadzone(w - src_w, tol)
     up_shift = (1 - LOWER_SHARE) * shut  # the upper lip comes down by its share
@@ -475,6 +481,10 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
 
     # 2. Whole crop: the two fields blended at coarse resolution (smooth away from the mouth).
     cm = _maps(tgt, gx.expand(b, g, g), gy.expand(b, g, g), centre, ex, ey, px_unit)
+    # nothing above the nose moves: the kernels of the lip points and fixed anchors reach past
+    # it on a wide mouth, so the fields fade out over NOSE_FADE rest widths above the nose
+    fade_w = (NOSE_FADE * rest_w).view(b, 1, 1)
+    coarse = coarse * _smoothstep((cm.v - src.nose[:, 1].view(b, 1, 1) + fade_w) / fade_w)[:, None]
     w_c = cm.w_up[:, None]
     blended = coarse[:, :2] * w_c + coarse[:, 2:] * (1 - w_c)
     # source positions, normalised for grid_sample; bilinear upsampling of (grid + field) is
@@ -497,24 +507,26 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     src_at = (torch.stack((rx, ry), 1) + d).permute(0, 2, 3, 1) * (2.0 / (s - 1)) - 1
     roi = F.grid_sample(x, src_at, mode="bilinear", padding_mode="border", align_corners=True)
 
-    # Inner mouth wherever the target opening exceeds the clip's rest opening: only the part of
-    # the footage's own mouth interior that a closed mouth shows (e.g. teeth in a smile) is
-    # kept, so an opening in the footage never shows through.
-    # In frames the footage had open, nothing of its interior is kept (the tracked inner lips
-    # tend to sit inside the real ones, so what lies between them is not a closed mouth).
-    src_gap = (src.lo_in - src.up_in).clamp_min(0)
-    tol = TRACK_TOLERANCE * rest_w
-    was_open = (((src_gap - rest_gap).clamp_min(0) - tol) / tol).clamp(0, 1)
-    keep_gap = (torch.minimum(src_gap, rest_gap) * (1 - was_open)).view(b, 1, 1)
-    tgt_gap = (tgt.lo_in - tgt.up_in).view(b, 1, 1)
-    band_top = rm.top + keep_gap * rm.prof / 2
-    band_bot = rm.bot - keep_gap * rm.prof / 2
+    # The mouth is re-rendered, not just warped: the tracked inner lips tend to sit inside the
+    # real ones and the tracker ignores small openings, so whatever lies between the lips in the
+    # footage (teeth, cavity) would survive a warp. Between the target inner lips goes a
+    # synthetic inner mouth (a barely darker seam when closed), and the inner part of each lip
+    # (:data:`LIP_REPAINT` of its thickness) is painted over in the frame's own lip colour,
+    # fading into the warped footage towards the outer lip edge.
     edge = 1.5 * px_unit
-    inside = torch.minimum(torch.minimum(rm.v - band_top, band_bot - rm.v), (1 - rm.sfrac.abs()) * rm.half)
-    alpha = (inside / edge).clamp(0, 1) * (tgt_gap > keep_gap)
-    if bool((alpha > 0).any()):
-        inner = _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm, px_unit)
-        roi = roi + alpha[:, None] * (inner - roi)
+    inner, lip = _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm, px_unit)
+    up_th = ((tgt.up_in - tgt.up_out).view(b, 1, 1) * rm.prof).clamp_min(0)
+    lo_th = ((tgt.lo_out - tgt.lo_in).view(b, 1, 1) * rm.prof).clamp_min(0)
+    across = _smoothstep((1 - rm.sfrac.abs()) * 4)
+    in_gap = ((rm.v - rm.top) / edge + 0.5).clamp(0, 1) * ((rm.bot - rm.v) / edge + 0.5).clamp(0, 1)
+    up_band = _smoothstep(1 - (rm.top - rm.v) / (LIP_REPAINT * up_th + edge)) * (rm.v <= rm.top)
+    lo_band = _smoothstep(1 - (rm.v - rm.bot) / (LIP_REPAINT * lo_th + edge)) * (rm.v >= rm.bot)
+    band = torch.maximum(up_band, lo_band)
+    # lips darken slightly towards the seam, as real lips do where they turn inwards
+    lip_col = lip.view(b, 3, 1, 1) * (1 - 0.15 * band[:, None])
+    paint = lip_col + in_gap[:, None] * (inner - lip_col)
+    alpha = across * torch.maximum(in_gap, band)
+    roi = roi + alpha[:, None] * (paint - roi)
     roi = roi.clamp(0, 1)
     for i in range(b):
         if not bool(moved[i]):  # at rest: the crop itself, bit for bit
@@ -526,7 +538,8 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
 
 
 def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit):
-    """Colours (B, 3, h, w) of a synthetic open mouth over the ROI: cavity, upper teeth, tongue."""
+    """Colours (B, 3, h, w) of a synthetic open mouth over the ROI (cavity, upper teeth, tongue)
+    and the frame's lip colour (B, 3)."""
     b = x.shape[0]
     w = rest_w
     # Lip colour: the reddest of a few points across both lips (a tracker that takes teeth for
@@ -581,4 +594,4 @@ def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit
     in_teeth = ((top + band - v) / edge).clamp(0, 1) * _smoothstep((0.82 - sfrac.abs()) * 5)
     shade = 1 - 0.45 * sfrac.abs().clamp(0, 1).square()  # teeth darken toward the corners
     col = col + in_teeth[:, None] * (teeth * shade[:, None] - col)
-    return col
+    return col, lip
