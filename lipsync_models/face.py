@@ -337,7 +337,17 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
         onr = np.nonzero(rowp > 0.25 * rowp.max())[0]
         rr = np.split(onr, np.nonzero(np.diff(onr) > 2)[0] + 1)
         br = min(rr, key=lambda r: 0 if rows[r[0]] <= cy0 <= rows[r[-1]] else min(abs(rows[r[0]] - cy0), abs(rows[r[-1]] - cy0)))
-        out[i] = (left, right, 0.5 * (rows[br[0]] + rows[br[-1]]), 1.0)
+        top, bot = rows[br[0]], rows[br[-1]]
+        # a smile's lower lip fades into the skin: its lower edge is where lip colour ends
+        # (lip map falling downwards) below the last strong edge, within the lips' height so far
+        sd = cv2.Sobel(lp, cv2.CV_32F, 0, 1, ksize=3)[c - up:c + down, int(left):int(right) + 1].mean(axis=1)
+        j0, j1 = br[-1] + 1, min(br[-1] + 1 + int(bot - top), len(rows))
+        if j1 > j0:
+            seg = sd[j0:j1]
+            j = int(np.argmin(seg))
+            if seg[j] < -0.25 * np.abs(sd).max():
+                bot = rows[j0 + j]
+        out[i] = (left, right, 0.5 * (top + bot), 1.0)
     return out
 
 
@@ -618,7 +628,7 @@ def track_faces(
     else:
         boxes, found = _track_haar(frames, face_index, chunk, step, detect_every)
         notes.append(f"detector: OpenCV Haar cascade every {detect_every} frames (searched near the last box "
-                     "between), mouth from the dark lip line, centred on the lips' edges; upright crops")
+                     "between), mouth from the dark lip line, centred on the lips' edges")
 
     # face width (Haar-style) and prior mouth centre per frame
     fw = boxes[:, 2] - boxes[:, 0]
@@ -637,6 +647,11 @@ def track_faces(
     cy = _gauss_smooth(_median_filter(raw[:, 1], 5), 1.5)
     line_ang = _gauss_smooth(_median_filter(np.clip(raw[:, 2], -0.5, 0.5), 15), 5.0)  # roll changes slowly
     ang = line_ang if mesh is not None else ANGLE_TRUST * line_ang
+    roll_note = None
+    if mesh is None and box is None:  # head roll from the eye line, only when steady
+        roll, roll_note = _eye_roll(frames, boxes, detect_every)
+        if roll is not None:
+            ang = roll
     side = CROP_SCALE * fw_s
     half = ANALYSIS_SIZE / 2 - 0.5
     k = ANALYSIS_SIZE / CROP_SCALE  # analysis px per face width
@@ -674,6 +689,8 @@ def track_faces(
     weak = np.nonzero(conf <= 0.05)[0].tolist() if mesh is None else []
     if weak:
         notes.append(f"no clear mouth line (mouth placed from the face box) in {len(weak)} frames: {_runs(weak)}")
+    if roll_note:
+        notes.append(roll_note)
     notes.append(f"face width {fw_s.mean():.0f} px, mean opening {opening.mean():.3f}, max {opening.max():.3f}")
     dev = frames.device
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)
@@ -783,6 +800,72 @@ def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
         conf[s0:s0 + n] = r[:, 3]
         step()
     return raw, conf
+
+
+ROLL_MAX = math.radians(20.0)
+"""Largest head roll (eye line) applied to the Haar path's crops; beyond it crops stay upright."""
+ROLL_STEADY = math.radians(3.0)
+"""The eye-line roll is used only when the key frames' angles scatter less than this (median
+absolute deviation from their running median) and eyes were found in at least half of them;
+single detections come in whole-pixel steps (about 1-2 degrees on a 100-px face)."""
+
+
+def _eye_pair_angle(det, img: np.ndarray, box: np.ndarray) -> float | None:
+    """Angle (radians, image coordinates) of the line from the left to the right eye, from
+    OpenCV's bundled eye cascade in the upper part of a face box, or None."""
+    cv2 = _cv2()
+    x0, y0, x1, y1 = box
+    fw = x1 - x0
+    h, w = img.shape[:2]
+    ox, oy = int(max(x0, 0)), int(max(y0 + 0.15 * fw, 0))
+    ex, ey = int(min(x1, w)), int(min(y0 + 0.55 * fw, h))
+    if ex - ox < 16 or ey - oy < 8:
+        return None
+    g = cv2.cvtColor(np.ascontiguousarray(img[oy:ey, ox:ex, :3]), cv2.COLOR_RGB2GRAY)
+    sc = min(1.0, 100.0 / fw)
+    if sc < 1.0:
+        g = cv2.resize(g, None, fx=sc, fy=sc, interpolation=cv2.INTER_AREA)
+    lo, hi = max(int(0.15 * fw * sc), 6), max(int(0.4 * fw * sc), 8)
+    d = det.detectMultiScale(_f2u8(g), scaleFactor=1.05, minNeighbors=3, minSize=(lo, lo), maxSize=(hi, hi))
+    if len(d) < 2:
+        return None
+    c = np.array([(x + bw / 2, y + bh / 2) for x, y, bw, bh in d], np.float64) / sc + [ox, oy]
+    mid = 0.5 * (x0 + x1)
+    left, right = c[c[:, 0] < mid], c[c[:, 0] >= mid]
+    if not len(left) or not len(right):
+        return None
+    l, r = np.median(left, axis=0), np.median(right, axis=0)
+    if not 0.25 * fw <= r[0] - l[0] <= 0.7 * fw:
+        return None
+    return math.atan2(r[1] - l[1], r[0] - l[0])
+
+
+def _eye_roll(frames, boxes, every):
+    """Head roll per frame (B,) radians from the eye line on every ``every``-th frame, median
+    filtered and smoothed; (None, reason) when the eyes are not found steadily enough (then the
+    crops stay upright)."""
+    cv2 = _cv2()
+    det = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye.xml")
+    b = len(boxes)
+    if det.empty():
+        return None, None
+    keys = list(range(0, b, max(int(every), 1)))
+    got = {}
+    for k in keys:
+        a = _eye_pair_angle(det, _np_float(frames[k:k + 1])[0], boxes[k])
+        if a is not None and abs(a) <= ROLL_MAX:
+            got[k] = a
+    if len(got) < max(0.5 * len(keys), 1):
+        return None, f"crops upright: eyes found in {len(got)} of {len(keys)} key frames"
+    kk = np.array(sorted(got))
+    ka = np.array([got[k] for k in kk])
+    med = _median_filter(ka, 5)
+    mad = float(np.median(np.abs(ka - med)))
+    if mad > ROLL_STEADY:
+        return None, f"crops upright: eye line unsteady ({math.degrees(mad):.1f} deg scatter)"
+    ka = _gauss_smooth(med, 2.0)
+    roll = _gauss_smooth(np.interp(np.arange(b), kk, ka), float(every))
+    return roll, f"crops rolled with the eye line (mean {math.degrees(float(roll.mean())):.1f} deg)"
 
 
 RECENTRE_MAX = 0.08
@@ -975,8 +1058,9 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
         d_ell = (1 - r) * torch.minimum(a, bb)
         d_top = v - t_top
         f = v1(fea)
-        if feather > 0:  # outline feathered across the edge; the nose line only downwards
-            win = torch.minimum(((d_ell + f / 2) / f).clamp(0, 1), (d_top / f).clamp(0, 1))
+        if feather > 0:  # outline feathered across the edge; the nose line only downwards, over
+            # half the width (a smile's upper lip starts about 0.08 face widths below the nose)
+            win = torch.minimum(((d_ell + f / 2) / f).clamp(0, 1), (2 * d_top / f).clamp(0, 1))
         else:
             win = ((d_ell >= 0) & (d_top >= 0)).float()
         out[sl, y0:y1, x0:x1] = win

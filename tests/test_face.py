@@ -202,7 +202,8 @@ def test_still_face_has_no_jitter_and_the_mask_covers_the_lips(astronaut):
 def test_still_smiling_face_mouth_corners_on_the_lips(astronaut):
     """Astronaut (turned, smiling, right cheek in shadow): lip corners by eye at x 202 and 245,
     lips y 139-155 (centre 147). Before the lip-extent recentring the corners came out at
-    x 215 / 241, y 141 (dark-line centre pulled right by the shadowed corner, up by the teeth)."""
+    x 215 / 241, y 141 (dark-line centre pulled right by the shadowed corner, up by the teeth);
+    with the lip extent and the eye-line roll: x 202 / 242, y 144 / 147."""
     gen = torch.Generator().manual_seed(1)
     clip = (astronaut[None].repeat(12, 1, 1, 1) + torch.randn(12, 512, 512, 3, generator=gen) * 0.01).clamp(0, 1)
     tr = face.track_faces(clip, crop_size=256)
@@ -214,6 +215,10 @@ def test_still_smiling_face_mouth_corners_on_the_lips(astronaut):
     assert (crop_centre[:, 0] - 223.5).abs().max() <= 4 and (crop_centre[:, 1] - 147).abs().max() <= 5
     mask = face.lower_face_mask(tr)
     assert float(mask[:, 139:156, 202:246].min()) > 0.95
+    # crops rolled with the eye line (eye centres about (202, 101) and (247, 103)), steadily
+    roll = torch.rad2deg(tr.extras["angle"])
+    assert 0.5 < float(roll.mean()) < 6.0 and float(roll.std()) < 0.2, roll
+    assert "eye line" in tr.report
 
 
 def test_mask_expand_and_feather(astronaut):
