@@ -14,7 +14,8 @@ Geometry, in one place:
 * face box: square-ish Haar-style box (x0, y0, x1, y1) in frame pixels, width ``w``;
   the mouth centre sits near (x0 + 0.51 w, y0 + 0.80 w), the mouth is about 0.27 w wide.
 * aligned crop: a similarity transform (kornia ``warp_affine`` layout, frame px -> crop px)
-  that puts the mouth centre at the crop centre, levels the mouth-corner line and makes the
+  that puts the mouth centre at the crop centre, levels the face (eye line on the Haar path,
+  mouth-corner line with the face mesh) and makes the
   crop side ``1.0 * w``. The same crop, resized to :data:`ANALYSIS_SIZE`, is what
   :func:`mouth_opening` reads.
 
@@ -271,8 +272,9 @@ ANGLE_TRUST = 0.0
 """Share of the measured mouth-line slope used as the crop's rotation on the Haar path. On GRID
 (upright, closed lips) the slope is within 3 degrees of the face mesh's corner line, but on a
 smiling still face it flipped by 7 degrees between noisy copies of the same frame, which makes
-the crop wobble; so Haar crops stay upright (the slope is kept in ``extras["mouth_line_angle"]``)
-and only the face mesh (reliable corners) rotates the crop."""
+the crop wobble; so the Haar path rolls its crops with the eye line instead (:func:`_eye_roll`,
+upright when the eyes are not found steadily; the slope is kept in ``extras["mouth_line_angle"]``)
+and only the face mesh (reliable corners) rotates the crop by the mouth line."""
 
 REFINE_MAX = 0.08
 """Largest vertical shift (face widths) the mouth-line refinement may apply to the box prior."""
