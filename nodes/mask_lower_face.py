@@ -22,7 +22,7 @@ class MaskLowerFace:
         "it is open, and outputs a feathered mask of the lower face (below the nose, cheek to cheek, "
         "down to the chin). The face track carries per-frame boxes, mouth landmarks, the opening and "
         "the aligned mouth-crop transform that LipSyncInference and Composite reuse. Works without "
-        "any model file (OpenCV Haar cascade + lip colour); mediapipe's face mesh is an optional, "
+        "any model file (OpenCV Haar face and eye cascades + lip edges and colour); mediapipe's face mesh is an optional, "
         "more precise tracker."
     )
 
@@ -33,7 +33,7 @@ class MaskLowerFace:
                 "images": ("IMAGE", {"tooltip": "Video frames [B,H,W,C] in which to find the face."}),
                 "detector": (list(facelib.DETECTORS), {
                     "default": "haar",
-                    "tooltip": "haar: OpenCV's bundled cascade and lip colour (always available). "
+                    "tooltip": "haar: OpenCV's bundled face and eye cascades, lip edges and colour (always available). "
                                "mediapipe: face mesh, more precise; needs the optional install "
                                f"({facelib.MEDIAPIPE_INSTALL}).",
                 }),
