@@ -178,7 +178,8 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels covering the lower face.
 
     Placed from the mouth landmarks mapped into the crop: horizontally centred on the mouth,
-    semi-axis 1.3 x mouth width (cheek to cheek); vertically from the nose point down to 15 % of
+    semi-axis 1.3 x mouth width (cheek to cheek), at most 0.38 x the crop side (the crop is one
+    face width wide, so a wide smile cannot push the blend past the cheeks); vertically from the nose point down to 15 % of
     the nose-chin distance below the chin (room for an opening jaw). Frames whose landmarks are
     unusable (not finite, mouth narrower than 2 px, nose not above chin, centre outside the crop)
     get a fixed ellipse for a mouth-centred crop: centre (0.5, 0.58) S, semi-axes (0.42, 0.36) S.
@@ -191,7 +192,7 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     bottom = chin[:, 1] + 0.15 * (chin[:, 1] - nose[:, 1])
     cx = 0.5 * (left[:, 0] + right[:, 0])
     cy = 0.5 * (top + bottom)
-    ell = torch.stack([cx, cy, 1.3 * width, 0.5 * (bottom - top)], 1)
+    ell = torch.stack([cx, cy, (1.3 * width).clamp(max=0.38 * s), 0.5 * (bottom - top)], 1)
     ok = (torch.isfinite(pts).all(2).all(1) & (width >= 2) & (ell[:, 3] >= 1)
           & (cx > 0) & (cx < s - 1) & (cy > 0) & (cy < s - 1))
     fallback = torch.tensor([0.5 * (s - 1), 0.58 * s, 0.42 * s, 0.36 * s], dtype=torch.float64)
