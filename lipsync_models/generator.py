@@ -93,13 +93,22 @@ TRACK_TOLERANCE = 0.04
 """Tracked gap and width within this fraction of the rest width of the clip's rest values count
 as at rest (tracker noise is not turned into mouth motion); beyond twice it they are corrected
 in full."""
-LIP_REPAINT = 0.7
-"""Share of each lip's thickness, from its inner edge, painted in the frame's lip colour."""
+LIP_REPAINT = 0.9
+LIP_FADE = 0.2
+CORNER_SHARP = 4.0
+"""How far (share of each lip's thickness, from its inner edge) the frame's lip colour is
+painted over the warped footage, and over which share of the thickness before that it fades
+out (the tracked inner lips often lie on the footage's teeth); the paint fades towards the
+mouth corners over 1 / CORNER_SHARP of the half-width."""
 GAP_TOLERANCE = 0.004
 """The same for the inner-lip gap: GRID speakers' whole mouth motion is 2-10 % of the width."""
 CAVITY_SHALLOW = 0.85
 CAVITY_DEEP = 0.08
-"""Cavity colour as a fraction of the lip colour, for a barely open and a wide-open mouth."""
+CAVITY_CURVE = 1.0
+CAVITY_MID = 0.35
+"""Cavity colour as a fraction of the lip colour, for a barely open and a wide-open mouth; the
+darkening follows the opening (fraction of the widest) to this power; the middle of the cavity
+is up to CAVITY_MID darker still."""
 
 
 @dataclass(frozen=True)
@@ -517,10 +526,10 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     inner, lip = _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm, px_unit)
     up_th = ((tgt.up_in - tgt.up_out).view(b, 1, 1) * rm.prof).clamp_min(0)
     lo_th = ((tgt.lo_out - tgt.lo_in).view(b, 1, 1) * rm.prof).clamp_min(0)
-    across = _smoothstep((1 - rm.sfrac.abs()) * 4)
+    across = _smoothstep((1 - rm.sfrac.abs()) * CORNER_SHARP)
     in_gap = ((rm.v - rm.top) / edge + 0.5).clamp(0, 1) * ((rm.bot - rm.v) / edge + 0.5).clamp(0, 1)
-    up_band = _smoothstep(1 - (rm.top - rm.v) / (LIP_REPAINT * up_th + edge)) * (rm.v <= rm.top)
-    lo_band = _smoothstep(1 - (rm.v - rm.bot) / (LIP_REPAINT * lo_th + edge)) * (rm.v >= rm.bot)
+    up_band = _smoothstep((LIP_REPAINT * up_th + edge - (rm.top - rm.v)) / (LIP_FADE * up_th + edge)) * (rm.v <= rm.top)
+    lo_band = _smoothstep((LIP_REPAINT * lo_th + edge - (rm.v - rm.bot)) / (LIP_FADE * lo_th + edge)) * (rm.v >= rm.bot)
     band = torch.maximum(up_band, lo_band)
     # lips darken slightly towards the seam, as real lips do where they turn inwards
     lip_col = lip.view(b, 3, 1, 1) * (1 - 0.15 * band[:, None])
@@ -568,12 +577,16 @@ def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit
     red_lip = (lip[:, 0] - 0.5 * (lip[:, 1] + lip[:, 2])).view(b, 1)
     trust = (red_lip / (typ[0] - 0.5 * (typ[1] + typ[2])) / (lum / 0.6).view(b, 1)).clamp(0, 1)
     lip = (typical + trust * (lip - typical)).clamp(0, 1)
+    # the colour painted over the lips: the middle of the lip samples' outer two thirds (the
+    # reddest sample, used for the inner mouth, is the darker inside of the lip)
+    paint = lip_cols.reshape(b, 2, 3, 3, 3)[:, :, 1:].reshape(b, 12, 3).median(1).values
 
     # A narrow opening shows the lit inside of the lips; a wide one the deep shadow behind the
     # teeth: the cavity darkens as the mouth opens.
     full_gap = (tgt.lo_in - tgt.up_in).clamp_min(0)
     depth_open = (full_gap / (JAW_MAX * w)).clamp(0, 1).view(b, 1)
-    cavity = (lip * (CAVITY_SHALLOW + (CAVITY_DEEP - CAVITY_SHALLOW) * depth_open) + 0.01).view(b, 3, 1, 1)
+    shade = CAVITY_SHALLOW + (CAVITY_DEEP - CAVITY_SHALLOW) * depth_open.pow(CAVITY_CURVE)
+    cavity = (lip * shade + 0.01).view(b, 3, 1, 1)
     tongue = (lip * torch.tensor([0.62, 0.42, 0.42], device=x.device, dtype=x.dtype) + 0.02).view(b, 3, 1, 1)
     teeth_base = torch.tensor([0.93, 0.90, 0.84], device=x.device, dtype=x.dtype)
     teeth = (teeth_base * (0.35 + 0.75 * lum.view(b, 1)).clamp(max=1.05)).clamp(max=1).view(b, 3, 1, 1)
@@ -581,7 +594,8 @@ def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit
     top, bot, v, sfrac, prof = rm.top, rm.bot, rm.v, rm.sfrac, rm.prof
     gap = (bot - top).clamp_min(0)
     depth = ((v - top) / gap.clamp_min(1e-3)).clamp(0, 1)  # 0 at the upper lip, 1 at the lower
-    col = cavity * (1 - 0.35 * (1 - (2 * depth - 1).square()))[:, None]  # darkest in the middle
+    mid_dark = CAVITY_MID * depth_open.view(b, 1, 1).pow(CAVITY_CURVE)
+    col = cavity * (1 - mid_dark * (1 - (2 * depth - 1).square()))[:, None]  # darkest in the middle
     edge = 1.2 * px_unit
     # tongue: a shade rising from the lower lip, only in a well-open mouth
     tongue_h = 0.32 * gap * (full_gap.view(b, 1, 1) / (0.25 * w.view(b, 1, 1))).clamp(0, 1)
@@ -594,4 +608,4 @@ def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit
     in_teeth = ((top + band - v) / edge).clamp(0, 1) * _smoothstep((0.82 - sfrac.abs()) * 5)
     shade = 1 - 0.45 * sfrac.abs().clamp(0, 1).square()  # teeth darken toward the corners
     col = col + in_teeth[:, None] * (teeth * shade[:, None] - col)
-    return col, lip
+    return col, paint
