@@ -31,7 +31,7 @@ from .errors import CheckpointError
 log = logging.getLogger("comfyui_lipsync")
 
 SAFE_EXTS = (".safetensors",)
-PICKLE_EXTS = (".pth", ".pt", ".ckpt", ".bin")
+PICKLE_EXTS = (".pth", ".pt", ".ckpt", ".bin", ".model")  # .model: syncnet_python's syncnet_v2
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "generator", "net")
 """Keys under which training scripts nest the weights, tried in this order."""
 
@@ -43,7 +43,7 @@ def _name(path: str) -> str:
     return os.path.basename(path)
 
 
-def read_tensors(path: str, who: str = "load_checkpoint") -> dict[str, torch.Tensor]:
+def read_tensors(path: str, who: str = "load_checkpoint", folder: str = "lipsync") -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict on the CPU.
 
     Unwraps training dicts and strips ``module.`` prefixes. Raises CheckpointError for a
@@ -51,7 +51,7 @@ def read_tensors(path: str, who: str = "load_checkpoint") -> dict[str, torch.Ten
     """
     name = _name(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"{who}: checkpoint {name} not found. Put it in ComfyUI's models/lipsync folder.")
+        raise CheckpointError(f"{who}: checkpoint {name} not found. Put it in ComfyUI's models/{folder} folder.")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{who}: checkpoint {name} is empty (0 bytes). Copy it again.")
     ext = os.path.splitext(name)[1].lower()
@@ -113,7 +113,8 @@ def _listing(keys: list[str]) -> str:
 
 
 def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], name: str, who: str,
-                     optional: tuple[str, ...] = ("num_batches_tracked",)) -> None:
+                     optional: tuple[str, ...] = ("num_batches_tracked",),
+                     hint: str = "Pick a checkpoint made for this model (e.g. wav2lip.pth or wav2lip_gan.pth).") -> None:
     """Load ``state`` into ``model`` strictly; raise one CheckpointError listing every problem.
 
     Keys ending in one of ``optional`` may be missing (older checkpoints lack them).
@@ -133,7 +134,7 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], name: str
             parts.append(f"{len(wrong)} shape mismatch(es): {_listing(wrong)}")
         raise CheckpointError(
             f"{who}: {name} does not fit the {type(model).__name__} architecture: "
-            + "; ".join(parts) + ". Pick a checkpoint made for this model (e.g. wav2lip.pth or wav2lip_gan.pth).")
+            + "; ".join(parts) + ". " + hint)
     ok = {k: v for k, v in state.items() if k in own}
     for k, v in ok.items():
         if not v.is_floating_point() and own[k].is_floating_point():

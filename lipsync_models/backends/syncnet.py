@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checkpoints import match_state_dict, read_tensors, strip_prefix
 from ..errors import CheckpointError, InputError
 
 log = logging.getLogger("comfyui_lipsync")
@@ -98,38 +99,13 @@ class SyncNetV2(nn.Module):
         return self.netfclip(self.netcnnlip(x).flatten(1))
 
 
-_PREFIXES = ("module.", "__S__.", "model.")
-
-
 def load_state(path: str, who: str = "SyncNet") -> dict[str, torch.Tensor]:
-    """Read a checkpoint as a flat name -> tensor dict (safetensors, or torch with weights_only)."""
-    name = os.path.basename(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{who}: checkpoint not found: {name}. Put it in ComfyUI's models/syncnet folder.")
-    try:
-        if path.lower().endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, unsafe pickle, unknown format
-        raise CheckpointError(
-            f"{who}: cannot read {name} as a tensor checkpoint ({type(e).__name__}: {e}). "
-            "Use the syncnet_v2 state dict (.model/.pth) or a .safetensors conversion of it."
-        ) from e
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{who}: {name} is not a state dict of tensors (got {type(state).__name__}).")
-    out = {}
-    for k, v in state.items():
-        for p in _PREFIXES:
-            if k.startswith(p):
-                k = k[len(p):]
-        out[k] = v
-    return out
+    """Read a checkpoint as a flat name -> tensor dict (safetensors, or torch with weights_only),
+    without the ``module.``, ``__S__.`` (syncnet_python's wrapper) or ``model.`` prefixes."""
+    state = read_tensors(path, who, folder="syncnet")
+    for prefix in ("__S__.", "model."):
+        state = strip_prefix(state, prefix)
+    return state
 
 
 def build_syncnet(state: dict[str, torch.Tensor], name: str = "checkpoint", who: str = "SyncNet") -> SyncNetV2:
@@ -141,25 +117,7 @@ def build_syncnet(state: dict[str, torch.Tensor], name: str = "checkpoint", who:
             f"(found {len(state)} keys, e.g. {sorted(state)[:3]})."
         )
     net = SyncNetV2(width=int(head.shape[0]))
-    own = net.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} (want {tuple(own[k].shape)})"
-             for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})")
-        if wrong:
-            parts.append(f"{len(wrong)} of wrong shape ({', '.join(wrong[:3])})")
-        raise CheckpointError(
-            f"{who}: {name} does not match the syncnet_v2 architecture: {'; '.join(parts)}. "
-            "Use the syncnet_v2 weights of syncnet_python."
-        )
-    full = {k: state.get(k, own[k]).to(own[k].dtype) for k in own}
-    net.load_state_dict(full)
+    match_state_dict(net, state, name, who, hint="Use the syncnet_v2 weights of syncnet_python.")
     return net.eval()
 
 
