@@ -18,12 +18,18 @@ steps, all batched on the crops' device:
    below it the lower one, so closing an open mouth meets the real lips edge to edge
    instead of squeezing the mouth cavity into a smear; away from the mouth the two fields
    are blended over a wide band, so cheeks stay smooth.
-3. **Inner mouth.** Where the target opening is larger than the opening the footage had,
-   a dark cavity with a band of upper teeth and a tongue shade, coloured from the face's
-   own lips and skin, is blended in with soft edges.
+3. **A re-rendered mouth.** The warp alone would let the footage's own opening show through
+   (the tracked inner lips tend to sit on the real lips or teeth, and small openings are
+   within the tracker's noise), so the mouth is painted over from the target shape: between
+   the target inner lips a synthetic inner mouth (a faint seam when closed; a dark cavity
+   with a band of upper teeth and a tongue shade when open), and over the lips, out to 90 %
+   of their thickness, the frame's own lip colour, fading into the warped footage at the
+   outer lip edge and the corners.
 
 Frames whose target landmarks equal the tracked ones (parameters at :data:`REST_POSE` on a
-face whose mouth is already at rest) are passed through unchanged. Crops are (B, 3, S, S)
+face whose mouth is already at rest: tracked gap within 0.4 % of the mouth width of the
+clip's rest gap, width within 4 %) are passed through unchanged, bit for bit; every other
+frame gets the re-rendered mouth. Crops are (B, 3, S, S)
 RGB floats in 0..1, pixel centres at integer coordinates (kornia ``warp_affine`` layout).
 """
 

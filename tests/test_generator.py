@@ -40,6 +40,12 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.corrcoef(a.double().numpy(), b.double().numpy())[0, 1])
 
 
+def _partial(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> float:
+    """r(x, y) with z held fixed."""
+    rxy, rxz, ryz = _pearson(x, y), _pearson(x, z), _pearson(y, z)
+    return (rxy - rxz * ryz) / float(np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2)))
+
+
 @pytest.fixture(scope="module")
 def astronaut():
     from skimage import data
@@ -181,8 +187,11 @@ def test_opening_follows_jaw_on_grid(grid_dir, clip, seed):
     out = G.generate(crops, mouth, _params(jaw), rest=G.mouth_rest(mouth))
     opening = face.mouth_opening(out.permute(0, 2, 3, 1))
     assert _pearson(opening, jaw) >= 0.9
-    # the speaker's own motion does not show through
-    assert abs(_pearson(opening, track.opening.float())) < 0.4
+    # the speaker's own motion does not show through, not even beyond what the jaw track
+    # explains (partial correlation with the jaw track held fixed)
+    orig = track.opening.float()
+    assert abs(_pearson(opening, orig)) < 0.4
+    assert abs(_partial(opening, orig, jaw)) < 0.35
 
 
 def test_footage_motion_is_removed_at_rest(grid_dir):
@@ -195,8 +204,10 @@ def test_footage_motion_is_removed_at_rest(grid_dir):
     out = G.generate(crops, mouth, torch.zeros(len(frames), 5), rest=G.mouth_rest(mouth))
     before = face.mouth_opening(crops.permute(0, 2, 3, 1))
     after = face.mouth_opening(out.permute(0, 2, 3, 1))
-    assert float(after.std()) < 0.6 * float(before.std())
-    assert float(after.max()) < 0.7 * float(before.max())
+    # the mouth is re-rendered closed in every frame: what is left is the measure's own noise
+    # (0.010 against 0.074; a warp-only generator left 0.039)
+    assert float(after.std()) < 0.3 * float(before.std())
+    assert float(after.max()) < 0.5 * float(before.max())
 
 
 # --- batching, determinism, dtype ---------------------------------------------------------------
