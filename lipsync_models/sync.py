@@ -211,13 +211,21 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
     cols = slice(size // 2 - size // 5, size // 2 + size // 5)
     upper = slice(size // 2 - size // 4, size // 2)
     lower = slice(size // 2, size // 2 + size // 4)
+    h, w = int(images.shape[1]), int(images.shape[2])
+    reach = size / (2.0 * scale) + 3.0  # source pixels the warp can read around the centre, + margin
+    lum = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=torch.float32)
     for s0 in range(0, b, chunk):
-        block = images[s0:s0 + chunk, ..., :3].detach().float()
-        grey = (block @ torch.tensor([0.299, 0.587, 0.114], device=block.device, dtype=block.dtype))
-        grey = (grey.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        for j, g in enumerate(grey):
-            i = s0 + j
-            mat = np.array([[scale, 0, size / 2 - scale * centre[i, 0]], [0, scale, size / 2 - scale * centre[i, 1]]])
+        for i in range(s0, min(s0 + chunk, b)):
+            # only the mouth region is converted (cost scales with the mouth, not the frame); a
+            # slice cut short by the frame edge ends AT the edge, so BORDER_REPLICATE is unchanged
+            x0 = int(min(max(math.floor(centre[i, 0] - reach), 0), w - 1))
+            x1 = int(max(min(math.ceil(centre[i, 0] + reach) + 1, w), x0 + 1))
+            y0 = int(min(max(math.floor(centre[i, 1] - reach), 0), h - 1))
+            y1 = int(max(min(math.ceil(centre[i, 1] + reach) + 1, h), y0 + 1))
+            block = images[i, y0:y1, x0:x1, :3].detach().float().contiguous()
+            g = ((block @ lum).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            mat = np.array([[scale, 0, size / 2 - scale * (centre[i, 0] - x0)],
+                            [0, scale, size / 2 - scale * (centre[i, 1] - y0)]])
             crop = cv2.warpAffine(g, mat, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
             if prev is not None:
                 flow = cv2.calcOpticalFlowFarneback(prev, crop, None, 0.5, 2, 9, 3, 5, 1.1, 0)
