@@ -1054,22 +1054,21 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
         xs = torch.arange(x0, x1, device=dev, dtype=torch.float32).view(1, 1, -1)
         v1 = lambda t: t[sl].view(-1, 1, 1)
         dx, dy = xs - v1(centre[:, 0]), ys - v1(centre[:, 1])
-        u = v1(cos) * dx + v1(sin) * dy
-        v = -v1(sin) * dx + v1(cos) * dy
-        # signed distance (approx., px) inside the lower superellipse below `top`
         t_top = v1(top)
         a = v1(half_w)
         bb = (v1(bottom) - t_top).clamp(min=1.0)
-        vv = (v - t_top).clamp(min=0)
-        ua, vb = (u / a).abs(), vv / bb
-        ua, vb = ua * ua, vb * vb
-        r = (ua * ua + vb * vb) ** 0.25
-        d_ell = (1 - r) * torch.minimum(a, bb)
-        d_top = v - t_top
+        # in place on fresh (chunk, Y, X) buffers: the mask is a pure function of the track, no
+        # autograd through it, and the window is the cost of MaskLowerFace
+        u = v1(cos) * dx + v1(sin) * dy
+        d_top = (v1(cos) * dy - v1(sin) * dx).sub_(t_top)  # v - top
+        # signed distance (approx., px) inside the lower superellipse below `top`
+        ua = u.div_(a).square_().square_()                  # |u/a|^4
+        vb = d_top.clamp(min=0).div_(bb).square_().square_()  # ((v-top)+/bb)^4
+        d_ell = ua.add_(vb).sqrt_().sqrt_().neg_().add_(1).mul_(torch.minimum(a, bb))
         f = v1(fea)
         if feather > 0:  # outline feathered across the edge; the nose line only downwards, over
             # half the width (a smile's upper lip starts about 0.08 face widths below the nose)
-            win = torch.minimum(((d_ell + f / 2) / f).clamp(0, 1), (2 * d_top / f).clamp(0, 1))
+            win = torch.minimum(d_ell.add_(f / 2).div_(f).clamp_(0, 1), d_top.mul_(2).div_(f).clamp_(0, 1))
         else:
             win = ((d_ell >= 0) & (d_top >= 0)).float()
         out[sl, y0:y1, x0:x1] = win
