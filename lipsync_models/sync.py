@@ -213,7 +213,7 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
     lower = slice(size // 2, size // 2 + size // 4)
     h, w = int(images.shape[1]), int(images.shape[2])
     reach = size / (2.0 * scale) + 3.0  # source pixels the warp can read around the centre, + margin
-    lum = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=torch.float32)
+    lum = np.array([0.299, 0.587, 0.114], np.float32)
     for s0 in range(0, b, chunk):
         for i in range(s0, min(s0 + chunk, b)):
             # only the mouth region is converted (cost scales with the mouth, not the frame); a
@@ -222,8 +222,9 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
             x1 = int(max(min(math.ceil(centre[i, 0] + reach) + 1, w), x0 + 1))
             y0 = int(min(max(math.floor(centre[i, 1] - reach), 0), h - 1))
             y1 = int(max(min(math.ceil(centre[i, 1] + reach) + 1, h), y0 + 1))
-            block = images[i, y0:y1, x0:x1, :3].detach().float().contiguous()
-            g = ((block @ lum).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            block = images[i, y0:y1, x0:x1, :3].detach().to("cpu", torch.float32).numpy()
+            # numpy/cv2, not per-frame torch ops (those stall on the thread pool under load)
+            g = cv2.convertScaleAbs(np.clip(block @ lum, 0.0, 1.0), alpha=255.0)
             mat = np.array([[scale, 0, size / 2 - scale * (centre[i, 0] - x0)],
                             [0, scale, size / 2 - scale * (centre[i, 1] - y0)]])
             crop = cv2.warpAffine(g, mat, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
