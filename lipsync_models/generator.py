@@ -124,6 +124,11 @@ class MouthRest:
 
     width: torch.Tensor
     gap: torch.Tensor
+    upper: torch.Tensor | None = None
+    lower: torch.Tensor | None = None
+    """Median upper and lower lip thickness (outer to inner lip, crop px), or None: each
+    frame's own. The re-rendered lips take the clip's thickness, so a tracker whose outer lip
+    points move with the opening does not carry that motion into the output."""
 
 
 def mouth_rest(mouth: torch.Tensor) -> MouthRest:
@@ -136,7 +141,9 @@ def mouth_rest(mouth: torch.Tensor) -> MouthRest:
     _, _, _, width = _mouth_frame(mouth)
     loc = _to_local(mouth, *_mouth_frame(mouth)[:3])
     gap = (loc[:, LI, 1] - loc[:, UI, 1]).clamp_min(0)
-    return MouthRest(width=width.median(), gap=torch.quantile(gap.float(), 0.1).to(gap))
+    m = _measure(loc)
+    return MouthRest(width=width.median(), gap=torch.quantile(gap.float(), 0.1).to(gap),
+                     upper=(m.up_in - m.up_out).median(), lower=(m.lo_out - m.lo_in).median())
 
 
 # --- geometry ------------------------------------------------------------------------------
@@ -231,10 +238,18 @@ def _clear_anchors(src: _Mouth, tgt: _Mouth, w: torch.Tensor) -> tuple[_Mouth, _
 
 
 def _targets(src: _Mouth, params: torch.Tensor, rest_w: torch.Tensor, rest_gap: torch.Tensor,
-             strength: float) -> _Mouth:
+             strength: float, rest: MouthRest | None = None) -> _Mouth:
     """Where the lips go: neutralise the tracked mouth, then apply the parameters."""
     jaw, spread, rnd, close, teeth = params.unbind(-1)
     w = rest_w
+    if rest is not None and rest.upper is not None:
+        # the clip's lip thickness, where it is plausible for this frame
+        tol_th = TRACK_TOLERANCE * w
+        up_out = src.up_out - _deadzone(rest.upper.to(w) - (src.up_in - src.up_out), tol_th)
+        lo_out = src.lo_out + _deadzone(rest.lower.to(w) - (src.lo_out - src.lo_in), tol_th)
+        up_out = up_out.clamp(src.up_in - LIP_MAX * w, src.up_in - LIP_MIN * w)
+        lo_out = lo_out.clamp(src.lo_in + LIP_MIN * w, src.lo_in + LIP_MAX * w)
+        src = replace(src, up_out=up_out, lo_out=lo_out)
     # 1. neutral: close the footage's own opening down to the rest gap, rest width.
     gap = (src.lo_in - src.up_in).clamp_min(0)
     tol = TRACK_TOLERANCE * w
@@ -416,7 +431,7 @@ def target_landmarks(mouth: torch.Tensor, params: torch.Tensor, *, strength: flo
     b = mouth.shape[0]
     centre, ex, ey, _ = _mouth_frame(mouth)
     src = _measure(_to_local(mouth, centre, ex, ey))
-    tgt = _targets(src, params.to(mouth).clamp(0, 1), rest.width.to(mouth).expand(b), rest.gap.to(mouth).expand(b), strength)
+    tgt = _targets(src, params.to(mouth).clamp(0, 1), rest.width.to(mouth).expand(b), rest.gap.to(mouth).expand(b), strength, rest)
     mid = (tgt.left + tgt.right) / 2
     loc = torch.stack((tgt.left, tgt.right, mid + _vert(tgt.up_out), mid + _vert(tgt.lo_out),
                        mid + _vert(tgt.up_in), mid + _vert(tgt.lo_in), tgt.nose, tgt.chin), 1)
@@ -459,7 +474,7 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
 
     centre, ex, ey, _ = _mouth_frame(mouth)
     src = _measure(_to_local(mouth, centre, ex, ey))
-    tgt = _targets(src, params, rest_w, rest_gap, float(strength))
+    tgt = _targets(src, params, rest_w, rest_gap, float(strength), rest)
     src, tgt = _clear_anchors(src, tgt, rest_w)
 
     src_up, src_lo = _controls(src)
