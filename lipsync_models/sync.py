@@ -295,11 +295,24 @@ def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     mat[:, 0, 2] = half - (c * centre[:, 0] + si * centre[:, 1])
     mat[:, 1, 2] = half - (-si * centre[:, 0] + c * centre[:, 1])
     idx = torch.arange(b) if frames is None else torch.as_tensor(frames, dtype=torch.long)
-    mat = torch.from_numpy(mat).to(images.device, torch.float32)[idx.to(images.device)]
+    h, w = int(images.shape[1]), int(images.shape[2])
+    # each crop reads source pixels within half its diagonal of the mouth centre (+ margin); only
+    # that box of each chunk is warped, so the cost follows the mouth, not the frame. A box cut
+    # short by the frame edge ends AT the edge, so the border padding is unchanged.
+    reach = fw * (math.sqrt(0.5) * (size + 1) / size) + 3.0
+    sel = idx.numpy()
     out = []
     for s0 in range(0, len(idx), chunk):
-        x = images[idx[s0:s0 + chunk].to(images.device), ..., :3].permute(0, 3, 1, 2).float()
-        crops = kornia.geometry.transform.warp_affine(x, mat[s0:s0 + chunk], (size, size), mode="bilinear",
+        f = sel[s0:s0 + chunk]
+        x0 = int(min(max(math.floor(float((centre[f, 0] - reach[f]).min())), 0), w - 1))
+        x1 = int(max(min(math.ceil(float((centre[f, 0] + reach[f]).max())) + 1, w), x0 + 1))
+        y0 = int(min(max(math.floor(float((centre[f, 1] - reach[f]).min())), 0), h - 1))
+        y1 = int(max(min(math.ceil(float((centre[f, 1] + reach[f]).max())) + 1, h), y0 + 1))
+        mk = mat[f].copy()
+        mk[:, :, 2] += mk[:, :, 0] * x0 + mk[:, :, 1] * y0
+        mk = torch.from_numpy(mk).to(images.device, torch.float32)
+        x = images[torch.as_tensor(f).to(images.device), y0:y1, x0:x1, :3].permute(0, 3, 1, 2).float()
+        crops = kornia.geometry.transform.warp_affine(x, mk, (size, size), mode="bilinear",
                                                       padding_mode="border", align_corners=True)
         out.append(face.mouth_opening(crops.permute(0, 2, 3, 1), WHO).double().cpu().numpy())
     return np.concatenate(out)
