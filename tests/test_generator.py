@@ -148,6 +148,18 @@ def test_target_landmarks_close_an_open_mouth_at_rest():
     assert float(t[7, 1]) == pytest.approx(208 - 17.0, abs=1e-3)
 
 
+def test_target_lips_take_the_clips_lip_thickness():
+    # three frames; in the last the tracker puts the lower outer lip 10 px lower (0.1 mouth
+    # widths, beyond twice the 4 % dead zone): the clip's median lower lip (14 px) is used
+    lm = _closed_mouth().repeat(3, 1, 1)
+    lm[2, 3, 1] += 10
+    rest = G.mouth_rest(lm)
+    assert float(rest.lower) == pytest.approx(14.0, abs=1e-4) and float(rest.upper) == pytest.approx(12.0, abs=1e-4)
+    t = G.target_landmarks(lm, torch.zeros(3, 5), rest=rest)
+    assert t[:, 3, 1].tolist() == pytest.approx([142.0, 142.0, 142.0], abs=1e-3)
+    assert t[:, 2, 1].tolist() == pytest.approx([116.0, 116.0, 116.0], abs=1e-3)
+
+
 def test_lip_close_cancels_opening_and_teeth_show_for_f():
     img, lm = _face_crop(128)
     base = G.generate(img[None], lm[None], torch.tensor([[0.6, 0, 0, 1.0, 0]]))
