@@ -30,26 +30,9 @@ load_pack()
 from comfyui_lipsync.lipsync_models import composite as C  # noqa: E402
 from comfyui_lipsync.lipsync_models.types import FaceTrack  # noqa: E402
 
+from _common import reset_peak, status_mb as _status_mb  # noqa: E402
+
 H, W, S = 1080, 1920, 256
-
-
-def _status_mb(key: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def peak_rss_mb() -> float:

@@ -51,16 +51,7 @@ from comfyui_lipsync.lipsync_models import face as facelib  # noqa: E402
 from comfyui_lipsync.lipsync_models import media  # noqa: E402
 from comfyui_lipsync.lipsync_models.cli import call_node  # noqa: E402
 
-GRID = ROOT.parent / "shared" / "data" / "grid"
-GRID_TEXT = {
-    "bbaf2n": "bin blue at f two now",
-    "brbk7n": "bin red by k seven now",
-    "lbax4n": "lay blue at x four now",
-    "lbbc2a": "lay blue by c two again",
-    "lrwp9a": "lay red with p nine again",
-    "lwbsza": "lay white by s zero again",
-    "swwp2s": "set white with p two soon",
-}
+from _common import GRID, GRID_TEXT, reset_peak, status_mb as _status_mb  # noqa: E402
 NODES = PACK.NODE_CLASS_MAPPINGS
 CHAIN = ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
          "Composite", "SyncScore")
@@ -78,25 +69,6 @@ def load() -> float:
 def peak_rss_mb() -> float:
     """Lifetime peak resident memory of this process (getrusage ru_maxrss)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _status_mb(key: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark (VmHWM) so the next reading covers one node only."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def pearson(a, b) -> float:

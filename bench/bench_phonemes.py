@@ -56,16 +56,9 @@ from comfyui_lipsync.lipsync_models import g2p  # noqa: E402
 from comfyui_lipsync.lipsync_models import phonemes as P  # noqa: E402
 from comfyui_lipsync.lipsync_models.media import read_audio  # noqa: E402
 
+from _common import GRID_TEXT  # noqa: E402
+
 GRID = os.path.join(os.path.dirname(ROOT), "shared", "data", "grid")
-GRID_TEXT = {
-    "bbaf2n": "bin blue at f two now",
-    "brbk7n": "bin red by k seven now",
-    "lbax4n": "lay blue at x four now",
-    "lbbc2a": "lay blue by c two again",
-    "lrwp9a": "lay red with p nine again",
-    "lwbsza": "lay white by s zero again",
-    "swwp2s": "set white with p two soon",
-}
 
 
 def viseme_table() -> dict[str, str]:
