@@ -226,25 +226,6 @@ def _footprint(u: torch.Tensor, v: torch.Tensor, size: int, width: float) -> tor
     return _smoothstep(edge / max(width, 1.0))
 
 
-def crop_mask(track: FaceTrack, feather: float = 0.08, size: int | None = None) -> torch.Tensor:
-    """The default blend mask in crop space: (B, S, S) float32 in [0, 1] on the track's device.
-
-    Shows a generator which part of its crop :func:`composite` will use (``feather`` as there).
-    """
-    s = size or track.crop_size
-    dev = track.transform.device
-    b = track.num_frames
-    ell = lower_face_ellipses(track)
-    if s != track.crop_size:
-        k = s / track.crop_size
-        ell = torch.stack([ell[:, 0] * k + 0.5 * (k - 1), ell[:, 1] * k + 0.5 * (k - 1), ell[:, 2] * k, ell[:, 3] * k], 1)
-    v, u = torch.meshgrid(torch.arange(s, device=dev, dtype=torch.float32),
-                          torch.arange(s, device=dev, dtype=torch.float32), indexing="ij")
-    u, v = u.expand(b, s, s), v.expand(b, s, s)
-    width = feather * s
-    return torch.minimum(_ellipse_weight(u, v, ell, width), _footprint(u, v, s, width))
-
-
 # --- crops -----------------------------------------------------------------------------------
 
 def _check_track(frames: torch.Tensor, track: FaceTrack, who: str) -> None:

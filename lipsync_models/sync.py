@@ -429,13 +429,6 @@ def _interp_curve(fine_lags: np.ndarray, curve: np.ndarray, at: np.ndarray) -> n
     return np.interp(at, fine_lags, curve)
 
 
-def _judge(curve_int: np.ndarray, zero_idx: int) -> tuple[int, float, float]:
-    """(index of the best lag, best - median, score at zero - median) of an integer-lag curve."""
-    best = int(np.argmax(curve_int))
-    med = float(np.median(curve_int))
-    return best, float(curve_int[best] - med), float(curve_int[zero_idx] - med)
-
-
 def _scale01(x: np.ndarray) -> torch.Tensor:
     x = np.asarray(x, dtype=np.float64)
     lo, hi = np.nanmin(x), np.nanmax(x)

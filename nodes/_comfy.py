@@ -2,8 +2,8 @@
 
 Everything here has a standalone fallback so the pack imports, runs and is tested without
 ComfyUI: progress bars become log lines, interrupts never fire, devices follow torch, and
-folders default to ``./input``, ``./models`` and ``./output`` under the working directory
-(override with ``LIPSYNC_INPUT_DIR``, ``LIPSYNC_MODELS_DIR``, ``LIPSYNC_OUTPUT_DIR``).
+folders default to ``./input`` and ``./models`` under the working directory (override with
+``LIPSYNC_INPUT_DIR``, ``LIPSYNC_MODELS_DIR``).
 """
 
 from __future__ import annotations
@@ -108,12 +108,6 @@ def input_directory() -> str:
     if _fp is not None:
         return _fp.get_input_directory()
     return os.path.abspath(os.environ.get("LIPSYNC_INPUT_DIR", "input"))
-
-
-def output_directory() -> str:
-    if _fp is not None:
-        return _fp.get_output_directory()
-    return os.path.abspath(os.environ.get("LIPSYNC_OUTPUT_DIR", "output"))
 
 
 def _standalone_model_dir(folder: str) -> str:
