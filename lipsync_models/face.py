@@ -310,8 +310,11 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
     turned, smiling face whose darker cheek pulls a darkness centroid sideways. The row profile
     over those columns gives the lips' top and bottom (run above 0.25 x peak around the
     energy centroid); the mouth centre row is their midpoint, not the dark line (which sits at
-    the upper lip of a smile). crops: (n, S, S, 3) uint8. Returns (n, 4) in crop px: left,
-    right, centre row, ok (1.0 when the run is 0.15-0.6 face widths wide, else 0.0).
+    the upper lip of a smile). crops: (n, S, S, 3) uint8. Returns (n, 5) in crop px: left,
+    right, centre row, ok (1.0 when the run is 0.15-0.6 face widths wide, else 0.0), and the
+    shift of the centre row when the lower lip's edge is taken where lip colour ends (a smile's
+    lower lip fading into the skin; 0 where it is not). That shift moves with the jaw on
+    speech, so the caller applies it slowly (:func:`_recentre`), not per frame.
     """
     cv2 = _cv2()
     n, s = crops.shape[:2]
@@ -322,14 +325,14 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
     xs = np.arange(c - hx, c + hx, dtype=np.float64)
     rows = np.arange(c - up, c + down, dtype=np.float64)
     box = np.ones(5) / 5
-    out = np.zeros((n, 4))
+    out = np.zeros((n, 5))
     for i in range(n):
         g = cv2.GaussianBlur(y[i], (0, 0), 0.8)
         lp = cv2.GaussianBlur(lip[i], (0, 0), 0.8)
         e = np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)) + 2.0 * np.abs(cv2.Sobel(lp, cv2.CV_32F, 0, 1, ksize=3))
         colp = np.convolve(e[c - int(round(0.13 * s)):c + int(round(0.13 * s)), c - hx:c + hx].mean(axis=0), box, mode="same")
         colp = colp - np.percentile(colp, 10)
-        out[i] = (c - MOUTH_WIDTH * s / 2, c + MOUTH_WIDTH * s / 2, c, 0.0)
+        out[i] = (c - MOUTH_WIDTH * s / 2, c + MOUTH_WIDTH * s / 2, c, 0.0, 0.0)
         if colp.max() <= 1e-6:
             continue
         on = np.nonzero(colp > 0.3 * colp.max())[0]
@@ -347,6 +350,7 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
         rr = np.split(onr, np.nonzero(np.diff(onr) > 2)[0] + 1)
         br = min(rr, key=lambda r: 0 if rows[r[0]] <= cy0 <= rows[r[-1]] else min(abs(rows[r[0]] - cy0), abs(rows[r[-1]] - cy0)))
         top, bot = rows[br[0]], rows[br[-1]]
+        bot_edge = bot
         # a smile's lower lip fades into the skin: its lower edge is where lip colour ends
         # (lip map falling downwards) below the last strong edge, within the lips' height so far
         sd = cv2.Sobel(lp, cv2.CV_32F, 0, 1, ksize=3)[c - up:c + down, int(left):int(right) + 1].mean(axis=1)
@@ -356,7 +360,7 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
             j = int(np.argmin(seg))
             if seg[j] < -0.25 * np.abs(sd).max():
                 bot = rows[j0 + j]
-        out[i] = (left, right, 0.5 * (top + bot), 1.0)
+        out[i] = (left, right, 0.5 * (top + bot_edge), 1.0, 0.5 * (bot - bot_edge))
     return out
 
 
@@ -879,6 +883,9 @@ def _eye_roll(frames, boxes, every):
 
 RECENTRE_MAX = 0.08
 """Largest shift (face widths) the lip-extent recentring may apply to the mouth-line centre."""
+LIP_COLOUR_FRAMES = 51
+"""Frames (about 2 s at 25 fps) of the running median that applies the lip-colour lower edge's
+shift of the mouth centre (see :func:`_lip_box`, :func:`_recentre`)."""
 
 
 def _recentre(frames, cx, cy, ang, side, chunk, step):
@@ -888,7 +895,7 @@ def _recentre(frames, cx, cy, ang, side, chunk, step):
     time; frames without a clear extent take their neighbours' values (or no change)."""
     b = len(cx)
     m0 = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
-    lb = np.zeros((b, 4))
+    lb = np.zeros((b, 5))
     for s0 in range(0, b, chunk):
         # edges need less anti-aliasing than the opening measure: 2x2 supersampling (4K stays fast)
         lb[s0:s0 + chunk] = _lip_box(_analysis_crops(_np_float(frames[s0:s0 + chunk]), m0[s0:s0 + chunk], max_ss=2))
@@ -901,7 +908,11 @@ def _recentre(frames, cx, cy, ang, side, chunk, step):
     t = np.arange(b)
     idx = np.nonzero(ok)[0]
     du = np.interp(t, idx, 0.5 * (lb[idx, 0] + lb[idx, 1]) - half)
-    dv = np.interp(t, idx, lb[idx, 2] - half)
+    # the lip-colour edge's shift follows a smile (slow), but on speech it also moves with the
+    # lower lip, i.e. with the opening: applied per frame it drags the crops along with the jaw
+    # (GRID haar sync: recorded clips at offset 0 6/7 -> 5/7). Its running median over about 2 s
+    # (LIP_COLOUR_FRAMES) keeps the smile and drops the articulation.
+    dv = np.interp(t, idx, lb[idx, 2] - half) + _median_filter(np.interp(t, idx, lb[idx, 4]), LIP_COLOUR_FRAMES)
     hw = np.interp(t, idx, 0.5 * (lb[idx, 1] - lb[idx, 0]) / k)
     lim = RECENTRE_MAX * k
     d = np.stack([np.clip(du, -lim, lim), np.clip(dv, -lim, lim), hw], 1)
