@@ -29,9 +29,14 @@ Two scorers share one result type, :class:`SyncResult`:
 Sign convention everywhere: a positive offset means the audio is LATE (delayed against the
 lips): the sound of frame ``i`` is heard at frame ``i + offset``.
 
-Confidence follows SyncNet: the score of the best lag minus the median score over the searched
-lags (for SyncNet: median distance minus the minimum). ``confidence_at_zero`` (in the report)
-is the score at offset 0 minus that median: it says whether the clip is in sync as it stands.
+Confidence answers the artist's question "is this clip in sync as it stands?": the score at
+offset 0 minus the median score over the searched lags, i.e. SyncNet's comparison of a point
+of the curve with the rest of it, taken at offset 0 (for SyncNet: median distance minus the
+distance at offset 0). It is high for in-sync clips and near or below 0 when the audio is
+shifted or belongs to someone else. The curve's own peak minus the median (SyncNet's LSE-C
+for SyncNet) says how sure the OFFSET is; it is ``peak_confidence`` and in the report. It
+cannot tell a shifted clip from a synced one (a shift moves the peak, it does not lower it:
+GRID AUC 0.39-0.47), which is why it is not the confidence output.
 """
 
 from __future__ import annotations
@@ -59,15 +64,19 @@ BAND_HZ = (300.0, 3000.0)
 FLOOR_DB = 40.0
 LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
-NATURAL_LEAD_FRAMES = {"phonemes": -0.67, "envelope": 0.11, "closures": 0.48}
-"""Where the score curve peaks on recorded, in-sync speech, in frames, with and without the
-phoneme-predicted mouth (negative: the audio signals run slightly ahead of the lips they
-explain). Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` with both
-face detectors (per-clip peaks spread over about 1.3 frames; lbax4n peaks about 0.8 frame
-earlier than the rest with every signal tried); ``bench/bench_sync.py`` prints the
-leave-one-out result of this calibration. "closures": the envelope plus lip-closure anchors
-from aligned phonemes (:func:`closure_signal`; mean peak of the 7 clips, haar 0.49, mediapipe
-0.47)."""
+NATURAL_LEAD_FRAMES = {
+    "haar": {"envelope": 0.35, "closures": 0.49, "phonemes": -0.60},
+    "mediapipe": {"envelope": 0.12, "closures": 0.42, "phonemes": -0.64},
+}
+"""Where the score curve peaks on recorded, in-sync speech, in frames, per face detector (the
+lip measurements differ) and audio signal set: "envelope" (the default scorer), "closures" (the
+envelope plus lip-closure anchors from aligned phonemes, :func:`closure_signal`), "phonemes"
+(the phoneme-predicted mouth). Positive: the audio signals peak slightly after the lips they
+explain. Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` (haar after
+the slow lip-colour recentring, face commit of session 2; per-clip peaks spread over 0.74 frame
+with haar, 1.17 with mediapipe, where lbax4n peaks about 0.6 frame before the rest).
+``bench/bench_sync.py`` prints the leave-one-out result of this calibration. Tracks of other
+detectors ("manual") use the haar values: the same lip finder."""
 
 CLOSURES = ("P", "B", "M")
 """Bilabial phones: the lips are shut for their whole duration, a sharp visual anchor."""
@@ -89,8 +98,9 @@ class SyncResult:
     """What a scorer found.
 
     offset_frames: best offset, positive = audio late; offset_ms: the same in ms.
-    confidence:    best score minus the median score (0 when the clip cannot be judged).
-    confidence_at_zero: score at offset 0 minus the median score.
+    confidence:    score at offset 0 minus the median score: whether the clip is in sync as it
+                   stands (0 when the clip cannot be judged).
+    peak_confidence: best score minus the median score: how sure the offset is (SyncNet: LSE-C).
     lags:   (L,) int offsets -R..R; scores: (L,) score per offset (higher = better match).
     visual, audio: (T,) the main per-frame signals, audio at offset 0, each scaled to 0..1.
     windows: per-window offset track, dicts {start, end, offset_frames, confidence} (s).
@@ -101,7 +111,7 @@ class SyncResult:
     offset_frames: int
     offset_ms: float
     confidence: float
-    confidence_at_zero: float
+    peak_confidence: float
     lags: torch.Tensor
     scores: torch.Tensor
     visual: torch.Tensor
@@ -118,9 +128,9 @@ class SyncResult:
         sign = "audio late" if self.offset_frames > 0 else ("audio early" if self.offset_frames < 0 else "in sync")
         lines = [
             f"SyncScore ({self.method}): offset {self.offset_frames:+d} frames = {self.offset_ms:+.0f} ms "
-            f"({sign}; positive = audio late), confidence {self.confidence:.3f}",
-            f"score at offset 0 minus median: {self.confidence_at_zero:.3f}; frames {self.visual.shape[0]} at "
-            f"{self.fps:g} fps; searched offsets {int(self.lags[0])}..{int(self.lags[-1])}",
+            f"({sign}; positive = audio late), in-sync confidence {self.confidence:.3f}",
+            f"offset certainty (best score minus median): {self.peak_confidence:.3f}; frames {self.visual.shape[0]} "
+            f"at {self.fps:g} fps; searched offsets {int(self.lags[0])}..{int(self.lags[-1])}",
         ]
         for k, v in self.extras.items():
             if isinstance(v, float):
@@ -130,7 +140,7 @@ class SyncResult:
         elif self.notes:
             lines.extend("note: " + n for n in self.notes)
         if self.windows:
-            lines.append("per-window offsets (start-end s: offset frames, confidence):")
+            lines.append("per-window offsets (start-end s: offset frames, offset certainty):")
             for w in self.windows:
                 tag = "" if w.get("judgeable", True) else "  (too quiet/static)"
                 lines.append(f"  {w['start']:6.2f}-{w['end']:6.2f}: {w['offset_frames']:+3d}  {w['confidence']:.3f}{tag}")
@@ -353,6 +363,13 @@ def predicted_mouth(wave16k: torch.Tensor, fps: float, num_frames: int) -> dict[
     return {"jaw": jaw, "jaw_close": jaw - close}
 
 
+def natural_lead_for(track: FaceTrack, signals: str) -> float:
+    """The calibrated natural lead (:data:`NATURAL_LEAD_FRAMES`) for ``track``'s detector and
+    the audio ``signals`` ("envelope", "closures" or "phonemes")."""
+    det = track.extras.get("detector") if isinstance(track.extras, dict) else None
+    return NATURAL_LEAD_FRAMES.get(det, NATURAL_LEAD_FRAMES["haar"])[signals]
+
+
 def closure_signal(track, fps: float, num_frames: int) -> np.ndarray:
     """Lip-closure anchors from timed phonemes: per frame, how much of the frame's time lies in
     a P, B or M (the lips shut), 0..1, with one-frame linear ramps at the phone edges (frame i
@@ -485,7 +502,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     track: FaceTrack of T frames; wave16k: (N,) 16 kHz mono covering the same T frames;
     fps: frame rate; search_range R: offsets -R..R frames; window_s: per-window track window
     (hop = half a window; 0 = none); use_phonemes: add the phoneme -> viseme predicted mouth;
-    natural_lead: frames subtracted from the curve's peak (None: :data:`NATURAL_LEAD_FRAMES`);
+    natural_lead: frames subtracted from the curve's peak (None: :data:`NATURAL_LEAD_FRAMES` for
+    the track's detector);
     visual_names: which of :func:`visual_signals` to use; phonemes: optional PhonemeTrack of
     the audio, timed by forced alignment with the transcript: its P/B/M closures
     (:func:`closure_signal`) are added as sharp anchors (the lips shut while they sound).
@@ -496,9 +514,10 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     closures = closure_signal(phonemes, fps, n) if phonemes is not None else None
     if closures is not None and closures.max() <= 0:
         closures = None  # no P/B/M in the line: nothing to anchor on
+    calibrated = natural_lead is None
     if natural_lead is None:
-        natural_lead = NATURAL_LEAD_FRAMES["phonemes" if use_phonemes else ("closures" if closures is not None
-                                                                            else "envelope")]
+        natural_lead = natural_lead_for(track, "phonemes" if use_phonemes else
+                                        ("closures" if closures is not None else "envelope"))
     steps = 3 + len(_windows(n, fps, window_s))
     done = 0
 
@@ -545,6 +564,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         pred = predicted_mouth(wave16k, fps, n)
         if pred is None:
             notes.append("phoneme recognition unavailable (pocketsphinx missing): audio envelope only")
+            if calibrated:
+                natural_lead = natural_lead_for(track, "closures" if closures is not None else "envelope")
         else:
             audio_fr.update(pred)
     if closures is not None:
@@ -610,13 +631,14 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         conf = conf0 = 0.0
     env_frames = np.interp(np.arange(n) / fps * ENVELOPE_RATE, np.arange(env.shape[0]), env)
     return SyncResult(
-        offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf, confidence_at_zero=conf0,
+        offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf0, peak_confidence=conf,
         lags=torch.from_numpy(ints), scores=torch.from_numpy(curve.astype(np.float32)),
         visual=_scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values())), audio=_scale01(env_frames), fps=float(fps),
         method="articulation" + (" + phonemes" if use_phonemes and "jaw" in audio_fr else "")
         + (" + closures" if "closure" in audio_fr else ""), windows=tuple(windows),
         judgeable=judgeable, notes=tuple(notes),
-        extras={"curve peak before the natural-lead correction (frames)": raw_peak},
+        extras={"curve peak before the natural-lead correction (frames)": raw_peak,
+                "natural lead subtracted (frames)": float(natural_lead)},
     )
 
 
@@ -627,7 +649,7 @@ def score_syncnet(net, images: torch.Tensor, track: FaceTrack, wave16k: torch.Te
 
     images: (B, H, W, C) 0..1; track: its FaceTrack (boxes give the SyncNet face crops);
     wave16k: (N,) 16 kHz. scores[k] = median distance - mean distance at offset k, so the
-    confidence equals LSE-C. Offsets are counted in 25 fps SyncNet frames and converted to
+    confidence is the score at offset 0 and ``peak_confidence`` equals LSE-C. Offsets are counted in 25 fps SyncNet frames and converted to
     the clip's fps when it differs.
     """
     from .backends import syncnet
@@ -659,8 +681,8 @@ def score_syncnet(net, images: torch.Tensor, track: FaceTrack, wave16k: torch.Te
     if abs(ratio - 1.0) > 1e-6:
         notes.append(f"frames resampled from {fps:g} to 25 fps for SyncNet; offsets converted back")
     return SyncResult(
-        offset_frames=offset, offset_ms=1000.0 * offset25 / syncnet.SYNCNET_FPS, confidence=s.lse_c,
-        confidence_at_zero=float(scores[R]), lags=torch.arange(-R, R + 1), scores=scores,
+        offset_frames=offset, offset_ms=1000.0 * offset25 / syncnet.SYNCNET_FPS, confidence=float(scores[R]),
+        peak_confidence=s.lse_c, lags=torch.arange(-R, R + 1), scores=scores,
         visual=_scale01(vis["gap"] + vis["outer"]), audio=_scale01(env_frames), fps=float(fps),
         method="syncnet", windows=tuple(windows), notes=tuple(notes),
         extras={"LSE-D": s.lse_d, "LSE-C": s.lse_c},
@@ -682,7 +704,7 @@ def plot(result: SyncResult, width: int = 900, height: int = 420) -> torch.Tenso
     n = result.visual.shape[0]
     t = np.arange(n) / result.fps
     title = (f"{result.method}: offset {result.offset_frames:+d} frames ({result.offset_ms:+.0f} ms, "
-             f"+ = audio late), confidence {result.confidence:.3f}")
+             f"+ = audio late), in-sync confidence {result.confidence:.3f}")
     top, bottom = cv.rows(2, heights=(1, 1), titles=[title, "signals over time (audio at offset 0)"],
                           ylabels=["score", "0..1"], gap=40)
     top.set_xlim(float(lags[0]), float(lags[-1]))

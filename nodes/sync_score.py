@@ -72,7 +72,8 @@ def _waveform(images: torch.Tensor, fps: float, audio, driver) -> tuple[torch.Te
 class SyncScore:
     DESCRIPTION = (
         "Measures how far the audio is from the lips in a clip: the offset in frames and ms "
-        "(positive = audio late), a confidence, a per-window offset track that shows drift, and a plot "
+        "(positive = audio late), a confidence that the clip is in sync as it stands, a per-window offset "
+        "track that shows drift, and a plot "
         "of the score against the offset with the lip and audio signals. The default scorer needs no "
         "model: it correlates the tracked lips (gap, lip height, opening, optical-flow lip parting, and "
         "their changes) with the audio's articulation (300-3000 Hz envelope; optionally the mouth predicted "
@@ -112,8 +113,8 @@ class SyncScore:
                 "face_track": (FACE_TRACK, {"tooltip": "Where the face is: MaskLowerFace's or LipSyncInference's "
                                                        "track. Its lip measurements are used only if they match "
                                                        "these frames (else the lips are measured on the frames). "
-                                                       "Empty = track the face here (mediapipe when installed, "
-                                                       "else Haar)."}),
+                                                       "Empty = track the face here (Haar: its lip measurements "
+                                                       "gave the most exact offsets on our tests)."}),
                 "phonemes": (PHONEMES, {"tooltip": "Optional: ExtractPhonemes' output for this audio, best "
                                                    "aligned with the transcript. Its P/B/M (lips shut) become "
                                                    "sharp timing anchors for the articulation scorers (more "
@@ -127,10 +128,13 @@ class SyncScore:
         "Audio-to-lips offset in frames; POSITIVE = AUDIO LATE (delay the video or advance the audio "
         "by this much to fix it); 0 = in sync.",
         "The same offset in milliseconds (positive = audio late).",
-        "How clearly the best offset stands out: best score minus the median score over the searched "
-        "offsets (SyncNet: LSE-C). 0 when the clip is too short, static or silent to judge. The report "
-        "also gives the score at offset 0 minus the median: whether the clip is in sync as it stands.",
-        "Offset, confidence, score at offset 0, LSE-D/LSE-C with SyncNet, the per-window offsets and notes.",
+        "In-sync confidence: the score at offset 0 minus the median score over the searched offsets "
+        "(SyncNet's comparison with the rest of the curve, taken at offset 0). High (about 0.3-0.6 on "
+        "recorded speech) when the clip is in sync as it stands; near or below 0 when the audio is "
+        "shifted or belongs to another clip; 0 when the clip is too short, static or silent to judge. "
+        "How sure the measured offset is (best minus median; LSE-C with SyncNet) is in the report.",
+        "Offset, in-sync confidence, offset certainty, LSE-D/LSE-C with SyncNet, the per-window offsets "
+        "and notes.",
         "Score against offset (best marked) above the lip and audio signals over time.",
     )
     FUNCTION = "run"
@@ -149,10 +153,11 @@ class SyncScore:
         if face_track is None:
             from ..lipsync_models import face as facelib
 
-            detector = "mediapipe" if facelib.mediapipe_available() else "haar"
-            face_track = facelib.track_faces(images.to(dev), detector=detector,
+            # Haar, not the face mesh: its lip measurements put recorded GRID clips' offsets on
+            # one calibration (bench/bench_sync.py: leave-one-out exact 100% vs 71% with the mesh)
+            face_track = facelib.track_faces(images.to(dev), detector="haar",
                                              on_progress=lambda d, t: progress(int(4 * d / max(t, 1)), 10))
-            notes.append(f"face tracked here with the {detector} detector")
+            notes.append("face tracked here with the haar detector")
         elif not isinstance(face_track, FaceTrack):
             raise InputError(f"{WHO}: face_track must come from MaskLowerFace, got {type(face_track).__name__}.")
         if face_track.num_frames != n:

@@ -1,5 +1,6 @@
 """SyncScore: signals, lag curves, the articulation scorer, SyncNet through the node, the node."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -127,14 +128,14 @@ def test_articulation_recovers_shift_with_audio_late_positive(synthetic_clip, k)
                                 use_phonemes=False, window_s=0)
     assert r.offset_frames == k
     assert r.offset_ms == pytest.approx(40.0 * k)
-    assert r.judgeable and r.confidence > 0.2
+    assert r.judgeable and r.peak_confidence > 0.2
     assert r.lags.tolist() == list(range(-15, 16)) and r.scores.shape == (31,)
     assert int(r.lags[int(torch.argmax(r.scores))]) == k
-    # the score at offset 0 is the peak only when the clip is in sync
+    # the in-sync confidence (score at offset 0) is the peak's only when the clip is in sync
     if k == 0:
-        assert r.confidence_at_zero == pytest.approx(r.confidence, abs=0.02)
+        assert r.confidence == pytest.approx(r.peak_confidence, abs=0.02)
     else:
-        assert r.confidence_at_zero < r.confidence - 0.2
+        assert r.confidence < r.peak_confidence - 0.2
 
 
 def test_other_audio_gives_low_confidence(synthetic_clip):
@@ -143,6 +144,7 @@ def test_other_audio_gives_low_confidence(synthetic_clip):
     other = _speech_from(_syllables(150, seed=11), seed=2)
     r = sync.score_articulation(_track(0.3 * env), other, FPS, use_phonemes=False, window_s=0)
     assert r.confidence < 0.5 * own.confidence
+    assert r.peak_confidence < 0.5 * own.peak_confidence
 
 
 def test_drift_shows_in_the_window_track():
@@ -206,15 +208,17 @@ def grid_clip(grid_dir):
 
 def test_grid_recorded_and_shifted(grid_clip, grid_dir):
     img, fps, wav, sr, w16, track = grid_clip
-    r0 = sync.score_articulation(track, w16, fps)
-    assert abs(r0.offset_frames) <= 1 and r0.confidence > 0.15
-    r3 = sync.score_articulation(track, _shift(w16, 3), fps)
-    assert r3.offset_frames in (2, 3, 4)
+    r0 = sync.score_articulation(track, w16, fps, images=img)
+    assert r0.offset_frames == 0 and r0.confidence > 0.15
+    r3 = sync.score_articulation(track, _shift(w16, 3), fps, images=img)
+    assert r3.offset_frames == 3
+    # a shifted clip is measured with certainty but is not in sync: the confidence says so
+    assert r3.peak_confidence > 0.15 and r3.confidence < 0.5 * r0.confidence
     _, _, (wav2, sr2) = media.read_video(str(grid_dir / "lwbsza.mpg"))
     o16 = to_analysis_rate(wav2, sr2)
     o16 = torch.nn.functional.pad(o16, (0, 48000 - o16.shape[0]))[:48000]
-    other = sync.score_articulation(track, o16, fps)
-    assert other.confidence_at_zero < r0.confidence_at_zero
+    other = sync.score_articulation(track, o16, fps, images=img)
+    assert other.confidence < 0.5 * r0.confidence
 
 
 # --- the node -----------------------------------------------------------------------------------
@@ -242,13 +246,32 @@ def test_node_on_grid_with_audio_and_track(grid_clip):
     assert d["fps"] == 25.0 and d["search_range"] == 15
     out = SyncScore().run(img, audio={"waveform": wav[None], "sample_rate": sr}, face_track=track, **d)
     off, ms, conf, report, plot = out["result"]
-    assert isinstance(off, int) and abs(off) <= 1 and ms == pytest.approx(40.0 * off)
-    assert "score at offset 0 minus median" in report
+    assert isinstance(off, int) and off == 0 and ms == 0.0
+    assert "offset certainty" in report and "natural lead subtracted (frames): 0.350" in report
     assert conf > 0.1 and "per-window offsets" in report
     assert plot.shape[0] == 1 and plot.shape[-1] == 3
     ui = out["ui"]["lipsync_sync"][0]
     assert ui["offset_frames"] == off and len(ui["lags"]) == len(ui["curve"]) == 31
     assert out["ui"]["text"] == [report]
+
+
+def test_node_tracks_the_face_itself_and_sees_a_shift(grid_clip):
+    img, fps, wav, sr, w16, track = grid_clip
+    audio = {"waveform": _shift(w16, 5)[None, None], "sample_rate": 16000}
+    off, ms, conf, report, plot = SyncScore().run(img, audio=audio, **_defaults())["result"]
+    assert "face tracked here with the haar detector" in report
+    assert off == 5 and ms == pytest.approx(200.0)
+    synced = SyncScore().run(img, audio={"waveform": w16[None, None], "sample_rate": 16000}, **_defaults())["result"]
+    assert synced[0] == 0 and conf < 0.5 * synced[2], (report, synced[3])
+
+
+def test_natural_lead_follows_the_tracks_detector(grid_clip):
+    track = grid_clip[-1]
+    assert sync.natural_lead_for(track, "envelope") == sync.NATURAL_LEAD_FRAMES["haar"]["envelope"]
+    mesh = dataclasses.replace(track, extras={**track.extras, "detector": "mediapipe"})
+    assert sync.natural_lead_for(mesh, "closures") == sync.NATURAL_LEAD_FRAMES["mediapipe"]["closures"]
+    manual = dataclasses.replace(track, extras={**track.extras, "detector": "manual"})
+    assert sync.natural_lead_for(manual, "phonemes") == sync.NATURAL_LEAD_FRAMES["haar"]["phonemes"]
 
 
 def test_node_errors(grid_clip):
@@ -288,8 +311,14 @@ def test_node_with_a_syncnet_checkpoint(grid_clip, tmp_path, monkeypatch):
                                                               "found": track.found[:n]}))
     off, ms, conf, report, plot = out["result"]
     assert "LSE-D" in report and "LSE-C" in report and "syncnet" in report
-    assert -3 <= off <= 3 and conf >= 0.0
-    assert len(out["ui"]["lipsync_sync"][0]["curve"]) == 7
+    assert -3 <= off <= 3
+    curve = out["ui"]["lipsync_sync"][0]["curve"]
+    assert len(curve) == 7
+    # the confidence is the score at offset 0 (median distance minus the distance there); the
+    # offset certainty is LSE-C, median minus the minimum distance, never negative
+    assert conf == pytest.approx(curve[3], abs=1e-4)
+    lse_c = float(report.split("LSE-C: ")[1].split()[0])
+    assert lse_c >= 0.0 and lse_c == pytest.approx(max(curve), abs=2e-3)
 
 
 def test_flow_opening_follows_a_drawn_mouth():

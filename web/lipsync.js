@@ -142,7 +142,7 @@ export function verdictColour(offsetFrames) {
 
 export function badgeText(s) {
   const sign = s.offset_frames > 0 ? "+" : "";
-  return `offset ${sign}${s.offset_frames} fr (${sign}${Math.round(s.offset_ms)} ms) · conf ${Number(s.confidence).toFixed(2)}`;
+  return `offset ${sign}${s.offset_frames} fr (${sign}${Math.round(s.offset_ms)} ms) · in sync ${Number(s.confidence).toFixed(2)}`;
 }
 
 export function drawSync(ctx, s, x, y, w, h) {
