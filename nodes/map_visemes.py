@@ -42,10 +42,11 @@ class MapVisemes:
                                                    "phonemes' duration x fps without a driver."}),
                 "anticipation_ms": ("FLOAT", {"default": visemes.ANTICIPATION_MS, "min": 0.0, "max": 500.0,
                                               "step": 5.0,
-                                              "tooltip": "How early each mouth shape starts before its sound "
-                                                         "(lips move before the sound is heard). 20 ms matched "
-                                                         "filmed speech best with a lead; 40 ms = one frame at "
-                                                         "25 fps, the 2D-animation habit."}),
+                                              "tooltip": "How early each mouth shape starts before its sound. "
+                                                         "0 = with the sound: filmed lips follow the timed "
+                                                         "phonemes best (the phone boundaries already lag the "
+                                                         "lips). 40 ms = one frame at 25 fps, the 2D-animation "
+                                                         "habit for stylised rigs."}),
                 "min_hold_ms": ("FLOAT", {"default": 60.0, "min": 0.0, "max": 1000.0, "step": 5.0,
                                           "tooltip": "Shortest time a shape is shown; shorter phonemes are "
                                                      "stretched into their neighbours so no shape flickers. "

@@ -315,10 +315,12 @@ def test_rhubarb_json_and_tsv_round_trip(key, fps):
     assert [(c["start"], c["value"]) for c in cues] == rows[:-1]
     assert rows[-1] == (doc["metadata"]["duration"], V.VISEME_SETS[key].rest)
     # the cues match the track: the value of each cue is the dominant shape of its frames
-    d = dominant(vt)
+    # (up to exact ties: a frame centred on a phone boundary weighs both shapes 50/50)
+    w = vt.weights.double()
     for c in cues:
         i0, i1 = round(c["start"] * fps), round(c["end"] * fps)
-        assert set(d[i0:i1]) == {c["value"]}
+        own = w[i0:i1, vt.names.index(c["value"])]
+        assert bool((own >= w[i0:i1].max(1).values - 1e-6).all()), c
 
 
 def test_export_of_a_track_without_cues_uses_its_weights():
@@ -381,7 +383,7 @@ def test_node_with_defaults_and_no_driver():
     assert tsv.strip().split("\n")[-1] == "1.40\tX"
     assert out["ui"]["lipsync_cues"][1]["value"] == "A"
     assert "35 frames" in out["ui"]["text"][0]
-    # default lead 20 ms: closure 0.48-0.56 s holds the centres 0.50 and 0.54
+    # default lead 0 ms: closure 0.50-0.56 s holds the centres 0.50 and 0.54
     closed = (track_.param("lip_close") == 1.0).nonzero().flatten().tolist()
     assert closed == [12, 13]
 
