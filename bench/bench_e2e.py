@@ -14,7 +14,9 @@ clip in sorted order (cut/padded to the clip's 75 frames by the driver), with an
 transcript. Per clip: SyncScore of the output as the shipped workflows wire it (face track from
 LipSyncInference, which is the track of the ORIGINAL frames) and with no face track (SyncScore
 tracks the output itself); Pearson r of the output's mouth opening (face.track_faces on the
-composited frames, ``.opening``) with the true speaker's opening (the clip the audio came from)
+composited frames, ``.opening``; beside it the face-mesh inner-lip gap, FACTS.md's reference
+measure of a filmed mouth, which the Haar opening follows only at r 0.5-0.6 on real clips) with the
+true speaker's opening (the clip the audio came from)
 and with the original clip's opening (should be low: the original motion must not show
 through). Targets: offset 0, r(true speaker) >= 0.6.
 
@@ -124,13 +126,26 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
     del crops
     if score in ("wired", "both"):
         r = node("SyncScore", "LipSyncSyncScore", images=result, driver=driver, face_track=track2, fps=float(fps))
-        out["wired"] = (r["offset_frames"], r["confidence"])
+        out["wired"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
     if score in ("self", "both"):
         name = "SyncScore" if score == "self" else "SyncScore (self-tracked)"
         r = node(name, "LipSyncSyncScore", images=result, driver=driver, fps=float(fps))
-        out["self"] = (r["offset_frames"], r["confidence"])
+        out["self"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+    if score == "both" and transcript:
+        # the P/B/M of the force-aligned transcript as anchors (SyncScore's optional phonemes input).
+        # Not the shipped wiring: these phonemes also drove the generator, so the judge would share
+        # its input; printed to show what the anchors see.
+        r = node("SyncScore (anchored)", "LipSyncSyncScore", images=result, driver=driver, face_track=track2,
+                 fps=float(fps), phonemes=out["phonemes"])
+        out["anchored"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
     out["driver"], out["audio"] = driver, audio
     return out
+
+
+def _raw_peak(report: str) -> float:
+    """SyncScore's curve peak before the natural-lead correction, read from its report."""
+    key = "curve peak before the natural-lead correction (frames): "
+    return float(report.split(key)[1].split()[0]) if key in report else float("nan")
 
 
 # --- part 1: GRID cross-driven ------------------------------------------------------------------
@@ -168,12 +183,16 @@ def cross_drive(clips: list[str] | None = None, detector: str = "haar", variants
     openings correlate by themselves: r_orig must be read against it), r_orig_partial = r(output,
     original | jaw_open): what the original motion adds beyond the requested track (the
     show-through), r_jaw = r(output, MapVisemes jaw_open), r_jaw_true = r(jaw_open,
-    true speaker), wired/self = SyncScore (offset, confidence)."""
+    true speaker), wired/self = SyncScore (offset, confidence, raw curve peak)."""
     all_clips = grid_clips()
     clips = clips or all_clips
     nxt = {c: all_clips[(all_clips.index(c) + 1) % len(all_clips)] for c in clips}
     data = {s: read_clip(s) for s in set(clips) | set(nxt.values())}
     opening = {s: opening_of(d[0], detector) for s, d in data.items()}
+    # the second instrument: the face-mesh inner-lip gap (FACTS.md's reference for the filmed
+    # mouth) when the first is haar, and the other way round
+    other_det = "mediapipe" if detector == "haar" else "haar"
+    other = {s: opening_of(d[0], other_det) for s, d in data.items()} if facelib.mediapipe_available() else None
     rows = []
     for variant in variants:
         for stem in clips:
@@ -185,13 +204,16 @@ def cross_drive(clips: list[str] | None = None, detector: str = "haar", variants
             out = run_chain(images, fps, wave, sr, transcript=text, score=score, widgets=widgets)
             took = time.perf_counter() - t0
             got = opening_of(out["images"], detector)
+            got2 = opening_of(out["images"], other_det) if other is not None else None
             jaw = out["visemes"].param("jaw_open").double().cpu().numpy()
             row = {"variant": variant, "clip": stem, "audio": src,
-                   "r_true": pearson(got, opening[src]), "r_orig": pearson(got, opening[stem]),
+                   "r_true": pearson(got, opening[src]),
+                   "r_true2": pearson(got2, other[src]) if other is not None else float("nan"), "measure2": other_det, "r_orig": pearson(got, opening[stem]),
                    "r_base": pearson(opening[stem], opening[src]),
                    "r_orig_partial": partial_r(got, opening[stem], jaw),
                    "r_jaw": pearson(got, jaw), "r_jaw_true": pearson(jaw, opening[src]),
-                   "wired": out.get("wired"), "self": out.get("self"), "seconds": took, "images": out["images"]}
+                   "wired": out.get("wired"), "self": out.get("self"), "anchored": out.get("anchored"),
+                   "seconds": took, "images": out["images"]}
             rows.append(row)
             log(_grid_line(row))
             row.pop("images")
@@ -199,11 +221,13 @@ def cross_drive(clips: list[str] | None = None, detector: str = "haar", variants
 
 
 def _grid_line(r: dict) -> str:
-    fmt = lambda s: f"{s[0]:+3d} {s[1]:5.2f}" if s else "   -      "  # noqa: E731
-    return (f"{r['variant']:<13} {r['clip']} <- {r['audio']}  r(true) {r['r_true']:+.2f}  r(orig) {r['r_orig']:+.2f}"
+    fmt = lambda s: f"{s[0]:+3d} {s[1]:5.2f} (peak {s[2]:+.2f})" if s else "   -      "  # noqa: E731
+    return (f"{r['variant']:<13} {r['clip']} <- {r['audio']}  r(true) {r['r_true']:+.2f} ({r['measure2']} "
+            f"{r['r_true2']:+.2f})  r(orig) {r['r_orig']:+.2f}"
             f" [orig~true {r['r_base']:+.2f}, orig|jaw {r['r_orig_partial']:+.2f}]  r(out,jaw) {r['r_jaw']:+.2f}"
             f"  r(jaw,true) {r['r_jaw_true']:+.2f}  SyncScore wired {fmt(r['wired'])}  self {fmt(r['self'])}"
-            f"  {r['seconds']:.1f}s")
+            + (f"  anchored {fmt(r['anchored'])}" if r.get("anchored") else "")
+            + f"  {r['seconds']:.1f}s")
 
 
 def grid_summary(rows: list[dict], log=print) -> None:
@@ -211,15 +235,18 @@ def grid_summary(rows: list[dict], log=print) -> None:
         sel = [r for r in rows if r["variant"] == variant]
         rt = np.array([r["r_true"] for r in sel])
         ro = np.array([r["r_orig"] for r in sel])
+        rt2 = np.array([r["r_true2"] for r in sel])
         msg = (f"{variant:<13} mean r(true) {np.nanmean(rt):+.3f} (min {np.nanmin(rt):+.2f}, >=0.6 on "
-               f"{int((rt >= 0.6).sum())}/{len(sel)})  mean r(orig) {np.nanmean(ro):+.3f} (orig~true "
+               f"{int((rt >= 0.6).sum())}/{len(sel)}; measured with {sel[0]['measure2']}: {np.nanmean(rt2):+.3f}, min "
+               f"{np.nanmin(rt2):+.2f}, >=0.6 on {int((rt2 >= 0.6).sum())}/{len(sel)})  mean r(orig) {np.nanmean(ro):+.3f} (orig~true "
                f"{np.nanmean([r['r_base'] for r in sel]):+.3f}, orig|jaw {np.nanmean([r['r_orig_partial'] for r in sel]):+.3f})"
                f"  mean r(jaw,true) {np.nanmean([r['r_jaw_true'] for r in sel]):+.3f}")
-        for key in ("wired", "self"):
-            got = [r[key] for r in sel if r[key] is not None]
+        for key in ("wired", "self", "anchored"):
+            got = [r[key] for r in sel if r.get(key) is not None]
             if got:
-                msg += (f"  SyncScore {key}: offset 0 on {sum(o == 0 for o, _ in got)}/{len(got)}, |off|<=1 on "
-                        f"{sum(abs(o) <= 1 for o, _ in got)}/{len(got)}, mean conf {np.mean([c for _, c in got]):.2f}")
+                msg += (f"  SyncScore {key}: offset 0 on {sum(o == 0 for o, _, _ in got)}/{len(got)}, |off|<=1 on "
+                        f"{sum(abs(o) <= 1 for o, _, _ in got)}/{len(got)}, mean conf "
+                        f"{np.mean([c for _, c, _ in got]):.2f}, mean raw peak {np.mean([p for _, _, p in got]):+.2f}")
         log(msg)
 
 
@@ -320,7 +347,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--detector", default="haar", help="tracker for the opening measure (haar or mediapipe)")
+    ap.add_argument("--detector", default="haar", help="tracker for the main opening measure (haar or mediapipe; "
+                    "the other is printed beside it when mediapipe is installed)")
     ap.add_argument("--no-transcript-only", action="store_true")
     ap.add_argument("--profile", help="write a cProfile of the last speed run here")
     ap.add_argument("--set", action="append", default=[], metavar="NODE.WIDGET=VALUE",
