@@ -72,8 +72,8 @@ NATURAL_LEAD_FRAMES = {
 lip measurements differ) and audio signal set: "envelope" (the default scorer), "closures" (the
 envelope plus lip-closure anchors from aligned phonemes, :func:`closure_signal`), "phonemes"
 (the phoneme-predicted mouth). Positive: the audio signals peak slightly after the lips they
-explain. Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` (haar after
-the slow lip-colour recentring, face commit of session 2; per-clip peaks spread over 0.74 frame
+explain. Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` (haar with
+the slow lip-colour recentring, ``face.LIP_COLOUR_FRAMES``; per-clip peaks spread over 0.74 frame
 with haar, 1.17 with mediapipe, where lbax4n peaks about 0.6 frame before the rest).
 ``bench/bench_sync.py`` prints the leave-one-out result of this calibration. Tracks of other
 detectors ("manual") use the haar values: the same lip finder."""
