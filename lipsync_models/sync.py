@@ -65,8 +65,8 @@ FLOOR_DB = 40.0
 LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
 NATURAL_LEAD_FRAMES = {
-    "haar": {"envelope": 0.35, "closures": 0.49, "phonemes": -0.60},
-    "mediapipe": {"envelope": 0.12, "closures": 0.42, "phonemes": -0.64},
+    "haar": {"envelope": 0.35, "closures": 0.49, "phonemes": -0.28},
+    "mediapipe": {"envelope": 0.12, "closures": 0.42, "phonemes": -0.39},
 }
 """Where the score curve peaks on recorded, in-sync speech, in frames, per face detector (the
 lip measurements differ) and audio signal set: "envelope" (the default scorer), "closures" (the
@@ -76,7 +76,15 @@ explain. Measured as the mean peak over the 7 GRID clips in ``../shared/data/gri
 the slow lip-colour recentring, ``face.LIP_COLOUR_FRAMES``; per-clip peaks spread over 0.74 frame
 with haar, 1.17 with mediapipe, where lbax4n peaks about 0.6 frame before the rest).
 ``bench/bench_sync.py`` prints the leave-one-out result of this calibration. Tracks of other
-detectors ("manual") use the haar values: the same lip finder."""
+detectors ("manual") use the haar values: the same lip finder. "phonemes" depends on MapVisemes'
+default anticipation (0 ms), which shapes the predicted mouth.
+
+How thin this is: with haar, each visual signal alone spreads its per-clip peaks over 1.1-1.2
+frames like the mesh does; only their combination lands within 0.74 frame. Seven 3-second
+clips are all the footage this calibration has seen."""
+MESH_NOTE = ("lips measured with the face mesh (a mediapipe track): offsets are less exact on our tests "
+             "(GRID injected shifts exact 71% vs 100% with a haar track); leave face_track empty or use "
+             "MaskLowerFace's haar detector for the most exact offset")
 
 CLOSURES = ("P", "B", "M")
 """Bilabial phones: the lips are shut for their whole duration, a sharp visual anchor."""
@@ -528,6 +536,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
             on_progress(done, steps)
 
     notes = []
+    if isinstance(track.extras, dict) and track.extras.get("detector") == "mediapipe":
+        notes.append(MESH_NOTE)
     vis_all = visual_signals(track, fps)
     if images is not None:
         if images.shape[0] != n:

@@ -270,6 +270,11 @@ def test_natural_lead_follows_the_tracks_detector(grid_clip):
     assert sync.natural_lead_for(track, "envelope") == sync.NATURAL_LEAD_FRAMES["haar"]["envelope"]
     mesh = dataclasses.replace(track, extras={**track.extras, "detector": "mediapipe"})
     assert sync.natural_lead_for(mesh, "closures") == sync.NATURAL_LEAD_FRAMES["mediapipe"]["closures"]
+    w16 = grid_clip[4]
+    r = sync.score_articulation(mesh, w16, 25.0, window_s=0)
+    assert r.extras["natural lead subtracted (frames)"] == sync.NATURAL_LEAD_FRAMES["mediapipe"]["envelope"]
+    assert "face mesh" in r.report()
+    assert "face mesh" not in sync.score_articulation(track, w16, 25.0, window_s=0).report()
     manual = dataclasses.replace(track, extras={**track.extras, "detector": "manual"})
     assert sync.natural_lead_for(manual, "phonemes") == sync.NATURAL_LEAD_FRAMES["haar"]["phonemes"]
 
