@@ -23,6 +23,8 @@ import resource
 import sys
 import time
 
+from dataclasses import replace
+
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,10 +76,10 @@ def timed(fn, reps: int, sync=lambda: None) -> float:
 def bench_builtin(device: torch.device, reps: int) -> None:
     frames, _, _ = load_clip("lbax4n")
     track = face.track_faces(frames, crop_size=256)
-    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)[:16].contiguous().to(device)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2).contiguous().to(device)
     mouth = mouth_in_crop(track)
-    rest = generator.mouth_rest(mouth)
-    mouth = mouth[:16].to(device)
+    rest = clip_rest(crops, mouth.to(device), track, "borrowed")  # as LipSyncInference renders
+    crops, mouth = crops[:16].contiguous(), mouth[:16].to(device)
     params = torch.zeros(16, 5, device=device)
     params[:, 0] = torch.linspace(0, 1, 16)
     params[:, 1] = torch.linspace(0, 0.5, 16)
@@ -146,8 +148,19 @@ def partial_r(x, y, z) -> float:
     return (rxy - rxz * ryz) / float(np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2)))
 
 
-def verify(clips: list[str]) -> None:
-    print("\nopening of the output crops (face.mouth_opening) vs requested jaw_open, Pearson r;")
+def clip_rest(crops, mouth, track, lips: str):
+    """The rest mouth as LipSyncInference builds it ("borrowed": lip texture from the clip's
+    closed frame) or without the borrowed lips ("drawn": one flat lip colour)."""
+    rest = generator.mouth_rest(mouth)
+    if lips == "drawn":
+        return rest
+    ref = generator.reference_frame(mouth, track.found)
+    return replace(rest, ref_crop=crops[ref], ref_mouth=mouth[ref])
+
+
+def verify(clips: list[str], lips: str = "borrowed") -> None:
+    print(f"\nlips {lips} ({'as LipSyncInference renders them' if lips == 'borrowed' else 'one flat colour'}): "
+          "opening of the output crops (face.mouth_opening) vs requested jaw_open, Pearson r;")
     print("show-through = partial r(output, footage's opening | speech jaw track), target < 0.35:")
     print(f"{'clip':8} {'random track':>12} {'speech track (from)':>22} {'show-through':>12} "
           f"{'footage at rest: std before/after':>36}")
@@ -158,7 +171,7 @@ def verify(clips: list[str]) -> None:
         track = face.track_faces(frames, crop_size=256)
         crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
         mouth = mouth_in_crop(track)
-        rest = generator.mouth_rest(mouth)
+        rest = clip_rest(crops, mouth, track, lips)
 
         def opening(jaw):
             p = torch.zeros(n, 5)
@@ -194,9 +207,10 @@ def verify(clips: list[str]) -> None:
     jaw = random_jaw(75, 99)
     p = torch.zeros(75, 5)
     p[:, 0] = jaw
-    out = generator.generate(crops, mouth, p, rest=generator.mouth_rest(mouth))
+    rest = clip_rest(crops, mouth, track, lips)
+    out = generator.generate(crops, mouth, p, rest=rest)
     r = pearson(face.mouth_opening(out.permute(0, 2, 3, 1)), jaw)
-    rest_err = (generator.generate(crops, mouth, torch.zeros(75, 5), rest=generator.mouth_rest(mouth)) - crops).abs().max()
+    rest_err = (generator.generate(crops, mouth, torch.zeros(75, 5), rest=rest) - crops).abs().max()
     print(f"astronaut (still, 75 frames): r {r:.3f}; max |output - input| at rest {float(rest_err):.1e}")
 
 
@@ -215,7 +229,8 @@ def main() -> None:
     bench_wav2lip(device, reps)
     if not args.quick:
         with torch.inference_mode():
-            verify(CLIPS)
+            verify(CLIPS, "borrowed")
+            verify(CLIPS, "drawn")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 

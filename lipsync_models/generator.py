@@ -23,8 +23,10 @@ steps, all batched on the crops' device:
    within the tracker's noise), so the mouth is painted over from the target shape: between
    the target inner lips a synthetic inner mouth (a faint seam when closed; a dark cavity
    with a band of upper teeth and a tongue shade when open), and over the lips, out to 90 %
-   of their thickness, the frame's own lip colour, fading into the warped footage at the
-   outer lip edge and the corners.
+   of their thickness, lips fading into the warped footage at the outer lip edge and the
+   corners: the clip's own lips (texture and colour of its most closed frame, stretched to the
+   target lips and lit like this frame; :attr:`MouthRest.ref_crop`, as LipSyncInference
+   renders), or without a reference frame the frame's own lip colour, flat.
 
 Frames whose target landmarks equal the tracked ones (parameters at :data:`REST_POSE` on a
 face whose mouth is already at rest: tracked gap within 0.4 % of the mouth width of the
@@ -57,8 +59,10 @@ relaxed. Frames at the rest pose on a face whose mouth is at rest come back unch
 CL, CR, UO, LO, UI, LI, NOSE, CHIN = (MOUTH_POINTS.index(n) for n in MOUTH_POINTS)
 
 # Shape constants, in units of the clip's rest mouth width.
-JAW_MAX = 0.55
-"""Inner-lip gap at jaw_open = 1 (as a fraction of the rest mouth width; a wide 'ah')."""
+JAW_MAX = 0.35
+"""Inner-lip gap at jaw_open = 1 (as a fraction of the rest mouth width; a wide 'ah'). Filmed
+GRID speakers open to 0.15-0.48 of the width at most (face-mesh gap; 0.25 typical); 0.55 looked
+like shouting next to them."""
 LOWER_SHARE = 0.85
 """Share of the opening carried by the lower lip (the jaw); the upper lip lifts the rest."""
 CHIN_SHARE = 0.8
@@ -109,12 +113,13 @@ mouth corners over 1 / CORNER_SHARP of the half-width."""
 GAP_TOLERANCE = 0.004
 """The same for the inner-lip gap: GRID speakers' whole mouth motion is 2-10 % of the width."""
 CAVITY_SHALLOW = 0.85
-CAVITY_DEEP = 0.08
+CAVITY_DEEP = 0.18
 CAVITY_CURVE = 1.0
 CAVITY_MID = 0.35
+TEETH_TINT = 0.15
 """Cavity colour as a fraction of the lip colour, for a barely open and a wide-open mouth; the
 darkening follows the opening (fraction of the widest) to this power; the middle of the cavity
-is up to CAVITY_MID darker still."""
+is up to CAVITY_MID darker still. The teeth take TEETH_TINT of the skin's colour."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,30 @@ class MouthRest:
     """Median upper and lower lip thickness (outer to inner lip, crop px), or None: each
     frame's own. The re-rendered lips take the clip's thickness, so a tracker whose outer lip
     points move with the opening does not carry that motion into the output."""
+    ref_crop: torch.Tensor | None = None
+    ref_mouth: torch.Tensor | None = None
+    """A closed-mouth frame of the clip (:func:`reference_frame`): its crop (3, S, S) and its
+    landmarks (8, 2) in crop pixels. When given, the re-rendered lips carry this frame's own lip
+    texture, stretched to the target lips, instead of one flat lip colour; None: flat colour.
+    (The inside of the mouth stays drawn: borrowing a clip's most open frame was tried and
+    read as more lip on speakers who barely open, whose tracked inner lips lie on the lips.)"""
+
+
+def reference_frame(mouth: torch.Tensor, found: torch.Tensor | None = None) -> int:
+    """The frame to borrow the lips from: among the most closed fifth of the frames (smallest
+    inner-lip gap) where the face was found, the one whose mouth width is nearest the clip's
+    median. mouth: (T, 8, 2) in crop pixels; found: optional (T,) bool."""
+    check_shape(mouth, "T 8 2", WHO, "mouth landmarks")
+    mouth = mouth.float()
+    centre, ex, ey, width = _mouth_frame(mouth)
+    loc = _to_local(mouth, centre, ex, ey)
+    gap = (loc[:, LI, 1] - loc[:, UI, 1]).clamp_min(0)
+    ok = torch.ones_like(gap, dtype=torch.bool) if found is None else found.to(gap.device).bool()
+    if not bool(ok.any()):
+        ok = torch.ones_like(ok)
+    closed = ok & (gap <= torch.quantile(gap[ok], 0.2))
+    cost = (width - width[ok].median()).abs() + torch.where(closed, 0.0, float("inf"))
+    return int(torch.argmin(cost))
 
 
 def mouth_rest(mouth: torch.Tensor) -> MouthRest:
@@ -545,6 +574,9 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     # fading into the warped footage towards the outer lip edge.
     edge = 1.5 * px_unit
     inner, lip = _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm, px_unit)
+    texture = None
+    if rest.ref_crop is not None and rest.ref_mouth is not None:
+        texture = _lip_texture(x, src, tgt, rest, rm, centre, ex, ey, rest_w)
     up_th = ((tgt.up_in - tgt.up_out).view(b, 1, 1) * rm.prof).clamp_min(0)
     lo_th = ((tgt.lo_out - tgt.lo_in).view(b, 1, 1) * rm.prof).clamp_min(0)
     across = _smoothstep((1 - rm.sfrac.abs()) * CORNER_SHARP)
@@ -552,8 +584,10 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     up_band = _smoothstep((LIP_REPAINT * up_th + edge - (rm.top - rm.v)) / (LIP_FADE * up_th + edge)) * (rm.v <= rm.top)
     lo_band = _smoothstep((LIP_REPAINT * lo_th + edge - (rm.v - rm.bot)) / (LIP_FADE * lo_th + edge)) * (rm.v >= rm.bot)
     band = torch.maximum(up_band, lo_band)
-    # lips darken slightly towards the seam, as real lips do where they turn inwards
-    lip_col = lip.view(b, 3, 1, 1) * (1 - 0.15 * band[:, None])
+    if texture is not None:  # the clip's own lips, from its closed-mouth frame
+        lip_col = texture
+    else:  # one colour; lips darken slightly towards the seam, as real lips do where they turn inwards
+        lip_col = lip.view(b, 3, 1, 1) * (1 - 0.15 * band[:, None])
     paint = lip_col + in_gap[:, None] * (inner - lip_col)
     alpha = across * torch.maximum(in_gap, band)
     roi = roi + alpha[:, None] * (paint - roi)
@@ -565,6 +599,56 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
         x0, y0 = int(start[i, 0]), int(start[i, 1])
         out[i, :, y0:y0 + rh, x0:x0 + rw] = roi[i]
     return out.to(dt)
+
+
+def _skin_beside(crops, m: _Mouth, w, centre, ex, ey) -> torch.Tensor:
+    """Mean colour (B, 3) of the skin a quarter mouth width beside both corners."""
+    pts = torch.stack((
+        torch.stack((m.left[:, 0] - 0.25 * w, m.left[:, 1]), -1),
+        torch.stack((m.right[:, 0] + 0.25 * w, m.right[:, 1]), -1),
+    ), 1)
+    return _sample(crops, _to_crop(pts, centre, ex, ey)).mean(1)
+
+
+def _lip_texture(x, src: _Mouth, tgt: _Mouth, rest: MouthRest, rm: _Maps, centre, ex, ey, rest_w):
+    """The reference frame's lips mapped onto the target lips over the ROI: (B, 3, h, w).
+
+    Each ROI pixel gets lip coordinates in the target mouth (fraction across the mouth, and
+    depth into the upper or lower lip from its inner edge, as a share of the lip's thickness);
+    the same coordinates in the reference mouth give where to read its crop. The reference's
+    lip thickness is the clip's (``rest.upper``/``rest.lower``) like the target's. Its colours
+    are scaled by the skin beside the mouth corners, this frame over the reference frame, so
+    a change of light across the clip carries over (gain 0.7-1.4 per channel)."""
+    b = x.shape[0]
+    ref_crop = rest.ref_crop.to(x)[None]
+    rmouth = rest.ref_mouth.to(x)[None]
+    rc, rex, rey, _ = _mouth_frame(rmouth)
+    ref = _measure(_to_local(rmouth, rc, rex, rey))
+    if rest.upper is not None and rest.lower is not None:
+        w1 = rest_w[:1]
+        ref = replace(ref, up_out=(ref.up_in - rest.upper.to(x)).clamp(ref.up_in - LIP_MAX * w1, ref.up_in - LIP_MIN * w1),
+                      lo_out=(ref.lo_in + rest.lower.to(x)).clamp(ref.lo_in + LIP_MIN * w1, ref.lo_in + LIP_MAX * w1))
+    view = (b, 1, 1)
+    sf = rm.sfrac.clamp(-1, 1)
+    up_th = ((tgt.up_in - tgt.up_out).view(view) * rm.prof).clamp_min(1e-3)
+    lo_th = ((tgt.lo_out - tgt.lo_in).view(view) * rm.prof).clamp_min(1e-3)
+    t_up = ((rm.top - rm.v) / up_th).clamp(0, 1.5)
+    t_lo = ((rm.v - rm.bot) / lo_th).clamp(0, 1.5)
+    upper = rm.v <= (rm.top + rm.bot) / 2
+    u_ref, line_ref = ref.base(sf)
+    one = (1, 1, 1)
+    h_up = ref.up_in.view(one) + t_up * (ref.up_out - ref.up_in).view(one)
+    h_lo = ref.lo_in.view(one) + t_lo * (ref.lo_out - ref.lo_in).view(one)
+    v_ref = line_ref + torch.where(upper, h_up, h_lo) * _profile(sf)
+    px = rc[:, 0].view(one) + u_ref * rex[:, 0].view(one) + v_ref * rey[:, 0].view(one)
+    py = rc[:, 1].view(one) + u_ref * rex[:, 1].view(one) + v_ref * rey[:, 1].view(one)
+    s = x.shape[-1]
+    grid = torch.stack((px, py), -1) * (2.0 / (s - 1)) - 1
+    tex = F.grid_sample(ref_crop.expand(b, -1, -1, -1), grid, mode="bilinear", padding_mode="border",
+                        align_corners=True)
+    gain = (_skin_beside(x, src, rest_w, centre, ex, ey)
+            / _skin_beside(ref_crop, ref, rest_w[:1], rc, rex, rey).clamp_min(0.02)).clamp(0.7, 1.4)
+    return (tex * gain.view(b, 3, 1, 1)).clamp(0, 1)
 
 
 def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit):
@@ -610,7 +694,9 @@ def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit
     cavity = (lip * shade + 0.01).view(b, 3, 1, 1)
     tongue = (lip * torch.tensor([0.62, 0.42, 0.42], device=x.device, dtype=x.dtype) + 0.02).view(b, 3, 1, 1)
     teeth_base = torch.tensor([0.93, 0.90, 0.84], device=x.device, dtype=x.dtype)
-    teeth = (teeth_base * (0.35 + 0.75 * lum.view(b, 1)).clamp(max=1.05)).clamp(max=1).view(b, 3, 1, 1)
+    # off-white, in the face's light, and a little of the skin's tint (pure white reads as drawn)
+    teeth = (teeth_base * (0.3 + 0.65 * lum.view(b, 1)).clamp(max=1.0) * (1 - TEETH_TINT)
+             + TEETH_TINT * skin).clamp(max=1).view(b, 3, 1, 1)
 
     top, bot, v, sfrac, prof = rm.top, rm.bot, rm.v, rm.sfrac, rm.prof
     gap = (bot - top).clamp_min(0)

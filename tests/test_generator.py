@@ -5,6 +5,8 @@ crops: the output opening must follow the requested jaw_open track (Pearson r >=
 clips and on the still astronaut clip, and footage that already moves must not show through.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -116,7 +118,7 @@ def _closed_mouth(width=100.0, c=128.0):
 def test_target_landmarks_jaw_open():
     lm = _closed_mouth()
     t = G.target_landmarks(lm, torch.tensor([[1.0, 0, 0, 0, 0]]))[0]
-    d = 0.55 * 100  # JAW_MAX * rest width
+    d = 0.35 * 100  # JAW_MAX * rest width
     # lower lip and outer lower lip drop by 85 % of the opening, upper lip lifts by 15 %
     assert t[5].tolist() == pytest.approx([128, 128 + 0.85 * d], abs=1e-3)
     assert t[3].tolist() == pytest.approx([128, 128 + 14 + 0.85 * d], abs=1e-3)
@@ -188,15 +190,26 @@ def test_opening_follows_jaw_on_still_astronaut(astronaut):
     assert (out[:, :, :24] - crops[:, :, :24]).abs().max() < 1e-5
 
 
+def _rest(crops, mouth, track, lips: str) -> "G.MouthRest":
+    """The clip's rest mouth; lips "borrowed": with its closed frame as the node builds it
+    (the lips' texture from the footage), "drawn": without (one flat lip colour)."""
+    rest = G.mouth_rest(mouth)
+    if lips == "drawn":
+        return rest
+    ref = G.reference_frame(mouth, track.found)
+    return replace(rest, ref_crop=crops[ref], ref_mouth=mouth[ref])
+
+
+@pytest.mark.parametrize("lips", ["drawn", "borrowed"])
 @pytest.mark.parametrize("clip, seed", [("lbax4n", 5), ("swwp2s", 7)])
-def test_opening_follows_jaw_on_grid(grid_dir, clip, seed):
+def test_opening_follows_jaw_on_grid(grid_dir, clip, seed, lips):
     frames, _, _ = media.read_video(str(grid_dir / f"{clip}.mpg"))
     frames = frames.float() / 255
     track = face.track_faces(frames, crop_size=256)
     crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
     mouth = _mouth_in_crop(track)
     jaw = _jaw_track(len(frames), seed)
-    out = G.generate(crops, mouth, _params(jaw), rest=G.mouth_rest(mouth))
+    out = G.generate(crops, mouth, _params(jaw), rest=_rest(crops, mouth, track, lips))
     opening = face.mouth_opening(out.permute(0, 2, 3, 1))
     assert _pearson(opening, jaw) >= 0.9
     # the speaker's own motion does not show through, not even beyond what the jaw track
@@ -206,20 +219,87 @@ def test_opening_follows_jaw_on_grid(grid_dir, clip, seed):
     assert abs(_partial(opening, orig, jaw)) < 0.35
 
 
-def test_footage_motion_is_removed_at_rest(grid_dir):
+@pytest.mark.parametrize("lips", ["drawn", "borrowed"])
+def test_footage_motion_is_removed_at_rest(grid_dir, lips):
     # lbax4n: the speaker with the widest mouth motion of the GRID clips
     frames, _, _ = media.read_video(str(grid_dir / "lbax4n.mpg"))
     frames = frames.float() / 255
     track = face.track_faces(frames, crop_size=256)
     crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
     mouth = _mouth_in_crop(track)
-    out = G.generate(crops, mouth, torch.zeros(len(frames), 5), rest=G.mouth_rest(mouth))
+    out = G.generate(crops, mouth, torch.zeros(len(frames), 5), rest=_rest(crops, mouth, track, lips))
     before = face.mouth_opening(crops.permute(0, 2, 3, 1))
     after = face.mouth_opening(out.permute(0, 2, 3, 1))
     # the mouth is re-rendered closed in every frame: what is left is the measure's own noise
     # (0.010 against 0.074; a warp-only generator left 0.039)
     assert float(after.std()) < 0.3 * float(before.std())
     assert float(after.max()) < 0.5 * float(before.max())
+
+
+def test_borrowed_lips_come_from_a_closed_frame_of_usual_width():
+    gaps = [4.0, 0.0, 6.0, 20.0, 0.1, 5.0, 7.0, 3.0, 8.0, 9.0]  # px of a 100-px mouth
+    lm = _closed_mouth().repeat(len(gaps), 1, 1)
+    for i, g in enumerate(gaps):
+        lm[i, 4, 1] -= g / 2
+        lm[i, 5, 1] += g / 2
+    assert G.reference_frame(lm) == 1
+    lm[1, 1, 0] += 30  # the most closed frame is too wide: the next closed one is taken
+    assert G.reference_frame(lm) == 4
+    found = torch.ones(len(gaps), dtype=torch.bool)
+    found[4] = False  # ... unless the face was lost there
+    assert G.reference_frame(lm, found) == 7
+
+
+def test_borrowed_lips_carry_the_reference_texture_not_this_frames():
+    # the reference: textured red lips; this frame: the same face whose lips are painted flat
+    # green (anything the footage has there). The re-rendered lips must be the reference's.
+    ref, lm = _face_crop(128)
+    yy, xx = torch.meshgrid(torch.arange(128).float(), torch.arange(128).float(), indexing="ij")
+    stripes = 0.08 * torch.sin(xx / 1.5)
+    lip = ref[1] < 0.45
+    ref = ref + (stripes * lip)[None]
+    frame = ref.clone()
+    frame[:, lip] = torch.tensor([0.2, 0.6, 0.2])[:, None]
+    p = torch.tensor([[0.8, 0.0, 0.0, 0.0, 0.0]])
+    rest = replace(G.mouth_rest(lm[None]), ref_crop=ref, ref_mouth=lm)
+    out = G.generate(frame[None], lm[None], p, rest=rest)[0]
+    t = G.target_landmarks(lm[None], p, rest=rest)[0]
+    # the middle of the upper lip in the output: red, and striped like the reference
+    y = int(round(float(t[2, 1] + t[4, 1]) / 2))
+    band = out[:, y, 54:74]
+    assert float(band[0].mean()) > float(band[1].mean()) + 0.2  # red, not green
+    assert float(band[1].std()) > 0.03  # the stripes (drawn lips are one flat colour)
+    drawn = G.generate(frame[None], lm[None], p, rest=G.mouth_rest(lm[None]))[0][:, y, 54:74]
+    assert float(drawn[1].std()) < 0.5 * float(band[1].std())
+    # a brighter frame brightens the borrowed lips with it
+    bright = G.generate((frame * 1.2).clamp(0, 1)[None], lm[None], p, rest=rest)[0][:, y, 54:74]
+    assert float(bright.mean()) > 1.1 * float(band.mean())
+
+
+def test_borrowed_lips_keep_the_footage_texture_on_grid(grid_dir):
+    # lbax4n: the lips' fine detail (horizontal second differences in the lip band) survives
+    # with borrowed lips and is lost with drawn ones
+    frames, _, _ = media.read_video(str(grid_dir / "lbax4n.mpg"))
+    frames = frames[:20].float() / 255
+    track = face.track_faces(frames, crop_size=256)
+    crops = composite.crop_faces(frames, track).permute(0, 3, 1, 2)
+    mouth = _mouth_in_crop(track)
+    p = _params(torch.full((20,), 0.5))
+    t = G.target_landmarks(mouth, p, rest=G.mouth_rest(mouth))
+
+    def detail(img, marks):
+        out = []
+        for i in range(len(img)):
+            y = int(round(float(marks[i, 3, 1] + marks[i, 5, 1]) / 2))  # middle of the lower lip
+            x0, x1 = int(marks[i, 0, 0]) + 10, int(marks[i, 1, 0]) - 10
+            row = img[i, 1, y, x0:x1]
+            out.append(float((row[2:] - 2 * row[1:-1] + row[:-2]).abs().mean()))
+        return float(np.mean(out))
+
+    original = detail(crops, mouth)
+    borrowed = detail(G.generate(crops, mouth, p, rest=_rest(crops, mouth, track, "borrowed")), t)
+    drawn = detail(G.generate(crops, mouth, p, rest=_rest(crops, mouth, track, "drawn")), t)
+    assert borrowed > 0.6 * original and borrowed > 2 * drawn
 
 
 # --- batching, determinism, dtype ---------------------------------------------------------------

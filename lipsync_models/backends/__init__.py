@@ -100,6 +100,11 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
         m = out_track.transform.to(torch.float32)
         mouth_crop = out_track.mouth.to(torch.float32) @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
         rest = generator.mouth_rest(mouth_crop)
+        # the lips are re-rendered with the clip's own lip texture, from its most closed frame
+        ref = generator.reference_frame(mouth_crop, out_track.found)
+        ref_crop = composite.crop_faces(images[ref:ref + 1], _frames(out_track, ref, ref + 1), device=device)
+        rest = replace(rest, ref_crop=ref_crop[0, ..., :3].to(torch.float32).permute(2, 0, 1),
+                       ref_mouth=mouth_crop[ref].to(device))
         params = visemes.params
     for i, start in enumerate(range(0, b, batch_size)):
         stop = min(start + batch_size, b)
