@@ -108,8 +108,8 @@ def run(detector: str, use_phonemes: bool, R: int = 15, closures: bool = False) 
         other[c] = sync.score_articulation(track, data[o][1], fps, search_range=R, window_s=2.0,
                                            use_phonemes=use_phonemes, images=img,
                                            phonemes=phonemelib.align(data[o][1], GRID_TEXT[o]) if closures else None)
-    lead = sync.natural_lead_for(data[clips[0]][0], "phonemes" if use_phonemes else ("closures" if closures
-                                                                                      else "envelope"))
+    lead = sync.natural_lead_for(data[clips[0]][0], ("phonemes+closures" if closures else "phonemes")
+                                 if use_phonemes else ("closures" if closures else "envelope"))
     print(f"\n=== detector {detector}, phonemes {'on' if use_phonemes else 'off'}, closures from the aligned "
           f"transcript {'on' if closures else 'off'}, natural lead {lead:+.2f} frames ===")
     print(f"{'clip':8s} {'k=0':>4s} " + " ".join(f"{k:>+4d}" for k in SHIFTS) + "   conf(k=0)  peak(k=0)  other-audio conf")

@@ -65,13 +65,13 @@ FLOOR_DB = 40.0
 LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
 NATURAL_LEAD_FRAMES = {
-    "haar": {"envelope": 0.35, "closures": 0.49, "phonemes": -0.28},
-    "mediapipe": {"envelope": 0.12, "closures": 0.42, "phonemes": -0.39},
+    "haar": {"envelope": 0.35, "closures": 0.49, "phonemes": -0.28, "phonemes+closures": 0.17},
+    "mediapipe": {"envelope": 0.12, "closures": 0.42, "phonemes": -0.39, "phonemes+closures": -0.02},
 }
 """Where the score curve peaks on recorded, in-sync speech, in frames, per face detector (the
 lip measurements differ) and audio signal set: "envelope" (the default scorer), "closures" (the
 envelope plus lip-closure anchors from aligned phonemes, :func:`closure_signal`), "phonemes"
-(the phoneme-predicted mouth). Positive: the audio signals peak slightly after the lips they
+(the phoneme-predicted mouth), "phonemes+closures" (both). Positive: the audio signals peak slightly after the lips they
 explain. Measured as the mean peak over the 7 GRID clips in ``../shared/data/grid`` (haar with
 the slow lip-colour recentring, ``face.LIP_COLOUR_FRAMES``; per-clip peaks spread over 0.74 frame
 with haar, 1.17 with mediapipe, where lbax4n peaks about 0.6 frame before the rest).
@@ -373,7 +373,7 @@ def predicted_mouth(wave16k: torch.Tensor, fps: float, num_frames: int) -> dict[
 
 def natural_lead_for(track: FaceTrack, signals: str) -> float:
     """The calibrated natural lead (:data:`NATURAL_LEAD_FRAMES`) for ``track``'s detector and
-    the audio ``signals`` ("envelope", "closures" or "phonemes")."""
+    the audio ``signals`` ("envelope", "closures", "phonemes" or "phonemes+closures")."""
     det = track.extras.get("detector") if isinstance(track.extras, dict) else None
     return NATURAL_LEAD_FRAMES.get(det, NATURAL_LEAD_FRAMES["haar"])[signals]
 
@@ -524,8 +524,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         closures = None  # no P/B/M in the line: nothing to anchor on
     calibrated = natural_lead is None
     if natural_lead is None:
-        natural_lead = natural_lead_for(track, "phonemes" if use_phonemes else
-                                        ("closures" if closures is not None else "envelope"))
+        natural_lead = natural_lead_for(track, ("phonemes+closures" if closures is not None else "phonemes")
+                                        if use_phonemes else ("closures" if closures is not None else "envelope"))
     steps = 3 + len(_windows(n, fps, window_s))
     done = 0
 
