@@ -120,7 +120,9 @@ def wf_sync_check(defs):
     g = ws.Graph(defs)
     g.add("MarkdownNote", (-420, 0), size=(380, 240), text=(
         "## Sync check\nScores a finished clip against its own sound track: the offset in frames and ms "
-        "(positive = audio late) and a confidence. Use it before delivery, or to compare settings."))
+        "(positive = audio late) and a confidence that the clip is in sync as it stands (high, about "
+        "0.3-0.6, for recorded speech; near 0 for shifted or foreign audio). Use it before delivery, or to "
+        "compare settings."))
     v = g.add("LoadVideo", (-420, 280), size=(340, 420), file=VIDEO)
     c = g.add("GetVideoComponents", (0, 280))
     g.link(v, "VIDEO", c, "video")
