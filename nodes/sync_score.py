@@ -153,11 +153,22 @@ class SyncScore:
         if face_track is None:
             from ..lipsync_models import face as facelib
 
-            # Haar, not the face mesh: its lip measurements put recorded GRID clips' offsets on
-            # one calibration (bench/bench_sync.py: leave-one-out exact 100% vs 71% with the mesh)
-            face_track = facelib.track_faces(images.to(dev), detector="haar",
-                                             on_progress=lambda d, t: progress(int(4 * d / max(t, 1)), 10))
-            notes.append("face tracked here with the haar detector")
+            from ..lipsync_models.errors import NoFaceError
+
+            # Haar first, not the face mesh: its lip measurements put recorded GRID clips' offsets
+            # on one calibration (bench/bench_sync.py: exact 100% vs 71% with the mesh); the mesh
+            # only for faces Haar does not find (stylised or turned faces)
+            detector = "haar"
+            try:
+                face_track = facelib.track_faces(images.to(dev), detector="haar",
+                                                 on_progress=lambda d, t: progress(int(4 * d / max(t, 1)), 10))
+            except NoFaceError:
+                if not facelib.mediapipe_available():
+                    raise
+                detector = "mediapipe"
+                face_track = facelib.track_faces(images.to(dev), detector="mediapipe",
+                                                 on_progress=lambda d, t: progress(int(4 * d / max(t, 1)), 10))
+            notes.append(f"face tracked here with the {detector} detector")
         elif not isinstance(face_track, FaceTrack):
             raise InputError(f"{WHO}: face_track must come from MaskLowerFace, got {type(face_track).__name__}.")
         if face_track.num_frames != n:

@@ -265,6 +265,29 @@ def test_node_tracks_the_face_itself_and_sees_a_shift(grid_clip):
     assert synced[0] == 0 and conf < 0.5 * synced[2], (report, synced[3])
 
 
+def test_node_falls_back_to_the_face_mesh_when_haar_finds_no_face(grid_clip, monkeypatch):
+    from comfyui_lipsync.lipsync_models.errors import NoFaceError
+
+    img, fps, wav, sr, w16, track = grid_clip
+    real = face.track_faces
+    asked = []
+
+    def haar_blind(images, detector="haar", **kw):
+        asked.append(detector)
+        if detector == "haar":
+            raise NoFaceError("no face (haar)")
+        return real(images, detector="haar", **kw)  # stands in for the mesh: same frames, a track
+
+    monkeypatch.setattr(face, "track_faces", haar_blind)
+    monkeypatch.setattr(face, "mediapipe_available", lambda: True)
+    audio = {"waveform": w16[None, None], "sample_rate": 16000}
+    report = SyncScore().run(img, audio=audio, **_defaults())["result"][3]
+    assert asked == ["haar", "mediapipe"] and "tracked here with the mediapipe detector" in report
+    monkeypatch.setattr(face, "mediapipe_available", lambda: False)
+    with pytest.raises(NoFaceError):
+        SyncScore().run(img, audio=audio, **_defaults())
+
+
 def test_natural_lead_follows_the_tracks_detector(grid_clip):
     track = grid_clip[-1]
     assert sync.natural_lead_for(track, "envelope") == sync.NATURAL_LEAD_FRAMES["haar"]["envelope"]
