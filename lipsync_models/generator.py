@@ -601,13 +601,17 @@ def generate(crops: torch.Tensor, mouth: torch.Tensor, params: torch.Tensor, *, 
     return out.to(dt)
 
 
-def _skin_beside(crops, m: _Mouth, w, centre, ex, ey) -> torch.Tensor:
-    """Mean colour (B, 3) of the skin a quarter mouth width beside both corners."""
-    pts = torch.stack((
+def _beside_corners(m: _Mouth, w) -> torch.Tensor:
+    """Two skin points (B, 2, 2), local coords: a quarter mouth width ``w`` beside each corner."""
+    return torch.stack((
         torch.stack((m.left[:, 0] - 0.25 * w, m.left[:, 1]), -1),
         torch.stack((m.right[:, 0] + 0.25 * w, m.right[:, 1]), -1),
     ), 1)
-    return _sample(crops, _to_crop(pts, centre, ex, ey)).mean(1)
+
+
+def _skin_beside(crops, m: _Mouth, w, centre, ex, ey) -> torch.Tensor:
+    """Mean colour (B, 3) of the skin beside both mouth corners (:func:`_beside_corners`)."""
+    return _sample(crops, _to_crop(_beside_corners(m, w), centre, ex, ey)).mean(1)
 
 
 def _lip_texture(x, src: _Mouth, tgt: _Mouth, rest: MouthRest, rm: _Maps, centre, ex, ey, rest_w):
@@ -666,11 +670,7 @@ def _inner_mouth(x, src, tgt, params, rest_w, centre, ex, ey, rm: _Maps, px_unit
         ss = s3[None, None, :].expand(b, 3, 3)
         u, v0 = src.base(ss)
         lip_loc.append(torch.stack((u, v0 + h * _profile(ss)), -1).reshape(b, 9, 2))
-    skin_loc = torch.stack((
-        torch.stack((src.left[:, 0] - 0.25 * w, src.left[:, 1]), -1),
-        torch.stack((src.right[:, 0] + 0.25 * w, src.right[:, 1]), -1),
-    ), 1)
-    cols = _sample(x, _to_crop(torch.cat(lip_loc + [skin_loc], 1), centre, ex, ey))
+    cols = _sample(x, _to_crop(torch.cat(lip_loc + [_beside_corners(src, w)], 1), centre, ex, ey))
     lip_cols, skin = cols[:, :18], cols[:, 18:].mean(1)
     red = lip_cols[..., 0] - 0.5 * (lip_cols[..., 1] + lip_cols[..., 2])
     lip = (lip_cols * torch.softmax(red * 40, dim=1)[..., None]).sum(1)
