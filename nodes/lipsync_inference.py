@@ -11,8 +11,9 @@ from . import _comfy
 class LipSyncInference:
     DESCRIPTION = (
         "Makes the mouth in every frame follow the audio. The built-in generator (no weights) "
-        "reshapes the tracked mouth from MapVisemes' mouth parameters with a smooth warp and draws "
-        "the inner mouth where it opens; a Wav2Lip checkpoint from models/lipsync redraws the lower "
+        "reshapes the tracked mouth from MapVisemes' mouth parameters with a smooth warp, gives it the "
+        "clip's own lips (from one closed-mouth frame) and draws the inner mouth where it opens; a "
+        "Wav2Lip checkpoint from models/lipsync redraws the lower "
         "face from the audio instead. Outputs aligned crops and the face track for Composite."
     )
 
@@ -33,7 +34,14 @@ class LipSyncInference:
                                        "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion."}),
                 "batch_size": ("INT", {"default": 16, "min": 1, "max": 256,
                                        "tooltip": "Frames generated at once; lower it if memory runs out."}),
-            }
+            },
+            "optional": {
+                "lip_frame": ("INT", {"default": -1, "min": -1, "max": 1_000_000,
+                                      "tooltip": "Built-in generator: the frame (0 = first) whose lips, texture "
+                                                 "and colour, every new mouth wears. -1 = automatic: the most "
+                                                 "closed frame of usual width. Pick another if that one is "
+                                                 "blurred or covered."}),
+            },
         }
 
     RETURN_TYPES = ("IMAGE", FACE_TRACK)
@@ -45,7 +53,8 @@ class LipSyncInference:
     FUNCTION = "run"
     CATEGORY = "lipsync/generate"
 
-    def run(self, images, face_track, visemes, driver, model=backends.BUILTIN, strength=1.0, batch_size=16):
+    def run(self, images, face_track, visemes, driver, model=backends.BUILTIN, strength=1.0, batch_size=16,
+            lip_frame=-1):
         path = None
         if model != backends.BUILTIN:
             path = _comfy.model_path("lipsync", model)
@@ -58,7 +67,8 @@ class LipSyncInference:
         progress = _comfy.Progress(-(-n // batch_size), "LipSyncInference")
         crops, track = backends.lipsync(
             images, face_track, visemes, driver, model=path, strength=float(strength),
-            batch_size=batch_size, device=_comfy.compute_device(), on_progress=progress)
+            batch_size=batch_size, device=_comfy.compute_device(), on_progress=progress,
+            lip_frame=int(lip_frame))
         return (crops.to(_comfy.intermediate_device()), track)
 
 

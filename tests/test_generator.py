@@ -354,8 +354,9 @@ def _defaults():
 
 
 def test_node_interface():
-    req = LipSyncInference.INPUT_TYPES()["required"]
-    assert all("tooltip" in spec[1] for spec in req.values())
+    spec = LipSyncInference.INPUT_TYPES()
+    req = spec["required"]
+    assert all("tooltip" in s[1] for group in spec.values() for s in group.values())
     assert req["model"][0][0] == "built-in (no weights)" and _defaults()["model"] == "built-in (no weights)"
     assert LipSyncInference.RETURN_TYPES == ("IMAGE", types.FACE_TRACK)
     assert LipSyncInference.CATEGORY == "lipsync/generate"
@@ -377,6 +378,25 @@ def _slice_track(track, n):
     from dataclasses import replace
     return replace(track, boxes=track.boxes[:n], mouth=track.mouth[:n], opening=track.opening[:n],
                    transform=track.transform[:n], found=track.found[:n])
+
+
+def test_node_lip_frame_picks_whose_lips_the_mouth_wears(grid_clip, caplog):
+    frames, track, vis, driver = _node_inputs(grid_clip)
+    d = _defaults()
+    assert LipSyncInference.INPUT_TYPES()["optional"]["lip_frame"][1]["default"] == -1
+    with caplog.at_level("INFO", logger="comfyui_lipsync"):
+        auto, _ = LipSyncInference().run(frames, track, vis, driver, **d)
+    ref = G.reference_frame(_mouth_in_crop(track), track.found)
+    assert f"lips from frame {ref}" in caplog.text
+    same, _ = LipSyncInference().run(frames, track, vis, driver, lip_frame=ref, **d)
+    assert torch.equal(auto, same)
+    # another frame's lips: a different picture, the same mouth motion
+    other = (ref + 30) % len(frames)
+    moved, _ = LipSyncInference().run(frames, track, vis, driver, lip_frame=other, **d)
+    assert (moved - auto).abs().amax() > 0.05
+    assert _pearson(face.mouth_opening(moved), vis.param("jaw_open")) >= 0.9
+    with pytest.raises(InputError, match="lip_frame 75 is past the clip's last frame \\(74\\)"):
+        LipSyncInference().run(frames, track, vis, driver, lip_frame=75, **d)
 
 
 def test_node_length_mismatch_names_every_count(grid_clip):

@@ -59,7 +59,7 @@ def _frames(track: FaceTrack, start: int, stop: int) -> FaceTrack:
 
 def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver: AudioDriver,
             model: str | None = None, strength: float = 1.0, batch_size: int = 16,
-            device: torch.device | None = None,
+            device: torch.device | None = None, lip_frame: int = -1,
             on_progress: Callable[[int, int], None] | None = None,
             who: str = WHO) -> tuple[torch.Tensor, FaceTrack]:
     """Generate lip-synced aligned crops for a clip.
@@ -71,6 +71,8 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
     model:   None or :data:`BUILTIN` for the built-in generator, else a checkpoint path.
     strength: 0 = the original mouth, 1 = the full generated motion.
     batch_size: frames per batch on ``device``.
+    lip_frame: built-in generator: the frame whose lips (texture, colour) the new mouths wear;
+             -1 = :func:`generator.reference_frame` (the most closed frame of usual width).
     Returns (crops (B, S, S, 3) float32 0..1 on the images' device, face track for Composite):
     S is the track's crop size for the built-in generator and 96 for Wav2Lip, whose track
     carries the face-crop transform.
@@ -101,7 +103,11 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
         mouth_crop = out_track.mouth.to(torch.float32) @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
         rest = generator.mouth_rest(mouth_crop)
         # the lips are re-rendered with the clip's own lip texture, from its most closed frame
-        ref = generator.reference_frame(mouth_crop, out_track.found)
+        if int(lip_frame) >= b:
+            raise InputError(f"{who}: lip_frame {int(lip_frame)} is past the clip's last frame ({b - 1}); "
+                             "-1 picks the most closed frame.")
+        ref = int(lip_frame) if int(lip_frame) >= 0 else generator.reference_frame(mouth_crop, out_track.found)
+        log.info("%s: lips from frame %d", who, ref)
         ref_crop = composite.crop_faces(images[ref:ref + 1], _frames(out_track, ref, ref + 1), device=device)
         rest = replace(rest, ref_crop=ref_crop[0, ..., :3].to(torch.float32).permute(2, 0, 1),
                        ref_mouth=mouth_crop[ref].to(device))
