@@ -138,6 +138,7 @@ class Options:
     backend: str = "auto"
     viseme_set: str = "rhubarb"
     strength: float = 1.0
+    lip_frame: int = -1
     score: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -196,7 +197,7 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
 
     bar.start("LipSyncInference")
     out, _ = call_node(nodes["LipSyncInference"], images=images, face_track=face, visemes=track, driver=driver,
-                       model=opts.model, strength=opts.strength)
+                       model=opts.model, strength=opts.strength, lip_frame=opts.lip_frame)
     crops, face2 = out["crops"], out["face_track"]
 
     bar.start("Composite")
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="phoneme backend (auto: align when a transcript is given, else recognize)")
     p.add_argument("--visemes", default="rhubarb", help="viseme set: rhubarb, oculus15 or azure22")
     p.add_argument("--strength", type=float, default=1.0, help="how far the mouth moves (0..1.5)")
+    p.add_argument("--lip-frame", type=int, default=-1,
+                   help="built-in generator: the frame (0 = first) whose lips the new mouth wears; -1 = automatic")
     p.add_argument("--no-score", action="store_true", help="skip SyncScore")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above)"
                              f"{'; --no-score runs without SyncScore' if missing == ['LipSyncSyncScore'] else ''}.")
         opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
-                       strength=args.strength, score=not args.no_score)
+                       strength=args.strength, lip_frame=args.lip_frame, score=not args.no_score)
         out = Path(args.output)
         if args.command == "demo":
             jobs = [demo_job(out if out.suffix else out / "demo.mp4")]

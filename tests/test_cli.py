@@ -146,7 +146,7 @@ def test_nodes_called_with_their_defaults():
     assert out == {"n": 10, "text": "bphi"} and ui == {"text": ["hi"]}
 
 
-def test_still_picture_speaks(tmp_path):
+def test_still_picture_speaks(tmp_path, capsys):
     """--video can be a picture: it becomes a still clip as long as the line, at --fps."""
     from PIL import Image
     from skimage import data
@@ -170,6 +170,10 @@ def test_still_picture_speaks(tmp_path):
     f = frames.float()
     assert f[:, 67:83, 98:125].std(dim=0).mean() > 3.0          # the mouth (half the 512 px coordinates)
     assert f[:, 0:40, 200:256].std(dim=0).mean() < 1.5          # the background corner does not move
+    # --lip-frame reaches LipSyncInference: a frame past the clip is refused with the node's message
+    assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
+                     "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--lip-frame", "29"]) == 2
+    assert "lip_frame 29 is past the clip's last frame (28)" in capsys.readouterr().err
 
 
 def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
