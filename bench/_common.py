@@ -1,21 +1,14 @@
 """Shared by the bench scripts (run as ``python bench/bench_x.py``, so this folder is on sys.path):
-the GRID clips' transcripts and the process-memory readings."""
+the GRID clips (their transcripts are the tests' own, tests/conftest.py) and the process-memory readings."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GRID = ROOT.parent / "shared" / "data" / "grid"
-GRID_TEXT = {  # from shared/data/README.md
-    "bbaf2n": "bin blue at f two now",
-    "brbk7n": "bin red by k seven now",
-    "lbax4n": "lay blue at x four now",
-    "lbbc2a": "lay blue by c two again",
-    "lrwp9a": "lay red with p nine again",
-    "lwbsza": "lay white by s zero again",
-    "swwp2s": "set white with p two soon",
-}
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import GRID, GRID_TEXT  # noqa: E402,F401  (one copy of the transcripts: the tests')
 
 
 def status_mb(key: str) -> float | None:
