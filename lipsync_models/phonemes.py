@@ -12,7 +12,10 @@ Backends (all return a :class:`~.types.PhonemeTrack` covering ``[0, duration]``)
 * :func:`extract` - picks one by name; ``"auto"`` aligns when a transcript is given, else
   recognises. It never falls back to another backend on its own.
 
-Labels are ARPAbet without stress digits; silence, breath and noise are ``"SIL"``.
+Labels are ARPAbet without stress digits; silence and noise are ``"SIL"``. :func:`extract` then
+marks audible in-breaths just before speech as ``"BREATH"`` (:func:`mark_breaths`): filmed
+speakers part their lips to breathe in before a line, and MapVisemes opens the mouth a little
+there.
 
 Confidence (pocketsphinx backends): the segment's acoustic log-likelihood relative to the best
 senone of each frame, averaged over its frames and exponentiated: ``exp(mean_t(log p(x_t |
@@ -675,11 +678,91 @@ def acoustic(wave16k: torch.Tensor, fps: float = 100.0, min_ms: float = 50.0,
     return PhonemeTrack(tuple(phonemes), dur, "acoustic")
 
 
+# --- audible in-breaths ----------------------------------------------------------------------
+
+BREATH_ABOVE_FLOOR_DB = 10.0
+"""A silent stretch counts as breath where its high-passed 10 ms level is at least this far
+above the recording's noise floor (10th percentile of all 10 ms levels)."""
+BREATH_MIN_SNR_DB = 30.0
+"""Breaths are looked for only when speech (98th percentile level) stands at least this far
+above the noise floor: on noisy recordings room noise would pass for breath."""
+BREATH_FLOOR_MAX_DB = 60.0
+"""The floor is taken no lower than this far below the speech, so digital silence (synthetic
+speech) does not turn every faint sample into breath."""
+BREATH_BEFORE_S = 1.0
+"""Only sound in the last this-many seconds of a pause before speech is an in-breath; noise
+after speech or early in a long pause is left as silence."""
+BREATH_MIN_S = 0.06
+"""Shortest audible breath (loud frames in total)."""
+BREATH_HOLD_S = 0.5
+"""A breath ending this close to the speech onset holds until it (the lips stay parted)."""
+
+
+def _breath_levels(x: np.ndarray) -> np.ndarray:
+    """10 ms levels (dBFS) after a first-order high-pass (pre-emphasis 0.97), which keeps the
+    hiss of breath and drops hum and rumble."""
+    y = np.empty_like(x)
+    y[0] = x[0]
+    y[1:] = x[1:] - 0.97 * x[:-1]
+    return _frame_dbfs(y)
+
+
+def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
+    """Relabel audible in-breaths inside pauses as ``"BREATH"``.
+
+    Speakers breathe in through the mouth before a line, and the breath is audible: on the
+    GRID recordings 15-25 dB above the room noise and 35 dB below the speech, while the
+    face-mesh lip gap opens to about half its vowel value (FACTS.md's measure; bench_e2e.py).
+    For each pause (SIL) followed by speech: the 10 ms frames of its last
+    :data:`BREATH_BEFORE_S` seconds whose high-passed level is :data:`BREATH_ABOVE_FLOOR_DB`
+    above the noise floor (5-frame median, so clicks do not count); if they add up to
+    :data:`BREATH_MIN_S`, the pause from the first such frame becomes BREATH, up to the speech
+    onset when the last one is within :data:`BREATH_HOLD_S` of it, else to the last one.
+    Recordings whose speech stands less than :data:`BREATH_MIN_SNR_DB` above their floor, and
+    synthetic speech with digital silence, get none. Returns a new track (same phonemes
+    otherwise).
+    """
+    x = _as_wave(wave16k, "mark_breaths")
+    db = _breath_levels(x)
+    if len(db) < 5:
+        return track
+    level = float(np.percentile(db, 98))
+    floor = max(float(np.percentile(db, 10)), level - BREATH_FLOOR_MAX_DB)  # digital silence: -120 dB
+    if level - floor < BREATH_MIN_SNR_DB:
+        return track
+    loud = db > floor + BREATH_ABOVE_FLOOR_DB
+    pad = np.pad(loud.astype(np.int8), 2, mode="edge")
+    loud = np.lib.stride_tricks.sliding_window_view(pad, 5).sum(1) >= 3  # 5-frame median
+    ph = list(track.phonemes)
+    out: list[Phoneme] = []
+    for i, p in enumerate(ph):
+        nxt = ph[i + 1] if i + 1 < len(ph) else None
+        if p.label != "SIL" or nxt is None or nxt.label == "SIL":
+            out.append(p)
+            continue
+        onset = float(p.end)
+        f0 = max(int(math.ceil(max(float(p.start), onset - BREATH_BEFORE_S) * FRAME_RATE)), 0)
+        f1 = min(int(onset * FRAME_RATE), len(loud))
+        idx = np.flatnonzero(loud[f0:f1]) + f0 if f1 > f0 else np.zeros(0, int)
+        if len(idx) < BREATH_MIN_S * FRAME_RATE:
+            out.append(p)
+            continue
+        start = max(idx[0] / FRAME_RATE, float(p.start))
+        end = onset if onset - (idx[-1] + 1) / FRAME_RATE <= BREATH_HOLD_S else (idx[-1] + 1) / FRAME_RATE
+        if start > p.start:
+            out.append(Phoneme("SIL", p.start, start, p.confidence))
+        out.append(Phoneme("BREATH", start, end, 1.0))
+        if end < onset:
+            out.append(Phoneme("SIL", end, onset, p.confidence))
+    return PhonemeTrack(tuple(out), track.duration, track.backend, track.words)
+
+
 # --- front door -----------------------------------------------------------------------------
 
 def extract(wave16k: torch.Tensor, backend: str = "auto", transcript: str = "", lw: float = 2.0,
-            on_progress: ProgressFn | None = None) -> PhonemeTrack:
-    """Run one backend by name (see :data:`BACKENDS`).
+            on_progress: ProgressFn | None = None, breaths: bool = True) -> PhonemeTrack:
+    """Run one backend by name (see :data:`BACKENDS`), then :func:`mark_breaths` (unless
+    ``breaths`` is False).
 
     "auto" aligns when ``transcript`` has words, else recognises; it never switches to the
     acoustic backend on its own. Returns a PhonemeTrack.
@@ -690,10 +773,12 @@ def extract(wave16k: torch.Tensor, backend: str = "auto", transcript: str = "", 
     if backend == "auto":
         backend = "align" if transcript.strip() else "recognize"
     if backend == "align":
-        return align(wave16k, transcript, on_progress=on_progress)
-    if backend == "recognize":
-        return recognize(wave16k, lw=lw, on_progress=on_progress)
-    return acoustic(wave16k, on_progress=on_progress)
+        track = align(wave16k, transcript, on_progress=on_progress)
+    elif backend == "recognize":
+        track = recognize(wave16k, lw=lw, on_progress=on_progress)
+    else:
+        track = acoustic(wave16k, on_progress=on_progress)
+    return mark_breaths(track, wave16k) if breaths else track
 
 
 def report(track: PhonemeTrack, wave16k: torch.Tensor) -> list[str]:
@@ -701,7 +786,7 @@ def report(track: PhonemeTrack, wave16k: torch.Tensor) -> list[str]:
     notes = []
     x = _as_wave(wave16k, "report")
     db = _frame_dbfs(x)
-    spoken = [p for p in track.phonemes if p.label != "SIL"]
+    spoken = [p for p in track.phonemes if p.label not in ("SIL", "BREATH")]
     if db.max() < SILENCE_DBFS:
         notes.append(f"note: the audio is silent (loudest 10 ms at {db.max():.0f} dBFS); only SIL was produced.")
     elif not spoken:

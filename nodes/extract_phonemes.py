@@ -49,7 +49,8 @@ class ExtractPhonemes:
     DESCRIPTION = ("Finds the phonemes in the spoken line and when each is said. 'auto' aligns the typed "
                    "transcript when there is one (most accurate), else recognises English phones from the "
                    "sound alone; 'acoustic' works without any model for other languages, singing or "
-                   "noises, but only knows six mouth classes. Output feeds MapVisemes.")
+                   "noises, but only knows six mouth classes. Audible in-breaths before a line are marked "
+                   "BREATH (MapVisemes parts the lips there). Output feeds MapVisemes.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -83,7 +84,8 @@ class ExtractPhonemes:
     RETURN_TYPES = (PHONEMES, "STRING")
     RETURN_NAMES = ("phonemes", "listing")
     OUTPUT_TOOLTIPS = (
-        "Timed phonemes (ARPAbet label, start, end, confidence; SIL for silence) for MapVisemes.",
+        "Timed phonemes (ARPAbet label, start, end, confidence; SIL for silence, BREATH for an audible "
+        "in-breath just before speech) for MapVisemes.",
         "Readable listing: notes, the aligned words with their times (align), then one phoneme per line: "
         "start and end in seconds, label, confidence.",
     )

@@ -77,7 +77,7 @@ def check_track(track: PhonemeTrack, duration: float) -> None:
         assert a.end == pytest.approx(b.start, abs=1e-9)
     for p in track.phonemes:
         assert p.end > p.start
-        assert p.label in g2p.PHONES or p.label == "SIL", p.label
+        assert p.label in g2p.PHONES or p.label in ("SIL", "BREATH"), p.label
         assert 0.0 <= p.confidence <= 1.0
 
 
@@ -370,6 +370,57 @@ def test_extract_auto_picks_align_or_recognize(grid_dir):
     assert P.extract(x, "acoustic", "ignored text").backend == "acoustic"
     with pytest.raises(InputError, match="unknown backend"):
         P.extract(x, "whisper")
+
+
+# --- audible in-breaths ----------------------------------------------------------------------
+
+def test_breath_before_the_line_on_grid(grid_dir):
+    """bbaf2n: the speaker breathes in audibly from 0.45 s (about 20 dB above the room noise) and
+    says "bin" at 0.92 s; the filmed lips part with the breath (bench_e2e.py)."""
+    x = grid16k(grid_dir, "bbaf2n")
+    aligned = P.align(x, GRID_TEXT["bbaf2n"])
+    marked = P.mark_breaths(aligned, x)
+    check_track(marked, x.numel() / SR)
+    breaths = [p for p in marked.phonemes if p.label == "BREATH"]
+    onset = next(p for p in aligned.phonemes if p.label != "SIL").start
+    assert len(breaths) == 1
+    assert 0.35 <= breaths[0].start <= 0.55 and breaths[0].end == pytest.approx(onset)
+    # the phones and words are untouched, the pause after the line stays silence
+    assert [p for p in marked.phonemes if p.label not in ("SIL", "BREATH")] == \
+        [p for p in aligned.phonemes if p.label != "SIL"]
+    assert marked.words == aligned.words and marked.phonemes[-1].label == "SIL"
+    # extract marks them by default, and not when asked not to
+    assert P.extract(x, transcript=GRID_TEXT["bbaf2n"]).phonemes == marked.phonemes
+    assert P.extract(x, transcript=GRID_TEXT["bbaf2n"], breaths=False).phonemes == aligned.phonemes
+
+
+def test_breath_only_before_speech_and_above_the_noise():
+    """espeak-ng speech in digital silence has no breath; a breath-like hiss (-45 dBFS) just
+    before the line is one; the same hiss after the line is not (people breathe in before they
+    speak); under steady background noise 30 dB below the speech nothing is marked."""
+    speech = espeak("hello there, how are you").numpy()
+    lead = 0.8
+    rng = np.random.default_rng(0)
+
+    def build(hiss=None, background_db=None):
+        x = np.concatenate([np.zeros(int(lead * SR)), speech, np.zeros(int(lead * SR))])
+        if hiss is not None:
+            a = int(hiss * SR)
+            x[a:a + int(0.35 * SR)] += rng.standard_normal(int(0.35 * SR)) * 10 ** (-45 / 20)
+        if background_db is not None:
+            x += rng.standard_normal(len(x)) * 10 ** (background_db / 20)
+        return torch.from_numpy(x.astype(np.float32))
+
+    def breaths(x):
+        t = P.extract(x, transcript="hello there, how are you")
+        onset = next(p.start for p in t.phonemes if p.label not in ("SIL", "BREATH"))
+        return [(p.start, p.end) for p in t.phonemes if p.label == "BREATH"], onset
+
+    assert breaths(build())[0] == []
+    got, onset = breaths(build(hiss=0.3))
+    assert len(got) == 1 and got[0][0] == pytest.approx(0.3, abs=0.03) and got[0][1] == pytest.approx(onset)
+    assert breaths(build(hiss=lead + len(speech) / SR + 0.2))[0] == []
+    assert breaths(build(hiss=0.3, background_db=-50))[0] == []
 
 
 def test_node_registration_and_inputs():
