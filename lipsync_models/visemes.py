@@ -213,6 +213,7 @@ class VisemeSet:
             the bilabial closure shape (lips pressed: P, B, M).
     table:  ARPAbet (39 CMU phones) + "SIL" -> viseme name.
     glides: diphthong -> the viseme it glides to over its last 40%.
+    breath: the open shape an audible in-breath (label BREATH) moves the rest pose toward.
     shapes: viseme name -> 5 mouth parameters (order :data:`MOUTH_PARAMS`, in [0, 1]).
     """
 
@@ -226,6 +227,7 @@ class VisemeSet:
     shapes: dict
     source: str
     alternatives: dict = field(default_factory=dict)
+    breath: str = ""
 
     def index(self, name: str) -> int:
         return self.names.index(name)
@@ -239,15 +241,15 @@ VISEME_SETS: dict[str, VisemeSet] = {
     "rhubarb": VisemeSet(
         "rhubarb", "Rhubarb / Preston Blair (A-H, X)", ("A", "B", "C", "D", "E", "F", "G", "H", "X"),
         "X", "A", PHONEME_TO_RHUBARB, RHUBARB_GLIDES, RHUBARB_SHAPES,
-        "Rhubarb Lip Sync README, 'Mouth shapes' (Hanna-Barbera / Preston Blair)", RHUBARB_ALTERNATIVES),
+        "Rhubarb Lip Sync README, 'Mouth shapes' (Hanna-Barbera / Preston Blair)", RHUBARB_ALTERNATIVES, "C"),
     "oculus15": VisemeSet(
         "oculus15", "Meta / Oculus OVR Lipsync (15)", OCULUS15_NAMES, "sil", "PP",
         PHONEME_TO_OCULUS15, OCULUS15_GLIDES, OCULUS15_SHAPES,
-        "Oculus Lipsync Viseme Reference / OpenXR XR_META_face_tracking_visemes"),
+        "Oculus Lipsync Viseme Reference / OpenXR XR_META_face_tracking_visemes", breath="E"),
     "azure22": VisemeSet(
         "azure22", "Microsoft Azure Speech viseme ids (0-21)", AZURE22_NAMES, "0", "21",
         PHONEME_TO_AZURE22, {}, AZURE22_SHAPES,
-        "Azure AI Speech 'Map phonemes to visemes' (en-US) = SAPI 5 SPVISEMES"),
+        "Azure AI Speech 'Map phonemes to visemes' (en-US) = SAPI 5 SPVISEMES", breath="1"),
 }
 """The viseme sets by key: ``rhubarb``, ``oculus15``, ``azure22``."""
 
@@ -508,12 +510,23 @@ with the transcript at 0 ms, 5/7 at 20 ms, 3/7 at 30 ms (the generated mouth rea
 Earlier sessions used 20 ms ("a mouth slightly early is accepted better than late"); the
 animators' one-frame lead (40 ms) stays one widget change away."""
 
+BREATH_OPEN = 0.35
+"""Default share of the set's open shape mixed into the rest pose during an audible in-breath
+(ExtractPhonemes' BREATH label): jaw_open 0.19 with the Rhubarb set (C is 0.55). Filmed GRID
+speakers part their lips to about half their vowel opening as they breathe in before the line
+(face-mesh lip gap 0.05-0.09 against 0.13-0.15 on the vowels, closed 0.02); the value is kept
+lower than that because a breath mistaken from room noise should not read as speech.
+bench_e2e.py (GRID, each clip driven by the next one's audio) gives the figures."""
+
+BREATH_LABELS = frozenset({"BREATH", "+BREATH+", "<BREATH>"})
+"""Phoneme labels of an audible breath (ExtractPhonemes writes BREATH; pocketsphinx fillers)."""
+
 SMOOTHING_MAX_MS = 60.0
 """smoothing = 1 is a Gaussian of this sigma (ms); smoothing = s scales it linearly."""
 
 
 def _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, strength,
-                smoothing, bridge_pause_ms, who):
+                smoothing, bridge_pause_ms, who, breath_open=0.0):
     if not isinstance(track, PhonemeTrack):
         raise InputError(f"{who}: phonemes must be a PhonemeTrack (from ExtractPhonemes), got {type(track).__name__}.")
     if len(track.phonemes) == 0:
@@ -527,7 +540,8 @@ def _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, 
                          "Set frame_count, or 0 to use the driver's or the phonemes' length.")
     for name, val, lo, hi in (("anticipation_ms", anticipation_ms, 0, 500), ("min_hold_ms", min_hold_ms, 0, 1000),
                               ("blend_ms", blend_ms, 0, 1000), ("strength", strength, 0, 1),
-                              ("smoothing", smoothing, 0, 1), ("bridge_pause_ms", bridge_pause_ms, 0, 5000)):
+                              ("smoothing", smoothing, 0, 1), ("bridge_pause_ms", bridge_pause_ms, 0, 5000),
+                              ("breath_open", breath_open, 0, 1)):
         if not (isinstance(val, (int, float)) and math.isfinite(val) and lo <= val <= hi):
             raise InputError(f"{who}: {name} must be between {lo} and {hi}, got {val}.")
 
@@ -535,7 +549,7 @@ def _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, 
 def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
                  viseme_set: "str | VisemeSet" = "rhubarb", anticipation_ms: float = ANTICIPATION_MS,
                  min_hold_ms: float = 60.0, blend_ms: float = 60.0, strength: float = 1.0,
-                 smoothing: float = 0.5, bridge_pause_ms: float = 150.0,
+                 smoothing: float = 0.5, bridge_pause_ms: float = 150.0, breath_open: float = BREATH_OPEN,
                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
                  who: str = "MapVisemes") -> VisemeTrack:
     """Timed phonemes -> a per-frame mouth track at ``fps``.
@@ -554,8 +568,12 @@ def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
     5. blending: each frame's weights are the share of each shape in a ``blend_ms`` window
        around it (linear cross-fades instead of cuts), then a zero-phase Gaussian of sigma
        ``smoothing * 60 ms``; rows sum to 1;
-    6. frames whose centre lies in a closure are fully closed (lip_close 1, jaw 0);
-    7. params = weights @ shapes; ``strength`` s mixes toward rest:
+    6. breaths: where a pause is an audible in-breath (label BREATH, see
+       :func:`.phonemes.mark_breaths`), ``breath_open`` of the rest weight moves to the set's
+       open shape (``VisemeSet.breath``), cross-faded like the shapes: the lips part a little
+       before the line. The rest shape stays the dominant one (cues are unchanged);
+    7. frames whose centre lies in a closure are fully closed (lip_close 1, jaw 0);
+    8. params = weights @ shapes; ``strength`` s mixes toward rest:
        ``w = s * w + (1 - s) * rest`` (so params move linearly toward the rest pose).
 
     track: PhonemeTrack; num_frames: T (default ``round(track.duration * fps)``).
@@ -567,7 +585,7 @@ def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
     if isinstance(track, PhonemeTrack) and num_frames is None:
         num_frames = max(1, int(round(float(track.duration) * float(fps)))) if fps and fps > 0 else 0
     _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, strength,
-                smoothing, bridge_pause_ms, who)
+                smoothing, bridge_pause_ms, who, breath_open)
     fps = float(fps)
     num_frames = int(num_frames)
     V = len(vs.names)
@@ -578,6 +596,13 @@ def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
     t = (torch.arange(num_frames, dtype=torch.float64) + 0.5) / fps
     w = _box_weights(bounds, vis, V, t, blend_ms / 1000.0)
     w = _gauss_smooth(w, smoothing * SMOOTHING_MAX_MS / 1000.0 * fps)
+    if breath_open > 0 and vs.breath:
+        share = _breath_share(track, fps, num_frames, blend_ms, smoothing)
+        if share is not None:
+            rest_i, open_i = vs.index(vs.rest), vs.index(vs.breath)
+            moved = w[:, rest_i] * (float(breath_open) * share)
+            w[:, rest_i] -= moved
+            w[:, open_i] += moved
     # closures: hard, whatever the blending did around them
     seg = torch.searchsorted(bounds[1:-1].contiguous(), t, right=True).clamp_(0, len(vis_np) - 1)
     closed = vs.index(vs.closed)
@@ -591,6 +616,35 @@ def map_phonemes(track: PhonemeTrack, fps: float, num_frames: int | None = None,
     dev = torch.device(device) if device is not None else torch.device("cpu")
     return VisemeTrack(weights=w.to(device=dev, dtype=dtype), params=params.to(device=dev, dtype=dtype),
                        names=vs.names, viseme_set=vs.key, fps=fps, cues=cues)
+
+
+def _breath_share(track: PhonemeTrack, fps: float, num_frames: int, blend_ms: float,
+                  smoothing: float) -> torch.Tensor | None:
+    """(T,) float64 share of each frame's blend window that lies in a BREATH phoneme, smoothed
+    like the weights; None when the track has no breath."""
+    end_time = num_frames / fps
+    spans = sorted((max(float(p.start), 0.0), min(float(p.end), end_time)) for p in track.phonemes
+                   if str(p.label).strip().upper() in BREATH_LABELS)
+    spans = [(s, e) for s, e in spans if e > s]
+    if not spans:
+        return None
+    bounds, vis, t0 = [0.0], [], 0.0
+    for s, e in spans:
+        s, e = max(s, t0), max(e, t0)
+        if e <= s:
+            continue
+        if s > t0:
+            vis.append(0)
+            bounds.append(s)
+        vis.append(1)
+        bounds.append(e)
+        t0 = e
+    if t0 < end_time:
+        vis.append(0)
+        bounds.append(end_time)
+    t = (torch.arange(num_frames, dtype=torch.float64) + 0.5) / fps
+    w = _box_weights(torch.tensor(bounds, dtype=torch.float64), torch.tensor(vis), 2, t, blend_ms / 1000.0)
+    return _gauss_smooth(w, smoothing * SMOOTHING_MAX_MS / 1000.0 * fps)[:, 1]
 
 
 def _cues(w: torch.Tensor, names, fps: float) -> tuple[tuple[float, float, str], ...]:

@@ -65,6 +65,11 @@ class MapVisemes:
                                               "tooltip": "Pauses shorter than this keep the mouth moving "
                                                          "between the shapes around them; longer pauses go to "
                                                          "the rest shape."}),
+                "breath_open": ("FLOAT", {"default": visemes.BREATH_OPEN, "min": 0.0, "max": 1.0, "step": 0.05,
+                                          "tooltip": "How far the lips part on an audible in-breath before a "
+                                                     "line (ExtractPhonemes labels it BREATH), as a share of "
+                                                     "the open shape: filmed speakers breathe in through the "
+                                                     "mouth. 0 = the mouth stays at rest in every pause."}),
             },
             "optional": {
                 "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver: gives the fps, the frame "
@@ -84,7 +89,8 @@ class MapVisemes:
     CATEGORY = "lipsync/audio"
 
     def map(self, phonemes, viseme_set="rhubarb", fps=25.0, frame_count=0, anticipation_ms=visemes.ANTICIPATION_MS,
-            min_hold_ms=60.0, blend_ms=60.0, strength=1.0, smoothing=0.5, bridge_pause_ms=150.0, driver=None):
+            min_hold_ms=60.0, blend_ms=60.0, strength=1.0, smoothing=0.5, bridge_pause_ms=150.0, driver=None,
+            breath_open=visemes.BREATH_OPEN):
         fps = float(fps)
         frames = int(frame_count or 0)
         if frames < 0:
@@ -101,7 +107,7 @@ class MapVisemes:
         track = visemes.map_phonemes(
             phonemes, fps, frames or None, viseme_set=viseme_set, anticipation_ms=float(anticipation_ms),
             min_hold_ms=float(min_hold_ms), blend_ms=float(blend_ms), strength=float(strength),
-            smoothing=float(smoothing), bridge_pause_ms=float(bridge_pause_ms),
+            smoothing=float(smoothing), bridge_pause_ms=float(bridge_pause_ms), breath_open=float(breath_open),
             device=_comfy.compute_device(), who=WHO)
         image = visemes.preview(track, waveform, phonemes).to(_comfy.intermediate_device())
         text_json = visemes.to_rhubarb_json(track, sound)

@@ -263,6 +263,44 @@ def test_track_is_cut_or_padded_to_the_frame_count():
     assert vt.cues[-1][1] == pytest.approx(4.0)
 
 
+def breath_track():
+    return track(("SIL", 0.0, 0.4), ("BREATH", 0.4, 1.2), ("AA", 1.2, 1.6), ("SIL", 1.6, 2.0))
+
+
+@pytest.mark.parametrize("key", list(V.VISEME_SETS))
+def test_breath_parts_the_lips_before_speech(key):
+    """An audible in-breath (BREATH) moves breath_open of the rest pose toward the set's open
+    shape, cross-faded like any shape; the rest stays the dominant shape, so cues do not change."""
+    vs = V.VISEME_SETS[key]
+    rest, opened = vs.shapes[vs.rest], vs.shapes[vs.breath]
+    assert opened[JAW] >= 0.5  # the breath shape is an open one
+    vt = V.map_phonemes(breath_track(), 25, viseme_set=key)
+    jaw = vt.param("jaw_open")
+    inside = jaw[15:25]  # frame centres 0.62-0.98 s: blend window and smoothing stay in the breath
+    expect = (1 - V.BREATH_OPEN) * rest[JAW] + V.BREATH_OPEN * opened[JAW]
+    assert torch.allclose(inside, torch.full_like(inside, expect), atol=1e-6)
+    assert 0.15 <= expect <= 0.25
+    assert float(jaw[:5].abs().max()) == 0.0  # the pause before the breath stays closed
+    assert float(jaw[-3:].abs().max()) == 0.0  # and the one after the line
+    assert set(dominant(vt)[:29]) == {vs.rest}
+    # ramps in over the blend window, no step
+    assert 0.0 < float(jaw[10]) < expect
+    # breath_open 0 is the same as a plain pause; larger values open further
+    plain = V.map_phonemes(track(("SIL", 0.0, 1.2), ("AA", 1.2, 1.6), ("SIL", 1.6, 2.0)), 25, viseme_set=key)
+    assert torch.equal(V.map_phonemes(breath_track(), 25, viseme_set=key, breath_open=0.0).params, plain.params)
+    wide = V.map_phonemes(breath_track(), 25, viseme_set=key, breath_open=0.7).param("jaw_open")
+    assert float(wide[20]) > float(jaw[20])
+    assert vt.cues == plain.cues
+
+
+def test_breath_inside_a_bridged_pause_changes_nothing():
+    """A short pause between words is bridged (no rest there), so a breath label in it has no
+    rest weight to move."""
+    a = V.map_phonemes(track(("AA", 0, 0.3), ("SIL", 0.3, 0.4), ("IY", 0.4, 0.7)), 25)
+    b = V.map_phonemes(track(("AA", 0, 0.3), ("BREATH", 0.3, 0.4), ("IY", 0.4, 0.7)), 25)
+    assert torch.equal(a.params, b.params)
+
+
 def test_errors_are_clear():
     with pytest.raises(InputError, match="empty"):
         V.map_phonemes(PhonemeTrack((), 1.0, "test"), 25, 25)
@@ -275,6 +313,8 @@ def test_errors_are_clear():
         V.map_phonemes(track(("QQ", 0, 0.5)), 25, 25)
     with pytest.raises(InputError, match="strength"):
         V.map_phonemes(p_track(), 25, 25, strength=1.5)
+    with pytest.raises(InputError, match="breath_open"):
+        V.map_phonemes(p_track(), 25, 25, breath_open=-0.1)
     with pytest.raises(InputError, match="frame count"):
         V.map_phonemes(p_track(), 25, 0)
     with pytest.raises(InputError, match="ends before it starts"):

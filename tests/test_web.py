@@ -198,7 +198,7 @@ def test_viseme_timeline_drawn(browser_run):
     assert _count(after, CUE_X, tol=6) > 300
     assert _count(after, JAW, tol=20) > 100            # jaw-open curve
     assert _count(before, CUE_A, tol=10) < 0.001 * area
-    assert len(node["serialized"]) == 9
+    assert len(node["serialized"]) == 10  # MapVisemes' widgets, breath_open last
 
 
 def test_sync_badge_and_plot(browser_run):

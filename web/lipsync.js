@@ -62,7 +62,9 @@ export function drawPhonemes(ctx, data, x, y, w, h) {
   phones.forEach((p, i) => {
     const x0 = x + (p.start / duration) * w, x1 = x + (p.end / duration) * w;
     const silent = p.label === "SIL" || p.label === "sil";
-    ctx.fillStyle = silent ? "rgba(255,255,255,0.03)" : i % 2 ? "rgba(94,129,172,0.30)" : "rgba(136,192,208,0.22)";
+    const breath = p.label === "BREATH";  // an audible in-breath: the lips part a little
+    ctx.fillStyle = silent ? "rgba(255,255,255,0.03)" : breath ? "rgba(235,203,139,0.16)"
+      : i % 2 ? "rgba(94,129,172,0.30)" : "rgba(136,192,208,0.22)";
     ctx.fillRect(x0, top, Math.max(1, x1 - x0), bottom - top);
   });
   // waveform peaks, mirrored around the middle
@@ -82,7 +84,8 @@ export function drawPhonemes(ctx, data, x, y, w, h) {
   for (const p of phones) {
     if (p.label === "SIL" || p.label === "sil") continue;
     const x0 = x + (p.start / duration) * w, x1 = x + (p.end / duration) * w;
-    if (x1 - x0 >= ctx.measureText(p.label).width + 2) ctx.fillText(p.label, (x0 + x1) / 2, y + 12);
+    const text = p.label === "BREATH" ? "breath" : p.label;
+    if (x1 - x0 >= ctx.measureText(text).width + 2) ctx.fillText(text, (x0 + x1) / 2, y + 12);
   }
   timeTicks(ctx, x, bottom + 1, w, duration);
 }
