@@ -11,7 +11,8 @@ frame and phoneme counts. Timings depend on load: the load average is printed be
 With --grid it also checks the mouth against real footage: for each GRID clip (transcript
 aligned with phonemes.align) the jaw_open track is correlated with the mouth opening that
 face.track_faces measures in the video, and with the 300-3000 Hz log band envelope of the
-audio, for several anticipation values and video lags; prints the mean r per setting.
+audio, for several anticipation values and video lags, and with and without the audible
+in-breaths marked; prints the mean r per setting.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def grid_check(detector: str = "haar"):
     face_r = {a: [] for a in antics}
     env_r = {a: [] for a in antics}
     lag_r = {lag: [] for lag in range(-2, 3)}
+    breath_r = {"without": [], "with": []}
     for clip in GRID_CLIPS:
         frames, fps, (wav, sr) = media.read_video(str(GRID / f"{clip}.mpg"))
         wave = A.resample(wav.mean(0, keepdim=True), sr, 16000)[0]
@@ -125,6 +127,9 @@ def grid_check(detector: str = "haar"):
             face_r[a].append(np.corrcoef(jaw, opening)[0, 1])
             env_r[a].append(np.corrcoef(jaw, env)[0, 1])
         jaw0 = V.map_phonemes(track, fps, n, anticipation_ms=0).param("jaw_open").double().numpy()
+        jawb = V.map_phonemes(P.mark_breaths(track, wave), fps, n, anticipation_ms=0).param("jaw_open").double().numpy()
+        breath_r["without"].append(np.corrcoef(jaw0, opening)[0, 1])
+        breath_r["with"].append(np.corrcoef(jawb, opening)[0, 1])
         for lag in lag_r:  # lag > 0: the filmed mouth comes lag frames after the phoneme timeline
             x, y = (jaw0[:n - lag], opening[lag:]) if lag >= 0 else (jaw0[-lag:], opening[:n + lag])
             lag_r[lag].append(np.corrcoef(x, y)[0, 1])
@@ -135,6 +140,9 @@ def grid_check(detector: str = "haar"):
               f"r(jaw, audio band envelope) {np.mean(env_r[a]):.3f}")
     print("  filmed opening vs the anticipation-0 jaw track, by video lag (frames): " +
           ", ".join(f"{lag:+d}: {np.mean(v):.3f}" for lag, v in lag_r.items()))
+    print(f"  audible in-breaths marked (phonemes.mark_breaths, breath_open {V.BREATH_OPEN}) vs not, anticipation 0: "
+          f"r {np.mean(breath_r['with']):.3f} vs {np.mean(breath_r['without']):.3f} (per clip: "
+          + ", ".join(f"{w:+.2f}/{o:+.2f}" for w, o in zip(breath_r["with"], breath_r["without"])) + ")")
 
 
 if __name__ == "__main__":
