@@ -79,7 +79,8 @@ class AudioDriver:
 @dataclass(frozen=True)
 class Phoneme:
     """One timed phoneme. label: ARPAbet without stress digits (``"AA"``, ``"P"``), or
-    ``"SIL"`` for silence; start/end in seconds; confidence in [0, 1]."""
+    ``"SIL"`` for silence, ``"BREATH"`` for an audible in-breath before speech; start/end in
+    seconds; confidence in [0, 1]."""
 
     label: str
     start: float
