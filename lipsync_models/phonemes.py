@@ -692,8 +692,13 @@ speech) does not turn every faint sample into breath."""
 BREATH_BEFORE_S = 1.0
 """Only sound in the last this-many seconds of a pause before speech is an in-breath; noise
 after speech or early in a long pause is left as silence."""
+BREATH_AFTER_SPEECH_S = 0.1
+"""In a pause between two phrases, the first this-many seconds are the previous sound's tail
+(decay, room reverberation), not breath."""
 BREATH_MIN_S = 0.06
-"""Shortest audible breath (loud frames in total)."""
+"""Shortest audible breath (loud frames in one burst)."""
+BREATH_JOIN_S = 0.1
+"""Loud frames this close together belong to one burst of breath."""
 BREATH_HOLD_S = 0.5
 """A breath ending this close to the speech onset holds until it (the lips stay parted)."""
 
@@ -714,10 +719,11 @@ def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
     GRID recordings 15-25 dB above the room noise and 35 dB below the speech, while the
     face-mesh lip gap opens to about half its vowel value (FACTS.md's measure; bench_e2e.py).
     For each pause (SIL) followed by speech: the 10 ms frames of its last
-    :data:`BREATH_BEFORE_S` seconds whose high-passed level is :data:`BREATH_ABOVE_FLOOR_DB`
-    above the noise floor (5-frame median, so clicks do not count); if they add up to
-    :data:`BREATH_MIN_S`, the pause from the first such frame becomes BREATH, up to the speech
-    onset when the last one is within :data:`BREATH_HOLD_S` of it, else to the last one.
+    :data:`BREATH_BEFORE_S` seconds (after the first :data:`BREATH_AFTER_SPEECH_S` of a pause
+    between phrases, which hold the previous sound's tail) whose high-passed level is :data:`BREATH_ABOVE_FLOOR_DB`
+    above the noise floor (5-frame median, so clicks do not count), grouped into bursts; the
+    last burst with at least :data:`BREATH_MIN_S` of them becomes BREATH from its first frame,
+    up to the speech onset when it ends within :data:`BREATH_HOLD_S` of it, else to its end.
     Recordings whose speech stands less than :data:`BREATH_MIN_SNR_DB` above their floor, and
     synthetic speech with digital silence, get none. Returns a new track (same phonemes
     otherwise).
@@ -741,12 +747,17 @@ def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
             out.append(p)
             continue
         onset = float(p.end)
-        f0 = max(int(math.ceil(max(float(p.start), onset - BREATH_BEFORE_S) * FRAME_RATE)), 0)
+        earliest = float(p.start) + (BREATH_AFTER_SPEECH_S if i > 0 else 0.0)  # i > 0: speech before
+        f0 = max(int(math.ceil(max(earliest, onset - BREATH_BEFORE_S) * FRAME_RATE)), 0)
         f1 = min(int(onset * FRAME_RATE), len(loud))
         idx = np.flatnonzero(loud[f0:f1]) + f0 if f1 > f0 else np.zeros(0, int)
-        if len(idx) < BREATH_MIN_S * FRAME_RATE:
+        # bursts of loud frames (gaps up to BREATH_JOIN_S); the breath is the last one long enough
+        bursts = np.split(idx, np.flatnonzero(np.diff(idx) > BREATH_JOIN_S * FRAME_RATE) + 1) if len(idx) else []
+        bursts = [b for b in bursts if len(b) >= BREATH_MIN_S * FRAME_RATE]
+        if not bursts:
             out.append(p)
             continue
+        idx = bursts[-1]
         start = max(idx[0] / FRAME_RATE, float(p.start))
         end = onset if onset - (idx[-1] + 1) / FRAME_RATE <= BREATH_HOLD_S else (idx[-1] + 1) / FRAME_RATE
         if start > p.start:

@@ -423,6 +423,30 @@ def test_breath_only_before_speech_and_above_the_noise():
     assert breaths(build(hiss=0.3, background_db=-50))[0] == []
 
 
+def test_breath_not_taken_from_the_tail_of_the_previous_phrase():
+    """Two phrases 0.5 s apart; the first one's reverberation (a hiss decaying over 80 ms) is
+    not a breath, while a hiss just before the second phrase is."""
+    def trimmed(x):  # espeak pads its speech with digital silence: cut it so the gap is exact
+        loud = np.flatnonzero(np.abs(x) > 1e-3)
+        return x[loud[0]:loud[-1] + 1]
+
+    one, two = trimmed(espeak("hello there").numpy()), trimmed(espeak("how are you").numpy())
+    gap = int(0.5 * SR)
+    tail = np.random.default_rng(1).standard_normal(int(0.08 * SR)) * 10 ** (-40 / 20)
+    tail *= np.exp(-np.arange(len(tail)) / (0.03 * SR))
+
+    def breaths(at: int, hiss: np.ndarray):
+        mid = np.zeros(gap)
+        mid[at:at + len(hiss)] += hiss
+        x = np.concatenate([np.zeros(SR // 2), one, mid, two, np.zeros(SR // 2)]).astype(np.float32)
+        t = P.extract(torch.from_numpy(x), transcript="hello there how are you")
+        return [(p.start, p.end) for p in t.phonemes if p.label == "BREATH"]
+
+    assert breaths(0, tail) == []
+    got = breaths(gap - int(0.25 * SR), np.random.default_rng(2).standard_normal(int(0.2 * SR)) * 10 ** (-45 / 20))
+    assert len(got) == 1 and got[0][1] - got[0][0] == pytest.approx(0.25, abs=0.06)
+
+
 def test_node_registration_and_inputs():
     assert NODE_CLASS_MAPPINGS == {"LipSyncExtractPhonemes": ExtractPhonemes}
     assert NODE_DISPLAY_NAME_MAPPINGS == {"LipSyncExtractPhonemes": "ExtractPhonemes"}
