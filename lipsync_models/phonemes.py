@@ -704,12 +704,11 @@ BREATH_HOLD_S = 0.5
 
 
 def _breath_levels(x: np.ndarray) -> np.ndarray:
-    """10 ms levels (dBFS) after a first-order high-pass (pre-emphasis 0.97), which keeps the
-    hiss of breath and drops hum and rumble."""
-    y = np.empty_like(x)
-    y[0] = x[0]
-    y[1:] = x[1:] - 0.97 * x[:-1]
-    return _frame_dbfs(y)
+    """10 ms levels (dBFS) after the pre-emphasis high-pass (:func:`.audio.preemphasis`), which
+    keeps the hiss of breath and drops hum and rumble."""
+    from .audio import preemphasis
+
+    return _frame_dbfs(preemphasis(torch.from_numpy(x)).numpy())
 
 
 def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
@@ -720,8 +719,9 @@ def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
     face-mesh lip gap opens to about half its vowel value (FACTS.md's measure; bench_e2e.py).
     For each pause (SIL) followed by speech: the 10 ms frames of its last
     :data:`BREATH_BEFORE_S` seconds (after the first :data:`BREATH_AFTER_SPEECH_S` of a pause
-    between phrases, which hold the previous sound's tail) whose high-passed level is :data:`BREATH_ABOVE_FLOOR_DB`
-    above the noise floor (5-frame median, so clicks do not count), grouped into bursts; the
+    between phrases, which hold the previous sound's tail) whose high-passed level is
+    :data:`BREATH_ABOVE_FLOOR_DB` above the noise floor (5-frame median, so clicks do not
+    count), grouped into bursts; the
     last burst with at least :data:`BREATH_MIN_S` of them becomes BREATH from its first frame,
     up to the speech onset when it ends within :data:`BREATH_HOLD_S` of it, else to its end.
     Recordings whose speech stands less than :data:`BREATH_MIN_SNR_DB` above their floor, and

@@ -526,7 +526,7 @@ SMOOTHING_MAX_MS = 60.0
 
 
 def _check_args(track, fps, num_frames, anticipation_ms, min_hold_ms, blend_ms, strength,
-                smoothing, bridge_pause_ms, who, breath_open=0.0):
+                smoothing, bridge_pause_ms, who, breath_open):
     if not isinstance(track, PhonemeTrack):
         raise InputError(f"{who}: phonemes must be a PhonemeTrack (from ExtractPhonemes), got {type(track).__name__}.")
     if len(track.phonemes) == 0:
