@@ -45,6 +45,7 @@ JAW = (235, 203, 139)       # jaw-open curve #ebcb8b
 CURVE = (136, 192, 208)     # sync curve #88c0d0
 GREEN = (46, 158, 91)       # badge, offset 0 #2e9e5b
 RED = (192, 57, 43)         # badge, |offset| >= 2 #c0392b
+TEXT = (236, 239, 244)      # phoneme labels #eceff4
 
 
 def _tools():
@@ -73,7 +74,7 @@ def _phoneme_ui():
     sr = 16000
     t = torch.arange(int(1.2 * sr)) / sr
     wave = 0.6 * torch.sin(2 * math.pi * 180 * t) * (((t > 0.25) & (t < 0.55)) | ((t > 0.7) & (t < 1.0))).float()
-    track = PhonemeTrack((Phoneme("SIL", 0.0, 0.25), Phoneme("B", 0.25, 0.32), Phoneme("AA", 0.32, 0.55),
+    track = PhonemeTrack((Phoneme("SIL", 0.0, 0.05), Phoneme("BREATH", 0.05, 0.25), Phoneme("B", 0.25, 0.32), Phoneme("AA", 0.32, 0.55),
                           Phoneme("SIL", 0.55, 0.7), Phoneme("M", 0.7, 0.78), Phoneme("IY", 0.78, 1.0),
                           Phoneme("SIL", 1.0, 1.2)), 1.2, "align")
     return track, {"text": ["listing"], **ui_payload.phonemes_ui(track, wave, sr)}
@@ -183,6 +184,14 @@ def test_phoneme_waveform_drawn(browser_run):
     assert _count(before, WAVE) < 0.005 * area
     # silence at the start: the first 15% of the width has no waveform
     assert _count(after[:, : int(0.15 * after.shape[1])], WAVE) < 0.01 * area
+    # the in-breath before the line: its own warm band (speech bands are blue, silence nearly
+    # the panel's grey-blue), labelled in light text
+    w = after.shape[1]
+    silence, breath = after[:, int(0.005 * w): int(0.035 * w)], after[:, int(0.08 * w): int(0.18 * w)]
+    sr_, sg_, sb_ = silence.reshape(-1, 3).mean(0)
+    br_, bg_, bb_ = breath.reshape(-1, 3).mean(0)
+    assert br_ > bb_ + 3 and br_ > sr_ + 10 and sb_ > sr_
+    assert _count(breath, TEXT, tol=40) > 5 and _count(silence, TEXT, tol=40) == 0
     # the saved widget values do not include the preview
     assert node["serialized"] == ["auto", "", 2.0]
 
