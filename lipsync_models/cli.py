@@ -139,6 +139,7 @@ class Options:
     viseme_set: str = "rhubarb"
     strength: float = 1.0
     lip_frame: int = -1
+    breath_open: float | None = None  # None: MapVisemes' default
     score: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -187,8 +188,9 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     phonemes = out["phonemes"]
 
     bar.start("MapVisemes")
+    breath = {} if opts.breath_open is None else {"breath_open": float(opts.breath_open)}
     out, _ = call_node(nodes["LipSyncMapVisemes"], phonemes=phonemes, viseme_set=opts.viseme_set, fps=float(fps),
-                       driver=driver)
+                       driver=driver, **breath)
     track = out["visemes"]
 
     bar.start("MaskLowerFace")
@@ -301,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="how far the mouth moves (0..1.5)")
     p.add_argument("--lip-frame", type=int, default=-1,
                    help="built-in generator: the frame (0 = first) whose lips the new mouth wears; -1 = automatic")
+    p.add_argument("--breath-open", type=float, default=None,
+                   help="how far the lips part on an audible in-breath before a line (0..1; 0 = stay at rest; "
+                        "default: MapVisemes' breath_open)")
     p.add_argument("--no-score", action="store_true", help="skip SyncScore")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -325,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above)"
                              f"{'; --no-score runs without SyncScore' if missing == ['LipSyncSyncScore'] else ''}.")
         opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
-                       strength=args.strength, lip_frame=args.lip_frame, score=not args.no_score)
+                       strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
+                       score=not args.no_score)
         out = Path(args.output)
         if args.command == "demo":
             jobs = [demo_job(out if out.suffix else out / "demo.mp4")]

@@ -174,6 +174,10 @@ def test_still_picture_speaks(tmp_path, capsys):
     assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
                      "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--lip-frame", "29"]) == 2
     assert "lip_frame 29 is past the clip's last frame (28)" in capsys.readouterr().err
+    # --breath-open reaches MapVisemes, with its range check
+    assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
+                     "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--breath-open", "1.5"]) == 2
+    assert "breath_open must be between 0 and 1, got 1.5" in capsys.readouterr().err
 
 
 def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
