@@ -1,5 +1,7 @@
-"""MaskLowerFace figures: tracking speed at 512x512 (and 1080p), mask speed, and how well the
-mouth-opening measure follows each GRID clip's own audio (300-3000 Hz log envelope).
+"""MaskLowerFace figures: tracking speed at 512x512 (and 1080p), mask speed, how well the
+mouth-opening measure (and the contrast, SyncScore's lip signal) follows each GRID clip's own
+audio (300-3000 Hz log envelope), and how well both follow the face-mesh inner-lip gap, the
+reference for a filmed mouth (when mediapipe is installed).
 
 Run: .venv/bin/python bench/bench_face.py   (prints a table; mediapipe rows when it is installed)
 """
@@ -86,21 +88,24 @@ def main() -> None:
     crops = face.mouth_crops(clip512, tr, 256)
     t = timed(lambda: face.mouth_opening(crops))
     print(f"mouth_opening on 256px crops {crops.shape[0] / t:7.1f} crops/s")
+    tracks = {(c, det): face.track_faces(data[c][0], detector=det) for c in clips for det in detectors}
 
     print("\n== opening vs audio 300-3000 Hz log envelope (Pearson r at the best lag, |lag| <= 3) ==")
-    header = f"{'clip':8s}" + "".join(f"  {d + ' r':>13s} {'lag':>3s}" for d in detectors)
+    names = [f"{d} {m}" for d in detectors for m in ("opening", "contrast")]
+    header = f"{'clip':8s}" + "".join(f"  {n + ' r':>18s} {'lag':>3s}" for n in names)
     if "mediapipe" in detectors:
         header += f"  {'mesh gap r':>11s} {'lag':>3s}"
     print(header)
-    agg = {d: [] for d in detectors + ["mesh"]}
+    agg = {n: [] for n in names + ["mesh"]}
     for c in clips:
         frames, env = data[c]
         line = f"{c:8s}"
         for det in detectors:
-            tr = face.track_faces(frames, detector=det)
-            r, lag = best_lag(tr.opening.numpy().astype(np.float64), env)
-            agg[det].append((r, lag, bool(tr.found.all())))
-            line += f"  {r:13.3f} {lag:3d}"
+            tr = tracks[c, det]
+            for m, sig in (("opening", tr.opening), ("contrast", tr.extras["contrast"])):
+                r, lag = best_lag(sig.numpy().astype(np.float64), env)
+                agg[f"{det} {m}"].append((r, lag, bool(tr.found.all())))
+                line += f"  {r:18.3f} {lag:3d}"
             if det == "mediapipe":
                 r, lag = best_lag(tr.extras["mesh_gap"].numpy().astype(np.float64), env)
                 agg["mesh"].append((r, lag, True))
@@ -111,10 +116,26 @@ def main() -> None:
             r = np.array([x[0] for x in rows])
             ok = sum(abs(x[1]) <= 2 for x in rows)
             found = sum(x[2] for x in rows)
-            label = {"mesh": "mediapipe mesh inner-lip gap (reference)"}.get(name, f"{name} opening measure")
+            label = {"mesh": "mediapipe mesh inner-lip gap (reference)"}.get(name, f"{name} measure")
             print(f"{label:42s} mean r {r.mean():.3f}  (min {r.min():.3f})  best lag within +-2: {ok}/{len(rows)}"
                   f"  face in every frame: {found}/{len(rows)}")
     print("targets: mean r >= 0.5, lag within +-2 on >= 6 of 7, tracking >= 50 frames/s at 512x512")
+
+    if "mediapipe" not in detectors:
+        return
+    print("\n== opening measures vs the face-mesh inner-lip gap (Pearson r, same frames; the gap is FACTS.md's "
+          "reference for a filmed mouth) ==")
+    print(f"{'clip':8s}" + "".join(f"  {n:>18s}" for n in names))
+    rows = []
+    for c in clips:
+        mesh = tracks[c, "mediapipe"].extras["mesh_gap"].numpy().astype(np.float64)
+        rs = [np.corrcoef(sig.numpy().astype(np.float64), mesh)[0, 1] for det in detectors
+              for sig in (tracks[c, det].opening, tracks[c, det].extras["contrast"])]
+        rows.append(rs)
+        print(f"{c:8s}" + "".join(f"  {r:18.3f}" for r in rs))
+    rows = np.array(rows)
+    print(f"{'mean':8s}" + "".join(f"  {r:18.3f}" for r in rows.mean(0)))
+    print(f"{'min':8s}" + "".join(f"  {r:18.3f}" for r in rows.min(0)))
 
 
 if __name__ == "__main__":

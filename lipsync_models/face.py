@@ -4,10 +4,11 @@ Everything here is weight-free by default: faces come from OpenCV's bundled Haar
 (``opencv-python-headless`` < 5), detected on a downscaled frame every few frames and searched
 near the last box in between; the mouth is first placed by the dark line between the lips,
 then centred on the lips' extent (horizontal edges of luma and lip chroma: corners, top and
-bottom of the lips, see :func:`_lip_box`), and its opening by the dark, non-red inner mouth inside
-an aligned crop. mediapipe's legacy face mesh is an optional, more precise tracker
-(``detector="mediapipe"``); the opening measure is the same for both, so SyncScore compares
-like with like.
+bottom of the lips, see :func:`_lip_box`), and its opening by the height of the non-red inner
+mouth (teeth, cavity) inside an aligned crop; beside it, the inner-mouth contrast, SyncScore's lip
+signal (see :func:`_analyse`). mediapipe's legacy face mesh is an optional, more precise tracker
+(``detector="mediapipe"``); both measures are the same for both, so SyncScore compares like
+with like.
 
 Geometry, in one place:
 
@@ -19,8 +20,8 @@ Geometry, in one place:
   crop side ``1.0 * w``. The same crop, resized to :data:`ANALYSIS_SIZE`, is what
   :func:`mouth_opening` reads.
 
-Public API: :func:`track_faces`, :func:`mouth_opening`, :func:`lower_face_mask`,
-:func:`preview`, :func:`mouth_crops`.
+Public API: :func:`track_faces`, :func:`mouth_opening`, :func:`mouth_contrast`,
+:func:`lower_face_mask`, :func:`preview`, :func:`mouth_crops`.
 """
 
 from __future__ import annotations
@@ -364,21 +365,35 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
     return out
 
 
-def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The opening measure and mouth landmarks on aligned crops at :data:`ANALYSIS_SIZE`.
+def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The two opening measures and mouth landmarks on aligned crops at :data:`ANALYSIS_SIZE`.
 
     crops: (n, S, S, 3) uint8 with the mouth at the centre, level, crop side = face width.
-    Returns (opening (n,) >= 0, landmarks (n, 6, 2) in crop px: corner_left, corner_right,
-    upper_outer, lower_outer, upper_inner, lower_inner).
+    Returns (opening (n,) >= 0, contrast (n,) >= 0, landmarks (n, 6, 2) in crop px:
+    corner_left, corner_right, upper_outer, lower_outer, upper_inner, lower_inner).
 
-    How the opening is read: every pixel of the mouth window (0.27 x 0.19 face widths around
-    the centre) gets an "inner mouth" score = darkness relative to the skin above and below the
-    mouth + 4 x how much less lip-coloured (YCrCb Cr - Cb) it is than that skin: the open
-    mouth's cavity is dark and not red, lips are red. The 99th percentile of that score is
-    mapped to inner-lip gap / mouth width units (fitted once against the face-mesh lip gap on
-    the GRID clips, r 0.80) with a soft floor at 0. Each crop is measured on its own, with no
-    clip statistics. (A "colourless = teeth" term raised GRID r to 0.553 but saturates on
-    rendered grey mouth interiors, so it is not used.)
+    Both measures read the mouth window (0.27 x 0.19 face widths around the centre) against the
+    skin just above and below the mouth (medians of luma and of the lip map YCrCb Cr - Cb), and
+    both are in inner-lip gap / mouth width units, with no clip statistics (each crop on its own):
+
+    * opening, how far the lips are apart: the inner mouth is every window pixel that is less
+      lip-coloured than the skin by :data:`INNER_RED` (teeth and the cavity both are; lips are
+      redder than skin), or dark and not red together (:data:`INNER_CAVITY`: a cavity that keeps
+      some red, and greyscale video). Its area divided by the number of columns it spans is
+      its mean height; over the mouth width, times :data:`HEIGHT_GAIN`, that is the gap.
+      Against the face-mesh inner-lip gap on the 7 GRID clips it follows r 0.73-0.96 per clip
+      (mean 0.90); ``contrast`` follows 0.55-0.93 (mean 0.76), because it misses an opening
+      that shows bright teeth and saturates on a wide one. Its blind spot: lips duller than
+      the skin around them count as inner mouth, so a mouth painted in one flat, dull lip
+      colour (the generator without a reference frame, on a speaker whose lips are barely
+      redder than the skin) reads as open; ``contrast`` reads it right.
+    * contrast, how sharply the mouth parts: the 99th percentile of an inner-mouth score
+      (darkness relative to the skin + 4 x how much less lip-coloured than the skin), with a
+      soft floor at 0 (:data:`OPEN_ZERO`, :data:`OPEN_GAIN`, :data:`OPEN_SOFT`). One dark pixel
+      between the lips moves it, so it rises the moment the lips part, and it changes
+      smoothly from frame to frame: it is SyncScore's timing signal (its natural lead was
+      calibrated with it; ``opening`` spreads the per-clip curve peaks of GRID from 0.74 to
+      1.13 frames) and it places the inner-lip landmarks.
     """
     n, s = crops.shape[:2]
     y, lip = _ycc(crops)
@@ -391,12 +406,17 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     yref = np.median(ring_y, axis=1)[:, None, None] + 1e-3
     lref = np.median(ring_l, axis=1)[:, None, None]
     win = (slice(None), slice(c - ry, c + ry), slice(c - rx, c + rx))
-    score = (1.0 - y[win] / yref) + 4.0 * (lref - lip[win])   # dark and not red
+    dark, red = 1.0 - y[win] / yref, 4.0 * (lref - lip[win])  # darker / less red than the skin
+    score = dark + red
     q = np.percentile(score.reshape(n, -1), 99, axis=1)
-    opening = (OPEN_GAIN * OPEN_SOFT * np.logaddexp(0.0, (q - OPEN_ZERO) / OPEN_SOFT)).astype(np.float32)
+    contrast = (OPEN_GAIN * OPEN_SOFT * np.logaddexp(0.0, (q - OPEN_ZERO) / OPEN_SOFT)).astype(np.float32)
+    mw = MOUTH_WIDTH * s
+    inner = (red > INNER_RED) | (score > INNER_CAVITY)
+    area = inner.reshape(n, -1).sum(1).astype(np.float32)
+    cols = np.maximum(inner.any(axis=1).sum(1).astype(np.float32), INNER_MIN_SPAN * mw)
+    opening = (HEIGHT_GAIN * area / cols / mw).astype(np.float32)
 
     # landmarks: corners from the lip-map column profile, lips from the centre-column profile
-    mw = MOUTH_WIDTH * s
     lipness = lip - lref
     colp = lipness[:, c - 3:c + 4, c - int(0.25 * s):c + int(0.25 * s)].mean(axis=1)
     xs = np.arange(c - int(0.25 * s), c + int(0.25 * s), dtype=np.float32)
@@ -414,7 +434,7 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                 # the crop is centred on the mouth: corners symmetric, at the farther lip end
                 half = float(np.clip(max(c - xs[best[0]], xs[best[-1]] - c), 0.35 * mw, 0.75 * mw))
                 left, right = c - half, c + half
-        gap = opening[i] * (right - left)
+        gap = contrast[i] * (right - left)
         rp = rowp[i]
         top, bot = c - 0.06 * s - gap / 2, c + 0.07 * s + gap / 2
         if rp.max() > 0.01:
@@ -422,7 +442,7 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if len(on) and rows[on[0]] < c and rows[on[-1]] > c:
                 top, bot = rows[on[0]], rows[on[-1]]
         lm[i] = ((left, c), (right, c), (c, top), (c, bot), (c, c - gap / 2), (c, c + gap / 2))
-    return opening, lm
+    return opening, contrast, lm
 
 
 OPEN_ZERO = 0.45
@@ -431,6 +451,18 @@ OPEN_GAIN = 0.22
 """Inner-lip gap / mouth width per unit of inner-mouth score (least-squares fit, GRID, r 0.80)."""
 OPEN_SOFT = 0.1
 """Softness of the floor at 0 (score units)."""
+INNER_RED = 0.25
+"""A window pixel is inner mouth (teeth, cavity) when 4 x (skin lip map - its lip map) exceeds this."""
+INNER_CAVITY = 0.6
+"""... or when its darkness + 4 x non-redness (the contrast score) exceeds this (a cavity that keeps
+some red; the only cue on greyscale video). 0.8 follows GRID a little better (min r 0.77) but
+loses greyscale video."""
+INNER_MIN_SPAN = 0.6
+"""The inner mouth's height is its area over the columns it spans, at least this share of the
+mouth width (a few stray pixels do not make a tall opening)."""
+HEIGHT_GAIN = 0.90
+"""Inner-lip gap per unit of inner-mouth mean height, both over the mouth width (least squares
+against the face-mesh lip gap, pooled GRID frames; it only sets the scale)."""
 
 
 def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tensor:
@@ -440,10 +472,25 @@ def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tens
     crop side = 1.0 face width (what :func:`mouth_crops` or the ``transform`` of a
     :class:`FaceTrack` produce). Returns (B,) float32 >= 0 on the crops' device: an estimate of
     the inner-lip gap divided by the mouth width (GRID speakers: 0.01-0.05 closed, up to 0.3
-    wide open; see :func:`_analyse` for how it is read). Each crop is measured on
-    its own (no clip statistics), so a generator's output can be checked frame by frame with
-    exactly the measure that :func:`track_faces` stores in ``FaceTrack.opening``.
+    wide open), from the height of the inner mouth (see :func:`_analyse`). Each crop is
+    measured on its own (no clip statistics), so a generator's output can be checked frame by
+    frame with exactly the measure that :func:`track_faces` stores in ``FaceTrack.opening``.
     """
+    return _measure(crops, who, 0)
+
+
+def mouth_contrast(crops: torch.Tensor, who: str = "mouth_contrast") -> torch.Tensor:
+    """SyncScore's lip signal: the inner-mouth contrast of aligned mouth crops (see :func:`_analyse`).
+
+    Same input and units as :func:`mouth_opening`, and stored by :func:`track_faces` in
+    ``FaceTrack.extras["contrast"]``. It rises sharply the moment the lips part and is smooth
+    from frame to frame, which makes it the better timing signal; it is the worse measure of
+    how wide the mouth is (it saturates, and misses openings that show bright teeth).
+    """
+    return _measure(crops, who, 1)
+
+
+def _measure(crops: torch.Tensor, who: str, which: int) -> torch.Tensor:
     check_images(crops, who, "crops")
     if crops.shape[1] != crops.shape[2]:
         raise InputError(f"{who}: crops must be square (B, S, S, C), got {tuple(crops.shape)}.")
@@ -454,7 +501,7 @@ def mouth_opening(crops: torch.Tensor, who: str = "mouth_opening") -> torch.Tens
         if u8.shape[1] != ANALYSIS_SIZE:
             interp = cv2.INTER_AREA if u8.shape[1] > ANALYSIS_SIZE else cv2.INTER_LINEAR
             u8 = np.stack([cv2.resize(im, (ANALYSIS_SIZE, ANALYSIS_SIZE), interpolation=interp) for im in u8])
-        out.append(_analyse(u8)[0])
+        out.append(_analyse(u8)[which])
     return torch.from_numpy(np.concatenate(out)).to(crops.device)
 
 
@@ -676,11 +723,13 @@ def track_faces(
     m_an = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
     inv_an = _invert(m_an)
     opening = np.zeros(b, np.float32)
+    contrast = np.zeros(b, np.float32)
     lm = np.zeros((b, 8, 2), np.float64)
     for s0 in range(0, b, chunk):
         crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m_an[s0:s0 + chunk])
-        op, pts = _analyse(crops)
+        op, con, pts = _analyse(crops)
         opening[s0:s0 + len(crops)] = op
+        contrast[s0:s0 + len(crops)] = con
         lm[s0:s0 + len(crops), :6] = _apply(inv_an[s0:s0 + len(crops)], pts.astype(np.float64))
         step()
     if mouth_half is not None:  # corners from the lips' extent (smoothed), on the centre row
@@ -708,7 +757,7 @@ def track_faces(
     dev = frames.device
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)
     extras = {"angle": f32(ang), "mouth_line_angle": f32(line_ang), "face_width": f32(fw_s),
-              "detector": detector if box is None else "manual"}
+              "contrast": f32(contrast), "detector": detector if box is None else "manual"}
     if mesh is not None:
         extras["mesh_gap"] = f32(mesh["gap"])
     track = FaceTrack(

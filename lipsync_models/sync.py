@@ -4,11 +4,12 @@ Two scorers share one result type, :class:`SyncResult`:
 
 * :func:`score_articulation` (weight-free default). Visual articulation signals per frame come
   from the face track: the inner-lip gap and the outer-lip height (both divided by the mouth
-  width's 2-s trend), the track's ``opening`` measure and, when the images are given, the
+  width's 2-s trend), the track's inner-mouth contrast (:func:`face.mouth_contrast`, which rises
+  the moment the lips part; the track's ``opening`` when it has none) and, when the images are given, the
   lips' parting speed from dense optical flow in a mouth crop (:func:`flow_opening`, which
   needs only the mouth's position, not precise lip points). With the images, the track's lip
   measurements are used only when they describe those images (:func:`track_matches`: the
-  track's ``opening`` against the same measure taken on the frames, :func:`frame_opening`);
+  track's contrast against the same measure taken on the frames, :func:`frame_opening`);
   otherwise, e.g. the generator's input track wired to its output, the lips are measured on
   the frames and the track gives only where the mouth is. Audio articulation signals come
   from the 16 kHz waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the
@@ -183,7 +184,7 @@ def visual_signals(track: FaceTrack, fps: float = 25.0) -> dict[str, np.ndarray]
     """Per-frame visual articulation signals from a face track, each (T,) float64.
 
     gap: inner-lip gap / mouth width; outer: outer-lip height / mouth width; opening: the
-    track's own opening measure.
+    track's inner-mouth contrast (:func:`track_contrast`).
     """
     m = track.mouth.detach().double().cpu().numpy()
     width = np.linalg.norm(m[:, _IDX["corner_left"]] - m[:, _IDX["corner_right"]], axis=1)
@@ -194,8 +195,23 @@ def visual_signals(track: FaceTrack, fps: float = 25.0) -> dict[str, np.ndarray]
     width = np.maximum(uniform_filter1d(width, size=max(int(round(2 * fps)), 1), mode="nearest"), 1e-6)
     gap = np.linalg.norm(m[:, _IDX["upper_inner"]] - m[:, _IDX["lower_inner"]], axis=1) / width
     outer = np.linalg.norm(m[:, _IDX["upper_outer"]] - m[:, _IDX["lower_outer"]], axis=1) / width
-    opening = track.opening.detach().double().cpu().numpy()
-    return {"gap": gap, "outer": outer, "opening": opening}
+    return {"gap": gap, "outer": outer, "opening": track_contrast(track)}
+
+
+def track_contrast(track: FaceTrack) -> np.ndarray:
+    """A face track's lip signal for scoring, (T,) float64: the inner-mouth contrast MaskLowerFace
+    stores in ``extras["contrast"]`` (:func:`face.mouth_contrast`), or ``track.opening`` for a
+    track without it (made elsewhere; see :func:`track_measure`). The contrast, not the opening,
+    because SyncScore's timing was calibrated on it: it rises the moment the lips part and is
+    smooth from frame to frame."""
+    con = track.extras.get("contrast") if track_measure(track) == "contrast" else track.opening
+    return torch.as_tensor(con).detach().double().cpu().numpy()
+
+
+def track_measure(track: FaceTrack) -> str:
+    """Which measure :func:`track_contrast` reads on this track: "contrast" or "opening"."""
+    con = track.extras.get("contrast") if isinstance(track.extras, dict) else None
+    return "contrast" if con is not None and torch.as_tensor(con).numel() == track.num_frames else "opening"
 
 
 FLOW_CROP = 64
@@ -258,7 +274,7 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
 
 
 TRACK_MATCH_R = 0.9
-"""Smallest correlation between a face track's ``opening`` and the opening measured on the
+"""Smallest correlation between a face track's lip signal (:func:`track_contrast`) and the one measured on the
 scored frames for the track's lip measurements to count as describing those frames. A track made
 on the same frames gives 0.99-1.00; the track of a generator's INPUT frames (what
 LipSyncInference passes on, since only the mouth changed) gives 0.1-0.75 on the chain's output
@@ -277,11 +293,12 @@ signal is divided by its spread, which would blow rounding noise up into a rando
 
 
 def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
-                  frames: np.ndarray | None = None) -> np.ndarray:
-    """The mouth opening measured on ``images`` themselves; the track gives only where the mouth is.
+                  frames: np.ndarray | None = None, measure: str = "contrast") -> np.ndarray:
+    """The lip signal measured on ``images`` themselves; the track gives only where the mouth is.
 
-    The same weight-free measure MaskLowerFace stores in ``FaceTrack.opening``
-    (:func:`face.mouth_opening`), read through a mouth-centred crop rebuilt from the track's
+    The inner-mouth contrast MaskLowerFace stores in ``FaceTrack.extras["contrast"]``
+    (:func:`face.mouth_contrast`; ``measure="opening"``: :func:`face.mouth_opening`, what it
+    stores in ``FaceTrack.opening``), read through a mouth-centred crop rebuilt from the track's
     geometry (mouth-corner midpoint, median over 5 frames; the track's smoothed face width and
     crop angle when it has them, else the box width and upright), so it also works for tracks
     whose ``transform`` frames the whole face (Wav2Lip). images: (B, H, W, C) 0..1; frames:
@@ -293,6 +310,9 @@ def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     from . import face
 
     check_images(images, WHO)
+    if measure not in ("contrast", "opening"):
+        raise InputError(f"{WHO}: measure must be 'contrast' or 'opening', got {measure!r}.")
+    fn = face.mouth_contrast if measure == "contrast" else face.mouth_opening
     b = images.shape[0]
     m = track.mouth.detach().double().cpu().numpy()
     centre = median_filter(0.5 * (m[:, _IDX["corner_left"]] + m[:, _IDX["corner_right"]]), size=(5, 1), mode="nearest")
@@ -332,16 +352,16 @@ def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
         x = images[torch.as_tensor(f).to(images.device), y0:y1, x0:x1, :3].permute(0, 3, 1, 2).float()
         crops = kornia.geometry.transform.warp_affine(x, mk, (size, size), mode="bilinear",
                                                       padding_mode="border", align_corners=True)
-        out.append(face.mouth_opening(crops.permute(0, 2, 3, 1), WHO).double().cpu().numpy())
+        out.append(fn(crops.permute(0, 2, 3, 1), WHO).double().cpu().numpy())
     return np.concatenate(out)
 
 
 def track_matches(track: FaceTrack, measured: np.ndarray, frames: np.ndarray | None = None) -> tuple[bool, float]:
     """Whether the track's lip measurements describe the frames: (match, r) where r is the
-    correlation of ``track.opening`` (at ``frames``, default all) with ``measured``
-    (:func:`frame_opening` at the same frames); a match needs r >= :data:`TRACK_MATCH_R`, or
-    both to be static and equal."""
-    own = track.opening.detach().double().cpu().numpy()
+    correlation of the track's lip signal (:func:`track_contrast`, at ``frames``, default all)
+    with ``measured`` (:func:`frame_opening` at the same frames, measured as the track's signal
+    was, ``measure=track_measure(track)``); a match needs r >= :data:`TRACK_MATCH_R`, or both to be static and equal."""
+    own = track_contrast(track)
     if frames is not None:
         own = own[frames]
     a, b = own - own.mean(), measured - measured.mean()
@@ -548,7 +568,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         # frames and keep the track's lip measurements only when they agree.
         # checked on every 3rd frame (enough for the correlation; a third of the cost)
         some = np.arange(0, n, 3 if n >= 60 else 1)
-        same, r_track = track_matches(track, frame_opening(images, track, frames=some), some)
+        same, r_track = track_matches(track, frame_opening(images, track, frames=some,
+                                                           measure=track_measure(track)), some)
         if not same:
             vis_all = {"opening": frame_opening(images, track)}
             notes.append(f"the face track's lip measurements do not match these frames (r {r_track:.2f} with the "

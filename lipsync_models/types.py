@@ -156,11 +156,15 @@ class FaceTrack:
 
     boxes:     (B, 4) face box x0, y0, x1, y1 in frame pixels (smoothed).
     mouth:     (B, 8, 2) mouth landmarks (x, y) in frame pixels, order :data:`MOUTH_POINTS`.
-    opening:   (B,) mouth-opening measure: inner-lip gap divided by mouth width (0 = closed).
+    opening:   (B,) mouth-opening measure: inner-lip gap divided by mouth width (0 = closed),
+               from the height of the inner mouth (``face.mouth_opening``).
     transform: (B, 2, 3) similarity mapping frame pixels to crop pixels of an aligned,
                mouth-centred ``crop_size`` x ``crop_size`` crop (kornia ``warp_affine`` layout).
     found:     (B,) bool, True where the face was detected, False where interpolated.
     report:    human-readable notes (lost frames, detector used).
+    extras:    what MaskLowerFace adds per frame: ``contrast`` (B,) the inner-mouth contrast
+               (``face.mouth_contrast``, SyncScore's lip signal), ``angle``, ``mouth_line_angle``,
+               ``face_width``, ``mesh_gap`` (face mesh only) and the ``detector`` name.
     """
 
     boxes: torch.Tensor

@@ -458,6 +458,26 @@ def test_frame_opening_agrees_with_a_track_made_on_the_same_frames(grid_clip, de
     assert not same
 
 
+def test_the_lip_signal_is_the_contrast_and_a_foreign_track_falls_back_to_its_opening(grid_clip):
+    replace = dataclasses.replace
+    img, fps, wav, sr, w16, track = grid_clip
+    assert sync.track_measure(track) == "contrast"
+    assert np.array_equal(sync.track_contrast(track), track.extras["contrast"].double().numpy())
+    assert np.array_equal(sync.visual_signals(track)["opening"], sync.track_contrast(track))
+    # measured on the frames with either measure, each agrees with what the track stores
+    some = np.arange(0, 75, 3)
+    assert sync.track_matches(track, sync.frame_opening(img, track, frames=some), some)[0]
+    by_opening = sync.frame_opening(img, track, frames=some, measure="opening")
+    assert np.corrcoef(by_opening, track.opening.double().numpy()[some])[0, 1] > 0.9
+    # a track made elsewhere (no contrast, or one for other frames) is read by its opening
+    foreign = replace(track, extras={})
+    assert sync.track_measure(foreign) == "opening"
+    assert np.array_equal(sync.track_contrast(foreign), track.opening.double().numpy())
+    assert sync.track_measure(replace(track, extras={"contrast": track.extras["contrast"][:10]})) == "opening"
+    with pytest.raises(InputError, match="measure must be 'contrast' or 'opening'"):
+        sync.frame_opening(img, track, measure="gap")
+
+
 def test_demo_output_scores_in_sync(demo_run):
     """`make demo` must not report our own output as out of sync (it printed +13 frames when
     the lip measurements of the still's track were scored instead of the generated mouth)."""
