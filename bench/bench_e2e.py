@@ -15,7 +15,7 @@ transcript. Per clip: SyncScore of the output as the shipped workflows wire it (
 LipSyncInference, which is the track of the ORIGINAL frames) and with no face track (SyncScore
 tracks the output itself); Pearson r of the output's mouth opening (face.track_faces on the
 composited frames, ``.opening``; beside it the face-mesh inner-lip gap, FACTS.md's reference
-measure of a filmed mouth, which the Haar opening follows only at r 0.5-0.6 on real clips) with the
+measure of a filmed mouth, which the opening follows at r 0.73-0.96 per GRID clip, bench_face.py) with the
 true speaker's opening (the clip the audio came from)
 and with the original clip's opening (should be low: the original motion must not show
 through). Targets: offset 0, r(true speaker) >= 0.6.
