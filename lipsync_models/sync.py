@@ -573,7 +573,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         if not same:
             vis_all = {"opening": frame_opening(images, track)}
             notes.append(f"the face track's lip measurements do not match these frames (r {r_track:.2f} with the "
-                         "opening measured on them; e.g. the track of a generator's input): lips measured on the "
+                         "same lip signal measured on them; e.g. the track of a generator's input): lips measured on the "
                          "frames, the track used only for where the mouth is")
         vis_all["flow"] = flow_opening(images, track, fps)
     if visual_names is None:
