@@ -7,8 +7,8 @@ then centred on the lips' extent (horizontal edges of luma and lip chroma: corne
 bottom of the lips, see :func:`_lip_box`), and its opening by the height of the non-red inner
 mouth (teeth, cavity) inside an aligned crop; beside it, the inner-mouth contrast, SyncScore's lip
 signal (see :func:`_analyse`). mediapipe's legacy face mesh is an optional, more precise tracker
-(``detector="mediapipe"``); both measures are the same for both, so SyncScore compares like
-with like.
+(``detector="mediapipe"``); both trackers read the same two measures, so SyncScore compares
+like with like.
 
 Geometry, in one place:
 
@@ -392,8 +392,9 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
       soft floor at 0 (:data:`OPEN_ZERO`, :data:`OPEN_GAIN`, :data:`OPEN_SOFT`). One dark pixel
       between the lips moves it, so it rises the moment the lips part, and it changes
       smoothly from frame to frame: it is SyncScore's timing signal (its natural lead was
-      calibrated with it; ``opening`` spreads the per-clip curve peaks of GRID from 0.74 to
-      1.13 frames) and it places the inner-lip landmarks.
+      calibrated with it; with ``opening`` in its place, the per-clip curve peaks of GRID
+      spread over 1.13 frames instead of 0.74) and it places the inner-lip landmarks (the face
+      mesh brings its own).
     """
     n, s = crops.shape[:2]
     y, lip = _ycc(crops)

@@ -4,10 +4,11 @@ Two scorers share one result type, :class:`SyncResult`:
 
 * :func:`score_articulation` (weight-free default). Visual articulation signals per frame come
   from the face track: the inner-lip gap and the outer-lip height (both divided by the mouth
-  width's 2-s trend), the track's inner-mouth contrast (:func:`face.mouth_contrast`, which rises
-  the moment the lips part; the track's ``opening`` when it has none) and, when the images are given, the
-  lips' parting speed from dense optical flow in a mouth crop (:func:`flow_opening`, which
-  needs only the mouth's position, not precise lip points). With the images, the track's lip
+  width's 2-s trend), the track's inner-mouth contrast (:func:`face.mouth_contrast`, which
+  rises the moment the lips part; the track's ``opening`` when it has none) and, when the
+  images are given, the lips' parting speed from dense optical flow in a mouth crop
+  (:func:`flow_opening`, which needs only the mouth's position, not precise lip points). With
+  the images, the track's lip
   measurements are used only when they describe those images (:func:`track_matches`: the
   track's contrast against the same measure taken on the frames, :func:`frame_opening`);
   otherwise, e.g. the generator's input track wired to its output, the lips are measured on
@@ -274,8 +275,8 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
 
 
 TRACK_MATCH_R = 0.9
-"""Smallest correlation between a face track's lip signal (:func:`track_contrast`) and the one measured on the
-scored frames for the track's lip measurements to count as describing those frames. A track made
+"""Smallest correlation between a face track's lip signal (:func:`track_contrast`) and the one
+measured on the scored frames for the track's lip measurements to count as describing those frames. A track made
 on the same frames gives 0.99-1.00; the track of a generator's INPUT frames (what
 LipSyncInference passes on, since only the mouth changed) gives 0.1-0.75 on the chain's output
 (the original mouth, or a still portrait's closed one)."""
@@ -360,7 +361,8 @@ def track_matches(track: FaceTrack, measured: np.ndarray, frames: np.ndarray | N
     """Whether the track's lip measurements describe the frames: (match, r) where r is the
     correlation of the track's lip signal (:func:`track_contrast`, at ``frames``, default all)
     with ``measured`` (:func:`frame_opening` at the same frames, measured as the track's signal
-    was, ``measure=track_measure(track)``); a match needs r >= :data:`TRACK_MATCH_R`, or both to be static and equal."""
+    was, ``measure=track_measure(track)``); a match needs r >= :data:`TRACK_MATCH_R`, or both
+    to be static and equal."""
     own = track_contrast(track)
     if frames is not None:
         own = own[frames]
@@ -573,8 +575,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         if not same:
             vis_all = {"opening": frame_opening(images, track)}
             notes.append(f"the face track's lip measurements do not match these frames (r {r_track:.2f} with the "
-                         "same lip signal measured on them; e.g. the track of a generator's input): lips measured on the "
-                         "frames, the track used only for where the mouth is")
+                         "same lip signal measured on them; e.g. the track of a generator's input): lips "
+                         "measured on the frames, the track used only for where the mouth is")
         vis_all["flow"] = flow_opening(images, track, fps)
     if visual_names is None:
         visual_names = VISUAL_SIGNALS_WITH_IMAGES if images is not None else VISUAL_SIGNALS
