@@ -8,11 +8,10 @@ Two scorers share one result type, :class:`SyncResult`:
   rises the moment the lips part; the track's ``opening`` when it has none) and, when the
   images are given, the lips' parting speed from dense optical flow in a mouth crop
   (:func:`flow_opening`, which needs only the mouth's position, not precise lip points). With
-  the images, the track's lip
-  measurements are used only when they describe those images (:func:`track_matches`: the
-  track's contrast against the same measure taken on the frames, :func:`frame_opening`);
-  otherwise, e.g. the generator's input track wired to its output, the lips are measured on
-  the frames and the track gives only where the mouth is. Audio articulation signals come
+  the images, the track's lip measurements are used only when they describe those images
+  (:func:`track_matches`: the track's contrast against the same measure taken on the frames,
+  :func:`frame_opening`); otherwise, e.g. the generator's input track wired to its output, the
+  lips are measured on the frames and the track gives only where the mouth is. Audio articulation signals come
   from the 16 kHz waveform: the 300-3000 Hz log energy (100 Hz, floored 40 dB under the
   clip's peak) and, optionally (``use_phonemes``), the mouth predicted from recognised
   phonemes by the MapVisemes chain (``jaw_open`` and ``jaw_open - lip_close``, so P/B/M
