@@ -235,7 +235,8 @@ def recognize(wave16k: torch.Tensor, lw: float = 2.0, beam: float = 1e-20, pbeam
     wave16k: (N,) float waveform at 16 kHz in [-1, 1]; lw: phone language-model weight (around
     2; lower inserts more phones, higher deletes more); beam/pbeam: pruning beams; pip: phone
     insertion probability. Returns a PhonemeTrack (backend "recognize"); silent audio gives a
-    single SIL phoneme.
+    single SIL phoneme. Breaths and clicks heard as a few voiceless consonants between pauses
+    are turned back into pause (:func:`_drop_noise_islands`).
     """
     who = "ExtractPhonemes (recognize)"
     x = _as_wave(wave16k, who)
@@ -259,7 +260,44 @@ def recognize(wave16k: torch.Tensor, lw: float = 2.0, beam: float = 1e-20, pbeam
         phonemes += _cover(segs, b - a, "recognize", offset=a / ANALYSIS_RATE)
         if on_progress is not None:
             on_progress(i + 1, len(pieces))
-    return PhonemeTrack(tuple(_merge_sil(phonemes)), dur, "recognize")
+    return PhonemeTrack(tuple(_drop_noise_islands(_merge_sil(phonemes), x)), dur, "recognize")
+
+
+NOISE_ISLAND_BELOW_DB = 20.0
+"""A recognised run between pauses with no vowel or sonorant is noise when its loudest 10 ms
+stays this far below the speech (98th percentile of the 10 ms levels). GRID: the breaths and
+clicks the recogniser hears as "T K", "K", "TH" peak 25-36 dB below; words peak at or above it."""
+
+_VOICED_CORE = g2p.VOWELS | frozenset({"M", "N", "NG", "L", "R", "W", "Y"})
+
+
+def _drop_noise_islands(ph: list[Phoneme], x: np.ndarray) -> list[Phoneme]:
+    """Recognised phones that cannot be a word, turned back into the pause they sit in.
+
+    The phone recogniser hears a breath or a lip click between phrases as voiceless consonants
+    ("T K" before a line); the mouth would open for them, then shut again before the breath
+    that really comes before the speech (:func:`mark_breaths`, which now sees one pause). A run
+    of phones bounded by pauses (or the ends) is dropped when it has no vowel and no sonorant
+    (every English word has a voiced core; "shh" and "psst" are the exceptions and are loud)
+    and its loudest 10 ms stays :data:`NOISE_ISLAND_BELOW_DB` under the speech."""
+    db = _frame_dbfs(x)
+    if not len(db):
+        return ph
+    speech = float(np.percentile(db, 98))
+    out = list(ph)
+    i = 0
+    while i < len(out):
+        j = i
+        while j < len(out) and out[j].label != "SIL":
+            j += 1
+        if j > i and not {p.label for p in out[i:j]} & _VOICED_CORE:
+            f0, f1 = int(out[i].start * FRAME_RATE), max(int(math.ceil(out[j - 1].end * FRAME_RATE)), 1)
+            if float(db[f0:f1].max(initial=-np.inf)) < speech - NOISE_ISLAND_BELOW_DB:
+                conf = min(p.confidence for p in out[i:j])
+                out[i:j] = [Phoneme("SIL", out[i].start, out[j - 1].end, conf)]
+                j = i + 1
+        i = j + 1 if j == i else j
+    return _merge_sil(out)
 
 
 # --- forced alignment -----------------------------------------------------------------------

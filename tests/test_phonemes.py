@@ -260,6 +260,47 @@ def test_recognize_grid_plausible_phones(grid_dir):
     assert set(labels_in(track, 2.45, 2.95)) == {"SIL"}
 
 
+def test_recognize_hears_no_phones_in_the_breath_before_the_line(grid_dir):
+    """bbaf2n, lbbc2a and lrwp9a breathe in audibly before the line, 25-36 dB under the speech;
+    the bare recogniser hears "T K", "K" and "TH" in it. Those voiceless islands with no vowel
+    are dropped, so the pause before the first word is one pause, with the breath in it, as
+    with the transcript."""
+    for clip, first_word in (("bbaf2n", 0.85), ("lbbc2a", 0.38), ("lrwp9a", 0.50)):
+        x = grid16k(grid_dir, clip)
+        track = P.recognize(x)
+        check_track(track, x.numel() / SR)
+        first = next(p for p in track.phonemes if p.label != "SIL")
+        assert first.start > first_word, (clip, track.text())
+        assert track.phonemes[0].label == "SIL" and track.phonemes[0].end == first.start
+    breaths = [p for p in P.extract(grid16k(grid_dir, "bbaf2n")).phonemes if p.label == "BREATH"]
+    assert len(breaths) == 1 and 0.35 <= breaths[0].start <= 0.55  # as aligned (see the test below)
+
+
+def test_noise_islands_need_no_voiced_core_and_a_quiet_peak():
+    """Unit rule: a run between pauses is dropped only when it has no vowel or sonorant and
+    peaks 20 dB under the speech; a loud "sh" stays, and so do quiet runs with a vowel."""
+    x = np.zeros(3 * SR, np.float32)
+    x[int(1.5 * SR):int(2.5 * SR)] = 0.5 * np.sin(np.arange(SR) * 0.1)  # the speech: 1.5-2.5 s
+    x[int(0.3 * SR):int(0.4 * SR)] = 0.01  # -40 dBFS, 34 dB under the speech
+    x[int(0.6 * SR):int(0.7 * SR)] = 0.01
+    x[int(0.9 * SR):int(1.0 * SR)] = 0.4
+
+    def ph(*runs):
+        out, t = [], 0.0
+        for a, b, labels in runs:
+            out.append(P.Phoneme("SIL", t, a, 1.0))
+            step = (b - a) / len(labels)
+            out += [P.Phoneme(lab, a + k * step, a + (k + 1) * step, 0.5) for k, lab in enumerate(labels)]
+            t = b
+        return out + [P.Phoneme("SIL", t, 3.0, 1.0)]
+
+    track = ph((0.3, 0.4, ["T", "K"]), (0.6, 0.7, ["IH", "T"]), (0.9, 1.0, ["SH"]), (1.5, 2.5, ["HH", "AH", "M"]))
+    kept = P._drop_noise_islands(track, x)
+    assert [p.label for p in kept] == ["SIL", "IH", "T", "SIL", "SH", "SIL", "HH", "AH", "M", "SIL"]
+    assert kept[0].start == 0.0 and kept[0].end == pytest.approx(0.6)
+    assert P._drop_noise_islands(ph((0.3, 0.4, ["N"])), x)[1].label == "N"  # a sonorant: kept
+
+
 def test_recognize_is_deterministic_and_thread_safe(grid_dir):
     a, b = grid16k(grid_dir, "swwp2s"), grid16k(grid_dir, "lwbsza")
     first = P.recognize(a)
