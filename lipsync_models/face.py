@@ -386,7 +386,10 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
       that shows bright teeth and saturates on a wide one. Its blind spot: lips duller than
       the skin around them count as inner mouth, so a mouth painted in one flat, dull lip
       colour (the generator without a reference frame, on a speaker whose lips are barely
-      redder than the skin) reads as open; ``contrast`` reads it right.
+      redder than the skin) reads as open; ``contrast`` reads it right. On greyscale video
+      only the darkest cavity counts, so the opening reads small and follows the mouth less
+      well (GRID turned grey: r 0.29-0.81 with the mesh gap, means under 0.025; the contrast
+      keeps 0.43-0.88).
     * contrast, how sharply the mouth parts: the 99th percentile of an inner-mouth score
       (darkness relative to the skin + 4 x how much less lip-coloured than the skin), with a
       soft floor at 0 (:data:`OPEN_ZERO`, :data:`OPEN_GAIN`, :data:`OPEN_SOFT`). One dark pixel
@@ -457,7 +460,7 @@ INNER_RED = 0.25
 INNER_CAVITY = 0.6
 """... or when its darkness + 4 x non-redness (the contrast score) exceeds this (a cavity that keeps
 some red; the only cue on greyscale video). 0.8 follows GRID a little better (min r 0.77) but
-loses greyscale video."""
+loses even more of greyscale video."""
 INNER_MIN_SPAN = 0.6
 """The inner mouth's height is its area over the columns it spans, at least this share of the
 mouth width (a few stray pixels do not make a tall opening)."""
