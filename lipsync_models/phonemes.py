@@ -32,6 +32,7 @@ always gives the same phonemes, whatever was decoded before. Audio goes to pocke
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -276,27 +277,23 @@ def _drop_noise_islands(ph: list[Phoneme], x: np.ndarray) -> list[Phoneme]:
 
     The phone recogniser hears a breath or a lip click between phrases as voiceless consonants
     ("T K" before a line); the mouth would open for them, then shut again before the breath
-    that really comes before the speech (:func:`mark_breaths`, which now sees one pause). A run
+    that really comes before the speech (:func:`mark_breaths`, which then sees one pause). A run
     of phones bounded by pauses (or the ends) is dropped when it has no vowel and no sonorant
     (every English word has a voiced core; "shh" and "psst" are the exceptions and are loud)
     and its loudest 10 ms stays :data:`NOISE_ISLAND_BELOW_DB` under the speech."""
     db = _frame_dbfs(x)
     if not len(db):
         return ph
-    speech = float(np.percentile(db, 98))
-    out = list(ph)
-    i = 0
-    while i < len(out):
-        j = i
-        while j < len(out) and out[j].label != "SIL":
-            j += 1
-        if j > i and not {p.label for p in out[i:j]} & _VOICED_CORE:
-            f0, f1 = int(out[i].start * FRAME_RATE), max(int(math.ceil(out[j - 1].end * FRAME_RATE)), 1)
-            if float(db[f0:f1].max(initial=-np.inf)) < speech - NOISE_ISLAND_BELOW_DB:
-                conf = min(p.confidence for p in out[i:j])
-                out[i:j] = [Phoneme("SIL", out[i].start, out[j - 1].end, conf)]
-                j = i + 1
-        i = j + 1 if j == i else j
+    quiet = float(np.percentile(db, 98)) - NOISE_ISLAND_BELOW_DB
+    out: list[Phoneme] = []
+    for pause, group in itertools.groupby(ph, key=lambda p: p.label == "SIL"):
+        run = list(group)
+        if not pause and not {p.label for p in run} & _VOICED_CORE:
+            f0 = int(run[0].start * FRAME_RATE)
+            f1 = max(int(math.ceil(run[-1].end * FRAME_RATE)), f0 + 1)
+            if float(db[f0:f1].max(initial=-np.inf)) < quiet:
+                run = [Phoneme("SIL", run[0].start, run[-1].end, min(p.confidence for p in run))]
+        out += run
     return _merge_sil(out)
 
 
