@@ -721,9 +721,14 @@ above the recording's noise floor (10th percentile of all 10 ms levels)."""
 BREATH_MIN_SNR_DB = 30.0
 """Breaths are looked for only when speech (98th percentile level) stands at least this far
 above the noise floor: on noisy recordings room noise would pass for breath."""
+BREATH_DIGITAL_SILENCE_DBFS = -90.0
+"""A 10th-percentile level below this is digital silence (synthetic speech, muted edits), not a
+room: no microphone and preamp are that quiet (16-bit self-noise alone is about -96 dBFS)."""
 BREATH_FLOOR_MAX_DB = 60.0
-"""The floor is taken no lower than this far below the speech, so digital silence (synthetic
-speech) does not turn every faint sample into breath."""
+"""Over digital silence the floor is taken no lower than this far below the speech, so faint
+synthetic tails do not turn into breath. A real room's noise is the floor however far below the
+speech it lies (GRID swwp2s: 65 dB; its breath, 10-15 dB above the room, was lost to this cap
+when it applied to every recording)."""
 BREATH_BEFORE_S = 1.0
 """Only sound in the last this-many seconds of a pause before speech is an in-breath; noise
 after speech or early in a long pause is left as silence."""
@@ -750,7 +755,7 @@ def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
     """Relabel audible in-breaths inside pauses as ``"BREATH"``.
 
     Speakers breathe in through the mouth before a line, and the breath is audible: on the
-    GRID recordings 15-25 dB above the room noise and 35 dB below the speech, while the
+    GRID recordings 10-25 dB above the room noise and 35-55 dB below the speech, while the
     face-mesh lip gap opens to about half its vowel value (FACTS.md's measure; bench_e2e.py).
     For each pause (SIL) followed by speech: the 10 ms frames of its last
     :data:`BREATH_BEFORE_S` seconds (after the first :data:`BREATH_AFTER_SPEECH_S` of a pause
@@ -768,7 +773,9 @@ def mark_breaths(track: PhonemeTrack, wave16k: torch.Tensor) -> PhonemeTrack:
     if len(db) < 5:
         return track
     level = float(np.percentile(db, 98))
-    floor = max(float(np.percentile(db, 10)), level - BREATH_FLOOR_MAX_DB)  # digital silence: -120 dB
+    floor = float(np.percentile(db, 10))
+    if floor < BREATH_DIGITAL_SILENCE_DBFS:  # digital silence: -120 dB
+        floor = max(floor, level - BREATH_FLOOR_MAX_DB)
     if level - floor < BREATH_MIN_SNR_DB:
         return track
     loud = db > floor + BREATH_ABOVE_FLOOR_DB

@@ -464,6 +464,37 @@ def test_breath_only_before_speech_and_above_the_noise():
     assert breaths(build(hiss=0.3, background_db=-50))[0] == []
 
 
+def test_breath_in_a_quiet_room_under_loud_speech():
+    """A studio line: speech peaking near -8 dBFS over a room at -88 dBFS, and a breath before
+    the line 14 dB above the room but 9 dB above "60 dB under the speech" (high-passed levels:
+    speech -21, room -86, breath -72). The room is the floor however far below the speech it
+    lies (the 60 dB cap is for digital silence only), so the breath is found; over digital
+    silence the same breath stays unmarked, as for synthetic speech. GRID swwp2s is such a
+    recording (breath 0.19 s to the line)."""
+    rng = np.random.default_rng(1)
+    speech = espeak("hello there, how are you").numpy()
+    speech = speech * (10 ** (-8 / 20) / np.percentile(np.abs(speech), 99))
+    lead = 0.8
+    n = int(lead * SR) * 2 + len(speech)
+
+    def build(room_db):
+        x = np.zeros(n)
+        x[int(lead * SR):int(lead * SR) + len(speech)] = speech
+        if room_db is not None:
+            x += rng.standard_normal(n) * 10 ** (room_db / 20)
+        a = int(0.35 * SR)
+        x[a:a + int(0.3 * SR)] += rng.standard_normal(int(0.3 * SR)) * 10 ** (-75 / 20)
+        return torch.from_numpy(x.astype(np.float32))
+
+    def breaths(x):
+        t = P.extract(x, transcript="hello there, how are you")
+        return [(p.start, p.end) for p in t.phonemes if p.label == "BREATH"]
+
+    got = breaths(build(-88))
+    assert len(got) == 1 and got[0][0] == pytest.approx(0.35, abs=0.03)
+    assert breaths(build(None)) == []
+
+
 def test_breath_not_taken_from_the_tail_of_the_previous_phrase():
     """Two phrases 0.5 s apart; the first one's reverberation (a hiss decaying over 80 ms) is
     not a breath, while a hiss just before the second phrase is."""
