@@ -301,6 +301,14 @@ LIP_BOX_UP, LIP_BOX_DOWN = 0.13, 0.18
 smile's dark upper line (astronaut: the dark line is 0.07 above the lips' middle)."""
 
 
+def _nearest_run(on: np.ndarray, pos: np.ndarray, centre: float, max_gap: int) -> np.ndarray:
+    """Of the runs of indices ``on`` (gaps up to ``max_gap`` bridged), the one whose positions
+    ``pos`` span ``centre``, else the one ending nearest it."""
+    runs = np.split(on, np.nonzero(np.diff(on) > max_gap)[0] + 1)
+    return min(runs, key=lambda r: 0 if pos[r[0]] <= centre <= pos[r[-1]]
+               else min(abs(pos[r[0]] - centre), abs(pos[r[-1]] - centre)))
+
+
 def _lip_box(crops: np.ndarray) -> np.ndarray:
     """The mouth's extent in crops roughly centred on it (crop side = face width).
 
@@ -337,8 +345,7 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
         if colp.max() <= 1e-6:
             continue
         on = np.nonzero(colp > 0.3 * colp.max())[0]
-        runs = np.split(on, np.nonzero(np.diff(on) > 4)[0] + 1)
-        best = min(runs, key=lambda r: 0 if xs[r[0]] <= c <= xs[r[-1]] else min(abs(xs[r[0]] - c), abs(xs[r[-1]] - c)))
+        best = _nearest_run(on, xs, c, 4)
         left, right = float(xs[best[0]]), float(xs[best[-1]])
         if not 0.15 * s <= right - left <= 0.6 * s:
             continue
@@ -348,8 +355,7 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
             continue
         cy0 = float((rowp * rows).sum() / rowp.sum())
         onr = np.nonzero(rowp > 0.25 * rowp.max())[0]
-        rr = np.split(onr, np.nonzero(np.diff(onr) > 2)[0] + 1)
-        br = min(rr, key=lambda r: 0 if rows[r[0]] <= cy0 <= rows[r[-1]] else min(abs(rows[r[0]] - cy0), abs(rows[r[-1]] - cy0)))
+        br = _nearest_run(onr, rows, cy0, 2)
         top, bot = rows[br[0]], rows[br[-1]]
         bot_edge = bot
         # a smile's lower lip fades into the skin: its lower edge is where lip colour ends
@@ -432,8 +438,7 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         left, right = c - mw / 2, c + mw / 2
         if cp.max() > 0.01:
             on = np.nonzero(cp > 0.3 * cp.max())[0]
-            runs = np.split(on, np.nonzero(np.diff(on) > 2)[0] + 1)
-            best = min(runs, key=lambda r: 0 if xs[r[0]] <= c <= xs[r[-1]] else min(abs(xs[r[0]] - c), abs(xs[r[-1]] - c)))
+            best = _nearest_run(on, xs, c, 2)
             if 0.4 * mw <= xs[best[-1]] - xs[best[0]] <= 1.5 * mw:
                 # the crop is centred on the mouth: corners symmetric, at the farther lip end
                 half = float(np.clip(max(c - xs[best[0]], xs[best[-1]] - c), 0.35 * mw, 0.75 * mw))
@@ -668,9 +673,8 @@ def track_faces(
     b, h, w = (int(v) for v in frames.shape[:3])
     chunk = max(int(chunk), 1)
     box = _parse_manual_box(manual_box, h, w)
-    passes = {"mediapipe": 2, "haar": 4}[detector] - (box is not None)  # (detect,) locate/mesh, (recentre,) measure
-    if box is not None:
-        passes = 3
+    # (detect,) locate or mesh, (recentre,) measure; a manual box: locate, recentre, measure
+    passes = 3 if box is not None else {"mediapipe": 2, "haar": 4}[detector]
     total_steps = passes * math.ceil(b / chunk)
     done = [0]
 

@@ -204,14 +204,21 @@ def track_contrast(track: FaceTrack) -> np.ndarray:
     track without it (made elsewhere; see :func:`track_measure`). The contrast, not the opening,
     because SyncScore's timing was calibrated on it: it rises the moment the lips part and is
     smooth from frame to frame."""
-    con = track.extras.get("contrast") if track_measure(track) == "contrast" else track.opening
-    return torch.as_tensor(con).detach().double().cpu().numpy()
+    con = _frame_extra(track, "contrast")
+    return con if con is not None else track.opening.detach().double().cpu().numpy()
 
 
 def track_measure(track: FaceTrack) -> str:
     """Which measure :func:`track_contrast` reads on this track: "contrast" or "opening"."""
-    con = track.extras.get("contrast") if isinstance(track.extras, dict) else None
-    return "contrast" if con is not None and torch.as_tensor(con).numel() == track.num_frames else "opening"
+    return "contrast" if _frame_extra(track, "contrast") is not None else "opening"
+
+
+def _frame_extra(track: FaceTrack, key: str) -> np.ndarray | None:
+    """``track.extras[key]`` as (T,) float64 when it holds one value per frame, else None."""
+    v = track.extras.get(key) if isinstance(track.extras, dict) else None
+    if v is None or torch.as_tensor(v).numel() != track.num_frames:
+        return None
+    return torch.as_tensor(v).detach().double().cpu().numpy().reshape(-1)
 
 
 FLOW_CROP = 64
@@ -252,10 +259,8 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
         for i in range(s0, min(s0 + chunk, b)):
             # only the mouth region is converted (cost scales with the mouth, not the frame); a
             # slice cut short by the frame edge ends AT the edge, so BORDER_REPLICATE is unchanged
-            x0 = int(min(max(math.floor(centre[i, 0] - reach), 0), w - 1))
-            x1 = int(max(min(math.ceil(centre[i, 0] + reach) + 1, w), x0 + 1))
-            y0 = int(min(max(math.floor(centre[i, 1] - reach), 0), h - 1))
-            y1 = int(max(min(math.ceil(centre[i, 1] + reach) + 1, h), y0 + 1))
+            x0, x1 = _span(centre[i, 0] - reach, centre[i, 0] + reach, w)
+            y0, y1 = _span(centre[i, 1] - reach, centre[i, 1] + reach, h)
             block = images[i, y0:y1, x0:x1, :3].detach().to("cpu", torch.float32).numpy()
             # numpy/cv2, not per-frame torch ops (those stall on the thread pool under load)
             g = cv2.convertScaleAbs(np.clip(block @ lum, 0.0, 1.0), alpha=255.0)
@@ -271,6 +276,12 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
             on_progress(min(s0 + chunk, b), b)
     opening = np.cumsum(vel)
     return opening - uniform_filter1d(opening, size=max(int(round(fps)), 1), mode="nearest")
+
+
+def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Whole-pixel slice [a, b) covering ``lo..hi`` inside ``0..size``, at least one pixel."""
+    a = int(min(max(math.floor(lo), 0), size - 1))
+    return a, int(max(min(math.ceil(hi) + 1, size), a + 1))
 
 
 TRACK_MATCH_R = 0.9
@@ -316,13 +327,13 @@ def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     b = images.shape[0]
     m = track.mouth.detach().double().cpu().numpy()
     centre = median_filter(0.5 * (m[:, _IDX["corner_left"]] + m[:, _IDX["corner_right"]]), size=(5, 1), mode="nearest")
-    fw = track.extras.get("face_width") if isinstance(track.extras, dict) else None
-    if fw is None or torch.as_tensor(fw).numel() != b:
-        fw = track.boxes[:, 2] - track.boxes[:, 0]
-    fw = np.maximum(torch.as_tensor(fw).detach().double().cpu().numpy(), 4.0) * face.CROP_SCALE
-    ang = track.extras.get("angle") if isinstance(track.extras, dict) else None
-    ang = (torch.as_tensor(ang).detach().double().cpu().numpy() if ang is not None and torch.as_tensor(ang).numel() == b
-           else np.zeros(b))
+    fw = _frame_extra(track, "face_width")
+    if fw is None:
+        fw = (track.boxes[:, 2] - track.boxes[:, 0]).detach().double().cpu().numpy()
+    fw = np.maximum(fw, 4.0) * face.CROP_SCALE
+    ang = _frame_extra(track, "angle")
+    if ang is None:
+        ang = np.zeros(b)
     # big faces are cut supersampled (mouth_opening area-averages them down), as MaskLowerFace does
     size = face.ANALYSIS_SIZE * int(min(max(math.ceil(float(np.median(fw)) / face.ANALYSIS_SIZE - 0.25), 1), 4))
     s = size / fw
@@ -342,10 +353,8 @@ def frame_opening(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     out = []
     for s0 in range(0, len(idx), chunk):
         f = sel[s0:s0 + chunk]
-        x0 = int(min(max(math.floor(float((centre[f, 0] - reach[f]).min())), 0), w - 1))
-        x1 = int(max(min(math.ceil(float((centre[f, 0] + reach[f]).max())) + 1, w), x0 + 1))
-        y0 = int(min(max(math.floor(float((centre[f, 1] - reach[f]).min())), 0), h - 1))
-        y1 = int(max(min(math.ceil(float((centre[f, 1] + reach[f]).max())) + 1, h), y0 + 1))
+        x0, x1 = _span(float((centre[f, 0] - reach[f]).min()), float((centre[f, 0] + reach[f]).max()), w)
+        y0, y1 = _span(float((centre[f, 1] - reach[f]).min()), float((centre[f, 1] + reach[f]).max()), h)
         mk = mat[f].copy()
         mk[:, :, 2] += mk[:, :, 0] * x0 + mk[:, :, 1] * y0
         mk = torch.from_numpy(mk).to(images.device, torch.float32)
