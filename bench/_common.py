@@ -11,6 +11,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import GRID, GRID_TEXT  # noqa: E402,F401  (one copy of the transcripts: the tests')
 
 
+def filmed_opening(track):
+    """The mouth-opening track of a clip's FaceTrack as float64 numpy: the face-mesh inner-lip gap /
+    mouth width where the track has one (a mediapipe track's ``extras['mesh_gap']``, FACTS.md's
+    reference measure of a filmed mouth), else the track's opening measure (``.opening``)."""
+    mesh = track.extras.get("mesh_gap")
+    return (track.opening if mesh is None else mesh).double().cpu().numpy()
+
+
 def status_mb(key: str) -> float | None:
     """A /proc/self/status field in MB (e.g. "VmHWM", "VmRSS"); None where there is no /proc."""
     try:

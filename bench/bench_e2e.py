@@ -53,7 +53,7 @@ from comfyui_lipsync.lipsync_models import face as facelib  # noqa: E402
 from comfyui_lipsync.lipsync_models import media  # noqa: E402
 from comfyui_lipsync.lipsync_models.cli import call_node  # noqa: E402
 
-from _common import GRID, GRID_TEXT, reset_peak, status_mb as _status_mb  # noqa: E402
+from _common import GRID, GRID_TEXT, filmed_opening, reset_peak, status_mb as _status_mb  # noqa: E402
 NODES = PACK.NODE_CLASS_MAPPINGS
 CHAIN = ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
          "Composite", "SyncScore")
@@ -163,9 +163,7 @@ def read_clip(stem: str) -> tuple[torch.Tensor, float, torch.Tensor, int]:
 def opening_of(images: torch.Tensor, detector: str = "haar") -> np.ndarray:
     """The mouth-opening track of a clip: face.track_faces(...).opening (haar), or the face-mesh
     inner-lip gap / mouth width (mediapipe; the track's ``extras['mesh_gap']``)."""
-    tr = facelib.track_faces(images, detector=detector)
-    op = tr.extras["mesh_gap"] if detector == "mediapipe" else tr.opening
-    return op.double().cpu().numpy()
+    return filmed_opening(facelib.track_faces(images, detector=detector))
 
 
 def partial_r(x, y, z) -> float:

@@ -10,9 +10,10 @@ frame and phoneme counts. Timings depend on load: the load average is printed be
 
 With --grid it also checks the mouth against real footage: for each GRID clip (transcript
 aligned with phonemes.align) the jaw_open track is correlated with the mouth opening that
-face.track_faces measures in the video, and with the 300-3000 Hz log band envelope of the
-audio, for several anticipation values and video lags, and with and without the audible
-in-breaths marked; prints the mean r per setting.
+face.track_faces measures in the video (with --detector mediapipe: the face-mesh inner-lip
+gap), and with the 300-3000 Hz log band envelope of the audio, for several anticipation values
+and video lags, and with and without the audible in-breaths marked; prints the mean r per
+setting.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def grid_check(detector: str = "haar"):
     from comfyui_lipsync.lipsync_models import visemes as V
 
     sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from _common import filmed_opening
     from conftest import GRID, GRID_CLIPS, GRID_TEXT
 
     def band_envelope(wave, fps, n):
@@ -120,7 +122,7 @@ def grid_check(detector: str = "haar"):
         wave = A.resample(wav.mean(0, keepdim=True), sr, 16000)[0]
         track = P.align(wave, GRID_TEXT[clip])
         n = min(int(frames.shape[0]), int(len(wave) / 16000 * fps))
-        opening = F.track_faces(frames.float() / 255, detector=detector).opening.double().numpy()[:n]
+        opening = filmed_opening(F.track_faces(frames.float() / 255, detector=detector))[:n]
         env = band_envelope(wave, fps, n)
         for a in antics:
             jaw = V.map_phonemes(track, fps, n, anticipation_ms=a).param("jaw_open").double().numpy()
