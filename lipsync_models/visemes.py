@@ -504,11 +504,11 @@ ANTICIPATION_MS = 0.0
 filmed face-mesh inner-lip gap): r = 0.639 at 0 ms, 0.620 at 20 ms, 0.579 at 40 ms (with the
 breaths marked, 0.711 at 0 ms; recognised phonemes with breaths: 0.676 / 0.645 / 0.602); the
 filmed mouth one frame later than the track follows it almost as well (0.623) and one frame
-earlier clearly worse (0.558): filmed lips follow the aligned phoneme timeline itself, the
-acoustic boundaries already lag the articulators. Frames sample the timeline at their centre,
-half a frame after their timestamp. The judge agrees: GRID clips driven by another clip's
-audio (bench_e2e.py) score offset 0 in SyncScore on 7/7 with the transcript at 0 ms, 5/7 at
-20 ms, 3/7 at 30 ms (the generated mouth reads early).
+earlier clearly worse (0.558): filmed lips do not lead the aligned phoneme timeline (if
+anything they trail it), so a lead puts the mouth early. Frames sample the timeline at their
+centre, half a frame after their timestamp. The judge agrees: GRID clips driven by another
+clip's audio (bench_e2e.py) score offset 0 in SyncScore on 7/7 with the transcript at 0 ms,
+5/7 at 20 ms, 3/7 at 30 ms (the generated mouth reads early).
 Earlier sessions used 20 ms ("a mouth slightly early is accepted better than late"); the
 animators' one-frame lead (40 ms) stays one widget change away."""
 
