@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import GRID, GRID_TEXT  # noqa: E402,F401  (one copy of the transcripts: the tests')
+from testdata import GRID, GRID_CLIPS, GRID_TEXT  # noqa: E402,F401  (one copy: the tests' data module)
 
 
 def filmed_opening(track):

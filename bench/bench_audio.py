@@ -42,7 +42,8 @@ from comfyui_lipsync.lipsync_models import media  # noqa: E402
 from comfyui_lipsync.lipsync_models.errors import InputError  # noqa: E402
 from comfyui_lipsync.nodes.load_audio_driver import LoadAudioDriver  # noqa: E402
 
-GRID = os.path.join(os.path.dirname(ROOT), "shared", "data", "grid")
+from _common import GRID as _GRID  # noqa: E402
+GRID = str(_GRID)
 HOUR_CODECS = {
     "wav": ["-c:a", "pcm_s16le"],
     "mp3": ["-c:a", "libmp3lame", "-b:a", "128k"],

@@ -9,7 +9,7 @@ LoadAudioDriver (AUDIO socket from a decoded file, frame count and fps from the 
 -> ExtractPhonemes -> MapVisemes, MaskLowerFace -> LipSyncInference (built-in generator)
 -> Composite -> SyncScore.
 
-Part ``grid`` (quality): every GRID clip in ../shared/data/grid driven by the audio of the next
+Part ``grid`` (quality): every GRID clip in tests/data/grid driven by the audio of the next
 clip in sorted order (cut/padded to the clip's 75 frames by the driver), with and without the
 transcript. Per clip: SyncScore of the output as the shipped workflows wire it (face track from
 LipSyncInference, which is the track of the ORIGINAL frames) and with no face track (SyncScore

@@ -22,7 +22,7 @@ from lipsync_models.pack import load_pack  # noqa: E402
 load_pack()
 from comfyui_lipsync.lipsync_models import face, media  # noqa: E402
 
-GRID = ROOT.parent / "shared" / "data" / "grid"
+from _common import GRID  # noqa: E402
 
 
 def band_envelope(audio: torch.Tensor, sr: int, fps: float, n: int) -> np.ndarray:

@@ -41,7 +41,8 @@ from comfyui_lipsync.lipsync_models import composite, face, generator, media  # 
 from comfyui_lipsync.lipsync_models import audio as audio_mod  # noqa: E402
 from comfyui_lipsync.lipsync_models.backends import wav2lip  # noqa: E402
 
-GRID = os.path.join(os.path.dirname(ROOT), "shared", "data", "grid")
+from _common import GRID as _GRID  # noqa: E402
+GRID = str(_GRID)
 CLIPS = ["bbaf2n", "brbk7n", "lbax4n", "lbbc2a", "lrwp9a", "lwbsza", "swwp2s"]
 TEXT = {
     "bbaf2n": "bin blue at f two now", "brbk7n": "bin red by k seven now", "lbax4n": "lay blue at x four now",

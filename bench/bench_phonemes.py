@@ -56,9 +56,9 @@ from comfyui_lipsync.lipsync_models import g2p  # noqa: E402
 from comfyui_lipsync.lipsync_models import phonemes as P  # noqa: E402
 from comfyui_lipsync.lipsync_models.media import read_audio  # noqa: E402
 
-from _common import GRID_TEXT  # noqa: E402
+from _common import GRID as _GRID, GRID_TEXT  # noqa: E402
 
-GRID = os.path.join(os.path.dirname(ROOT), "shared", "data", "grid")
+GRID = str(_GRID)
 
 
 def viseme_table() -> dict[str, str]:

@@ -10,7 +10,7 @@ signal variants tried on these same 7 clips (the others: envelope levels only, c
 aligned jaw_open, jaw_open only, jaw + closures), so its figures are optimistic even with the
 leave-one-out lead.
 
-For each GRID clip in ../shared/data/grid (3 s, 25 fps, audio recorded with the picture):
+For each GRID clip in tests/data/grid (3 s, 25 fps, audio recorded with the picture):
 
 1. the face is tracked once per detector (not timed: the targets are "given a face track");
 2. the clip's audio (16 kHz mono) is scored as recorded (expected offset 0, +-1 allowed) and
@@ -53,10 +53,7 @@ from comfyui_lipsync.lipsync_models import face, media, sync  # noqa: E402
 from comfyui_lipsync.lipsync_models import phonemes as phonemelib  # noqa: E402
 from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests"))
-from conftest import GRID_TEXT  # noqa: E402
-
-GRID = ROOT.parent / "shared" / "data" / "grid"
+from _common import GRID, GRID_TEXT  # noqa: E402
 SHIFTS = (-8, -5, -3, -2, -1, 1, 2, 3, 5, 8)
 PEAK = "curve peak before the natural-lead correction (frames)"
 

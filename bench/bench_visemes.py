@@ -101,9 +101,7 @@ def grid_check(detector: str = "haar"):
     from comfyui_lipsync.lipsync_models import phonemes as P
     from comfyui_lipsync.lipsync_models import visemes as V
 
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from _common import filmed_opening
-    from conftest import GRID, GRID_CLIPS, GRID_TEXT
+    from _common import GRID, GRID_CLIPS, GRID_TEXT, filmed_opening
 
     def band_envelope(wave, fps, n):
         hop = int(round(16000 / fps))

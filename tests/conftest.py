@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-GRID = SHARED / "data" / "grid"
+sys.path.insert(0, str(ROOT / "tests"))
+from testdata import GRID, GRID_CLIPS, GRID_TEXT, verify  # noqa: E402,F401
 
 if "comfyui_lipsync" not in sys.modules:
     _spec = importlib.util.spec_from_file_location(
@@ -24,20 +24,33 @@ if "comfyui_lipsync" not in sys.modules:
     sys.modules["comfyui_lipsync"] = _mod
     _spec.loader.exec_module(_mod)
 
-GRID_CLIPS = sorted(p.stem for p in GRID.glob("*.mpg"))
-GRID_TEXT = {
-    "bbaf2n": "bin blue at f two now",
-    "brbk7n": "bin red by k seven now",
-    "lbax4n": "lay blue at x four now",
-    "lbbc2a": "lay blue by c two again",
-    "lrwp9a": "lay red with p nine again",
-    "lwbsza": "lay white by s zero again",
-    "swwp2s": "set white with p two soon",
-}
+
+def pytest_sessionstart(session):
+    """Missing or changed test data stops the run at once, naming each file (tests/data/SHA256SUMS)."""
+    problems = verify()
+    if problems:
+        pytest.exit("\n".join(problems), returncode=1)
 
 
 @pytest.fixture(scope="session")
 def grid_dir() -> Path:
-    if not GRID.is_dir():
-        pytest.fail(f"real test media missing: {GRID} (the shared/ folder must sit beside the repo)")
     return GRID
+
+
+# kornia's recipe: every tensor op runs on each device present (CUDA too when there is one) and in
+# the float dtypes it accepts.
+DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    import torch
+
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    import torch
+
+    return getattr(torch, request.param)

@@ -19,7 +19,7 @@ from comfyui_lipsync.lipsync_models.errors import InputError, MediaError, PathEr
 from comfyui_lipsync.lipsync_models.types import AudioDriver
 from comfyui_lipsync.nodes.load_audio_driver import NO_FILE, LoadAudioDriver
 
-from conftest import GRID, GRID_CLIPS
+from testdata import GRID, GRID_CLIPS
 
 FFMPEG = None
 

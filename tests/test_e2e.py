@@ -26,7 +26,7 @@ from comfyui_lipsync.nodes.map_visemes import MapVisemes
 from comfyui_lipsync.nodes.mask_lower_face import MaskLowerFace
 from comfyui_lipsync.nodes.sync_score import SyncScore
 
-from conftest import GRID_CLIPS, GRID_TEXT
+from testdata import GRID_CLIPS, GRID_TEXT
 
 # (clip, clip whose audio drives it, transcript given?): the first clips in sorted order, each
 # driven by the next one (as the bench does), one with and one without the transcript.

@@ -14,7 +14,7 @@ from comfyui_lipsync.lipsync_models.errors import DependencyError, InputError, N
 from comfyui_lipsync.lipsync_models.types import MOUTH_POINTS, FaceTrack
 from comfyui_lipsync.nodes.mask_lower_face import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, MaskLowerFace
 
-from conftest import GRID_CLIPS
+from testdata import GRID_CLIPS
 
 # --- helpers ---------------------------------------------------------------------------------
 

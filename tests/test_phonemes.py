@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import GRID_TEXT
+from testdata import GRID_TEXT
 
 from comfyui_lipsync.lipsync_models import g2p
 from comfyui_lipsync.lipsync_models import phonemes as P

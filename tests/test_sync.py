@@ -498,7 +498,7 @@ def test_demo_output_scores_in_sync(demo_run):
 def test_grid_clip_driven_by_another_clips_audio_scores_in_sync(grid_dir):
     """A GRID clip made to say another clip's sentence (transcript given), scored as the
     workflows wire it (LipSyncInference's track) and with a track made on the output."""
-    from conftest import GRID_CLIPS, GRID_TEXT
+    from testdata import GRID_CLIPS, GRID_TEXT
 
     stem, src = GRID_CLIPS[0], GRID_CLIPS[1]
     frames, fps, _ = media.read_video(str(grid_dir / f"{stem}.mpg"))
@@ -530,7 +530,7 @@ def test_closure_signal_by_hand():
 def test_closures_from_the_aligned_transcript_on_grid(grid_clip):
     from comfyui_lipsync.lipsync_models import phonemes as phonemelib
 
-    from conftest import GRID_TEXT
+    from testdata import GRID_TEXT
 
     img, fps, wav, sr, w16, track = grid_clip
     for k in (0, -3, 5):
@@ -550,7 +550,7 @@ def test_node_with_aligned_phonemes(grid_clip):
     from comfyui_lipsync.lipsync_models import audio as audiolib
     from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
 
-    from conftest import GRID_TEXT
+    from testdata import GRID_TEXT
 
     img, fps, wav, sr, w16, track = grid_clip
     late = torch.cat([torch.zeros(wav.shape[0], 3 * sr // 25), wav[:, : -3 * sr // 25]], 1)  # audio 3 frames late

@@ -13,7 +13,7 @@ from comfyui_lipsync.lipsync_models.types import MOUTH_PARAMS, Phoneme, PhonemeT
 from comfyui_lipsync.nodes.map_visemes import (NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS,
                                                 MapVisemes)
 
-from conftest import GRID_CLIPS, GRID_TEXT
+from testdata import GRID_CLIPS, GRID_TEXT
 
 JAW, SPREAD, ROUND, CLOSE, TEETH = range(5)
 HARD = dict(blend_ms=0.0, smoothing=0.0)  # no blending: frames show the timeline exactly

@@ -2,7 +2,7 @@
 
 Our nodes' definitions are built from NODE_CLASS_MAPPINGS the way ComfyUI's server builds
 /object_info; core nodes come from the recording of a real ComfyUI 0.3.64 server in
-../shared/data/comfyui/object_info.json. The validator itself is tested first on a small
+tests/data/comfyui/object_info.json. The validator itself is tested first on a small
 hand-made workflow of core nodes, with one broken copy per rule.
 """
 

@@ -2,7 +2,7 @@
 
 Node definitions use the ``/object_info`` format of a ComfyUI server: ours are built from the
 pack's ``NODE_CLASS_MAPPINGS`` exactly as ComfyUI's ``server.py`` builds them (``node_info``),
-core ones come from the recording ``../shared/data/comfyui/object_info.json`` (or a live server).
+core ones come from the recording ``tests/data/comfyui/object_info.json`` (or a live server).
 
 A UI workflow (what ComfyUI saves and what artists drag in) is::
 
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OBJECT_INFO = ROOT.parent / "shared" / "data" / "comfyui" / "object_info.json"
+OBJECT_INFO = ROOT / "tests" / "data" / "comfyui" / "object_info.json"
 
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 """Node types that exist only in the browser (never in /object_info, never sent to /prompt)."""

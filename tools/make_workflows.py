@@ -5,7 +5,7 @@ browser) from the node definitions, so widget layouts always match the code.
     .venv/bin/python tools/make_workflows.py --check  # exit 1 when a file is out of date
 
 Core node definitions come from the recording of a real ComfyUI server
-(../shared/data/comfyui/object_info.json), ours from NODE_CLASS_MAPPINGS; tests/test_workflows.py
+(tests/data/comfyui/object_info.json), ours from NODE_CLASS_MAPPINGS; tests/test_workflows.py
 validates the result and tests/test_web.py loads each file in the real frontend.
 """
 
