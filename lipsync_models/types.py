@@ -163,7 +163,7 @@ class FaceTrack:
     found:     (B,) bool, True where the face was detected, False where interpolated.
     report:    human-readable notes (lost frames, detector used).
     extras:    what MaskLowerFace adds per frame: ``contrast`` (B,) the inner-mouth contrast
-               (``face.mouth_contrast``, SyncScore's lip signal), ``angle``, ``mouth_line_angle``,
+               (``face.mouth_contrast``, SyncScore's lip signal), ``angle`` (the crops' roll, radians),
                ``face_width``, ``mesh_gap`` (face mesh only) and the ``detector`` name.
     """
 

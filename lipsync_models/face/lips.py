@@ -1,0 +1,199 @@
+"""Where the mouth is on the Haar (and manual-box) path, from the pixels: the dark line between the lips
+refines the face box's prior (:func:`_locate_mouths`), then the lips' extent recentres it
+(:func:`_recentre`). The face mesh brings its own mouth and skips both."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..calibration import (LIP_BOX_DOWN, LIP_BOX_UP, LIP_BOX_X, LIP_COLOUR_FRAMES, LIP_LINE_BIAS, MOUTH_IN_BOX,
+                           MOUTH_WIDTH, RECENTRE_MAX, REFINE_MAX, REFINE_MAX_X)
+from ._base import ANALYSIS_SIZE, CROP_SCALE, _cv2, _gauss_smooth, _median_filter, _nearest_run, _np_float
+from .geometry import _analysis_crops, _apply, _invert, _similarity
+from .measure import _ycc
+
+
+def _refine_mouth(crops: np.ndarray) -> np.ndarray:
+    """Locate the mouth line in crops centred on a prior guess (crop side = face width).
+
+    The line between the lips (or the open mouth) is the darkest horizontal structure near the
+    prior: its row is a soft arg-min of the brightness profile of the centre columns, its
+    horizontal centre the centroid of the darkness along that row band (symmetric, unlike lip
+    colour, which uneven light shifts), its slope a weighted line fit through the darkest row
+    of each column. crops: (n, S, S, 3) uint8. Returns (n, 4): x, y (crop px), angle (radians),
+    contrast of the mouth line against the skin (0 = nothing found).
+    """
+    n, s = crops.shape[:2]
+    y, _ = _ycc(crops)
+    c = s // 2
+    hy, hx, cw = int(round(0.11 * s)), int(round(0.27 * s)), int(round(0.085 * s))
+    rows = np.arange(c - hy, c + hy, dtype=np.float32)
+    prof = y[:, c - hy:c + hy, c - cw:c + cw].mean(axis=2)
+    # soft arg-min, with a Gaussian preference for the prior row (keeps nostrils and chin out)
+    w = np.exp(-(prof - prof.min(axis=1, keepdims=True)) / 0.02 - 0.5 * ((rows - c) / (0.045 * s)) ** 2)
+    cy = (w * rows).sum(axis=1) / w.sum(axis=1)
+    ref = np.median(y[:, c - hy:c + hy, c - hx:c + hx].reshape(n, -1), axis=1)
+    out = np.zeros((n, 4), np.float32)
+    xs = np.arange(c - hx, c + hx, dtype=np.float32)
+    band_h = max(int(round(0.03 * s)), 1)
+    for i in range(n):
+        r = int(np.clip(round(cy[i]), c - hy + band_h, c + hy - band_h - 1))
+        band = y[i, r - band_h:r + band_h + 1, c - hx:c + hx]
+        q = np.clip(ref[i] - band, 0, None).sum(axis=0)
+        q = np.clip(q - 0.3 * q.max(), 0, None)
+        if q.sum() <= 1e-6:
+            out[i] = (c, c, 0.0, 0.0)
+            continue
+        cx = float((q * xs).sum() / q.sum())
+        # corner-line slope: the darkest row near each end of the dark run through the centre
+        on = np.nonzero(q > 0)[0]
+        runs = np.split(on, np.nonzero(np.diff(on) > 1)[0] + 1)
+        run = min(runs, key=lambda z: abs(0.5 * (xs[z[0]] + xs[z[-1]]) - cx))
+        slope = 0.0
+        if len(run) >= 0.12 * s:
+            sub = y[i, r - 2 * band_h:r + 2 * band_h + 1, c - hx:c + hx]
+            # weighted line fit through each column's soft darkest row (symmetric curvature of
+            # a smile or a pout does not tilt it)
+            cols = sub[:, run[0]:run[-1] + 1]
+            e = np.exp(-(cols - cols.min(axis=0, keepdims=True)) / 0.05)
+            rr = np.arange(sub.shape[0], dtype=np.float32)[:, None]
+            rowc = (e * rr).sum(axis=0) / e.sum(axis=0)
+            wq = q[run[0]:run[-1] + 1] + 1e-6
+            xq = xs[run[0]:run[-1] + 1]
+            mx = (wq * xq).sum() / wq.sum()
+            my = (wq * rowc).sum() / wq.sum()
+            slope = float((wq * (xq - mx) * (rowc - my)).sum() / max((wq * (xq - mx) ** 2).sum(), 1e-6))
+        contrast = float(ref[i] - prof[i].min()) / max(float(ref[i]), 1e-3)
+        out[i] = (cx, cy[i], math.atan(slope), contrast)
+    return out
+
+
+
+def _lip_box(crops: np.ndarray) -> np.ndarray:
+    """The mouth's extent in crops roughly centred on it (crop side = face width).
+
+    Lips, teeth and the dark mouth line are all bounded by horizontal edges (the vertical
+    gradient of luma, and of the lip map), skin and soft shadows are not. The column profile of
+    that edge energy (smoothed, above its 10th percentile) gives the mouth corners: the run
+    above 0.3 x its peak (gaps up to 4 px bridged) nearest the centre; this stays true for a
+    turned, smiling face whose darker cheek pulls a darkness centroid sideways. The row profile
+    over those columns gives the lips' top and bottom (run above 0.25 x peak around the
+    energy centroid); the mouth centre row is their midpoint, not the dark line (which sits at
+    the upper lip of a smile). crops: (n, S, S, 3) uint8. Returns (n, 5) in crop px: left,
+    right, centre row, ok (1.0 when the run is 0.15-0.6 face widths wide, else 0.0), and the
+    shift of the centre row when the lower lip's edge is taken where lip colour ends (a smile's
+    lower lip fading into the skin; 0 where it is not). That shift moves with the jaw on
+    speech, so the caller applies it slowly (:func:`_recentre`), not per frame.
+    """
+    cv2 = _cv2()
+    n, s = crops.shape[:2]
+    y, lip = _ycc(crops)
+    c = s // 2
+    hx = int(round(LIP_BOX_X * s))
+    up, down = int(round(LIP_BOX_UP * s)), int(round(LIP_BOX_DOWN * s))
+    xs = np.arange(c - hx, c + hx, dtype=np.float64)
+    rows = np.arange(c - up, c + down, dtype=np.float64)
+    box = np.ones(5) / 5
+    out = np.zeros((n, 5))
+    for i in range(n):
+        g = cv2.GaussianBlur(y[i], (0, 0), 0.8)
+        lp = cv2.GaussianBlur(lip[i], (0, 0), 0.8)
+        e = np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)) + 2.0 * np.abs(cv2.Sobel(lp, cv2.CV_32F, 0, 1, ksize=3))
+        colp = np.convolve(e[c - int(round(0.13 * s)):c + int(round(0.13 * s)), c - hx:c + hx].mean(axis=0), box, mode="same")
+        colp = colp - np.percentile(colp, 10)
+        out[i] = (c - MOUTH_WIDTH * s / 2, c + MOUTH_WIDTH * s / 2, c, 0.0, 0.0)
+        if colp.max() <= 1e-6:
+            continue
+        on = np.nonzero(colp > 0.3 * colp.max())[0]
+        best = _nearest_run(on, xs, c, 4)
+        left, right = float(xs[best[0]]), float(xs[best[-1]])
+        if not 0.15 * s <= right - left <= 0.6 * s:
+            continue
+        rowp = e[c - up:c + down, int(left):int(right) + 1].mean(axis=1)
+        rowp = np.clip(rowp - np.percentile(rowp, 30), 0, None)
+        if rowp.sum() <= 1e-6:
+            continue
+        cy0 = float((rowp * rows).sum() / rowp.sum())
+        onr = np.nonzero(rowp > 0.25 * rowp.max())[0]
+        br = _nearest_run(onr, rows, cy0, 2)
+        top, bot = rows[br[0]], rows[br[-1]]
+        bot_edge = bot
+        # a smile's lower lip fades into the skin: its lower edge is where lip colour ends
+        # (lip map falling downwards) below the last strong edge, within the lips' height so far
+        sd = cv2.Sobel(lp, cv2.CV_32F, 0, 1, ksize=3)[c - up:c + down, int(left):int(right) + 1].mean(axis=1)
+        j0, j1 = br[-1] + 1, min(br[-1] + 1 + int(bot - top), len(rows))
+        if j1 > j0:
+            seg = sd[j0:j1]
+            j = int(np.argmin(seg))
+            if seg[j] < -0.25 * np.abs(sd).max():
+                bot = rows[j0 + j]
+        out[i] = (left, right, 0.5 * (top + bot_edge), 1.0, 0.5 * (bot - bot_edge))
+    return out
+
+
+def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
+    """Per-frame mouth centre + mouth-line angle, refined from the box prior by the dark line
+    between the lips (see :func:`_refine_mouth`).
+
+    Returns (raw (B, 3): cx, cy in frame px, angle in radians; contrast (B,))."""
+    b = frames.shape[0]
+    fw = boxes[:, 2] - boxes[:, 0]
+    px = boxes[:, 0] + prior[0] * fw
+    py = boxes[:, 1] + prior[1] * fw
+    m = _similarity(px, py, np.zeros(b), CROP_SCALE * fw, ANALYSIS_SIZE)
+    inv = _invert(m)
+    raw = np.zeros((b, 3))
+    conf = np.zeros(b)
+    k = ANALYSIS_SIZE / CROP_SCALE
+    for s0 in range(0, b, chunk):
+        crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m[s0:s0 + chunk])
+        r = _refine_mouth(crops).astype(np.float64)
+        n = len(crops)
+        half = ANALYSIS_SIZE / 2 - 0.5
+        # clamp the shift, put the lip line back on the corner line
+        r[:, 0] = half + 0.5 * np.clip(r[:, 0] - half, -REFINE_MAX_X * k, REFINE_MAX_X * k)
+        r[:, 1] = half + np.clip(r[:, 1] - half, -REFINE_MAX * k, REFINE_MAX * k)
+        r[:, 1] += LIP_LINE_BIAS * k
+        ok = r[:, 3] > 0.05
+        r[~ok, :2] = half
+        raw[s0:s0 + n, :2] = _apply(inv[s0:s0 + n], r[:, None, :2])[:, 0]
+        raw[s0:s0 + n, 2] = np.where(ok, r[:, 2], 0.0)
+        conf[s0:s0 + n] = r[:, 3]
+        step()
+    return raw, conf
+
+
+def _recentre(frames, cx, cy, ang, side, chunk, step):
+    """Move the mouth centre to the middle of the lips' extent (:func:`_lip_box`) and measure
+    the mouth half-width. cx, cy, ang, side: (B,) smoothed centre (frame px), crop angle
+    (radians), crop side (frame px). Returns (cx, cy, half-width in face widths), smoothed over
+    time; frames without a clear extent take their neighbours' values (or no change)."""
+    b = len(cx)
+    m0 = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
+    lb = np.zeros((b, 5))
+    for s0 in range(0, b, chunk):
+        # edges need less anti-aliasing than the opening measure: 2x2 supersampling (4K stays fast)
+        lb[s0:s0 + chunk] = _lip_box(_analysis_crops(_np_float(frames[s0:s0 + chunk]), m0[s0:s0 + chunk], max_ss=2))
+        step()
+    half = ANALYSIS_SIZE / 2 - 0.5
+    k = ANALYSIS_SIZE / CROP_SCALE
+    ok = lb[:, 3] > 0
+    if not ok.any():
+        return cx, cy, None
+    t = np.arange(b)
+    idx = np.nonzero(ok)[0]
+    du = np.interp(t, idx, 0.5 * (lb[idx, 0] + lb[idx, 1]) - half)
+    # the lip-colour edge's shift follows a smile (slow), but on speech it also moves with the
+    # lower lip, i.e. with the opening: applied per frame it drags the crops along with the jaw
+    # (GRID haar sync: recorded clips at offset 0 6/7 -> 5/7). Its running median over about 2 s
+    # (LIP_COLOUR_FRAMES) keeps the smile and drops the articulation.
+    dv = np.interp(t, idx, lb[idx, 2] - half) + _median_filter(np.interp(t, idx, lb[idx, 4]), LIP_COLOUR_FRAMES)
+    hw = np.interp(t, idx, 0.5 * (lb[idx, 1] - lb[idx, 0]) / k)
+    lim = RECENTRE_MAX * k
+    d = np.stack([np.clip(du, -lim, lim), np.clip(dv, -lim, lim), hw], 1)
+    d = _gauss_smooth(_median_filter(d, 9), 3.0)
+    pts = np.stack([half + d[:, 0], half + d[:, 1]], 1)[:, None]
+    c = _apply(_invert(m0), pts)[:, 0]
+    return c[:, 0], c[:, 1], d[:, 2]
