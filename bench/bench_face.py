@@ -3,7 +3,11 @@ mouth-opening measure (and the contrast, SyncScore's lip signal) follows each GR
 audio (300-3000 Hz log envelope), and how well both follow the face-mesh inner-lip gap, the
 reference for a filmed mouth (when mediapipe is installed).
 
-Run: .venv/bin/python bench/bench_face.py   (prints a table; mediapipe rows when it is installed)
+Calibration checks: HEIGHT_GAIN (least squares on pooled GRID frames) and MOUTH_IN_BOX (GRID mean) are
+refitted leave-one-clip-out (fit on six clips, measure on the seventh, each clip in turn); the held-out
+figures are printed beside the in-sample ones, labelled (lipsync_models/calibration.py quotes them).
+
+Run: .venv/bin/python bench/bench_face.py   (prints tables; mediapipe rows when it is installed)
 """
 
 from __future__ import annotations
@@ -20,28 +24,11 @@ sys.path.insert(0, str(ROOT))
 from lipsync_models.pack import load_pack  # noqa: E402
 
 load_pack()
-from comfyui_lipsync.lipsync_models import face, media  # noqa: E402
+from comfyui_lipsync.lipsync_models import calibration, face, media  # noqa: E402
 
-from _common import GRID  # noqa: E402
-
-
-def band_envelope(audio: torch.Tensor, sr: int, fps: float, n: int) -> np.ndarray:
-    from scipy import signal
-
-    x = audio.numpy().mean(axis=0).astype(np.float64)
-    y = signal.sosfiltfilt(signal.butter(4, [300, 3000], btype="band", fs=sr, output="sos"), x)
-    hop = sr / fps
-    return np.array([np.log(np.mean(y[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-10) for i in range(n)])
-
-
-def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> tuple[float, int]:
-    a = (a - a.mean()) / (a.std() + 1e-12)
-    b = (b - b.mean()) / (b.std() + 1e-12)
-    n = len(a)
-    rs = {lag: float(np.corrcoef(a[max(0, lag):n + min(0, lag)], b[max(0, -lag):n - max(0, lag)])[0, 1])
-          for lag in range(-max_lag, max_lag + 1)}
-    lag = max(rs, key=rs.get)
-    return rs[lag], lag
+from _common import GRID_CLIPS  # noqa: E402
+from testdata import grid_clip  # noqa: E402
+from helpers import band_envelope, best_lag  # noqa: E402  (tests/helpers.py, faces section)
 
 
 def resize(frames: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -60,15 +47,25 @@ def timed(fn, repeat: int = 2) -> float:
 
 def main() -> None:
     torch.set_num_threads(2)
-    clips = sorted(p.stem for p in GRID.glob("*.mpg"))
+    clips = list(GRID_CLIPS)  # fixed list: a missing clip fails here, naming the file
     data = {}
     for c in clips:
-        frames, fps, (audio, sr) = media.read_video(str(GRID / f"{c}.mpg"))
+        frames, fps, (audio, sr) = media.read_video(str(grid_clip(c)))
         data[c] = (frames.float() / 255, band_envelope(audio, sr, fps, frames.shape[0]))
     detectors = ["haar"] + (["mediapipe"] if face.mediapipe_available() else [])
     if len(detectors) == 1:
         print("mediapipe not installed: haar only (see requirements-mediapipe.txt)")
+    if "--no-speed" not in sys.argv:
+        speed(data, clips, detectors)
+    tracks = {(c, det): face.track_faces(data[c][0], detector=det) for c in clips for det in detectors}
+    audio_table(data, clips, detectors, tracks)
+    if "mediapipe" in detectors:
+        mesh_table(clips, detectors, tracks)
+    height_gain_loco(clips, tracks)
+    mouth_in_box_loco(clips, tracks)
 
+
+def speed(data, clips, detectors) -> None:
     print("\n== tracking speed (2 threads; machine shared with other jobs, figures are noisy) ==")
     clip512 = torch.cat([resize(data[c][0], 512, 512) for c in clips[:2]])  # 150 real frames
     hd = resize(data[clips[0]][0], 1080, 1350)
@@ -88,8 +85,9 @@ def main() -> None:
     crops = face.mouth_crops(clip512, tr, 256)
     t = timed(lambda: face.mouth_opening(crops))
     print(f"mouth_opening on 256px crops {crops.shape[0] / t:7.1f} crops/s")
-    tracks = {(c, det): face.track_faces(data[c][0], detector=det) for c in clips for det in detectors}
 
+
+def audio_table(data, clips, detectors, tracks) -> None:
     print("\n== opening vs audio 300-3000 Hz log envelope (Pearson r at the best lag, |lag| <= 3) ==")
     names = [f"{d} {m}" for d in detectors for m in ("opening", "contrast")]
     header = f"{'clip':8s}" + "".join(f"  {n + ' r':>18s} {'lag':>3s}" for n in names)
@@ -98,7 +96,7 @@ def main() -> None:
     print(header)
     agg = {n: [] for n in names + ["mesh"]}
     for c in clips:
-        frames, env = data[c]
+        env = data[c][1]
         line = f"{c:8s}"
         for det in detectors:
             tr = tracks[c, det]
@@ -121,8 +119,9 @@ def main() -> None:
                   f"  face in every frame: {found}/{len(rows)}")
     print("targets: mean r >= 0.5, lag within +-2 on >= 6 of 7, tracking >= 50 frames/s at 512x512")
 
-    if "mediapipe" not in detectors:
-        return
+
+def mesh_table(clips, detectors, tracks) -> None:
+    names = [f"{d} {m}" for d in detectors for m in ("opening", "contrast")]
     print("\n== opening measures vs the face-mesh inner-lip gap (Pearson r, same frames; the gap is FACTS.md's "
           "reference for a filmed mouth) ==")
     print(f"{'clip':8s}" + "".join(f"  {n:>18s}" for n in names))
@@ -136,6 +135,68 @@ def main() -> None:
     rows = np.array(rows)
     print(f"{'mean':8s}" + "".join(f"  {r:18.3f}" for r in rows.mean(0)))
     print(f"{'min':8s}" + "".join(f"  {r:18.3f}" for r in rows.min(0)))
+
+
+def height_gain_loco(clips, tracks) -> None:
+    """HEIGHT_GAIN refitted leave-one-clip-out: least squares through the origin of the face-mesh gap on
+    the Haar track's inner-mouth mean height (its opening / HEIGHT_GAIN), pooled frames of six clips;
+    measured on the seventh as the mean |opening - mesh gap| per frame and |mean opening - mean gap|."""
+    if ("mediapipe" not in {d for _, d in tracks}):
+        print("\nHEIGHT_GAIN leave-one-clip-out needs the face mesh (mediapipe): skipped")
+        return
+    g0 = calibration.HEIGHT_GAIN
+    h = {c: tracks[c, "haar"].opening.double().numpy() / g0 for c in clips}
+    m = {c: tracks[c, "mediapipe"].extras["mesh_gap"].double().numpy() for c in clips}
+
+    def fit(cs):
+        return sum(float(h[c] @ m[c]) for c in cs) / sum(float(h[c] @ h[c]) for c in cs)
+
+    g_all = fit(clips)
+    print(f"\n== HEIGHT_GAIN (in use {g0}) refitted: in-sample on all 7 clips {g_all:.3f}; leave-one-clip-out below ==")
+    print(f"{'clip':8s}  {'gain fit on 6':>13s}  {'MAE in-sample':>13s}  {'MAE held-out':>12s}  "
+          f"{'|mean diff| in-sample':>21s}  {'held-out':>8s}")
+    rows = []
+    for c in clips:
+        g = fit([o for o in clips if o != c])
+        mae_in, mae_out = np.abs(g_all * h[c] - m[c]).mean(), np.abs(g * h[c] - m[c]).mean()
+        md_in, md_out = abs(g_all * h[c].mean() - m[c].mean()), abs(g * h[c].mean() - m[c].mean())
+        rows.append((g, mae_in, mae_out, md_in, md_out))
+        print(f"{c:8s}  {g:13.3f}  {mae_in:13.4f}  {mae_out:12.4f}  {md_in:21.4f}  {md_out:8.4f}")
+    r = np.array(rows)
+    print(f"{'mean':8s}  {r[:, 0].mean():13.3f}  {r[:, 1].mean():13.4f}  {r[:, 2].mean():12.4f}  "
+          f"{r[:, 3].mean():21.4f}  {r[:, 4].mean():8.4f}")
+    print(f"{'max':8s}  {r[:, 0].max():13.3f}  {r[:, 1].max():13.4f}  {r[:, 2].max():12.4f}  "
+          f"{r[:, 3].max():21.4f}  {r[:, 4].max():8.4f}")
+
+
+def mouth_in_box_loco(clips, tracks) -> None:
+    """MOUTH_IN_BOX refitted leave-one-clip-out: each clip's mean mouth centre inside its smoothed Haar box
+    (box widths from the top-left corner; the centre is the mesh's corner midpoint when mediapipe is there,
+    else the Haar track's own), averaged over six clips; the held-out error is the distance from that
+    prior to the seventh clip's mean centre, in face widths (the refinement reaches REFINE_MAX)."""
+    def place(c):
+        haar = tracks[c, "haar"]
+        ref = tracks.get((c, "mediapipe"), haar)
+        b, mo = haar.boxes.double(), ref.mouth.double()
+        mc = 0.5 * (mo[:, 0] + mo[:, 1])
+        return ((mc - b[:, :2]) / (b[:, 2:3] - b[:, 0:1])).mean(0).numpy()
+
+    src = "face-mesh corners" if (clips[0], "mediapipe") in tracks else "Haar track's corners"
+    p = {c: place(c) for c in clips}
+    p_all = np.mean([p[c] for c in clips], axis=0)
+    print(f"\n== MOUTH_IN_BOX (in use {calibration.MOUTH_IN_BOX}), mouth centre from the {src}: in-sample "
+          f"mean of 7 clips ({p_all[0]:.3f}, {p_all[1]:.3f}); leave-one-clip-out below "
+          f"(errors in face widths; REFINE_MAX {calibration.REFINE_MAX}) ==")
+    print(f"{'clip':8s}  {'clip mean':>15s}  {'fit on 6':>15s}  {'error in-sample':>15s}  {'held-out':>8s}")
+    errs = []
+    for c in clips:
+        fit = np.mean([p[o] for o in clips if o != c], axis=0)
+        e_in, e_out = float(np.linalg.norm(p_all - p[c])), float(np.linalg.norm(fit - p[c]))
+        errs.append((e_in, e_out))
+        print(f"{c:8s}  ({p[c][0]:.3f}, {p[c][1]:.3f})  ({fit[0]:.3f}, {fit[1]:.3f})  {e_in:15.4f}  {e_out:8.4f}")
+    e = np.array(errs)
+    print(f"{'mean':8s}  {'':15s}  {'':15s}  {e[:, 0].mean():15.4f}  {e[:, 1].mean():8.4f}")
+    print(f"{'max':8s}  {'':15s}  {'':15s}  {e[:, 0].max():15.4f}  {e[:, 1].max():8.4f}")
 
 
 if __name__ == "__main__":

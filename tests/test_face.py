@@ -2,54 +2,38 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
 import pytest
 import torch
-from scipy import signal
 
-from comfyui_lipsync.lipsync_models import face, media
+from comfyui_lipsync.lipsync_models import calibration, face, media
 from comfyui_lipsync.lipsync_models.errors import DependencyError, InputError, NoFaceError
 from comfyui_lipsync.lipsync_models.types import MOUTH_POINTS, FaceTrack
 from comfyui_lipsync.nodes.mask_lower_face import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, MaskLowerFace
 
-from testdata import GRID_CLIPS
+from helpers import band_envelope, best_lag
+from testdata import GRID_CLIPS, grid_clip
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def grid_media(grid_dir):
-    """clip -> (frames (75, 288, 360, 3) float 0..1, audio band envelope (75,))."""
+def grid_media():
+    """clip -> (frames (75, 288, 360, 3) float 0..1, audio band envelope (75,)), all 7 GRID clips (a
+    missing file raises naming it)."""
     out = {}
     for clip in GRID_CLIPS:
-        frames, fps, (audio, sr) = media.read_video(str(grid_dir / f"{clip}.mpg"))
+        frames, fps, (audio, sr) = media.read_video(str(grid_clip(clip)))
         out[clip] = (frames.float() / 255, band_envelope(audio, sr, fps, frames.shape[0]))
     return out
 
 
-def band_envelope(audio: torch.Tensor, sr: int, fps: float, n: int) -> np.ndarray:
-    """300-3000 Hz log energy per video frame."""
-    x = audio.numpy().mean(axis=0).astype(np.float64)
-    sos = signal.butter(4, [300, 3000], btype="band", fs=sr, output="sos")
-    y = signal.sosfiltfilt(sos, x)
-    hop = sr / fps
-    return np.array([np.log(np.mean(y[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-10) for i in range(n)])
-
-
-def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 3) -> tuple[float, int]:
-    """Pearson r of a[t] with b[t - lag] maximised over |lag| <= max_lag -> (r, lag)."""
-    a = (a - a.mean()) / (a.std() + 1e-12)
-    b = (b - b.mean()) / (b.std() + 1e-12)
-    n = len(a)
-    rs = {}
-    for lag in range(-max_lag, max_lag + 1):
-        x = a[max(0, lag):n + min(0, lag)]
-        y = b[max(0, -lag):n - max(0, lag)]
-        rs[lag] = float(np.corrcoef(x, y)[0, 1])
-    lag = max(rs, key=rs.get)
-    return rs[lag], lag
+def _all_clips(per_clip: dict) -> None:
+    """A GRID test looked at every one of the 7 clips, not whatever was found."""
+    assert sorted(per_clip) == sorted(GRID_CLIPS) and len(per_clip) == 7, sorted(per_clip)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +52,7 @@ def astronaut():
 
 
 def test_grid_face_and_mouth_found_in_every_frame(grid_media, grid_tracks):
+    _all_clips(grid_tracks)
     for clip, (frames, _) in grid_media.items():
         tr = grid_tracks[clip]
         assert isinstance(tr, FaceTrack)
@@ -90,18 +75,36 @@ def test_grid_face_and_mouth_found_in_every_frame(grid_media, grid_tracks):
 
 
 def test_grid_opening_follows_the_audio(grid_media, grid_tracks):
-    """Mean r 0.529 measured (per clip 0.31-0.65), best lag 0 or +1 on all 7 clips."""
-    rs, lags = [], []
+    """The opening follows each clip's speech energy (300-3000 Hz). Measured: mean r 0.552 (per clip
+    0.48-0.61) at the best lag; best lag within +-2 frames on 6 of 7 clips (lrwp9a peaks at -3, as does the
+    face-mesh gap, the reference, on that clip: on 3 s the lag curve is flat). Pooled over the 7 clips the
+    best lag is 0 (r 0.535; +1: 0.525, +-2: 0.44 / 0.37)."""
+    _all_clips(grid_media)
+    rs, lags, za, ze = [], [], [], []
     for clip, (_, env) in grid_media.items():
-        r, lag = best_lag(grid_tracks[clip].opening.numpy().astype(np.float64), env)
+        op = grid_tracks[clip].opening.numpy().astype(np.float64)
+        r, lag = best_lag(op, env)
         rs.append(r)
         lags.append(lag)
+        za.append((op - op.mean()) / op.std())
+        ze.append((env - env.mean()) / env.std())
+    # bars 0.05 under the measured mean and 0.13 under the worst clip: the measure's thresholds were
+    # chosen on these clips (no held-out figure), and frame-level noise of decoders moves r by ~0.02
     assert np.mean(rs) >= 0.50, (np.round(rs, 3), lags)
-    assert min(rs) > 0.25, np.round(rs, 3)
-    assert sum(abs(lag) <= 2 for lag in lags) >= 6, lags
+    assert min(rs) > 0.35, np.round(rs, 3)
+    # one clip more than measured may peak outside +-2 (a flat lag curve on a 3 s clip, see above)
+    assert sum(abs(lag) <= 2 for lag in lags) >= 5, lags
+    # the timing itself, on all clips at once: best pooled lag 0 or +1 frame (the mouth does not trail
+    # or lead the sound by two frames); each lag's r is computed on the 7 clips' frames together
+    n = len(za[0])
+    pooled = {lag: np.corrcoef(np.concatenate([a[max(0, lag):n + min(0, lag)] for a in za]),
+                               np.concatenate([e[max(0, -lag):n - max(0, lag)] for e in ze]))[0, 1]
+              for lag in range(-3, 4)}
+    assert max(pooled, key=pooled.get) in (0, 1), pooled
 
 
 def test_grid_boxes_are_smooth(grid_tracks):
+    _all_clips(grid_tracks)
     for clip, tr in grid_tracks.items():
         step = (tr.boxes[1:] - tr.boxes[:-1]).abs()
         assert float(step.mean()) < 0.6, (clip, float(step.mean()))
@@ -306,16 +309,30 @@ def test_mediapipe_face_mesh_on_grid(grid_media, grid_tracks):
 def test_opening_follows_the_face_mesh_lip_gap_on_grid(grid_media, grid_tracks):
     """The opening measures how far the lips are apart: on every GRID clip it follows the face
     mesh's inner-lip gap (the reference for a filmed mouth), and far better than the contrast
-    where the open mouth shows bright teeth (brbk7n, lwbsza: the contrast reads 0.55 / 0.57)."""
-    r_open, r_con = {}, {}
+    where the open mouth shows bright teeth (brbk7n, lwbsza: the contrast reads 0.55 / 0.57).
+
+    Measured (bench/bench_face.py): r 0.733-0.957, mean 0.897; the contrast 0.551-0.927, mean 0.764.
+    HEIGHT_GAIN sets the scale: refitted leave-one-clip-out, the held-out clip's |mean opening - mean
+    gap| is at most 0.063 (in-sample 0.046), the gains fitted on six clips 0.77-0.96 (in use 0.90)."""
+    _all_clips(grid_tracks)
+    r_open, r_con, ops, gaps = {}, {}, [], []
     for clip, tr in grid_tracks.items():
         mesh = face.track_faces(grid_media[clip][0], detector="mediapipe").extras["mesh_gap"].numpy()
         r_open[clip] = np.corrcoef(tr.opening.numpy(), mesh)[0, 1]
         r_con[clip] = np.corrcoef(tr.extras["contrast"].numpy(), mesh)[0, 1]
-        # same units: the mean opening is within 0.05 mouth widths of the mesh's gap (0.001-0.046:
-        # ours divides by 0.27 face widths, the mesh by the speaker's own mouth width)
-        assert abs(float(tr.opening.mean()) - float(mesh.mean())) < 0.05, clip
-    assert min(r_open.values()) > 0.7 and np.mean(list(r_open.values())) > 0.85, r_open
+        ops.append(tr.opening.numpy().astype(np.float64))
+        gaps.append(mesh.astype(np.float64))
+        # same units: bar 0.08, the held-out figure (0.063) plus a quarter for the thresholds that
+        # were chosen on these clips without a held-out figure
+        assert abs(float(tr.opening.mean()) - float(mesh.mean())) < 0.08, clip
+    # the scale over all frames: least squares gap ~ k * opening. In-sample k is 1 (HEIGHT_GAIN was
+    # fitted so); held out, the gain moves by up to 14 %: the bar allows twice that
+    op, gap = np.concatenate(ops), np.concatenate(gaps)
+    assert 0.72 < float(op @ gap / (op @ op)) < 1.28
+    # bars: 0.13 under the worst clip and 0.1 under the mean (the inner-mouth thresholds were chosen on
+    # these clips, no held-out figure); measuring the contrast instead (mean 0.764) or losing the colour
+    # cue (greyscale GRID: r 0.29-0.81) fails them
+    assert min(r_open.values()) > 0.6 and np.mean(list(r_open.values())) > 0.8, r_open
     assert r_open["brbk7n"] > r_con["brbk7n"] + 0.2 and r_open["lwbsza"] > r_con["lwbsza"] + 0.1, (r_open, r_con)
 
 
@@ -374,12 +391,10 @@ def test_node_index_and_manual_box(grid_media):
         MaskLowerFace().run(images=frames[:2], crop_size="100")
 
 
-def test_rgba_half_precision_input_and_progress(astronaut):
+def test_rgba_half_precision_input(astronaut):
     rgba = torch.cat([astronaut, torch.ones(512, 512, 1)], -1)[None].repeat(5, 1, 1, 1)
-    calls = []
     ref = face.track_faces(astronaut[None].repeat(5, 1, 1, 1), chunk=2)
-    tr = face.track_faces(rgba.half(), chunk=2, on_progress=lambda d, t: calls.append((d, t)))
-    assert calls[-1] == (12, 12) and [d for d, _ in calls] == list(range(1, 13))  # 4 passes x 3 chunks
+    tr = face.track_faces(rgba.half(), chunk=2)
     assert tr.boxes.dtype == torch.float32 and tr.boxes.device == rgba.device
     assert torch.allclose(tr.boxes, ref.boxes, atol=1.0)
     assert torch.allclose(tr.extras["contrast"], ref.extras["contrast"], atol=0.01)
@@ -388,3 +403,271 @@ def test_rgba_half_precision_input_and_progress(astronaut):
     crops = face.mouth_crops(rgba, tr)
     assert crops.shape == (5, 256, 256, 4)
     assert face.mouth_opening(crops).shape == (5,)
+
+
+@pytest.mark.parametrize("manual_box", [None, "150,60,300,230"])
+def test_progress_steps_once_per_chunk_and_ends_full(astronaut, manual_box):
+    """A progress bar fed by on_progress is sized from the first call, moves one step per call and ends
+    full; each pass over the clip steps once per chunk, so 3 chunks take 3 times the steps of 1."""
+    clip = astronaut[None].repeat(6, 1, 1, 1)
+    totals = []
+    for chunk in (2, 6):
+        calls = []
+        face.track_faces(clip, chunk=chunk, manual_box=manual_box, on_progress=lambda d, t: calls.append((d, t)))
+        total = calls[0][1]
+        assert all(t == total for _, t in calls)
+        assert [d for d, _ in calls] == list(range(1, total + 1))
+        totals.append(total)
+    assert totals[0] == 3 * totals[1]
+
+
+# --- the tensor ops, kornia's recipe: smoke, batch sizes, errors, reference values, device/dtype ----
+#
+# Synthetic aligned crops with known colours (whole /255 steps, so the uint8 conversion is exact): skin,
+# a lip rectangle filling the measure's mouth window, and a dark inner mouth of known height. The window
+# of a 96-px crop (ANALYSIS_SIZE): rows 39-56, columns 35-60; the skin bands above and below it are
+# rows 33-38 and 57-62.
+
+SKIN, LIPS, INNER = (200, 150, 120), (170, 80, 80), (30, 15, 15)
+
+
+def _mouth_crop(height: int, side: int = 96, width: int = 20) -> torch.Tensor:
+    """(side, side, 3) float crop: skin, lips over the mouth window, a dark inner mouth ``height`` x
+    ``width`` px (at 96 px; scaled with ``side``) centred on the crop centre."""
+    k = side // 96
+    img = torch.tensor(SKIN, dtype=torch.float32).expand(side, side, 3).clone()
+    img[39 * k:57 * k, 35 * k:61 * k] = torch.tensor(LIPS, dtype=torch.float32)
+    if height:
+        y0, x0 = (48 - height // 2) * k, (48 - width // 2) * k
+        img[y0:y0 + height * k, x0:x0 + width * k] = torch.tensor(INNER, dtype=torch.float32)
+    return img / 255.0
+
+
+def _bt601(rgb) -> tuple[float, float]:
+    """Luma and lip map (Cr - Cb) of an 8-bit RGB colour, ITU-R BT.601 (JPEG) coefficients."""
+    r, g, b = (v / 255.0 for v in rgb)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return y, 0.713 * (r - y) - 0.564 * (b - y)
+
+
+def test_mouth_opening_reference_value_is_the_inner_mouth_height():
+    """The opening is the inner mouth's mean height over the mouth width (MOUTH_WIDTH face widths =
+    0.27 x 96 px), times HEIGHT_GAIN: a 20-px-wide dark rectangle h px high reads 0.9 h / 25.92."""
+    hs = [0, 2, 4, 8, 12, 16]
+    op = face.mouth_opening(torch.stack([_mouth_crop(h) for h in hs]))
+    expected = torch.tensor([calibration.HEIGHT_GAIN * h / (calibration.MOUTH_WIDTH * 96) for h in hs])
+    assert torch.allclose(op, expected, atol=1e-5), (op, expected)
+    # lips alone (redder and darker than the skin) are no inner mouth: exactly 0
+    assert float(op[0]) == 0.0
+
+
+def test_mouth_contrast_reference_value():
+    """The contrast is a soft floor of the inner mouth's score (darkness against the skin + 4 x how much
+    less lip-coloured than the skin): worked out from the BT.601 colours of the skin and the cavity."""
+    ys, ls = _bt601(SKIN)
+    yi, li = _bt601(INNER)
+    score = (1.0 - yi / ys) + 4.0 * (ls - li)
+    soft = calibration.OPEN_SOFT
+    expected = calibration.OPEN_GAIN * soft * np.log1p(np.exp((score - calibration.OPEN_ZERO) / soft))
+    con = face.mouth_contrast(torch.stack([_mouth_crop(8), _mouth_crop(0)]))
+    assert abs(float(con[0]) - expected) < 2e-3 * expected, (float(con[0]), expected)
+    # closed lips: the lips' own score is far under OPEN_ZERO, the contrast nearly 0
+    yl, ll = _bt601(LIPS)
+    closed = (1.0 - yl / ys) + 4.0 * (ls - ll)
+    assert closed < calibration.OPEN_ZERO - 0.2 and float(con[1]) < 0.01 * float(con[0])
+
+
+@pytest.mark.parametrize("batch", [1, 3, 260])
+def test_mouth_measures_batch_sizes_each_crop_on_its_own(batch):
+    """(B, S, S, C) -> (B,) float32; crops do not influence each other, also across the 256-crop chunks."""
+    hs = [(2 * i) % 18 for i in range(batch)]
+    crops = torch.stack([_mouth_crop(h) for h in hs])
+    for fn in (face.mouth_opening, face.mouth_contrast):
+        out = fn(crops)
+        assert out.shape == (batch,) and out.dtype == torch.float32
+        idx = sorted({0, batch // 2, batch - 1})
+        assert torch.equal(out[idx], torch.cat([fn(crops[i:i + 1]) for i in idx]))
+        # and each equals the crop's own reference value (see the two tests above)
+        assert torch.equal(out, torch.cat([fn(_mouth_crop(h)[None]) for h in sorted(set(hs))])[
+            [sorted(set(hs)).index(h) for h in hs]])
+
+
+def test_mouth_measures_read_any_crop_size_and_alpha():
+    """A 192-px crop (area-resized to 96) and an RGBA crop read as the 96-px RGB one."""
+    ref = face.mouth_opening(_mouth_crop(8)[None])
+    big = face.mouth_opening(_mouth_crop(8, side=192)[None])
+    rgba = face.mouth_opening(torch.cat([_mouth_crop(8), torch.ones(96, 96, 1)], -1)[None])
+    assert torch.allclose(big, ref, atol=1e-5) and torch.equal(rgba, ref)
+
+
+@pytest.mark.parametrize("fn", [face.mouth_opening, face.mouth_contrast])
+@pytest.mark.parametrize("bad,msg", [(torch.zeros(2, 96, 80, 3), "square"), (torch.zeros(96, 96, 3), "crops"),
+                                     (torch.zeros(2, 96, 96, 2), "channels"), (torch.zeros(0, 96, 96, 3), "crops"),
+                                     (torch.zeros(1, 96, 96, 3, dtype=torch.uint8), "crops")])
+def test_mouth_measures_errors_name_the_input(fn, bad, msg):
+    with pytest.raises(InputError, match=msg):
+        fn(bad)
+
+
+def test_mouth_measures_device_and_dtype(device, dtype):
+    crops = torch.stack([_mouth_crop(h) for h in (0, 6, 12)])
+    ref_op, ref_con = face.mouth_opening(crops), face.mouth_contrast(crops)
+    x = crops.to(device, dtype)
+    for fn, ref in ((face.mouth_opening, ref_op), (face.mouth_contrast, ref_con)):
+        out = fn(x)
+        assert out.device.type == device.type and out.dtype == torch.float32
+        assert torch.allclose(out.cpu(), ref, atol=1e-6)
+
+
+def _linear_frames(b: int, h: int = 60, w: int = 80) -> torch.Tensor:
+    """(b, h, w, 3) frames, each channel a linear ramp in x and y (bilinear sampling reproduces it exactly)."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    chans = [0.1 + 0.008 * xs + 0.004 * ys, 0.9 - 0.005 * xs, 0.2 + 0.01 * ys]
+    frame = torch.stack(chans, -1)
+    return torch.stack([frame + 0.001 * i for i in range(b)]).float()
+
+
+def _similarity_track(b: int, cx: float, cy: float, angle: float, side: float, size: int,
+                      frame_size=(60, 80), nose=None, chin=None) -> FaceTrack:
+    """A FaceTrack whose transform maps (cx, cy) to the crop centre, rotated by -angle, ``side`` frame px
+    to ``size`` crop px (worked out here: crop = s R(-angle) (p - c) + (size / 2 - 0.5))."""
+    s = size / side
+    c, si = math.cos(angle) * s, math.sin(angle) * s
+    half = size / 2 - 0.5
+    m = torch.tensor([[c, si, half - (c * cx + si * cy)], [-si, c, half - (-si * cx + c * cy)]], dtype=torch.float64)
+    mouth = torch.zeros(8, 2, dtype=torch.float64)
+    ux, uy = math.cos(angle), math.sin(angle)  # along the mouth line; (-uy, ux) points down the face
+    mouth[0] = torch.tensor([cx - 10 * ux, cy - 10 * uy])
+    mouth[1] = torch.tensor([cx + 10 * ux, cy + 10 * uy])
+    for k, v in ((6, nose), (7, chin)):
+        if v is not None:
+            mouth[k] = torch.tensor([cx - v * uy, cy + v * ux])
+    return FaceTrack(boxes=torch.tensor([[cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2]]).expand(b, 4),
+                     mouth=mouth.expand(b, 8, 2), opening=torch.zeros(b), transform=m.expand(b, 2, 3),
+                     crop_size=size, frame_size=frame_size, found=torch.ones(b, dtype=torch.bool),
+                     extras={"angle": torch.full((b,), angle, dtype=torch.float64),
+                             "face_width": torch.full((b,), side, dtype=torch.float64)})
+
+
+@pytest.mark.parametrize("batch", [1, 3, 40])
+def test_mouth_crops_reference_values(batch):
+    """Crops through a rotated, scaled similarity: on frames that are linear ramps, each crop pixel is the
+    ramp at the frame point the inverse transform gives (pixel centres at integers), also at another size."""
+    frames = _linear_frames(batch)
+    angle, side, size = 0.3, 24.0, 16
+    tr = _similarity_track(batch, 40.0, 30.0, angle, side, size)
+    for out_size in (16, 32):
+        crops = face.mouth_crops(frames, tr, out_size)
+        assert crops.shape == (batch, out_size, out_size, 3) and crops.dtype == frames.dtype
+        r = out_size / size
+        q = (torch.arange(out_size, dtype=torch.float64) + 0.5) / r - 0.5  # crop px at crop_size
+        qy, qx = torch.meshgrid(q, q, indexing="ij")
+        # invert crop = s R(-a) (p - c) + half by hand: p = c + R(a) (crop - half) / s
+        s, half = size / side, size / 2 - 0.5
+        u, v = (qx - half) / s, (qy - half) / s
+        px = 40.0 + math.cos(angle) * u - math.sin(angle) * v
+        py = 30.0 + math.sin(angle) * u + math.cos(angle) * v
+        expect = torch.stack([0.1 + 0.008 * px + 0.004 * py, 0.9 - 0.005 * px, 0.2 + 0.01 * py], -1)
+        expect = expect[None] + 0.001 * torch.arange(batch, dtype=torch.float64)[:, None, None, None]
+        assert torch.allclose(crops.double(), expect, atol=1e-4), float((crops.double() - expect).abs().max())
+
+
+def test_mouth_crops_errors_name_the_input():
+    tr = _similarity_track(3, 40.0, 30.0, 0.0, 24.0, 16)
+    with pytest.raises(InputError, match="3"):
+        face.mouth_crops(_linear_frames(2), tr)
+    with pytest.raises(InputError, match="frames"):
+        face.mouth_crops(torch.zeros(3, 60, 80, 2), tr)
+    with pytest.raises(InputError, match="frames"):
+        face.mouth_crops(torch.zeros(60, 80, 3), tr)
+
+
+def test_mouth_crops_device_and_dtype(device, dtype):
+    frames = _linear_frames(2)
+    tr = _similarity_track(2, 40.0, 30.0, 0.2, 24.0, 16)
+    ref = face.mouth_crops(frames, tr)
+    out = face.mouth_crops(frames.to(device, dtype), tr)
+    assert out.device.type == device.type and out.dtype == dtype
+    assert torch.allclose(out.cpu().float(), ref, atol=1e-5)
+
+
+def _mask_reference(tr: FaceTrack, cx, cy, angle, expand=0.0) -> np.ndarray:
+    """The hard mask by its definition, in float64: below the nose line, inside the superellipse
+    |u/a|^4 + ((v - top)/(bottom - top))^4 <= 1 (u along the mouth line, v down the face), a the half
+    width MASK_HALF_WIDTH (+ expand) face widths. Returns (mask (H, W) bool, distance to the boundary)."""
+    h, w = tr.frame_size
+    fw = float(tr.extras["face_width"][0])
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    dx, dy = xs - cx, ys - cy
+    u = math.cos(angle) * dx + math.sin(angle) * dy
+    v = -math.sin(angle) * dx + math.cos(angle) * dy
+    m = tr.mouth[0].double().numpy()
+    to_v = lambda p: -math.sin(angle) * (p[0] - cx) + math.cos(angle) * (p[1] - cy)
+    top, bottom = to_v(m[6]) - expand * fw, to_v(m[7]) + expand * fw
+    a = (calibration.MASK_HALF_WIDTH + expand) * fw
+    r = (u / a) ** 4 + (np.clip(v - top, 0, None) / (bottom - top)) ** 4
+    return (r <= 1) & (v >= top), np.minimum(np.abs(r - 1), np.abs(v - top))
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.35])
+@pytest.mark.parametrize("expand", [0.0, 0.1])
+def test_lower_face_mask_reference_values(angle, expand):
+    cx, cy, fw = 80.0, 60.0, 50.0
+    tr = _similarity_track(2, cx, cy, angle, fw, 64, frame_size=(120, 160), nose=-7.0, chin=12.0)
+    mask = face.lower_face_mask(tr, expand=expand, feather=0.0)
+    ref, dist = _mask_reference(tr, cx, cy, angle, expand)
+    assert mask.shape == (2, 120, 160) and mask.dtype == torch.float32
+    sure = dist > 1e-3  # pixels not on the boundary itself
+    assert np.array_equal(mask[0].numpy()[sure] > 0.5, ref[sure]) and torch.equal(mask[0], mask[1])
+    assert ref.sum() > 500  # the region is real, not a few pixels
+    # feathered: the nose line rises from 0 to 1 over half the feather width, straight down the centre
+    soft = face.lower_face_mask(tr, expand=expand, feather=0.2)[0].double()
+    f = 0.2 * fw
+    top = -7.0 - expand * fw
+    for t in (0.1, 0.25, 0.4):  # in feather widths below the nose line, on the face's centre line
+        x = cx - math.sin(angle) * (top + t * f)
+        y = cy + math.cos(angle) * (top + t * f)
+        # bilinear read of the mask at (x, y): its value there is min(1, 2 t) up to the pixel grid
+        x0, y0 = int(math.floor(x)), int(math.floor(y))
+        ax, ay = x - x0, y - y0
+        val = ((1 - ay) * ((1 - ax) * soft[y0, x0] + ax * soft[y0, x0 + 1]) + ay * ((1 - ax) * soft[y0 + 1, x0]
+               + ax * soft[y0 + 1, x0 + 1]))
+        assert abs(float(val) - min(1.0, 2 * t)) < 0.06, (t, float(val))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 20])
+def test_lower_face_mask_batch_sizes(batch):
+    """(B, H, W), frame by frame: a face moving right moves its mask, also across the 16-frame chunks."""
+    trs = [_similarity_track(1, 50.0 + 2 * i, 60.0, 0.0, 40.0, 64, frame_size=(120, 160), nose=-6.0, chin=10.0)
+           for i in range(batch)]
+    tr = FaceTrack(boxes=torch.cat([t.boxes for t in trs]), mouth=torch.cat([t.mouth for t in trs]),
+                   opening=torch.zeros(batch), transform=torch.cat([t.transform for t in trs]), crop_size=64,
+                   frame_size=(120, 160), found=torch.ones(batch, dtype=torch.bool),
+                   extras={"angle": torch.zeros(batch), "face_width": torch.full((batch,), 40.0)})
+    mask = face.lower_face_mask(tr, feather=0.0)
+    assert mask.shape == (batch, 120, 160)
+    for i in {0, batch - 1}:
+        assert torch.equal(mask[i], face.lower_face_mask(trs[i], feather=0.0)[0])
+        cols = mask[i].sum(0).nonzero()[:, 0].double()
+        assert abs(0.5 * float(cols.min() + cols.max()) - (50 + 2 * i)) <= 1.0
+
+
+def test_lower_face_mask_errors_name_the_input():
+    tr = _similarity_track(1, 80.0, 60.0, 0.0, 50.0, 64, frame_size=(120, 160), nose=-7.0, chin=12.0)
+    with pytest.raises(InputError, match="feather"):
+        face.lower_face_mask(tr, feather=-0.1)
+    with pytest.raises(InputError, match="expand"):
+        face.lower_face_mask(tr, expand=-0.5)
+
+
+def test_lower_face_mask_device_and_dtype(device, dtype):
+    tr = _similarity_track(2, 80.0, 60.0, 0.2, 50.0, 64, frame_size=(120, 160), nose=-7.0, chin=12.0)
+    ref = face.lower_face_mask(tr)
+    moved = FaceTrack(boxes=tr.boxes.to(device, dtype), mouth=tr.mouth.to(device, dtype),
+                      opening=tr.opening.to(device, dtype), transform=tr.transform.to(device, dtype),
+                      crop_size=tr.crop_size, frame_size=tr.frame_size, found=tr.found.to(device),
+                      extras={k: v.to(device, dtype) for k, v in tr.extras.items()})
+    out = face.lower_face_mask(moved)
+    assert out.device.type == device.type and out.dtype == torch.float32
+    assert torch.allclose(out.cpu(), ref, atol=1e-5)
+    assert face.lower_face_mask(tr, device=device).device.type == device.type
