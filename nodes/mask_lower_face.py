@@ -87,7 +87,7 @@ class MaskLowerFace:
         dev = _comfy.compute_device()
         frames = images.to(dev)
         chunk = 64
-        steps = 3 * -(-frames.shape[0] // chunk)
+        steps = facelib.progress_steps(frames.shape[0], detector, bool(str(manual_box or "").strip()), chunk)
         track = facelib.track_faces(
             frames,
             detector=detector,

@@ -417,6 +417,8 @@ def test_progress_steps_once_per_chunk_and_ends_full(astronaut, manual_box):
         total = calls[0][1]
         assert all(t == total for _, t in calls)
         assert [d for d, _ in calls] == list(range(1, total + 1))
+        # what the node sizes its progress bar with before the run
+        assert face.progress_steps(6, "haar", manual_box is not None, chunk) == total
         totals.append(total)
     assert totals[0] == 3 * totals[1]
 

@@ -35,10 +35,10 @@ from .geometry import mouth_crops
 from .mask import lower_face_mask
 from .measure import mouth_contrast, mouth_opening
 from .preview import preview
-from .track import track_faces
+from .track import progress_steps, track_faces
 
 __all__ = [
     "ANALYSIS_SIZE", "CROP_SCALE", "DETECTORS", "LIP_COLOUR_FRAMES", "MEDIAPIPE_INSTALL",
     "lower_face_mask", "mediapipe_available", "mouth_contrast", "mouth_crops", "mouth_opening", "preview",
-    "track_faces",
+    "progress_steps", "track_faces",
 ]

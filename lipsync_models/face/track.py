@@ -57,6 +57,11 @@ def _parse_manual_box(manual_box, h: int, w: int) -> np.ndarray | None:
 
 
 
+def progress_steps(num_frames: int, detector: str = "haar", manual: bool = False, chunk: int = 64) -> int:
+    """How many ``on_progress`` steps :func:`track_faces` takes for these arguments (a progress bar's size)."""
+    return PASSES["manual" if manual else detector] * math.ceil(num_frames / max(int(chunk), 1))
+
+
 def manual_track(frames, box: np.ndarray, chunk: int, step) -> RawTrack:
     """A drawn box (eyebrows to chin) in every frame; the mouth placed by the box's height, then by the
     dark lip line (one pass over the chunks, calling ``step``)."""
@@ -104,7 +109,7 @@ def track_faces(
     chunk = max(int(chunk), 1)
     box = _parse_manual_box(manual_box, h, w)
     kind = "manual" if box is not None else detector
-    step = _stepper(on_progress, PASSES[kind] * math.ceil(b / chunk))
+    step = _stepper(on_progress, progress_steps(b, detector, box is not None, chunk))
     if kind == "manual":
         raw = manual_track(frames, box, chunk, step)
     elif kind == "mediapipe":
