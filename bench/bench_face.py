@@ -85,6 +85,35 @@ def speed(data, clips, detectors) -> None:
     crops = face.mouth_crops(clip512, tr, 256)
     t = timed(lambda: face.mouth_opening(crops))
     print(f"mouth_opening on 256px crops {crops.shape[0] / t:7.1f} crops/s")
+    ycc_vs_kornia()
+
+
+def ycc_vs_kornia(repeat: int = 40) -> None:
+    """The colour conversion of the mouth measures: face.measure._ycc (numpy) against kornia's
+    rgb_to_ycbcr on the same uint8 crops, interleaved, medians (the machine is shared)."""
+    import kornia
+
+    from comfyui_lipsync.lipsync_models.face.measure import _ycc
+
+    def with_kornia(u8):
+        ycc = kornia.color.rgb_to_ycbcr(torch.from_numpy(u8).permute(0, 3, 1, 2).float().div_(255.0))
+        return ycc[:, 0].numpy(), (ycc[:, 2] - ycc[:, 1]).numpy()
+
+    u8 = np.random.default_rng(0).integers(0, 256, (64, face.ANALYSIS_SIZE, face.ANALYSIS_SIZE, 3), dtype=np.uint8)
+    a, b = _ycc(u8), with_kornia(u8)
+    print(f"_ycc vs kornia: max difference {max(np.abs(a[0] - b[0]).max(), np.abs(a[1] - b[1]).max()):.1e}")
+    threads = torch.get_num_threads()
+    for n in sorted({1, threads}):
+        torch.set_num_threads(n)
+        ts = {"numpy": [], "kornia": []}
+        for _ in range(repeat):
+            for name, fn in (("numpy", _ycc), ("kornia", with_kornia)):
+                t = time.perf_counter()
+                fn(u8)
+                ts[name].append(time.perf_counter() - t)
+        print(f"_ycc vs kornia, 64 crops of {face.ANALYSIS_SIZE} px, {n} thread(s): median numpy "
+              f"{1e3 * np.median(ts['numpy']):.2f} ms, kornia {1e3 * np.median(ts['kornia']):.2f} ms")
+    torch.set_num_threads(threads)
 
 
 def audio_table(data, clips, detectors, tracks) -> None:
