@@ -32,6 +32,7 @@ tracks and measures."""
 
 
 def _parse_manual_box(manual_box, h: int, w: int) -> np.ndarray | None:
+    """None / "" -> None; "x0,y0,x1,y1" or 4 numbers -> (4,) float64, checked to lie in the h x w frame."""
     if manual_box is None:
         return None
     if isinstance(manual_box, str):
