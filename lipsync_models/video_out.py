@@ -1,6 +1,6 @@
 """Encode frames and audio to an mp4 in memory with PyAV (H.264 + AAC), tagged as ours.
 
-Used by the headless runner (``python -m lipsync_models``); inside ComfyUI the core nodes
+Used by the headless runner (``python -m lipsync_runner``); inside ComfyUI the core nodes
 CreateVideo and SaveVideo do this job. No temp files and no ffmpeg subprocess: the container is
 written into a ``BytesIO`` and handed back as bytes (or written to the target path in one go).
 
