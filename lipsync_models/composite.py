@@ -41,6 +41,7 @@ import torch
 from einops import rearrange
 
 from .blend import _color_params, _gauss_blur, _multiband, band_masks  # noqa: F401 (band_masks: public here too)
+from .calibration import DETAIL_TOLERANCE, MASK_BELOW_CHIN, MASK_FALLBACK, MASK_HALF_WIDTH, MASK_MAX_HALF_WIDTH
 from .checks import check_images
 from .crops import (  # noqa: F401 (crop_faces: public here too, as before)
     _affine64, _apply, _boxes, _check_track, _gather, _layout, _warp, crop_faces)
@@ -54,8 +55,6 @@ BLENDS = ("alpha", "laplacian")
 CHUNK_PIXELS = 1_500_000
 """Frame-region pixels worked on per chunk when ``chunk`` is not given (about 100 MB of
 temporaries; about 19 frames of a 1080p face with a 256-px crop)."""
-DETAIL_TOLERANCE = 0.06
-"""Change (0..1) at which the frame's own fine detail is mostly dropped under a generated crop."""
 
 ProgressFn = Callable[[int, int], None] | None
 
@@ -79,24 +78,25 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels covering the lower face.
 
     Placed from the mouth landmarks mapped into the crop: horizontally centred on the mouth,
-    semi-axis 1.3 x mouth width (cheek to cheek), at most 0.38 x the crop side (the crop is one
-    face width wide, so a wide smile cannot push the blend past the cheeks); vertically from the nose point down to 15 % of
-    the nose-chin distance below the chin (room for an opening jaw). Frames whose landmarks are
-    unusable (not finite, mouth narrower than 2 px, nose not above chin, centre outside the crop)
-    get a fixed ellipse for a mouth-centred crop: centre (0.5, 0.58) S, semi-axes (0.42, 0.36) S.
+    semi-axis :data:`~.calibration.MASK_HALF_WIDTH` x mouth width (cheek to cheek), at most
+    ``MASK_MAX_HALF_WIDTH`` x the crop side S; vertically from the nose point down to
+    ``MASK_BELOW_CHIN`` of the nose-chin distance below the chin (room for an opening jaw). Frames
+    whose landmarks are unusable (not finite, mouth narrower than 2 px, nose not above chin, centre
+    outside the crop) get the fixed ellipse ``MASK_FALLBACK`` of a mouth-centred crop.
     """
     s = track.crop_size
     pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
     left, right, nose, chin = pts[:, 0], pts[:, 1], pts[:, 6], pts[:, 7]
     width = (right - left).norm(dim=1)
     top = nose[:, 1]
-    bottom = chin[:, 1] + 0.15 * (chin[:, 1] - nose[:, 1])
+    bottom = chin[:, 1] + MASK_BELOW_CHIN * (chin[:, 1] - nose[:, 1])
     cx = 0.5 * (left[:, 0] + right[:, 0])
     cy = 0.5 * (top + bottom)
-    ell = torch.stack([cx, cy, (1.3 * width).clamp(max=0.38 * s), 0.5 * (bottom - top)], 1)
+    ell = torch.stack([cx, cy, (MASK_HALF_WIDTH * width).clamp(max=MASK_MAX_HALF_WIDTH * s), 0.5 * (bottom - top)], 1)
     ok = (torch.isfinite(pts).all(2).all(1) & (width >= 2) & (ell[:, 3] >= 1)
           & (cx > 0) & (cx < s - 1) & (cy > 0) & (cy < s - 1))
-    fallback = torch.tensor([0.5 * (s - 1), 0.58 * s, 0.42 * s, 0.36 * s], dtype=torch.float64)
+    fy, fax, fay = MASK_FALLBACK
+    fallback = torch.tensor([0.5 * (s - 1), fy * s, fax * s, fay * s], dtype=torch.float64)
     if not bool(ok.all()):
         log.info("Composite: %d of %d frames have unusable mouth landmarks; default lower-face "
                  "ellipse used there", int((~ok).sum()), len(ok))
