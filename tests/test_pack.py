@@ -158,6 +158,16 @@ def test_library_imports_nothing_above_it():
     assert not bad, f"the library imports the pack, its nodes, the runner or ComfyUI: {bad}"
 
 
+def test_nodes_never_import_the_runner():
+    """The runner sits above the nodes: no node module imports it (it is not even loaded when
+    ComfyUI loads the pack)."""
+    for path in sorted(ROOT.glob("nodes/*.py")) + [ROOT / "__init__.py"]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any("lipsync_runner" in n for n in names), f"{path.name} line {node.lineno} imports the runner"
+
+
 @pytest.mark.parametrize("source, hit", [
     ("from ..nodes import _comfy", "relative import above the library"),
     ("import lipsync_runner.pack", "lipsync_runner.pack"),
