@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from ..lipsync_models.errors import InputError, LipSyncError, MediaError
+from ..lipsync_models.errors import DependencyError, InputError, LipSyncError, MediaError
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -54,16 +53,22 @@ class Bar:
     """
 
     def __init__(self, stream=None, mininterval: float = 0.1):
+        try:  # here, not at import: call_node and the jobs work without it
+            from tqdm import tqdm
+        except ImportError as e:
+            raise DependencyError("lipsync: the runner's progress bar needs tqdm (ComfyUI ships it): "
+                                  "pip install tqdm") from e
+        self._tqdm = tqdm
         self.stream = stream or sys.stderr
         self.mininterval = mininterval  # seconds between redraws on a terminal
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.stage, self.index, self.clip_t0 = "", 0, time.monotonic()
-        self._bar: tqdm | None = None
+        self._bar = None
 
     def start(self, stage: str) -> None:
         self._close()
         self.stage, self.index = stage, STAGES.index(stage) + 1 if stage in STAGES else self.index + 1
-        self._bar = tqdm(total=1, desc=f"[{self.index}/{len(STAGES)}] {stage:<16}", file=self.stream,
+        self._bar = self._tqdm(total=1, desc=f"[{self.index}/{len(STAGES)}] {stage:<16}", file=self.stream,
                          leave=True, dynamic_ncols=self.tty, ascii=not self.tty, mininterval=self.mininterval if self.tty else float("inf"),
                          bar_format="{desc} {percentage:3.0f}%|{bar:28}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
