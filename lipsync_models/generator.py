@@ -33,6 +33,9 @@ face whose mouth is already at rest: tracked gap within 0.4 % of the mouth width
 clip's rest gap, width within 4 %) are passed through unchanged, bit for bit; every other
 frame gets the re-rendered mouth. Crops are (B, 3, S, S)
 RGB floats in 0..1, pixel centres at integer coordinates (kornia ``warp_affine`` layout).
+
+Step 1's geometry lives in :mod:`.mouth_shape`, step 3's colours in :mod:`.mouth_paint`; the
+shape constants fitted by eye on footage in :mod:`.calibration` (readable here too).
 """
 
 from __future__ import annotations
