@@ -28,7 +28,7 @@ sysdeps:
 	@[ -d tests/web/node_modules/playwright-core ] || npm ci --prefix tests/web --no-audit --no-fund --silent
 
 demo: venv
-	$(PY) -m lipsync_models demo -o out/demo.mp4
+	$(PY) -m lipsync_runner demo -o out/demo.mp4
 
 test: venv sysdeps
 	$(PY) -m pytest -q

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lipsync_models.pack import load_pack  # noqa: E402
+from lipsync_runner.pack import load_pack  # noqa: E402
 
 load_pack()
 from comfyui_lipsync.lipsync_models import composite as C  # noqa: E402

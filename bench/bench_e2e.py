@@ -46,12 +46,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lipsync_models.pack import load_pack  # noqa: E402
+from lipsync_runner.pack import load_pack  # noqa: E402
 
 PACK = load_pack()
 from comfyui_lipsync.lipsync_models import face as facelib  # noqa: E402
 from comfyui_lipsync.lipsync_models import media  # noqa: E402
-from comfyui_lipsync.lipsync_models.cli import call_node  # noqa: E402
+from comfyui_lipsync.lipsync_runner.cli import call_node  # noqa: E402
 
 from _common import GRID, GRID_TEXT, filmed_opening, reset_peak, status_mb as _status_mb  # noqa: E402
 NODES = PACK.NODE_CLASS_MAPPINGS

@@ -21,7 +21,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lipsync_models.pack import load_pack  # noqa: E402
+from lipsync_runner.pack import load_pack  # noqa: E402
 
 load_pack()
 from comfyui_lipsync.lipsync_models import calibration, face, media  # noqa: E402

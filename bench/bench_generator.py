@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
-from lipsync_models.pack import load_pack  # noqa: E402
+from lipsync_runner.pack import load_pack  # noqa: E402
 
 load_pack()
 

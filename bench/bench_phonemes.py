@@ -46,7 +46,7 @@ import logging  # noqa: E402
 
 import torch  # noqa: E402
 
-from lipsync_models.pack import load_pack  # noqa: E402
+from lipsync_runner.pack import load_pack  # noqa: E402
 
 logging.disable(logging.WARNING)  # the pack logs node modules still being written by teammates
 load_pack()

@@ -68,7 +68,7 @@ def main():
 
     import torch
 
-    from lipsync_models.pack import load_pack
+    from lipsync_runner.pack import load_pack
 
     load_pack()
     from comfyui_lipsync.lipsync_models import visemes as V

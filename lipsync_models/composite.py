@@ -1,4 +1,4 @@
-"""Aligned face crops out of frames, and generated crops pasted back in.
+"""Generated face crops pasted back into their frames (the crops themselves: :mod:`.crops`).
 
 Conventions
 -----------
@@ -34,13 +34,17 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-from kornia.geometry.transform import warp_affine
+from einops import rearrange
 
+from .blend import _color_params, _gauss_blur, _multiband, band_masks  # noqa: F401 (band_masks: public here too)
+from .calibration import DETAIL_TOLERANCE, MASK_BELOW_CHIN, MASK_FALLBACK, MASK_HALF_WIDTH, MASK_MAX_HALF_WIDTH
 from .checks import check_images
+from .crops import (  # noqa: F401 (crop_faces: public here too, as before)
+    _affine64, _apply, _boxes, _check_track, _gather, _layout, _warp, crop_faces)
 from .errors import InputError, LengthMismatchError
 from .types import FaceTrack
 
@@ -51,112 +55,8 @@ BLENDS = ("alpha", "laplacian")
 CHUNK_PIXELS = 1_500_000
 """Frame-region pixels worked on per chunk when ``chunk`` is not given (about 100 MB of
 temporaries; about 19 frames of a 1080p face with a 256-px crop)."""
-DETAIL_TOLERANCE = 0.06
-"""Change (0..1) at which the frame's own fine detail is mostly dropped under a generated crop."""
 
 ProgressFn = Callable[[int, int], None] | None
-
-
-# --- geometry helpers ------------------------------------------------------------------------
-
-def _affine64(track: FaceTrack) -> torch.Tensor:
-    """(B, 3, 3) float64 CPU homogeneous frame->crop matrices."""
-    m = track.transform.detach().cpu().double()
-    out = torch.zeros(m.shape[0], 3, 3, dtype=torch.float64)
-    out[:, :2] = m
-    out[:, 2, 2] = 1.0
-    return out
-
-
-def _apply(mat: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    """Apply (B, 3, 3) affine matrices to (B, K, 2) points."""
-    return pts @ mat[:, :2, :2].transpose(1, 2) + mat[:, None, :2, 2]
-
-
-def _resize_matrix(size: int, crop_size: int) -> torch.Tensor:
-    """Crop of ``crop_size`` -> crop of ``size`` covering the same area (pixel areas aligned)."""
-    k = size / crop_size
-    return torch.tensor([[k, 0.0, 0.5 * (k - 1)], [0.0, k, 0.5 * (k - 1)], [0.0, 0.0, 1.0]], dtype=torch.float64)
-
-
-def _square(size: int) -> torch.Tensor:
-    """(4, 2) corners of a ``size`` x ``size`` crop (outer pixel edges)."""
-    lo, hi = -0.5, size - 0.5
-    return torch.tensor([[lo, lo], [hi, lo], [hi, hi], [lo, hi]], dtype=torch.float64)
-
-
-def _boxes(corners: torch.Tensor, margin: float, h: int, w: int) -> torch.Tensor:
-    """(B, K, 2) frame points -> (B, 4) integer boxes x0, y0, x1, y1 (exclusive), grown by
-    ``margin`` pixels and clipped to the frame (may be empty: x1 <= x0)."""
-    lo = torch.floor(corners.amin(1) - margin)
-    hi = torch.ceil(corners.amax(1) + margin) + 1
-    x0 = lo[:, 0].clamp(0, w)
-    y0 = lo[:, 1].clamp(0, h)
-    x1 = hi[:, 0].clamp(0, w)
-    y1 = hi[:, 1].clamp(0, h)
-    return torch.stack([x0, y0, x1, y1], 1).long()
-
-
-def _layout(boxes: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """One ROI size for the whole clip (so results do not depend on the chunking) and per-frame
-    offsets placing it over each box inside the frame. Returns (valid (B,), offsets (B, 2) x, y,
-    roi_h, roi_w)."""
-    valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    if not bool(valid.any()):
-        return valid, torch.zeros(boxes.shape[0], 2, dtype=torch.long), 0, 0
-    vb = boxes[valid]
-    rw = int((vb[:, 2] - vb[:, 0]).max().clamp(max=w))
-    rh = int((vb[:, 3] - vb[:, 1]).max().clamp(max=h))
-    ox = boxes[:, 0].clamp(0, w - rw)
-    oy = boxes[:, 1].clamp(0, h - rh)
-    return valid, torch.stack([ox, oy], 1), rh, rw
-
-
-def _local(mat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Frame->crop matrices (B, 3, 3) re-based so ROI pixel (0, 0) is frame pixel ``offsets``."""
-    out = mat.clone()
-    out[:, :2, 2] += (mat[:, :2, :2] @ offsets.to(torch.float64)[:, :, None])[:, :, 0]
-    return out
-
-
-def _theta(mat: torch.Tensor, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> torch.Tensor:
-    """(b, 3, 3) float64 src->dst pixel matrices -> (b, 2, 3) ``affine_grid`` thetas (dst
-    normalised -> src normalised, ``align_corners=True``), the normalisation kornia uses."""
-    def norm(hw):
-        h, w = hw
-        n = torch.eye(3, dtype=torch.float64)
-        n[0, 0], n[0, 2] = 2.0 / max(w - 1, 1), -1.0
-        n[1, 1], n[1, 2] = 2.0 / max(h - 1, 1), -1.0
-        return n
-    theta = norm(src_hw) @ torch.linalg.inv(mat) @ torch.linalg.inv(norm(dst_hw))
-    return theta[:, :2]
-
-
-def _warp(src: torch.Tensor, mat: torch.Tensor, dsize: tuple[int, int], padding: str) -> torch.Tensor:
-    """Bilinear warp of (b, c, h, w) ``src`` by (b, 3, 3) float64 src->dst pixel matrices
-    (kornia ``warp_affine`` semantics, ``align_corners=True``), grid built in one pass."""
-    theta = _theta(mat, tuple(src.shape[-2:]), dsize).to(src.dtype).to(src.device)  # cast on the CPU (MPS: no float64)
-    b, (h, w) = src.shape[0], dsize
-    xs = torch.linspace(-1.0, 1.0, w, device=src.device, dtype=src.dtype) if w > 1 else src.new_zeros(1)
-    ys = torch.linspace(-1.0, 1.0, h, device=src.device, dtype=src.dtype) if h > 1 else src.new_zeros(1)
-    grid = torch.empty((b, h, w, 2), device=src.device, dtype=src.dtype)
-    for k in range(2):  # one pass per coordinate: (b, 1, w) + (b, h, 1)
-        row = theta[:, k, 0, None, None] * xs[None, None, :]
-        col = theta[:, k, 1, None, None] * ys[None, :, None] + theta[:, k, 2, None, None]
-        torch.add(row, col, out=grid[..., k])
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode=padding, align_corners=True)
-
-
-def _gather(frames: torch.Tensor, idx, offsets: torch.Tensor, rh: int, rw: int,
-            device: torch.device, channels: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Cut one (rh, rw) window per frame of (B, H, W, C) ``frames`` (or of its only frame when
-    B = 1) at ``offsets[i]`` (x, y) -> (b, channels, rh, rw) ``dtype`` on ``device``."""
-    c = frames.shape[-1] if channels is None else channels
-    buf = torch.empty((len(idx), c, rh, rw), dtype=frames.dtype, device=frames.device)
-    for j, i in enumerate(idx):
-        x, y = int(offsets[i, 0]), int(offsets[i, 1])
-        buf[j] = frames[i if frames.shape[0] > 1 else 0, y:y + rh, x:x + rw, :c].permute(2, 0, 1)
-    return buf.to(device=device, dtype=dtype, non_blocking=True)
 
 
 def _smoothstep(x: torch.Tensor) -> torch.Tensor:
@@ -178,24 +78,25 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels covering the lower face.
 
     Placed from the mouth landmarks mapped into the crop: horizontally centred on the mouth,
-    semi-axis 1.3 x mouth width (cheek to cheek), at most 0.38 x the crop side (the crop is one
-    face width wide, so a wide smile cannot push the blend past the cheeks); vertically from the nose point down to 15 % of
-    the nose-chin distance below the chin (room for an opening jaw). Frames whose landmarks are
-    unusable (not finite, mouth narrower than 2 px, nose not above chin, centre outside the crop)
-    get a fixed ellipse for a mouth-centred crop: centre (0.5, 0.58) S, semi-axes (0.42, 0.36) S.
+    semi-axis :data:`~.calibration.MASK_HALF_WIDTH` x mouth width (cheek to cheek), at most
+    ``MASK_MAX_HALF_WIDTH`` x the crop side S; vertically from the nose point down to
+    ``MASK_BELOW_CHIN`` of the nose-chin distance below the chin (room for an opening jaw). Frames
+    whose landmarks are unusable (not finite, mouth narrower than 2 px, nose not above chin, centre
+    outside the crop) get the fixed ellipse ``MASK_FALLBACK`` of a mouth-centred crop.
     """
     s = track.crop_size
     pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
     left, right, nose, chin = pts[:, 0], pts[:, 1], pts[:, 6], pts[:, 7]
     width = (right - left).norm(dim=1)
     top = nose[:, 1]
-    bottom = chin[:, 1] + 0.15 * (chin[:, 1] - nose[:, 1])
+    bottom = chin[:, 1] + MASK_BELOW_CHIN * (chin[:, 1] - nose[:, 1])
     cx = 0.5 * (left[:, 0] + right[:, 0])
     cy = 0.5 * (top + bottom)
-    ell = torch.stack([cx, cy, (1.3 * width).clamp(max=0.38 * s), 0.5 * (bottom - top)], 1)
+    ell = torch.stack([cx, cy, (MASK_HALF_WIDTH * width).clamp(max=MASK_MAX_HALF_WIDTH * s), 0.5 * (bottom - top)], 1)
     ok = (torch.isfinite(pts).all(2).all(1) & (width >= 2) & (ell[:, 3] >= 1)
           & (cx > 0) & (cx < s - 1) & (cy > 0) & (cy < s - 1))
-    fallback = torch.tensor([0.5 * (s - 1), 0.58 * s, 0.42 * s, 0.36 * s], dtype=torch.float64)
+    fy, fax, fay = MASK_FALLBACK
+    fallback = torch.tensor([0.5 * (s - 1), fy * s, fax * s, fay * s], dtype=torch.float64)
     if not bool(ok.all()):
         log.info("Composite: %d of %d frames have unusable mouth landmarks; default lower-face "
                  "ellipse used there", int((~ok).sum()), len(ok))
@@ -226,156 +127,7 @@ def _footprint(u: torch.Tensor, v: torch.Tensor, size: int, width: float) -> tor
     return _smoothstep(edge / max(width, 1.0))
 
 
-# --- crops -----------------------------------------------------------------------------------
-
-def _check_track(frames: torch.Tensor, track: FaceTrack, who: str) -> None:
-    if not isinstance(track, FaceTrack):
-        raise InputError(f"{who}: face_track must be a FaceTrack (from MaskLowerFace), got {type(track).__name__}.")
-    b, h, w = frames.shape[:3]
-    if track.num_frames != b:
-        raise LengthMismatchError(
-            f"{who}: the images have {b} frames but the face track has {track.num_frames}. "
-            "Track the same frames you composite onto (same clip, same frame range)."
-        )
-    m = track.transform.detach().cpu().double()
-    det = torch.linalg.det(m[:, :, :2])
-    bad = (~torch.isfinite(m).all(2).all(1)) | (det.abs() < 1e-12)
-    if bool(bad.any()):
-        first = torch.nonzero(bad)[:, 0].tolist()
-        raise InputError(
-            f"{who}: the face track's transform is not invertible (or not finite) in {len(first)} of "
-            f"{b} frames, first frame {first[0]}. Re-run MaskLowerFace to get a valid track."
-        )
-    if tuple(track.frame_size) != (h, w):
-        raise InputError(
-            f"{who}: the face track was made on {track.frame_size[1]}x{track.frame_size[0]} frames but "
-            f"the images are {w}x{h}. Run MaskLowerFace on these frames (no resize in between)."
-        )
-
-
-def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, *,
-               device: torch.device | str | None = None, chunk: int = 32,
-               on_progress: ProgressFn = None) -> torch.Tensor:
-    """Aligned, mouth-centred face crops.
-
-    frames: (B, H, W, C) float in 0..1 (C = 3 or 4), any device.
-    track:  FaceTrack of the same B frames and frame size.
-    size:   crop side in pixels; default ``track.crop_size`` (another size covers the same area).
-    device: where the crops are made and returned (default: the frames' device); frames are moved
-            there one chunk (and only the face region) at a time.
-    Returns (B, S, S, C) in the frames' dtype. Pixels beyond the frame edge repeat the edge.
-    """
-    who = "crop_faces"
-    check_images(frames, who, "frames")
-    _check_track(frames, track, who)
-    s = int(size or track.crop_size)
-    if s < 1:
-        raise InputError(f"{who}: size must be at least 1, got {s}.")
-    dev = torch.device(device) if device is not None else frames.device
-    b, h, w, c = frames.shape
-    mat = _affine64(track)
-    if s != track.crop_size:
-        mat = _resize_matrix(s, track.crop_size) @ mat
-    inv = torch.linalg.inv(mat)
-    corners = _apply(inv, _square(s).expand(b, 4, 2))
-    valid, offsets, rh, rw = _layout(_boxes(corners, 2.0, h, w), h, w)
-    out = torch.zeros((b, s, s, c), dtype=frames.dtype, device=dev)
-    if rh == 0:
-        log.warning("%s: every crop lies outside the frame; crops are black", who)
-    chunk = max(int(chunk), 1)
-    for start in range(0, b, chunk):
-        idx = range(start, min(start + chunk, b))
-        if rh:
-            roi = _gather(frames, idx, offsets, rh, rw, dev)
-            local = _local(mat[idx.start:idx.stop], offsets[idx.start:idx.stop])
-            crop = warp_affine(roi, local[:, :2].float().to(dev), (s, s),
-                               padding_mode="border", align_corners=True)
-            keep = valid[idx.start:idx.stop].to(dev)[:, None, None, None]
-            out[idx.start:idx.stop] = torch.where(keep, crop.permute(0, 2, 3, 1), 0.0).to(frames.dtype)
-        if on_progress is not None:
-            on_progress(idx.stop, b)
-    return out
-
-
 # --- paste-back ------------------------------------------------------------------------------
-
-_BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
-
-
-def _blur5(x: torch.Tensor) -> torch.Tensor:
-    """Separable 5-tap binomial blur [1 4 6 4 1] / 16 with reflected edges. x: (b, c, h, w).
-
-    Written as shifted sums: PyTorch's grouped (depthwise) CPU convolution is far slower here.
-    """
-    for dim in (-1, -2):
-        n = x.shape[dim]
-        mode = "reflect" if n > 2 else "replicate"
-        pad = (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2)
-        p = F.pad(x, pad, mode=mode)
-        t = lambda k: p.narrow(dim, k, n)  # noqa: E731
-        x = (t(0) + t(4) + 4.0 * (t(1) + t(3)) + 6.0 * t(2)) * (1.0 / 16.0)
-    return x
-
-
-def _up(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-def band_masks(mask: torch.Tensor, levels: int) -> list[torch.Tensor]:
-    """Blend masks for ``levels`` Laplacian bands (finest first) and the low-pass rest.
-
-    The low-pass rest uses ``mask`` itself (the widest transition allowed); band k uses ``mask``
-    sharpened around 0.5 with slope min(2 ** (levels - k), 8), so fine detail switches over a
-    narrow strip. Each is 0 wherever ``mask`` is 0.
-    """
-    out = []
-    for k in range(levels):
-        slope = float(min(2 ** (levels - k), 8))
-        out.append(((mask - 0.5) * slope + 0.5).clamp(0.0, 1.0) * (mask > 0))
-    out.append(mask)
-    return out
-
-
-def _multiband(delta: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Blend the change ``delta`` (b, c, h, w) band by band with :func:`band_masks` of ``mask``
-    (b, 1, h, w). With a 0/1 mask, or one level, this equals ``mask * delta``."""
-    h, w = delta.shape[-2:]
-    levels = max(1, min(4, int(math.log2(max(min(h, w), 1) / 8)))) if min(h, w) >= 16 else 1
-    gauss = [delta]
-    for _ in range(levels):
-        gauss.append(_blur5(gauss[-1])[..., ::2, ::2])
-    sizes = [g.shape[-2:] for g in gauss]
-    bands = [gauss[k] - _up(gauss[k + 1], sizes[k]) for k in range(levels)] + [gauss[-1]]
-    out = torch.zeros_like(delta)
-    for k, (band, weight) in enumerate(zip(bands, band_masks(mask, levels))):
-        for j in range(k - 1, -1, -1):
-            band = _up(band, sizes[j])
-        out += weight * band
-    return out
-
-
-def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
-                  max_gain: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per frame and channel gain a and offset b so that ``a * gen + b`` has the mean and spread
-    of ``ref`` in the ring just inside the mask edge (weights 4 m (1 - m); the whole mask when it
-    has no soft edge). gen, ref: (b, c, h, w); mask (b, 1, h, w). Returns (b, c, 1, 1) each."""
-    ring = 4.0 * mask * (1.0 - mask)
-    hard = ring.sum((2, 3), keepdim=True) < 16.0
-    ring = torch.where(hard, mask, ring).flatten(2).transpose(1, 2)  # (b, N, 1)
-    g, r = gen.flatten(2), ref.flatten(2)  # (b, c, N)
-    total = ring.sum(1, keepdim=True)  # (b, 1, 1)
-    empty = total < 1.0
-    total = total.clamp_min(1e-6)
-    mg, mr = (g @ ring) / total, (r @ ring) / total  # weighted means, (b, c, 1)
-    vg = ((g * g) @ ring / total - mg * mg).clamp_min(0.0)
-    vr = ((r * r) @ ring / total - mr * mr).clamp_min(0.0)
-    flat = vg < 1e-8
-    a = torch.where(flat | empty, torch.ones_like(vg), torch.sqrt(vr / vg.clamp_min(1e-8)))
-    a = a.clamp(1.0 / max_gain, max_gain)
-    b = torch.where(empty, torch.zeros_like(mr), mr - a * mg)
-    a, b = a[..., None], b[..., None]  # (b, c, 1, 1)
-    return a, b
-
 
 def _check_composite(frames, crops, track, mask, feather, blend) -> None:
     check_images(frames, WHO, "images")
@@ -434,16 +186,6 @@ def _mask_boxes(mask: torch.Tensor, b: int, grow: float, chunk: int) -> torch.Te
     return boxes
 
 
-def _gauss_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    r = max(1, int(math.ceil(3.0 * sigma)))
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
-
-
 def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
               mask: torch.Tensor | None = None, feather: float = 0.08, color_match: bool = True,
               blend: str = "alpha", chunk: int | None = None, device: torch.device | str | None = None,
@@ -477,9 +219,70 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     """
     _check_composite(frames, crops, track, mask, feather, blend)
     dev = torch.device(device) if device is not None else crops.device
-    b, h, w, c = frames.shape
+    mask = mask if mask is None or mask.ndim == 3 else mask[None]
+    plan = _plan(frames, track, mask, feather, chunk)
+    b = frames.shape[0]
+    work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
+    out = torch.empty_like(frames)
+    for start in range(0, b, plan.chunk):
+        stop = min(start + plan.chunk, b)
+        out[start:stop].copy_(frames[start:stop])
+        idx = [i for i in range(start, stop) if bool(plan.valid[i])]
+        if idx and plan.rh and plan.rw and plan.ch and plan.cw:
+            res = _blend_chunk(frames, crops, mask, plan, idx, dev, work, color_match=color_match,
+                               keep_detail=keep_detail, laplacian=blend == "laplacian")
+            res = res.to(device=out.device, dtype=out.dtype)
+            for j, i in enumerate(idx):
+                x, y = int(plan.foff[i, 0]), int(plan.foff[i, 1])
+                out[i, y:y + plan.rh, x:x + plan.rw, :3] = rearrange(res[j], "c h w -> h w c")
+        if on_progress is not None:
+            on_progress(stop, b)
+    return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where :func:`composite` works, fixed once for the whole clip (so results do not depend on
+    the chunking): per frame a crop window (``woff``, ``ch`` x ``cw`` crop px) where the blend mask
+    can be non-zero, the frame region (``foff``, ``rh`` x ``rw`` frame px) it maps to, and
+    ``to_win`` (B, 3, 3), frame-region pixel -> crop-window pixel."""
+
+    ell: torch.Tensor | None  # (B, 4) lower-face ellipses, or None when a mask is given
+    width: float  # soft edge, crop px
+    sigma: float  # softening of a given mask, crop px
+    size: int  # crop side
+    woff: torch.Tensor
+    ch: int
+    cw: int
+    foff: torch.Tensor
+    rh: int
+    rw: int
+    valid: torch.Tensor  # (B,) bool: frames with something to blend
+    to_win: torch.Tensor
+    chunk: int
+
+
+def _mask_corners(track: FaceTrack, mask: torch.Tensor | None, scan_chunk: int):
+    """Crop-space corners (B, K, 2) of where the blend mask can be non-zero, the default
+    ellipses (None with a given mask) and which frames have any mask at all (B,)."""
+    b = track.num_frames
+    if mask is None:
+        ell = lower_face_ellipses(track)
+        lo, hi = ell[:, :2] - ell[:, 2:], ell[:, :2] + ell[:, 2:]
+        return torch.stack([lo, hi], 1), ell, torch.ones(b, dtype=torch.bool)
+    fb = _mask_boxes(mask, b, 0.0, scan_chunk).to(torch.float64)
+    valid = (fb[:, 2] > fb[:, 0]) & (fb[:, 3] > fb[:, 1])
+    x0, y0, x1, y1 = fb[:, 0] - 0.5, fb[:, 1] - 0.5, fb[:, 2] - 0.5, fb[:, 3] - 0.5
+    quad = torch.stack([torch.stack([x0, y0], 1), torch.stack([x1, y0], 1),
+                        torch.stack([x1, y1], 1), torch.stack([x0, y1], 1)], 1)
+    return _apply(_affine64(track), quad), None, valid
+
+
+def _plan(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None, feather: float,
+          chunk: int | None) -> _Plan:
+    """The crop windows and frame regions of :func:`composite` (see :class:`_Plan`)."""
+    b, h, w, _ = frames.shape
     s = track.crop_size
-    scan_chunk = max(int(chunk), 1) if chunk else 16
     mat = _affine64(track)
     inv = torch.linalg.inv(mat)
     scale = torch.sqrt(torch.linalg.det(mat[:, :2, :2]).abs()).clamp_min(1e-6)  # crop px per frame px
@@ -488,20 +291,7 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     sigma = width / 3.0 if mask is not None else 0.0  # softening of a given mask, crop pixels
 
     # crop windows: where the blend mask can be non-zero, in crop pixels, plus a zero border
-    if mask is None:
-        ell = lower_face_ellipses(track)
-        lo, hi = ell[:, :2] - ell[:, 2:], ell[:, :2] + ell[:, 2:]
-        corners = torch.stack([lo, hi], 1)
-        valid_mask = torch.ones(b, dtype=torch.bool)
-    else:
-        mask = mask if mask.ndim == 3 else mask[None]
-        ell = None
-        fb = _mask_boxes(mask, b, 0.0, scan_chunk).to(torch.float64)
-        valid_mask = (fb[:, 2] > fb[:, 0]) & (fb[:, 3] > fb[:, 1])
-        x0, y0, x1, y1 = fb[:, 0] - 0.5, fb[:, 1] - 0.5, fb[:, 2] - 0.5, fb[:, 3] - 0.5
-        quad = torch.stack([torch.stack([x0, y0], 1), torch.stack([x1, y0], 1),
-                            torch.stack([x1, y1], 1), torch.stack([x0, y1], 1)], 1)
-        corners = _apply(mat, quad)
+    corners, ell, valid_mask = _mask_corners(track, mask, max(int(chunk), 1) if chunk else 16)
     win = _boxes(corners, math.ceil(3.0 * sigma) + 2, s, s)
     win[~valid_mask] = 0
     valid_w, woff, ch, cw = _layout(win, s, s)
@@ -517,63 +307,61 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     chunk = max(int(chunk), 1) if chunk else max(1, min(256, CHUNK_PIXELS // max(rh * rw, 1)))
     log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames, chunks of %d", WHO, cw, ch,
               rw, rh, int(valid.sum()), b, chunk)
+    return _Plan(ell, width, sigma, s, woff, ch, cw, foff, rh, rw, valid, to_win, chunk)
 
-    work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
-    out = torch.empty_like(frames)
-    for start in range(0, b, chunk):
-        stop = min(start + chunk, b)
-        out[start:stop].copy_(frames[start:stop])
-        idx = [i for i in range(start, stop) if bool(valid[i])]
-        if idx and rh and rw and ch and cw:
-            rgb = _gather(frames, idx, foff, rh, rw, dev, channels=3, dtype=work)
-            fwd = to_win[idx]
-            recrop = _warp(rgb.float(), fwd, (ch, cw), "border")
-            gen = _gather(crops, idx, woff, ch, cw, dev, channels=3)
-            u, v = _window_coords(woff[idx], ch, cw, dev)
-            weight = _footprint(u, v, s, width)[:, None]
-            exact = None  # a given hard mask is applied at frame resolution, exactly
-            if ell is None:
-                exact = _gather(mask[..., None], idx, foff, rh, rw, dev, dtype=work).clamp(0.0, 1.0)
-                m = _warp(exact.float(), fwd, (ch, cw), "zeros")
-                if sigma > 0:
-                    weight = weight * _gauss_blur(m, sigma).clamp(0.0, 1.0)
-                    exact = None
-                    stats_weight = weight
-                else:
-                    stats_weight = weight * m
-            else:
-                weight = torch.minimum(weight, _ellipse_weight(u, v, ell[idx], width)[:, None])
-                stats_weight = weight
-            if color_match:
-                gain, offset = _color_params(gen, recrop, stats_weight)
-                diff = torch.addcmul(offset, gain, gen) - recrop
-            else:
-                diff = gen - recrop
-            if keep_detail:  # 1 where the crop changed the picture: there the frame's detail goes
-                renew = 1.0 - torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
-            else:
-                renew = torch.ones_like(weight)
-            # result = rgb + weight * (diff + renew * (recrop - rgb)); in multi-band mode the diff
-            # term is blended band by band. Everything is weighted here, in the crop window, and
-            # one back-warp brings it to the frame: rgb * (1 - [w renew]) + [w diff + w renew recrop].
-            lap = blend == "laplacian" and exact is None  # a hard mask has no soft edge to spread
-            w_renew = weight * renew
-            value = torch.addcmul(_multiband(diff, weight) if lap else weight * diff, w_renew, recrop)
-            bwd = torch.linalg.inv(fwd)
-            back = _warp(torch.cat([value, w_renew], 1), bwd, (rh, rw), "border").to(work)
-            if exact is None:
-                res = torch.addcmul(back[:, :3], rgb, 1.0 - back[:, 3:4]).clamp_(0.0, 1.0)
-            else:
-                res = torch.addcmul(rgb, exact, torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0))
-                res.clamp_(0.0, 1.0)
-            lo, hi = torch.aminmax(rgb)
-            if lo < 0 or hi > 1:  # out-of-range input: keep it exactly where nothing is blended
-                wb = _warp(weight, bwd, (rh, rw), "border").to(work)
-                res = torch.where(wb * (1.0 if exact is None else exact) > 0, res, rgb)
-            res = res.to(device=out.device, dtype=out.dtype)
-            for j, i in enumerate(idx):
-                x, y = int(foff[i, 0]), int(foff[i, 1])
-                out[i, y:y + rh, x:x + rw, :3] = res[j].permute(1, 2, 0)
-        if on_progress is not None:
-            on_progress(stop, b)
-    return out
+
+def _chunk_weights(mask: torch.Tensor | None, plan: _Plan, idx: list[int], fwd: torch.Tensor,
+                   dev: torch.device, work: torch.dtype):
+    """Blend weight (b, 1, ch, cw) in the crop windows of frames ``idx``, the weight the colour
+    statistics use, and ``exact``: a given hard mask (b, 1, rh, rw) applied at frame resolution
+    (None otherwise)."""
+    u, v = _window_coords(plan.woff[idx], plan.ch, plan.cw, dev)
+    weight = _footprint(u, v, plan.size, plan.width)[:, None]
+    if plan.ell is not None:
+        weight = torch.minimum(weight, _ellipse_weight(u, v, plan.ell[idx], plan.width)[:, None])
+        return weight, weight, None
+    exact = _gather(mask[..., None], idx, plan.foff, plan.rh, plan.rw, dev, dtype=work).clamp(0.0, 1.0)
+    m = _warp(exact.float(), fwd, (plan.ch, plan.cw), "zeros")
+    if plan.sigma > 0:
+        weight = weight * _gauss_blur(m, plan.sigma).clamp(0.0, 1.0)
+        return weight, weight, None
+    return weight, weight * m, exact
+
+
+def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor | None, plan: _Plan,
+                 idx: list[int], dev: torch.device, work: torch.dtype, *, color_match: bool,
+                 keep_detail: bool, laplacian: bool) -> torch.Tensor:
+    """The blended frame regions (b, 3, rh, rw) of frames ``idx`` (steps 1-4 of the module doc)."""
+    rh, rw = plan.rh, plan.rw
+    rgb = _gather(frames, idx, plan.foff, rh, rw, dev, channels=3, dtype=work)
+    fwd = plan.to_win[idx]
+    recrop = _warp(rgb.float(), fwd, (plan.ch, plan.cw), "border")
+    gen = _gather(crops, idx, plan.woff, plan.ch, plan.cw, dev, channels=3)
+    weight, stats_weight, exact = _chunk_weights(mask, plan, idx, fwd, dev, work)
+    if color_match:
+        gain, offset = _color_params(gen, recrop, stats_weight)
+        diff = torch.addcmul(offset, gain, gen) - recrop
+    else:
+        diff = gen - recrop
+    if keep_detail:  # 1 where the crop changed the picture: there the frame's detail goes
+        renew = 1.0 - torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
+    else:
+        renew = torch.ones_like(weight)
+    # result = rgb + weight * (diff + renew * (recrop - rgb)); in multi-band mode the diff
+    # term is blended band by band. Everything is weighted here, in the crop window, and
+    # one back-warp brings it to the frame: rgb * (1 - [w renew]) + [w diff + w renew recrop].
+    lap = laplacian and exact is None  # a hard mask has no soft edge to spread
+    w_renew = weight * renew
+    value = torch.addcmul(_multiband(diff, weight) if lap else weight * diff, w_renew, recrop)
+    bwd = torch.linalg.inv(fwd)
+    back = _warp(torch.cat([value, w_renew], 1), bwd, (rh, rw), "border").to(work)
+    if exact is None:
+        res = torch.addcmul(back[:, :3], rgb, 1.0 - back[:, 3:4]).clamp_(0.0, 1.0)
+    else:
+        res = torch.addcmul(rgb, exact, torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0))
+        res.clamp_(0.0, 1.0)
+    lo, hi = torch.aminmax(rgb)
+    if lo < 0 or hi > 1:  # out-of-range input: keep it exactly where nothing is blended
+        wb = _warp(weight, bwd, (rh, rw), "border").to(work)
+        res = torch.where(wb * (1.0 if exact is None else exact) > 0, res, rgb)
+    return res

@@ -1,9 +1,17 @@
-"""A tiny raster plotting helper for node previews, on top of ``PIL.ImageDraw``.
+"""Preview plots for the nodes (sync curve, viseme timeline), drawn with matplotlib's Agg
+renderer into a ComfyUI IMAGE.
 
-No matplotlib: previews must be cheap, deterministic and dependency-light. A :class:`Canvas`
-holds one RGB picture; :meth:`Canvas.axes` places a panel with data limits, ticks and labels;
-the panel draws lines, min/max envelopes (waveforms), filled bands, labelled segments,
-markers and text in DATA coordinates. :meth:`Canvas.to_image` returns a ComfyUI IMAGE.
+matplotlib is not in ComfyUI's own requirements, but it installs into a ComfyUI venv without
+touching torch or numpy (it needs numpy >= 1.23, pillow and pure-Python packages); it replaced a
+home-made PIL rasteriser of 460 lines. Only the object API is used (``Figure`` +
+``FigureCanvasAgg``, no pyplot), so nothing global changes and threads do not share state; the
+output is deterministic.
+
+A :class:`Canvas` holds one RGB picture of ``width`` x ``height`` pixels; :meth:`Canvas.axes`
+places a panel whose plot area is a pixel box, with data limits, ticks and labels; the panel
+draws lines, min/max envelopes (waveforms), filled bands, labelled segments, markers and text
+in DATA coordinates. Limits, labels and tick switches may be changed until the picture is made:
+:meth:`Canvas.to_image` applies them and returns a ComfyUI IMAGE.
 
 Example (a signal over time above a timeline of labelled segments)::
 
@@ -18,8 +26,9 @@ Example (a signal over time above a timeline of labelled segments)::
     top.legend()
     image = cv.to_image()            # torch float32 [1, H, W, 3] in 0..1
 
-Colours are names PIL knows ("red", "#1f77b4"), (r, g, b) tuples in 0..255, or an int that
-picks from :data:`PALETTE`. Alpha in 0..1 applies to fills.
+Colours are names ("red", "#1f77b4"), (r, g, b) tuples in 0..255 (or floats in 0..1), or an
+int that picks from :data:`PALETTE`. Alpha in 0..1 applies to fills. Sizes (fonts, line widths,
+markers) are in pixels.
 """
 
 from __future__ import annotations
@@ -29,7 +38,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageColor, ImageDraw, ImageFont
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.lines import Line2D
 
 from .errors import InputError
 
@@ -39,6 +52,11 @@ PALETTE = (
 )
 """Ten distinct colours (the tab10 cycle); ``color=i`` picks ``PALETTE[i % 10]``."""
 
+DPI = 100
+"""Pixels per inch of the figure: sizes given in pixels become ``px * 72 / DPI`` points."""
+GRID_COLOR, TICK_COLOR, FRAME_COLOR = (225, 225, 225), (60, 60, 60), (90, 90, 90)
+_HA = {"l": "left", "m": "center", "r": "right"}
+_VA = {"a": "top", "t": "top", "m": "center", "s": "baseline", "b": "bottom", "d": "bottom"}
 
 
 def rgb(color) -> tuple[int, int, int]:
@@ -46,7 +64,10 @@ def rgb(color) -> tuple[int, int, int]:
     if isinstance(color, (int, np.integer)) and not isinstance(color, bool):
         return PALETTE[int(color) % len(PALETTE)]
     if isinstance(color, str):
-        return ImageColor.getrgb(color)[:3]
+        try:
+            return tuple(int(round(v * 255)) for v in to_rgb(color))
+        except ValueError as e:
+            raise InputError(f"plot: cannot read colour {color!r}; give a name, '#rrggbb', (r, g, b) or an int.") from e
     if isinstance(color, (tuple, list)) and len(color) >= 3:
         c = tuple(color[:3])
         if all(isinstance(v, float) for v in c) and max(c) <= 1.0:
@@ -55,11 +76,14 @@ def rgb(color) -> tuple[int, int, int]:
     raise InputError(f"plot: cannot read colour {color!r}; give a name, '#rrggbb', (r, g, b) or an int.")
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed bitmap font
-        return ImageFont.load_default()
+def _mc(color) -> tuple[float, float, float]:
+    """Any accepted colour -> matplotlib's (r, g, b) in 0..1."""
+    return tuple(v / 255.0 for v in rgb(color))
+
+
+def _pt(px: float) -> float:
+    """Pixels -> points."""
+    return px * 72.0 / DPI
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -100,17 +124,20 @@ class Canvas:
         if width < 32 or height < 32:
             raise InputError(f"plot: canvas must be at least 32x32 pixels, got {width}x{height}.")
         self.width, self.height = int(width), int(height)
-        self.image = Image.new("RGB", (self.width, self.height), rgb(background))
-        self.draw = ImageDraw.Draw(self.image)
+        self.fig = Figure(figsize=(self.width / DPI, self.height / DPI), dpi=DPI, facecolor=_mc(background))
+        self.agg = FigureCanvasAgg(self.fig)
         self.font_size = int(font_size)
-        self.font = _font(self.font_size)
+        self.font = FontProperties(size=_pt(self.font_size))
+        self._panels: list[Axes] = []
 
     # --- layout ------------------------------------------------------------------------------
     def axes(self, box: Sequence[float], xlim=(0.0, 1.0), ylim=(0.0, 1.0), title: str = "",
              xlabel: str = "", ylabel: str = "", frame: bool = True, grid: bool = True,
              xticks: bool = True, yticks: bool = True) -> "Axes":
         """A panel whose PLOT AREA is ``box`` = (x0, y0, x1, y1) in pixels (labels go outside)."""
-        return Axes(self, box, xlim, ylim, title, xlabel, ylabel, frame, grid, xticks, yticks)
+        ax = Axes(self, box, xlim, ylim, title, xlabel, ylabel, frame, grid, xticks, yticks)
+        self._panels.append(ax)
+        return ax
 
     def rows(self, n: int, heights: Sequence[float] | None = None, xlim=(0.0, 1.0),
              xlabel: str = "", titles: Sequence[str] | None = None, margin=(56, 10, 12, 30),
@@ -141,39 +168,32 @@ class Canvas:
 
     # --- free text ---------------------------------------------------------------------------
     def text(self, x: float, y: float, s: str, color="black", anchor: str = "la") -> None:
-        """Text at pixel (x, y); anchor as in PIL ("la" left-ascender, "mm" centre, ...)."""
-        self.draw.text((x, y), s, fill=rgb(color), font=self.font, anchor=anchor)
+        """Text at pixel (x, y); anchor as in PIL: horizontal l/m/r, then vertical a/t (top),
+        m (centre), s (baseline), b/d (bottom)."""
+        self.fig.text(x / self.width, 1.0 - y / self.height, s, color=_mc(color), fontproperties=self.font,
+                      ha=_HA[anchor[0]], va=_VA[anchor[1]])
 
     def text_size(self, s: str) -> tuple[int, int]:
-        x0, y0, x1, y1 = self.draw.textbbox((0, 0), s, font=self.font)
-        return x1 - x0, y1 - y0
+        """(width, height) in pixels of ``s`` in the canvas font."""
+        w, h, _ = self.agg.get_renderer().get_text_width_height_descent(s, self.font, ismath=False)
+        return int(math.ceil(w)), int(math.ceil(h))
 
     # --- output ------------------------------------------------------------------------------
     def to_image(self, device: torch.device | str | None = None) -> torch.Tensor:
         """The picture as a ComfyUI IMAGE: float32 [1, H, W, 3] in 0..1 (CPU unless ``device``)."""
-        arr = np.asarray(self.image, dtype=np.float32) / 255.0
-        img = torch.from_numpy(arr.copy()).unsqueeze(0)
+        for ax in self._panels:
+            ax.decorate()
+        self.agg.draw()
+        arr = np.asarray(self.agg.buffer_rgba())[..., :3].astype(np.float32) / 255.0
+        img = torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0)
         return img.to(device) if device is not None else img
-
-    def _blend_polygon(self, points, color, alpha: float) -> None:
-        if alpha >= 1.0:
-            self.draw.polygon(points, fill=rgb(color))
-            return
-        overlay = Image.new("RGBA", self.image.size, (0, 0, 0, 0))
-        ImageDraw.Draw(overlay).polygon(points, fill=rgb(color) + (int(round(alpha * 255)),))
-        self._composite(overlay)
-
-    def _composite(self, overlay: Image.Image) -> None:
-        base = self.image.convert("RGBA")
-        base.alpha_composite(overlay)
-        self.image.paste(base.convert("RGB"))
 
 
 class Axes:
     """A panel of a :class:`Canvas` with data limits. Draw calls take data coordinates and are
-    clipped to the plot area. Change limits with :meth:`set_xlim`/:meth:`set_ylim` BEFORE drawing
-    data (the frame and ticks are drawn by :meth:`decorate`, called automatically on the first
-    draw and again by :meth:`set_ylim`/:meth:`set_xlim` if nothing was drawn yet)."""
+    clipped to the plot area. Limits (:meth:`set_xlim`/:meth:`set_ylim`), labels and the tick
+    switches (``show_xticks``, ``show_yticks``) may change until the picture is made; the frame,
+    grid, ticks and labels follow them (:meth:`decorate`)."""
 
     def __init__(self, canvas: Canvas, box, xlim, ylim, title, xlabel, ylabel, frame, grid,
                  xticks, yticks):
@@ -184,9 +204,11 @@ class Axes:
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.frame, self.grid, self.show_xticks, self.show_yticks = frame, grid, xticks, yticks
         self._legend: list[tuple[str, tuple[int, int, int]]] = []
-        self._decorated = False
         self.xlim = self._lim(xlim, "xlim")
         self.ylim = self._lim(ylim, "ylim")
+        w, h = canvas.width, canvas.height
+        self.ax = canvas.fig.add_axes((self.x0 / w, 1.0 - self.y1 / h, (self.x1 - self.x0) / w, (self.y1 - self.y0) / h))
+        self.ax.set_facecolor("none")
 
     @staticmethod
     def _lim(lim, name):
@@ -217,54 +239,42 @@ class Axes:
 
     # --- coordinates -------------------------------------------------------------------------
     def px(self, x) -> np.ndarray:
+        """Data x -> canvas pixel column."""
         x = _as_np(x)
         return self.x0 + (x - self.xlim[0]) / (self.xlim[1] - self.xlim[0]) * (self.x1 - self.x0)
 
     def py(self, y) -> np.ndarray:
+        """Data y -> canvas pixel row."""
         y = _as_np(y)
         return self.y1 - (y - self.ylim[0]) / (self.ylim[1] - self.ylim[0]) * (self.y1 - self.y0)
 
-    def _clip_x(self, p):
-        return np.clip(p, self.x0, self.x1)
-
-    def _clip_y(self, p):
-        return np.clip(p, self.y0, self.y1)
+    def _xdata(self, px) -> np.ndarray:
+        return self.xlim[0] + (np.asarray(px, dtype=np.float64) - self.x0) / (self.x1 - self.x0) * (self.xlim[1] - self.xlim[0])
 
     # --- frame, ticks, labels ----------------------------------------------------------------
     def decorate(self) -> "Axes":
-        """Draw the frame, grid, ticks and labels (idempotent per limits)."""
-        if self._decorated:
-            return self
-        self._decorated = True
-        d, cv = self.cv.draw, self.cv
-        grid_c, tick_c = (225, 225, 225), (60, 60, 60)
-        if self.show_xticks:
-            ticks = nice_ticks(*self.xlim, count=max(2, int((self.x1 - self.x0) / 90)))
+        """Apply the limits, frame, grid, ticks and labels as they are now (again at output)."""
+        ax, fs = self.ax, _pt(self.cv.font_size)
+        ax.set_xlim(*self.xlim)
+        ax.set_ylim(*self.ylim)
+        for which, show, lim, length, axis in (("x", self.show_xticks, self.xlim, self.x1 - self.x0, ax.xaxis),
+                                               ("y", self.show_yticks, self.ylim, self.y1 - self.y0, ax.yaxis)):
+            ticks = nice_ticks(*lim, count=max(2, int(length / (90 if which == "x" else 40)))) if show else []
             step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-            for t in ticks:
-                x = float(self.px(t)[0])
-                if self.grid:
-                    d.line([(x, self.y0), (x, self.y1)], fill=grid_c)
-                d.line([(x, self.y1), (x, self.y1 + 3)], fill=tick_c)
-                cv.text(x, self.y1 + 4, _fmt(t, step), color=tick_c, anchor="ma")
-        if self.show_yticks:
-            ticks = nice_ticks(*self.ylim, count=max(2, int((self.y1 - self.y0) / 40)))
-            step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-            for t in ticks:
-                y = float(self.py(t)[0])
-                if self.grid:
-                    d.line([(self.x0, y), (self.x1, y)], fill=grid_c)
-                d.line([(self.x0 - 3, y), (self.x0, y)], fill=tick_c)
-                cv.text(self.x0 - 5, y, _fmt(t, step), color=tick_c, anchor="rm")
-        if self.frame:
-            d.rectangle([self.x0, self.y0, self.x1, self.y1], outline=(90, 90, 90))
-        if self.title:
-            cv.text(self.x0, self.y0 - 3, self.title, color="black", anchor="ld")
-        if self.xlabel:
-            cv.text((self.x0 + self.x1) / 2, self.y1 + 6 + cv.font_size, self.xlabel,
-                    color=tick_c, anchor="ma")
-        if self.ylabel:
-            cv.text(self.x0 - 8, self.y0 + 1, self.ylabel, color=tick_c, anchor="rt")
+            axis.set_ticks(ticks, [_fmt(t, step) for t in ticks])
+        ax.tick_params(colors=_mc(TICK_COLOR), labelsize=fs, length=3, width=_pt(1), pad=1)
+        if self.grid:
+            ax.grid(True, color=_mc(GRID_COLOR), linewidth=_pt(1))
+        else:
+            ax.grid(False)
+        ax.set_axisbelow(True)
+        for spine in ax.spines.values():
+            spine.set_visible(self.frame)
+            spine.set_edgecolor(_mc(FRAME_COLOR))
+            spine.set_linewidth(_pt(1))
+        ax.set_title(self.title, loc="left", fontsize=fs, pad=3)
+        ax.set_xlabel(self.xlabel, fontsize=fs, color=_mc(TICK_COLOR), labelpad=1)
+        ax.set_ylabel(self.ylabel, fontsize=fs, color=_mc(TICK_COLOR), labelpad=1)
         return self
 
     def _remember(self, label, color):
@@ -275,81 +285,55 @@ class Axes:
     def line(self, x, y, color=0, width: int = 1, label: str = "") -> "Axes":
         """Polyline through (x, y); NaNs break the line. Long series are decimated to about
         two points per pixel column (min and max), so a 10-minute signal draws fast."""
-        self.decorate()
         x, y = _as_np(x), _as_np(y)
         if x.shape != y.shape:
             raise InputError(f"plot: line needs x and y of the same length, got {x.size} and {y.size}.")
-        ncol = int(self.x1 - self.x0) + 1
-        if x.size > 4 * ncol:
+        if x.size > 4 * (int(self.x1 - self.x0) + 1):
             return self.envelope(x, y, color=color, label=label, connect=True, width=width)
-        px, py = self._clip_x(self.px(x)), self._clip_y(self.py(y))
-        ok = np.isfinite(px) & np.isfinite(py)
-        c = rgb(color)
-        start = 0
-        breaks = np.flatnonzero(~ok).tolist() + [x.size]
-        for b in breaks:
-            if b - start >= 2:
-                self.cv.draw.line(list(zip(px[start:b].tolist(), py[start:b].tolist())), fill=c, width=width)
-            elif b - start == 1:
-                self.cv.draw.point((float(px[start]), float(py[start])), fill=c)
-            start = b + 1
+        self.ax.plot(x, y, color=_mc(color), linewidth=_pt(width), solid_capstyle="butt")
         self._remember(label, color)
         return self
 
     def envelope(self, x, y, color="gray", label: str = "", connect: bool = False, width: int = 1) -> "Axes":
         """Min/max of ``y`` per pixel column as vertical strokes (waveforms, dense signals).
         x must be increasing."""
-        self.decorate()
         x, y = _as_np(x), _as_np(y)
-        if x.size == 0:
-            return self
         col = np.floor(self.px(x) - self.x0).astype(np.int64)
         keep = (col >= 0) & (col <= int(self.x1 - self.x0)) & np.isfinite(y)
         col, yk = col[keep], y[keep]
         if col.size == 0:
             return self
         starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
-        lo = np.minimum.reduceat(yk, starts)
-        hi = np.maximum.reduceat(yk, starts)
-        cols = col[starts] + self.x0
-        plo, phi = self._clip_y(self.py(lo)), self._clip_y(self.py(hi))
-        c = rgb(color)
-        d = self.cv.draw
-        for cx, a, b in zip(cols.tolist(), plo.tolist(), phi.tolist()):
-            d.line([(cx, a), (cx, b)], fill=c, width=width)
-        if connect and cols.size > 1:
-            mid = (plo + phi) / 2
-            d.line(list(zip(cols.tolist(), mid.tolist())), fill=c, width=width)
+        lo, hi = np.minimum.reduceat(yk, starts), np.maximum.reduceat(yk, starts)
+        xs = self._xdata(col[starts] + self.x0 + 0.5)
+        self.ax.vlines(xs, lo, hi, colors=[_mc(color)], linewidth=_pt(max(width, 1)))
+        if connect and xs.size > 1:
+            self.ax.plot(xs, (lo + hi) / 2, color=_mc(color), linewidth=_pt(width))
         self._remember(label, color)
         return self
 
     def band(self, x, lo, hi, color=0, alpha: float = 0.3, label: str = "") -> "Axes":
         """Filled area between ``lo`` and ``hi`` along ``x`` (scalars broadcast)."""
-        self.decorate()
         x = _as_np(x)
-        lo = np.broadcast_to(_as_np(lo), x.shape) if np.ndim(lo) else np.full(x.shape, float(lo))
-        hi = np.broadcast_to(_as_np(hi), x.shape) if np.ndim(hi) else np.full(x.shape, float(hi))
         if x.size < 2:
             return self
-        px = self._clip_x(self.px(x))
-        top = list(zip(px.tolist(), self._clip_y(self.py(hi)).tolist()))
-        bot = list(zip(px.tolist(), self._clip_y(self.py(lo)).tolist()))
-        self.cv._blend_polygon(top + bot[::-1], color, alpha)
+        lo = np.broadcast_to(_as_np(lo), x.shape) if np.ndim(lo) else np.full(x.shape, float(lo))
+        hi = np.broadcast_to(_as_np(hi), x.shape) if np.ndim(hi) else np.full(x.shape, float(hi))
+        self.ax.fill_between(x, lo, hi, color=_mc(color), alpha=alpha, linewidth=0)
         self._remember(label, color)
         return self
 
     def span(self, x0: float, x1: float, color=0, alpha: float = 0.2, y0=None, y1=None,
              label: str = "", text: str = "", text_color="black") -> "Axes":
-        """A filled rectangle from x0 to x1 (full height unless y0/y1 given), optional text."""
-        self.decorate()
+        """A filled rectangle from x0 to x1 (full height unless y0/y1 given), optional text
+        (written when it fits)."""
         ya = self.ylim[0] if y0 is None else y0
         yb = self.ylim[1] if y1 is None else y1
-        ax0, ax1 = (float(v) for v in self._clip_x(self.px([x0, x1])))
-        ay0, ay1 = (float(v) for v in self._clip_y(self.py([yb, ya])))
-        if ax1 - ax0 >= 0.5:
-            self.cv._blend_polygon([(ax0, ay0), (ax1, ay0), (ax1, ay1), (ax0, ay1)], color, alpha)
+        self.ax.fill_between([x0, x1], [ya, ya], [yb, yb], color=_mc(color), alpha=alpha, linewidth=0)
+        ax0, ax1 = np.clip(self.px([x0, x1]), self.x0, self.x1)
         if text and ax1 - ax0 >= self.cv.text_size(text)[0] + 2:
-            self.cv.text((ax0 + ax1) / 2, (ay0 + ay1) / 2, text, color=text_color, anchor="mm")
+            self.ax.text((x0 + x1) / 2, (ya + yb) / 2, text, color=_mc(text_color), ha="center", va="center",
+                         fontproperties=self.cv.font, clip_on=True)
         self._remember(label, color)
         return self
 
@@ -359,88 +343,58 @@ class Axes:
         """Coloured, labelled segments such as a timeline of shapes or phonemes.
 
         spans: (start, end, label) in data x; colours by label from ``colors`` (else the label
-        picks a stable PALETTE entry); the label is written inside when it fits. Drawn as one
-        overlay, so thousands of segments stay fast.
+        picks a stable PALETTE entry); the label is written inside when it fits; a line of
+        ``outline`` colour marks each start. Drawn as one collection, so thousands stay fast.
         """
-        self.decorate()
         spans = list(spans)
+        if not spans:
+            return self
         ya = self.ylim[0] if y0 is None else y0
         yb = self.ylim[1] if y1 is None else y1
-        ay0, ay1 = (float(v) for v in self._clip_y(self.py([yb, ya])))
-        overlay = Image.new("RGBA", self.cv.image.size, (0, 0, 0, 0))
-        od = ImageDraw.Draw(overlay)
-        a = int(round(alpha * 255))
-        texts = []
-        if spans:
-            xs = self._clip_x(self.px([v for s in spans for v in s[:2]])).reshape(-1, 2)
-            for (xa, xb), (_, _, lab) in zip(xs.tolist(), spans):
-                c = rgb(colors[lab]) if colors and lab in colors else _label_color(lab)
-                if xb - xa >= 0.5:
-                    od.rectangle([xa, ay0, xb, ay1], fill=c + (a,))
-                    if outline is not None and xb - xa >= 3:
-                        od.line([(xa, ay0), (xa, ay1)], fill=rgb(outline) + (255,))
-                if labels and lab and xb - xa >= 8 and xb - xa >= self.cv.text_size(str(lab))[0] + 2:
-                    texts.append(((xa + xb) / 2, (ay0 + ay1) / 2, str(lab)))
-        self.cv._composite(overlay)
-        for x, y, s in texts:
-            self.cv.text(x, y, s, color="black", anchor="mm")
+        cols = [_mc(colors[lab]) if colors and lab in colors else _mc(_label_color(lab)) for _, _, lab in spans]
+        self.ax.broken_barh([(s, e - s) for s, e, _ in spans], (ya, yb - ya), facecolors=cols, alpha=alpha,
+                            linewidth=0)
+        widths = np.diff(np.clip(self.px([v for s in spans for v in s[:2]]), self.x0, self.x1).reshape(-1, 2), axis=1)[:, 0]
+        if outline is not None:
+            starts = [s for (s, _, _), wpx in zip(spans, widths) if wpx >= 3]
+            self.ax.vlines(starts, ya, yb, colors=[_mc(outline)], linewidth=_pt(1))
+        for (s, e, lab), wpx in zip(spans, widths):
+            if labels and lab and wpx >= 8 and wpx >= self.cv.text_size(str(lab))[0] + 2:
+                self.ax.text((s + e) / 2, (ya + yb) / 2, str(lab), ha="center", va="center",
+                             fontproperties=self.cv.font, clip_on=True)
         return self
 
     def vline(self, x: float, color="black", width: int = 1, label: str = "") -> "Axes":
-        self.decorate()
-        px = float(self.px(x)[0])
-        if self.x0 <= px <= self.x1:
-            self.cv.draw.line([(px, self.y0), (px, self.y1)], fill=rgb(color), width=width)
+        self.ax.axvline(x, color=_mc(color), linewidth=_pt(width))
         self._remember(label, color)
         return self
 
     def hline(self, y: float, color="black", width: int = 1, label: str = "") -> "Axes":
-        self.decorate()
-        py = float(self.py(y)[0])
-        if self.y0 <= py <= self.y1:
-            self.cv.draw.line([(self.x0, py), (self.x1, py)], fill=rgb(color), width=width)
+        self.ax.axhline(y, color=_mc(color), linewidth=_pt(width))
         self._remember(label, color)
         return self
 
     def markers(self, x, y, color=0, size: int = 3, label: str = "") -> "Axes":
         """Filled dots of radius ``size`` pixels at (x, y)."""
-        self.decorate()
-        px, py = self.px(x), self.py(y)
-        c = rgb(color)
-        for a, b in zip(px.tolist(), py.tolist()):
-            if self.x0 <= a <= self.x1 and self.y0 <= b <= self.y1:
-                self.cv.draw.ellipse([a - size, b - size, a + size, b + size], fill=c)
+        self.ax.plot(_as_np(x), _as_np(y), linestyle="none", marker="o", markersize=_pt(2 * size),
+                     color=_mc(color), markeredgewidth=0)
         self._remember(label, color)
         return self
 
     def text(self, x: float, y: float, s: str, color="black", anchor: str = "la") -> "Axes":
-        """Text at data (x, y)."""
-        self.decorate()
-        self.cv.text(float(self.px(x)[0]), float(self.py(y)[0]), s, color=color, anchor=anchor)
+        """Text at data (x, y); anchor as :meth:`Canvas.text`."""
+        self.ax.text(x, y, s, color=_mc(color), fontproperties=self.cv.font, ha=_HA[anchor[0]],
+                     va=_VA[anchor[1]], clip_on=False)
         return self
 
     def legend(self, corner: str = "upper right") -> "Axes":
         """Legend of the labelled draws so far, in a corner of the plot area."""
         if not self._legend:
             return self
-        cv = self.cv
         items = list(dict.fromkeys(self._legend))
-        w = max(cv.text_size(s)[0] for s, _ in items) + 26
-        h = len(items) * (cv.font_size + 4) + 6
-        right = "right" in corner
-        upper = "upper" in corner
-        bx0 = self.x1 - w - 4 if right else self.x0 + 4
-        by0 = self.y0 + 4 if upper else self.y1 - h - 4
-        overlay = Image.new("RGBA", cv.image.size, (0, 0, 0, 0))
-        ImageDraw.Draw(overlay).rectangle([bx0, by0, bx0 + w, by0 + h], fill=(255, 255, 255, 200),
-                                          outline=(150, 150, 150, 255))
-        cv._composite(overlay)
-        y = by0 + 4
-        for s, c in items:
-            mid = y + cv.font_size / 2 + 1
-            cv.draw.line([(bx0 + 5, mid), (bx0 + 19, mid)], fill=c, width=3)
-            cv.text(bx0 + 23, mid, s, color="black", anchor="lm")
-            y += cv.font_size + 4
+        handles = [Line2D([], [], color=_mc(c), linewidth=_pt(3)) for _, c in items]
+        self.ax.legend(handles, [s for s, _ in items], loc=corner, prop=self.cv.font, framealpha=0.8,
+                       edgecolor=_mc((150, 150, 150)), fancybox=False, handlelength=1.5)
         return self
 
 

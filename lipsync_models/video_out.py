@@ -1,6 +1,6 @@
 """Encode frames and audio to an mp4 in memory with PyAV (H.264 + AAC), tagged as ours.
 
-Used by the headless runner (``python -m lipsync_models``); inside ComfyUI the core nodes
+Used by the headless runner (``python -m lipsync_runner``); inside ComfyUI the core nodes
 CreateVideo and SaveVideo do this job. No temp files and no ffmpeg subprocess: the container is
 written into a ``BytesIO`` and handed back as bytes (or written to the target path in one go).
 
@@ -99,11 +99,7 @@ def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None,
     import av
 
     who = "write_video"
-    if not hasattr(frames, "shape") or len(frames.shape) != 4 or frames.shape[0] < 1 or frames.shape[-1] not in (1, 3, 4):
-        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
-        raise InputError(f"{who}: frames must be (B, H, W, 3) with B >= 1, got {shape}.")
-    if not fps or fps <= 0 or not np.isfinite(fps):
-        raise InputError(f"{who}: fps must be positive, got {fps}.")
+    _check_frames(frames, fps, who)
     n, h, w = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
     rate = Fraction(fps).limit_denominator(1001)
     parts = _audio_parts(audio, sample_rate)
@@ -111,50 +107,14 @@ def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None,
     buf = io.BytesIO()
     container = av.open(buf, "w", format="mp4")
     try:
-        container.metadata["comment"] = COMMENT
-        container.metadata["description"] = COMMENT
-        container.metadata["encoding_tool"] = ENCODER  # written as ©too, read back as "encoder"
-        for k, v in (metadata or {}).items():
-            container.metadata[str(k)] = str(v)
-
-        vs = container.add_stream("libx264", rate=rate)
-        vs.width, vs.height = w, h
-        even = w % 2 == 0 and h % 2 == 0
-        vs.pix_fmt = "yuv420p" if even else "yuv444p"
-        if not even:
-            log.info("%s: odd frame size %dx%d: encoding yuv444p to keep the exact size", who, w, h)
-        vs.options = {"crf": str(int(crf)), "preset": preset}
-
-        astream = wave = None
+        _tag(container, metadata)
+        vs = _video_stream(container, rate, w, h, crf, preset, who)
+        sound = None
         if parts is not None:
             wave, sr = parts
             if trim_audio:
                 wave = wave[:, : int(round(n / float(rate) * sr))]
-            layout = "mono" if wave.shape[0] == 1 else "stereo"
-            if wave.shape[0] > 2:  # AAC here: mono or stereo; fold extra channels into the first two
-                wave = np.stack([wave[0::2].mean(0), wave[1::2].mean(0)])
-            out_sr = sr if sr in AAC_RATES else 48000
-            astream = container.add_stream("aac", rate=out_sr)
-            astream.layout = layout
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_sr) if out_sr != sr else None
-            a_pos, a_sr = 0, sr
-
-        def push_audio(until_s: float) -> None:
-            nonlocal a_pos
-            if astream is None:
-                return
-            end = min(wave.shape[1], int(round(until_s * a_sr)))
-            while a_pos < end:
-                stop = min(end, a_pos + a_sr)  # at most one second per frame
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, a_pos:stop]), format="fltp", layout=astream.layout.name)
-                af.sample_rate = a_sr
-                af.pts = a_pos
-                af.time_base = Fraction(1, a_sr)
-                for f in (resampler.resample(af) if resampler is not None else [af]):
-                    for p in astream.encode(f):
-                        container.mux(p)
-                a_pos = stop
-
+            sound = _AudioWriter(container, wave, sr)
         for i in range(0, n, CHUNK):
             arr = _frames_to_uint8(frames[i:i + CHUNK])
             for j, img in enumerate(arr):
@@ -162,24 +122,94 @@ def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None,
                 vf.pts = i + j
                 for p in vs.encode(vf):
                     container.mux(p)
-            push_audio((i + len(arr)) / float(rate))
+            if sound is not None:
+                sound.push((i + len(arr)) / float(rate))
             if on_progress is not None:
                 on_progress(min(i + len(arr), n), n)
         for p in vs.encode():
             container.mux(p)
-        if astream is not None:
-            push_audio(wave.shape[1] / a_sr)
-            if resampler is not None:
-                for f in resampler.resample(None):
-                    for p in astream.encode(f):
-                        container.mux(p)
-            for p in astream.encode(None):
-                container.mux(p)
+        if sound is not None:
+            sound.close()
     except av.error.FFmpegError as e:
         raise MediaError(f"{who}: encoding failed for {n} frames of {w}x{h} at {float(rate):g} fps: {e}.") from e
     finally:
         container.close()
     return buf.getvalue()
+
+
+def _check_frames(frames, fps: float, who: str) -> None:
+    if not hasattr(frames, "shape") or len(frames.shape) != 4 or frames.shape[0] < 1 or frames.shape[-1] not in (1, 3, 4):
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
+        raise InputError(f"{who}: frames must be (B, H, W, 3) with B >= 1, got {shape}.")
+    if not fps or fps <= 0 or not np.isfinite(fps):
+        raise InputError(f"{who}: fps must be positive, got {fps}.")
+
+
+def _tag(container, metadata: dict | None) -> None:
+    """Our tags (see the module doc), then the caller's."""
+    container.metadata["comment"] = COMMENT
+    container.metadata["description"] = COMMENT
+    container.metadata["encoding_tool"] = ENCODER  # written as ©too, read back as "encoder"
+    for k, v in (metadata or {}).items():
+        container.metadata[str(k)] = str(v)
+
+
+def _video_stream(container, rate: Fraction, w: int, h: int, crf: int, preset: str, who: str):
+    """The H.264 stream: yuv420p for even sizes, yuv444p (exact size kept) for odd ones."""
+    vs = container.add_stream("libx264", rate=rate)
+    vs.width, vs.height = w, h
+    even = w % 2 == 0 and h % 2 == 0
+    vs.pix_fmt = "yuv420p" if even else "yuv444p"
+    if not even:
+        log.info("%s: odd frame size %dx%d: encoding yuv444p to keep the exact size", who, w, h)
+    vs.options = {"crf": str(int(crf)), "preset": preset}
+    return vs
+
+
+class _AudioWriter:
+    """An AAC stream fed from a (C, N) float waveform in step with the video, at most one second
+    per audio frame. Mono stays mono; more than two channels fold into two (even and odd channels
+    averaged); a rate AAC does not take (:data:`AAC_RATES`) is resampled to 48 kHz."""
+
+    def __init__(self, container, wave: np.ndarray, sr: int):
+        import av
+
+        layout = "mono" if wave.shape[0] == 1 else "stereo"
+        if wave.shape[0] > 2:
+            wave = np.stack([wave[0::2].mean(0), wave[1::2].mean(0)])
+        out_sr = sr if sr in AAC_RATES else 48000
+        self.container, self.wave, self.sr, self.pos = container, wave, sr, 0
+        self.stream = container.add_stream("aac", rate=out_sr)
+        self.stream.layout = layout
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_sr) if out_sr != sr else None
+
+    def push(self, until_s: float) -> None:
+        """Encode the samples up to ``until_s`` seconds."""
+        import av
+
+        end = min(self.wave.shape[1], int(round(until_s * self.sr)))
+        while self.pos < end:
+            stop = min(end, self.pos + self.sr)
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(self.wave[:, self.pos:stop]), format="fltp",
+                                            layout=self.stream.layout.name)
+            af.sample_rate = self.sr
+            af.pts = self.pos
+            af.time_base = Fraction(1, self.sr)
+            self._encode(self.resampler.resample(af) if self.resampler is not None else [af])
+            self.pos = stop
+
+    def close(self) -> None:
+        """The rest of the waveform, then flush the resampler and the encoder."""
+        self.push(self.wave.shape[1] / self.sr)
+        if self.resampler is not None:
+            self._encode(self.resampler.resample(None))
+        for p in self.stream.encode(None):
+            self.container.mux(p)
+
+    def _encode(self, frames) -> None:
+        for f in frames:
+            for p in self.stream.encode(f):
+                self.container.mux(p)
 
 
 def write_video(path: str, frames, fps: float, audio=None, sample_rate: int | None = None, **kwargs) -> str:

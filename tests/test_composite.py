@@ -3,6 +3,7 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -316,6 +317,65 @@ def test_given_mask_is_used_and_limited_to_the_crop(clip):
     # feather softens a given mask: the edge is no longer a step
     soft = frame_mask(track, frames, mask=mask, feather=0.1)
     assert ((soft[2] > 0.05) & (soft[2] < 0.95)).sum() > 500
+
+
+# --- blurs against scipy (independent reference values) ----------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 1, 20, 24), (3, 2, 16, 17)])
+def test_blur5_matches_scipy(shape, device, dtype):
+    """The 5-tap binomial blur is scipy's 1-D convolution with [1 4 6 4 1] / 16 along each axis,
+    with the edge mirrored without repeating the edge pixel (scipy mode "mirror" = torch "reflect")."""
+    from scipy import ndimage
+
+    from comfyui_lipsync.lipsync_models import blend
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    k = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+    ref = ndimage.convolve1d(ndimage.convolve1d(x.numpy(), k, axis=-1, mode="mirror"), k, axis=-2, mode="mirror")
+    got = blend._blur5(x.to(device, dtype))
+    assert got.device.type == device.type and got.dtype == dtype and got.shape == x.shape
+    torch.testing.assert_close(got.cpu().double(), torch.from_numpy(ref), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("sigma", [0.8, 2.5])
+def test_gauss_blur_matches_scipy(sigma, device, dtype):
+    """The mask softening is scipy's gaussian_filter with the same radius (ceil(3 sigma)) and
+    mirrored edges; sums of a constant image stay constant."""
+    from scipy import ndimage
+
+    from comfyui_lipsync.lipsync_models import blend
+
+    x = torch.rand(2, 1, 30, 26, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    r = math.ceil(3.0 * sigma)
+    ref = np.stack([ndimage.gaussian_filter(x[i, 0].numpy(), sigma, mode="mirror", truncate=r / sigma)
+                    for i in range(2)])[:, None]
+    got = blend._gauss_blur(x.to(device, dtype), sigma)
+    assert got.device.type == device.type and got.dtype == dtype
+    torch.testing.assert_close(got.cpu().double(), torch.from_numpy(ref), atol=1e-5, rtol=0)
+    ones = torch.ones(1, 1, 12, 12, device=device, dtype=dtype)
+    torch.testing.assert_close(blend._gauss_blur(ones, sigma), ones)
+
+
+# --- device and dtype ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_composite_on_each_device_and_dtype(clip, batch, device, dtype):
+    """Smoke and batch sizes on each device and float dtype: untouched crops give the frames back,
+    white crops pasted on black give the blend mask (0 at the frame corner, 1 at the mouth), the
+    output on the frames' device and dtype."""
+    frames, track = clip
+    frames = frames[:batch].to(device, dtype)
+    track = dataclasses.replace(track, **{k: getattr(track, k)[:batch] for k in ("boxes", "mouth", "opening", "transform",
+                                                                     "found")})
+    crops = C.crop_faces(frames, track)
+    assert crops.shape == (batch, 128, 128, 3) and crops.device.type == device.type and crops.dtype == dtype
+    same = C.composite(frames, crops, track)
+    assert same.device.type == device.type and same.dtype == dtype
+    assert (same - frames).abs().max().item() <= TOL
+    black = torch.zeros_like(frames)
+    white = torch.ones(batch, 128, 128, 3, device=device, dtype=dtype)
+    m = C.composite(black, white, track, color_match=False, keep_detail=False)[..., 0]
+    assert float(m[0, 0, 0]) == 0.0 and float(m[0, 147, 223]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_output_follows_frames_dtype_and_progress(clip):

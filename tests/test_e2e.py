@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from comfyui_lipsync.lipsync_models import media
-from comfyui_lipsync.lipsync_models.cli import call_node
+from comfyui_lipsync.lipsync_runner.cli import call_node
 from comfyui_lipsync.nodes.composite import Composite
 from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
 from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference

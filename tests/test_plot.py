@@ -98,3 +98,23 @@ def test_rows_share_x_and_stack():
     assert out.shape == (1, 350, 300, 3)
     with pytest.raises(InputError):
         plot.stack([cv.to_image(), plot.Canvas(200, 50).to_image()])
+
+
+def test_settings_changed_before_output_are_drawn():
+    """Callers set limits, labels and tick switches after making a panel (sync.plot, visemes.preview):
+    the picture follows what they are when it is made."""
+    def picture(**later):
+        cv = plot.Canvas(300, 200)
+        ax = cv.axes((50, 20, 250, 150), xlim=(0, 10), ylim=(0, 1), xticks=False, yticks=False)
+        for k, v in later.items():
+            setattr(ax, k, v)
+        ax.line([0, 10], [0, 1], color="black")
+        return cv.to_image()
+
+    plain = picture()
+    labelled = picture(xlabel="time (s)")
+    ticked = picture(show_yticks=True)
+    below = (labelled - plain)[0, 151:, :].abs().sum()  # the label is under the plot area
+    left = (ticked - plain)[0, :, :50].abs().sum()       # the tick labels left of it
+    assert float(below) > 10 and float(left) > 10
+    assert torch.equal(picture()[0, 20:150, 50:250], plain[0, 20:150, 50:250])  # deterministic

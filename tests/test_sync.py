@@ -410,7 +410,7 @@ def test_articulation_at_other_frame_rates(fps):
 def _chain(images, audio, fps, transcript):
     """LoadAudioDriver -> ExtractPhonemes -> MapVisemes, MaskLowerFace -> LipSyncInference ->
     Composite, called as ComfyUI calls them; returns (output frames, driver, the generator's track)."""
-    from comfyui_lipsync.lipsync_models.cli import call_node
+    from comfyui_lipsync.lipsync_runner.cli import call_node
     from comfyui_lipsync.nodes.composite import Composite
     from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
     from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
@@ -433,7 +433,7 @@ def demo_run():
     """The README's `make demo`: the still astronaut speaking the bundled line (cli.demo_job)."""
     from pathlib import Path
 
-    from comfyui_lipsync.lipsync_models import cli
+    from comfyui_lipsync.lipsync_runner import cli
 
     torch.set_num_threads(1)
     job = cli.demo_job(Path("unused.mp4"))

@@ -367,7 +367,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--object-info", default=None, help="object_info.json file or a ComfyUI server URL")
     a = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from lipsync_models.pack import load_pack
+    from lipsync_runner.pack import load_pack
 
     load_pack()
     defs = all_definitions(core_definitions(a.object_info))

@@ -1,4 +1,4 @@
-"""``python -m lipsync_models``: the headless runner (see :mod:`lipsync_models.cli`).
+"""``python -m lipsync_runner``: the headless runner (see :mod:`lipsync_runner.cli`).
 
 The pack is loaded first as the package ``comfyui_lipsync`` (as ComfyUI and the tests load it), and
 the runner runs inside it, so the node classes, the library and the error types are one copy.
@@ -7,9 +7,9 @@ the runner runs inside it, so the node classes, the library and the error types 
 import importlib
 import sys
 
-from .pack import load_pack
+from lipsync_runner.pack import load_pack
 
 if __name__ == "__main__":
     pack = load_pack()
-    cli = importlib.import_module(f"{pack.__name__}.lipsync_models.cli")
+    cli = importlib.import_module(f"{pack.__name__}.lipsync_runner.cli")
     sys.exit(cli.main())

@@ -1,5 +1,8 @@
 """Load the whole pack (nodes included) as the package ``comfyui_lipsync``, for the headless
-runner and the benches, the same way tests and ComfyUI load it: from its folder."""
+runner, the benches and tools, the same way tests and ComfyUI load it: from its folder.
+
+Imports nothing of the pack itself, so ``from lipsync_runner.pack import load_pack`` works with
+only the pack folder on ``sys.path``."""
 
 from __future__ import annotations
 

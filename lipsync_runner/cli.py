@@ -1,14 +1,17 @@
 """Headless runner: the pack's node chain on files, without ComfyUI.
 
-    python -m lipsync_models --video in.mp4 --audio line.wav -o out.mp4 [--transcript "..."] [--model NAME]
-    python -m lipsync_models --video clips/ --audio lines/ -o out/       # same stems pair up
-    python -m lipsync_models demo -o out/demo.mp4                       # built-in demo, nothing to download
+    python -m lipsync_runner --video in.mp4 --audio line.wav -o out.mp4 [--transcript "..."] [--model NAME]
+    python -m lipsync_runner --video clips/ --audio lines/ -o out/       # same stems pair up
+    python -m lipsync_runner demo -o out/demo.mp4                       # built-in demo, nothing to download
 
 It runs the same node classes ComfyUI runs (LoadAudioDriver -> ExtractPhonemes -> MapVisemes,
 MaskLowerFace -> LipSyncInference -> Composite -> SyncScore), called the way ComfyUI calls them
 (INPUT_TYPES defaults plus the inputs given). Media is decoded and encoded in memory with PyAV;
-the mp4 carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A progress bar
-is drawn on the terminal; the SyncScore report is printed at the end.
+the mp4 carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A tqdm progress
+bar per stage is drawn on the terminal; the SyncScore report is printed at the end.
+
+This module is imported as ``comfyui_lipsync.lipsync_runner.cli`` (see ``__main__``), so the
+library it reaches through ``..lipsync_models`` is the copy the node classes use.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, LipSyncError, MediaError
+from ..lipsync_models.errors import DependencyError, InputError, LipSyncError, MediaError
 
 log = logging.getLogger("comfyui_lipsync")
 
+PROG = "python -m lipsync_runner"
 AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".avi")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -41,52 +45,47 @@ BUILTIN_MODEL = "built-in (no weights)"
 # --- terminal progress -----------------------------------------------------------------------
 
 class Bar:
-    """One line per clip: ``[3/9] MaskLowerFace  |#####-----| 40/75  2.1s``.
+    """One tqdm bar per stage of a clip: ``[5/9] MaskLowerFace   40%|####      | 30/75 [00:02<00:03]``.
 
-    Redrawn in place on a terminal; elsewhere (logs, CI) one line per finished stage.
+    Called as ``bar(done, total)`` (the nodes' ``on_progress``). On a terminal each bar is redrawn
+    in place and left on screen when its stage ends; elsewhere (logs, CI) it is written when the
+    stage starts and when it ends, not on every step.
     """
 
-    def __init__(self, stream=None, width: int = 28):
+    def __init__(self, stream=None, mininterval: float = 0.1):
+        try:  # here, not at import: call_node and the jobs work without it
+            from tqdm import tqdm
+        except ImportError as e:
+            raise DependencyError("lipsync: the runner's progress bar needs tqdm (ComfyUI ships it): "
+                                  "pip install tqdm") from e
+        self._tqdm = tqdm
         self.stream = stream or sys.stderr
+        self.mininterval = mininterval  # seconds between redraws on a terminal
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.width = width
-        self.stage, self.index, self.t0, self.clip_t0 = "", 0, time.monotonic(), time.monotonic()
-        self.done, self.total = 0, 1
+        self.stage, self.index, self.clip_t0 = "", 0, time.monotonic()
+        self._bar = None
 
     def start(self, stage: str) -> None:
-        if self.stage and not self.tty:
-            self._line(final=True)
+        self._close()
         self.stage, self.index = stage, STAGES.index(stage) + 1 if stage in STAGES else self.index + 1
-        self.done, self.total, self.t0 = 0, 1, time.monotonic()
-        self._draw()
+        self._bar = self._tqdm(total=1, desc=f"[{self.index}/{len(STAGES)}] {stage:<16}", file=self.stream,
+                         leave=True, dynamic_ncols=self.tty, ascii=not self.tty, mininterval=self.mininterval if self.tty else float("inf"),
+                         bar_format="{desc} {percentage:3.0f}%|{bar:28}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
     def __call__(self, done: int, total: int) -> None:
-        self.done, self.total = int(done), max(int(total), 1)
-        self._draw()
+        if self._bar is None:
+            return
+        self._bar.total = max(int(total), 1)
+        self._bar.update(int(done) - self._bar.n)
 
-    def _line(self, final: bool = False) -> str:
-        if final:
-            self.done = max(self.done, self.total)
-        frac = min(max(self.done / self.total, 0.0), 1.0)
-        fill = int(round(frac * self.width))
-        text = (f"[{self.index}/{len(STAGES)}] {self.stage:<16} |{'#' * fill}{'-' * (self.width - fill)}| "
-                f"{self.done}/{self.total}  {time.monotonic() - self.t0:5.1f}s")
-        if final:
-            self.stream.write(text + "\n")
-            self.stream.flush()
-        return text
-
-    def _draw(self) -> None:
-        if self.tty:
-            self.stream.write("\r" + self._line() + "\x1b[K")
-            self.stream.flush()
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.update(max(self._bar.total - self._bar.n, 0))  # a stage that ends is complete
+            self._bar.close()
+            self._bar = None
 
     def finish(self) -> None:
-        if self.tty:
-            self.done = max(self.done, self.total)
-            self.stream.write("\r" + self._line() + "\x1b[K\n")
-        elif self.stage:
-            self._line(final=True)
+        self._close()
         self.stream.write(f"done in {time.monotonic() - self.clip_t0:.1f}s\n")
         self.stream.flush()
         self.stage = ""
@@ -163,7 +162,7 @@ def _pick_model(nodes, name: str) -> str:
 
 def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     """Run the chain on one clip and write ``job.out``. Returns a summary dict."""
-    from . import media, video_out
+    from ..lipsync_models import media, video_out
 
     bar.start("decode")
     wave, sr = media.read_audio(str(job.audio), "lipsync")
@@ -272,8 +271,8 @@ def demo_job(out: Path, min_frames: int = 75, fps: float = 25.0) -> Job:
     speaking the bundled line; at least ``min_frames`` frames at ``fps``."""
     from skimage import data
 
-    from . import audio as A
-    from . import media
+    from ..lipsync_models import audio as A
+    from ..lipsync_models import media
 
     wave, sr = media.read_audio(A.demo_audio_path(), "demo")
     n = max(min_frames, int(math.ceil(wave.shape[1] / sr * fps)) + int(0.3 * fps))
@@ -284,7 +283,7 @@ def demo_job(out: Path, min_frames: int = 75, fps: float = 25.0) -> Job:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lipsync_models",
+        prog=PROG,
         description="Lip-sync a clip to a spoken line with the ComfyUI-LipSync nodes, without ComfyUI. "
                     "`demo -o out/demo.mp4` runs the built-in demo.")
     p.add_argument("command", nargs="?", choices=["run", "demo"], default="run",
@@ -311,6 +310,59 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _jobs(args) -> list[Job]:
+    """The clips the command line asks for: the demo, one clip, or same-named pairs of two folders."""
+    out = Path(args.output)
+    if args.command == "demo":
+        return [demo_job(out if out.suffix else out / "demo.mp4")]
+    if not args.video or not args.audio:
+        raise InputError("lipsync: give --video and --audio (files, or folders of same-named files), "
+                         f"or run `{PROG} demo -o out/demo.mp4`.")
+    video, audio = Path(args.video), Path(args.audio)
+    if video.is_dir():
+        if not audio.is_dir():
+            raise InputError(f"--video {video} is a folder, so --audio must be a folder too (got {audio}).")
+        jobs = _pairs(video, audio, out)
+    else:
+        for p, what in ((video, "--video"), (audio, "--audio")):
+            if not p.is_file():
+                raise MediaError(f"{what} {p}: file not found.")
+        jobs = [Job(video, audio, out if out.suffix else out / f"{video.stem}.mp4", name=video.stem,
+                    fps=args.fps if video.suffix.lower() in IMAGE_EXTS else None)]
+    for j in jobs:
+        j.transcript = j.transcript or _transcript(args.transcript)
+    return jobs
+
+
+def _check_nodes(nodes, score: bool) -> None:
+    needed = ["LipSyncLoadAudioDriver", "LipSyncExtractPhonemes", "LipSyncMapVisemes", "LipSyncMaskLowerFace",
+              "LipSyncInference", "LipSyncComposite"] + (["LipSyncSyncScore"] if score else [])
+    missing = [n for n in needed if n not in nodes]
+    if missing:
+        raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above)"
+                         f"{'; --no-score runs without SyncScore' if missing == ['LipSyncSyncScore'] else ''}.")
+
+
+def _run_all(jobs: list[Job], opts: Options, nodes, bar: Bar) -> int:
+    """Run every job; with several, a failed clip is reported and the rest still run. Exit code."""
+    failed = 0
+    for i, job in enumerate(jobs, 1):
+        if len(jobs) > 1:
+            sys.stderr.write(f"--- {i}/{len(jobs)} {job.name}\n")
+        try:
+            res = run_job(job, opts, nodes, bar)
+        except LipSyncError as e:
+            if len(jobs) == 1:
+                raise
+            failed += 1
+            sys.stderr.write(f"\nerror: {e}\n")
+            continue
+        print(f"wrote {res['out']}: {res['frames']} frames at {res['fps']:g} fps")
+        if res["report"]:
+            print(res["report"])
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -321,54 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     comfy = importlib.import_module(f"{pack.__name__}.nodes._comfy")
     bar = Bar(stream=open(os.devnull, "w") if args.quiet else sys.stderr)
     try:
-        needed = ["LipSyncLoadAudioDriver", "LipSyncExtractPhonemes", "LipSyncMapVisemes", "LipSyncMaskLowerFace",
-                  "LipSyncInference", "LipSyncComposite"]
-        if not args.no_score:
-            needed.append("LipSyncSyncScore")
-        missing = [n for n in needed if n not in nodes]
-        if missing:
-            raise InputError(f"lipsync: node classes failed to load: {', '.join(missing)} (see the log above)"
-                             f"{'; --no-score runs without SyncScore' if missing == ['LipSyncSyncScore'] else ''}.")
+        _check_nodes(nodes, score=not args.no_score)
         opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
                        score=not args.no_score)
-        out = Path(args.output)
-        if args.command == "demo":
-            jobs = [demo_job(out if out.suffix else out / "demo.mp4")]
-        else:
-            if not args.video or not args.audio:
-                raise InputError("lipsync: give --video and --audio (files, or folders of same-named files), "
-                                 "or run `python -m lipsync_models demo -o out/demo.mp4`.")
-            video, audio = Path(args.video), Path(args.audio)
-            if video.is_dir():
-                if not audio.is_dir():
-                    raise InputError(f"--video {video} is a folder, so --audio must be a folder too (got {audio}).")
-                jobs = _pairs(video, audio, out)
-            else:
-                for p, what in ((video, "--video"), (audio, "--audio")):
-                    if not p.is_file():
-                        raise MediaError(f"{what} {p}: file not found.")
-                jobs = [Job(video, audio, out if out.suffix else out / f"{video.stem}.mp4", name=video.stem,
-                            fps=args.fps if video.suffix.lower() in IMAGE_EXTS else None)]
-            for j in jobs:
-                j.transcript = j.transcript or _transcript(args.transcript)
+        jobs = _jobs(args)
         comfy.Progress.hook = bar
-        failed = 0
-        for i, job in enumerate(jobs, 1):
-            if len(jobs) > 1:
-                sys.stderr.write(f"--- {i}/{len(jobs)} {job.name}\n")
-            try:
-                res = run_job(job, opts, nodes, bar)
-            except LipSyncError as e:
-                if len(jobs) == 1:
-                    raise
-                failed += 1
-                sys.stderr.write(f"\nerror: {e}\n")
-                continue
-            print(f"wrote {res['out']}: {res['frames']} frames at {res['fps']:g} fps")
-            if res["report"]:
-                print(res["report"])
-        return 1 if failed else 0
+        return _run_all(jobs, opts, nodes, bar)
     except LipSyncError as e:
         sys.stderr.write(f"\nerror: {e}\n")
         return 2
