@@ -404,6 +404,34 @@ def _unpack_audio(audio, who: str) -> tuple[torch.Tensor, int]:
     return wave, sr
 
 
+def to_analysis_rate(waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """Mono mix and anti-aliased resampling to 16 kHz.
+
+    waveform: (N,), (C, N) or (B, C, N) float; the first batch item is used -> (N,) float32 on
+    the input's device.
+    """
+    x = waveform
+    if x.ndim == 3:
+        x = x[0]
+    if x.ndim == 2:
+        x = x.float().mean(0)
+    if x.ndim != 1:
+        raise InputError(f"ExtractPhonemes: audio waveform must be (B, C, N), got {tuple(waveform.shape)}.")
+    if int(sample_rate) == ANALYSIS_RATE:
+        return x.float()
+    return resample(x.float()[None], int(sample_rate), ANALYSIS_RATE)[0]
+
+
+def audio_to_16k(audio, who: str) -> torch.Tensor:
+    """ComfyUI AUDIO dict (one clip, any rate and channel count) -> (N,) float32 mono at 16 kHz
+    on the waveform's device. Raises InputError naming ``who`` for anything else, or for an
+    empty waveform."""
+    wave, sr = _unpack_audio(audio, who)
+    if wave.shape[-1] == 0:
+        raise InputError(f"{who}: the audio input is empty (0 samples). Check the audio source.")
+    return to_analysis_rate(wave, sr)
+
+
 def _fit(wave: torch.Tensor, length: int) -> torch.Tensor:
     """Cut or pad (with zeros) the last axis to exactly ``length`` samples."""
     n = wave.shape[-1]

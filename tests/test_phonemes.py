@@ -219,7 +219,7 @@ def test_long_alignment_in_windows_matches_clip_by_clip(grid_dir, monkeypatch):
     for c, w in zip(clips, waves):
         expected += [(word, s + offset, e + offset) for word, s, e in P.align(w, GRID_TEXT[c]).words]
         offset += w.numel() / SR
-    monkeypatch.setattr(P, "ALIGN_CHUNK_S", 8.0)
+    monkeypatch.setattr(P.alignment, "ALIGN_CHUNK_S", 8.0)
     calls = []
     joined = torch.cat(waves)
     track = P.align(joined, " ".join(GRID_TEXT[c] for c in clips), on_progress=lambda d, t: calls.append(d))
@@ -335,7 +335,7 @@ def test_recognize_silence_and_bad_input():
 
 def test_long_audio_is_recognised_in_chunks(grid_dir, monkeypatch):
     x = grid16k(grid_dir, "swwp2s")
-    monkeypatch.setattr(P, "RECOGNIZE_CHUNK_S", 1.0)
+    monkeypatch.setattr(P.recognition, "RECOGNIZE_CHUNK_S", 1.0)
     calls = []
     track = P.recognize(torch.cat([x, x]), on_progress=lambda d, t: calls.append((d, t)))
     check_track(track, 2 * x.numel() / SR)
@@ -376,7 +376,7 @@ def test_acoustic_long_audio_in_chunks(monkeypatch):
     """Chunked analysis gives one track covering the whole audio with the same classes."""
     x = pad(tone(120, (750, 1200, 2600)), tone(120, (300, 2300, 3000)))
     whole = P.acoustic(x)
-    monkeypatch.setattr(P, "ACOUSTIC_CHUNK_S", 0.9)
+    monkeypatch.setattr(P.classifier, "ACOUSTIC_CHUNK_S", 0.9)
     calls = []
     parts = P.acoustic(x, on_progress=lambda d, t: calls.append((d, t)))
     check_track(parts, x.numel() / SR)
