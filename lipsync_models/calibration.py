@@ -57,6 +57,32 @@ BREATH_HOLD_S = 0.5
 
 
 # --- visemes: the jaw and the timeline rules (lipsync_models/visemes) ---------------------------
+# Fitted on the 7 GRID clips by correlating MapVisemes' jaw_open with the filmed face-mesh lip gap
+# (bench/bench_visemes.py --grid --detector mediapipe) and by SyncScore on generated clips
+# (bench/bench_e2e.py). bench_visemes prints the leave-one-clip-out figure of each next to the
+# in-sample one. The shape tables (visemes/tables.py) come from published charts and stay there.
+
+ANTICIPATION_MS = 0.0
+"""Default lead of the shapes over the sound. Measured on the 7 GRID clips (bench_visemes.py
+--grid --detector mediapipe; transcript alignment, no breaths marked; jaw_open against the
+filmed face-mesh inner-lip gap): r = 0.639 at 0 ms, 0.620 at 20 ms, 0.579 at 40 ms (with the
+breaths marked, 0.711 at 0 ms; recognised phonemes with breaths: 0.676 / 0.645 / 0.602); the
+filmed mouth one frame later than the track follows it almost as well (0.623) and one frame
+earlier clearly worse (0.558): filmed lips do not lead the aligned phoneme timeline (if
+anything they trail it), so a lead puts the mouth early. Frames sample the timeline at their
+centre, half a frame after their timestamp. The judge agrees: GRID clips driven by another
+clip's audio (bench_e2e.py) score offset 0 in SyncScore on 7/7 with the transcript at 0 ms,
+5/7 at 20 ms, 3/7 at 30 ms (the generated mouth reads early).
+Earlier sessions used 20 ms ("a mouth slightly early is accepted better than late"); the
+animators' one-frame lead (40 ms) stays one widget change away."""
+
+BREATH_OPEN = 0.35
+"""Default share of the set's open shape mixed into the rest pose during an audible in-breath
+(ExtractPhonemes' BREATH label): jaw_open 0.19 with the Rhubarb set (C is 0.55). Filmed GRID
+speakers part their lips to about half their vowel opening as they breathe in before the line
+(face-mesh lip gap 0.05-0.09 against 0.13-0.15 on the vowels, closed 0.02); the value is kept
+lower than that because a breath mistaken from room noise should not read as speech.
+bench_e2e.py (GRID, each clip driven by the next one's audio) gives the figures."""
 
 
 # --- generator and composite (lipsync_models/generator.py, composite.py) -----------------------
