@@ -9,6 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from helpers import levenshtein
 from testdata import GRID_TEXT
 
 from comfyui_lipsync.lipsync_models import g2p
@@ -47,16 +48,6 @@ def espeak(text: str) -> torch.Tensor:
     sr = int.from_bytes(raw[24:28], "little")
     pcm = np.frombuffer(raw[44:], dtype="<i2").astype(np.float32) / 32768.0
     return P.to_analysis_rate(torch.from_numpy(pcm), sr)
-
-
-def levenshtein(a, b) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
 
 
 def spoken(track: PhonemeTrack) -> list[str]:

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..types import PhonemeTrack
 
 BREATH_LABELS = frozenset({"BREATH", "+BREATH+", "<BREATH>"})
@@ -21,11 +22,15 @@ SMOOTHING_MAX_MS = 60.0
 def _box_weights(bounds: torch.Tensor, vis: torch.Tensor, V: int, t: torch.Tensor, width: float) -> torch.Tensor:
     """Weights (T, V): the share of each viseme inside the window [t - width/2, t + width/2]
     (clipped to the clip), computed exactly from the piecewise-constant timeline through its
-    cumulative time per viseme. width 0 -> the viseme at t (one-hot)."""
+    cumulative time per viseme. width 0 -> the viseme at t (one-hot).
+
+    bounds: (n + 1,) increasing floating times; vis: (n,) int64 viseme index of each segment, in
+    [0, V); t: (T,) times, same dtype as bounds. Follows bounds' device and dtype."""
+    _check_timeline(bounds, vis, V, t)
     n = vis.shape[0]
-    onehot = torch.nn.functional.one_hot(vis, V).to(torch.float64)  # (n, V)
+    onehot = torch.nn.functional.one_hot(vis, V).to(bounds.dtype)  # (n, V)
     lengths = (bounds[1:] - bounds[:-1]).unsqueeze(1)
-    cum = torch.cat([torch.zeros(1, V, dtype=torch.float64), torch.cumsum(onehot * lengths, 0)], 0)
+    cum = torch.cat([onehot.new_zeros(1, V), torch.cumsum(onehot * lengths, 0)], 0)
 
     def seg_of(x):
         return torch.searchsorted(bounds[1:-1].contiguous(), x.contiguous(), right=True).clamp_(0, n - 1)
@@ -37,19 +42,44 @@ def _box_weights(bounds: torch.Tensor, vis: torch.Tensor, V: int, t: torch.Tenso
         k = seg_of(x)
         return cum[k] + onehot[k] * (x - bounds[k]).unsqueeze(1)
 
-    lo = (t - width / 2).clamp(bounds[0], bounds[-1])
-    hi = (t + width / 2).clamp(bounds[0], bounds[-1])
+    lo = (t - width / 2).clamp(float(bounds[0]), float(bounds[-1]))
+    hi = (t + width / 2).clamp(float(bounds[0]), float(bounds[-1]))
     span = (hi - lo).unsqueeze(1)
     w = (cumulative(hi) - cumulative(lo)) / span.clamp_min(1e-12)
     return torch.where(span > 1e-12, w, onehot[seg_of(t)])
 
 
+def _check_timeline(bounds: torch.Tensor, vis: torch.Tensor, V: int, t: torch.Tensor) -> None:
+    who = "visemes._box_weights"
+    if not (isinstance(bounds, torch.Tensor) and bounds.ndim == 1 and bounds.is_floating_point()
+            and bounds.shape[0] >= 2):
+        raise InputError(f"{who}: bounds must be a (n + 1,) floating tensor with n >= 1, got "
+                         f"{_describe(bounds)}.")
+    if not (isinstance(vis, torch.Tensor) and vis.shape == (bounds.shape[0] - 1,) and vis.dtype == torch.int64):
+        raise InputError(f"{who}: vis must be a ({bounds.shape[0] - 1},) int64 tensor (one index per segment), "
+                         f"got {_describe(vis)}.")
+    if int(vis.min()) < 0 or int(vis.max()) >= V:
+        raise InputError(f"{who}: vis holds indices outside [0, V) = [0, {V}): {int(vis.min())}..{int(vis.max())}.")
+    if not (isinstance(t, torch.Tensor) and t.ndim == 1 and t.dtype == bounds.dtype):
+        raise InputError(f"{who}: t must be a (T,) tensor of the bounds' dtype {bounds.dtype}, got {_describe(t)}.")
+
+
+def _describe(x) -> str:
+    return f"shape {tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
 def _gauss_smooth(x: torch.Tensor, sigma_frames: float) -> torch.Tensor:
-    """Zero-phase Gaussian filter along time of x (T, C); edges replicate. Rows keep their sum."""
+    """Zero-phase Gaussian filter along time of x (T, C) floating, sigma in frames (kernel radius
+    ceil(3 sigma)); edges replicate. Rows keep their sum. Follows x's device and dtype; sigma
+    under 0.25 frame (or T < 2) returns x itself."""
+    if not (isinstance(x, torch.Tensor) and x.ndim == 2 and x.is_floating_point()):
+        raise InputError(f"visemes._gauss_smooth: x must be a (T, C) floating tensor, got {_describe(x)}.")
+    if not (math.isfinite(sigma_frames) and sigma_frames >= 0):
+        raise InputError(f"visemes._gauss_smooth: sigma_frames must be finite and >= 0, got {sigma_frames}.")
     if sigma_frames < 0.25 or x.shape[0] < 2:
         return x
     r = int(math.ceil(3 * sigma_frames))
-    k = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (k / sigma_frames) ** 2)
     k = (k / k.sum()).view(1, 1, -1).repeat(x.shape[1], 1, 1)
     y = x.T.unsqueeze(0)  # (1, C, T)
