@@ -9,6 +9,7 @@ import torch
 from ..lipsync_models import audio as audio_lib
 from ..lipsync_models import phonemes as P
 from ..lipsync_models import ui_payload
+from ..lipsync_models.calibration import RECOGNIZE_LANGUAGE_WEIGHT
 from ..lipsync_models.errors import InputError
 from ..lipsync_models.types import ANALYSIS_RATE, DRIVER, PHONEMES
 from . import _comfy
@@ -51,7 +52,7 @@ class ExtractPhonemes:
                 "audio": ("AUDIO", {"tooltip": "Any ComfyUI AUDIO (LoadAudio, a TTS node) when no driver is "
                                                "connected; mixed to mono and resampled to 16 kHz."}),
                 "language_weight": ("FLOAT", {
-                    "default": 2.0, "min": 0.1, "max": 20.0, "step": 0.1, "advanced": True,
+                    "default": RECOGNIZE_LANGUAGE_WEIGHT, "min": 0.1, "max": 20.0, "step": 0.1, "advanced": True,
                     "tooltip": "recognize only: weight of the phone language model. Lower finds more (and more "
                                "spurious) phones, higher drops short ones. 2 works best on the test speech."}),
             },
@@ -68,7 +69,8 @@ class ExtractPhonemes:
     FUNCTION = "extract"
     CATEGORY = "lipsync/audio"
 
-    def extract(self, backend="auto", transcript="", driver=None, audio=None, language_weight=2.0):
+    def extract(self, backend="auto", transcript="", driver=None, audio=None,
+                language_weight=RECOGNIZE_LANGUAGE_WEIGHT):
         if driver is not None:
             if not isinstance(getattr(driver, "waveform", None), torch.Tensor):
                 raise InputError(f"{WHO}: driver must be the driver output of LoadAudioDriver, got "

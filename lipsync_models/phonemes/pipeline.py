@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..calibration import RECOGNIZE_LANGUAGE_WEIGHT
 from ..errors import InputError
 from ..types import PhonemeTrack
 from .alignment import align
@@ -14,8 +15,9 @@ from .recognition import recognize
 
 BACKENDS = ("auto", "recognize", "align", "acoustic")
 
-def extract(wave16k: torch.Tensor, backend: str = "auto", transcript: str = "", lw: float = 2.0,
-            on_progress: ProgressFn | None = None, breaths: bool = True) -> PhonemeTrack:
+def extract(wave16k: torch.Tensor, backend: str = "auto", transcript: str = "",
+            lw: float = RECOGNIZE_LANGUAGE_WEIGHT, on_progress: ProgressFn | None = None,
+            breaths: bool = True) -> PhonemeTrack:
     """Run one backend by name (see :data:`BACKENDS`), then :func:`mark_breaths` (unless
     ``breaths`` is False).
 

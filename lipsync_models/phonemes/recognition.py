@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import g2p
-from ..calibration import NOISE_ISLAND_BELOW_DB
+from ..calibration import NOISE_ISLAND_BELOW_DB, RECOGNIZE_LANGUAGE_WEIGHT
 from ..errors import InputError
 from ..types import ANALYSIS_RATE, Phoneme, PhonemeTrack
 from .common import FRAME_RATE, SILENCE_DBFS, ProgressFn, _as_wave, _frame_dbfs, _pcm, _silent_track
@@ -43,8 +43,8 @@ def _chunks(x: np.ndarray, max_s: float) -> list[tuple[int, int]]:
     return cuts
 
 
-def recognize(wave16k: torch.Tensor, lw: float = 2.0, beam: float = 1e-20, pbeam: float = 1e-20,
-              pip: float = 1.0, on_progress: ProgressFn | None = None) -> PhonemeTrack:
+def recognize(wave16k: torch.Tensor, lw: float = RECOGNIZE_LANGUAGE_WEIGHT, beam: float = 1e-20,
+              pbeam: float = 1e-20, pip: float = 1.0, on_progress: ProgressFn | None = None) -> PhonemeTrack:
     """Phone recognition without a transcript (English acoustic model).
 
     wave16k: (N,) float waveform at 16 kHz in [-1, 1]; lw: phone language-model weight (around
