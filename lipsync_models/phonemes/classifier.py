@@ -172,12 +172,14 @@ def _classify(feat: dict[str, np.ndarray], level: float | None = None, noise: fl
 
 
 def _majority5(classes: list[str]) -> list[str]:
-    """A frame whose class occurs once in its 5-frame window takes the window's majority."""
+    """A frame whose class occurs once in its 5-frame window takes the window's majority; a tie
+    goes to the class met first in the window (in time order, so the result never depends on
+    Python's string hashing, which set iteration order does)."""
     out = list(classes)
     for t in range(len(classes)):
         window = classes[max(0, t - 2): t + 3]
         if window.count(classes[t]) < 2:
-            out[t] = max(set(window), key=window.count)
+            out[t] = max(dict.fromkeys(window), key=window.count)
     return out
 
 
