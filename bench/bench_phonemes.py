@@ -29,7 +29,11 @@ it cannot tell lip closures (M B P -> A) from tongue closures (N T K -> B), and 
 vowel AA (D) where Rhubarb gives most English open vowels C.
 
 Tuning note: --sweep prints PER/VER for several language weights and beams on the same 7 clips;
-the defaults were chosen from that sweep, so the figures are optimistic (tuned on the test set).
+the defaults were chosen from that sweep, so the table's figures are in-sample (tuned on the test
+set). The constants fitted on these clips (RECOGNIZE_LANGUAGE_WEIGHT, NOISE_ISLAND_BELOW_DB in
+lipsync_models/calibration.py) are also printed leave-one-clip-out: for each clip the candidate with
+the lowest mean PER on the other six, its PER on the held-out clip (mean of the per-clip PERs),
+beside the in-sample figure.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from comfyui_lipsync.lipsync_models import phonemes as P  # noqa: E402
 from comfyui_lipsync.lipsync_models.media import read_audio  # noqa: E402
 
 from _common import GRID as _GRID, GRID_TEXT  # noqa: E402
+from helpers import leave_one_out, levenshtein  # noqa: E402
 
 GRID = str(_GRID)
 
@@ -68,16 +73,6 @@ def viseme_table() -> dict[str, str]:
         return dict(PHONEME_TO_RHUBARB)
     except ImportError:  # pragma: no cover - visemes.py is in the repo
         raise SystemExit("visemes.PHONEME_TO_RHUBARB missing")
-
-
-def levenshtein(a: list[str], b: list[str]) -> int:
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
 
 
 def squash(seq: list[str], drop: str) -> list[str]:
@@ -175,129 +170,211 @@ def auc(pos: list[float], neg: list[float]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def run(args) -> None:
-    torch.set_num_threads(1)
-    vis = viseme_table()
-    clips = sorted(GRID_TEXT)
-    waves = {c: load_16k(c) for c in clips}
-    refs = {c: reference(GRID_TEXT[c]) for c in clips}
-    aligned = {c: P.align(waves[c], GRID_TEXT[c]) for c in clips}
-    print(f"GRID clips: {len(clips)}, {sum(w.numel() for w in waves.values()) / 16000:.1f} s of speech; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
+NOISE_ISLAND_CANDIDATES_DB = (10.0, 15.0, 20.0, 25.0, 30.0, 40.0)
+LW_CANDIDATES = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0)
 
+
+def _per(track, ref: list[str]) -> float:
+    hyp, r = squash([p.label for p in track.phonemes], "SIL"), squash(ref, "SIL")
+    return levenshtein(hyp, r) / len(r)
+
+
+def _loo_line(name: str, default: float, per_clip: dict) -> str:
+    """Leave-one-clip-out PER of a constant picked from ``per_clip`` (candidate -> PER per clip),
+    beside the in-sample figures."""
+    import numpy as np
+
+    held, picks = leave_one_out(per_clip, higher_is_better=False)
+    best = min(per_clip, key=lambda v: np.mean(per_clip[v]))
+    return (f"{name}: leave-one-clip-out PER {held:.1%} (picked per clip: {', '.join(f'{p:g}' for p in picks)}); "
+            f"in-sample PER {np.mean(per_clip[default]):.1%} at the default {default:g}, best in-sample "
+            f"{np.mean(per_clip[best]):.1%} at {best:g}; grid " +
+            ", ".join(f"{v:g}: {np.mean(r):.1%}" for v, r in per_clip.items()))
+
+
+def noise_island_loo(clips, waves, refs, lw: float) -> str:
+    """NOISE_ISLAND_BELOW_DB, leave-one-clip-out on recognise PER (mean of the per-clip PERs):
+    each clip recognised once with the rule off, then the rule applied at each candidate."""
+    from comfyui_lipsync.lipsync_models import calibration as C
+
+    rec = P.recognition
+    old = rec.NOISE_ISLAND_BELOW_DB
+    per_clip = {v: [] for v in NOISE_ISLAND_CANDIDATES_DB}
+    try:
+        rec.NOISE_ISLAND_BELOW_DB = float("inf")  # the rule off: nothing is quiet enough
+        raw = {c: P.recognize(waves[c], lw=lw) for c in clips}
+        for v in NOISE_ISLAND_CANDIDATES_DB:
+            rec.NOISE_ISLAND_BELOW_DB = v
+            for c in clips:
+                ph = rec._drop_noise_islands(list(raw[c].phonemes), P.common._as_wave(waves[c], "bench"))
+                per_clip[v].append(_per(P.PhonemeTrack(tuple(ph), raw[c].duration, "recognize"), refs[c]))
+    finally:
+        rec.NOISE_ISLAND_BELOW_DB = old
+    return _loo_line("NOISE_ISLAND_BELOW_DB", C.NOISE_ISLAND_BELOW_DB, per_clip)
+
+
+def lw_loo(clips, waves, refs) -> str:
+    """The recognise language weight (RECOGNIZE_LANGUAGE_WEIGHT), leave-one-clip-out on PER."""
+    from comfyui_lipsync.lipsync_models import calibration as C
+
+    per_clip = {lw: [_per(P.recognize(waves[c], lw=lw), refs[c]) for c in clips] for lw in LW_CANDIDATES}
+    return _loo_line("RECOGNIZE_LANGUAGE_WEIGHT", C.RECOGNIZE_LANGUAGE_WEIGHT, per_clip)
+
+
+def backend_table(g) -> None:
+    """PER, VER, frame agreement with the alignment and real-time factors of each backend."""
     backends = {
-        "align (with transcript)": lambda c: P.align(waves[c], GRID_TEXT[c]),
-        "auto + transcript": lambda c: P.extract(waves[c], "auto", GRID_TEXT[c]),
-        "recognize (no transcript)": lambda c: P.recognize(waves[c], lw=args.lw),
-        "acoustic (no transcript)": lambda c: P.acoustic(waves[c]),
+        "align (with transcript)": lambda c: P.align(g.waves[c], GRID_TEXT[c]),
+        "auto + transcript": lambda c: P.extract(g.waves[c], "auto", GRID_TEXT[c]),
+        "recognize (no transcript)": lambda c: P.recognize(g.waves[c], lw=g.args.lw),
+        "acoustic (no transcript)": lambda c: P.acoustic(g.waves[c]),
     }
     print(f"\n{'backend':<28}{'PER':>7}{'VER':>7}{'frame agr':>11}{'RTF cpu':>9}{'RTF wall':>10}")
+    dur = sum(w.numel() for w in g.waves.values()) / 16000
     for name, fn in backends.items():
-        fn(clips[0])  # build and cache decoders outside the timing
+        fn(g.clips[0])  # build and cache decoders outside the timing
         e = n = ve = vn = 0
         agree = total = 0
         t_dec = t_cpu = 0.0
         per_clip = []
-        for c in clips:
+        for c in g.clips:
             t0, c0 = time.perf_counter(), time.process_time()
             tr = fn(c)
             t_dec += time.perf_counter() - t0
             t_cpu += time.process_time() - c0
-            a, b, va, vb = score(tr, refs[c], vis)
+            a, b, va, vb = score(tr, g.refs[c], g.vis)
             e, n, ve, vn = e + a, n + b, ve + va, vn + vb
             per_clip.append(f"{c}:{a / b:.2f}/{va / vb:.2f}")
-            nf = waves[c].numel() // 160
-            hf, af = frame_labels(tr, nf), frame_labels(aligned[c], nf)
-            for w, s, t in aligned[c].words:
+            nf = g.waves[c].numel() // 160
+            hf, af = frame_labels(tr, nf), frame_labels(g.aligned[c], nf)
+            for w, s, t in g.aligned[c].words:
                 for f in range(int(round(s * 100)), min(nf, int(round(t * 100)))):
-                    agree += vis.get(hf[f], "B") == vis.get(af[f], "B")
+                    agree += g.vis.get(hf[f], "B") == g.vis.get(af[f], "B")
                     total += 1
-        dur = sum(w.numel() for w in waves.values()) / 16000
         print(f"{name:<28}{e / n:7.1%}{ve / vn:7.1%}{agree / max(total, 1):11.1%}{t_cpu / dur:9.3f}{t_dec / dur:10.3f}")
-        if args.verbose:
+        if g.args.verbose:
             print("    per clip PER/VER:", " ".join(per_clip))
 
-    # is the recognizer's confidence informative? correct vs wrong phones on the GRID clips
+
+def confidence_line(g) -> str:
+    """Is the recogniser's confidence informative? Correct vs wrong phones on the GRID clips."""
     good, bad = [], []
-    for c in clips:
-        tr = P.recognize(waves[c], lw=args.lw)
+    for c in g.clips:
+        tr = P.recognize(g.waves[c], lw=g.args.lw)
         ph = [p for p in tr.phonemes if p.label != "SIL"]
-        for p, ok in zip(ph, matched([p.label for p in ph], squash(refs[c], "SIL"))):
+        for p, ok in zip(ph, matched([p.label for p in ph], squash(g.refs[c], "SIL"))):
             (good if ok else bad).append(p.confidence)
-    print(f"\nrecognize confidence: mean {sum(good) / len(good):.2f} on correct phones ({len(good)}), "
-          f"{sum(bad) / len(bad):.2f} on wrong ones ({len(bad)}); AUC {auc(good, bad):.2f}")
+    return (f"\nrecognize confidence: mean {sum(good) / len(good):.2f} on correct phones ({len(good)}), "
+            f"{sum(bad) / len(bad):.2f} on wrong ones ({len(bad)}); AUC {auc(good, bad):.2f}")
 
-    # held-out check of the recognizer (not used for tuning): synthetic US-English speech
+
+def espeak_line(g) -> str | None:
+    """Held-out check of the recogniser (not used for tuning): synthetic US-English speech."""
     held = [(t, espeak16k(t)) for t in HELD_OUT]
-    if held[0][1] is not None:
-        e = n = ve = vn = 0
-        for text, w in held:
-            ref = [p for word in text.split() for p in g2p.cmu_dict()[word]]
-            a, b, va, vb = score(P.recognize(w, lw=args.lw), ref, vis)
-            e, n, ve, vn = e + a, n + b, ve + va, vn + vb
-        print(f"recognize on {len(held)} held-out espeak-ng sentences: PER {e / n:.1%}, VER {ve / vn:.1%}")
+    if held[0][1] is None:
+        return None
+    e = n = ve = vn = 0
+    for text, w in held:
+        ref = [p for word in text.split() for p in g2p.cmu_dict()[word]]
+        a, b, va, vb = score(P.recognize(w, lw=g.args.lw), ref, g.vis)
+        e, n, ve, vn = e + a, n + b, ve + va, vn + vb
+    return f"recognize on {len(held)} held-out espeak-ng sentences: PER {e / n:.1%}, VER {ve / vn:.1%}"
 
-    # word timing of the alignment against GRID's own word boundaries
-    align_file = os.path.join(GRID, "swwp2s.align")
+
+def word_timing_line(g) -> str:
+    """Word timing of the alignment against GRID's own word boundaries (swwp2s.align)."""
     truth = []
-    with open(align_file) as f:
+    with open(os.path.join(GRID, "swwp2s.align")) as f:
         for line in f:
             s, e, w = line.split()
             if w != "sil":
                 truth.append((w, int(s) / 25000, int(e) / 25000))
     errs = []
-    for (w, s, e), (w2, s2, e2) in zip(truth, aligned["swwp2s"].words):
+    for (w, s, e), (w2, s2, e2) in zip(truth, g.aligned["swwp2s"].words):
         errs += [abs(s - s2), abs(e - e2)]
-    print(f"\nalign word boundaries vs swwp2s.align: mean |error| {sum(errs) / len(errs) * 1000:.0f} ms, "
-          f"max {max(errs) * 1000:.0f} ms over {len(errs)} boundaries")
+    return (f"\nalign word boundaries vs swwp2s.align: mean |error| {sum(errs) / len(errs) * 1000:.0f} ms, "
+            f"max {max(errs) * 1000:.0f} ms over {len(errs)} boundaries")
 
-    # long audio: the 7 clips joined 6 times (125 s), aligned in 60 s windows, against each clip
-    # aligned alone; and the memory it took (peak RSS growth of this process)
+
+def long_audio_lines(g) -> list[str]:
+    """The 7 clips joined 6 times (125 s), aligned in 60 s windows, against each clip aligned alone,
+    with the memory it took (peak RSS growth); then recognition speed on the clips joined."""
     import resource
 
     reps = 6
-    joined_w = torch.cat([waves[c] for c in clips] * reps)
+    joined_w = torch.cat([g.waves[c] for c in g.clips] * reps)
     per_clip, off = [], 0.0
     for _ in range(reps):
-        for c in clips:
-            per_clip += [(s + off, e + off) for _, s, e in aligned[c].words]
-            off += waves[c].numel() / 16000
+        for c in g.clips:
+            per_clip += [(s + off, e + off) for _, s, e in g.aligned[c].words]
+            off += g.waves[c].numel() / 16000
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     c0, t0 = time.process_time(), time.perf_counter()
-    long_track = P.align(joined_w, " ".join([GRID_TEXT[c] for c in clips] * reps))
+    long_track = P.align(joined_w, " ".join([GRID_TEXT[c] for c in g.clips] * reps))
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     rss = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
     d = [max(abs(s - s2), abs(e - e2)) for (_, s, e), (s2, e2) in zip(long_track.words, per_clip)]
-    print(f"align {joined_w.numel() / 16000:.0f} s in windows: RTF cpu {cpu / (joined_w.numel() / 16000):.3f} "
-          f"(wall {wall / (joined_w.numel() / 16000):.3f}), peak memory +{rss:.0f} MB; words vs clip by clip: "
-          f"mean {sum(d) / len(d) * 1000:.0f} ms, {sum(x > 0.1 for x in d)}/{len(d)} off by > 100 ms")
-
-    # recognition speed over a longer signal (all clips joined), one thread
-    joined = torch.cat([waves[c] for c in clips])
+    secs = joined_w.numel() / 16000
+    lines = [f"align {secs:.0f} s in windows: RTF cpu {cpu / secs:.3f} (wall {wall / secs:.3f}), peak memory "
+             f"+{rss:.0f} MB; words vs clip by clip: mean {sum(d) / len(d) * 1000:.0f} ms, "
+             f"{sum(x > 0.1 for x in d)}/{len(d)} off by > 100 ms"]
+    joined = torch.cat([g.waves[c] for c in g.clips])
     P.recognize(joined[:16000])
     t0 = time.process_time()
-    P.recognize(joined, lw=args.lw)
+    P.recognize(joined, lw=g.args.lw)
     cpu = time.process_time() - t0
-    print(f"recognize RTF on {joined.numel() / 16000:.1f} s joined: {cpu / (joined.numel() / 16000):.3f} "
-          "(CPU time of this process, one thread)")
+    lines.append(f"recognize RTF on {joined.numel() / 16000:.1f} s joined: {cpu / (joined.numel() / 16000):.3f} "
+                 "(CPU time of this process, one thread)")
+    return lines
 
+
+def sweep(g) -> None:
+    print("\nsweep (recognize; tuned on these same 7 clips => in-sample, optimistic):")
+    print(f"{'lw':>5}{'beam':>8}{'pip':>6}{'PER':>7}{'VER':>7}")
+    for lw in LW_CANDIDATES:
+        for beam in (1e-20, 1e-40):
+            for pip in (1.0, 0.5, 2.0):
+                e = n = ve = vn = 0
+                for c in g.clips:
+                    tr = P.recognize(g.waves[c], lw=lw, beam=beam, pbeam=beam, pip=pip)
+                    a, b, va, vb = score(tr, g.refs[c], g.vis)
+                    e, n, ve, vn = e + a, n + b, ve + va, vn + vb
+                print(f"{lw:5.1f}{beam:8.0e}{pip:6.1f}{e / n:7.1%}{ve / vn:7.1%}")
+
+
+def run(args) -> None:
+    from types import SimpleNamespace
+
+    torch.set_num_threads(1)
+    clips = sorted(GRID_TEXT)
+    waves = {c: load_16k(c) for c in clips}
+    g = SimpleNamespace(args=args, vis=viseme_table(), clips=clips, waves=waves,
+                        refs={c: reference(GRID_TEXT[c]) for c in clips},
+                        aligned={c: P.align(waves[c], GRID_TEXT[c]) for c in clips})
+    print(f"GRID clips: {len(clips)}, {sum(w.numel() for w in waves.values()) / 16000:.1f} s of speech; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (shared machine)")
+    backend_table(g)
+    print(confidence_line(g))
+    print(noise_island_loo(clips, waves, g.refs, args.lw))
+    print(lw_loo(clips, waves, g.refs))
+    line = espeak_line(g)
+    if line:
+        print(line)
+    print(word_timing_line(g))
+    for line in long_audio_lines(g):
+        print(line)
     if args.sweep:
-        print("\nsweep (recognize; tuned on these same 7 clips => optimistic):")
-        print(f"{'lw':>5}{'beam':>8}{'pip':>6}{'PER':>7}{'VER':>7}")
-        for lw in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0):
-            for beam in (1e-20, 1e-40):
-                for pip in (1.0, 0.5, 2.0):
-                    e = n = ve = vn = 0
-                    for c in clips:
-                        tr = P.recognize(waves[c], lw=lw, beam=beam, pbeam=beam, pip=pip)
-                        a, b, va, vb = score(tr, refs[c], vis)
-                        e, n, ve, vn = e + a, n + b, ve + va, vn + vb
-                    print(f"{lw:5.1f}{beam:8.0e}{pip:6.1f}{e / n:7.1%}{ve / vn:7.1%}")
+        sweep(g)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--lw", type=float, default=2.0, help="recognize language weight")
+    ap.add_argument("--lw", type=float, default=None, help="recognize language weight (default: the calibrated one)")
     ap.add_argument("--sweep", action="store_true", help="also sweep recognize parameters")
     ap.add_argument("--verbose", action="store_true", help="per-clip figures")
-    run(ap.parse_args())
+    parsed = ap.parse_args()
+    if parsed.lw is None:
+        from comfyui_lipsync.lipsync_models.calibration import RECOGNIZE_LANGUAGE_WEIGHT
+
+        parsed.lw = RECOGNIZE_LANGUAGE_WEIGHT
+    run(parsed)

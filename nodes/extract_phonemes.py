@@ -6,8 +6,10 @@ import logging
 
 import torch
 
+from ..lipsync_models import audio as audio_lib
 from ..lipsync_models import phonemes as P
 from ..lipsync_models import ui_payload
+from ..lipsync_models.calibration import RECOGNIZE_LANGUAGE_WEIGHT
 from ..lipsync_models.errors import InputError
 from ..lipsync_models.types import ANALYSIS_RATE, DRIVER, PHONEMES
 from . import _comfy
@@ -18,31 +20,6 @@ WHO = "ExtractPhonemes"
 UI_MAX_PHONEMES = 2000
 """The node's on-screen preview (text and phoneme bands) shows at most this many phonemes; the
 STRING output and the track always hold all of them."""
-
-
-def _audio_to_16k(audio) -> torch.Tensor:
-    """ComfyUI AUDIO dict -> (N,) float mono at 16 kHz."""
-    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
-        raise InputError(f"{WHO}: audio must be a ComfyUI AUDIO dict with 'waveform' and 'sample_rate', "
-                         f"got {type(audio).__name__}.")
-    wave, sr = audio["waveform"], audio["sample_rate"]
-    if not isinstance(wave, torch.Tensor) or wave.ndim not in (1, 2, 3):
-        raise InputError(f"{WHO}: audio waveform must be a (B, C, N) tensor, got "
-                         f"{tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__}.")
-    if wave.ndim == 3 and wave.shape[0] != 1:
-        raise InputError(f"{WHO}: audio holds a batch of {wave.shape[0]} clips (waveform {tuple(wave.shape)}); "
-                         "connect one clip.")
-    if wave.shape[-1] == 0:
-        raise InputError(f"{WHO}: the audio input is empty (0 samples). Check the audio source.")
-    try:
-        sr = int(sr)
-    except (TypeError, ValueError):
-        raise InputError(f"{WHO}: audio sample_rate must be a number, got {sr!r}.") from None
-    if sr <= 0:
-        raise InputError(f"{WHO}: audio sample_rate must be positive, got {sr}.")
-    if not wave.is_floating_point():
-        wave = wave.float() / float(torch.iinfo(wave.dtype).max + 1)
-    return P.to_analysis_rate(wave, sr)
 
 
 class ExtractPhonemes:
@@ -75,7 +52,7 @@ class ExtractPhonemes:
                 "audio": ("AUDIO", {"tooltip": "Any ComfyUI AUDIO (LoadAudio, a TTS node) when no driver is "
                                                "connected; mixed to mono and resampled to 16 kHz."}),
                 "language_weight": ("FLOAT", {
-                    "default": 2.0, "min": 0.1, "max": 20.0, "step": 0.1, "advanced": True,
+                    "default": RECOGNIZE_LANGUAGE_WEIGHT, "min": 0.1, "max": 20.0, "step": 0.1, "advanced": True,
                     "tooltip": "recognize only: weight of the phone language model. Lower finds more (and more "
                                "spurious) phones, higher drops short ones. 2 works best on the test speech."}),
             },
@@ -92,16 +69,17 @@ class ExtractPhonemes:
     FUNCTION = "extract"
     CATEGORY = "lipsync/audio"
 
-    def extract(self, backend="auto", transcript="", driver=None, audio=None, language_weight=2.0):
+    def extract(self, backend="auto", transcript="", driver=None, audio=None,
+                language_weight=RECOGNIZE_LANGUAGE_WEIGHT):
         if driver is not None:
             if not isinstance(getattr(driver, "waveform", None), torch.Tensor):
                 raise InputError(f"{WHO}: driver must be the driver output of LoadAudioDriver, got "
                                  f"{type(driver).__name__}.")
             wave = driver.waveform
             if int(getattr(driver, "sample_rate", ANALYSIS_RATE)) != ANALYSIS_RATE:
-                wave = P.to_analysis_rate(wave, driver.sample_rate)
+                wave = audio_lib.to_analysis_rate(wave, driver.sample_rate)
         elif audio is not None:
-            wave = _audio_to_16k(audio)
+            wave = audio_lib.audio_to_16k(audio, WHO)
         else:
             raise InputError(f"{WHO}: no audio: connect the driver output of LoadAudioDriver, or an AUDIO "
                              "output (LoadAudio, a TTS node), to this node.")

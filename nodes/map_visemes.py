@@ -15,6 +15,11 @@ log = logging.getLogger("comfyui_lipsync")
 WHO = "MapVisemes"
 
 
+def _float(default: float, lo: float, hi: float, step: float, tooltip: str) -> tuple:
+    """One FLOAT widget of INPUT_TYPES."""
+    return ("FLOAT", {"default": default, "min": lo, "max": hi, "step": step, "tooltip": tooltip})
+
+
 class MapVisemes:
     DESCRIPTION = ("Turns timed phonemes into a mouth track at the video's frame rate: weights over a viseme "
                    "set (Rhubarb/Preston Blair A-H+X, Meta/Oculus 15, Microsoft/Azure 22) and five mouth "
@@ -34,42 +39,34 @@ class MapVisemes:
                     "tooltip": "Mouth-shape vocabulary: rhubarb = Rhubarb Lip Sync / Preston Blair A-H and X "
                                "(2D rigs); oculus15 = Meta/Oculus OVR visemes (sil, PP, FF ... ou; Ready Player "
                                "Me, VRChat); azure22 = Microsoft Azure viseme ids 0-21."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Video frame rate. Ignored when a driver is connected (its fps "
-                                             "is used)."}),
+                "fps": _float(25.0, 1.0, 240.0, 0.001, "Video frame rate. Ignored when a driver is connected (its "
+                              "fps is used)."),
                 "frame_count": ("INT", {"default": 0, "min": 0, "max": 1_000_000,
                                         "tooltip": "Frames in the track. 0 = the driver's frame count, or the "
                                                    "phonemes' duration x fps without a driver."}),
-                "anticipation_ms": ("FLOAT", {"default": visemes.ANTICIPATION_MS, "min": 0.0, "max": 500.0,
-                                              "step": 5.0,
-                                              "tooltip": "How early each mouth shape starts before its sound. "
-                                                         "0 = with the sound: filmed lips follow the timed "
-                                                         "phonemes best (the phone boundaries already lag the "
-                                                         "lips). 40 ms = one frame at 25 fps, the 2D-animation "
-                                                         "habit for stylised rigs."}),
-                "min_hold_ms": ("FLOAT", {"default": 60.0, "min": 0.0, "max": 1000.0, "step": 5.0,
-                                          "tooltip": "Shortest time a shape is shown; shorter phonemes are "
-                                                     "stretched into their neighbours so no shape flickers. "
-                                                     "P/B/M closures always show for at least one frame."}),
-                "blend_ms": ("FLOAT", {"default": 60.0, "min": 0.0, "max": 1000.0, "step": 5.0,
-                                       "tooltip": "Cross-fade length between neighbouring shapes. 0 = hard cuts "
-                                                  "(classic 2D replacement animation)."}),
-                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
-                                       "tooltip": "How far the mouth moves: 1 = full shapes, 0.5 = halfway "
-                                                  "between rest and each shape, 0 = rest pose throughout."}),
-                "smoothing": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                        "tooltip": "Extra smoothing of the track over time (zero-phase, no "
-                                                   "delay): 0 = none, 1 = a Gaussian of 60 ms. Closures stay "
-                                                   "fully closed."}),
-                "bridge_pause_ms": ("FLOAT", {"default": 150.0, "min": 0.0, "max": 5000.0, "step": 10.0,
-                                              "tooltip": "Pauses shorter than this keep the mouth moving "
-                                                         "between the shapes around them; longer pauses go to "
-                                                         "the rest shape."}),
-                "breath_open": ("FLOAT", {"default": visemes.BREATH_OPEN, "min": 0.0, "max": 1.0, "step": 0.05,
-                                          "tooltip": "How far the lips part on an audible in-breath before a "
-                                                     "line (ExtractPhonemes labels it BREATH), as a share of "
-                                                     "the open shape: filmed speakers breathe in through the "
-                                                     "mouth. 0 = the mouth stays at rest in every pause."}),
+                "anticipation_ms": _float(visemes.ANTICIPATION_MS, 0.0, 500.0, 5.0,
+                                          "How early each mouth shape starts before its sound. 0 = with the "
+                                          "sound: filmed lips follow the timed phonemes best (GRID: a lead "
+                                          "lowers the match). 40 ms = one frame at 25 fps, the 2D-animation "
+                                          "habit for stylised rigs."),
+                "min_hold_ms": _float(60.0, 0.0, 1000.0, 5.0,
+                                      "Shortest time a shape is shown; shorter phonemes are stretched into "
+                                      "their neighbours so no shape flickers. P/B/M closures always show for "
+                                      "at least one frame."),
+                "blend_ms": _float(60.0, 0.0, 1000.0, 5.0, "Cross-fade length between neighbouring shapes. 0 = "
+                                   "hard cuts (classic 2D replacement animation)."),
+                "strength": _float(1.0, 0.0, 1.0, 0.05, "How far the mouth moves: 1 = full shapes, 0.5 = "
+                                   "halfway between rest and each shape, 0 = rest pose throughout."),
+                "smoothing": _float(0.5, 0.0, 1.0, 0.05, "Extra smoothing of the track over time (zero-phase, "
+                                    "no delay): 0 = none, 1 = a Gaussian of 60 ms. Closures stay fully closed."),
+                "bridge_pause_ms": _float(150.0, 0.0, 5000.0, 10.0,
+                                          "Pauses shorter than this keep the mouth moving between the shapes "
+                                          "around them; longer pauses go to the rest shape."),
+                "breath_open": _float(visemes.BREATH_OPEN, 0.0, 1.0, 0.05,
+                                      "How far the lips part on an audible in-breath before a line "
+                                      "(ExtractPhonemes labels it BREATH), as a share of the open shape: "
+                                      "filmed speakers breathe in through the mouth. 0 = the mouth stays at "
+                                      "rest in every pause."),
             },
             "optional": {
                 "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver: gives the fps, the frame "

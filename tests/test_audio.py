@@ -205,6 +205,89 @@ def test_mel_window_starts_by_hand():
     assert win30[:, 0, 0].tolist() == [0, 2, 5, 8]
 
 
+def _numpy_log_mel(x: np.ndarray) -> np.ndarray:
+    """Wav2Lip's log-mel written again with numpy and scipy, from its recipe (hparams.py/audio.py):
+    preemphasis 0.97, reflect-padded centred frames of 800 every 200, periodic Hann, |rfft|, a
+    Slaney mel filterbank 55-7600 Hz built here from the mel-scale formula, 20 log10(max(1e-5, .))
+    - 20 dB, mapped from [-100, 0] dB to [-4, 4]. An independent second implementation."""
+    from scipy.signal import get_window
+
+    y = np.append(x[:1], x[1:] - 0.97 * x[:-1])
+    yp = np.pad(y, 400, mode="reflect")
+    n = 1 + len(y) // 200
+    idx = np.arange(800)[None] + 200 * np.arange(n)[:, None]
+    mag = np.abs(np.fft.rfft(yp[idx] * get_window("hann", 800, fftbins=True), axis=1))  # (n, 401)
+
+    def hz2mel(f):
+        return 3 * f / 200 if f < 1000 else 15 + 27 * math.log(f / 1000) / math.log(6.4)
+
+    m = np.linspace(hz2mel(55.0), hz2mel(7600.0), 82)
+    edges = np.where(m < 15, 200 * m / 3, 1000 * np.exp((m - 15) * math.log(6.4) / 27))
+    freqs = np.arange(401) * 20.0
+    fb = np.zeros((80, 401))
+    for k in range(80):
+        lo, mid, hi = edges[k:k + 3]
+        fb[k] = np.maximum(0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid))) * 2 / (hi - lo)
+    db = 20 * np.log10(np.maximum(1e-5, mag @ fb.T)) - 20
+    return np.clip(8 * (db + 100) / 100 - 4, -4, 4).T
+
+
+@pytest.mark.parametrize("n", [801, 3200, 16123])
+def test_log_mel_matches_a_numpy_implementation(device, dtype, n):
+    """kornia's recipe for the mel features: shapes at several lengths, device follows the input
+    (the result is float32 whatever the input dtype, as documented), values against the
+    independent numpy implementation above."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, generator=g, dtype=torch.float64) * 0.1
+    x[n // 3: n // 2] = 0.0  # a silent stretch: the floor
+    mel = A.log_mel(x.to(device, dtype))
+    assert mel.shape == (80, 1 + n // 200) and mel.device.type == device.type and mel.dtype == torch.float32
+    want = _numpy_log_mel(x.numpy())
+    assert np.abs(mel.double().cpu().numpy() - want).max() < 2e-3
+    wins = A.mel_windows(mel, 25.0, 4)
+    assert wins.shape == (4, 80, 16) and wins.device.type == device.type
+
+
+def test_frame_loudness_against_numpy(device, dtype):
+    x = torch.randn(16000, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 0.3
+    loud = A.frame_loudness(x.to(device, dtype), 25, 30)  # 30 frames of 640 samples; 5 past the end
+    assert loud.shape == (30,) and loud.device.type == device.type and loud.dtype == torch.float32
+    xn = np.pad(x.numpy(), (0, 30 * 640 - 16000)).reshape(30, 640)
+    want = 10 * np.log10(np.maximum((xn ** 2).mean(1), 1e-10))
+    assert np.allclose(loud.double().cpu().numpy(), want, atol=1e-3)
+
+
+def test_mel_ops_raise_typed_errors_naming_the_input():
+    with pytest.raises(InputError, match=r"log_mel: wave16k must be a \(N,\) tensor, got \(2, 100\)"):
+        A.log_mel(torch.zeros(2, 100))
+    with pytest.raises(InputError, match="log_mel: wave16k must be a .* got list"):
+        A.log_mel([0.0] * 100)
+    with pytest.raises(InputError, match=r"mel_windows: mel must be a \(80, M\) tensor"):
+        A.mel_windows(torch.zeros(1, 80, 10), 25.0, 3)
+    with pytest.raises(InputError, match="mel_windows: fps must be positive"):
+        A.mel_windows(torch.zeros(80, 10), 0.0, 3)
+    with pytest.raises(InputError, match=r"resample: wave must be a \(C, N\) tensor"):
+        A.resample(torch.zeros(100), 44100, 16000)
+
+
+def test_audio_to_16k_serves_the_nodes():
+    """The one AUDIO-dict reader of ExtractPhonemes: any channel count and rate -> (N,) mono at 16 kHz,
+    integer PCM scaled to [-1, 1), bad dicts refused naming the node."""
+    tone = sine(440, 0.5, 44100, 0.5).float()
+    stereo = torch.stack([tone, torch.zeros_like(tone)])[None]  # (1, 2, N): the mix is half the tone
+    out = A.audio_to_16k({"waveform": stereo, "sample_rate": 44100}, "ExtractPhonemes")
+    assert out.shape == (8000,) and out.dtype == torch.float32
+    assert abs(peak_freq(out, 16000) - 440) < 5 and float(out.abs().max()) == pytest.approx(0.25, abs=0.01)
+    pcm = (tone[None] * 32767).to(torch.int16)
+    assert float(A.audio_to_16k({"waveform": pcm, "sample_rate": 44100}, "X").abs().max()) == pytest.approx(0.5, abs=0.01)
+    for bad, msg in (({"waveform": torch.zeros(1, 1, 0), "sample_rate": 16000}, "empty"),
+                     ({"waveform": torch.zeros(2, 1, 100), "sample_rate": 16000}, "batch of 2"),
+                     ({"waveform": torch.zeros(1, 100), "sample_rate": "x"}, "sample_rate must be a number"),
+                     ({"wave": 1}, "AUDIO dict")):
+        with pytest.raises(InputError, match=f"ExtractPhonemes: .*{msg}"):
+            A.audio_to_16k(bad, "ExtractPhonemes")
+
+
 # --- loudness and voicing --------------------------------------------------------------------
 
 def test_frame_loudness_by_hand():
@@ -494,7 +577,13 @@ def test_node_defaults_on_a_file(media_dir, monkeypatch):
     audio, driver = out["result"]
     assert driver.num_frames == math.ceil(audio["waveform"].shape[-1] / 44100 * 25 - 1e-6)
     assert audio["waveform"].device.type == "cpu"
-    assert driver.waveform.device.type == A.torch.device("cpu").type or driver.waveform.is_cuda
+    # the driver's tensors are computed on the node's compute device (CUDA when present), the AUDIO
+    # output goes back to the intermediate device, as ComfyUI expects
+    from comfyui_lipsync.nodes import _comfy
+
+    for t in (driver.waveform, driver.mel, driver.loudness, driver.voicing):
+        assert t.device.type == _comfy.compute_device().type
+    assert audio["waveform"].device.type == _comfy.intermediate_device().type
     text = out["ui"]["text"][0]
     assert text.startswith("tone.m4a: ") and "44100 Hz x 2 ch" in text and "dBFS" in text
 
