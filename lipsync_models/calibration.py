@@ -284,14 +284,14 @@ DETAIL_TOLERANCE = 0.06
 """Composite: change (0..1) of a pixel at which the frame's own fine detail is mostly dropped
 under a generated crop (keep_detail). By eye on the astronaut and GRID composites: low enough that
 no ghost of the old mouth shows through the new one."""
-MASK_HALF_WIDTH = 1.3
-MASK_MAX_HALF_WIDTH = 0.38
-MASK_BELOW_CHIN = 0.15
+ELLIPSE_HALF_WIDTH = 1.3
+ELLIPSE_MAX_HALF_WIDTH = 0.38
+ELLIPSE_BELOW_CHIN = 0.15
 """Composite's lower-face ellipse: horizontal semi-axis in mouth widths (cheek to cheek), capped
 at this fraction of the crop side (the crop is one face width wide, so a wide smile cannot push
 the blend past the cheeks); it reaches this share of the nose-chin distance below the chin (room
 for an opening jaw). By eye on the astronaut and GRID crops."""
-MASK_FALLBACK = (0.58, 0.42, 0.36)
+ELLIPSE_FALLBACK = (0.58, 0.42, 0.36)
 """The ellipse for frames whose mouth landmarks are unusable: horizontally centred in the crop,
 centre height and semi-axes x, y as fractions of the crop side (the lower face of a mouth-centred
 crop). By eye."""

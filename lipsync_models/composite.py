@@ -41,7 +41,8 @@ import torch
 from einops import rearrange
 
 from .blend import _color_params, _gauss_blur, _multiband, band_masks  # noqa: F401 (band_masks: public here too)
-from .calibration import DETAIL_TOLERANCE, MASK_BELOW_CHIN, MASK_FALLBACK, MASK_HALF_WIDTH, MASK_MAX_HALF_WIDTH
+from .calibration import (DETAIL_TOLERANCE, ELLIPSE_BELOW_CHIN, ELLIPSE_FALLBACK, ELLIPSE_HALF_WIDTH,
+                          ELLIPSE_MAX_HALF_WIDTH)
 from .checks import check_images
 from .crops import (  # noqa: F401 (crop_faces: public here too, as before)
     _affine64, _apply, _boxes, _check_track, _gather, _layout, _warp, crop_faces)
@@ -78,24 +79,24 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels covering the lower face.
 
     Placed from the mouth landmarks mapped into the crop: horizontally centred on the mouth,
-    semi-axis :data:`~.calibration.MASK_HALF_WIDTH` x mouth width (cheek to cheek), at most
-    ``MASK_MAX_HALF_WIDTH`` x the crop side S; vertically from the nose point down to
-    ``MASK_BELOW_CHIN`` of the nose-chin distance below the chin (room for an opening jaw). Frames
+    semi-axis :data:`~.calibration.ELLIPSE_HALF_WIDTH` x mouth width (cheek to cheek), at most
+    ``ELLIPSE_MAX_HALF_WIDTH`` x the crop side S; vertically from the nose point down to
+    ``ELLIPSE_BELOW_CHIN`` of the nose-chin distance below the chin (room for an opening jaw). Frames
     whose landmarks are unusable (not finite, mouth narrower than 2 px, nose not above chin, centre
-    outside the crop) get the fixed ellipse ``MASK_FALLBACK`` of a mouth-centred crop.
+    outside the crop) get the fixed ellipse ``ELLIPSE_FALLBACK`` of a mouth-centred crop.
     """
     s = track.crop_size
     pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
     left, right, nose, chin = pts[:, 0], pts[:, 1], pts[:, 6], pts[:, 7]
     width = (right - left).norm(dim=1)
     top = nose[:, 1]
-    bottom = chin[:, 1] + MASK_BELOW_CHIN * (chin[:, 1] - nose[:, 1])
+    bottom = chin[:, 1] + ELLIPSE_BELOW_CHIN * (chin[:, 1] - nose[:, 1])
     cx = 0.5 * (left[:, 0] + right[:, 0])
     cy = 0.5 * (top + bottom)
-    ell = torch.stack([cx, cy, (MASK_HALF_WIDTH * width).clamp(max=MASK_MAX_HALF_WIDTH * s), 0.5 * (bottom - top)], 1)
+    ell = torch.stack([cx, cy, (ELLIPSE_HALF_WIDTH * width).clamp(max=ELLIPSE_MAX_HALF_WIDTH * s), 0.5 * (bottom - top)], 1)
     ok = (torch.isfinite(pts).all(2).all(1) & (width >= 2) & (ell[:, 3] >= 1)
           & (cx > 0) & (cx < s - 1) & (cy > 0) & (cy < s - 1))
-    fy, fax, fay = MASK_FALLBACK
+    fy, fax, fay = ELLIPSE_FALLBACK
     fallback = torch.tensor([0.5 * (s - 1), fy * s, fax * s, fay * s], dtype=torch.float64)
     if not bool(ok.all()):
         log.info("Composite: %d of %d frames have unusable mouth landmarks; default lower-face "
