@@ -97,6 +97,7 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
     timings = {} if timings is None else timings
     cpu = {} if cpu is None else cpu
     out = {}
+    uis = {}
 
     def node(name, cls_id, **inputs):
         rss0 = _status_mb("VmRSS") if reset_peak() else None
@@ -106,6 +107,7 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
             memory[name] = max(memory.get(name, 0.0), (_status_mb("VmHWM") or 0.0) - rss0)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
+        uis[name] = ui
         return res
 
     audio_in = {"waveform": wave[None], "sample_rate": int(sr)}
@@ -126,26 +128,26 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
     del crops
     if score in ("wired", "both"):
         r = node("SyncScore", "LipSyncSyncScore", images=result, driver=driver, face_track=track2, fps=float(fps))
-        out["wired"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+        out["wired"] = (r["offset_frames"], r["confidence"], _raw_peak(uis["SyncScore"]))
     if score in ("self", "both"):
         name = "SyncScore" if score == "self" else "SyncScore (self-tracked)"
         r = node(name, "LipSyncSyncScore", images=result, driver=driver, fps=float(fps))
-        out["self"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+        out["self"] = (r["offset_frames"], r["confidence"], _raw_peak(uis[name]))
     if score == "both" and transcript:
         # the P/B/M of the force-aligned transcript as anchors (SyncScore's optional phonemes input).
         # Not the shipped wiring: these phonemes also drove the generator, so the judge would share
         # its input; printed to show what the anchors see.
         r = node("SyncScore (anchored)", "LipSyncSyncScore", images=result, driver=driver, face_track=track2,
                  fps=float(fps), phonemes=out["phonemes"])
-        out["anchored"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+        out["anchored"] = (r["offset_frames"], r["confidence"], _raw_peak(uis["SyncScore (anchored)"]))
     out["driver"], out["audio"] = driver, audio
     return out
 
 
-def _raw_peak(report: str) -> float:
-    """SyncScore's curve peak before the natural-lead correction, read from its report."""
-    key = "curve peak before the natural-lead correction (frames): "
-    return float(report.split(key)[1].split()[0]) if key in report else float("nan")
+def _raw_peak(ui: dict) -> float:
+    """SyncScore's curve peak before the natural-lead correction (``SyncResult.raw_peak``), from
+    the node's ui payload; NaN for a scorer without one (SyncNet)."""
+    return float(ui["lipsync_sync"][0].get("raw_peak", float("nan")))
 
 
 # --- part 1: GRID cross-driven ------------------------------------------------------------------

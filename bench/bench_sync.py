@@ -55,7 +55,6 @@ from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate  # noqa: E4
 
 from _common import GRID, GRID_TEXT  # noqa: E402
 SHIFTS = (-8, -5, -3, -2, -1, 1, 2, 3, 5, 8)
-PEAK = "curve peak before the natural-lead correction (frames)"
 
 
 def shift_audio(w: torch.Tensor, k: int, fps: float) -> torch.Tensor:
@@ -113,7 +112,7 @@ def run(detector: str, use_phonemes: bool, R: int = 15, closures: bool = False) 
     for c in clips:
         row = " ".join(f"{res[(c, k)].offset_frames:>+4d}" for k in SHIFTS)
         r0 = res[(c, 0)]
-        print(f"{c:8s} {r0.offset_frames:>+4d} {row}   {r0.confidence:9.3f}  {r0.extras[PEAK]:+8.2f}  "
+        print(f"{c:8s} {r0.offset_frames:>+4d} {row}   {r0.confidence:9.3f}  {r0.raw_peak:+8.2f}  "
               f"{other[c].confidence:9.3f} (offset {other[c].offset_frames:+d})")
     print("(conf = the node's in-sync confidence: score at offset 0 minus the median)")
     pairs = [(c, k) for c in clips for k in SHIFTS]
@@ -125,14 +124,14 @@ def run(detector: str, use_phonemes: bool, R: int = 15, closures: bool = False) 
     print(f"shifted pairs: exact {exact:.1%}, within +-1 {near:.1%} (targets >= 90%, 100%)")
 
     # leave-one-out natural lead
-    raw0 = {c: res[(c, 0)].extras[PEAK] for c in clips}
+    raw0 = {c: res[(c, 0)].raw_peak for c in clips}
     ex_l = near_l = 0
     zero_l = 0
     for c in clips:
         lead_c = float(np.mean([raw0[o] for o in clips if o != c]))
         zero_l += int(np.clip(np.round(raw0[c] - lead_c), -R, R)) == 0
         for k in SHIFTS:
-            off = int(np.clip(np.round(res[(c, k)].extras[PEAK] - lead_c), -R, R))
+            off = int(np.clip(np.round(res[(c, k)].raw_peak - lead_c), -R, R))
             ex_l += off == k
             near_l += abs(off - k) <= 1
     print(f"leave-one-out lead: recorded offset 0 on {zero_l}/7; shifted exact {ex_l / len(pairs):.1%}, "

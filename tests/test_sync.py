@@ -93,7 +93,7 @@ def test_band_envelope_rate_band_and_floor():
 def test_corr_rows_by_hand():
     v = np.array([1.0, 2.0, 3.0, 4.0])
     a = np.array([[2.0, 4.0, 6.0, 8.0], [4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 1.0], [1.0, 3.0, 2.0, 4.0]])
-    r = sync._corr_rows(v, a)
+    r = sync.corr_rows(v, a)
     # last row: deviations (-1.5, .5, -.5, 1.5) . (-1.5, -.5, .5, 1.5) = 4 over sqrt(5 * 5)
     assert r.tolist() == pytest.approx([1.0, -1.0, 0.0, 0.8])
 
@@ -295,7 +295,7 @@ def test_natural_lead_follows_the_tracks_detector(grid_clip):
     assert sync.natural_lead_for(mesh, "closures") == sync.NATURAL_LEAD_FRAMES["mediapipe"]["closures"]
     w16 = grid_clip[4]
     r = sync.score_articulation(mesh, w16, 25.0, window_s=0)
-    assert r.extras["natural lead subtracted (frames)"] == sync.NATURAL_LEAD_FRAMES["mediapipe"]["envelope"]
+    assert r.natural_lead == sync.NATURAL_LEAD_FRAMES["mediapipe"]["envelope"]
     assert "face mesh" in r.report()
     assert "face mesh" not in sync.score_articulation(track, w16, 25.0, window_s=0).report()
     manual = dataclasses.replace(track, extras={**track.extras, "detector": "manual"})
@@ -443,16 +443,16 @@ def demo_run():
     return images, out, driver, track
 
 
-def test_frame_opening_agrees_with_a_track_made_on_the_same_frames(grid_clip, demo_run):
+def test_frame_lip_signal_agrees_with_a_track_made_on_the_same_frames(grid_clip, demo_run):
     img, fps, wav, sr, w16, track = grid_clip
-    measured = sync.frame_opening(img, track)
+    measured = sync.frame_lip_signal(img, track)
     assert measured.shape == (75,)
     same, r = sync.track_matches(track, measured)
     assert same and r > 0.97, r
     # the still portrait's track against the generated frames: its lips never moved
     images, out, driver, gen_track = demo_run
     assert float(gen_track.opening.std()) < 0.02
-    moved = sync.frame_opening(out, gen_track)
+    moved = sync.frame_lip_signal(out, gen_track)
     assert moved.std() > 0.03  # the generated mouth opens and closes
     same, r = sync.track_matches(gen_track, moved)
     assert not same
@@ -461,21 +461,21 @@ def test_frame_opening_agrees_with_a_track_made_on_the_same_frames(grid_clip, de
 def test_the_lip_signal_is_the_contrast_and_a_foreign_track_falls_back_to_its_opening(grid_clip):
     replace = dataclasses.replace
     img, fps, wav, sr, w16, track = grid_clip
-    assert sync.track_measure(track) == "contrast"
-    assert np.array_equal(sync.track_contrast(track), track.extras["contrast"].double().numpy())
-    assert np.array_equal(sync.visual_signals(track)["opening"], sync.track_contrast(track))
+    assert sync.track_lip_measure(track) == "contrast"
+    assert np.array_equal(sync.track_lip_signal(track), track.extras["contrast"].double().numpy())
+    assert np.array_equal(sync.visual_signals(track)["lip_signal"], sync.track_lip_signal(track))
     # measured on the frames with either measure, each agrees with what the track stores
     some = np.arange(0, 75, 3)
-    assert sync.track_matches(track, sync.frame_opening(img, track, frames=some), some)[0]
-    by_opening = sync.frame_opening(img, track, frames=some, measure="opening")
+    assert sync.track_matches(track, sync.frame_lip_signal(img, track, frames=some), some)[0]
+    by_opening = sync.frame_lip_signal(img, track, frames=some, measure="opening")
     assert np.corrcoef(by_opening, track.opening.double().numpy()[some])[0, 1] > 0.9
     # a track made elsewhere (no contrast, or one for other frames) is read by its opening
     foreign = replace(track, extras={})
-    assert sync.track_measure(foreign) == "opening"
-    assert np.array_equal(sync.track_contrast(foreign), track.opening.double().numpy())
-    assert sync.track_measure(replace(track, extras={"contrast": track.extras["contrast"][:10]})) == "opening"
+    assert sync.track_lip_measure(foreign) == "opening"
+    assert np.array_equal(sync.track_lip_signal(foreign), track.opening.double().numpy())
+    assert sync.track_lip_measure(replace(track, extras={"contrast": track.extras["contrast"][:10]})) == "opening"
     with pytest.raises(InputError, match="measure must be 'contrast' or 'opening'"):
-        sync.frame_opening(img, track, measure="gap")
+        sync.frame_lip_signal(img, track, measure="gap")
 
 
 def test_demo_output_scores_in_sync(demo_run):
