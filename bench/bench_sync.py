@@ -54,17 +54,8 @@ from comfyui_lipsync.lipsync_models import phonemes as phonemelib  # noqa: E402
 from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate  # noqa: E402
 
 from _common import GRID, GRID_TEXT  # noqa: E402
+from helpers import shift_audio  # noqa: E402
 SHIFTS = (-8, -5, -3, -2, -1, 1, 2, 3, 5, 8)
-
-
-def shift_audio(w: torch.Tensor, k: int, fps: float) -> torch.Tensor:
-    """Delay (k > 0) or advance (k < 0) by k frames, keeping the length: pad/cut with silence."""
-    s = int(round(k * 16000 / fps))
-    if s > 0:
-        return torch.cat([torch.zeros(s), w[:-s]])
-    if s < 0:
-        return torch.cat([w[-s:], torch.zeros(-s)])
-    return w
 
 
 def auc(pos, neg) -> float:

@@ -9,5 +9,23 @@ from __future__ import annotations
 
 # --- sync (test_sync, bench_sync, bench_e2e) ---------------------------------------------------
 
+def shift_audio(w, k: int, fps: float = 25.0, rate: int = 16000):
+    """``w`` (N,) delayed (k > 0: the audio comes k frames LATE) or advanced (k < 0) by k frames
+    at ``fps``, keeping its length: cut at one end, padded with silence at the other."""
+    import torch
+
+    s = int(round(k * rate / fps))
+    if s > 0:
+        return torch.cat([torch.zeros(s, dtype=w.dtype, device=w.device), w[:-s]])
+    if s < 0:
+        return torch.cat([w[-s:], torch.zeros(-s, dtype=w.dtype, device=w.device)])
+    return w
+
+
+def held_out_leads(peaks: dict[str, float]) -> dict[str, float]:
+    """Leave-one-clip-out natural lead: for each clip, the mean in-sync curve peak of the OTHER
+    clips (how ``calibration.NATURAL_LEAD_FRAMES`` is fitted, without the clip it is used on)."""
+    return {c: sum(v for o, v in peaks.items() if o != c) / (len(peaks) - 1) for c in peaks}
+
 
 # --- phonemes and visemes (test_phonemes, bench_phonemes, test_visemes, bench_visemes) ---------

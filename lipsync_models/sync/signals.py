@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..calibration import ACTIVITY_SIGMA_S
+from ..checks import check_shape
 from ..errors import DependencyError
 from ..types import ANALYSIS_RATE, FaceTrack, MOUTH_POINTS
 
@@ -36,7 +37,9 @@ def band_envelope(wave16k: torch.Tensor, band: tuple[float, float] = BAND_HZ, fl
 
     wave16k: (N,) float at 16 kHz. Returns (M,) float64, M = N // 160 + 1, value m describing the
     time m * 0.01 s; floored ``floor_db`` under the clip's maximum (silence and padding agree).
+    Any device and float dtype; computed in float32 on the CPU. InputError for another shape.
     """
+    check_shape(wave16k, "N", "SyncScore", "waveform")
     x = wave16k.detach().float().cpu()
     n_fft, hop, win = 512, int(ANALYSIS_RATE / ENVELOPE_RATE), 400
     if x.shape[0] < n_fft:
