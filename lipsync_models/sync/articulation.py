@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..calibration import NATURAL_LEAD_FRAMES, STATIC_FLOW
+from ..calibration import ACTIVITY_WEIGHT, NATURAL_LEAD_FRAMES, STATIC_FLOW
 from ..errors import InputError, LengthMismatchError
 from ..types import FaceTrack
 from .common import WHO, check_inputs, envelope_at_frames, scale01, windows
@@ -56,7 +56,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
                        visual_names: tuple[str, ...] | None = None,
                        images: torch.Tensor | None = None,
                        phonemes=None,
-                       on_progress: ProgressFn | None = None) -> SyncResult:
+                       on_progress: ProgressFn | None = None,
+                       activity_weight: float = ACTIVITY_WEIGHT) -> SyncResult:
     """Weight-free sync score from a face track and the clip's audio.
 
     track: FaceTrack of T frames; wave16k: (N,) 16 kHz mono covering the same T frames;
@@ -67,7 +68,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     to use; images: (T, H, W, C) 0..1, the frames scored (their lips are measured on them when
     the track's do not describe them, and their optical flow is added); phonemes: optional
     PhonemeTrack of the audio, timed by forced alignment with the transcript: its P/B/M closures
-    (:func:`closure_signal`) are added as sharp anchors (the lips shut while they sound).
+    (:func:`closure_signal`) are added as sharp anchors (the lips shut while they sound);
+    activity_weight: weight of the speech-activity curve (:data:`calibration.ACTIVITY_WEIGHT`).
     """
     n = track.num_frames
     check_inputs(n, wave16k, fps, search_range, window_s)
@@ -87,12 +89,12 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         natural_lead = natural_lead_for(track, _signal_set(audio_fr))
     audio_hr = {"band": env}
     activity = activity_signals(vis, env, fps)
-    whole = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead)
+    whole = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead, activity_weight=activity_weight)
     tick()
     judgeable = _judgeable(n, env, fps, static, notes)
     track_w = []
     for s, e in spans:
-        w = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead, slice(s, e))
+        w = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead, slice(s, e), activity_weight)
         ok = _window_ok(env, vis, vis_all, fps, s, e)
         track_w.append({"start": s / fps, "end": e / fps, "offset_frames": w.offset,
                         "confidence": round(w.peak_confidence, 4) if ok else 0.0, "judgeable": ok})

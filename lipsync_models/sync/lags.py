@@ -68,16 +68,20 @@ class LagScore(NamedTuple):
 
 def score_lags(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], audio_fr: dict[str, np.ndarray],
                activity: tuple[np.ndarray, np.ndarray], fps: float, search_range: int, lead: float,
-               frames: slice | None = None) -> LagScore:
-    """The mean of the fine curves (:func:`lag_curves`) plus :data:`ACTIVITY_WEIGHT` times the
-    correlation of the activity pair (visual (T,), audio at :data:`ENVELOPE_RATE`), on a
-    :data:`LAG_STEP` grid around -R..R shifted by ``lead``; its peak minus ``lead`` is the offset."""
+               frames: slice | None = None, activity_weight: float = ACTIVITY_WEIGHT) -> LagScore:
+    """The mean of the fine curves (:func:`lag_curves`) plus ``activity_weight`` times the
+    correlation of the activity pair (visual (T,), audio at :data:`ENVELOPE_RATE`), on a grid of
+    whole multiples of :data:`LAG_STEP` covering -R-1..R+1 shifted by ``lead`` (the grid points do
+    not move with the lead, so the curve's peak is the clip's alone); its peak minus ``lead``,
+    rounded, is the offset."""
     R = int(search_range)
-    fine = np.arange(-R - 1 + lead, R + 1 + lead + 1e-9, LAG_STEP)
+    lo = int(np.floor((-R - 1 + lead) / LAG_STEP + 1e-9))
+    hi = int(np.ceil((R + 1 + lead) / LAG_STEP - 1e-9))
+    fine = np.arange(lo, hi + 1) * LAG_STEP
     ints = np.arange(-R, R + 1)
     curves = lag_curves(visual, audio_hr, audio_fr, fps, fine, frames)
     act = lag_curves({"activity": activity[0]}, {"activity": activity[1]}, {}, fps, fine, frames)[0]
-    mean = curves.mean(0) + ACTIVITY_WEIGHT * act
+    mean = curves.mean(0) + activity_weight * act
     inside = (fine >= -R - 0.5 + lead) & (fine <= R + 0.5 + lead)
     j = int(np.nonzero(inside)[0][int(np.argmax(mean[inside]))])
     best_fine = float(fine[j]) + _parabola_step(mean, j) * LAG_STEP
