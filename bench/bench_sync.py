@@ -60,12 +60,11 @@ from lipsync_models.pack import load_pack  # noqa: E402
 
 load_pack()
 
-from comfyui_lipsync.lipsync_models import calibration, face, media, sync  # noqa: E402
+from comfyui_lipsync.lipsync_models import calibration, face, sync  # noqa: E402
 from comfyui_lipsync.lipsync_models import phonemes as phonemelib  # noqa: E402
-from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate  # noqa: E402
 
-from _common import GRID, GRID_CLIPS, GRID_TEXT  # noqa: E402
-from helpers import held_out_leads, shift_audio  # noqa: E402
+from _common import GRID_CLIPS, GRID_TEXT  # noqa: E402
+from helpers import grid_recorded, held_out_leads, shift_audio  # noqa: E402
 
 R = 15
 
@@ -81,16 +80,7 @@ def auc(pos, neg) -> float:
 
 def load_clips(detector: str) -> dict:
     """clip -> (face track, 16 kHz mono covering the frames, fps, images)."""
-    data = {}
-    for c in GRID_CLIPS:
-        frames, fps, (wav, sr) = media.read_video(str(GRID / f"{c}.mpg"))
-        img = frames.float() / 255.0
-        track = face.track_faces(img, detector=detector)
-        w16 = to_analysis_rate(wav.mean(0), sr)
-        n16 = int(round(img.shape[0] / fps * 16000))
-        w16 = torch.nn.functional.pad(w16, (0, max(n16 - w16.shape[0], 0)))[:n16]
-        data[c] = (track, w16, fps, img)
-    return data
+    return {c: grid_recorded(c, detector) for c in GRID_CLIPS}
 
 
 def score_all(data: dict, shifts, use_phonemes: bool, closures: bool, leads: dict | None,
