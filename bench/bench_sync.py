@@ -83,6 +83,33 @@ def load_clips(detector: str) -> dict:
     return {c: grid_recorded(c, detector) for c in GRID_CLIPS}
 
 
+_ALIGNED: dict = {}
+
+
+def aligned(wave: torch.Tensor, text: str):
+    """The transcript force-aligned to ``wave``, once per waveform (the held-out pass scores the same
+    waveforms again; alignment is the slow part of the closures mode)."""
+    key = (text, wave.shape[0], hash(wave.numpy().tobytes()))
+    if key not in _ALIGNED:
+        _ALIGNED[key] = phonemelib.align(wave, text)
+    return _ALIGNED[key]
+
+
+def _cache_predicted_mouth() -> None:
+    """Run phoneme recognition once per waveform: the held-out pass scores the same waveforms
+    again, and recognition is the slow part of the phonemes mode (same results, a cache)."""
+    from comfyui_lipsync.lipsync_models.sync import articulation
+
+    real, done = articulation.predicted_mouth, {}
+
+    def cached(wave, fps, n):
+        key = (fps, n, hash(wave.detach().cpu().numpy().tobytes()))
+        if key not in done:
+            done[key] = real(wave, fps, n)
+        return done[key]
+    articulation.predicted_mouth = cached
+
+
 def score_all(data: dict, shifts, use_phonemes: bool, closures: bool, leads: dict | None,
               weight: float, timing: dict | None = None) -> tuple[dict, dict]:
     """Score every clip at shift 0 and ``shifts`` and with the next clip's audio; ``leads``: clip ->
@@ -93,7 +120,7 @@ def score_all(data: dict, shifts, use_phonemes: bool, closures: bool, leads: dic
         lead = None if leads is None else leads[c]
 
         def score(wave, text):
-            ph = phonemelib.align(wave, text) if closures else None
+            ph = aligned(wave, text) if closures else None
             return sync.score_articulation(track, wave, fps, search_range=R, window_s=2.0, use_phonemes=use_phonemes,
                                            images=img, phonemes=ph, natural_lead=lead, activity_weight=weight)
         for k in (0,) + tuple(shifts):
@@ -164,6 +191,25 @@ def run(data: dict, detector: str, use_phonemes: bool, closures: bool, shifts, w
     return {"held_out": ho, "in_sample": hi, "worst": worst, "auc_held_out": a_ho, "auc_in_sample": a_in}
 
 
+def threshold_check(data: dict, detector: str) -> None:
+    """The two thresholds set between groups (calibration.STATIC_FLOW, TRACK_MATCH_R), against each
+    recorded clip: its optical-flow spread (whole clip and lowest 1-s window; under STATIC_FLOW =
+    judged static) and the correlation of its own track's lip signal with the same signal measured
+    on its frames (under TRACK_MATCH_R = the track would be taken for another clip's)."""
+    flows, wins, rs = {}, {}, {}
+    for c in GRID_CLIPS:
+        track, _, fps, img = data[c]
+        f = sync.flow_opening(img, track, fps)
+        w = int(round(fps))
+        flows[c] = float(np.std(f))
+        wins[c] = min(float(np.std(f[s:s + w])) for s in range(0, len(f) - w + 1, w // 2))
+        rs[c] = sync.track_matches(track, sync.frame_lip_signal(img, track, measure=sync.track_lip_measure(track)))[1]
+    low = min(wins, key=wins.get)
+    print(f"[{detector}] flow spread on speaking clips: whole clip min {min(flows.values()):.2f}, lowest 1-s window "
+          f"{wins[low]:.2f} ({low}) vs STATIC_FLOW {calibration.STATIC_FLOW}; own-track lip-signal r min "
+          f"{min(rs.values()):.3f} ({min(rs, key=rs.get)}) vs TRACK_MATCH_R {calibration.TRACK_MATCH_R}")
+
+
 def parse_shifts(text: str) -> tuple[int, ...]:
     if ".." in text:
         a, b = (int(v) for v in text.split(".."))
@@ -181,6 +227,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    _cache_predicted_mouth()
     shifts = parse_shifts(args.shifts)
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; torch threads {args.threads}; "
           f"shifts {shifts}")
@@ -189,6 +236,7 @@ def main() -> None:
             print("mediapipe not installed: skipped")
             continue
         data = load_clips(det)
+        threshold_check(data, det)
         for ph in args.phonemes.split(","):
             for cl in args.closures.split(","):
                 for w in args.activity_weights.split(","):

@@ -225,6 +225,9 @@ def grid_clip(grid_dir):
 
 
 def test_grid_recorded_and_shifted(grid_clip, grid_dir):
+    # calibrated behaviour: the lead was fitted on this clip among the seven. Held out (lead from
+    # the other six, bench_sync) bbaf2n is exact at every shift -8..+8 with its worst error before
+    # rounding 0.22 frame, so an exact offset here keeps a 0.28-frame margin from the rounding edge
     img, fps, wav, sr, w16, track = grid_clip
     r0 = sync.score_articulation(track, w16, fps, images=img)
     assert r0.offset_frames == 0 and r0.confidence > 0.15
