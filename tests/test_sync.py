@@ -509,6 +509,15 @@ def test_frame_lip_signal_agrees_with_a_track_made_on_the_same_frames(grid_clip,
     assert not same
 
 
+def test_frame_lip_signal_follows_device_and_dtype(grid_clip, device, dtype):
+    img, fps, wav, sr, w16, track = grid_clip
+    some = np.arange(0, 75, 5)
+    ref = sync.frame_lip_signal(img, track, frames=some)
+    got = sync.frame_lip_signal(img.to(device, dtype), track, frames=some)
+    assert got.shape == (len(some),) and got.dtype == np.float64
+    np.testing.assert_allclose(got, ref, atol=1e-4)  # float32 vs float64 warps, or another device
+
+
 def test_the_lip_signal_is_the_contrast_and_a_foreign_track_falls_back_to_its_opening(grid_clip):
     replace = dataclasses.replace
     img, fps, wav, sr, w16, track = grid_clip

@@ -39,7 +39,8 @@ MIN_FRAMES = 20
 MIN_ACTIVE_FRAMES = 8
 """Clips with fewer frames of sound within 20 dB of their peak are not judged (too little speech)."""
 MESH_NOTE = ("lips measured with the face mesh (a mediapipe track): offsets are less exact on our tests "
-             "(GRID injected shifts exact 71% vs 100% with a haar track); leave face_track empty or use "
+             "(GRID injected shifts -8..+8, lead fitted on the other clips: exact 71% vs 100% with a haar "
+             "track, both within one frame); leave face_track empty or use "
              "MaskLowerFace's haar detector for the most exact offset")
 
 
