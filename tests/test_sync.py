@@ -400,7 +400,7 @@ def test_score_syncnet_reads_the_networks_distances(grid_clip, monkeypatch, fps)
     assert r.raw_peak is None and r.natural_lead is None
 
 
-def test_flow_opening_follows_a_drawn_mouth():
+def test_flow_opening_follows_a_drawn_mouth(device, dtype):
     # a textured face patch with two lips that part by gap(t) pixels; the landmarks only give
     # the corners (the flow does not need the inner-lip points)
     n = 60
@@ -424,10 +424,12 @@ def test_flow_opening_follows_a_drawn_mouth():
     mouth[:, :, 1] += 80.0 - 200.0  # _track centres the mouth at y = 200; move it to y = 80
     mouth[:, :, 0] += 100.0 - 180.0
     track = FaceTrack(**{**track.__dict__, "mouth": mouth})
-    op = sync.flow_opening(torch.from_numpy(frames), track, fps=FPS)
-    assert op.shape == (n,)
+    op = sync.flow_opening(torch.from_numpy(frames).to(device, dtype), track, fps=FPS)
+    assert op.shape == (n,) and op.dtype == np.float64
     vel = np.diff(op)
     assert np.corrcoef(vel, np.diff(gap))[0, 1] > 0.8
+    if device.type != "cpu" or dtype != torch.float32:  # read as float32 on the CPU: the same numbers
+        np.testing.assert_allclose(op, sync.flow_opening(torch.from_numpy(frames), track, fps=FPS), atol=1e-9)
     with pytest.raises(InputError, match="images"):
         sync.flow_opening(torch.zeros(n, 8, 8), track, FPS)
 
