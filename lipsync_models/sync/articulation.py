@@ -93,11 +93,11 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     whole = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead, activity_weight=activity_weight)
     tick()
     judgeable = _judgeable(n, env, fps, static, notes)
-    track_w = []
+    per_window = []
     for s, e in spans:
         w = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead, slice(s, e), activity_weight)
         ok = _window_ok(env, vis, vis_all, fps, s, e)
-        track_w.append({"start": s / fps, "end": e / fps, "offset_frames": w.offset,
+        per_window.append({"start": s / fps, "end": e / fps, "offset_frames": w.offset,
                         "confidence": round(w.peak_confidence, 4) if ok else 0.0, "judgeable": ok})
         tick()
     conf, conf0 = (whole.peak_confidence, whole.confidence) if judgeable else (0.0, 0.0)
@@ -107,7 +107,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         visual=scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values())),
         audio=scale01(envelope_at_frames(env, n, fps)), fps=float(fps),
         method="articulation" + (" + phonemes" if "jaw" in audio_fr else "")
-        + (" + closures" if "closure" in audio_fr else ""), windows=tuple(track_w),
+        + (" + closures" if "closure" in audio_fr else ""), windows=tuple(per_window),
         judgeable=judgeable, notes=tuple(notes), raw_peak=whole.raw_peak, natural_lead=float(natural_lead),
     )
 
