@@ -20,6 +20,14 @@ true speaker's opening (the clip the audio came from)
 and with the original clip's opening (should be low: the original motion must not show
 through). Targets: offset 0, r(true speaker) >= 0.6.
 
+Which figures are held out: SyncScore's offsets rest on its natural lead
+(calibration.NATURAL_LEAD_FRAMES), fitted on the recorded GRID clips. They are printed twice:
+in-sample (the calibrated lead, as the node runs) and HELD OUT (for each output, the lead refitted
+as the mean recorded peak of the five clips the output is not made of; the curve's peak does not
+depend on the lead, so this is exact). The correlations rest on the generator's and MapVisemes'
+constants, several fitted on these same clips (calibration.py); here they are in-sample, and
+their held-out figures are those parts' own benches'.
+
 Part ``speed``: a 10-second 512x512 clip at 25 fps (the astronaut portrait with a slow drift
 and slight zoom) driven by 10 s of espeak-ng speech synthesised here: wall and CPU time per node
 and in total (target: total < 10 s on the 2-core CPU), peak RSS (getrusage ru_maxrss), and the
@@ -54,6 +62,7 @@ from comfyui_lipsync.lipsync_models import media  # noqa: E402
 from comfyui_lipsync.lipsync_runner.cli import call_node  # noqa: E402
 
 from _common import GRID, GRID_TEXT, filmed_opening, reset_peak, status_mb as _status_mb  # noqa: E402
+from helpers import grid_recorded  # noqa: E402
 NODES = PACK.NODE_CLASS_MAPPINGS
 CHAIN = ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
          "Composite", "SyncScore")
@@ -97,6 +106,7 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
     timings = {} if timings is None else timings
     cpu = {} if cpu is None else cpu
     out = {}
+    uis = {}
 
     def node(name, cls_id, **inputs):
         rss0 = _status_mb("VmRSS") if reset_peak() else None
@@ -106,6 +116,7 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
             memory[name] = max(memory.get(name, 0.0), (_status_mb("VmHWM") or 0.0) - rss0)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
         cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
+        uis[name] = ui
         return res
 
     audio_in = {"waveform": wave[None], "sample_rate": int(sr)}
@@ -126,26 +137,26 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, tra
     del crops
     if score in ("wired", "both"):
         r = node("SyncScore", "LipSyncSyncScore", images=result, driver=driver, face_track=track2, fps=float(fps))
-        out["wired"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+        out["wired"] = (r["offset_frames"], r["confidence"], _raw_peak(uis["SyncScore"]))
     if score in ("self", "both"):
         name = "SyncScore" if score == "self" else "SyncScore (self-tracked)"
         r = node(name, "LipSyncSyncScore", images=result, driver=driver, fps=float(fps))
-        out["self"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+        out["self"] = (r["offset_frames"], r["confidence"], _raw_peak(uis[name]))
     if score == "both" and transcript:
         # the P/B/M of the force-aligned transcript as anchors (SyncScore's optional phonemes input).
         # Not the shipped wiring: these phonemes also drove the generator, so the judge would share
         # its input; printed to show what the anchors see.
         r = node("SyncScore (anchored)", "LipSyncSyncScore", images=result, driver=driver, face_track=track2,
                  fps=float(fps), phonemes=out["phonemes"])
-        out["anchored"] = (r["offset_frames"], r["confidence"], _raw_peak(r["report"]))
+        out["anchored"] = (r["offset_frames"], r["confidence"], _raw_peak(uis["SyncScore (anchored)"]))
     out["driver"], out["audio"] = driver, audio
     return out
 
 
-def _raw_peak(report: str) -> float:
-    """SyncScore's curve peak before the natural-lead correction, read from its report."""
-    key = "curve peak before the natural-lead correction (frames): "
-    return float(report.split(key)[1].split()[0]) if key in report else float("nan")
+def _raw_peak(ui: dict) -> float:
+    """SyncScore's curve peak before the natural-lead correction (``SyncResult.raw_peak``), from
+    the node's ui payload; NaN for a scorer without one (SyncNet)."""
+    return float(ui["lipsync_sync"][0].get("raw_peak", float("nan")))
 
 
 # --- part 1: GRID cross-driven ------------------------------------------------------------------
@@ -228,7 +239,31 @@ def _grid_line(r: dict) -> str:
             + f"  {r['seconds']:.1f}s")
 
 
-def grid_summary(rows: list[dict], log=print) -> None:
+def recorded_peaks(closures: bool = False) -> dict[str, float]:
+    """Each GRID clip's SyncScore curve peak as recorded (haar track, images; with ``closures``
+    the aligned transcript's P/B/M anchors): what calibration.NATURAL_LEAD_FRAMES is the mean of."""
+    from comfyui_lipsync.lipsync_models import phonemes as phonemelib
+    from comfyui_lipsync.lipsync_models import sync
+
+    out = {}
+    for c in grid_clips():
+        track, w16, fps, img = grid_recorded(c)
+        ph = phonemelib.align(w16, GRID_TEXT[c]) if closures else None
+        out[c] = sync.score_articulation(track, w16, fps, images=img, phonemes=ph, window_s=0).raw_peak
+    return out
+
+
+def held_out_offset(row: dict, key: str, peaks: dict[str, float], search_range: int = 15) -> int:
+    """SyncScore's offset of a cross-driven row with the natural lead fitted WITHOUT the two clips
+    the output is made of (the mean recorded peak of the other five): round(raw peak - lead)."""
+    lead = float(np.mean([p for c, p in peaks.items() if c not in (row["clip"], row["audio"])]))
+    return int(np.clip(np.round(row[key][2] - lead), -search_range, search_range))
+
+
+def grid_summary(rows: list[dict], log=print, peaks: dict | None = None) -> None:
+    """Per variant: the mean correlations and SyncScore's offsets (in-sample: the calibrated lead;
+    with ``peaks`` = {"envelope": recorded peaks, "closures": ...} also HELD OUT, the lead
+    fitted on the clips the output is not made of)."""
     for variant in dict.fromkeys(r["variant"] for r in rows):
         sel = [r for r in rows if r["variant"] == variant]
         rt = np.array([r["r_true"] for r in sel])
@@ -242,9 +277,14 @@ def grid_summary(rows: list[dict], log=print) -> None:
         for key in ("wired", "self", "anchored"):
             got = [r[key] for r in sel if r.get(key) is not None]
             if got:
-                msg += (f"  SyncScore {key}: offset 0 on {sum(o == 0 for o, _, _ in got)}/{len(got)}, |off|<=1 on "
-                        f"{sum(abs(o) <= 1 for o, _, _ in got)}/{len(got)}, mean conf "
+                msg += (f"  SyncScore {key} (in-sample lead): offset 0 on {sum(o == 0 for o, _, _ in got)}/{len(got)}, "
+                        f"|off|<=1 on {sum(abs(o) <= 1 for o, _, _ in got)}/{len(got)}, mean conf "
                         f"{np.mean([c for _, c, _ in got]):.2f}, mean raw peak {np.mean([p for _, _, p in got]):+.2f}")
+            if got and peaks is not None:
+                ho = [held_out_offset(r, key, peaks["closures" if key == "anchored" else "envelope"])
+                      for r in sel if r.get(key) is not None]
+                msg += (f"; HELD OUT lead: offset 0 on {sum(o == 0 for o in ho)}/{len(ho)}, |off|<=1 on "
+                        f"{sum(abs(o) <= 1 for o in ho)}/{len(ho)} (offsets {' '.join(f'{o:+d}' for o in ho)})")
         log(msg)
 
 
@@ -376,7 +416,10 @@ def main() -> None:
         t0 = time.perf_counter()
         rows = cross_drive(detector=args.detector, variants=variants, widgets=widgets)
         print()
-        grid_summary(rows)
+        peaks = {"envelope": recorded_peaks(), "closures": recorded_peaks(closures=True)}
+        print("recorded GRID peaks SyncScore's natural lead is fitted on (envelope): "
+              + ", ".join(f"{c} {p:+.2f}" for c, p in peaks["envelope"].items()))
+        grid_summary(rows, peaks=peaks)
         print(f"({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f})")
 
 

@@ -120,12 +120,15 @@ def cues_ui(cues: Sequence[tuple[float, float, str]], names: Sequence[str] = (),
 
 
 def sync_ui(offset_frames: int, offset_ms: float, confidence: float, lags: Sequence[int], curve,
-            fps: float, visual=None, audio=None, windows: Sequence[dict] = (), method: str = "") -> dict:
+            fps: float, visual=None, audio=None, windows: Sequence[dict] = (), method: str = "",
+            raw_peak: float | None = None, natural_lead: float | None = None) -> dict:
     """SyncScore: ``lipsync_sync`` with the offset, confidence and the score-vs-lag curve.
 
     lags: (L,) ints; curve: (L,) scores (higher = better match) at those lags; visual/audio:
     optional (T,) per-frame signals; windows: optional dicts {"start", "end", "offset_frames",
-    "confidence"} (seconds) for the per-window offset track.
+    "confidence"} (seconds) for the per-window offset track; raw_peak, natural_lead: the
+    articulation scorer's curve peak and the lead subtracted from it (frames; keys only when
+    given: the benches read them, the browser does not).
     """
     d = {
         "offset_frames": int(offset_frames),
@@ -142,4 +145,7 @@ def sync_ui(offset_frames: int, offset_ms: float, confidence: float, lags: Seque
         d["audio"] = _series(audio)
     if windows:
         d["windows"] = [{str(k): _plain(v) for k, v in w.items()} for w in windows]
+    for key, v in (("raw_peak", raw_peak), ("natural_lead", natural_lead)):
+        if v is not None:
+            d[key] = _f(v, 4)
     return {"lipsync_sync": [d]}

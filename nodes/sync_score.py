@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 
-import torch
-
-from ..lipsync_models import sync
-from ..lipsync_models.checks import check_images
+from ..lipsync_models import sync, ui_payload
 from ..lipsync_models.errors import InputError
-from ..lipsync_models.types import DRIVER, FACE_TRACK, PHONEMES, AudioDriver, FaceTrack, PhonemeTrack
+from ..lipsync_models.types import DRIVER, FACE_TRACK, PHONEMES
 from . import _comfy
 
 log = logging.getLogger("comfyui_lipsync")
@@ -19,54 +14,21 @@ log = logging.getLogger("comfyui_lipsync")
 WHO = "SyncScore"
 ARTICULATION = "articulation (no weights)"
 ARTICULATION_PHONEMES = "articulation + phonemes (no weights)"
-_NETS: dict[tuple[str, float, str], object] = {}
 
 
 def _scorers() -> list[str]:
     return [ARTICULATION, ARTICULATION_PHONEMES] + [f for f in _comfy.model_files("syncnet")]
 
 
-def _load_net(name: str, device: torch.device):
-    from ..lipsync_models.backends import syncnet
-
-    path = _comfy.model_path("syncnet", name)
+def _syncnet_path(scorer: str) -> str | None:
+    """The checkpoint file of a SyncNet scorer entry (None for the articulation scorers)."""
+    if scorer in (ARTICULATION, ARTICULATION_PHONEMES):
+        return None
+    path = _comfy.model_path("syncnet", scorer)
     if path is None:
-        raise InputError(f"{WHO}: SyncNet checkpoint {name!r} is not in models/syncnet any more. "
+        raise InputError(f"{WHO}: SyncNet checkpoint {scorer!r} is not in models/syncnet any more. "
                          f"Pick another scorer (available: {', '.join(_scorers())}).")
-    key = (path, os.path.getmtime(path), str(device))
-    if key not in _NETS:
-        _NETS.clear()
-        _NETS[key] = syncnet.load_syncnet(path, device=device, who=WHO)
-    return _NETS[key]
-
-
-def _waveform(images: torch.Tensor, fps: float, audio, driver) -> tuple[torch.Tensor, list[str]]:
-    """The clip's 16 kHz mono waveform covering the frames, and notes for the report."""
-    n = images.shape[0]
-    notes = []
-    if driver is not None:
-        if not isinstance(driver, AudioDriver):
-            raise InputError(f"{WHO}: driver must come from LoadAudioDriver, got {type(driver).__name__}.")
-        if abs(driver.fps - fps) > 1e-3:
-            raise InputError(f"{WHO}: the driver was made for {driver.fps:g} fps but fps is {fps:g}. "
-                             "Set the same fps on both nodes.")
-        if driver.num_frames != n:
-            raise InputError(f"{WHO}: the driver covers {driver.num_frames} frames but there are {n} images. "
-                             "Give LoadAudioDriver the clip's frame count, or score the matching frames.")
-        return driver.waveform, notes
-    if audio is None:
-        raise InputError(f"{WHO}: connect either 'audio' (AUDIO) or 'driver' (LIPSYNC_DRIVER); both are empty.")
-    from ..lipsync_models import audio as audiolib
-
-    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
-        raise InputError(f"{WHO}: audio must be ComfyUI AUDIO {{'waveform': [B,C,T], 'sample_rate'}}, "
-                         f"got {type(audio).__name__}.")
-    length_s = audio["waveform"].shape[-1] / float(audio["sample_rate"])
-    if abs(length_s - n / fps) > 1.0 / fps:
-        notes.append(f"audio is {length_s:.2f} s, the frames {n / fps:.2f} s: scored the first {n / fps:.2f} s "
-                     "(cut or padded with silence)")
-    drv = audiolib.make_driver(audio, fps, num_frames=n, who=WHO)
-    return drv.waveform, notes
+    return path
 
 
 class SyncScore:
@@ -142,69 +104,21 @@ class SyncScore:
 
     def run(self, images, fps=25.0, search_range=15, scorer=ARTICULATION, window_s=2.0,
             audio=None, driver=None, face_track=None, phonemes=None):
-        check_images(images, WHO)
-        fps = float(fps)
-        if not math.isfinite(fps) or fps <= 0:
-            raise InputError(f"{WHO}: fps must be positive, got {fps}.")
-        n = images.shape[0]
-        wave, notes = _waveform(images, fps, audio, driver)
-        dev = _comfy.compute_device()
-        progress = _comfy.Progress(10, WHO)
-        if face_track is None:
-            from ..lipsync_models import face as facelib
-
-            from ..lipsync_models.errors import NoFaceError
-
-            # Haar first, not the face mesh: its lip measurements put recorded GRID clips' offsets
-            # on one calibration (bench/bench_sync.py: exact 100% vs 71% with the mesh); the mesh
-            # only for faces Haar does not find (stylised or turned faces)
-            detector = "haar"
-            try:
-                face_track = facelib.track_faces(images.to(dev), detector="haar",
-                                                 on_progress=lambda d, t: progress(int(4 * d / max(t, 1)), 10))
-            except NoFaceError:
-                if not facelib.mediapipe_available():
-                    raise
-                detector = "mediapipe"
-                face_track = facelib.track_faces(images.to(dev), detector="mediapipe",
-                                                 on_progress=lambda d, t: progress(int(4 * d / max(t, 1)), 10))
-            notes.append(f"face tracked here with the {detector} detector")
-        elif not isinstance(face_track, FaceTrack):
-            raise InputError(f"{WHO}: face_track must come from MaskLowerFace, got {type(face_track).__name__}.")
-        if face_track.num_frames != n:
-            raise InputError(f"{WHO}: the face track has {face_track.num_frames} frames but there are {n} images. "
-                             "Track the same frames you score.")
-        if phonemes is not None:
-            if not isinstance(phonemes, PhonemeTrack):
-                raise InputError(f"{WHO}: phonemes must come from ExtractPhonemes, got {type(phonemes).__name__}.")
-            if abs(phonemes.duration - n / fps) > 0.5:
-                raise InputError(f"{WHO}: the phonemes cover {phonemes.duration:.2f} s but the frames {n / fps:.2f} s. "
-                                 "Connect ExtractPhonemes' output for this clip's audio.")
-        later = lambda d, t: progress(4 + int(6 * d / max(t, 1)), 10)  # noqa: E731
-        if scorer in (ARTICULATION, ARTICULATION_PHONEMES):
-            result = sync.score_articulation(face_track, wave, fps, search_range=int(search_range),
-                                             window_s=float(window_s), use_phonemes=scorer == ARTICULATION_PHONEMES,
-                                             images=images, phonemes=phonemes, on_progress=later)
-        else:
-            net = _load_net(scorer, dev)
-            result = sync.score_syncnet(net, images.to(dev), face_track, wave.to(dev), fps,
-                                        search_range=int(search_range), window_s=float(window_s),
-                                        on_progress=later)
-        progress(10, 10)
-        report = result.report()
-        if notes:
-            report += "\n" + "\n".join("note: " + s for s in notes)
+        result, notes = sync.score_clip(images, fps, audio=audio, driver=driver, face_track=face_track,
+                                        phonemes=phonemes, search_range=int(search_range), window_s=float(window_s),
+                                        use_phonemes=scorer == ARTICULATION_PHONEMES,
+                                        syncnet_path=_syncnet_path(scorer), device=_comfy.compute_device(),
+                                        on_progress=_comfy.Progress(sync.STEPS, WHO))
+        report = result.report() + "".join("\nnote: " + s for s in notes)
         log.info("SyncScore: %s", report.split("\n")[0])
-        out_dev = _comfy.intermediate_device()
-        plot = sync.plot(result).to(out_dev)
-        from ..lipsync_models import ui_payload
-
+        plot = sync.plot(result).to(_comfy.intermediate_device())
         ui = {"images": _comfy.preview_images(plot, "lipsync_sync"), "text": [report]}
         ui.update(ui_payload.sync_ui(result.offset_frames, result.offset_ms, result.confidence,
-                                     result.lags, result.scores, fps, visual=result.visual, audio=result.audio,
+                                     result.lags, result.scores, float(fps), visual=result.visual, audio=result.audio,
                                      windows=[{k: w[k] for k in ("start", "end", "offset_frames", "confidence")}
                                               for w in result.windows],
-                                     method=result.method))
+                                     method=result.method, raw_peak=result.raw_peak,
+                                     natural_lead=result.natural_lead))
         return {"ui": ui, "result": (int(result.offset_frames), float(result.offset_ms), float(result.confidence),
                                      report, plot)}
 

@@ -183,11 +183,30 @@ def test_score_clip_on_grid_frames_and_fps_resampling(random_net, grid_dir):
     boxes = torch.tensor([[120.0, 60.0, 240.0, 200.0]]).repeat(12, 1)
     s = syncnet.score_clip(random_net, images, boxes, wav16, fps=25, vshift=3)
     assert s.dists.shape == (12 - 5, 7)  # windows 0..6, offsets -3..3
-    assert s.lse_c >= 0 and s.lse_d == pytest.approx(float(s.mdist.min()))
-    assert -3 <= s.offset <= 3
     # the same clip at 50 fps with every frame doubled resamples to the same 25 fps frames
     s50 = syncnet.score_clip(random_net, images.repeat_interleave(2, 0), boxes.repeat_interleave(2, 0),
                              wav16, fps=50, vshift=3)
     torch.testing.assert_close(s50.dists, s.dists)
     with pytest.raises(InputError, match="too short"):
         syncnet.score_clip(random_net, images[:5], boxes[:5], wav16, fps=25)
+
+
+def test_scores_from_a_distance_matrix_by_hand():
+    # 3 windows x 5 offsets (vshift 2): column j is syncnet offset 2 - j. Worked by hand:
+    # means per column (5, 5, 3, 2, 6); LSE-D = min = 2 (column 3); median 5; LSE-C = 5 - 2 = 3;
+    # syncnet offset 2 - 3 = -1 (audio late in syncnet_python's sign), so the pack's offset is +1
+    d = torch.tensor([[5.0, 4.0, 3.0, 1.0, 6.0], [6.0, 5.0, 4.0, 2.0, 5.0], [4.0, 6.0, 2.0, 3.0, 7.0]])
+    s = syncnet.scores_from_dists(d, vshift=2)
+    assert s.mdist.tolist() == [5.0, 5.0, 3.0, 2.0, 6.0]
+    assert (s.lse_d, s.lse_c, s.syncnet_offset, s.offset) == (2.0, 3.0, -1, 1)
+    # framewise: median - each window's distance at the best offset = (4, 3, 2), then a median
+    # filter whose 9-window kernel is cut to the track's 3 windows; scipy zero-pads, so the
+    # medians of (0, 4, 3), (4, 3, 2), (3, 2, 0)
+    assert s.framewise_conf.tolist() == [3.0, 3.0, 2.0]
+    # 11 windows with the best column constant: the filter returns the constant inside, and
+    # within 4 windows of either end at least 5 of the 9 values are real ones, so the same
+    d11 = torch.tensor([[3.0, 1.0, 2.0]]).repeat(11, 1)
+    s11 = syncnet.scores_from_dists(d11, vshift=1)
+    assert (s11.lse_d, s11.lse_c, s11.offset) == (1.0, 1.0, 0)
+    assert s11.framewise_conf.tolist() == [1.0] * 11
+

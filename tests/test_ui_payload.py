@@ -47,3 +47,13 @@ def test_sync_ui_plain_json_from_numpy_and_tensors():
     assert len(s["visual"]) <= U.MAX_CURVE and set(s["visual"]) == {0.0}
     assert s["windows"] == [{"start": 0.0, "end": 2.0, "offset_frames": 1, "confidence": 0.5}]
     assert "Infinity" not in text and not math.isnan(s["curve"][0])
+
+
+def test_sync_ui_carries_the_articulation_peak_only_when_given():
+    plain = U.sync_ui(0, 0.0, 0.5, [-1, 0, 1], [0.1, 0.5, 0.2], 25.0)["lipsync_sync"][0]
+    assert "raw_peak" not in plain and "natural_lead" not in plain
+    s = U.sync_ui(1, 40.0, 0.1, [-1, 0, 1], [0.1, 0.2, 0.5], 25.0, raw_peak=np.float64(1.23456),
+                  natural_lead=torch.tensor(0.35))["lipsync_sync"][0]
+    assert s["raw_peak"] == 1.2346 and s["natural_lead"] == 0.35
+    json.dumps(s, allow_nan=False)
+

@@ -126,6 +126,19 @@ def load_syncnet(path: str, device: torch.device | str = "cpu", who: str = "Sync
     return build_syncnet(load_state(path, who), os.path.basename(path), who).to(device)
 
 
+_CACHE: dict[tuple[str, float, str], SyncNetV2] = {}
+
+
+def load_syncnet_cached(path: str, device: torch.device | str = "cpu", who: str = "SyncNet") -> SyncNetV2:
+    """:func:`load_syncnet`, keeping the last network loaded: the same file (path and modification
+    time) on the same device is read once; another one replaces it (one network in memory)."""
+    key = (path, os.path.getmtime(path), str(device))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_syncnet(path, device=device, who=who)
+    return _CACHE[key]
+
+
 # --- audio features ------------------------------------------------------------------------
 
 def _mel_filters(nfilt: int = 26, nfft: int = 512, rate: int = SYNCNET_RATE) -> torch.Tensor:

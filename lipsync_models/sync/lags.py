@@ -1,0 +1,102 @@
+"""SyncScore's lag correlation: every visual x audio signal pair correlated (Pearson) at
+sub-frame lags, and the peak of their mean curve read off as an offset."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..calibration import ACTIVITY_WEIGHT
+from .signals import ENVELOPE_RATE
+
+LAG_STEP = 0.1
+"""Sub-frame resolution of the lag search, in frames."""
+
+
+def corr_rows(v: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Pearson r between v (T,) and each row of a (L, T); 0 where either is constant."""
+    v = v - v.mean()
+    a = a - a.mean(1, keepdims=True)
+    num = a @ v
+    den = np.sqrt((a * a).sum(1) * (v * v).sum())
+    return np.where(den > 1e-12, num / np.maximum(den, 1e-300), 0.0)
+
+
+def lag_curves(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], audio_fr: dict[str, np.ndarray],
+               fps: float, lags: np.ndarray, frames: slice | None = None) -> np.ndarray:
+    """Correlation curves of every visual x audio pair at (sub-frame) ``lags``.
+
+    visual: name -> (T,) per frame; audio_hr: name -> (M,) at :data:`ENVELOPE_RATE`, sample m
+    at m / rate seconds; audio_fr: name -> (T,) per frame. At lag L the audio is read at frame
+    ``i + L`` (time ``(i + L) / fps``), linear interpolation, edge values outside the clip.
+    ``frames`` restricts the visual frames used (windows). Returns (P, len(lags)): levels and
+    frame-to-frame changes for each pair (P = 2 * pairs).
+    """
+    t_all = np.arange(next(iter(visual.values())).shape[0], dtype=np.float64)
+    t = t_all[frames] if frames is not None else t_all
+    q = t[None, :] + lags[:, None]  # (L, T') frame positions
+    sampled = []
+    for a in audio_hr.values():
+        pos = q / fps * ENVELOPE_RATE
+        sampled.append(np.interp(pos.ravel(), np.arange(a.shape[0]), a).reshape(q.shape))
+    for a in audio_fr.values():
+        sampled.append(np.interp(q.ravel(), np.arange(a.shape[0]), a).reshape(q.shape))
+    out = []
+    for v in visual.values():
+        vv = v[frames] if frames is not None else v
+        for s in sampled:
+            out.append(corr_rows(vv, s))
+            out.append(corr_rows(np.diff(vv), np.diff(s, axis=1)))
+    return np.stack(out)
+
+
+class LagScore(NamedTuple):
+    """What :func:`score_lags` read off the curve.
+
+    offset: round(raw_peak - lead), clipped to -R..R; peak_confidence: best score minus the
+    median of the scores at whole offsets; confidence: the score at offset 0 minus that median;
+    at_int: (2R+1,) the curve at whole offsets -R..R; raw_peak: the curve's peak in frames
+    (parabolic refinement), before the lead is subtracted."""
+
+    offset: int
+    peak_confidence: float
+    confidence: float
+    at_int: np.ndarray
+    raw_peak: float
+
+
+def score_lags(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], audio_fr: dict[str, np.ndarray],
+               activity: tuple[np.ndarray, np.ndarray], fps: float, search_range: int, lead: float,
+               frames: slice | None = None, activity_weight: float = ACTIVITY_WEIGHT) -> LagScore:
+    """The mean of the fine curves (:func:`lag_curves`) plus ``activity_weight`` times the
+    correlation of the activity pair (visual (T,), audio at :data:`ENVELOPE_RATE`), on a grid of
+    whole multiples of :data:`LAG_STEP` covering -R-1..R+1 shifted by ``lead`` (the grid points do
+    not move with the lead, so the curve's peak is the clip's alone); its peak minus ``lead``,
+    rounded, is the offset."""
+    R = int(search_range)
+    lo = int(np.floor((-R - 1 + lead) / LAG_STEP + 1e-9))
+    hi = int(np.ceil((R + 1 + lead) / LAG_STEP - 1e-9))
+    fine = np.arange(lo, hi + 1) * LAG_STEP
+    ints = np.arange(-R, R + 1)
+    curves = lag_curves(visual, audio_hr, audio_fr, fps, fine, frames)
+    act = lag_curves({"activity": activity[0]}, {"activity": activity[1]}, {}, fps, fine, frames)[0]
+    mean = curves.mean(0) + activity_weight * act
+    inside = (fine >= -R - 0.5 + lead) & (fine <= R + 0.5 + lead)
+    j = int(np.nonzero(inside)[0][int(np.argmax(mean[inside]))])
+    best_fine = float(fine[j]) + _parabola_step(mean, j) * LAG_STEP
+    offset = int(np.clip(np.round(best_fine - lead), -R, R))
+    at_int = np.interp(ints + lead, fine, mean)
+    med = float(np.median(at_int))
+    conf = float(max(mean[inside].max(), at_int.max()) - med)
+    return LagScore(offset, conf, float(at_int[R] - med), at_int, best_fine)
+
+
+def _parabola_step(y: np.ndarray, j: int) -> float:
+    """Sub-sample position of the peak at ``j`` from the parabola through it and its neighbours,
+    in samples, within +-0.5 (0 at the ends or where the three points do not bend down)."""
+    if not 0 < j < len(y) - 1:
+        return 0.0
+    y0, y1, y2 = y[j - 1], y[j], y[j + 1]
+    den = y0 - 2 * y1 + y2
+    return float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5)) if den < 0 else 0.0
