@@ -211,7 +211,8 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     keep_detail: keep the frame's own fine detail where the crop did not change the picture.
     on_progress: ``on_progress(done, total)`` after each chunk.
 
-    Returns (B, H, W, C) on the frames' device and dtype; pixels where the blend mask is 0 are
+    Returns (B, H, W, C) on the frames' device and dtype; pixels where the blend mask is 0, and
+    every pixel of a frame whose face the track did not find (``track.found`` False), are
     bit-identical to ``frames``. Extra memory: the output plus one chunk's mouth regions.
 
     The work is done on a window of the crop around the mask (colour statistics, the change,
@@ -293,6 +294,8 @@ def _plan(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None, fea
 
     # crop windows: where the blend mask can be non-zero, in crop pixels, plus a zero border
     corners, ell, valid_mask = _mask_corners(track, mask, max(int(chunk), 1) if chunk else 16)
+    # frames where the face was not found pass through unchanged (the track only interpolates there)
+    valid_mask = valid_mask & track.found.detach().cpu().bool()
     win = _boxes(corners, math.ceil(3.0 * sigma) + 2, s, s)
     win[~valid_mask] = 0
     valid_w, woff, ch, cw = _layout(win, s, s)
@@ -314,19 +317,20 @@ def _plan(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None, fea
 def _chunk_weights(mask: torch.Tensor | None, plan: _Plan, idx: list[int], fwd: torch.Tensor,
                    dev: torch.device, work: torch.dtype):
     """Blend weight (b, 1, ch, cw) in the crop windows of frames ``idx``, the weight the colour
-    statistics use, and ``exact``: a given hard mask (b, 1, rh, rw) applied at frame resolution
-    (None otherwise)."""
+    statistics use, ``exact``: a given hard mask (b, 1, rh, rw) applied at frame resolution (None
+    otherwise), and ``cap``: a given soft mask at frame resolution, which the blend's alpha may not
+    exceed (the softened weight spreads past the mask's edge; None without a given soft mask)."""
     u, v = _window_coords(plan.woff[idx], plan.ch, plan.cw, dev)
     weight = _footprint(u, v, plan.size, plan.width)[:, None]
     if plan.ell is not None:
         weight = torch.minimum(weight, _ellipse_weight(u, v, plan.ell[idx], plan.width)[:, None])
-        return weight, weight, None
+        return weight, weight, None, None
     exact = _gather(mask[..., None], idx, plan.foff, plan.rh, plan.rw, dev, dtype=work).clamp(0.0, 1.0)
     m = _warp(exact.float(), fwd, (plan.ch, plan.cw), "zeros")
     if plan.sigma > 0:
         weight = weight * _gauss_blur(m, plan.sigma).clamp(0.0, 1.0)
-        return weight, weight, None
-    return weight, weight * m, exact
+        return weight, weight, None, exact
+    return weight, weight * m, exact, None
 
 
 def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor | None, plan: _Plan,
@@ -338,7 +342,7 @@ def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor |
     fwd = plan.to_win[idx]
     recrop = _warp(rgb.float(), fwd, (plan.ch, plan.cw), "border")
     gen = _gather(crops, idx, plan.woff, plan.ch, plan.cw, dev, channels=3)
-    weight, stats_weight, exact = _chunk_weights(mask, plan, idx, fwd, dev, work)
+    weight, stats_weight, exact, cap = _chunk_weights(mask, plan, idx, fwd, dev, work)
     if color_match:
         gain, offset = _color_params(gen, recrop, stats_weight)
         diff = torch.addcmul(offset, gain, gen) - recrop
@@ -361,8 +365,13 @@ def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor |
     else:
         res = torch.addcmul(rgb, exact, torch.addcmul(back[:, :3], back[:, 3:4], rgb, value=-1.0))
         res.clamp_(0.0, 1.0)
+    wb = None
+    if cap is not None:  # the change never reaches past the given mask: alpha <= mask, 0 outside
+        wb = _warp(weight, bwd, (rh, rw), "border").to(work)
+        scale = (cap / wb.clamp_min(1e-6)).clamp(max=1.0)
+        res = torch.where(cap > 0, rgb + scale * (res - rgb), rgb)
     lo, hi = torch.aminmax(rgb)
     if lo < 0 or hi > 1:  # out-of-range input: keep it exactly where nothing is blended
-        wb = _warp(weight, bwd, (rh, rw), "border").to(work)
+        wb = _warp(weight, bwd, (rh, rw), "border").to(work) if wb is None else wb
         res = torch.where(wb * (1.0 if exact is None else exact) > 0, res, rgb)
     return res

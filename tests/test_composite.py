@@ -4,6 +4,8 @@ import dataclasses
 import math
 
 import numpy as np
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -295,6 +297,38 @@ def test_chunking_gives_the_same_result(clip):
         one = C.composite(frames, crops, track, blend=blend, chunk=16)
         for chunk in (1, 3):
             torch.testing.assert_close(C.composite(frames, crops, track, blend=blend, chunk=chunk), one, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("blend", C.BLENDS)
+def test_a_soft_given_mask_bounds_the_change(clip, blend):
+    """The blend's alpha never exceeds a given soft mask (issue 14: a one-pixel fringe just outside
+    MaskLowerFace's mask changed by up to 6/255): 0 outside it; in alpha mode at most the mask's
+    value inside (multi-band spreads its low band further than the weight, within the mask)."""
+    frames, track = clip
+    crops = torch.zeros(4, 128, 128, 3)
+    crops[..., 1] = 1.0
+    ys, xs = torch.meshgrid(torch.arange(512.0), torch.arange(512.0), indexing="ij")
+    r = torch.sqrt((xs - 223) ** 2 + (ys - 170) ** 2)
+    mask = ((60 - r) / 20).clamp(0, 1)[None].repeat(4, 1, 1)  # a feathered disc on the mouth
+    for feather in (0.05, 0.2):
+        out = C.composite(frames, crops, track, mask=mask, feather=feather, blend=blend, color_match=False)
+        change = (out - frames).abs().amax(-1)
+        assert torch.equal(out[mask == 0], frames[mask == 0])
+        if blend == "alpha":
+            assert bool((change <= mask + 1e-5).all()), float((change - mask).max())
+        assert float(change[:3].amax()) > 0.5  # the mouth did change
+
+
+def test_frames_without_a_face_pass_through(clip):
+    """A frame whose face the track did not find (only interpolated there) keeps every pixel."""
+    frames, track = clip
+    crops = torch.zeros(4, 128, 128, 3)
+    crops[..., 0] = 1.0
+    lost = replace(track, found=torch.tensor([True, False, True, False]))
+    for mask in (None, torch.ones(4, 512, 512)):
+        out = C.composite(frames, crops, lost, mask=mask, color_match=False)
+        assert torch.equal(out[1], frames[1]) and torch.equal(out[3], frames[3])
+        assert not torch.equal(out[0], frames[0]) and not torch.equal(out[2], frames[2])
 
 
 def test_given_mask_is_used_and_limited_to_the_crop(clip):
