@@ -10,11 +10,15 @@ from . import _comfy
 
 class LipSyncInference:
     DESCRIPTION = (
-        "Makes the mouth in every frame follow the audio. The built-in generator (no weights) "
-        "reshapes the tracked mouth from MapVisemes' mouth parameters with a smooth warp, gives it the "
-        "clip's own lips (from one closed-mouth frame) and draws the inner mouth where it opens; a "
-        "Wav2Lip checkpoint from models/lipsync redraws the lower "
-        "face from the audio instead. Outputs aligned crops and the face track for Composite."
+        "Makes the mouth in every frame follow the audio. The default built-in generator (no weights) "
+        "re-uses the clip's own lower faces: for each frame it picks the frame of the clip whose mouth "
+        "best matches MapVisemes' mouth shape (chosen over the whole clip so the mouth moves smoothly), "
+        "aligns it onto the face and matches its colour, so every mouth is a real one. A still or a clip "
+        "whose mouth hardly moves gets the warp generator instead, which reshapes the tracked mouth and "
+        "draws the lips and inner mouth. A Wav2Lip checkpoint from models/lipsync redraws the lower face "
+        "from the audio. Outputs aligned crops and the face track for Composite; the track's report names "
+        "the generator used. Holds one batch of full-size crops at a time, plus 64-px crops of every frame "
+        "for the clip's own mouths."
     )
 
     @classmethod
@@ -25,19 +29,24 @@ class LipSyncInference:
                 "face_track": (FACE_TRACK, {"tooltip": "Face track from MaskLowerFace: where the face and mouth are in each frame."}),
                 "visemes": (VISEMES, {"tooltip": "Mouth track from MapVisemes; drives the built-in generator."}),
                 "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver; its mel windows drive Wav2Lip checkpoints."}),
-                "model": ([backends.BUILTIN] + _comfy.model_files("lipsync"), {
+                "model": (list(backends.BUILTINS) + _comfy.model_files("lipsync"), {
                     "default": backends.BUILTIN,
-                    "tooltip": "Generator: the built-in one needs no weights; or a Wav2Lip checkpoint "
+                    "tooltip": "Generator. 'built-in (no weights)': the clip's own mouths when the clip shows "
+                               "enough of them, else the warp generator. 'clip's own mouths': real mouths "
+                               "of this clip, re-ordered to the audio. 'warp (drawn lips)': reshapes this "
+                               "frame's mouth and draws the lips (for stills). Or a Wav2Lip checkpoint "
                                "(wav2lip.pth, wav2lip_gan.pth or .safetensors) placed in ComfyUI's models/lipsync folder.",
                 }),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.5, "step": 0.05,
-                                       "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion."}),
+                                       "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion "
+                                                  "(the clip's own mouths: how far the chosen shapes move from each "
+                                                  "frame's own toward the audio's)."}),
                 "batch_size": ("INT", {"default": 16, "min": 1, "max": 256,
                                        "tooltip": "Frames generated at once; lower it if memory runs out."}),
             },
             "optional": {
                 "lip_frame": ("INT", {"default": -1, "min": -1, "max": 1_000_000,
-                                      "tooltip": "Built-in generator: the frame (0 = first) whose lips, texture "
+                                      "tooltip": "Warp generator: the frame (0 = first) whose lips, texture "
                                                  "and colour, every new mouth wears. -1 = automatic: the most "
                                                  "closed frame of usual width. Pick another if that one is "
                                                  "blurred or covered."}),
@@ -55,8 +64,8 @@ class LipSyncInference:
 
     def run(self, images, face_track, visemes, driver, model=backends.BUILTIN, strength=1.0, batch_size=16,
             lip_frame=-1):
-        path = None
-        if model != backends.BUILTIN:
+        path = model
+        if model not in backends.BUILTINS:
             path = _comfy.model_path("lipsync", model)
             if path is None:
                 raise CheckpointError(

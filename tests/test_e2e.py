@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_lipsync.lipsync_models import media
+from comfyui_lipsync.lipsync_models import media, mouth_bank
 from comfyui_lipsync.lipsync_runner.cli import call_node
 from comfyui_lipsync.nodes.composite import Composite
 from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
@@ -81,7 +81,7 @@ def runs(clips):
         out_track = call_node(MaskLowerFace, images=out)[0]["face_track"]
         score = call_node(SyncScore, images=out, driver=driver, face_track=out_track, fps=c["fps"])[0]
         results.append({"clip": stem, "src": src, "images": images, "out": out, "audio": audio, "driver": driver,
-                        "in_track": track, "jaw": visemes.param("jaw_open").double().numpy(),
+                        "in_track": track, "jaw": visemes.param("jaw_open").double().numpy(), "params": visemes.params,
                         "opening": out_track.opening.double().numpy(), "out_track": out_track, "score": score})
     return results
 
@@ -129,12 +129,14 @@ def test_mouth_moves_like_the_true_speaker(runs, clips):
 
 
 def test_original_mouth_motion_does_not_show_through(runs, clips):
-    """GRID sentences share a template, so the original opening correlates with any GRID jaw
-    track by itself; beyond what the requested jaw track explains it must not show."""
+    """The default generator gives frame t the lower face of another frame of the clip (mouth_bank):
+    beyond that chosen frame's mouth, frame t's own opening must not show (partial r given the chosen
+    frames' openings; 30 % of the original opening mixed in measures 0.94 and 0.96 on these pairs)."""
     for run in runs:
         got, orig = run["opening"], clips[run["clip"]]["opening"]
-        show = partial_r(got, orig, run["jaw"])
-        print(f"{run['clip']}: r(out, original | jaw_open) {show:+.2f}")
+        chosen = mouth_bank.select_mouths(run["in_track"], run["params"]).source
+        show = partial_r(got, orig, orig[chosen])
+        print(f"{run['clip']}: r(out, original | chosen frames) {show:+.2f}")
         assert show < 0.35, f"{run['clip']}: the original mouth motion shows through (partial r {show:.2f})"
 
 

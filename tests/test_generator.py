@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_lipsync.lipsync_models import composite, face, generator, media, types
+from comfyui_lipsync.lipsync_models import backends, composite, face, generator, media, types
 from comfyui_lipsync.lipsync_models import audio as audio_mod
 from comfyui_lipsync.lipsync_models.errors import InputError, LengthMismatchError
 from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
@@ -427,15 +427,19 @@ def _node_inputs(grid_clip, jaw=None, n_vis=None, n_drv=None):
 
 
 def _defaults():
+    """The node's widget defaults, with the warp generator (this file's subject) as the model; the
+    default model, the clip's own mouths, is tested in test_mouth_bank.py."""
     req = LipSyncInference.INPUT_TYPES()["required"]
-    return {k: v[1]["default"] for k, v in req.items() if len(v) > 1 and "default" in v[1]}
+    d = {k: v[1]["default"] for k, v in req.items() if len(v) > 1 and "default" in v[1]}
+    return {**d, "model": backends.WARP}
 
 
 def test_node_interface():
     spec = LipSyncInference.INPUT_TYPES()
     req = spec["required"]
     assert all("tooltip" in s[1] for group in spec.values() for s in group.values())
-    assert req["model"][0][0] == "built-in (no weights)" and _defaults()["model"] == "built-in (no weights)"
+    assert req["model"][0][0] == "built-in (no weights)" and req["model"][1]["default"] == "built-in (no weights)"
+    assert backends.WARP in req["model"][0]
     assert LipSyncInference.RETURN_TYPES == ("IMAGE", types.FACE_TRACK)
     assert LipSyncInference.CATEGORY == "lipsync/generate"
     assert len(LipSyncInference.OUTPUT_TOOLTIPS) == 2
@@ -445,7 +449,9 @@ def test_node_builtin_on_grid(grid_clip):
     frames, track, vis, driver = _node_inputs(grid_clip)
     crops, out_track = LipSyncInference().run(frames, track, vis, driver, **_defaults())
     assert crops.shape == (len(frames), 256, 256, 3) and crops.dtype == torch.float32
-    assert out_track is track
+    # the track Composite needs is the input's, with a report line naming the generator
+    assert out_track.transform is track.transform and out_track.mouth is track.mouth
+    assert out_track.report.splitlines()[-1] == f"generator: {backends.WARP}"
     assert _pearson(face.mouth_opening(crops), vis.param("jaw_open")) >= 0.9
     # ready for Composite: same frame count, size and track
     pasted = composite.composite(frames[:4], crops[:4], _slice_track(out_track, 4))
@@ -492,5 +498,5 @@ def test_node_progress_per_batch(grid_clip, monkeypatch):
     calls = []
     monkeypatch.setattr(_comfy.Progress, "hook", staticmethod(lambda done, total: calls.append((done, total))))
     frames, track, vis, driver = _node_inputs(grid_clip)
-    LipSyncInference().run(frames, track, vis, driver, model="built-in (no weights)", strength=1.0, batch_size=32)
+    LipSyncInference().run(frames, track, vis, driver, model=backends.WARP, strength=1.0, batch_size=32)
     assert calls == [(1, 3), (2, 3), (3, 3)]

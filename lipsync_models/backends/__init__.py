@@ -1,7 +1,13 @@
 """Generator backends behind LipSyncInference, and the clip-level driver that runs them.
 
-* ``"built-in (no weights)"``: :mod:`..generator`, which reshapes the mouth of aligned crops
-  from the viseme track's mouth parameters.
+* ``"built-in (no weights)"`` (the default): the clip's own mouths (:mod:`..mouth_bank`) whenever
+  the clip shows enough distinct mouths, else the warp generator.
+* ``"built-in: clip's own mouths"``: :mod:`..mouth_bank` (Video Rewrite): each frame wears the clip's
+  own lower face whose mouth best matches the viseme track, aligned and colour-matched; frames asking
+  for a wider mouth than the clip ever shows go to the warp generator.
+* ``"built-in: warp (drawn lips)"``: :mod:`..generator`, which reshapes the mouth of aligned crops
+  from the viseme track's mouth parameters and draws the lips and inner mouth; for stills and
+  closed-mouth clips.
 * a checkpoint file: :mod:`.wav2lip`, the Wav2Lip-compatible network, which redraws the lower
   half of a 96-px face crop from the driver's mel windows.
 
@@ -19,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from .. import composite, generator
+from .. import composite, generator, mouth_bank
 from ..checks import check_images
 from ..errors import InputError, LengthMismatchError
 from ..types import AudioDriver, FaceTrack, VisemeTrack
@@ -28,7 +34,12 @@ log = logging.getLogger("comfyui_lipsync")
 
 WHO = "LipSyncInference"
 BUILTIN = "built-in (no weights)"
-"""Name of the weight-free generator in the model list."""
+"""Name of the default weight-free generator in the model list: the clip's own mouths where the clip
+offers enough of them, else the warp generator."""
+BANK = "built-in: clip's own mouths"
+WARP = "built-in: warp (drawn lips)"
+BUILTINS = (BUILTIN, BANK, WARP)
+"""The weight-free generators, in the order of the node's model list."""
 
 
 def check_lengths(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver: AudioDriver,
@@ -57,6 +68,36 @@ def _frames(track: FaceTrack, start: int, stop: int) -> FaceTrack:
                    found=track.found[start:stop])
 
 
+def _warp_setup(images: torch.Tensor, track: FaceTrack, lip_frame: int, device, who: str):
+    """The warp generator's per-clip inputs: the mouth landmarks in crop pixels and the rest mouth
+    wearing the lips of ``lip_frame`` (-1: :func:`generator.reference_frame`)."""
+    b = track.num_frames
+    m = track.transform.to(torch.float32)
+    mouth_crop = track.mouth.to(torch.float32) @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+    rest = generator.mouth_rest(mouth_crop)
+    # the lips are re-rendered with the clip's own lip texture, from its most closed frame
+    if int(lip_frame) >= b:
+        raise InputError(f"{who}: lip_frame {int(lip_frame)} is past the clip's last frame ({b - 1}); "
+                         "-1 picks the most closed frame.")
+    ref = int(lip_frame) if int(lip_frame) >= 0 else generator.reference_frame(mouth_crop, track.found)
+    log.info("%s: lips from frame %d", who, ref)
+    ref_crop = composite.crop_faces(images[ref:ref + 1], _frames(track, ref, ref + 1), device=device)
+    rest = replace(rest, ref_crop=ref_crop[0, ..., :3].to(torch.float32).permute(2, 0, 1),
+                   ref_mouth=mouth_crop[ref].to(device))
+    return mouth_crop, rest
+
+
+def _bank_plan(images, track, visemes, model, strength, device, who):
+    """The clip's-own-mouths plan for the built-in models (None: the warp generator makes every frame),
+    and the note for the report."""
+    if model not in (None, BUILTIN, BANK):
+        return None, f"generator: {WARP}"
+    plan = mouth_bank.plan(images, track, visemes.params, strength=strength, device=device)
+    note = f"generator: {plan.selection.note}"
+    log.info("%s: %s", who, note)
+    return (plan if plan.selection.use_bank else None), note
+
+
 def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver: AudioDriver,
             model: str | None = None, strength: float = 1.0, batch_size: int = 16,
             device: torch.device | None = None, lip_frame: int = -1,
@@ -66,16 +107,17 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
 
     images:  (B, H, W, C) float 0..1 frames (IMAGE), C 3 or 4.
     track:   FaceTrack of these frames (MaskLowerFace).
-    visemes: VisemeTrack of B frames (its ``params`` drive the built-in generator).
+    visemes: VisemeTrack of B frames (its ``params`` drive the built-in generators).
     driver:  AudioDriver of B frames (its ``mel`` windows drive Wav2Lip).
-    model:   None or :data:`BUILTIN` for the built-in generator, else a checkpoint path.
+    model:   None or one of :data:`BUILTINS`, else a checkpoint path.
     strength: 0 = the original mouth, 1 = the full generated motion.
     batch_size: frames per batch on ``device``.
-    lip_frame: built-in generator: the frame whose lips (texture, colour) the new mouths wear;
+    lip_frame: warp generator: the frame whose lips (texture, colour) the new mouths wear;
              -1 = :func:`generator.reference_frame` (the most closed frame of usual width).
     Returns (crops (B, S, S, 3) float32 0..1 on the images' device, face track for Composite):
-    S is the track's crop size for the built-in generator and 96 for Wav2Lip, whose track
-    carries the face-crop transform.
+    S is the track's crop size for the built-in generators and 96 for Wav2Lip, whose track
+    carries the face-crop transform. The track's report gains a line naming the generator used
+    (and, for the clip's own mouths, how many frames it took and warped).
     """
     check_images(images, who)
     b = check_lengths(images, track, visemes, driver, who)
@@ -85,46 +127,45 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
     if batch_size < 1:
         raise InputError(f"{who}: batch_size must be at least 1, got {batch_size}.")
     device = torch.device(device) if device is not None else images.device
-    builtin = model is None or model == BUILTIN
-    total = math.ceil(b / batch_size)
+    builtin = model is None or model in BUILTINS
+    plan, net, note = None, None, ""
+    out_track = track
     if builtin:
-        out_track = track
-        net = None
+        plan, note = _bank_plan(images, track, visemes, model, strength, device, who)
+        if plan is None or bool(plan.selection.warp.any()):
+            mouth_crop, rest = _warp_setup(images, track, lip_frame, device, who)
     else:
         from . import wav2lip
 
         net = wav2lip.cached_wav2lip(model, device, who)
         out_track = wav2lip.face_track(track)
-
     s = out_track.crop_size
     out = torch.empty((b, s, s, 3), dtype=torch.float32, device=images.device)
-    if builtin:
-        m = out_track.transform.to(torch.float32)
-        mouth_crop = out_track.mouth.to(torch.float32) @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
-        rest = generator.mouth_rest(mouth_crop)
-        # the lips are re-rendered with the clip's own lip texture, from its most closed frame
-        if int(lip_frame) >= b:
-            raise InputError(f"{who}: lip_frame {int(lip_frame)} is past the clip's last frame ({b - 1}); "
-                             "-1 picks the most closed frame.")
-        ref = int(lip_frame) if int(lip_frame) >= 0 else generator.reference_frame(mouth_crop, out_track.found)
-        log.info("%s: lips from frame %d", who, ref)
-        ref_crop = composite.crop_faces(images[ref:ref + 1], _frames(out_track, ref, ref + 1), device=device)
-        rest = replace(rest, ref_crop=ref_crop[0, ..., :3].to(torch.float32).permute(2, 0, 1),
-                       ref_mouth=mouth_crop[ref].to(device))
-        params = visemes.params
+    total = math.ceil(b / batch_size)
     for i, start in enumerate(range(0, b, batch_size)):
         stop = min(start + batch_size, b)
         # crop one batch at a time: a long clip never holds a second full set of crops
         crops = composite.crop_faces(images[start:stop], _frames(out_track, start, stop), device=device)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-        if builtin:
-            gen = generator.generate(crops, mouth_crop[start:stop].to(device), params[start:stop].to(device),
-                                     strength=float(strength), rest=rest)
-        else:
+        if net is not None:
             gen = wav2lip.run_wav2lip(net, crops, driver.mel[start:stop].to(device))
             if strength != 1.0:
                 gen = crops + float(strength) * (gen - crops)
+        elif plan is None:
+            gen = generator.generate(crops, mouth_crop[start:stop].to(device), visemes.params[start:stop].to(device),
+                                     strength=float(strength), rest=rest)
+        else:
+            gen = mouth_bank.chosen_crops(plan, start, stop, crops)
+            warp = torch.as_tensor(plan.selection.warp[start:stop], device=gen.device)
+            if bool(warp.any()):
+                gen[warp] = generator.generate(crops[warp], mouth_crop[start:stop].to(device)[warp],
+                                               visemes.params[start:stop].to(device)[warp],
+                                               strength=float(strength), rest=rest)
         out[start:stop] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
         if on_progress is not None:
             on_progress(i + 1, total)
+    if plan is not None:  # the mouths shown are the chosen frames': so is the track Composite passes on
+        out_track = mouth_bank.output_track(out_track, plan)
+    if note:
+        out_track = replace(out_track, report="\n".join(x for x in (out_track.report, note) if x))
     return out, out_track

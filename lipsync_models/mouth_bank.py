@@ -1,0 +1,444 @@
+"""The clip's own mouths: a weight-free generator that re-uses real lower faces of the clip.
+
+The idea is Video Rewrite's (Bregler, Covell and Slaney, SIGGRAPH 1997): every frame where the face
+was found offers its lower face to a bank; each output frame takes the bank mouth whose shape best
+matches the target mouth of the viseme track, chosen over the whole clip at once so the mouths move
+smoothly; the chosen lower face is aligned onto the current face and its colour matched, and
+Composite blends it in with the lower-face mask. Nothing is painted: every output mouth is a real
+mouth of the clip, moved by a sub-pixel shift and a colour gain.
+
+1. **Bank** (:func:`build_bank`): the frames whose face was found, at most :data:`BANK_MAX` of them
+   (evenly spaced), with a shape descriptor each: the inner-mouth opening (``FaceTrack.opening``),
+   the mouth width (corner distance over the crop side) and the pose (head roll; the mouth's offset
+   from the face box centre, which moves with yaw).
+2. **Targets** (:func:`targets`): the viseme track's ``jaw_open`` and ``lip_spread - lip_round``
+   mapped onto this clip's own range by quantiles (rank in the target track -> the same quantile of
+   the bank), so the chosen mouths open as far as this speaker opens, no further.
+3. **Selection** (:func:`select`): dynamic programming (Viterbi) over the clip. The cost of a frame is
+   its shape distance to the target plus its pose distance to the current frame; a step to the bank
+   frame that followed the previous one in the clip costs nothing (the footage's own motion), holding
+   the same mouth a little, any other jump a fixed cost plus the shape distance between the two mouths
+   (a big jump reads as a flicker).
+4. **Alignment** (:func:`align_crops`): the chosen crop is already in the face track's aligned frame;
+   what remains (the crop is centred on the mouth, which moves with the jaw) is a translation found by
+   ECC on the band above the mouth (nose and cheeks), then a per-channel colour gain so the chosen
+   lower face is lit like the current frame.
+
+Shapes the bank lacks: when the clip never opens as wide as the line asks (its widest opening under
+:data:`LACKS_OPEN` of the widest target), the frames asking for more than the bank holds are marked;
+:mod:`..backends` hands them to the warp generator. A clip with too few distinct mouths (spread of
+the opening under :data:`MIN_SPREAD`, fewer than :data:`MIN_FRAMES` found frames) uses the warp
+generator altogether; :attr:`Selection.note` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from .checks import check_shape
+from .errors import InputError, LengthMismatchError
+from .types import MOUTH_PARAMS, FaceTrack
+
+WHO = "LipSyncInference"
+
+BANK_MAX = 400
+"""Most bank entries; a longer clip offers every k-th found frame (selection is O(T x N^2))."""
+MIN_FRAMES = 25
+"""Fewest found frames for a bank (1 s at 25 fps); a shorter clip uses the warp generator."""
+MIN_SPREAD = 0.03
+"""Least spread (90th minus 10th percentile) of the bank's opening, in mouth-width units, for the
+clip to count as showing distinct mouths; a still or a closed-mouth clip is under it."""
+LACKS_OPEN = 0.3
+"""The bank lacks wide mouths when its widest opening is under this share of the widest opening the
+line asks for (``jaw_open`` x :data:`OPEN_AT_JAW_1`): under 0.09 mouth widths for a wide 'ah', which
+no filmed speaker's widest vowel is (0.15-0.48). Not fitted: at 0.5 a GRID speaker who opens to 0.15
+had 14 frames warped, and the drawn mouths among his own looked painted (contact sheet)."""
+OPEN_AT_JAW_1 = 0.30
+"""Inner-mouth opening (mouth widths) of a wide 'ah' (``jaw_open`` = 1): the face-mesh gap of
+filmed GRID speakers' widest vowels is 0.15-0.48, 0.25-0.3 typical (FACTS.md, generator.JAW_MAX)."""
+
+# Selection costs, in units of the bank's own shape spread (see select()).
+W_WIDTH = 0.3
+"""Weight of the mouth-width distance beside the opening distance."""
+W_POSE = 1.0
+"""Weight of the pose distance (roll in radians / 0.1, mouth offset in face widths / 0.05)."""
+HOLD_COST = 0.02
+"""Cost of showing the same mouth again (a mouth frozen for long looks dead)."""
+JUMP_COST = 0.15
+"""Fixed cost of a cut to any bank frame but the next one in the clip."""
+W_JUMP_SHAPE = 0.5
+"""Cost per unit of shape distance between the mouth left and the mouth cut to."""
+
+ALIGN_SIZE = 64
+"""Side of the grey crops ECC aligns on."""
+ALIGN_BAND = (0.05, 0.34)
+"""Rows (share of the crop side) of the band ECC aligns: nose and cheeks, above the mouth (the crop
+is one face width wide and centred on the mouth; the nose tip sits 0.14 face widths above it)."""
+
+
+@dataclass(frozen=True)
+class Bank:
+    """The clip's own mouths.
+
+    frames: (N,) int64 clip frame of each entry.
+    shape:  (N, 2) float64 opening and width (mouth widths; share of the crop side).
+    pose:   (N, 2) float64 roll (radians) and mouth offset from the face centre (face widths).
+    """
+
+    frames: np.ndarray
+    shape: np.ndarray
+    pose: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(len(self.frames))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What :func:`select_mouths` chose.
+
+    source: (T,) int64 clip frame whose lower face each output frame wears (-1 = none: the face
+            was not found there, or the clip uses the warp generator).
+    warp:   (T,) bool frames whose target the bank cannot reach (the warp generator makes them).
+    note:   one line for the node's report.
+    use_bank: False where the clip offers too few mouths (the warp generator makes every frame).
+    """
+
+    source: np.ndarray
+    warp: np.ndarray
+    note: str
+    use_bank: bool
+
+
+def _pose(track: FaceTrack) -> np.ndarray:
+    b = track.num_frames
+    roll = track.extras.get("angle")
+    roll = np.zeros(b) if roll is None else roll.detach().double().cpu().numpy()
+    boxes = track.boxes.detach().double().cpu().numpy()
+    mouth = track.mouth.detach().double().cpu().numpy()
+    fw = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-6)
+    offset = (0.5 * (mouth[:, 0, 0] + mouth[:, 1, 0]) - 0.5 * (boxes[:, 0] + boxes[:, 2])) / fw
+    return np.stack([roll, offset], 1)
+
+
+def _shape(track: FaceTrack) -> np.ndarray:
+    m = track.transform.detach().double().cpu().numpy()
+    pts = np.einsum("bij,bkj->bki", m[..., :2], track.mouth.detach().double().cpu().numpy()) + m[:, None, :, 2]
+    width = np.linalg.norm(pts[:, 1] - pts[:, 0], axis=1) / track.crop_size
+    return np.stack([track.opening.detach().double().cpu().numpy(), width], 1)
+
+
+def build_bank(track: FaceTrack) -> Bank:
+    """The bank of a clip: its found frames (at most :data:`BANK_MAX`, evenly spaced) with their
+    shape and pose descriptors."""
+    if not isinstance(track, FaceTrack):
+        raise InputError(f"{WHO}: face_track must be a FaceTrack from MaskLowerFace, got {type(track).__name__}.")
+    found = np.nonzero(track.found.detach().cpu().numpy().astype(bool))[0]
+    shape, pose = _shape(track), _pose(track)
+    ok = found[np.isfinite(shape[found]).all(1) & np.isfinite(pose[found]).all(1)]
+    if len(ok) > BANK_MAX:
+        ok = ok[np.round(np.linspace(0, len(ok) - 1, BANK_MAX)).astype(np.int64)]
+    return Bank(frames=ok.astype(np.int64), shape=shape[ok], pose=pose[ok])
+
+
+def _quantile_map(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Each value's mid-rank among ``values``, read as that quantile of ``reference``."""
+    order = np.sort(values)
+    below = np.searchsorted(order, values, side="left")
+    upto = np.searchsorted(order, values, side="right")
+    q = (below + 0.5 * (upto - below)) / max(len(values), 1)
+    return np.quantile(reference, np.clip(q, 0.0, 1.0))
+
+
+def targets(params: torch.Tensor, bank: Bank) -> np.ndarray:
+    """(T, 2) target opening and width for each frame, on the bank's own scale (quantile map of
+    ``jaw_open`` and ``lip_spread - lip_round``)."""
+    p = params.detach().double().cpu().numpy()
+    jaw = p[:, MOUTH_PARAMS.index("jaw_open")] * (1.0 - p[:, MOUTH_PARAMS.index("lip_close")])
+    spread = p[:, MOUTH_PARAMS.index("lip_spread")] - p[:, MOUTH_PARAMS.index("lip_round")]
+    return np.stack([_quantile_map(jaw, bank.shape[:, 0]), _quantile_map(spread, bank.shape[:, 1])], 1)
+
+
+def _scales(bank: Bank) -> np.ndarray:
+    """Robust spread of each shape column (the unit its distances are measured in)."""
+    q = np.quantile(bank.shape, [0.1, 0.9], axis=0)
+    return np.maximum(q[1] - q[0], 1e-3)
+
+
+def select(target: np.ndarray, pose: np.ndarray, bank: Bank, active: np.ndarray) -> np.ndarray:
+    """Viterbi over the clip: (T,) index into the bank for each frame (where ``active``; -1 elsewhere).
+
+    target: (T, 2) opening, width; pose: (T, 2) the current frames' pose; active: (T,) bool.
+    """
+    t_all = len(target)
+    out = np.full(t_all, -1, np.int64)
+    idx = np.nonzero(active)[0]
+    if len(idx) == 0 or bank.size == 0:
+        return out
+    sc = _scales(bank)
+    w = np.array([1.0, W_WIDTH])
+    d_shape = (((target[idx, None, :] - bank.shape[None]) / sc) ** 2 * w).sum(-1)
+    pose_sc = np.array([0.1, 0.05])
+    d_pose = (((pose[idx, None, :] - bank.pose[None]) / pose_sc) ** 2).sum(-1)
+    unary = d_shape + W_POSE * d_pose
+    between = np.sqrt((((bank.shape[:, None] - bank.shape[None]) / sc) ** 2 * w).sum(-1))
+    step = JUMP_COST + W_JUMP_SHAPE * between
+    np.fill_diagonal(step, HOLD_COST)
+    nxt = np.nonzero(bank.frames[1:] == bank.frames[:-1] + 1)[0]
+    step[nxt, nxt + 1] = 0.0
+    cost = unary[0].copy()
+    back = np.zeros((len(idx), bank.size), np.int32)
+    for k in range(1, len(idx)):
+        total = cost[:, None] + step  # (from, to)
+        back[k] = np.argmin(total, 0)
+        cost = total[back[k], np.arange(bank.size)] + unary[k]
+    path = np.empty(len(idx), np.int64)
+    path[-1] = int(np.argmin(cost))
+    for k in range(len(idx) - 1, 0, -1):
+        path[k - 1] = back[k, path[k]]
+    out[idx] = path
+    return out
+
+
+def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0) -> Selection:
+    """Choose the clip frame whose lower face each output frame wears.
+
+    track: FaceTrack of the clip; params: (T, 5) VisemeTrack.params of the same T frames.
+    strength: 1 = the target shapes; below 1 the target moves toward each frame's own mouth (0:
+    every frame keeps its own lower face); above 1 (up to 2) away from it, within the bank's range.
+    """
+    check_shape(params, "T P", WHO, "visemes.params", P=len(MOUTH_PARAMS))
+    b = track.num_frames
+    if params.shape[0] != b:
+        raise LengthMismatchError(f"{WHO}: the viseme track has {params.shape[0]} frames but the face track "
+                                  f"{b}. Make both from the same clip.")
+    bank = build_bank(track)
+    none = np.full(b, -1, np.int64)
+    if bank.size < MIN_FRAMES:
+        return Selection(none, np.zeros(b, bool), f"clip's own mouths: only {bank.size} frames with a face "
+                         f"(at least {MIN_FRAMES} needed); the warp generator draws the mouth", False)
+    q = np.quantile(bank.shape[:, 0], [0.1, 0.9])
+    if q[1] - q[0] < MIN_SPREAD:
+        return Selection(none, np.zeros(b, bool), f"clip's own mouths: the mouth hardly moves in this clip "
+                         f"(opening spread {q[1] - q[0]:.3f} < {MIN_SPREAD}); the warp generator draws the mouth", False)
+    target = targets(params, bank)
+    active = track.found.detach().cpu().numpy().astype(bool)
+    if float(strength) == 0.0:
+        return Selection(np.where(active, np.arange(b), -1), np.zeros(b, bool),
+                         "clip's own mouths: strength 0, every frame keeps its own mouth", True)
+    if float(strength) != 1.0:
+        own = _shape(track)
+        lo, hi = bank.shape.min(0), bank.shape.max(0)
+        target = np.clip(own + float(strength) * (target - own), lo, hi)
+    pick = select(target, _pose(track), bank, active)
+    source = np.where(pick >= 0, bank.frames[np.maximum(pick, 0)], -1)
+    warp = np.zeros(b, bool)
+    jaw = params[:, MOUTH_PARAMS.index("jaw_open")].detach().double().cpu().numpy()
+    asked = jaw * OPEN_AT_JAW_1
+    widest = float(bank.shape[:, 0].max())
+    if widest < LACKS_OPEN * float(asked.max(initial=0.0)):
+        warp = active & (asked > widest)
+    cut = (source[1:] >= 0) & (source[:-1] >= 0) & (source[1:] != source[:-1]) & (source[1:] != source[:-1] + 1)
+    jumps = int(cut.sum())
+    note = (f"clip's own mouths: {bank.size} bank frames, {len(np.unique(pick[pick >= 0]))} used, "
+            f"{jumps} cuts between them")
+    if warp.any():
+        note += f"; {int(warp.sum())} frames ask for a wider mouth than the clip shows (widest "
+        note += f"{widest:.2f} mouth widths) and are warped"
+    lost = int((~active).sum())
+    if lost:
+        note += f"; {lost} frames without a face keep their own mouth"
+    return Selection(source, warp, note, True)
+
+
+def _grey(small: torch.Tensor) -> np.ndarray:
+    """(N, A, A, 3) float 0..1 crops -> (N, A, A) float32 grey."""
+    g = 0.299 * small[..., 0] + 0.587 * small[..., 1] + 0.114 * small[..., 2]
+    return g.detach().float().cpu().numpy()
+
+
+def _band_mask(size: int) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    mask[int(ALIGN_BAND[0] * size):int(ALIGN_BAND[1] * size)] = 1
+    return mask
+
+
+def _ecc_shift(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Translation (dx, dy) in pixels such that ``src(x + d)`` matches ``dst(x)`` on ``mask`` (ECC);
+    (0, 0) where ECC fails or moves further than 15 % of the side."""
+    import cv2
+
+    warp = np.eye(2, 3, dtype=np.float32)
+    try:
+        _, warp = cv2.findTransformECC(dst, src, warp, cv2.MOTION_TRANSLATION,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4), mask, 1)
+    except cv2.error:
+        return 0.0, 0.0
+    dx, dy = float(warp[0, 2]), float(warp[1, 2])
+    lim = 0.15 * len(src)
+    if not (math.isfinite(dx) and math.isfinite(dy)) or abs(dx) > lim or abs(dy) > lim:
+        return 0.0, 0.0
+    return dx, dy
+
+
+def alignment(small: torch.Tensor, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How to bring each chosen lower face onto the current face.
+
+    small:  (B, A, A, C) float 0..1 aligned crops of every frame of the clip, at a small side A
+            (:data:`ALIGN_SIZE`; ``composite.crop_faces(images, track, size=A)``).
+    source: (B,) clip frame each output frame wears (-1: none).
+    Returns (shift (B, 2) float64, in shares of the crop side: the chosen crop sampled at ``u +
+    shift * S`` sits on the current one; gain (B, 3) float64 per-channel colour gain, so the band
+    above the mouth (nose and cheeks) has the current frame's mean colour). Zero shift and unit gain
+    where ``source`` is -1 or the frame itself.
+    """
+    check_shape(small, "B A A C", WHO, "small crops", B=len(source))
+    a = small.shape[1]
+    grey = _grey(small)
+    mask = _band_mask(a)
+    rows = slice(int(ALIGN_BAND[0] * a), int(ALIGN_BAND[1] * a))
+    means = small[:, rows, :, :3].detach().double().cpu().mean((1, 2)).numpy()
+    shift = np.zeros((len(source), 2))
+    gain = np.ones((len(source), 3))
+    for t, j in enumerate(np.asarray(source)):
+        if j < 0 or j == t:
+            continue
+        shift[t] = _ecc_shift(grey[j], grey[t], mask)
+        gain[t] = np.clip(means[t] / np.maximum(means[j], 1e-3), 0.8, 1.25)
+    return shift / a, gain
+
+
+def source_transforms(transform: torch.Tensor, crop_size: int, source: np.ndarray, shift: np.ndarray) -> torch.Tensor:
+    """(B, 2, 3) frame->crop matrices that crop each output frame's chosen lower face, already moved
+    onto the current face: the source frame's matrix with its translation less ``shift * S``
+    (frames with source -1 keep their own)."""
+    src = torch.as_tensor(np.where(np.asarray(source) >= 0, source, np.arange(len(source))), dtype=torch.long)
+    m = transform[src.to(transform.device)].clone()
+    m[:, :, 2] -= torch.as_tensor(shift * crop_size, dtype=m.dtype, device=m.device)
+    return m
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything :func:`chosen_crops` needs, made once per clip by :func:`plan` (or, for a clip that
+    is streamed, by :func:`make_plan` from what a first pass kept).
+
+    selection: the chosen mouths.
+    shift:     (B, 2) float64 where each chosen crop is sampled, in shares of the crop side
+               (:func:`alignment`).
+    gain:      (B, 3) float32 colour gains.
+    crops:     {clip frame: (3, S, S) uint8 aligned crop} of every frame the selection uses: the
+               bank is held as crops (at most :data:`BANK_MAX` of them), never as frames.
+    """
+
+    selection: Selection
+    shift: torch.Tensor
+    gain: torch.Tensor
+    crops: dict
+
+
+def used_frames(selection: Selection) -> np.ndarray:
+    """The clip frames whose lower faces the selection shows (sorted, unique)."""
+    return np.unique(selection.source[selection.source >= 0])
+
+
+def to_u8(crops: torch.Tensor) -> torch.Tensor:
+    """(N, S, S, C) float 0..1 crops -> (N, 3, S, S) uint8 (how the bank keeps them)."""
+    return (crops[..., :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 3, 1, 2).contiguous()
+
+
+def make_plan(selection: Selection, small: torch.Tensor | None, crops: dict) -> Plan:
+    """A plan from its parts: ``small`` (B, A, A, C) crops of every frame at :data:`ALIGN_SIZE` (None
+    when the selection does not use the bank) and the uint8 crops of :func:`used_frames`."""
+    b = len(selection.source)
+    if not selection.use_bank:
+        return Plan(selection, torch.zeros((b, 2), dtype=torch.float64), torch.ones((b, 3)), {})
+    missing = [int(f) for f in used_frames(selection) if int(f) not in crops]
+    if missing:
+        raise InputError(f"{WHO}: the bank lacks the crops of frames {missing[:5]} the selection uses.")
+    shift, gain = alignment(small, selection.source)
+    return Plan(selection, torch.as_tensor(shift, dtype=torch.float64), torch.as_tensor(gain, dtype=torch.float32),
+                dict(crops))
+
+
+def _sub(track: FaceTrack, idx) -> FaceTrack:
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    return replace(track, boxes=track.boxes[idx], mouth=track.mouth[idx], opening=track.opening[idx],
+                   transform=track.transform[idx], found=track.found[idx])
+
+
+def plan(images: torch.Tensor, track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
+         device: torch.device | None = None, chunk: int = 32) -> Plan:
+    """Choose, align and colour-match the clip's own lower faces for every frame.
+
+    images: (B, H, W, C) float 0..1 frames; track: their FaceTrack; params: (B, 5) VisemeTrack.params;
+    strength: see :func:`select_mouths`. Holds small crops (:data:`ALIGN_SIZE` px) of every frame
+    and the full-size crops (uint8) of the frames the selection uses.
+    """
+    from .composite import crop_faces
+
+    sel = select_mouths(track, params, strength)
+    if not sel.use_bank:
+        return make_plan(sel, None, {})
+    small = crop_faces(images, track, size=ALIGN_SIZE, device=device)
+    used = used_frames(sel)
+    crops = {}
+    for k in range(0, len(used), chunk):
+        idx = used[k:k + chunk]
+        got = to_u8(crop_faces(images[torch.as_tensor(idx, dtype=torch.long)], _sub(track, idx), device=device))
+        crops.update({int(f): c for f, c in zip(idx, got)})
+    return make_plan(sel, small, crops)
+
+
+def chosen_crops(plan_: Plan, start: int, stop: int, own: torch.Tensor) -> torch.Tensor:
+    """(n, 3, S, S) float32 crops of frames ``start:stop``: each the chosen frame's lower face moved
+    onto this frame's face and colour-matched; ``own`` (n, 3, S, S), these frames' own crops, stands
+    where a frame has no chosen mouth."""
+    src = plan_.selection.source[start:stop]
+    out = own.to(torch.float32).clone()
+    rows = np.nonzero(src >= 0)[0]
+    if len(rows) == 0:
+        return out
+    n, s = len(rows), own.shape[-1]
+    bank = torch.stack([plan_.crops[int(src[r])] for r in rows]).to(own.device, torch.float32) / 255.0
+    theta = torch.zeros((n, 2, 3), dtype=torch.float32, device=own.device)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0
+    # grid_sample's normalised coordinates: a shift of d crop sides moves the sampling point by 2 d
+    theta[:, :, 2] = 2.0 * plan_.shift[start:stop][rows].to(own.device, torch.float32)
+    grid = torch.nn.functional.affine_grid(theta, [n, 3, s, s], align_corners=False)
+    moved = torch.nn.functional.grid_sample(bank, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    gain = plan_.gain[start:stop][rows].to(own.device)[:, :, None, None]
+    out[torch.as_tensor(rows, device=own.device)] = (moved * gain).clamp(0.0, 1.0)
+    return out
+
+
+def output_track(track: FaceTrack, plan_: Plan) -> FaceTrack:
+    """The face track of the output frames: the face box and crop of each frame stay (Composite pastes
+    into them), while the mouth landmarks, opening and per-frame lip measures are those of the chosen
+    frame, carried into this frame through the chosen crop (so SyncScore and the previews measure the
+    mouth that is shown, where it is shown)."""
+    src = plan_.selection.source
+    if not plan_.selection.use_bank:
+        return track
+    pick = torch.as_tensor(np.where(src >= 0, src, np.arange(len(src))), dtype=torch.long)
+    m_cur = track.transform.detach().double().cpu()
+    full = torch.zeros((len(src), 3, 3), dtype=torch.float64)
+    full[:, :2] = m_cur
+    full[:, 2, 2] = 1.0
+    inv = torch.linalg.inv(full)[:, :2]
+    m_src = source_transforms(m_cur, track.crop_size, src, plan_.shift.numpy())
+    pts = track.mouth.detach().double().cpu()[pick]
+    crop = pts @ m_src[:, :, :2].transpose(1, 2) + m_src[:, None, :, 2]
+    mouth = crop @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]
+    extras = dict(track.extras)
+    for key, value in track.extras.items():
+        if key in ("contrast", "mesh_gap") and isinstance(value, torch.Tensor) and value.shape[:1] == (len(src),):
+            extras[key] = value[pick.to(value.device)]
+    return replace(track, mouth=mouth.to(track.mouth), opening=track.opening[pick.to(track.opening.device)],
+                   extras=extras)
