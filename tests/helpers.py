@@ -119,3 +119,48 @@ def leave_one_out(per_clip: dict, higher_is_better: bool = True) -> tuple[float,
         picks.append(best)
         held.append(per_clip[best][i])
     return sum(held) / n, picks
+
+
+# --- generated mouths: realness and stability (test_mouth_bank, bench_bank) -------------------
+
+def lower_faces(images, boxes, size=(48, 32)):
+    """(B, 32*48*3) lower faces cut in a window fixed by each frame's face box (x 0.2-0.8, y 0.6-1.05
+    box widths from its top-left corner: cheeks, mouth and chin, not the eyes), each channel
+    normalised to zero mean and unit spread."""
+    import cv2
+    import numpy as np
+
+    out = []
+    h, w = images.shape[1:3]
+    for img, (x0, y0, x1, _) in zip(images[..., :3].numpy(), boxes):
+        fw = x1 - x0
+        xa, xb = int(max(x0 + 0.2 * fw, 0)), int(min(x0 + 0.8 * fw, w))
+        ya, yb = int(max(y0 + 0.6 * fw, 0)), int(min(y0 + 1.05 * fw, h))
+        cut = cv2.resize(np.ascontiguousarray(img[ya:yb, xa:xb]), size, interpolation=cv2.INTER_AREA)
+        cut = (cut - cut.mean((0, 1))) / (cut.std((0, 1)) + 1e-6)
+        out.append(cut.ravel())
+    return np.asarray(out, np.float64)
+
+
+def realness(inp, out, min_gap: int = 5) -> float:
+    """Median over output frames of (distance to the nearest input lower face) / (that frame's
+    input nearest-neighbour distance among input frames >= ``min_gap`` frames away)."""
+    import numpy as np
+
+    def dists(a, b):
+        return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0))
+
+    d_in = dists(inp, inp)
+    t = np.arange(len(inp))
+    d_in[np.abs(t[:, None] - t[None]) < min_gap] = np.inf
+    nn_in = d_in.min(1)
+    nn_out = dists(out, inp).min(1)
+    return float(np.median(nn_out / np.maximum(nn_in, 1e-9)))
+
+
+def stability(inp, out) -> float:
+    """Mean frame-to-frame change of the output's lower face over the input's."""
+    import numpy as np
+
+    step = lambda x: np.abs(np.diff(x, axis=0)).mean()  # noqa: E731
+    return float(step(out) / max(step(inp), 1e-9))
