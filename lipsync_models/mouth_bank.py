@@ -366,12 +366,6 @@ def make_plan(selection: Selection, small: torch.Tensor | None, crops: dict) -> 
                 dict(crops))
 
 
-def _sub(track: FaceTrack, idx) -> FaceTrack:
-    idx = torch.as_tensor(idx, dtype=torch.long)
-    return replace(track, boxes=track.boxes[idx], mouth=track.mouth[idx], opening=track.opening[idx],
-                   transform=track.transform[idx], found=track.found[idx])
-
-
 def plan(images: torch.Tensor, track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
          device: torch.device | None = None, chunk: int = 32) -> Plan:
     """Choose, align and colour-match the clip's own lower faces for every frame.
@@ -390,7 +384,7 @@ def plan(images: torch.Tensor, track: FaceTrack, params: torch.Tensor, strength:
     crops = {}
     for k in range(0, len(used), chunk):
         idx = used[k:k + chunk]
-        got = to_u8(crop_faces(images[torch.as_tensor(idx, dtype=torch.long)], _sub(track, idx), device=device))
+        got = to_u8(crop_faces(images[torch.as_tensor(idx, dtype=torch.long)], track.frames(idx), device=device))
         crops.update({int(f): c for f, c in zip(idx, got)})
     return make_plan(sel, small, crops)
 

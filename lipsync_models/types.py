@@ -18,7 +18,7 @@ socket                class               made by
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -189,3 +189,12 @@ class FaceTrack:
     @property
     def num_frames(self) -> int:
         return int(self.boxes.shape[0])
+
+    def frames(self, index) -> "FaceTrack":
+        """The track of some of its frames: ``index`` a slice, or a sequence / tensor of frame numbers.
+        Per-frame tensors are indexed; ``extras`` and ``report`` are kept as they are."""
+        if not isinstance(index, slice):
+            index = torch.as_tensor(index, dtype=torch.long)
+        pick = lambda t: t[index if isinstance(index, slice) else index.to(t.device)]  # noqa: E731
+        return replace(self, boxes=pick(self.boxes), mouth=pick(self.mouth), opening=pick(self.opening),
+                       transform=pick(self.transform), found=pick(self.found))

@@ -459,9 +459,7 @@ def test_node_builtin_on_grid(grid_clip):
 
 
 def _slice_track(track, n):
-    from dataclasses import replace
-    return replace(track, boxes=track.boxes[:n], mouth=track.mouth[:n], opening=track.opening[:n],
-                   transform=track.transform[:n], found=track.found[:n])
+    return track.frames(slice(0, n))
 
 
 def test_node_lip_frame_picks_whose_lips_the_mouth_wears(grid_clip, caplog):

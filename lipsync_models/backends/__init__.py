@@ -61,13 +61,6 @@ def check_lengths(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, 
     return counts["images"]
 
 
-def _frames(track: FaceTrack, start: int, stop: int) -> FaceTrack:
-    """The part of a face track that covers frames ``start:stop``."""
-    return replace(track, boxes=track.boxes[start:stop], mouth=track.mouth[start:stop],
-                   opening=track.opening[start:stop], transform=track.transform[start:stop],
-                   found=track.found[start:stop])
-
-
 def _warp_setup(images: torch.Tensor, track: FaceTrack, lip_frame: int, device, who: str):
     """The warp generator's per-clip inputs: the mouth landmarks in crop pixels and the rest mouth
     wearing the lips of ``lip_frame`` (-1: :func:`generator.reference_frame`)."""
@@ -81,7 +74,7 @@ def _warp_setup(images: torch.Tensor, track: FaceTrack, lip_frame: int, device, 
                          "-1 picks the most closed frame.")
     ref = int(lip_frame) if int(lip_frame) >= 0 else generator.reference_frame(mouth_crop, track.found)
     log.info("%s: lips from frame %d", who, ref)
-    ref_crop = composite.crop_faces(images[ref:ref + 1], _frames(track, ref, ref + 1), device=device)
+    ref_crop = composite.crop_faces(images[ref:ref + 1], track.frames(slice(ref, ref + 1)), device=device)
     rest = replace(rest, ref_crop=ref_crop[0, ..., :3].to(torch.float32).permute(2, 0, 1),
                    ref_mouth=mouth_crop[ref].to(device))
     return mouth_crop, rest
@@ -145,7 +138,7 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
     for i, start in enumerate(range(0, b, batch_size)):
         stop = min(start + batch_size, b)
         # crop one batch at a time: a long clip never holds a second full set of crops
-        crops = composite.crop_faces(images[start:stop], _frames(out_track, start, stop), device=device)
+        crops = composite.crop_faces(images[start:stop], out_track.frames(slice(start, stop)), device=device)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
         if net is not None:
             gen = wav2lip.run_wav2lip(net, crops, driver.mel[start:stop].to(device))
