@@ -297,6 +297,17 @@ centre height and semi-axes x, y as fractions of the crop side (the lower face o
 crop). By eye."""
 
 
+# --- the clip's own mouths (lipsync_models/mouth_bank.py) -----------------------------------------
+# Its selection costs and alignment band were set by reasoning before any GRID figure was measured
+# and stay beside their code; this one was changed after looking at a GRID contact sheet.
+
+LACKS_OPEN = 0.3
+"""The bank lacks wide mouths when its widest opening is under this share of the widest opening the
+line asks for (``jaw_open`` x :data:`~.mouth_bank.OPEN_AT_JAW_1`): under 0.09 mouth widths for a wide 'ah', which
+no filmed speaker's widest vowel is (0.15-0.48). Not fitted: at 0.5 a GRID speaker who opens to 0.15
+had 14 frames warped, and the drawn mouths among his own looked painted (contact sheet)."""
+
+
 # --- sync: SyncScore's signals, lead and confidence (lipsync_models/sync) -----------------------
 
 NATURAL_LEAD_FRAMES = {

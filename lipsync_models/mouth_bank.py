@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .calibration import LACKS_OPEN
 from .checks import check_shape
 from .errors import InputError, LengthMismatchError
 from .types import MOUTH_PARAMS, FaceTrack
@@ -52,11 +53,6 @@ MIN_FRAMES = 25
 MIN_SPREAD = 0.03
 """Least spread (90th minus 10th percentile) of the bank's opening, in mouth-width units, for the
 clip to count as showing distinct mouths; a still or a closed-mouth clip is under it."""
-LACKS_OPEN = 0.3
-"""The bank lacks wide mouths when its widest opening is under this share of the widest opening the
-line asks for (``jaw_open`` x :data:`OPEN_AT_JAW_1`): under 0.09 mouth widths for a wide 'ah', which
-no filmed speaker's widest vowel is (0.15-0.48). Not fitted: at 0.5 a GRID speaker who opens to 0.15
-had 14 frames warped, and the drawn mouths among his own looked painted (contact sheet)."""
 OPEN_AT_JAW_1 = 0.30
 """Inner-mouth opening (mouth widths) of a wide 'ah' (``jaw_open`` = 1): the face-mesh gap of
 filmed GRID speakers' widest vowels is 0.15-0.48, 0.25-0.3 typical (FACTS.md, generator.JAW_MAX)."""
