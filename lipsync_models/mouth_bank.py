@@ -27,7 +27,7 @@ mouth of the clip, moved by a sub-pixel shift and a colour gain.
 Shapes the bank lacks: when the clip never opens as wide as the line asks (its widest opening under
 :data:`LACKS_OPEN` of the widest target), the frames asking for more than the bank holds are marked;
 :mod:`..backends` hands them to the warp generator. A clip with too few distinct mouths (spread of
-the opening under :data:`MIN_SPREAD`, fewer than :data:`MIN_FRAMES` found frames) uses the warp
+the opening under :data:`MIN_SPREAD`, found frames covering under :data:`MIN_SECONDS`) uses the warp
 generator altogether; :attr:`Selection.note` says why.
 """
 
@@ -48,8 +48,9 @@ WHO = "LipSyncInference"
 
 BANK_MAX = 400
 """Most bank entries; a longer clip offers every k-th found frame (selection is O(T x N^2))."""
-MIN_FRAMES = 25
-"""Fewest found frames for a bank (1 s at 25 fps); a shorter clip uses the warp generator."""
+MIN_SECONDS = 1.0
+"""Least time covered by found frames for a bank (at the clip's own rate); a shorter clip uses the warp
+generator."""
 MIN_SPREAD = 0.03
 """Least spread (90th minus 10th percentile) of the bank's opening, in mouth-width units, for the
 clip to count as showing distinct mouths; a still or a closed-mouth clip is under it."""
@@ -201,10 +202,11 @@ def select(target: np.ndarray, pose: np.ndarray, bank: Bank, active: np.ndarray)
     return out
 
 
-def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0) -> Selection:
+def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0, fps: float = 25.0) -> Selection:
     """Choose the clip frame whose lower face each output frame wears.
 
     track: FaceTrack of the clip; params: (T, 5) VisemeTrack.params of the same T frames.
+    fps: the clip's frame rate (a bank needs :data:`MIN_SECONDS` of found frames).
     strength: 1 = the target shapes; below 1 the target moves toward each frame's own mouth (0:
     every frame keeps its own lower face); above 1 (up to 2) away from it, within the bank's range.
     """
@@ -215,9 +217,11 @@ def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0)
                                   f"{b}. Make both from the same clip.")
     bank = build_bank(track)
     none = np.full(b, -1, np.int64)
-    if bank.size < MIN_FRAMES:
+    need = int(math.ceil(MIN_SECONDS * float(fps)))
+    if bank.size < need:
         return Selection(none, np.zeros(b, bool), f"clip's own mouths: only {bank.size} frames with a face "
-                         f"(at least {MIN_FRAMES} needed); the warp generator draws the mouth", False)
+                         f"({bank.size / float(fps):.2f} s; at least {need}, {MIN_SECONDS:g} s, needed); the warp "
+                         "generator draws the mouth", False)
     q = np.quantile(bank.shape[:, 0], [0.1, 0.9])
     if q[1] - q[0] < MIN_SPREAD:
         return Selection(none, np.zeros(b, bool), f"clip's own mouths: the mouth hardly moves in this clip "
@@ -363,7 +367,7 @@ def make_plan(selection: Selection, small: torch.Tensor | None, crops: dict) -> 
 
 
 def plan(images: torch.Tensor, track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
-         device: torch.device | None = None, chunk: int = 32) -> Plan:
+         device: torch.device | None = None, chunk: int = 32, fps: float = 25.0) -> Plan:
     """Choose, align and colour-match the clip's own lower faces for every frame.
 
     images: (B, H, W, C) float 0..1 frames; track: their FaceTrack; params: (B, 5) VisemeTrack.params;
@@ -372,7 +376,7 @@ def plan(images: torch.Tensor, track: FaceTrack, params: torch.Tensor, strength:
     """
     from .composite import crop_faces
 
-    sel = select_mouths(track, params, strength)
+    sel = select_mouths(track, params, strength, fps)
     if not sel.use_bank:
         return make_plan(sel, None, {})
     small = crop_faces(images, track, size=ALIGN_SIZE, device=device)

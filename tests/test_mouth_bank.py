@@ -124,7 +124,12 @@ def test_still_clip_uses_the_warp_generator():
 
 def test_short_clip_uses_the_warp_generator():
     sel = MB.select_mouths(_track(10, np.linspace(0, 0.3, 10)), _params(np.linspace(0, 1, 10)))
-    assert not sel.use_bank and f"at least {MB.MIN_FRAMES}" in sel.note
+    assert not sel.use_bank and "at least 25, 1 s, needed" in sel.note
+    # the same 30 frames are 1.2 s at 25 fps (a bank) but 0.5 s at 60 fps (too short)
+    track, params = _track(30, np.abs(np.sin(np.arange(30) / 3.0)) * 0.3), _params(np.linspace(0, 1, 30))
+    assert MB.select_mouths(track, params, fps=25.0).use_bank
+    sel = MB.select_mouths(track, params, fps=60.0)
+    assert not sel.use_bank and "0.50 s; at least 60" in sel.note
 
 
 def test_lost_frames_are_not_bank_entries_and_keep_their_mouth():

@@ -85,7 +85,7 @@ def _bank_plan(images, track, visemes, model, strength, device, who):
     and the note for the report."""
     if model not in (None, BUILTIN, BANK):
         return None, f"generator: {WARP}"
-    plan = mouth_bank.plan(images, track, visemes.params, strength=strength, device=device)
+    plan = mouth_bank.plan(images, track, visemes.params, strength=strength, device=device, fps=visemes.fps)
     note = f"generator: {plan.selection.note}"
     log.info("%s: %s", who, note)
     return (plan if plan.selection.use_bank else None), note
