@@ -385,7 +385,7 @@ def test_make_driver_mono_mix_normalize_and_errors():
         A.make_driver(aud(torch.zeros(sr), sr), 25, None)
     with pytest.raises(InputError, match="batch of 2 clips"):
         A.make_driver({"waveform": torch.zeros(2, 1, 100), "sample_rate": sr}, 25, None)
-    with pytest.raises(InputError, match="fps must be positive, got 0.0"):
+    with pytest.raises(InputError, match="fps must be between 1 and 240 frames per second, got 0"):
         A.make_driver(aud(x, sr), 0, None)
     with pytest.raises(InputError, match="AUDIO dict"):
         A.make_driver(torch.zeros(10), 25, None)
