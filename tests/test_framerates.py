@@ -234,3 +234,11 @@ def test_load_audio_driver_declares_the_video_socket():
     spec = LoadAudioDriver.INPUT_TYPES()
     assert spec["optional"]["video"][0] == "VIDEO" and "tooltip" in spec["optional"]["video"][1]
     assert spec["optional"]["images"][0] == "IMAGE" and spec["required"]["fps"][0] == "FLOAT"  # IMAGE path kept
+
+
+@pytest.mark.parametrize("fps", [0.0, -30.0, 1000.0])
+def test_sync_score_rejects_a_rate_outside_1_to_240(fps):
+    # a FLOAT linked from another node (GetVideoComponents' fps) skips the widget's bounds
+    with pytest.raises(InputError, match=rf"^SyncScore: fps must be between 1 and 240 frames per second, got {fps:g}"):
+        SyncScore().run(torch.rand(30, 32, 32, 3), fps=fps, audio={"waveform": torch.ones(1, 1, 16000),
+                                                                   "sample_rate": 16000})
