@@ -668,6 +668,7 @@ def test_a_wav_cut_short_mid_data_gives_what_it_holds(tmp_path, monkeypatch):
 ])
 def test_non_finite_samples_stop_the_first_node(bad, counts):
     from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+    from comfyui_lipsync.nodes.sync_score import SyncScore
 
     x = sine(200, 1.0, 16000, 0.3).float().repeat(2, 1)
     x[1, 4000:4000 + bad.numel()] = bad
@@ -676,6 +677,9 @@ def test_non_finite_samples_stop_the_first_node(bad, counts):
         LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(x, 16000)))
     with pytest.raises(InputError, match="^" + expect.format("ExtractPhonemes")):
         ExtractPhonemes().extract(audio=aud(x, 16000))
+    # SyncScore given the raw AUDIO (no driver) names them too, instead of "too little speech"
+    with pytest.raises(InputError, match=r"^SyncScore: the audio input holds " + re.escape(counts)):
+        SyncScore().run(torch.rand(25, 32, 32, 3), fps=25.0, audio=aud(x, 16000))
 
 
 @pytest.mark.parametrize("sr", [8000, 11025, 22050, 44100, 48000, 96000])

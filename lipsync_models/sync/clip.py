@@ -50,7 +50,7 @@ def clip_waveform(num_frames: int, fps: float, audio: dict | None = None,
     if abs(length_s - n / fps) > 1.0 / fps:
         notes.append(f"audio is {length_s:.2f} s, the frames {n / fps:.2f} s: scored the first {n / fps:.2f} s "
                      "(cut or padded with silence)")
-    return audiolib.make_driver(audio, fps, num_frames=n, who=WHO).waveform, notes
+    return audiolib.make_driver(audio, fps, num_frames=n, name="the audio input", who=WHO).waveform, notes
 
 
 def track_for_scoring(images: torch.Tensor, on_progress: ProgressFn | None = None) -> tuple[FaceTrack, str]:
