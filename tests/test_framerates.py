@@ -242,3 +242,19 @@ def test_sync_score_rejects_a_rate_outside_1_to_240(fps):
     with pytest.raises(InputError, match=rf"^SyncScore: fps must be between 1 and 240 frames per second, got {fps:g}"):
         SyncScore().run(torch.rand(30, 32, 32, 3), fps=fps, audio={"waveform": torch.ones(1, 1, 16000),
                                                                    "sample_rate": 16000})
+
+
+@pytest.mark.parametrize("rate", [16, 25, 60])
+def test_too_short_to_judge_is_a_time_at_every_rate(grid_25, rate):
+    # 0.6 s is 36 frames at 60 fps (more than the 20 frames the bound was at 25 fps) and still too short;
+    # 1.2 s is 19 frames at 16 fps and long enough
+    track, w16, fps0, img = grid_25
+    fps = float(rate)
+    for seconds, short in ((0.6, True), (1.2, False)):
+        n = int(round(seconds * fps))
+        start = int(round(1.0 * fps))  # from 1 s: the line is spoken there
+        idx = torch.round((start + torch.arange(n, dtype=torch.float64)) * fps0 / fps).long()
+        a = int(A.frame_samples(fps, start, 16000)[-1])
+        b = int(A.frame_samples(fps, start + n, 16000)[-1])
+        r = sync.score_articulation(_retimed_track(track, idx), w16[a:b], fps, window_s=0)
+        assert any(note.startswith("clip too short") for note in r.notes) == short, (rate, seconds, r.notes)
