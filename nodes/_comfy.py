@@ -192,15 +192,42 @@ def video_components(video, who: str = "LipSync") -> tuple[torch.Tensor, dict | 
         raise _video_error(who, f"gave no frames as an IMAGE batch [T, H, W, C] (got {shape}).")
     if images.shape[0] == 0:
         raise _video_error(who, "has no frames (0 images). Check the file, or connect another video.")
+    fps = _rate(rate, who)
+    if audio is not None and not (isinstance(audio, dict) and "waveform" in audio):
+        audio = None  # a VIDEO whose audio stream is missing or unreadable is a silent clip
+    return images, audio, fps
+
+
+def video_length_and_rate(video, who: str = "LipSync") -> tuple[int, float]:
+    """Frame count and exact frame rate (float) of a ComfyUI VIDEO without decoding its frames
+    where ComfyUI allows it (``get_frame_count()`` / ``get_frame_rate()``, which a file-backed VIDEO
+    reads from the container); otherwise through :func:`video_components`. Same errors."""
+    count_of, rate_of = getattr(video, "get_frame_count", None), getattr(video, "get_frame_rate", None)
+    if not (callable(count_of) and callable(rate_of)):
+        images, _, fps = video_components(video, who)
+        return int(images.shape[0]), fps
+    from ..lipsync_models.errors import LipSyncError, MediaError
+
     try:
-        fps = float(Fraction(rate)) if not isinstance(rate, float) else rate
+        count, rate = int(count_of()), rate_of()
+    except LipSyncError:
+        raise
+    except Exception as e:
+        raise MediaError(f"{who}: the video input could not be read ({type(e).__name__}: {e}). Re-encode "
+                         "the file (e.g. H.264 mp4), or load its frames with another node.") from None
+    if count < 1:
+        raise _video_error(who, "has no frames (0 images). Check the file, or connect another video.")
+    return count, _rate(rate, who)
+
+
+def _rate(rate, who: str) -> float:
+    try:
+        fps = rate if isinstance(rate, float) else float(Fraction(rate))
     except (TypeError, ValueError, ZeroDivisionError):
         raise _video_error(who, f"has no usable frame rate (got {rate!r}). Use images + fps instead.") from None
     if not math.isfinite(fps) or fps <= 0:
         raise _video_error(who, f"has frame rate {fps:g}, which is not positive. Use images + fps instead.")
-    if audio is not None and not (isinstance(audio, dict) and "waveform" in audio):
-        audio = None  # a VIDEO whose audio stream is missing or unreadable is a silent clip
-    return images, audio, fps
+    return fps
 
 
 # --- previews ------------------------------------------------------------------------------

@@ -123,27 +123,30 @@ class LoadAudioDriver:
     def load(self, audio_file, fps=25.0, frame_count=0, start_offset=0.0, duration=0.0, normalize=False,
              audio=None, images=None, video=None):
         audio_name = "the audio input"
+        clip_frames = None if images is None else int(images.shape[0])
         if video is not None:
             if images is not None:
                 log.warning("%s: both images and video are connected; using the video's frames and rate.", WHO)
-            images, video_audio, fps = _comfy.video_components(video, WHO)
-            if audio is None and _no_file(audio_file):
+            if audio is None and _no_file(audio_file):  # the video's own sound drives: decode it
+                images, video_audio, fps = _comfy.video_components(video, WHO)
                 if video_audio is None:
                     raise InputError(f"{WHO}: the video input has no sound and no audio is given. Connect an "
                                      "AUDIO output, or upload the line with the audio_file upload button.")
-                audio, audio_name = video_audio, "the video's sound"
+                audio, audio_name, clip_frames = video_audio, "the video's sound", int(images.shape[0])
+            else:  # another line drives: only the length and rate are needed, not the frames
+                clip_frames, fps = _comfy.video_length_and_rate(video, WHO)
         fps = A.check_fps(fps, WHO)
         frames = int(frame_count) if frame_count else 0
         if frames < 0:
             raise InputError(f"{WHO}: frame_count must be 0 (automatic) or more, got {frame_count}.")
-        if frames == 0 and images is not None:
-            frames = int(images.shape[0])
+        if frames == 0 and clip_frames is not None:
+            frames = clip_frames
             if frames == 0:
                 raise InputError(f"{WHO}: images is an empty batch (0 frames); connect the clip's frames "
                                  "or set frame_count.")
-        elif frames and images is not None and int(images.shape[0]) != frames:
-            log.warning("%s: frame_count %d differs from the %d connected images; using frame_count.",
-                        WHO, frames, int(images.shape[0]))
+        elif frames and clip_frames is not None and clip_frames != frames:
+            log.warning("%s: frame_count %d differs from the %d frames of the clip; using frame_count.",
+                        WHO, frames, clip_frames)
         num_frames = frames or None
         start = float(start_offset or 0.0)
         dur = float(duration) if duration and duration > 0 else None

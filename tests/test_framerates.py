@@ -258,3 +258,41 @@ def test_too_short_to_judge_is_a_time_at_every_rate(grid_25, rate):
         b = int(A.frame_samples(fps, start + n, 16000)[-1])
         r = sync.score_articulation(_retimed_track(track, idx), w16[a:b], fps, window_s=0)
         assert any(note.startswith("clip too short") for note in r.notes) == short, (rate, seconds, r.notes)
+
+
+class FileBackedVideo:
+    """A VIDEO as newer ComfyUI's VideoFromFile: length and rate from the container; decoding the
+    frames is what a 1080p clip cannot afford (6 GB for 10 s), so here it fails the test."""
+
+    def __init__(self, count, rate, components=None):
+        self.count, self.rate, self.components = count, rate, components
+
+    def get_frame_count(self):
+        return self.count
+
+    def get_frame_rate(self):
+        return self.rate
+
+    def get_components(self):
+        if self.components is None:
+            raise AssertionError("the frames were decoded although only the length and rate were needed")
+        return self.components
+
+
+def test_another_line_never_decodes_the_videos_frames():
+    line = {"waveform": 0.2 * torch.ones(1, 1, 48000), "sample_rate": 16000}
+    video = FileBackedVideo(2997, Fraction(30000, 1001))
+    _, d = LoadAudioDriver().load(NO_FILE, audio=line, video=video)["result"]
+    assert d.num_frames == 2997 and d.fps == 30000 / 1001  # 100 s of clip: the line padded with silence
+    assert _comfy.video_length_and_rate(video) == (2997, 30000 / 1001)
+    # an older ComfyUI VIDEO (get_components only) still gives the length, by decoding
+    assert _comfy.video_length_and_rate(StandInVideo(torch.rand(7, 4, 4, 3), None, Fraction(24))) == (7, 24.0)
+    with pytest.raises(InputError, match=r"^Node: the video input has no frames"):
+        _comfy.video_length_and_rate(FileBackedVideo(0, Fraction(25)), who="Node")
+    with pytest.raises(InputError, match=r"^Node: the video input has frame rate -25"):
+        _comfy.video_length_and_rate(FileBackedVideo(5, Fraction(-25)), who="Node")
+    # the video's own sound is needed: then it is decoded
+    sound = {"waveform": 0.2 * torch.ones(1, 1, 16000), "sample_rate": 16000}
+    own = FileBackedVideo(25, Fraction(25), Components(torch.rand(25, 4, 4, 3), sound, Fraction(25)))
+    _, d = LoadAudioDriver().load(NO_FILE, video=own)["result"]
+    assert d.num_frames == 25 and d.name == "the video's sound"
