@@ -68,7 +68,8 @@ class LoadAudioDriver:
                 "video": ("VIDEO", {"tooltip": "The clip as ComfyUI's VIDEO (LoadVideo, CreateVideo): its frame "
                                                "rate replaces fps, its frame count is used when frame_count is 0, "
                                                "and its sound is the line when neither the audio input nor a file "
-                                               "is given. Holds nothing beyond what the VIDEO itself decodes."}),
+                                               "is given. With another line only its length and rate are read "
+                                               "(no frames decoded); taking its sound decodes it while loading."}),
             },
         }
 
