@@ -18,6 +18,7 @@ socket                class               made by
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -42,7 +43,10 @@ MEL_STEPS = 16
 class AudioDriver:
     """Audio prepared to drive ``num_frames`` video frames at ``fps``.
 
-    waveform: (N,) float32 mono at 16 kHz, exactly ``num_frames / fps`` seconds long.
+    waveform: (N,) float32 mono at 16 kHz, exactly ``num_frames / fps`` seconds long
+              (N = round(num_frames * 16000 / fps)); frame k's audio starts at sample
+              round(k * sr / fps) at any rate sr (``audio.frame_samples``), computed from k
+              alone with the rate as given (29.97 or 30000/1001, never rounded).
     mel:      (T, 80, 16) log-mel window per video frame, framed like Wav2Lip
               (n_fft 800, hop 200, win 800, fmin 55, fmax 7600; window i starts at mel
               frame int(i * 80 / fps)), T = num_frames.
@@ -68,7 +72,7 @@ class AudioDriver:
         check_shape(self.mel, "T 80 16", who, "mel", T=self.num_frames)
         check_shape(self.loudness, "T", who, "loudness", T=self.num_frames)
         check_shape(self.voicing, "T", who, "voicing", T=self.num_frames)
-        if self.fps <= 0:
+        if not (math.isfinite(self.fps) and self.fps > 0):
             raise InputError(f"{who}: fps must be positive, got {self.fps}.")
 
     @property

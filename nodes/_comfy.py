@@ -9,7 +9,9 @@ folders default to ``./input`` and ``./models`` under the working directory (ove
 from __future__ import annotations
 
 import logging
+import math
 import os
+from fractions import Fraction
 from typing import Callable
 
 import torch
@@ -147,6 +149,85 @@ def input_files(exts: tuple[str, ...]) -> list[str]:
     else:
         names = os.listdir(root)
     return sorted(n for n in names if n.lower().endswith(exts) and os.path.isfile(os.path.join(root, n)))
+
+
+# --- VIDEO sockets --------------------------------------------------------------------------
+
+def _video_error(who: str, what: str):
+    from ..lipsync_models.errors import InputError
+
+    return InputError(f"{who}: the video input {what}")
+
+
+def video_components(video, who: str = "LipSync") -> tuple[torch.Tensor, dict | None, float]:
+    """Unpack ComfyUI's VIDEO (core LoadVideo / CreateVideo) -> ``(images, audio | None, fps)``.
+
+    Duck-typed, so it works without ComfyUI: ``video.get_components()`` must give an object with
+    ``images`` (IMAGE ``[T, H, W, C]``), ``audio`` (AUDIO dict or None) and ``frame_rate`` (a
+    ``Fraction``, or any positive number); a plain ``(images, audio, frame_rate)`` tuple works too.
+    ``fps`` is ``float(frame_rate)``, so 30000/1001 stays 29.97002997... (never rounded). Raises
+    InputError naming ``who`` for anything that is not such a video, MediaError when decoding fails.
+    """
+    from ..lipsync_models.errors import LipSyncError, MediaError
+
+    get = getattr(video, "get_components", None)
+    if not callable(get):
+        raise _video_error(who, f"must be a ComfyUI VIDEO (from LoadVideo or CreateVideo), got "
+                                f"{type(video).__name__}. Connect a VIDEO output, or use images + fps instead.")
+    try:
+        parts = get()
+    except LipSyncError:
+        raise
+    except Exception as e:  # a file ComfyUI cannot decode: say so in one line, not a PyAV traceback
+        raise MediaError(f"{who}: the video input could not be decoded ({type(e).__name__}: {e}). Re-encode "
+                         "the file (e.g. H.264 mp4), or load its frames with another node.") from None
+    if isinstance(parts, (tuple, list)) and len(parts) >= 3:
+        images, audio, rate = parts[0], parts[1], parts[2]
+    else:
+        images = getattr(parts, "images", None)
+        audio = getattr(parts, "audio", None)
+        rate = getattr(parts, "frame_rate", None)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise _video_error(who, f"gave no frames as an IMAGE batch [T, H, W, C] (got {shape}).")
+    if images.shape[0] == 0:
+        raise _video_error(who, "has no frames (0 images). Check the file, or connect another video.")
+    fps = _rate(rate, who)
+    if audio is not None and not (isinstance(audio, dict) and "waveform" in audio):
+        audio = None  # a VIDEO whose audio stream is missing or unreadable is a silent clip
+    return images, audio, fps
+
+
+def video_length_and_rate(video, who: str = "LipSync") -> tuple[int, float]:
+    """Frame count and exact frame rate (float) of a ComfyUI VIDEO without decoding its frames
+    where ComfyUI allows it (``get_frame_count()`` / ``get_frame_rate()``, which a file-backed VIDEO
+    reads from the container); otherwise through :func:`video_components`. Same errors."""
+    count_of, rate_of = getattr(video, "get_frame_count", None), getattr(video, "get_frame_rate", None)
+    if not (callable(count_of) and callable(rate_of)):
+        images, _, fps = video_components(video, who)
+        return int(images.shape[0]), fps
+    from ..lipsync_models.errors import LipSyncError, MediaError
+
+    try:
+        count, rate = int(count_of()), rate_of()
+    except LipSyncError:
+        raise
+    except Exception as e:
+        raise MediaError(f"{who}: the video input could not be read ({type(e).__name__}: {e}). Re-encode "
+                         "the file (e.g. H.264 mp4), or load its frames with another node.") from None
+    if count < 1:
+        raise _video_error(who, "has no frames (0 images). Check the file, or connect another video.")
+    return count, _rate(rate, who)
+
+
+def _rate(rate, who: str) -> float:
+    try:
+        fps = rate if isinstance(rate, float) else float(Fraction(rate))
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise _video_error(who, f"has no usable frame rate (got {rate!r}). Use images + fps instead.") from None
+    if not math.isfinite(fps) or fps <= 0:
+        raise _video_error(who, f"has frame rate {fps:g}, which is not positive. Use images + fps instead.")
+    return fps
 
 
 # --- previews ------------------------------------------------------------------------------

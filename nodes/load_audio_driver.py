@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 
 from ..lipsync_models import audio as A
 from ..lipsync_models.errors import InputError, LipSyncError
@@ -66,6 +65,11 @@ class LoadAudioDriver:
                                                "When connected it is used instead of audio_file."}),
                 "images": ("IMAGE", {"tooltip": "The clip's frames: when frame_count is 0 the driver gets "
                                                 "exactly one step per image."}),
+                "video": ("VIDEO", {"tooltip": "The clip as ComfyUI's VIDEO (LoadVideo, CreateVideo): its frame "
+                                               "rate replaces fps, its frame count is used when frame_count is 0, "
+                                               "and its sound is the line when neither the audio input nor a file "
+                                               "is given. With another line only its length and rate are read "
+                                               "(no frames decoded); taking its sound decodes it while loading."}),
             },
         }
 
@@ -118,28 +122,39 @@ class LoadAudioDriver:
         return True
 
     def load(self, audio_file, fps=25.0, frame_count=0, start_offset=0.0, duration=0.0, normalize=False,
-             audio=None, images=None):
-        fps = float(fps)
-        if not math.isfinite(fps) or fps <= 0:
-            raise InputError(f"{WHO}: fps must be positive, got {fps}. Use the video's frame rate (e.g. 25).")
+             audio=None, images=None, video=None):
+        audio_name = "the audio input"
+        clip_frames = None if images is None else int(images.shape[0])
+        if video is not None:
+            if images is not None:
+                log.warning("%s: both images and video are connected; using the video's frames and rate.", WHO)
+            if audio is None and _no_file(audio_file):  # the video's own sound drives: decode it
+                images, video_audio, fps = _comfy.video_components(video, WHO)
+                if video_audio is None:
+                    raise InputError(f"{WHO}: the video input has no sound and no audio is given. Connect an "
+                                     "AUDIO output, or upload the line with the audio_file upload button.")
+                audio, audio_name, clip_frames = video_audio, "the video's sound", int(images.shape[0])
+            else:  # another line drives: only the length and rate are needed, not the frames
+                clip_frames, fps = _comfy.video_length_and_rate(video, WHO)
+        fps = A.check_fps(fps, WHO)
         frames = int(frame_count) if frame_count else 0
         if frames < 0:
             raise InputError(f"{WHO}: frame_count must be 0 (automatic) or more, got {frame_count}.")
-        if frames == 0 and images is not None:
-            frames = int(images.shape[0])
+        if frames == 0 and clip_frames is not None:
+            frames = clip_frames
             if frames == 0:
                 raise InputError(f"{WHO}: images is an empty batch (0 frames); connect the clip's frames "
                                  "or set frame_count.")
-        elif frames and images is not None and int(images.shape[0]) != frames:
-            log.warning("%s: frame_count %d differs from the %d connected images; using frame_count.",
-                        WHO, frames, int(images.shape[0]))
+        elif frames and clip_frames is not None and clip_frames != frames:
+            log.warning("%s: frame_count %d differs from the %d frames of the clip; using frame_count.",
+                        WHO, frames, clip_frames)
         num_frames = frames or None
         start = float(start_offset or 0.0)
         dur = float(duration) if duration and duration > 0 else None
         device = _comfy.compute_device()
         if audio is not None:
             driver = A.make_driver(audio, fps, num_frames, start=start, duration=dur, normalize=normalize,
-                                   device=device, name="the audio input", who=WHO)
+                                   device=device, name=audio_name, who=WHO)
         else:
             if _no_file(audio_file):
                 raise InputError(f"{WHO}: no audio given: the input folder has no audio or video file and the "

@@ -53,10 +53,13 @@ class SyncScore:
             "required": {
                 "images": ("IMAGE", {"tooltip": "The clip's frames [B,H,W,C], e.g. Composite's output."}),
                 "fps": ("FLOAT", {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.001,
-                                  "tooltip": "Frame rate of the images (frames per second)."}),
-                "search_range": ("INT", {"default": 15, "min": 1, "max": 60,
-                                         "tooltip": "Offsets tried, in frames either way (15 = +-0.6 s at 25 fps, "
-                                                    "as SyncNet)."}),
+                                  "tooltip": "Frame rate of the images (frames per second), exactly: 29.97, "
+                                             "59.94 or 23.976 as the clip has it, never rounded. The offset "
+                                             "comes back in frames of this rate (and in ms)."}),
+                "search_range": ("INT", {"default": 15, "min": 1, "max": 150,
+                                         "tooltip": "Offsets tried, in frames of the clip's rate either way (15 = "
+                                                    "+-0.6 s at 25 fps, as SyncNet; the same +-0.6 s is 36 at "
+                                                    "60 fps)."}),
                 "scorer": (_scorers(), {"default": ARTICULATION,
                                         "tooltip": "articulation: no model needed; the lips (landmarks and optical "
                                                    "flow) against the audio's 300-3000 Hz envelope; the most exact "

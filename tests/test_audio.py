@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import subprocess
 import wave as wavmod
@@ -385,7 +386,7 @@ def test_make_driver_mono_mix_normalize_and_errors():
         A.make_driver(aud(torch.zeros(sr), sr), 25, None)
     with pytest.raises(InputError, match="batch of 2 clips"):
         A.make_driver({"waveform": torch.zeros(2, 1, 100), "sample_rate": sr}, 25, None)
-    with pytest.raises(InputError, match="fps must be positive, got 0.0"):
+    with pytest.raises(InputError, match="fps must be between 1 and 240 frames per second, got 0"):
         A.make_driver(aud(x, sr), 0, None)
     with pytest.raises(InputError, match="AUDIO dict"):
         A.make_driver(torch.zeros(10), 25, None)
@@ -510,8 +511,10 @@ def test_long_reads_need_a_duration(media_dir):
 ])
 def test_bad_files_name_the_file_through_the_node(media_dir, monkeypatch, name, message):
     monkeypatch.setenv("LIPSYNC_INPUT_DIR", str(media_dir))
-    with pytest.raises((MediaError, SilentAudioError), match="LoadAudioDriver: .*" + message):
+    with pytest.raises((MediaError, SilentAudioError), match="LoadAudioDriver: .*" + message) as e:
         LoadAudioDriver().load(name)
+    fix = "Choose the file with the spoken line" if name in ("silent.wav", "hiss.wav") else "re-export this one"
+    assert fix in str(e.value) and str(media_dir) not in str(e.value)  # the fix; the name, not the folder
     if name != "silent.wav" and name != "hiss.wav":
         assert LoadAudioDriver.VALIDATE_INPUTS(name) is True  # exists: only decoding reveals the problem
 
@@ -646,3 +649,80 @@ def test_node_validate_and_is_changed(tmp_path, monkeypatch):
     write_wav(root / "a.wav", sine(300, 0.5, 16000, 0.4).numpy(), 16000)
     h2 = LoadAudioDriver.IS_CHANGED("a.wav")
     assert h1 != h2 and len(h1) == 64
+
+
+# --- bad and unusual audio (issue 15's sweep) --------------------------------------------------
+
+def test_a_wav_cut_short_mid_data_gives_what_it_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSYNC_INPUT_DIR", str(tmp_path))
+    write_wav(tmp_path / "full.wav", sine(300, 2.0, 16000, 0.5).numpy(), 16000)
+    raw = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(raw[:44 + 2 * 16000])  # a copy that stopped after 1 s of 2
+    audio, driver = LoadAudioDriver().load(**defaults(audio_file="cut.wav"))["result"]
+    assert driver.num_frames == 25 and audio["waveform"].shape[-1] == 16000
+
+
+@pytest.mark.parametrize("bad, counts", [
+    (torch.tensor([float("nan")] * 2 + [float("inf")]), "3 non-finite samples (2 NaN, 1 infinite)"),
+    (torch.tensor([float("-inf")]), "1 non-finite samples (0 NaN, 1 infinite)"),
+])
+def test_non_finite_samples_stop_the_first_node(bad, counts):
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+    from comfyui_lipsync.nodes.sync_score import SyncScore
+
+    x = sine(200, 1.0, 16000, 0.3).float().repeat(2, 1)
+    x[1, 4000:4000 + bad.numel()] = bad
+    expect = "{}: the audio input holds " + re.escape(counts) + " of 32000. Fix the node or file that made it"
+    with pytest.raises(InputError, match="^" + expect.format("LoadAudioDriver")):
+        LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(x, 16000)))
+    with pytest.raises(InputError, match="^" + expect.format("ExtractPhonemes")):
+        ExtractPhonemes().extract(audio=aud(x, 16000))
+    # SyncScore given the raw AUDIO (no driver) names them too, instead of "too little speech"
+    with pytest.raises(InputError, match=r"^SyncScore: the audio input holds " + re.escape(counts)):
+        SyncScore().run(torch.rand(25, 32, 32, 3), fps=25.0, audio=aud(x, 16000))
+
+
+@pytest.mark.parametrize("sr", [8000, 11025, 22050, 44100, 48000, 96000])
+@pytest.mark.parametrize("channels", [1, 2, 6, 8])
+def test_any_rate_from_8_to_96_khz_and_1_to_8_channels(sr, channels):
+    # each channel its own tone level; the mono mix must carry the 440 Hz line at 16 kHz
+    x = torch.stack([sine(440, 1.0, sr, 0.1 + 0.05 * c).float() for c in range(channels)])
+    audio, driver = LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(x, sr), fps=30.0))["result"]
+    assert audio["sample_rate"] == sr and audio["waveform"].shape == (1, channels, sr)
+    assert torch.equal(audio["waveform"][0], x)  # full quality: every channel untouched
+    assert driver.num_frames == 30 and driver.waveform.shape == (16000,)
+    assert abs(peak_freq(driver.waveform, 16000) - 440.0) < 2.0
+    level = 20 * math.log10(float(driver.waveform[2000:-2000].abs().max()))
+    assert level == pytest.approx(20 * math.log10(0.1 + 0.025 * (channels - 1)), abs=0.2)  # mean of the amplitudes
+
+
+def test_multichannel_files_at_the_rate_extremes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIPSYNC_INPUT_DIR", str(tmp_path))
+    for sr, ch in ((8000, 1), (96000, 8)):
+        data = np.stack([sine(440, 1.0, sr, 0.3).numpy()] * ch, axis=1)
+        write_wav(tmp_path / f"t{sr}.wav", data, sr)
+        audio, driver = LoadAudioDriver().load(**defaults(audio_file=f"t{sr}.wav"))["result"]
+        assert audio["waveform"].shape == (1, ch, sr) and audio["sample_rate"] == sr and driver.num_frames == 25
+
+
+def test_empty_and_silent_audio_inputs_name_the_node_input_and_fix():
+    with pytest.raises(MediaError, match=r"^LoadAudioDriver: the audio input is empty \(0 samples\)\. Choose"):
+        LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(torch.zeros(2, 0), 44100)))
+    with pytest.raises(SilentAudioError, match=r"^LoadAudioDriver: the audio input is silent \(every sample is "
+                                               r"zero\)\. Choose the file with the spoken line"):
+        LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(torch.zeros(2, 48000), 48000)))
+
+
+@pytest.mark.parametrize("fps", [0.0, -25.0, 1000.0, 0.5, 240.5, float("nan")])
+def test_fps_outside_1_to_240_names_the_bounds(fps):
+    x = sine(200, 1.0, 16000, 0.3).float()
+    with pytest.raises(InputError, match=r"^LoadAudioDriver: fps must be between 1 and 240 frames per second, "
+                                         rf"got {fps:g}\. Use the video's frame rate"):
+        LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(x, 16000), fps=fps))
+
+
+@pytest.mark.parametrize("fps", [1.0, 240.0])
+def test_fps_bounds_themselves_work(fps):
+    x = sine(200, 2.0, 16000, 0.3).float()
+    _, driver = LoadAudioDriver().load(**defaults(audio_file=NO_FILE, audio=aud(x, 16000), fps=fps))["result"]
+    assert driver.num_frames == int(2 * fps) and driver.mel.shape == (int(2 * fps), 80, 16)

@@ -16,23 +16,23 @@ linearly from [-100, 0] dB to [-4, 4] and clipped. That gives 80 mel frames per 
 video frame ``i`` at ``fps`` reads the 16 mel frames starting at ``int(i * 80 / fps)``.
 """
 
-from .driver import (NORMALIZE_GATE_DB, NORMALIZE_TARGET_DB, SILENCE_DBFS, _unpack_audio, audio_to_16k, make_driver,
-                     normalize_gain, to_analysis_rate)
+from .driver import (FPS_MAX, FPS_MIN, NORMALIZE_GATE_DB, NORMALIZE_TARGET_DB, SILENCE_DBFS, _unpack_audio,
+                     audio_to_16k, check_fps, make_driver, normalize_gain, to_analysis_rate)
 from .files import (AUDIO_EXTENSIONS, MAX_READ_SECONDS, MEDIA_EXTENSIONS, VIDEO_EXTENSIONS, demo_audio_path, demo_text,
                     load_audio_file, resolve_input_file)
-from .frames import (LOUDNESS_FLOOR_DB, VOICING_FMAX, VOICING_FMIN, VOICING_WINDOW, frame_loudness, frame_voicing,
-                     voicing_gate)
+from .frames import (LOUDNESS_FLOOR_DB, VOICING_FMAX, VOICING_FMIN, VOICING_WINDOW, frame_loudness, frame_samples,
+                     frame_voicing, voicing_gate)
 from .mel import (FMAX, FMIN, HOP, MAX_ABS_VALUE, MEL_FPS, MEL_SILENCE, MIN_LEVEL_DB, N_FFT, PREEMPHASIS,
                   REF_LEVEL_DB, WIN, hz_to_mel, log_mel, mel_edges, mel_filterbank, mel_starts, mel_to_hz,
                   mel_windows, num_mel_frames, preemphasis)
 from .resampling import resample
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "FMAX", "FMIN", "HOP", "LOUDNESS_FLOOR_DB", "MAX_ABS_VALUE", "MAX_READ_SECONDS",
-    "MEDIA_EXTENSIONS", "MEL_FPS", "MEL_SILENCE", "MIN_LEVEL_DB", "NORMALIZE_GATE_DB", "NORMALIZE_TARGET_DB",
-    "N_FFT", "PREEMPHASIS", "REF_LEVEL_DB", "SILENCE_DBFS", "VIDEO_EXTENSIONS", "VOICING_FMAX", "VOICING_FMIN",
-    "VOICING_WINDOW", "WIN", "_unpack_audio", "audio_to_16k", "demo_audio_path", "demo_text", "frame_loudness",
-    "frame_voicing", "hz_to_mel", "load_audio_file", "log_mel", "make_driver", "mel_edges", "mel_filterbank",
-    "mel_starts", "mel_to_hz", "mel_windows", "normalize_gain", "num_mel_frames", "preemphasis", "resample",
-    "resolve_input_file", "to_analysis_rate", "voicing_gate",
+    "AUDIO_EXTENSIONS", "FPS_MAX", "FPS_MIN", "FMAX", "FMIN", "HOP", "LOUDNESS_FLOOR_DB", "MAX_ABS_VALUE",
+    "MAX_READ_SECONDS", "MEDIA_EXTENSIONS", "MEL_FPS", "MEL_SILENCE", "MIN_LEVEL_DB", "NORMALIZE_GATE_DB",
+    "NORMALIZE_TARGET_DB", "N_FFT", "PREEMPHASIS", "REF_LEVEL_DB", "SILENCE_DBFS", "VIDEO_EXTENSIONS", "VOICING_FMAX",
+    "VOICING_FMIN", "VOICING_WINDOW", "WIN", "_unpack_audio", "audio_to_16k", "check_fps", "demo_audio_path",
+    "demo_text", "frame_loudness", "frame_samples", "frame_voicing", "hz_to_mel", "load_audio_file", "log_mel",
+    "make_driver", "mel_edges", "mel_filterbank", "mel_starts", "mel_to_hz", "mel_windows", "normalize_gain",
+    "num_mel_frames", "preemphasis", "resample", "resolve_input_file", "to_analysis_rate", "voicing_gate",
 ]

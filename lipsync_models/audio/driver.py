@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, MediaError, SilentAudioError
 from ..types import ANALYSIS_RATE, AudioDriver
-from .frames import frame_loudness, frame_voicing
+from .frames import frame_loudness, frame_samples, frame_voicing
 from .mel import log_mel, mel_windows
 from .resampling import resample
 
@@ -23,10 +23,13 @@ NORMALIZE_TARGET_DB = -23.0
 """Loudness target of ``normalize``: gated RMS of -23 dBFS (EBU R128's -23 LUFS level, without
 the K-weighting filter), with the gain capped so that the peak stays at or below -1 dBFS."""
 NORMALIZE_GATE_DB = -50.0
+FPS_MIN, FPS_MAX = 1.0, 240.0
+"""Frame rates a driver is made for (the fps widgets' bounds): any rate in between, exactly."""
 
 
-def _unpack_audio(audio, who: str) -> tuple[torch.Tensor, int]:
-    """ComfyUI AUDIO dict -> (waveform (C, N) float, sample rate)."""
+def _unpack_audio(audio, who: str, name: str = "the audio input") -> tuple[torch.Tensor, int]:
+    """ComfyUI AUDIO dict -> (waveform (C, N) float, sample rate). InputError naming ``who`` and
+    ``name`` for anything else, and for NaN or infinite samples (counted)."""
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
         raise InputError(f"{who}: audio must be a ComfyUI AUDIO dict with 'waveform' and 'sample_rate', "
                          f"got {type(audio).__name__}.")
@@ -52,6 +55,12 @@ def _unpack_audio(audio, who: str) -> tuple[torch.Tensor, int]:
         raise InputError(f"{who}: audio has no channels (waveform {tuple(wave.shape)}).")
     if not wave.is_floating_point():
         wave = wave.float() / float(torch.iinfo(wave.dtype).max + 1)
+    bad = int((~torch.isfinite(wave)).sum())
+    if bad:
+        nan = int(torch.isnan(wave).sum())
+        raise InputError(f"{who}: {name} holds {bad} non-finite samples ({nan} NaN, {bad - nan} infinite) of "
+                         f"{wave.numel()}. Fix the node or file that made it (a TTS or effect that overflowed), "
+                         "or re-export the audio.")
     return wave, sr
 
 
@@ -120,6 +129,18 @@ def normalize_gain(wave: torch.Tensor, sr: int, target_db: float = NORMALIZE_TAR
     return gain
 
 
+def check_fps(fps, who: str) -> float:
+    """``fps`` as a float in :data:`FPS_MIN`..:data:`FPS_MAX`, else InputError naming ``who`` and the bounds."""
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise InputError(f"{who}: fps must be a number, got {fps!r}.") from None
+    if not (math.isfinite(fps) and FPS_MIN <= fps <= FPS_MAX):
+        raise InputError(f"{who}: fps must be between {FPS_MIN:g} and {FPS_MAX:g} frames per second, got {fps:g}. "
+                         "Use the video's frame rate (e.g. 25, 29.97 or 60), or connect its VIDEO.")
+    return fps
+
+
 def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: float = 0.0,
                 duration: float | None = None, normalize: bool = False, device=None,
                 name: str = "audio", who: str = "LoadAudioDriver", time_origin: float = 0.0) -> AudioDriver:
@@ -136,13 +157,10 @@ def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: f
     empty, InputError on bad arguments. ``time_origin`` (s) is added to times in messages, for
     audio that was itself cut from a longer source.
     """
-    wave, sr = _unpack_audio(audio, who)
-    try:
-        fps = float(fps)
-    except (TypeError, ValueError):
-        raise InputError(f"{who}: fps must be a number, got {fps!r}.") from None
-    if not math.isfinite(fps) or fps <= 0:
-        raise InputError(f"{who}: fps must be positive, got {fps}. Use the video's frame rate (e.g. 25).")
+    wave, sr = _unpack_audio(audio, who, name)
+    fps = check_fps(fps, who)
+    if wave.shape[-1] == 0:
+        raise MediaError(f"{who}: {name} is empty (0 samples). Choose a file or an AUDIO output with sound in it.")
     if start is None or start < 0 or not math.isfinite(start):
         raise InputError(f"{who}: start_offset must be >= 0 s, got {start}.")
     if duration is not None and (duration <= 0 or not math.isfinite(duration)):
@@ -168,7 +186,7 @@ def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: f
         num_frames = max(1, int(math.ceil(covered * fps - 1e-6)))
     num_frames = int(num_frames)
     target_s = num_frames / fps
-    full = _fit(part, int(round(target_s * sr)))
+    full = _fit(part, int(frame_samples(fps, num_frames, sr)[-1]))  # frame k at round(k * sr / fps)
     gain = normalize_gain(part, sr) if normalize else 1.0
     if gain != 1.0:
         full = full * gain
@@ -179,7 +197,7 @@ def make_driver(audio: dict, fps: float, num_frames: int | None = None, start: f
         raise SilentAudioError(f"{who}: the {full.shape[0]} channels of {name} cancel out when mixed to mono "
                                f"(mono peak {_db(mono_peak):.1f} dBFS, channel peak {_db(peak):.1f} dBFS): one "
                                "channel is phase-inverted. Fix the file, or pass a single channel.")
-    wave16 = _fit(resample(mono, sr, ANALYSIS_RATE)[0], int(round(target_s * ANALYSIS_RATE)))
+    wave16 = _fit(resample(mono, sr, ANALYSIS_RATE)[0], int(frame_samples(fps, num_frames, ANALYSIS_RATE)[-1]))
     mel = mel_windows(log_mel(wave16), fps, num_frames)
     loud = frame_loudness(wave16, fps, num_frames)
     voiced = frame_voicing(wave16, fps, num_frames)

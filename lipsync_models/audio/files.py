@@ -110,11 +110,21 @@ def load_audio_file(path: str, start: float = 0.0, duration: float | None = None
         raise InputError(f"{who}: {name} has more than {max_seconds / 60:.0f} min of audio after "
                          f"start_offset {start:.1f} s; set duration (or a frame count) to pick the part you need.")
     if wave.shape[-1] == 0:
-        raise MediaError(f"{who}: {name} holds no audio samples after {start:.2f} s.")
+        raise MediaError(f"{who}: {name} holds no audio samples after {start:.2f} s. Lower start_offset; if the "
+                         f"file should be longer, it was cut short: {FILE_FIX}")
     return {"waveform": wave[None], "sample_rate": sr}
+
+
+FILE_FIX = ("Pick another file, or re-export this one (e.g. as wav or mp3) and upload it again; a file cut short "
+            "by a failed copy or download must be copied again.")
+"""What a user can do about a file that cannot be decoded: appended to the decoder's message."""
 
 
 def _read(path: str, who: str, start: float, duration: float) -> tuple[torch.Tensor, int]:
     from .. import media
 
-    return media.read_audio(path, who=who, start=start, duration=duration)
+    try:
+        return media.read_audio(path, who=who, start=start, duration=duration)
+    except MediaError as e:  # name the file, not the folder it sits in, and say what to do
+        text = str(e).replace(f"'{path}'", os.path.basename(path)).replace(path, os.path.basename(path))
+        raise type(e)(f"{text.rstrip()} {FILE_FIX}") from None

@@ -12,10 +12,16 @@ from ..types import ANALYSIS_RATE
 LOUDNESS_FLOOR_DB = -100.0
 
 
-def _frame_bounds(fps: float, num_frames: int, sr: int) -> torch.Tensor:
-    """(T + 1,) sample index where each video frame begins (and the last one ends)."""
+def frame_samples(fps: float, num_frames: int, sr: int) -> torch.Tensor:
+    """(T + 1,) int64 sample where each video frame begins (and the last one ends) at ``sr`` Hz:
+    frame k starts at round(k * sr / fps) (halves up), each computed from k alone, so nothing
+    accumulates and the rate is never rounded (29.97 fps at 16 kHz: 0, 534, 1068, 1602, 2135, ...).
+    A 1e-6 sample slack keeps float rates such as 30000/1001 on the rational value's side of a half."""
     i = torch.arange(int(num_frames) + 1, dtype=torch.float64)
-    return torch.round(i * sr / float(fps)).to(torch.int64)
+    return torch.floor(i * float(sr) / float(fps) + (0.5 + 1e-6)).to(torch.int64)
+
+
+_frame_bounds = frame_samples
 
 
 def frame_loudness(wave16k: torch.Tensor, fps: float, num_frames: int, sr: int = ANALYSIS_RATE) -> torch.Tensor:
@@ -24,7 +30,7 @@ def frame_loudness(wave16k: torch.Tensor, fps: float, num_frames: int, sr: int =
     dev = wave16k.device
     # float64 running sums (exact over an hour of audio); MPS has no float64, so it works on the CPU
     work = dev if dev.type != "mps" else torch.device("cpu")
-    bounds = _frame_bounds(fps, num_frames, sr).to(work)
+    bounds = frame_samples(fps, num_frames, sr).to(work)
     x = wave16k.to(work).to(torch.float64)
     total = int(bounds[-1])
     if x.shape[0] < total:
@@ -68,7 +74,7 @@ def frame_voicing(wave16k: torch.Tensor, fps: float, num_frames: int, sr: int = 
     """
     dev = wave16k.device
     x = wave16k.to(torch.float32)
-    bounds = _frame_bounds(fps, num_frames, sr)
+    bounds = frame_samples(fps, num_frames, sr)
     centres = ((bounds[:-1] + bounds[1:]) // 2).to(dev)
     half = VOICING_WINDOW // 2
     total = int(bounds[-1]) + VOICING_WINDOW

@@ -120,10 +120,11 @@ def log_mel(wave16k: torch.Tensor, chunk_frames: int = 4096) -> torch.Tensor:
 
 
 def mel_starts(fps: float, num_frames: int) -> torch.Tensor:
-    """(T,) int64 first mel frame of each video frame: floor(i * 80 / fps), computed so that
-    exact multiples are not lost to rounding (25 fps: 0, 3, 6, 9, 12, 16, ...)."""
+    """(T,) int64 first mel frame of each video frame: floor(i * 80 / fps), each computed from i
+    alone (no drift), so that exact multiples are not lost to rounding (25 fps: 0, 3, 6, 9, 12, 16,
+    ...; 30000/1001 given as a float still reaches 1001 at frame 375)."""
     i = torch.arange(int(num_frames), dtype=torch.float64)
-    return torch.floor(i * MEL_FPS / float(fps) + 1e-9).to(torch.int64)
+    return torch.floor(i * MEL_FPS / float(fps) + 1e-6).to(torch.int64)
 
 
 def mel_windows(mel: torch.Tensor, fps: float, num_frames: int, pad_value: float = MEL_SILENCE) -> torch.Tensor:

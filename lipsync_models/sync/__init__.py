@@ -37,8 +37,8 @@ output.
 """
 
 from ..calibration import ACTIVITY_WEIGHT, NATURAL_LEAD_FRAMES, STATIC_FLOW, TRACK_MATCH_R
-from .articulation import (MESH_NOTE, MIN_ACTIVE_FRAMES, MIN_FRAMES, VISUAL_SIGNALS, VISUAL_SIGNALS_WITH_IMAGES,
-                           natural_lead_for, score_articulation)
+from .articulation import (LEAD_FPS, MESH_NOTE, MIN_ACTIVE_FRAMES, MIN_ACTIVE_SECONDS, MIN_FRAMES, MIN_SECONDS,
+                           VISUAL_SIGNALS, VISUAL_SIGNALS_WITH_IMAGES, natural_lead_for, score_articulation)
 from .clip import STEPS, check_clip, clip_waveform, score_clip, track_for_scoring
 from .figure import plot
 from .frames import FLOW_CROP, flow_opening, frame_lip_signal, track_matches
@@ -50,7 +50,8 @@ from .syncnet_scorer import score_syncnet
 
 __all__ = [
     "ACTIVITY_WEIGHT", "BAND_HZ", "CLOSURES", "ENVELOPE_RATE", "FLOOR_DB", "FLOW_CROP", "LAG_STEP", "LagScore",
-    "MESH_NOTE", "MIN_ACTIVE_FRAMES", "MIN_FRAMES", "NATURAL_LEAD_FRAMES", "STATIC_FLOW", "STATIC_STD",
+    "LEAD_FPS", "MESH_NOTE", "MIN_ACTIVE_FRAMES", "MIN_ACTIVE_SECONDS", "MIN_FRAMES", "MIN_SECONDS",
+    "NATURAL_LEAD_FRAMES", "STATIC_FLOW", "STATIC_STD",
     "STEPS", "SyncResult", "TRACK_MATCH_R", "VISUAL_SIGNALS", "VISUAL_SIGNALS_WITH_IMAGES", "activity_signals",
     "band_envelope", "check_clip", "clip_waveform", "closure_signal", "corr_rows", "flow_opening",
     "frame_lip_signal", "lag_curves", "natural_lead_for", "plot", "predicted_mouth", "score_articulation",

@@ -34,21 +34,29 @@ VISUAL_SIGNALS = ("gap", "outer", "lip_signal")
 """Visual signals the articulation scorer uses by default without images (see :func:`visual_signals`)."""
 VISUAL_SIGNALS_WITH_IMAGES = ("flow", "gap", "outer", "lip_signal")
 """... and with the images: the optical-flow opening (:func:`flow_opening`)."""
+LEAD_FPS = 25.0
+"""Frame rate of the footage the constants below and :data:`NATURAL_LEAD_FRAMES` were set on (the
+GRID clips). They are times: at another rate they are converted, never applied as frame counts."""
 MIN_FRAMES = 20
-"""Shorter clips are not judged (less than a second at 25 fps: too few syllables to lock on)."""
+"""Shorter clips are not judged: 20 frames at 25 fps (:data:`MIN_SECONDS`, too few syllables to lock on)."""
+MIN_SECONDS = MIN_FRAMES / LEAD_FPS
 MIN_ACTIVE_FRAMES = 8
-"""Clips with fewer frames of sound within 20 dB of their peak are not judged (too little speech)."""
+"""Clips with less sound within 20 dB of their peak than 8 frames at 25 fps (:data:`MIN_ACTIVE_SECONDS`)
+are not judged (too little speech)."""
+MIN_ACTIVE_SECONDS = MIN_ACTIVE_FRAMES / LEAD_FPS
 MESH_NOTE = ("lips measured with the face mesh (a mediapipe track): offsets are less exact on our tests "
              "(GRID injected shifts -8..+8, lead fitted on the other clips: exact 71% vs 100% with a haar "
              "track, both within one frame); leave face_track empty or use "
              "MaskLowerFace's haar detector for the most exact offset")
 
 
-def natural_lead_for(track: FaceTrack, signals: str) -> float:
+def natural_lead_for(track: FaceTrack, signals: str, fps: float = LEAD_FPS) -> float:
     """The calibrated natural lead (:data:`calibration.NATURAL_LEAD_FRAMES`) for ``track``'s
-    detector and the audio ``signals`` ("envelope", "closures", "phonemes" or "phonemes+closures")."""
+    detector and the audio ``signals`` ("envelope", "closures", "phonemes" or "phonemes+closures"),
+    in frames at ``fps``: the lead is a time (fitted in 25 fps frames), so 0.35 frame at 25 fps
+    (14 ms) is 0.84 frame at 60 fps."""
     det = track.extras.get("detector") if isinstance(track.extras, dict) else None
-    return NATURAL_LEAD_FRAMES.get(det, NATURAL_LEAD_FRAMES["haar"])[signals]
+    return NATURAL_LEAD_FRAMES.get(det, NATURAL_LEAD_FRAMES["haar"])[signals] * float(fps) / LEAD_FPS
 
 
 def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, search_range: int = 15,
@@ -65,7 +73,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     fps: frame rate; search_range R: offsets -R..R frames; window_s: per-window track window
     (hop = half a window; 0 = none); use_phonemes: add the phoneme -> viseme predicted mouth;
     natural_lead: frames subtracted from the curve's peak (None: :data:`NATURAL_LEAD_FRAMES` for
-    the track's detector); visual_names: which of :func:`visual_signals` (+ "flow" with images)
+    the track's detector, converted to frames at ``fps``); visual_names: which of :func:`visual_signals` (+ "flow" with images)
     to use; images: (T, H, W, C) 0..1, the frames scored (their lips are measured on them when
     the track's do not describe them, and their optical flow is added); phonemes: optional
     PhonemeTrack of the audio, timed by forced alignment with the transcript: its P/B/M closures
@@ -87,7 +95,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     audio_fr = _audio_per_frame(wave16k, fps, n, use_phonemes, phonemes, notes)
     tick()
     if natural_lead is None:
-        natural_lead = natural_lead_for(track, _signal_set(audio_fr))
+        natural_lead = natural_lead_for(track, _signal_set(audio_fr), fps)
     audio_hr = {"band": env}
     activity = activity_signals(vis, env, fps)
     whole = score_lags(vis, audio_hr, audio_fr, activity, fps, R, natural_lead, activity_weight=activity_weight)
@@ -194,25 +202,28 @@ def _signal_set(audio_fr: dict[str, np.ndarray]) -> str:
     return base or "envelope"
 
 
-def _active_frames(env: np.ndarray, fps: float, peak: float | None = None) -> int:
-    """Video frames' worth of envelope within 20 dB of the clip's peak (0 for a flat envelope)."""
+def _active_seconds(env: np.ndarray, peak: float | None = None) -> float:
+    """Seconds of envelope within 20 dB of the clip's peak (0 for a flat envelope)."""
     if peak is None:
         peak = float(env.max())
         if peak - float(env.min()) < 1.0:  # no 10 dB of contrast anywhere: silence or steady noise
-            return 0
-    return int((env > peak - 2.0).sum() / ENVELOPE_RATE * fps)
+            return 0.0
+    return float((env > peak - 2.0).sum()) / ENVELOPE_RATE
 
 
 def _judgeable(n: int, env: np.ndarray, fps: float, static: bool, notes: list[str]) -> bool:
-    """Whether the clip can be judged at all; the reasons it cannot go to ``notes``."""
+    """Whether the clip can be judged at all; the reasons it cannot go to ``notes``. The bounds are
+    times (:data:`MIN_SECONDS`, :data:`MIN_ACTIVE_SECONDS`), the same at every frame rate."""
     ok = True
-    active = _active_frames(env, fps)
-    if n < MIN_FRAMES:
+    active = _active_seconds(env)
+    if n / fps < MIN_SECONDS - 1e-9:
         ok = False
-        notes.append(f"clip too short: {n} frames (need {MIN_FRAMES}, about {MIN_FRAMES / fps:.1f} s)")
-    if active < MIN_ACTIVE_FRAMES:
+        notes.append(f"clip too short: {n} frames, {n / fps:.2f} s at {fps:g} fps (need {MIN_SECONDS:.1f} s, "
+                     f"{math.ceil(MIN_SECONDS * fps - 1e-9)} frames)")
+    if active < MIN_ACTIVE_SECONDS - 1e-9:
         ok = False
-        notes.append(f"too little speech: {active} frames of sound within 20 dB of the peak (need {MIN_ACTIVE_FRAMES})")
+        notes.append(f"too little speech: {active:.2f} s of sound within 20 dB of the peak "
+                     f"(need {MIN_ACTIVE_SECONDS:.2f} s)")
     if static:
         ok = False
         notes.append("the mouth does not move (static lips)")
@@ -223,7 +234,7 @@ def _window_ok(env: np.ndarray, vis: dict[str, np.ndarray], vis_all: dict[str, n
                s: int, e: int) -> bool:
     """Whether frames s..e hold enough sound and lip movement for their window offset to count."""
     seg = env[int(math.floor(s / fps * ENVELOPE_RATE)):int(math.ceil(e / fps * ENVELOPE_RATE))]
-    if not seg.size or _active_frames(seg, fps, env.max()) < MIN_ACTIVE_FRAMES // 2:
+    if not seg.size or _active_seconds(seg, env.max()) < MIN_ACTIVE_SECONDS / 2 - 1e-9:
         return False
     if "flow" in vis_all:
         return float(np.std(vis_all["flow"][s:e])) >= STATIC_FLOW

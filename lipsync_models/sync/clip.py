@@ -4,11 +4,11 @@ picked by name."""
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 
+from ..audio.driver import check_fps
 from ..checks import check_images
 from ..errors import InputError, NoFaceError
 from ..types import AudioDriver, FaceTrack, PhonemeTrack
@@ -50,7 +50,7 @@ def clip_waveform(num_frames: int, fps: float, audio: dict | None = None,
     if abs(length_s - n / fps) > 1.0 / fps:
         notes.append(f"audio is {length_s:.2f} s, the frames {n / fps:.2f} s: scored the first {n / fps:.2f} s "
                      "(cut or padded with silence)")
-    return audiolib.make_driver(audio, fps, num_frames=n, who=WHO).waveform, notes
+    return audiolib.make_driver(audio, fps, num_frames=n, name="the audio input", who=WHO).waveform, notes
 
 
 def track_for_scoring(images: torch.Tensor, on_progress: ProgressFn | None = None) -> tuple[FaceTrack, str]:
@@ -91,16 +91,14 @@ def score_clip(images: torch.Tensor, fps: float, audio: dict | None = None, driv
                on_progress: ProgressFn | None = None) -> tuple[SyncResult, list[str]]:
     """Score a clip as the SyncScore node does; returns the result and notes for the report.
 
-    images: (B, H, W, C) 0..1; fps > 0; audio or driver: the clip's sound (see
+    images: (B, H, W, C) 0..1; fps: 1..240, any rate in between (the offset is in its frames); audio or driver: the clip's sound (see
     :func:`clip_waveform`); face_track: None = tracked here (:func:`track_for_scoring`);
     phonemes: optional timed phonemes (closure anchors); use_phonemes: add the phoneme-predicted
     mouth; syncnet_path: a syncnet_v2 checkpoint to score with instead of the articulation scorer;
     device: where tracking and SyncNet run. on_progress(done, :data:`STEPS`).
     """
     check_images(images, WHO)
-    fps = float(fps)
-    if not math.isfinite(fps) or fps <= 0:
-        raise InputError(f"{WHO}: fps must be positive, got {fps}.")
+    fps = check_fps(fps, WHO)  # 1..240, the node's bounds, also for a rate linked from another node
     n = images.shape[0]
     wave, notes = clip_waveform(n, fps, audio, driver)
     progress = on_progress or (lambda d, t: None)
