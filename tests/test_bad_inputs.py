@@ -280,6 +280,31 @@ def test_mask_unknown_detector(ctx):
     expect(InputError, "LipSyncMaskLowerFace", ["detector", "'nope'"], images=ctx["img"][:1], detector="nope")
 
 
+@pytest.mark.parametrize("size", ["odd 359x287", "40 px face"])
+def test_odd_sizes_and_small_faces_go_through(ctx, size):
+    """Frames of odd width and height, and frames shrunk to 90x72 (a face about 40 px wide), go through
+    MaskLowerFace, LipSyncInference and Composite: the output has the input's size, and the pixels
+    that change lie in the lower half of the tracked face box's columns (the mask reaches past the chin)."""
+    img = ctx["img"]
+    if size == "odd 359x287":
+        img = img[:, 1:, :-1]
+    else:
+        img = torch.nn.functional.interpolate(img.permute(0, 3, 1, 2), scale_factor=0.25, mode="area")
+        img = img.permute(0, 2, 3, 1).contiguous()
+    track = call_node(NODES["LipSyncMaskLowerFace"], images=img)[0]["face_track"]
+    assert bool(track.found.all())
+    g = call_node(NODES["LipSyncInference"], images=img, face_track=track, visemes=ctx["vis"], driver=ctx["drv"])[0]
+    out = call_node(NODES["LipSyncComposite"], images=img, crops=g["crops"], face_track=g["face_track"])[0]["images"]
+    assert out.shape == img.shape
+    changed = (out - img).abs().amax(-1) > 1 / 255
+    assert int((changed.flatten(1).sum(1) > 0).sum()) >= N // 2  # the mouth moves in most frames
+    lo, hi = track.boxes.min(0).values, track.boxes.max(0).values  # the union of the face boxes
+    x0, y0, x1, y1 = float(lo[0]), float(lo[1]), float(hi[2]), float(hi[3])
+    ys, xs = torch.nonzero(changed.any(0), as_tuple=True)
+    assert int(xs.min()) >= x0 and int(xs.max()) <= x1
+    assert int(ys.min()) >= 0.5 * (y0 + y1)
+
+
 # --- LipSyncInference: lengths and sockets -------------------------------------------------------
 
 def _gen(ctx, **over):
