@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import threading
+import zipfile
 from typing import Callable
 
 import torch
@@ -43,11 +45,14 @@ def _name(path: str) -> str:
     return os.path.basename(path)
 
 
-def read_tensors(path: str, who: str = "load_checkpoint", folder: str = "lipsync") -> dict[str, torch.Tensor]:
+def read_tensors(path: str, who: str = "load_checkpoint", folder: str = "lipsync",
+                 trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict on the CPU.
 
     Unwraps training dicts and strips ``module.`` prefixes. Raises CheckpointError for a
     missing, empty, unknown, corrupt or unsafe file, or one that holds no tensors.
+    ``trust_pickle`` (the converter's ``--trust-pickle`` only, never a node) unpickles a ``.pth``
+    in full, running whatever code it names.
     """
     name = _name(path)
     if not os.path.isfile(path):
@@ -65,20 +70,38 @@ def read_tensors(path: str, who: str = "load_checkpoint", folder: str = "lipsync
         except Exception as e:  # safetensors raises SafetensorError / OSError for bad headers
             raise CheckpointError(f"{who}: {name} is not a valid .safetensors file ({e}).") from e
     elif ext in PICKLE_EXTS:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise CheckpointError(
-                f"{who}: refused to load {name}: it is a pickle that holds more than tensors "
-                f"(weights-only loading rejected it: {str(e).splitlines()[0][:200]}). Only plain "
-                f"tensor checkpoints are loaded; convert a trusted file with "
-                f"'python -m lipsync_models.convert' on a machine where you can inspect it, or use a "
-                f".safetensors file.") from e
-        except Exception as e:  # zip/pickle corruption surfaces as RuntimeError, EOFError, ...
-            raise CheckpointError(f"{who}: cannot read {name}: not a PyTorch checkpoint or corrupt ({type(e).__name__}: {e}).") from e
+        obj = _read_pickle(path, name, who, trust_pickle)
     else:
         raise CheckpointError(f"{who}: {name}: unknown checkpoint type {ext!r}; use .safetensors or .pth.")
     return flatten_state_dict(obj, name, who)
+
+
+def _read_pickle(path: str, name: str, who: str, trust_pickle: bool):
+    """``torch.load`` of a pickle checkpoint: weights-only unless ``trust_pickle``."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save's zip, or a pickle's PROTO opcode
+        raise CheckpointError(f"{who}: cannot read {name}: not a PyTorch checkpoint (neither torch.save's zip "
+                              f"archive nor a pickle; it starts with {head!r}). Copy the real checkpoint again.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(refusal(name, str(e), who)) from e
+    except Exception as e:  # zip/pickle corruption surfaces as RuntimeError, EOFError, ...
+        raise CheckpointError(f"{who}: cannot read {name}: not a PyTorch checkpoint or corrupt "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}).") from e
+
+
+def refusal(name: str, torch_message: str, who: str) -> str:
+    """What a user can do about a ``.pth`` that weights-only loading refused (``torch_message``)."""
+    found = re.search(r"GLOBAL ([\w.]+)", torch_message)
+    what = (f"it names the Python object {found.group(1)}, which would be called while loading"
+            if found else "it holds pickle instructions that only a full (code-running) load understands")
+    return (f"{who}: refused to load {name}: it is not a plain weights file ({what}), and this pack never runs "
+            f"code from a checkpoint. Use the official checkpoint or a .safetensors copy of it instead (see the "
+            f"pack's README for which files fit). Only if you trust where this file came from: convert it once with "
+            f"'python -m lipsync_models.convert --trust-pickle {name} {os.path.splitext(name)[0]}.safetensors' "
+            f"(that runs the file's code; best in a throw-away environment) and pick the .safetensors file.")
 
 
 def flatten_state_dict(obj, name: str = "checkpoint", who: str = "load_checkpoint") -> dict[str, torch.Tensor]:
@@ -142,8 +165,9 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], name: str
     model.load_state_dict(ok, strict=False)
 
 
-def convert_to_safetensors(src: str, dst: str, who: str = "convert") -> int:
-    """Convert a ``.pth`` checkpoint (weights-only loading) to ``.safetensors``.
+def convert_to_safetensors(src: str, dst: str, who: str = "convert", trust_pickle: bool = False) -> int:
+    """Convert a ``.pth`` checkpoint to ``.safetensors``: weights-only loading, unless
+    ``trust_pickle`` (a full unpickle that runs the code the file names: for trusted files only).
 
     Writes the unwrapped, prefix-free state dict; returns the number of tensors written.
     """
@@ -151,7 +175,7 @@ def convert_to_safetensors(src: str, dst: str, who: str = "convert") -> int:
 
     if not dst.lower().endswith(".safetensors"):
         raise CheckpointError(f"{who}: the output name must end in .safetensors, got {_name(dst)}.")
-    state = read_tensors(src, who)
+    state = read_tensors(src, who, trust_pickle=trust_pickle)
     # safetensors refuses shared storage and non-contiguous tensors: write independent copies.
     out = {k: v.detach().contiguous().clone() for k, v in state.items()}
     save_file(out, dst, metadata={"converted_from": _name(src)})

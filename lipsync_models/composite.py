@@ -156,10 +156,27 @@ def _check_composite(frames, crops, track, mask, feather, blend) -> None:
                 f"{WHO}: the mask is {tuple(m.shape)} (frames, height, width) but the images are "
                 f"{tuple(frames.shape[:3])}. Give one mask per frame (or one for all) at the images' size."
             )
+        _check_mask_finite(m)
     if not (isinstance(feather, (int, float)) and 0.0 <= feather <= 1.0):
         raise InputError(f"{WHO}: feather must be between 0 and 1 (fraction of the crop size), got {feather}.")
     if blend not in BLENDS:
         raise InputError(f"{WHO}: blend must be one of {', '.join(BLENDS)}, got {blend!r}.")
+
+
+def _check_mask_finite(mask: torch.Tensor, chunk: int = 16) -> None:
+    """InputError naming how many NaN/Inf values the mask holds and in which frames (a NaN would
+    spread through the blend into the output). Scanned a few frames at a time: no full-size copy."""
+    bad, frames = 0, []
+    for start in range(0, mask.shape[0], chunk):
+        per = (~torch.isfinite(mask[start:start + chunk])).flatten(1).sum(1)
+        bad += int(per.sum())
+        frames += [start + int(i) for i in torch.nonzero(per).flatten()]
+    if bad:
+        shown = ", ".join(map(str, frames[:5])) + (f" and {len(frames) - 5} more" if len(frames) > 5 else "")
+        raise InputError(
+            f"{WHO}: the mask holds {bad} NaN/Inf value(s) in {len(frames)} of its {mask.shape[0]} frame(s) "
+            f"(frame {shown}); they would spread into the output. Fix the node that made the mask "
+            f"(e.g. a division by zero), or leave 'mask' empty for the built-in lower-face mask.")
 
 
 def _mask_boxes(mask: torch.Tensor, b: int, grow: float, chunk: int) -> torch.Tensor:

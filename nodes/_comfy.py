@@ -251,3 +251,17 @@ def preview_images(images: torch.Tensor, prefix: str = "lipsync_preview") -> lis
         Image.fromarray(arr).save(os.path.join(full, file), compress_level=1)
         results.append({"filename": file, "subfolder": sub, "type": "temp"})
     return results
+
+
+# --- GPU memory ------------------------------------------------------------------------------
+
+def free_memory_for_model(nbytes: int) -> None:
+    """Before a node loads a model of about ``nbytes`` onto the compute device: ask ComfyUI's model
+    management to unload other models until that much is free there (it unloads nothing when the
+    room is already there). No-op standalone and on the CPU."""
+    if _mm is None:
+        return
+    device = _mm.get_torch_device()
+    if torch.device(device).type == "cpu":
+        return
+    _mm.free_memory(int(nbytes), device)

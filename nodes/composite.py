@@ -15,7 +15,8 @@ class Composite:
         "Pastes the generated face crops back into the original frames, inside the lower-face mask "
         "only: each crop is warped back with the face track's inverse transform, colour-matched to "
         "the surrounding skin and blended with a feathered edge. Everything outside the mask keeps "
-        "its original pixels; resolution and frame count are those of the input."
+        "its original pixels; resolution and frame count are those of the input. Holds the output batch "
+        "(one copy of the frames) and, beyond it, only a few frames' mask windows at a time."
     )
 
     @classmethod

@@ -306,3 +306,68 @@ def test_node_reports_a_vanished_checkpoint(tmp_path, monkeypatch, clip):
     frames, track, vis, driver = clip
     with pytest.raises(CheckpointError, match="gone.pth"):
         LipSyncInference().run(frames, track, vis, driver, model="gone.pth", strength=1.0, batch_size=4)
+
+
+def test_refusal_names_the_object_and_the_trusted_conversion(tmp_path, model):
+    """A real-world reason for a refusal: the training script pickled its argparse options beside the
+    weights. The message names that object, not torch's 'weights_only=False'; the converter refuses
+    it as well, and converts it only when told to trust it, into a file the node then loads."""
+    import argparse
+
+    src = tmp_path / "trained.pth"
+    torch.save({**_published_layout(model), "args": argparse.Namespace(lr=1e-4)}, src)
+    with pytest.raises(CheckpointError) as info:
+        checkpoints.read_tensors(str(src), "LipSyncInference")
+    msg = str(info.value)
+    assert "argparse.Namespace" in msg and "weights_only" not in msg
+    assert "--trust-pickle trained.pth trained.safetensors" in msg
+    dst = tmp_path / "trained.safetensors"
+    run = [sys.executable, "-m", "lipsync_models.convert", str(src), str(dst)]
+    refused = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "argparse.Namespace" in refused.stderr and not dst.exists()
+    done = subprocess.run(run + ["--trust-pickle"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = checkpoints.read_tensors(str(dst))
+    ref = model.state_dict()
+    assert set(out) == set(ref) and all(torch.equal(out[k], ref[k]) for k in ref)
+
+
+def test_free_memory_for_model_asks_comfyui_on_a_gpu_only(monkeypatch):
+    from comfyui_lipsync.nodes import _comfy
+
+    calls = []
+
+    class FakeMM:
+        device = torch.device("cuda", 0)
+
+        def get_torch_device(self):
+            return self.device
+
+        def free_memory(self, nbytes, device, keep_loaded=()):
+            calls.append((nbytes, device))
+
+    fake = FakeMM()
+    monkeypatch.setattr(_comfy, "_mm", fake)
+    _comfy.free_memory_for_model(123_456_789)
+    assert calls == [(123_456_789, torch.device("cuda", 0))]
+    fake.device = torch.device("cpu")
+    _comfy.free_memory_for_model(5)
+    monkeypatch.setattr(_comfy, "_mm", None)
+    _comfy.free_memory_for_model(5)
+    assert len(calls) == 1
+
+
+def test_node_frees_memory_before_loading_a_checkpoint(tmp_path, monkeypatch, clip, model):
+    from comfyui_lipsync.nodes import _comfy
+
+    (tmp_path / "lipsync").mkdir()
+    path = tmp_path / "lipsync" / "w.pth"
+    torch.save(model.state_dict(), path)
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(tmp_path))
+    asked = []
+    monkeypatch.setattr(_comfy, "free_memory_for_model", asked.append)
+    frames, track, vis, driver = clip
+    LipSyncInference().run(frames, track, vis, driver, model="w.pth", strength=1.0, batch_size=4)
+    assert asked == [2 * os.path.getsize(path)]
+    LipSyncInference().run(frames, track, vis, driver, strength=1.0, batch_size=4)  # built-in: no model to load
+    assert len(asked) == 1

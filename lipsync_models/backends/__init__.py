@@ -42,10 +42,25 @@ BUILTINS = (BUILTIN, BANK, WARP)
 """The weight-free generators, in the order of the node's model list."""
 
 
+_SOURCES = {"face_track": (FaceTrack, "MaskLowerFace"), "visemes": (VisemeTrack, "MapVisemes"),
+            "driver": (AudioDriver, "LoadAudioDriver")}
+"""Each track input: its type and the node that makes it."""
+
+
+def _check_types(track, visemes, driver, who: str) -> None:
+    """InputError naming the input when a socket carries something else than its node's output."""
+    for name, value in (("face_track", track), ("visemes", visemes), ("driver", driver)):
+        cls, node = _SOURCES[name]
+        if not isinstance(value, cls):
+            raise InputError(f"{who}: {name} must be a {cls.__name__}, got {type(value).__name__}. "
+                             f"Connect the {name} output of {node} to it.")
+
+
 def check_lengths(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver: AudioDriver,
                   who: str = WHO) -> int:
     """All inputs must cover the same frames; returns that count or raises LengthMismatchError
-    (frame counts) / InputError (frame rates) naming every value."""
+    (frame counts) / InputError (frame rates, or an input of the wrong type) naming every value."""
+    _check_types(track, visemes, driver, who)
     counts = {"images": int(images.shape[0]), "face_track": track.num_frames,
               "visemes": visemes.num_frames, "driver": driver.num_frames}
     if len(set(counts.values())) != 1:

@@ -64,8 +64,18 @@ def track_for_scoring(images: torch.Tensor, on_progress: ProgressFn | None = Non
         return facelib.track_faces(images, detector="haar", on_progress=on_progress), "haar"
     except NoFaceError:
         if not facelib.mediapipe_available():
-            raise
-    return facelib.track_faces(images, detector="mediapipe", on_progress=on_progress), "mediapipe"
+            raise NoFaceError(_no_face(images.shape[0], "the Haar detector; the face mesh needs mediapipe "
+                                                        "(pip install mediapipe)")) from None
+    try:
+        return facelib.track_faces(images, detector="mediapipe", on_progress=on_progress), "mediapipe"
+    except NoFaceError:
+        raise NoFaceError(_no_face(images.shape[0], "the Haar detector and the mediapipe face mesh")) from None
+
+
+def _no_face(n: int, tried: str) -> str:
+    return (f"{WHO}: no face found in any of the {n} frames (tried {tried}). Connect MaskLowerFace's "
+            "face_track for these frames to 'face_track' (MaskLowerFace takes a manual face box), or score "
+            "frames where the face is frontal and at least 30 px wide.")
 
 
 def check_clip(num_frames: int, fps: float, face_track, phonemes) -> None:
