@@ -131,8 +131,19 @@ def model_files(folder: str) -> list[str]:
     return sorted(found)
 
 
-def model_path(folder: str, name: str) -> str | None:
-    """Full path of a checkpoint listed by :func:`model_files`, or None when it is gone."""
+def model_path(folder: str, name: str, who: str = "LipSync") -> str | None:
+    """Full path of a checkpoint listed by :func:`model_files`, or None when it is gone. A name that is
+    absolute or climbs out with '..' is refused (PathError naming ``who`` and the folder): nothing
+    outside models/<folder> is ever opened."""
+    from ..lipsync_models.errors import PathError
+
+    name = str(name)
+    parts = name.replace("\\", "/").split("/")
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise PathError(f"{who}: model {name!r} points outside models/{folder} ('..' and absolute paths are not "
+                        f"allowed). Put the file in ComfyUI's models/{folder} folder and pick it by name.")
+    if name not in model_files(folder):
+        return None
     if _fp is not None:
         return _fp.get_full_path(folder, name)
     path = os.path.join(_standalone_model_dir(folder), name)

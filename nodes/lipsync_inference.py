@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..lipsync_models import backends
-from ..lipsync_models.errors import CheckpointError, PathError
+from ..lipsync_models.errors import CheckpointError
 from ..lipsync_models.types import DRIVER, FACE_TRACK, VISEMES
 from . import _comfy
 
@@ -14,16 +14,10 @@ WHO = "LipSyncInference"
 
 
 def checkpoint_path(model: str) -> str:
-    """Full path of a checkpoint of the model list; the name must be one that list offers, so a name
-    that is absolute or climbs out with '..' never opens a file outside models/lipsync."""
-    name = str(model)
-    parts = name.replace("\\", "/").split("/")
-    if os.path.isabs(name) or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
-        raise PathError(f"{WHO}: model {name!r} points outside models/lipsync ('..' and absolute paths are not "
-                        "allowed). Put the checkpoint in ComfyUI's models/lipsync folder and pick it by name.")
-    path = _comfy.model_path("lipsync", name) if name in _comfy.model_files("lipsync") else None
+    """Full path of a checkpoint of the model list (names outside models/lipsync are refused)."""
+    path = _comfy.model_path("lipsync", str(model), WHO)
     if path is None:
-        raise CheckpointError(f"{WHO}: checkpoint {name!r} is not in models/lipsync any more. "
+        raise CheckpointError(f"{WHO}: checkpoint {str(model)!r} is not in models/lipsync any more. "
                               "Refresh the node list or pick another model.")
     return path
 

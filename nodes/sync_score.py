@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from ..lipsync_models import sync, ui_payload
 from ..lipsync_models.errors import InputError
@@ -24,7 +25,7 @@ def _syncnet_path(scorer: str) -> str | None:
     """The checkpoint file of a SyncNet scorer entry (None for the articulation scorers)."""
     if scorer in (ARTICULATION, ARTICULATION_PHONEMES):
         return None
-    path = _comfy.model_path("syncnet", scorer)
+    path = _comfy.model_path("syncnet", scorer, WHO)
     if path is None:
         raise InputError(f"{WHO}: SyncNet checkpoint {scorer!r} is not in models/syncnet any more. "
                          f"Pick another scorer (available: {', '.join(_scorers())}).")
@@ -107,10 +108,13 @@ class SyncScore:
 
     def run(self, images, fps=25.0, search_range=15, scorer=ARTICULATION, window_s=2.0,
             audio=None, driver=None, face_track=None, phonemes=None):
+        path = _syncnet_path(scorer)
+        if path is not None:
+            _comfy.free_memory_for_model(2 * os.path.getsize(path))
         result, notes = sync.score_clip(images, fps, audio=audio, driver=driver, face_track=face_track,
                                         phonemes=phonemes, search_range=int(search_range), window_s=float(window_s),
                                         use_phonemes=scorer == ARTICULATION_PHONEMES,
-                                        syncnet_path=_syncnet_path(scorer), device=_comfy.compute_device(),
+                                        syncnet_path=path, device=_comfy.compute_device(),
                                         on_progress=_comfy.Progress(sync.STEPS, WHO))
         report = result.report() + "".join("\nnote: " + s for s in notes)
         log.info("SyncScore: %s", report.split("\n")[0])
