@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..checks import runs_text
 from ..errors import DependencyError
 
 WHO = "MaskLowerFace"
@@ -146,16 +147,30 @@ def _nearest_run(on: np.ndarray, pos: np.ndarray, centre: float, max_gap: int) -
 
 def _runs(idx: Sequence[int]) -> str:
     """[3,4,5,9] -> '3-5, 9'."""
-    idx = list(idx)
-    if not idx:
-        return ""
-    parts, start, last = [], idx[0], idx[0]
-    for i in idx[1:]:
-        if i == last + 1:
-            last = i
-            continue
-        parts.append(f"{start}-{last}" if last > start else f"{start}")
-        start = last = i
-    parts.append(f"{start}-{last}" if last > start else f"{start}")
-    return ", ".join(parts)
+    return runs_text(idx)
 
+
+def _found_runs(found: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in ``found`` (B,)."""
+    edges = np.diff(np.concatenate([[0], found.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
+
+
+def _hold_nearest(x: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``x`` (B, ...) with each frame where ``found`` is False replaced by the nearest found frame's value
+    (the earlier one on a tie); a copy."""
+    idx = np.nonzero(found)[0]
+    t = np.arange(len(found))
+    pos = np.searchsorted(idx, t)
+    after, before = idx[np.minimum(pos, len(idx) - 1)], idx[np.maximum(pos - 1, 0)]
+    near = np.where(np.abs(after - t) < np.abs(t - before), after, before)
+    return x[near].copy()
+
+
+def _per_run(fn, found: np.ndarray, width: int) -> np.ndarray:
+    """``fn(lo, hi)`` -> (hi - lo, width) for each run of found frames, the frames between holding the
+    nearest run's edge -> (B, width). Filters applied this way never carry one run into the next."""
+    out = np.zeros((len(found), width), np.float64)
+    for lo, hi in _found_runs(found):
+        out[lo:hi] = np.asarray(fn(lo, hi), np.float64).reshape(hi - lo, width)
+    return _hold_nearest(out, found)
