@@ -132,13 +132,21 @@ def video_parts(video):
     pack has it, else the VIDEO object's own ``get_components()`` (images, audio, frame_rate)."""
     unpack = getattr(_comfy, "video_components", None)
     if unpack is not None:
-        return unpack(video)
+        return unpack(video, who=WHO)
     get = getattr(video, "get_components", None)
-    if get is None:
+    if not callable(get):
         raise InputError(f"{WHO}: video must be a ComfyUI VIDEO (from Load Video or Create Video), got "
                          f"{type(video).__name__}. Or connect the frames to 'images'.")
     parts = get()
-    return parts.images, getattr(parts, "audio", None), float(parts.frame_rate)
+    images, rate = getattr(parts, "images", None), getattr(parts, "frame_rate", None)
+    try:
+        fps = float(rate)
+    except (TypeError, ValueError, ZeroDivisionError):
+        fps = float("nan")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not fps > 0:
+        raise InputError(f"{WHO}: the video gave no frames [T,H,W,C] with a positive frame rate (got "
+                         f"{type(images).__name__}, {rate!r}). Connect its frames to 'images' instead.")
+    return images, getattr(parts, "audio", None), fps
 
 
 def frames_and_sound(images, video):

@@ -155,6 +155,11 @@ def _exact_lost(det, frames, keys, key_boxes: dict, every: int, choice: FaceChoi
     return sorted(lost)
 
 
+DRIFT_PX = 0.5
+"""Frame px per frame above which a run's boxes are smoothed keeping their drift to the ends (a still face
+is smoothed with its ends held, which keeps key-frame noise from turning into a slope)."""
+
+
 def _smooth_boxes(key_boxes: dict, found: np.ndarray, every: int) -> np.ndarray:
     """Square boxes (centre + side) median- then Gaussian-smoothed over the key frames and interpolated,
     each run of found frames on its own (nothing is carried across frames without the face, which hold
@@ -164,10 +169,13 @@ def _smooth_boxes(key_boxes: dict, found: np.ndarray, every: int) -> np.ndarray:
         kb = np.stack([key_boxes[k] for k in kk])
         params = np.concatenate([0.5 * (kb[:, :2] + kb[:, 2:]), (kb[:, 2] - kb[:, 0])[:, None]], 1)
         params = _median_filter(params, 3)
-        params[:, :2] = _gauss_smooth(params[:, :2], 1.0)
+        # a face drifting steadily (over DRIFT_PX a frame, on 5+ key frames) keeps its pace to the run's ends
+        drift = len(kk) >= 5 and float(np.abs(np.polyfit(kk, params[:, :2], 1)[0]).max()) > DRIFT_PX
+        params[:, :2] = _gauss_smooth(params[:, :2], 1.0, drift=drift)
         params[:, 2] = _gauss_smooth(params[:, 2], 2.0)  # Haar sizes come in steps: smooth harder
         t = np.arange(lo, hi)
-        return _gauss_smooth(np.stack([np.interp(t, kk, params[:, j]) for j in range(3)], 1), float(every))
+        return _gauss_smooth(np.stack([np.interp(t, kk, params[:, j]) for j in range(3)], 1), float(every),
+                             drift=drift)
 
     p = _per_run(run, found, 3)
     return np.stack([p[:, 0] - p[:, 2] / 2, p[:, 1] - p[:, 2] / 2, p[:, 0] + p[:, 2] / 2, p[:, 1] + p[:, 2] / 2], 1)
