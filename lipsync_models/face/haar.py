@@ -17,6 +17,9 @@ from .lips import _locate_mouths
 DETECT_SIDE = 360
 """Frames are downscaled so their longer side is at most this many pixels for face detection."""
 
+FINE_SIDE = 1080
+"""A frame over 1.5x :data:`DETECT_SIDE` in which nothing is found is searched again at this size."""
+
 TRACK_FACE_PX = 80
 """Between full-frame detections the face is searched near its last box, scaled to about this width."""
 
@@ -44,12 +47,13 @@ class _Haar:
         if self.casc.empty():
             raise DependencyError(f"{WHO}: OpenCV's bundled frontal-face cascade could not be loaded.")
 
-    def __call__(self, img: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, img: np.ndarray, near: np.ndarray | None = None, side: int = DETECT_SIDE) -> np.ndarray:
         """img float32 RGB (H, W, C) in 0..1 -> (k, 4) boxes x0, y0, x1, y1 in img px.
 
         near: a previous face box; then only a region 2x its size around it is searched, for
-        faces 0.7-1.4x its width."""
-        cv2 = self.cv2
+        faces 0.7-1.4x its width. Without it the frame is searched downscaled to ``side`` px, and when
+        that finds nothing in a frame over 1.5x that size, once more at :data:`FINE_SIDE` (smaller faces
+        in 4K frames: a 220-px face in a 3840-px frame is 20 px at 360)."""
         h, w = img.shape[:2]
         ox = oy = 0
         if near is not None:
@@ -62,7 +66,23 @@ class _Haar:
             scale = min(1.0, TRACK_FACE_PX / fw)
             lo, hi = int(0.7 * fw * scale), int(1.4 * fw * scale) + 1
         else:
-            scale = min(1.0, DETECT_SIDE / max(h, w))
+            scale = min(1.0, side / max(h, w))
+        g = self._grey(img, scale)
+        if near is None:
+            lo, hi = max(int(0.08 * min(g.shape)), 20), max(g.shape) + 1
+        d = self.casc.detectMultiScale(g, scaleFactor=1.1 if near is None else 1.04, minNeighbors=5,
+                                       minSize=(max(lo, 20), max(lo, 20)), maxSize=(hi, hi))
+        if len(d) == 0:
+            if near is None and side < FINE_SIDE and max(h, w) > 1.5 * side:
+                return self(img, side=FINE_SIDE)
+            return np.zeros((0, 4))
+        d = np.asarray(d, np.float64)
+        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1) / scale
+        return boxes + np.array([ox, oy, ox, oy], np.float64)
+
+    def _grey(self, img: np.ndarray, scale: float) -> np.ndarray:
+        """RGB float 0..1 -> grey uint8, resized by ``scale`` (area)."""
+        cv2 = self.cv2
         img = img[..., :3]
         if not img.flags.c_contiguous:
             img = np.ascontiguousarray(img)
@@ -70,16 +90,7 @@ class _Haar:
         if scale < 1.0:
             g = cv2.resize(g, (max(int(round(g.shape[1] * scale)), 1), max(int(round(g.shape[0] * scale)), 1)),
                            interpolation=cv2.INTER_AREA)
-        g = _f2u8(g)
-        if near is None:
-            lo, hi = max(int(0.08 * min(g.shape)), 20), max(g.shape) + 1
-        d = self.casc.detectMultiScale(g, scaleFactor=1.1 if near is None else 1.04, minNeighbors=5, minSize=(max(lo, 20), max(lo, 20)),
-                                       maxSize=(hi, hi))
-        if len(d) == 0:
-            return np.zeros((0, 4))
-        d = np.asarray(d, np.float64)
-        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1) / scale
-        return boxes + np.array([ox, oy, ox, oy], np.float64)
+        return _f2u8(g)
 
     def find(self, img: np.ndarray, choice: FaceChoice, prev: np.ndarray | None, lost: int = 0) -> np.ndarray | None:
         """The followed face in one frame: the face last seen at ``prev`` (searched near it, then in the
