@@ -166,7 +166,14 @@ def test_each_chooser_picks_its_face_in_every_frame(grid):
         # the mask lies on the chosen side only
         cols = mask.sum((0, 1))
         assert float(cols[360:].sum() if side == 0 else cols[:360].sum()) == 0.0
-    assert prev.shape[0] == 4  # the preview draws the other face too (drawn, not asserted pixel by pixel)
+    # the preview marks the chosen face (green box) and the other one (grey box), each on its own side
+    px = (prev * 255).round().long()
+    green = (px == torch.tensor([0, 255, 0])).all(-1)
+    drawn = (prev != face.preview(clip, track, mask, others=False)).any(-1)  # what marking the others adds
+    grey = (px == torch.tensor([160, 160, 160])).all(-1) & drawn
+    assert prev.shape[0] == 4 and bool(green[:, :, 360:].flatten(1).any(1).all())  # last case: right face
+    assert bool(grey[:, :, :360].flatten(1).any(1).all()) and not bool(grey[:, :, 360:].any())
+    assert not bool(green[:, :, :360].any())
 
 
 def test_identity_is_kept_when_the_other_face_grows_past_it(portrait):

@@ -63,9 +63,15 @@ def _label_box(im: np.ndarray, box: np.ndarray, col, text: str, lw: int) -> None
 
 
 def _other_faces(frame: torch.Tensor, chosen: np.ndarray) -> list:
-    """Haar's faces in one frame (H, W, C) that are not the chosen one (overlapping it by under 0.3 IoU)."""
+    """Haar's faces in one frame (H, W, C) that are not the chosen one: overlapping it by under 0.3 IoU, and
+    neither holding its centre nor centred inside it (a loose box around two faces is a false detection)."""
     from .choose import iou
     from .haar import _Haar
 
+    def inside(p, b):
+        return b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]
+
+    c = 0.5 * (chosen[:2] + chosen[2:])
     found = _Haar()(_np_float(frame[None])[0])
-    return [b for b in found if iou(chosen, b[None])[0] < 0.3]
+    return [b for b in found if iou(chosen, b[None])[0] < 0.3 and not inside(c, b)
+            and not inside(0.5 * (b[:2] + b[2:]), chosen)]

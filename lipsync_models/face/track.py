@@ -121,17 +121,7 @@ def track_faces(
     choice = parse_choice(face, face_index, point, (h, w))
     kind = "manual" if box is not None else detector
     step = _stepper(on_progress, progress_steps(b, detector, box is not None, chunk))
-    try:
-        if kind == "manual":
-            raw = manual_track(frames, box, chunk, step)
-        elif kind == "mediapipe":
-            raw = mesh_track(frames, choice, chunk, step)
-        else:
-            raw = haar_track(frames, choice, chunk, step, detect_every)
-    except NoFaceError as e:
-        if bad is None:
-            raise
-        raise NoFaceError(f"{e} The images also hold {bad.note.split(', away')[0]}.") from None
+    raw = _raw_track(kind, frames, box, choice, chunk, step, detect_every, bad)
     if kind != "manual" and choice.kind != "largest":
         raw.note += f"; following {choice.describe()}"
     check_nonfinite_off_face(bad, raw.boxes, raw.found, frames.shape[0])
@@ -158,6 +148,20 @@ def track_faces(
         report=_report(raw, fw_s, opening) + (f"\n{bad.note}" if bad is not None else ""),
         extras=extras,
     )
+
+
+def _raw_track(kind: str, frames, box, choice: FaceChoice, chunk: int, step, detect_every: int, bad) -> RawTrack:
+    """The strategy's raw track; a NoFaceError also names the NaN/Inf pixels ``bad`` the frames hold."""
+    try:
+        if kind == "manual":
+            return manual_track(frames, box, chunk, step)
+        if kind == "mediapipe":
+            return mesh_track(frames, choice, chunk, step)
+        return haar_track(frames, choice, chunk, step, detect_every)
+    except NoFaceError as e:
+        if bad is None:
+            raise
+        raise NoFaceError(f"{e} The images also hold {bad.note.split(', away')[0]}.") from None
 
 
 def _stepper(on_progress, total: int):
