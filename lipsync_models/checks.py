@@ -66,8 +66,8 @@ def check_images(images: torch.Tensor, who: str, name: str = "images", *, finite
     c = int(images.shape[-1])
     if c not in channels:
         kind = {1: " (grayscale)", 2: " (grey + alpha)"}.get(c, "")
-        raise InputError(f"{who}: {name} must have {' or '.join(map(str, channels))} channels (RGB / RGBA), "
-                         f"got {c}{kind} in shape {tuple(images.shape)}. Convert the image to RGB before this node.")
+        raise InputError(f"{who}: {name} must have {' or '.join(map(str, channels))} channels, got {c}{kind} in "
+                         f"shape {tuple(images.shape)} (IMAGE is RGB or RGBA). Convert the image to RGB before this node.")
     if images.shape[0] == 0:
         raise InputError(f"{who}: {name} is an empty batch (0 frames).")
     if not images.is_floating_point():
