@@ -267,3 +267,13 @@ def test_node_choice_errors_name_the_input(kwargs, msg):
     with pytest.raises(InputError, match=msg) as e:
         MaskLowerFace().run(**kwargs)
     assert str(e.value).startswith("MaskLowerFace")
+
+
+def test_face_mesh_follows_the_chosen_face_too(grid):
+    """The mediapipe strategy picks among up to 6 meshes with the same choices (optional tracker)."""
+    a, b = grid["lbbc2a"][0][:20], grid["brbk7n"][0][:20]
+    clip = _two_faces(a, b)
+    for choice, k, point, side in (("index", 0, None, 0), ("index", 1, None, 1), ("point", -1, "540,180", 1)):
+        track = face.track_faces(clip, detector="mediapipe", face=choice, face_index=k, point=point)
+        assert bool(track.found.all()), track.report
+        assert torch.equal(_side(track, 360.0), torch.full((20,), side)), (choice, k)
