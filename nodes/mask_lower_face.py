@@ -13,34 +13,42 @@ from . import _comfy
 
 log = logging.getLogger("comfyui_lipsync")
 
+WHO = "MaskLowerFace"
 CROP_SIZES = ["256", "96", "512"]
+FACES = ["largest", "index", "point", "speaking"]
+CHUNK = 64
 
 
 class MaskLowerFace:
     DESCRIPTION = (
-        "Finds one face in every frame, follows it smoothly, locates the mouth and measures how far "
+        "Finds one face, follows that same face through the clip, locates the mouth and measures how far "
         "it is open, and outputs a feathered mask of the lower face (below the nose, cheek to cheek, "
-        "down to the chin). The face track carries per-frame boxes, mouth landmarks, the opening and "
-        "the aligned mouth-crop transform that LipSyncInference and Composite reuse. Works without "
-        "any model file (OpenCV Haar face and eye cascades + lip edges and colour); mediapipe's face mesh is an optional, "
-        "more precise tracker."
+        "down to the chin). With several faces, 'face' picks which one (largest, counted from the left, "
+        "at a point, or the one speaking the audio); frames without that face are listed in the report, "
+        "get an empty mask and are left unchanged by Composite. The face track carries per-frame boxes, "
+        "mouth landmarks, the opening and the aligned mouth-crop transform that LipSyncInference and "
+        "Composite reuse. Works without any model file (OpenCV Haar face and eye cascades + lip edges "
+        "and colour); mediapipe's face mesh is an optional, more precise tracker. Holds the mask "
+        "(B x H x W floats) and, per 64 frames, one float copy for detection."
     )
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "Video frames [B,H,W,C] in which to find the face."}),
                 "detector": (list(facelib.DETECTORS), {
                     "default": "haar",
                     "tooltip": "haar: OpenCV's bundled face and eye cascades, lip edges and colour (always available). "
                                "mediapipe: face mesh, more precise; needs the optional install "
                                f"({facelib.MEDIAPIPE_INSTALL}).",
                 }),
-                "face": (["largest", "index"], {
+                "face": (FACES, {
                     "default": "largest",
-                    "tooltip": "Which face to follow when there are several: the largest, or the one "
-                               "at 'face_index' counted from the left.",
+                    "tooltip": "Which face to follow when there are several (chosen where it first appears, then "
+                               "followed, even when the faces move or change size): the largest; 'index': "
+                               "the 'face_index'-th from the left; 'point': the face at 'point'; 'speaking': "
+                               "the face whose lips move with the audio (the video's own sound, else the "
+                               "driver's line; each face is tracked and scored, so it takes longer).",
                 }),
                 "face_index": ("INT", {
                     "default": 0, "min": 0, "max": 16,
@@ -65,45 +73,115 @@ class MaskLowerFace:
                     "tooltip": "Width of the mask's soft edge, in fractions of the face width (0 = hard).",
                 }),
             },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "Video frames [B,H,W,C] in which to find the face (or connect "
+                                                "'video')."}),
+                "video": ("VIDEO", {"tooltip": "ComfyUI VIDEO (Load Video, Create Video) instead of 'images': its "
+                                               "frames, and its sound for face = speaking."}),
+                "driver": ("LIPSYNC_DRIVER", {"tooltip": "The line (LoadAudioDriver), for face = speaking when the "
+                                                         "frames come without sound."}),
+                "point": ("STRING", {"default": "", "multiline": False,
+                                     "tooltip": "With face = point: 'x,y' in pixels on the face to follow (the face "
+                                                "containing it, else the nearest)."}),
+            },
         }
 
     RETURN_TYPES = ("MASK", FACE_TRACK, "IMAGE", "STRING")
     RETURN_NAMES = ("mask", "face_track", "preview", "report")
     OUTPUT_TOOLTIPS = (
-        "Feathered lower-face mask [B,H,W], 1 where the mouth may change.",
-        "Per-frame face box, mouth landmarks, mouth opening and aligned-crop transform.",
-        "A few frames with the track (box green, mouth red, crop blue) and the mask drawn.",
-        "What happened: detector, frames where the face was lost and interpolated, opening range.",
+        "Feathered lower-face mask [B,H,W], 1 where the mouth may change (0 in frames without the face).",
+        "Per-frame face box, mouth landmarks, mouth opening and aligned-crop transform; found=False where "
+        "the face is not in the frame.",
+        "A few frames with the track (box green, mouth red, crop blue), the mask, and other faces (grey).",
+        "What happened: detector, which face, the frames without it, opening range.",
     )
     FUNCTION = "run"
     CATEGORY = "lipsync/face"
 
-    def run(self, images, detector="haar", face="largest", face_index=0, manual_box="", crop_size="256",
-            mask_expand=0.0, mask_feather=0.08):
-        if face not in ("largest", "index"):
-            raise InputError(f"MaskLowerFace: face must be 'largest' or 'index', got {face!r}.")
+    def run(self, images=None, detector="haar", face="largest", face_index=0, manual_box="", crop_size="256",
+            mask_expand=0.0, mask_feather=0.08, video=None, driver=None, point=""):
+        if face not in FACES:
+            raise InputError(f"{WHO}: face must be one of {FACES}, got {face!r}.")
         if str(crop_size) not in CROP_SIZES:
-            raise InputError(f"MaskLowerFace: crop_size must be one of {CROP_SIZES}, got {crop_size!r}.")
-        dev = _comfy.compute_device()
-        frames = images.to(dev)
-        chunk = 64
-        steps = facelib.progress_steps(frames.shape[0], detector, bool(str(manual_box or "").strip()), chunk)
-        track = facelib.track_faces(
-            frames,
-            detector=detector,
-            face_index=-1 if face == "largest" else int(face_index),
-            manual_box=manual_box,
-            crop_size=int(crop_size),
-            chunk=chunk,
-            on_progress=_comfy.Progress(steps, "MaskLowerFace"),
-        )
+            raise InputError(f"{WHO}: crop_size must be one of {CROP_SIZES}, got {crop_size!r}.")
+        images, sound, fps = frames_and_sound(images, video)
+        frames = images.to(_comfy.compute_device())
+        manual = bool(str(manual_box or "").strip())
+        if face == "speaking" and not manual:
+            wave, fps = speaking_line(sound, fps, driver, frames.shape[0])
+            track = facelib.track_speaking(
+                frames, wave, fps, detector=detector, crop_size=int(crop_size), chunk=CHUNK,
+                on_progress=_comfy.Progress(facelib.speaking_steps(frames.shape[0], 2, detector, CHUNK), WHO))
+        else:
+            track = facelib.track_faces(
+                frames, detector=detector, face="largest" if face == "speaking" else face,
+                face_index=int(face_index) if face == "index" else -1, point=point if face == "point" else None,
+                manual_box=manual_box, crop_size=int(crop_size), chunk=CHUNK,
+                on_progress=_comfy.Progress(facelib.progress_steps(frames.shape[0], detector, manual, CHUNK), WHO))
         out_dev = _comfy.intermediate_device()
         mask = facelib.lower_face_mask(track, expand=float(mask_expand), feather=float(mask_feather), device=out_dev)
         prev = facelib.preview(images, track, mask, max_frames=4).to(out_dev)
         report = track.report
-        log.info("MaskLowerFace: %s", report.replace("\n", "; "))
+        log.info("%s: %s", WHO, report.replace("\n", "; "))
         return {"ui": {"images": _comfy.preview_images(prev), "text": [report]},
                 "result": (mask, track, prev, report)}
+
+
+def video_parts(video):
+    """ComfyUI VIDEO -> (images [B,H,W,C], audio dict or None, fps). Uses ``_comfy.video_components`` when the
+    pack has it, else the VIDEO object's own ``get_components()`` (images, audio, frame_rate)."""
+    unpack = getattr(_comfy, "video_components", None)
+    if unpack is not None:
+        return unpack(video, who=WHO)
+    get = getattr(video, "get_components", None)
+    if not callable(get):
+        raise InputError(f"{WHO}: video must be a ComfyUI VIDEO (from Load Video or Create Video), got "
+                         f"{type(video).__name__}. Or connect the frames to 'images'.")
+    parts = get()
+    images, rate = getattr(parts, "images", None), getattr(parts, "frame_rate", None)
+    try:
+        fps = float(rate)
+    except (TypeError, ValueError, ZeroDivisionError):
+        fps = float("nan")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not fps > 0:
+        raise InputError(f"{WHO}: the video gave no frames [T,H,W,C] with a positive frame rate (got "
+                         f"{type(images).__name__}, {rate!r}). Connect its frames to 'images' instead.")
+    return images, getattr(parts, "audio", None), fps
+
+
+def frames_and_sound(images, video):
+    """The frames to track (from 'images', else from 'video'), the video's sound and frame rate (None, None
+    without a video). InputError when neither is connected or their frame counts differ."""
+    if video is None:
+        if images is None:
+            raise InputError(f"{WHO}: connect 'images' (IMAGE) or 'video' (VIDEO); both are empty.")
+        return images, None, None
+    v_images, sound, fps = video_parts(video)
+    if images is None:
+        return v_images, sound, fps
+    if int(images.shape[0]) != int(v_images.shape[0]):
+        raise InputError(f"{WHO}: 'images' has {images.shape[0]} frames but 'video' {v_images.shape[0]}. Connect "
+                         "one of them, or the same clip to both.")
+    return images, sound, fps
+
+
+def speaking_line(sound, fps, driver, n: int) -> tuple[torch.Tensor, float]:
+    """The 16 kHz line and fps that face = speaking scores the faces against: the video's own sound, else
+    the driver's."""
+    from ..lipsync_models.audio import make_driver
+    from ..lipsync_models.types import AudioDriver
+
+    if sound is not None and fps:
+        return make_driver(sound, fps, num_frames=n, who=WHO).waveform, float(fps)
+    if driver is None:
+        raise InputError(f"{WHO}: face 'speaking' needs the sound: connect 'video' with its audio, or 'driver' "
+                         "(LoadAudioDriver). Or choose the face by 'largest', 'index' or 'point'.")
+    if not isinstance(driver, AudioDriver):
+        raise InputError(f"{WHO}: driver must come from LoadAudioDriver, got {type(driver).__name__}.")
+    if driver.num_frames != n:
+        raise InputError(f"{WHO}: the driver covers {driver.num_frames} frames but there are {n} images. Give "
+                         "LoadAudioDriver the same frames.")
+    return driver.waveform, float(driver.fps)
 
 
 NODE_CLASS_MAPPINGS = {"LipSyncMaskLowerFace": MaskLowerFace}

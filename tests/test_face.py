@@ -673,3 +673,132 @@ def test_lower_face_mask_device_and_dtype(device, dtype):
     assert out.device.type == device.type and out.dtype == torch.float32
     assert torch.allclose(out.cpu(), ref, atol=1e-5)
     assert face.lower_face_mask(tr, device=device).device.type == device.type
+
+
+# --- unusual and bad images (checks.check_images, face.pixels) ----------------------------------------
+
+from comfyui_lipsync.lipsync_models.checks import IMAGE_RANGE_MAX, check_images  # noqa: E402
+
+
+def _still(astronaut, n=8):
+    return astronaut[None].repeat(n, 1, 1, 1).clone()
+
+
+def test_check_images_counts_and_locates_nan_and_inf():
+    x = torch.rand(40, 24, 32, 3)
+    x[3, 1, 2, 0] = float("nan")
+    x[17, 5, 5] = float("inf")       # 3 values
+    x[18, 0, 0, 1] = -float("inf")
+    with pytest.raises(InputError, match=r"tester: clip holds 5 NaN/Inf values in frames 3, 17-18 \(of 40\)"):
+        check_images(x, "tester", "clip")
+    scan = check_images(x, "tester", "clip", finite=False)
+    assert scan.nonfinite == 5 and scan.bad_frames == (3, 17, 18)
+    assert 0.0 <= scan.lo and scan.hi <= 1.0  # the finite range leaves the NaN/Inf out
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (torch.rand(2, 16, 16, 3) * 255, r"values run .*\.\.2[0-9][0-9].* look like 0\.\.255 pixels: divide by 255"),
+    ((torch.rand(2, 16, 16, 3) * 255).to(torch.uint8), r"got torch.uint8 \(0\.\.255 integers\): divide by 255"),
+    (torch.zeros(2, 16, 16, 3, dtype=torch.int32), "convert it to float 0..1"),
+    (torch.rand(2, 16, 16, 3) - 1.0, r"values run -0\.99"),
+    (torch.rand(2, 16, 16, 2), r"got 2 \(grey \+ alpha\).*Convert the image to RGB"),
+    (torch.rand(2, 16, 16, 1), r"got 1 \(grayscale\)"),
+    (torch.rand(0, 16, 16, 3), "empty batch"),
+    (torch.rand(2, 0, 16, 3), "empty frame size"),
+    (torch.rand(16, 16, 3), r"shape \(B, H, W, C\)"),
+])
+def test_check_images_names_the_problem_and_the_fix(bad, msg):
+    with pytest.raises(InputError, match=msg) as e:
+        check_images(bad, "tester")
+    assert str(e.value).startswith("tester: images")
+
+
+def test_check_images_accepts_resampling_overshoot_and_half_precision():
+    """Bicubic resizing rings past 1.0 by a few per cent; 0..255 pixels reach 10 and more. The threshold
+    sits between (IMAGE_RANGE_MAX)."""
+    x = torch.rand(3, 16, 16, 3)
+    x[0, 0, 0] = 1.12
+    x[1, 0, 0] = -0.1
+    scan = check_images(x, "tester")
+    assert scan.hi == pytest.approx(1.12) and scan.lo == pytest.approx(-0.1) and 1.12 < IMAGE_RANGE_MAX < 10
+    assert check_images(x.half(), "tester").nonfinite == 0
+
+
+def test_nan_block_over_the_face_is_refused_with_its_count(astronaut):
+    clip = _still(astronaut)
+    clip[2:5, 130:170, 190:250] = float("nan")  # the mouth, 40 x 60 px x 3 channels in 3 frames
+    with pytest.raises(InputError, match=r"MaskLowerFace: images hold 21600 NaN/Inf values in frames 2-4 "
+                                         r"\(of 8\), 7200 in frame 2 alone"):
+        MaskLowerFace().run(images=clip)
+
+
+def test_a_few_nan_pixels_on_the_face_are_refused_naming_the_face(astronaut):
+    clip = _still(astronaut)
+    clip[5, 150, 220:224, 0] = float("nan")  # 4 values on the lips
+    with pytest.raises(InputError, match=r"4 NaN/Inf values in frames 5 \(of 8\), on the face in frames 5"):
+        face.track_faces(clip)
+
+
+def test_a_few_nan_pixels_away_from_the_face_are_named_and_left_alone(astronaut):
+    clip = _still(astronaut)
+    clip[1, 500:503, 5:7] = float("nan")  # bottom-left corner, far from the face: 18 values
+    clip[6, 3, 500, 2] = float("inf")
+    ref = face.track_faces(_still(astronaut))
+    tr = face.track_faces(clip)
+    assert "19 NaN/Inf values in frames 1, 6 (of 8), away from the face" in tr.report
+    assert torch.allclose(tr.boxes, ref.boxes) and torch.allclose(tr.opening, ref.opening)
+    assert torch.isnan(clip[1, 500:503, 5:7]).all()  # the input is not changed
+
+
+def test_grayscale_frames_are_read_as_rgb(astronaut):
+    grey = _still(astronaut, 4).mean(-1, keepdim=True)
+    rgb = grey.expand(-1, -1, -1, 3).contiguous()
+    out = MaskLowerFace().run(images=grey)
+    mask, tr, prev, report = out["result"]
+    ref = face.track_faces(rgb)
+    assert torch.allclose(tr.boxes, ref.boxes) and bool(tr.found.all())
+    assert mask.shape == (4, 512, 512) and prev.shape[-1] == 3
+
+
+@pytest.mark.parametrize("images,msg", [
+    (lambda a: _still(a, 2) * 255, "divide by 255"),
+    (lambda a: (_still(a, 2) * 255).to(torch.uint8), "divide by 255"),
+])
+def test_node_names_0_255_pixels(astronaut, images, msg):
+    with pytest.raises(InputError, match=msg) as e:
+        MaskLowerFace().run(images=images(astronaut))
+    assert str(e.value).startswith("MaskLowerFace: images")
+
+
+def test_4k_frames_and_odd_sizes(astronaut):
+    """A 3840x2160 frame with the portrait scaled 2x (face about 220 px: detected on a downscaled copy,
+    then refined near it), and a 251x333 frame (odd sides) with the face at 0.6x."""
+    big = torch.full((2, 2160, 3840, 3), 0.4)
+    face2x = torch.nn.functional.interpolate(astronaut.permute(2, 0, 1)[None], scale_factor=2.0, mode="bilinear")[0]
+    big[:, 1000:2024, 2000:3024] = face2x.permute(1, 2, 0)
+    tr = face.track_faces(big)
+    ref_box = face.track_faces(_still(astronaut, 2)).boxes[0]
+    want = ref_box * 2 + torch.tensor([2000.0, 1000, 2000, 1000])
+    assert bool(tr.found.all()) and float((tr.boxes[0] - want).abs().max()) < 0.06 * float(want[2] - want[0])
+    small = torch.nn.functional.interpolate(astronaut[60:300, 130:330].permute(2, 0, 1)[None], size=(251, 333 - 213),
+                                            mode="bilinear")[0].permute(1, 2, 0)
+    odd = torch.full((3, 251, 333, 3), 0.5)
+    odd[:, :, 100:220] = small
+    out = MaskLowerFace().run(images=odd)["result"]
+    assert out[0].shape == (3, 251, 333) and bool(out[1].found.all()), out[3]
+
+
+def test_40_px_faces_are_found_or_named(astronaut):
+    """The portrait shrunk so its face is about 40 px wide (Haar's smallest window is 20 px at the
+    detection scale): a track or a NoFaceError that suggests the manual box, never a crash."""
+    tiny = torch.nn.functional.interpolate(astronaut.permute(2, 0, 1)[None], scale_factor=40 / 110,
+                                           mode="area")[0].permute(1, 2, 0)
+    clip = torch.full((5, 240, 320, 3), 0.5)
+    clip[:, 40:40 + tiny.shape[0], 60:60 + tiny.shape[1]] = tiny
+    try:
+        tr = face.track_faces(clip)
+    except NoFaceError as e:
+        assert "manual box" in str(e)
+    else:
+        w = tr.boxes[:, 2] - tr.boxes[:, 0]
+        assert bool(((w > 25) & (w < 60)).all()), w

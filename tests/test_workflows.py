@@ -148,10 +148,10 @@ def test_shipped_workflow_valid(path, defs):
     assert ws.to_api_prompt(wf, defs)  # converts to an API prompt
 
 
-def test_five_workflows_shipped_where_comfyui_lists_templates():
+def test_six_workflows_shipped_where_comfyui_lists_templates():
     """ComfyUI serves a custom node's ``workflows/`` folder as templates (as it does
     ``example_workflows/``; app/custom_node_manager.py of 0.3.64): one folder, no duplicates."""
-    assert len(WORKFLOWS) == 5, [p.name for p in WORKFLOWS]
+    assert len(WORKFLOWS) == 6, [p.name for p in WORKFLOWS]
     assert not (ROOT / "example_workflows").exists(), "a second template folder lists every workflow twice"
     assert all(p.parent.name == "workflows" for p in WORKFLOWS)
 
@@ -215,3 +215,46 @@ def test_dubbing_workflow_aligns_the_typed_line():
     assert backend == "align" and len(transcript.split()) >= 3
     drv = next(n for n in wf["nodes"] if n["type"] == "LipSyncLoadAudioDriver")
     assert drv["widgets_values"][0] == "dub_line.wav"
+
+
+def test_two_person_dubbing_is_two_passes_each_with_its_line_and_face():
+    wf = _load("06_dubbing_two_people")
+    faces = [n for n in wf["nodes"] if n["type"] == "LipSyncMaskLowerFace"]
+    assert [n["widgets_values"][1:3] for n in faces] == [["index", 0], ["index", 1]]
+    drivers = [n for n in wf["nodes"] if n["type"] == "LipSyncLoadAudioDriver"]
+    assert sorted(n["widgets_values"][0] for n in drivers) == ["dialogue_mix.wav", "line_left.wav", "line_right.wav"]
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    links = {lk[0]: lk for lk in wf["links"]}
+
+    def source(node, name):
+        inp = next(i for i in node["inputs"] if i["name"] == name)
+        lk = links[inp["link"]]
+        return by_id[lk[1]], by_id[lk[1]]["outputs"][lk[2]]["name"]
+
+    # each pass's generator takes its own face track and its own line
+    gens = [n for n in wf["nodes"] if n["type"] == "LipSyncInference"]
+    assert len(gens) == 2
+    lines = {source(g, "face_track")[0]["id"]: source(g, "driver")[0]["widgets_values"][0] for g in gens}
+    assert sorted((by_id[f]["widgets_values"][2], line) for f, line in lines.items()) == [
+        (0, "line_left.wav"), (1, "line_right.wav")]
+    # the second pass works on the first pass's output, and the saved video on the second's
+    comps = [n for n in wf["nodes"] if n["type"] == "LipSyncComposite"]
+    second = next(c for c in comps if source(c, "images")[0]["type"] == "LipSyncComposite")
+    assert source(second, "images")[0] is not second
+    assert _links_into(wf, "CreateVideo", "images") == ("LipSyncComposite", "images")
+    make = next(n for n in wf["nodes"] if n["type"] == "CreateVideo")
+    assert source(make, "images")[0] is second
+    assert source(make, "audio")[0]["widgets_values"][0] == "dialogue_mix.wav"
+
+
+def test_a_mask_lower_face_saved_before_the_new_inputs_still_loads(defs):
+    """Workflows saved before MaskLowerFace had 'video', 'driver' and 'point' (7 widget values, IMAGE
+    required) validate and convert: the new inputs are optional, the new widget comes last."""
+    wf = _load("01_lipsync_clip")
+    node = next(n for n in wf["nodes"] if n["type"] == "LipSyncMaskLowerFace")
+    node["inputs"] = [i for i in node["inputs"] if i["name"] not in ("video", "driver", "point")]
+    node["widgets_values"] = node["widgets_values"][:7]
+    assert ws.validate(wf, defs) == []
+    prompt = ws.to_api_prompt(wf, defs)
+    api = prompt[str(node["id"])]["inputs"]
+    assert api["face"] == "largest" and "point" not in api and isinstance(api["images"], list)

@@ -267,7 +267,10 @@ def validate(workflow: dict, defs: dict) -> list[str]:
         if isinstance(values, dict):
             errors.append(f"{label}: widgets_values must be a list")
             values = []
-        if len(values) != len(slots):
+        # a workflow saved before optional widgets were added lacks their trailing values: the frontend
+        # keeps those widgets' defaults (LGraphNode.configure sets values by index)
+        missing_ok = len(values) < len(slots) and all(ins[s[0]][1] == "optional" for s in slots[len(values):])
+        if len(values) != len(slots) and not missing_ok:
             errors.append(f"{label}: {len(values)} widget values, definition needs {len(slots)} "
                           f"({[s[0] + ('' if s[1] == 'value' else '/' + s[1]) for s in slots]})")
         for (name, kind, spec), value in zip(slots, values):

@@ -36,8 +36,10 @@ Only use footage of people who agreed to it. Videos written by the pack say they
 
 
 def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | None, x: float, y: float,
-                  transcript: str = "", backend: str = "auto", audio_file: str = LINE, prefix: str = "lipsync/clip"):
-    """Our seven nodes after a node giving IMAGE frames (+ fps), then CreateVideo -> SaveVideo."""
+                  transcript: str = "", backend: str = "auto", audio_file: str = LINE, prefix: str = "lipsync/clip",
+                  face: dict | None = None, save: bool = True):
+    """Our seven nodes after a node giving IMAGE frames (+ fps), then (``save``) CreateVideo -> SaveVideo.
+    ``face``: MaskLowerFace's widgets (which face to follow)."""
     src, out = images
     drv = g.add("LipSyncLoadAudioDriver", (x, y), audio_file=audio_file)
     g.link(src, out, drv, "images")
@@ -48,7 +50,7 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
     vis = g.add("LipSyncMapVisemes", (x + 800, y), size=(380, 820))
     g.link(ph, "phonemes", vis, "phonemes")
     g.link(drv, "driver", vis, "driver")
-    face = g.add("LipSyncMaskLowerFace", (x, y + 1000), size=(340, 600))
+    face = g.add("LipSyncMaskLowerFace", (x, y + 1000), size=(340, 600), **(face or {}))
     g.link(src, out, face, "images")
     gen = g.add("LipSyncInference", (x + 400, y + 1000))
     g.link(src, out, gen, "images")
@@ -60,6 +62,12 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
     g.link(gen, "crops", comp, "crops")
     g.link(gen, "face_track", comp, "face_track")
     score = add_sync_score(g, (x + 1220, y), (comp, "images"), drv, (gen, "face_track"), fps)
+    g.group("Audio -> phonemes -> mouth shapes", (x - 20, y - 80, 1220, 960), "#3f789e")
+    g.group("Face -> new mouth -> paste back", (x - 20, y + 920, 1220, 720), "#8A8")
+    nodes = {"driver": drv, "phonemes": ph, "visemes": vis, "face": face, "generate": gen, "composite": comp,
+             "score": score}
+    if not save:
+        return nodes
     make = g.add("CreateVideo", (x + 1220, y + 1000), fps=25.0)
     g.link(comp, "images", make, "images")
     g.link(drv, "audio", make, "audio")
@@ -67,11 +75,8 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
         g.link(fps[0], fps[1], make, "fps")
     save = g.add("SaveVideo", (x + 1640, y + 1000), size=(420, 500), filename_prefix=prefix)
     g.link(make, "VIDEO", save, "video")
-    g.group("Audio -> phonemes -> mouth shapes", (x - 20, y - 80, 1220, 960), "#3f789e")
-    g.group("Face -> new mouth -> paste back", (x - 20, y + 920, 1220, 720), "#8A8")
     g.group("Check sync and save", (x + 1200, y - 80, 880, 1720), "#b58b2a")
-    return {"driver": drv, "phonemes": ph, "visemes": vis, "face": face, "generate": gen, "composite": comp,
-            "score": score, "save": save}
+    return {**nodes, "save": save}
 
 
 def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps, audio=None) -> int:
@@ -144,6 +149,40 @@ def wf_dubbing(defs):
     return g.to_json()
 
 
+TWO_PEOPLE = """## Dubbing two people
+Two passes over the same clip, one per person, each with its own line and its own face:
+1. **Left person**: its line (`line_left.wav`, the whole clip long, silent while the other one speaks);
+   MaskLowerFace follows face *index 0* (leftmost).
+2. **Right person**: the first pass's frames, its line (`line_right.wav`); face *index 1*.
+Each MaskLowerFace follows its person through the clip even when they move (or use face *point*, or
+*speaking* with the clip's own sound). Frames where a person is not in view pass through unchanged.
+The saved video carries `dialogue_mix.wav`, both lines mixed. Each pass's SyncScore checks its own line."""
+
+
+def wf_two_people(defs):
+    g = ws.Graph(defs)
+    g.add("MarkdownNote", (-420, 0), size=(380, 420), text=TWO_PEOPLE)
+    v = g.add("LoadVideo", (-420, 460), size=(340, 520), file=VIDEO)
+    c = g.add("GetVideoComponents", (-420, 1100))
+    g.link(v, "VIDEO", c, "video")
+    left = lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, audio_file="line_left.wav",
+                         face={"face": "index", "face_index": 0}, save=False)
+    right = lipsync_chain(g, (left["composite"], "images"), (c, "fps"), 0, 1900, audio_file="line_right.wav",
+                          face={"face": "index", "face_index": 1}, save=False)
+    mix = g.add("LipSyncLoadAudioDriver", (1640, 0), title="Both lines (for the saved video)",
+                audio_file="dialogue_mix.wav")
+    g.link(c, "images", mix, "images")
+    g.link(c, "fps", mix, "fps")
+    make = g.add("CreateVideo", (1640, 1900), fps=25.0)
+    g.link(right["composite"], "images", make, "images")
+    g.link(mix, "audio", make, "audio")
+    g.link(c, "fps", make, "fps")
+    save = g.add("SaveVideo", (2060, 1900), size=(420, 500), filename_prefix="lipsync/two_people")
+    g.link(make, "VIDEO", save, "video")
+    g.group("Both lines and save", (1620, -80, 880, 2600), "#b58b2a")
+    return g.to_json()
+
+
 def build() -> dict[str, dict]:
     defs = ws.all_definitions()
     return {
@@ -162,6 +201,7 @@ def build() -> dict[str, dict]:
             "API nodes); the seven LipSync nodes then make the mouth say the line."),
         "04_sync_check.json": wf_sync_check(defs),
         "05_dubbing_transcript.json": wf_dubbing(defs),
+        "06_dubbing_two_people.json": wf_two_people(defs),
     }
 
 

@@ -20,7 +20,8 @@ Geometry, in one place:
   resized to :data:`ANALYSIS_SIZE`, is what :func:`mouth_opening` reads.
 
 Modules, one concern each: ``track`` (:func:`track_faces`: the strategies' raw tracks smoothed,
-measured and assembled), ``haar`` and ``mesh`` (one strategy per detector), ``lips`` (the mouth
+measured and assembled), ``choose`` (which face, and the same face from frame to frame), ``speaking``
+(:func:`track_speaking`: the face whose lips move with the audio), ``pixels`` (grey frames, NaN/Inf), ``haar`` and ``mesh`` (one strategy per detector), ``lips`` (the mouth
 placed from the pixels on the Haar path), ``measure`` (:func:`mouth_opening`, :func:`mouth_contrast`),
 ``geometry`` (crop transforms, :func:`mouth_crops`), ``mask`` (:func:`lower_face_mask`), ``preview``
 (:func:`preview`), ``_base`` (dependencies, conversions, filters). Fitted constants live in
@@ -35,10 +36,12 @@ from .geometry import mouth_crops
 from .mask import lower_face_mask
 from .measure import mouth_contrast, mouth_opening
 from .preview import preview
+from .choose import CHOICES, FaceChoice
+from .speaking import speaking_steps, track_speaking
 from .track import progress_steps, track_faces
 
 __all__ = [
-    "ANALYSIS_SIZE", "CROP_SCALE", "DETECTORS", "LIP_COLOUR_FRAMES", "MEDIAPIPE_INSTALL",
+    "ANALYSIS_SIZE", "CHOICES", "CROP_SCALE", "DETECTORS", "FaceChoice", "LIP_COLOUR_FRAMES", "MEDIAPIPE_INSTALL",
     "lower_face_mask", "mediapipe_available", "mouth_contrast", "mouth_crops", "mouth_opening", "preview",
-    "progress_steps", "track_faces",
+    "progress_steps", "speaking_steps", "track_faces", "track_speaking",
 ]

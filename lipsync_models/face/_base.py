@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..checks import runs_text
 from ..errors import DependencyError
 
 WHO = "MaskLowerFace"
@@ -113,14 +114,22 @@ def _f2u8(x: np.ndarray) -> np.ndarray:
     return np.clip(x * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _gauss_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian smoothing along axis 0, edges held (scipy's ``gaussian_filter1d``, mode "nearest");
-    sigma in samples (0 = none). The wrapper only passes short or unsmoothed tracks through as copies."""
+def _gauss_smooth(x: np.ndarray, sigma: float, drift: bool = False) -> np.ndarray:
+    """Gaussian smoothing along axis 0 (scipy's ``gaussian_filter1d``), sigma in samples (0 = none), the
+    ends held; short or unsmoothed tracks are copied. ``drift``: extend the ends by point reflection
+    (2 x[0] - x[k]) instead, which keeps a steady motion steady (held ends pulled the first and last boxes
+    of a face moving 10 px a frame 30 px into the clip at sigma 5) but also carries a noisy end's slope on,
+    so it is for positions interpolated between detections only."""
     if sigma <= 0 or len(x) < 2:
         return x.copy()
     from scipy.ndimage import gaussian_filter1d
 
-    return gaussian_filter1d(x.astype(np.float64), sigma, axis=0, mode="nearest")
+    x = x.astype(np.float64)
+    if not drift:
+        return gaussian_filter1d(x, sigma, axis=0, mode="nearest")
+    k = min(int(4 * sigma + 0.5), len(x) - 1)
+    padded = np.concatenate([2 * x[:1] - x[k:0:-1], x, 2 * x[-1:] - x[-2:-k - 2:-1]])
+    return gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[k:k + len(x)]
 
 
 def _median_filter(x: np.ndarray, size: int) -> np.ndarray:
@@ -146,16 +155,30 @@ def _nearest_run(on: np.ndarray, pos: np.ndarray, centre: float, max_gap: int) -
 
 def _runs(idx: Sequence[int]) -> str:
     """[3,4,5,9] -> '3-5, 9'."""
-    idx = list(idx)
-    if not idx:
-        return ""
-    parts, start, last = [], idx[0], idx[0]
-    for i in idx[1:]:
-        if i == last + 1:
-            last = i
-            continue
-        parts.append(f"{start}-{last}" if last > start else f"{start}")
-        start = last = i
-    parts.append(f"{start}-{last}" if last > start else f"{start}")
-    return ", ".join(parts)
+    return runs_text(idx)
 
+
+def _found_runs(found: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in ``found`` (B,)."""
+    edges = np.diff(np.concatenate([[0], found.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist()))
+
+
+def _hold_nearest(x: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """``x`` (B, ...) with each frame where ``found`` is False replaced by the nearest found frame's value
+    (the earlier one on a tie); a copy."""
+    idx = np.nonzero(found)[0]
+    t = np.arange(len(found))
+    pos = np.searchsorted(idx, t)
+    after, before = idx[np.minimum(pos, len(idx) - 1)], idx[np.maximum(pos - 1, 0)]
+    near = np.where(np.abs(after - t) < np.abs(t - before), after, before)
+    return x[near].copy()
+
+
+def _per_run(fn, found: np.ndarray, width: int) -> np.ndarray:
+    """``fn(lo, hi)`` -> (hi - lo, width) for each run of found frames, the frames between holding the
+    nearest run's edge -> (B, width). Filters applied this way never carry one run into the next."""
+    out = np.zeros((len(found), width), np.float64)
+    for lo, hi in _found_runs(found):
+        out[lo:hi] = np.asarray(fn(lo, hi), np.float64).reshape(hi - lo, width)
+    return _hold_nearest(out, found)

@@ -10,20 +10,24 @@ import numpy as np
 
 from ..calibration import ANGLE_TRUST, MOUTH_IN_BOX
 from ..errors import DependencyError, NoFaceError
-from ._base import WHO, RawTrack, _cv2, _f2u8, _gauss_smooth, _median_filter, _np_float
+from ._base import WHO, RawTrack, _cv2, _f2u8, _gauss_smooth, _median_filter, _np_float, _per_run
+from .choose import FaceChoice, pick, same_face
 from .lips import _locate_mouths
 
 DETECT_SIDE = 360
 """Frames are downscaled so their longer side is at most this many pixels for face detection."""
 
+FINE_SIDE = 1080
+"""A frame over 1.5x :data:`DETECT_SIDE` in which nothing is found is searched again at this size."""
+
 TRACK_FACE_PX = 80
 """Between full-frame detections the face is searched near its last box, scaled to about this width."""
 
 
-def haar_track(frames, face_index: int, chunk: int, step, every: int) -> RawTrack:
+def haar_track(frames, choice: FaceChoice, chunk: int, step, every: int) -> RawTrack:
     """Faces by the Haar cascade every ``every`` frames, the mouth by the dark lip line (two passes
     over the chunks, each calling ``step``), the crop's roll by the eye line when it is steady."""
-    boxes, found = _track_haar(frames, face_index, chunk, step, every)
+    boxes, found = _track_haar(frames, choice, chunk, step, every)
     raw, conf = _locate_mouths(frames, boxes, chunk, step, MOUTH_IN_BOX)
     roll, roll_note = _eye_roll(frames, boxes, every)
     note = (f"detector: OpenCV Haar cascade every {every} frames (searched near the last box "
@@ -43,12 +47,13 @@ class _Haar:
         if self.casc.empty():
             raise DependencyError(f"{WHO}: OpenCV's bundled frontal-face cascade could not be loaded.")
 
-    def __call__(self, img: np.ndarray, near: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, img: np.ndarray, near: np.ndarray | None = None, side: int = DETECT_SIDE) -> np.ndarray:
         """img float32 RGB (H, W, C) in 0..1 -> (k, 4) boxes x0, y0, x1, y1 in img px.
 
         near: a previous face box; then only a region 2x its size around it is searched, for
-        faces 0.7-1.4x its width."""
-        cv2 = self.cv2
+        faces 0.7-1.4x its width. Without it the frame is searched downscaled to ``side`` px, and when
+        that finds nothing in a frame over 1.5x that size, once more at :data:`FINE_SIDE` (smaller faces
+        in 4K frames: a 220-px face in a 3840-px frame is 20 px at 360)."""
         h, w = img.shape[:2]
         ox = oy = 0
         if near is not None:
@@ -61,7 +66,23 @@ class _Haar:
             scale = min(1.0, TRACK_FACE_PX / fw)
             lo, hi = int(0.7 * fw * scale), int(1.4 * fw * scale) + 1
         else:
-            scale = min(1.0, DETECT_SIDE / max(h, w))
+            scale = min(1.0, side / max(h, w))
+        g = self._grey(img, scale)
+        if near is None:
+            lo, hi = max(int(0.08 * min(g.shape)), 20), max(g.shape) + 1
+        d = self.casc.detectMultiScale(g, scaleFactor=1.1 if near is None else 1.04, minNeighbors=5,
+                                       minSize=(max(lo, 20), max(lo, 20)), maxSize=(hi, hi))
+        if len(d) == 0:
+            if near is None and side < FINE_SIDE and max(h, w) > 1.5 * side:
+                return self(img, side=FINE_SIDE)
+            return np.zeros((0, 4))
+        d = np.asarray(d, np.float64)
+        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1) / scale
+        return boxes + np.array([ox, oy, ox, oy], np.float64)
+
+    def _grey(self, img: np.ndarray, scale: float) -> np.ndarray:
+        """RGB float 0..1 -> grey uint8, resized by ``scale`` (area)."""
+        cv2 = self.cv2
         img = img[..., :3]
         if not img.flags.c_contiguous:
             img = np.ascontiguousarray(img)
@@ -69,53 +90,36 @@ class _Haar:
         if scale < 1.0:
             g = cv2.resize(g, (max(int(round(g.shape[1] * scale)), 1), max(int(round(g.shape[0] * scale)), 1)),
                            interpolation=cv2.INTER_AREA)
-        g = _f2u8(g)
-        if near is None:
-            lo, hi = max(int(0.08 * min(g.shape)), 20), max(g.shape) + 1
-        d = self.casc.detectMultiScale(g, scaleFactor=1.1 if near is None else 1.04, minNeighbors=5, minSize=(max(lo, 20), max(lo, 20)),
-                                       maxSize=(hi, hi))
-        if len(d) == 0:
-            return np.zeros((0, 4))
-        d = np.asarray(d, np.float64)
-        boxes = np.stack([d[:, 0], d[:, 1], d[:, 0] + d[:, 2], d[:, 1] + d[:, 3]], axis=1) / scale
-        return boxes + np.array([ox, oy, ox, oy], np.float64)
+        return _f2u8(g)
 
-    def find(self, img: np.ndarray, face_index: int, prev: np.ndarray | None) -> np.ndarray | None:
-        """The chosen face in one frame: near the previous one when there is one, else anywhere."""
+    def find(self, img: np.ndarray, choice: FaceChoice, prev: np.ndarray | None, lost: int = 0) -> np.ndarray | None:
+        """The followed face in one frame: the face last seen at ``prev`` (searched near it, then in the
+        whole frame); with no ``prev``, or after ``lost`` >= :data:`REACQUIRE_KEYS` key frames without
+        it, the face ``choice`` picks (it may have come back elsewhere)."""
         if prev is not None:
-            boxes = self(img, near=prev)
-            if len(boxes):
-                iou = _iou(prev, boxes)
-                if iou.max() > 0.3:
-                    return boxes[int(np.argmax(iou))]
-        return _choose(self(img), face_index, prev)
+            near = self(img, near=prev)
+            j = same_face(prev, near)
+            if j is not None:
+                return near[j]
+        full = self(img)
+        if prev is not None:
+            j = same_face(prev, full)
+            if j is not None:
+                return full[j]
+            if lost < REACQUIRE_KEYS:
+                return None
+        j = pick(full, choice)
+        return None if j is None else full[j]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of one box a (4,) with boxes b (k, 4)."""
-    x0 = np.maximum(a[0], b[:, 0]); y0 = np.maximum(a[1], b[:, 1])
-    x1 = np.minimum(a[2], b[:, 2]); y1 = np.minimum(a[3], b[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = lambda z: (z[..., 2] - z[..., 0]) * (z[..., 3] - z[..., 1])
-    return inter / (area(a) + area(b) - inter + 1e-9)
+REACQUIRE_KEYS = 3
+"""Key frames (``detect_every`` frames apart) the followed face may be missing before the choice is applied
+again; until then only a face where it was last seen (:func:`.choose.same_face`) continues the track."""
 
 
-def _choose(boxes: np.ndarray, face_index: int, prev: np.ndarray | None) -> np.ndarray | None:
-    if len(boxes) == 0:
-        return None
-    if face_index >= 0:
-        order = np.argsort(0.5 * (boxes[:, 0] + boxes[:, 2]))
-        return boxes[order[face_index]] if face_index < len(boxes) else None
-    if prev is not None:
-        iou = _iou(prev, boxes)
-        if iou.max() > 0.3:
-            return boxes[int(np.argmax(iou))]
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return boxes[int(np.argmax(area))]
-
-
-def _track_haar(frames, face_index, chunk, step, every):
-    """Haar detection on every ``every``-th frame -> (boxes (B, 4) smoothed, found (B,) bool)."""
+def _track_haar(frames, choice: FaceChoice, chunk, step, every):
+    """Haar detection on every ``every``-th frame, the frames around missed key frames checked one by one
+    -> (boxes (B, 4) smoothed within each run of found frames, found (B,) bool)."""
     det = _Haar()
     b = frames.shape[0]
     every = max(int(every), 1)
@@ -123,53 +127,69 @@ def _track_haar(frames, face_index, chunk, step, every):
     if keys[-1] != b - 1:
         keys.append(b - 1)
     key_boxes = {}
-    prev = None
+    prev, lost = None, 0
     for s0 in range(0, b, chunk):
         ks = [k for k in keys if s0 <= k < s0 + chunk]
-        if ks:
-            fl = _np_float(frames[ks])
-            for k, im in zip(ks, fl):
-                sel = det.find(im, face_index, prev)
-                if sel is not None:
-                    key_boxes[k] = sel
-                    prev = sel
+        for k, im in zip(ks, _np_float(frames[ks]) if ks else ()):
+            sel = det.find(im, choice, prev, lost)
+            lost = 0 if sel is not None else lost + 1
+            if sel is not None:
+                key_boxes[k] = prev = sel
         step()
     if not key_boxes:
         raise NoFaceError(
-            f"{WHO}: no face found in any of the {b} frames (detector 'haar'"
-            f"{'' if face_index < 0 else f', face index {face_index}'}). Give the face box in 'manual box' "
-            "as x0,y0,x1,y1 pixels, try detector 'mediapipe', or check that the face is frontal and at "
-            "least 30 px wide."
+            f"{WHO}: no face found in any of the {b} frames (detector 'haar', {choice.describe()}). Give the "
+            "face box in 'manual box' as x0,y0,x1,y1 pixels, try detector 'mediapipe', or check that the face "
+            "is frontal and at least 30 px wide."
         )
-    # lost key frames: look at the frames around them too, so the lost span is exact
-    lost_keys = [k for k in keys if k not in key_boxes]
-    extra_lost = set()
-    for k in lost_keys:
+    found = np.ones(b, bool)
+    found[_exact_lost(det, frames, keys, key_boxes, every, choice)] = False
+    return _smooth_boxes(key_boxes, found, every), found
+
+
+def _exact_lost(det, frames, keys, key_boxes: dict, every: int, choice: FaceChoice) -> list[int]:
+    """Around each missed key frame, every frame checked on its own for the face seen at the nearest found
+    key frame (found ones are added to ``key_boxes``) -> the frames without it, so the spans are exact."""
+    b = frames.shape[0]
+    seen = np.array(sorted(key_boxes))
+    lost = set()
+    for k in (k for k in keys if k not in key_boxes):
         for j in range(max(k - every + 1, 0), min(k + every, b)):
-            if j in key_boxes or j in extra_lost:
+            if j in key_boxes or j in lost:
                 continue
-            sel = det.find(_np_float(frames[j:j + 1])[0], face_index, prev)
+            ref = key_boxes[int(seen[np.argmin(np.abs(seen - j))])]
+            sel = det.find(_np_float(frames[j:j + 1])[0], choice, ref)
             if sel is not None:
                 key_boxes[j] = sel
             else:
-                extra_lost.add(j)
-    kk = np.array(sorted(key_boxes))
-    kb = np.stack([key_boxes[k] for k in kk])
-    # square boxes: centre + side, median then Gaussian smoothing over key frames
-    cxy = 0.5 * (kb[:, :2] + kb[:, 2:])
-    side = kb[:, 2] - kb[:, 0]
-    params = np.concatenate([cxy, side[:, None]], 1)
-    params = _median_filter(params, 3)
-    params[:, :2] = _gauss_smooth(params[:, :2], 1.0)
-    params[:, 2] = _gauss_smooth(params[:, 2], 2.0)  # Haar sizes come in steps: smooth harder
-    t = np.arange(b)
-    interp = np.stack([np.interp(t, kk, params[:, j]) for j in range(3)], 1)
-    interp = _gauss_smooth(interp, float(every))
-    boxes = np.stack([interp[:, 0] - interp[:, 2] / 2, interp[:, 1] - interp[:, 2] / 2,
-                      interp[:, 0] + interp[:, 2] / 2, interp[:, 1] + interp[:, 2] / 2], 1)
-    found = np.ones(b, bool)
-    found[sorted(extra_lost)] = False
-    return boxes, found
+                lost.add(j)
+    return sorted(lost)
+
+
+DRIFT_PX = 0.5
+"""Frame px per frame above which a run's boxes are smoothed keeping their drift to the ends (a still face
+is smoothed with its ends held, which keeps key-frame noise from turning into a slope)."""
+
+
+def _smooth_boxes(key_boxes: dict, found: np.ndarray, every: int) -> np.ndarray:
+    """Square boxes (centre + side) median- then Gaussian-smoothed over the key frames and interpolated,
+    each run of found frames on its own (nothing is carried across frames without the face, which hold
+    the nearest found box) -> (B, 4)."""
+    def run(lo: int, hi: int) -> np.ndarray:
+        kk = np.array([k for k in sorted(key_boxes) if lo <= k < hi])
+        kb = np.stack([key_boxes[k] for k in kk])
+        params = np.concatenate([0.5 * (kb[:, :2] + kb[:, 2:]), (kb[:, 2] - kb[:, 0])[:, None]], 1)
+        params = _median_filter(params, 3)
+        # a face drifting steadily (over DRIFT_PX a frame, on 5+ key frames) keeps its pace to the run's ends
+        drift = len(kk) >= 5 and float(np.abs(np.polyfit(kk, params[:, :2], 1)[0]).max()) > DRIFT_PX
+        params[:, :2] = _gauss_smooth(params[:, :2], 1.0, drift=drift)
+        params[:, 2] = _gauss_smooth(params[:, 2], 2.0)  # Haar sizes come in steps: smooth harder
+        t = np.arange(lo, hi)
+        return _gauss_smooth(np.stack([np.interp(t, kk, params[:, j]) for j in range(3)], 1), float(every),
+                             drift=drift)
+
+    p = _per_run(run, found, 3)
+    return np.stack([p[:, 0] - p[:, 2] / 2, p[:, 1] - p[:, 2] / 2, p[:, 0] + p[:, 2] / 2, p[:, 1] + p[:, 2] / 2], 1)
 
 
 ROLL_MAX = math.radians(20.0)

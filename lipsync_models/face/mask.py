@@ -22,7 +22,9 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
     face width. feather: width of the soft edge as a fraction of the face width (0 = hard edge).
     Returns (B, H, W) float32 in 0..1 on ``device`` (default the track's device). The region is
     the lower half of a superellipse (power :data:`MASK_POWER`: square-ish cheeks, round chin)
-    hanging from the bottom of the nose, 0.76 face widths across, rotated with the mouth.
+    hanging from the bottom of the nose, 0.76 face widths across, rotated with the mouth. Frames
+    whose face the track did not find (``track.found`` False) get an empty mask (0), as Composite
+    leaves them unchanged.
     """
     if feather < 0:
         raise InputError(f"lower_face_mask: feather must be >= 0, got {feather}.")
@@ -43,6 +45,9 @@ def lower_face_mask(track: FaceTrack, expand: float = 0.0, feather: float = 0.08
         y0, y1 = int(lo_y[sl].min()), int(hi_y[sl].max())
         if x1 > x0 and y1 > y0:
             out[sl, y0:y1, x0:x1] = _paint({k: v[sl][:, None, None] for k, v in g.items()}, (y0, y1, x0, x1), feather > 0)
+    lost = ~track.found.to(dev, torch.bool)
+    if bool(lost.any()):
+        out[lost] = 0.0
     return out
 
 

@@ -6,15 +6,19 @@ import numpy as np
 import torch
 
 from ..types import FaceTrack
-from ._base import _cv2, _to_u8
+from ._base import _cv2, _np_float, _to_u8
 from .geometry import _invert, _apply
 
 
 def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = None,
-            max_frames: int = 4) -> torch.Tensor:
-    """IMAGE (n, H, W, 3) of up to ``max_frames`` evenly spaced frames with the face box (green),
-    mouth landmarks (red; nose/chin yellow), aligned-crop outline (blue) and mask (tinted)."""
+            max_frames: int = 4, others: bool = True) -> torch.Tensor:
+    """IMAGE (n, H, W, 3) of up to ``max_frames`` evenly spaced frames with the followed face's box (green,
+    "chosen" when other faces show), mouth landmarks (red; nose/chin yellow), aligned-crop outline (blue)
+    and mask (tinted); with ``others``, the other faces Haar finds in those frames (grey, "other"). A frame
+    without the face says "no face" and has nothing drawn for it."""
     cv2 = _cv2()
+    if frames.shape[-1] == 1:
+        frames = frames.expand(-1, -1, -1, 3)
     b = frames.shape[0]
     n = max(1, min(int(max_frames), b))
     idx = np.unique(np.linspace(0, b - 1, n).round().astype(int))
@@ -32,9 +36,14 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
             mk = mask[i].detach().float().cpu().numpy()[..., None]
             im = im * (1 - 0.45 * mk) + np.array([255, 0, 255], np.float32) * 0.45 * mk
         im = im.clip(0, 255).astype(np.uint8)
-        x0, y0, x1, y1 = boxes[i].round().astype(int)
-        col = (0, 255, 0) if bool(track.found[i]) else (255, 128, 0)
-        cv2.rectangle(im, (x0, y0), (x1, y1), col, lw)
+        rest = _other_faces(frames[i], boxes[i]) if others else []
+        for ob in rest:
+            _label_box(im, ob, (160, 160, 160), "other", lw)
+        if not bool(track.found[i]):
+            cv2.putText(im, f"{i} no face", (5, 5 + 12 * lw), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * lw, (255, 128, 0), lw)
+            out.append(im)
+            continue
+        _label_box(im, boxes[i], (0, 255, 0), "chosen" if len(rest) else "", lw)
         quad = _apply(inv[j:j + 1], corners[None])[0].round().astype(np.int32)
         cv2.polylines(im, [quad.reshape(-1, 1, 2)], True, (0, 128, 255), lw)
         for k, (x, y) in enumerate(mouth[i]):
@@ -43,3 +52,26 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
                     0.4 * lw, (255, 255, 255), lw)
         out.append(im)
     return torch.from_numpy(np.stack(out)).float().div(255).to(frames.device)
+
+
+def _label_box(im: np.ndarray, box: np.ndarray, col, text: str, lw: int) -> None:
+    cv2 = _cv2()
+    x0, y0, x1, y1 = box.round().astype(int)
+    cv2.rectangle(im, (x0, y0), (x1, y1), col, lw)
+    if text:
+        cv2.putText(im, text, (x0 + 2, max(y0 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * lw, col, lw)
+
+
+def _other_faces(frame: torch.Tensor, chosen: np.ndarray) -> list:
+    """Haar's faces in one frame (H, W, C) that are not the chosen one: overlapping it by under 0.3 IoU, and
+    neither holding its centre nor centred inside it (a loose box around two faces is a false detection)."""
+    from .choose import iou
+    from .haar import _Haar
+
+    def inside(p, b):
+        return b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]
+
+    c = 0.5 * (chosen[:2] + chosen[2:])
+    found = _Haar()(_np_float(frame[None])[0])
+    return [b for b in found if iou(chosen, b[None])[0] < 0.3 and not inside(c, b)
+            and not inside(0.5 * (b[:2] + b[2:]), chosen)]

@@ -12,15 +12,16 @@ import numpy as np
 import torch
 
 from ..calibration import ANGLE_TRUST, CHIN_BELOW, NOSE_ABOVE
-from ..checks import check_images
-from ..errors import InputError
+from ..errors import InputError, NoFaceError
 from ..types import FaceTrack
-from ._base import ANALYSIS_SIZE, CROP_SCALE, DETECTORS, WHO, RawTrack, _gauss_smooth, _median_filter, _np_float, _runs
+from ._base import ANALYSIS_SIZE, CROP_SCALE, DETECTORS, WHO, RawTrack, _gauss_smooth, _median_filter, _np_float, _per_run, _runs
+from .choose import FaceChoice, parse_choice
 from .geometry import _analysis_crops, _apply, _invert, _similarity
 from .haar import haar_track
 from .lips import _locate_mouths, _recentre
 from .measure import _analyse
 from .mesh import mesh_track
+from .pixels import check_nonfinite_off_face, finite_frames
 
 MANUAL_MOUTH_Y = 0.76
 """Mouth height inside a manual eyebrows-to-chin box, as a fraction of the box height."""
@@ -84,13 +85,19 @@ def track_faces(
     chunk: int = 64,
     on_progress: Callable[[int, int], None] | None = None,
     detect_every: int = 5,
+    face: str | FaceChoice = "largest",
+    point=None,
 ) -> FaceTrack:
     """Follow one face through a clip and measure its mouth.
 
     frames:      (B, H, W, C) float 0..1 (IMAGE), C 3 or 4, any device.
     detector:    "haar" (OpenCV cascade + lip chroma, always available) or "mediapipe"
                  (face mesh; raises DependencyError with the install command when missing).
-    face_index:  -1 = the largest face; k >= 0 = the k-th face from the left.
+    face:        which face to follow when there are several (:mod:`.choose`): "largest", "index" (the
+                 ``face_index``-th from the left, 0 = leftmost) or "point" (the face containing, else
+                 nearest, ``point`` "x,y" px). The choice is made where the face first appears and
+                 again only after it has been gone for a while; in between the same face is followed.
+    face_index:  k >= 0 = the k-th face from the left (also with face "largest": the older signature).
     manual_box:  None / "" for automatic detection, else (x0, y0, x1, y1) or "x0,y0,x1,y1" in
                  frame pixels around the face (eyebrows to chin); mouth still found per frame.
     crop_size:   side of the aligned mouth-centred crop the transform maps to (96, 256, 512).
@@ -98,10 +105,12 @@ def track_faces(
     on_progress: callback (done, total) per chunk; ComfyUI's progress bar + interrupt point.
     detect_every: run the face detector on every k-th frame, interpolate and smooth between.
 
-    Returns a :class:`FaceTrack` whose tensors are on ``frames.device``. Raises NoFaceError when
-    no face is found in any frame (suggesting the manual box).
+    Returns a :class:`FaceTrack` whose tensors are on ``frames.device``; ``found`` is False in the
+    frames without the face (their boxes hold the nearest found frame's, nothing is interpolated across
+    them) and the report lists their spans. Raises NoFaceError only when no frame has the face.
+    Grey (C=1) frames are read as RGB. NaN/Inf pixels: see :func:`.pixels.finite_frames`.
     """
-    check_images(frames, WHO, "images")
+    frames, bad = finite_frames(frames)
     if detector not in DETECTORS:
         raise InputError(f"{WHO}: detector must be one of {DETECTORS}, got {detector!r}.")
     if int(crop_size) < 16:
@@ -109,14 +118,13 @@ def track_faces(
     b, h, w = (int(v) for v in frames.shape[:3])
     chunk = max(int(chunk), 1)
     box = _parse_manual_box(manual_box, h, w)
+    choice = parse_choice(face, face_index, point, (h, w))
     kind = "manual" if box is not None else detector
     step = _stepper(on_progress, progress_steps(b, detector, box is not None, chunk))
-    if kind == "manual":
-        raw = manual_track(frames, box, chunk, step)
-    elif kind == "mediapipe":
-        raw = mesh_track(frames, face_index, chunk, step)
-    else:
-        raw = haar_track(frames, face_index, chunk, step, detect_every)
+    raw = _raw_track(kind, frames, box, choice, chunk, step, detect_every, bad)
+    if kind != "manual" and choice.kind != "largest":
+        raw.note += f"; following {choice.describe()}"
+    check_nonfinite_off_face(bad, raw.boxes, raw.found, frames.shape[0])
     cx, cy, ang, fw_s = _smooth(raw)
     side = CROP_SCALE * fw_s
     mouth_half = None
@@ -137,9 +145,23 @@ def track_faces(
         crop_size=int(crop_size),
         frame_size=(h, w),
         found=torch.as_tensor(raw.found, device=dev),
-        report=_report(raw, fw_s, opening),
+        report=_report(raw, fw_s, opening) + (f"\n{bad.note}" if bad is not None else ""),
         extras=extras,
     )
+
+
+def _raw_track(kind: str, frames, box, choice: FaceChoice, chunk: int, step, detect_every: int, bad) -> RawTrack:
+    """The strategy's raw track; a NoFaceError also names the NaN/Inf pixels ``bad`` the frames hold."""
+    try:
+        if kind == "manual":
+            return manual_track(frames, box, chunk, step)
+        if kind == "mediapipe":
+            return mesh_track(frames, choice, chunk, step)
+        return haar_track(frames, choice, chunk, step, detect_every)
+    except NoFaceError as e:
+        if bad is None:
+            raise
+        raise NoFaceError(f"{e} The images also hold {bad.note.split(', away')[0]}.") from None
 
 
 def _stepper(on_progress, total: int):
@@ -155,13 +177,18 @@ def _stepper(on_progress, total: int):
 
 
 def _smooth(raw: RawTrack):
-    """Median then Gaussian smoothing over time -> mouth centre x, y (frame px), crop angle
+    """Median then Gaussian smoothing over time, each run of found frames on its own (the frames
+    without the face hold the nearest found value) -> mouth centre x, y (frame px), crop angle
     (radians: the strategy's roll, else its share of the mouth-line angle, which changes slowly) and
     face width (px), each (B,)."""
-    fw_s = _gauss_smooth(_median_filter(raw.face_width, 5), 3.0)
-    cx = _gauss_smooth(_median_filter(raw.centre[:, 0], 5), 1.5)
-    cy = _gauss_smooth(_median_filter(raw.centre[:, 1], 5), 1.5)
-    line_ang = _gauss_smooth(_median_filter(np.clip(raw.centre[:, 2], -0.5, 0.5), 15), 5.0)
+    def run(lo: int, hi: int) -> np.ndarray:
+        c = raw.centre[lo:hi]
+        return np.stack([_gauss_smooth(_median_filter(raw.face_width[lo:hi], 5), 3.0),
+                         _gauss_smooth(_median_filter(c[:, 0], 5), 1.5),
+                         _gauss_smooth(_median_filter(c[:, 1], 5), 1.5),
+                         _gauss_smooth(_median_filter(np.clip(c[:, 2], -0.5, 0.5), 15), 5.0)], 1)
+
+    fw_s, cx, cy, line_ang = _per_run(run, raw.found, 4).T
     ang = raw.roll if raw.roll is not None else raw.angle_trust * line_ang
     return cx, cy, ang, fw_s
 
@@ -206,7 +233,8 @@ def _report(raw: RawTrack, fw_s: np.ndarray, opening: np.ndarray) -> str:
     notes = [raw.note]
     lost = np.nonzero(~raw.found)[0].tolist()
     if lost:
-        notes.append(f"face lost in {len(lost)} of {b} frames, interpolated from neighbours: frames {_runs(lost)}")
+        notes.append(f"no face in frames {_runs(lost)} ({len(lost)} of {b}): found=False, Composite passes "
+                     "them through unchanged")
     else:
         notes.append(f"face found in all {b} frames")
     weak = np.nonzero(raw.conf <= 0.05)[0].tolist() if raw.conf is not None else []
