@@ -102,6 +102,8 @@ class MaskLowerFace:
             mask_expand=0.0, mask_feather=0.08, video=None, driver=None, point=""):
         if face not in FACES:
             raise InputError(f"{WHO}: face must be one of {FACES}, got {face!r}.")
+        if detector not in facelib.DETECTORS:
+            raise InputError(f"{WHO}: detector must be one of {', '.join(facelib.DETECTORS)}, got {detector!r}.")
         if str(crop_size) not in CROP_SIZES:
             raise InputError(f"{WHO}: crop_size must be one of {CROP_SIZES}, got {crop_size!r}.")
         images, sound, fps = frames_and_sound(images, video)

@@ -274,8 +274,6 @@ def test_mask_one_frame_and_rgba(ctx):
     assert torch.allclose(four["face_track"].boxes, one["face_track"].boxes)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="nodes/mask_lower_face.py passes an unknown detector on: KeyError 'nope' (another file)")
 def test_mask_unknown_detector(ctx):
     expect(InputError, "LipSyncMaskLowerFace", ["detector", "'nope'"], images=ctx["img"][:1], detector="nope")
 
