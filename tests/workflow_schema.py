@@ -183,19 +183,13 @@ def check_value(node_label: str, name: str, kind: str, spec, value) -> list[str]
     return []
 
 
-def validate(workflow: dict, defs: dict) -> list[str]:
-    """All problems found in a UI-format workflow, as readable strings (empty list: valid)."""
-    errors: list[str] = []
-    nodes = workflow.get("nodes")
-    links = workflow.get("links")
-    if not isinstance(nodes, list) or not isinstance(links, list):
-        return ["workflow: needs 'nodes' and 'links' lists (UI format, as ComfyUI saves it)"]
-    by_id = {}
+def _index(nodes: list, links: list, workflow: dict, errors: list[str]) -> tuple[dict, dict]:
+    """Nodes and links by id; duplicate ids and stale last ids go to ``errors``."""
+    by_id, link_by_id = {}, {}
     for n in nodes:
         if n.get("id") in by_id:
             errors.append(f"node id {n.get('id')} used twice")
         by_id[n.get("id")] = n
-    link_by_id = {}
     for link in links:
         if not isinstance(link, list) or len(link) != 6:
             errors.append(f"link {link!r}: expected [id, from_node, from_slot, to_node, to_slot, type]")
@@ -207,101 +201,120 @@ def validate(workflow: dict, defs: dict) -> list[str]:
         errors.append(f"last_node_id {workflow.get('last_node_id')} below the largest node id {max(by_id)}")
     if links and workflow.get("last_link_id", 0) < max(link_by_id, default=0):
         errors.append(f"last_link_id {workflow.get('last_link_id')} below the largest link id {max(link_by_id)}")
+    return by_id, link_by_id
 
-    for n in nodes:
-        label = f"node {n.get('id')} ({n.get('type')})"
-        for key in ("id", "type", "pos", "size", "inputs", "outputs"):
-            if key not in n:
-                errors.append(f"{label}: missing {key!r}")
-        if n.get("type") in FRONTEND_ONLY:
-            continue
-        info = defs.get(n.get("type"))
-        if info is None:
-            errors.append(f"{label}: unknown node type")
-            continue
-        ins = inputs_of(info)
-        # outputs: names and types in the definition's order
-        outs = n.get("outputs", [])
-        if len(outs) != len(info["output"]):
-            errors.append(f"{label}: {len(outs)} outputs, definition has {len(info['output'])}")
-        for i, o in enumerate(outs[: len(info["output"])]):
-            if o.get("type") != info["output"][i]:
-                errors.append(f"{label}: output {i} type {o.get('type')!r}, definition says {info['output'][i]!r}")
-            if o.get("name") != info["output_name"][i]:
-                errors.append(f"{label}: output {i} name {o.get('name')!r}, definition says {info['output_name'][i]!r}")
-            for lid in o.get("links") or []:
-                lk = link_by_id.get(lid)
-                if lk is None or lk[1] != n["id"] or lk[2] != i:
-                    errors.append(f"{label}: output {i} lists link {lid}, which does not start here")
-        # inputs: known names, matching types, required sockets connected
-        listed = {}
-        for slot, inp in enumerate(n.get("inputs", [])):
-            name = inp.get("name")
-            listed[name] = inp
-            if name == "upload" and "widget" in inp and any(k == "upload" for _, k, _ in widget_slots(info)):
-                if inp.get("link") is not None:
-                    errors.append(f"{label}: the upload button cannot be linked")
-                continue  # the frontend's upload button of an image/video combo
-            if name not in ins:
-                errors.append(f"{label}: input {name!r} is not an input of {n['type']} ({sorted(ins)})")
-                continue
-            spec = ins[name][0]
-            if not types_match(str(inp.get("type")), _spec_type(spec)):
-                errors.append(f"{label}: input {name!r} type {inp.get('type')!r}, definition says {_spec_type(spec)!r}")
-            if "widget" in inp and not is_widget(spec):
-                errors.append(f"{label}: input {name!r} marked as a widget, but it is a socket")
-            lid = inp.get("link")
-            if lid is not None:
-                lk = link_by_id.get(lid)
-                if lk is None:
-                    errors.append(f"{label}: input {name!r} refers to missing link {lid}")
-                elif lk[3] != n["id"] or lk[4] != slot:
-                    errors.append(f"{label}: input {name!r} link {lid} ends at node {lk[3]} slot {lk[4]}, not here (slot {slot})")
-        for name, (spec, section) in ins.items():
-            if section == "required" and not is_widget(spec):
-                if name not in listed or listed[name].get("link") is None:
-                    errors.append(f"{label}: required input {name!r} ({_spec_type(spec)}) is not connected")
-        # widget values
-        slots = widget_slots(info)
-        values = n.get("widgets_values", [])
-        if isinstance(values, dict):
-            errors.append(f"{label}: widgets_values must be a list")
-            values = []
-        # a workflow saved before optional widgets were added lacks their trailing values: the frontend
-        # keeps those widgets' defaults (LGraphNode.configure sets values by index)
-        missing_ok = len(values) < len(slots) and all(ins[s[0]][1] == "optional" for s in slots[len(values):])
-        if len(values) != len(slots) and not missing_ok:
-            errors.append(f"{label}: {len(values)} widget values, definition needs {len(slots)} "
-                          f"({[s[0] + ('' if s[1] == 'value' else '/' + s[1]) for s in slots]})")
-        for (name, kind, spec), value in zip(slots, values):
-            errors.extend(check_value(label, name, kind, spec, value))
 
-    # links: both ends exist and the type agrees with both sockets
-    for lid, (_, src, sslot, dst, dslot, ltype) in link_by_id.items():
-        label = f"link {lid} ({src}:{sslot} -> {dst}:{dslot}, {ltype})"
-        a, b = by_id.get(src), by_id.get(dst)
-        if a is None or b is None:
-            errors.append(f"{label}: node {src if a is None else dst} does not exist")
-            continue
-        if a.get("type") not in FRONTEND_ONLY and a.get("type") in defs:
-            outs = defs[a["type"]]["output"]
-            if sslot >= len(outs):
-                errors.append(f"{label}: {a['type']} has no output {sslot}")
-            elif not types_match(ltype, outs[sslot]):
-                errors.append(f"{label}: {a['type']} output {sslot} is {outs[sslot]}, not {ltype}")
-            if sslot < len(a.get("outputs", [])) and lid not in (a["outputs"][sslot].get("links") or []):
-                errors.append(f"{label}: not listed in {a['type']} output {sslot} links")
-        b_inputs = b.get("inputs", [])
-        if dslot >= len(b_inputs):
-            errors.append(f"{label}: {b.get('type')} has no input slot {dslot}")
-        else:
-            inp = b_inputs[dslot]
-            if inp.get("link") != lid:
-                errors.append(f"{label}: {b.get('type')} input {inp.get('name')!r} holds link {inp.get('link')}")
-            if not types_match(ltype, str(inp.get("type"))):
-                errors.append(f"{label}: {b.get('type')} input {inp.get('name')!r} is {inp.get('type')}, not {ltype}")
+def _node_outputs(n: dict, info: dict, label: str, link_by_id: dict) -> list[str]:
+    """Output names and types in the definition's order, and the links they list start here."""
+    errors = []
+    outs = n.get("outputs", [])
+    if len(outs) != len(info["output"]):
+        errors.append(f"{label}: {len(outs)} outputs, definition has {len(info['output'])}")
+    for i, o in enumerate(outs[: len(info["output"])]):
+        if o.get("type") != info["output"][i]:
+            errors.append(f"{label}: output {i} type {o.get('type')!r}, definition says {info['output'][i]!r}")
+        if o.get("name") != info["output_name"][i]:
+            errors.append(f"{label}: output {i} name {o.get('name')!r}, definition says {info['output_name'][i]!r}")
+        for lid in o.get("links") or []:
+            lk = link_by_id.get(lid)
+            if lk is None or lk[1] != n["id"] or lk[2] != i:
+                errors.append(f"{label}: output {i} lists link {lid}, which does not start here")
+    return errors
 
-    # no cycles
+
+def _node_inputs(n: dict, info: dict, ins: dict, label: str, link_by_id: dict) -> list[str]:
+    """Known input names, matching types, links that end here, required sockets connected."""
+    errors = []
+    listed = {}
+    for slot, inp in enumerate(n.get("inputs", [])):
+        name = inp.get("name")
+        listed[name] = inp
+        if name == "upload" and "widget" in inp and any(k == "upload" for _, k, _ in widget_slots(info)):
+            if inp.get("link") is not None:
+                errors.append(f"{label}: the upload button cannot be linked")
+            continue  # the frontend's upload button of an image/video combo
+        if name not in ins:
+            errors.append(f"{label}: input {name!r} is not an input of {n['type']} ({sorted(ins)})")
+            continue
+        spec = ins[name][0]
+        if not types_match(str(inp.get("type")), _spec_type(spec)):
+            errors.append(f"{label}: input {name!r} type {inp.get('type')!r}, definition says {_spec_type(spec)!r}")
+        if "widget" in inp and not is_widget(spec):
+            errors.append(f"{label}: input {name!r} marked as a widget, but it is a socket")
+        lid = inp.get("link")
+        if lid is not None:
+            lk = link_by_id.get(lid)
+            if lk is None:
+                errors.append(f"{label}: input {name!r} refers to missing link {lid}")
+            elif lk[3] != n["id"] or lk[4] != slot:
+                errors.append(f"{label}: input {name!r} link {lid} ends at node {lk[3]} slot {lk[4]}, not here (slot {slot})")
+    for name, (spec, section) in ins.items():
+        if section == "required" and not is_widget(spec):
+            if name not in listed or listed[name].get("link") is None:
+                errors.append(f"{label}: required input {name!r} ({_spec_type(spec)}) is not connected")
+    return errors
+
+
+def _node_widgets(n: dict, info: dict, ins: dict, label: str) -> list[str]:
+    """One value per widget, each valid for its widget."""
+    errors = []
+    slots = widget_slots(info)
+    values = n.get("widgets_values", [])
+    if isinstance(values, dict):
+        errors.append(f"{label}: widgets_values must be a list")
+        values = []
+    # a workflow saved before optional widgets were added lacks their trailing values: the frontend
+    # keeps those widgets' defaults (LGraphNode.configure sets values by index)
+    missing_ok = len(values) < len(slots) and all(ins[s[0]][1] == "optional" for s in slots[len(values):])
+    if len(values) != len(slots) and not missing_ok:
+        errors.append(f"{label}: {len(values)} widget values, definition needs {len(slots)} "
+                      f"({[s[0] + ('' if s[1] == 'value' else '/' + s[1]) for s in slots]})")
+    for (name, kind, spec), value in zip(slots, values):
+        errors.extend(check_value(label, name, kind, spec, value))
+    return errors
+
+
+def _check_node(n: dict, defs: dict, link_by_id: dict) -> list[str]:
+    label = f"node {n.get('id')} ({n.get('type')})"
+    errors = [f"{label}: missing {key!r}" for key in ("id", "type", "pos", "size", "inputs", "outputs") if key not in n]
+    if n.get("type") in FRONTEND_ONLY:
+        return errors
+    info = defs.get(n.get("type"))
+    if info is None:
+        return errors + [f"{label}: unknown node type"]
+    ins = inputs_of(info)
+    return (errors + _node_outputs(n, info, label, link_by_id) + _node_inputs(n, info, ins, label, link_by_id)
+            + _node_widgets(n, info, ins, label))
+
+
+def _check_link(lid, link: list, by_id: dict, defs: dict) -> list[str]:
+    """Both ends exist and the type agrees with both sockets."""
+    _, src, sslot, dst, dslot, ltype = link
+    label = f"link {lid} ({src}:{sslot} -> {dst}:{dslot}, {ltype})"
+    a, b = by_id.get(src), by_id.get(dst)
+    if a is None or b is None:
+        return [f"{label}: node {src if a is None else dst} does not exist"]
+    errors = []
+    if a.get("type") not in FRONTEND_ONLY and a.get("type") in defs:
+        outs = defs[a["type"]]["output"]
+        if sslot >= len(outs):
+            errors.append(f"{label}: {a['type']} has no output {sslot}")
+        elif not types_match(ltype, outs[sslot]):
+            errors.append(f"{label}: {a['type']} output {sslot} is {outs[sslot]}, not {ltype}")
+        if sslot < len(a.get("outputs", [])) and lid not in (a["outputs"][sslot].get("links") or []):
+            errors.append(f"{label}: not listed in {a['type']} output {sslot} links")
+    b_inputs = b.get("inputs", [])
+    if dslot >= len(b_inputs):
+        return errors + [f"{label}: {b.get('type')} has no input slot {dslot}"]
+    inp = b_inputs[dslot]
+    if inp.get("link") != lid:
+        errors.append(f"{label}: {b.get('type')} input {inp.get('name')!r} holds link {inp.get('link')}")
+    if not types_match(ltype, str(inp.get("type"))):
+        errors.append(f"{label}: {b.get('type')} input {inp.get('name')!r} is {inp.get('type')}, not {ltype}")
+    return errors
+
+
+def _has_cycle(link_by_id: dict) -> bool:
     succ = {}
     for _, src, _, dst, _, _ in link_by_id.values():
         succ.setdefault(src, []).append(dst)
@@ -315,7 +328,22 @@ def validate(workflow: dict, defs: dict) -> list[str]:
         state[v] = 2
         return False
 
-    if any(v not in state and visit(v) for v in list(succ)):
+    return any(v not in state and visit(v) for v in list(succ))
+
+
+def validate(workflow: dict, defs: dict) -> list[str]:
+    """All problems found in a UI-format workflow, as readable strings (empty list: valid)."""
+    nodes = workflow.get("nodes")
+    links = workflow.get("links")
+    if not isinstance(nodes, list) or not isinstance(links, list):
+        return ["workflow: needs 'nodes' and 'links' lists (UI format, as ComfyUI saves it)"]
+    errors: list[str] = []
+    by_id, link_by_id = _index(nodes, links, workflow, errors)
+    for n in nodes:
+        errors.extend(_check_node(n, defs, link_by_id))
+    for lid, link in link_by_id.items():
+        errors.extend(_check_link(lid, link, by_id, defs))
+    if _has_cycle(link_by_id):
         errors.append("workflow: the links form a cycle")
     return errors
 
