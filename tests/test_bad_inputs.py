@@ -260,7 +260,7 @@ def test_mask_no_face_anywhere():
 
 
 def test_mask_face_index_past_the_faces(ctx):
-    expect(NoFaceError, "LipSyncMaskLowerFace", ["face index 5", "manual box"], images=ctx["img"][:2], face="index",
+    expect(NoFaceError, "LipSyncMaskLowerFace", ["face 5 from the left", "manual box"], images=ctx["img"][:2], face="index",
            face_index=5)
 
 
