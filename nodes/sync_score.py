@@ -118,7 +118,8 @@ class SyncScore:
                                      windows=[{k: w[k] for k in ("start", "end", "offset_frames", "confidence")}
                                               for w in result.windows],
                                      method=result.method, raw_peak=result.raw_peak,
-                                     natural_lead=result.natural_lead))
+                                     natural_lead=result.natural_lead, uncertain=result.uncertain,
+                                     certainty=result.peak_confidence))
         return {"ui": ui, "result": (int(result.offset_frames), float(result.offset_ms), float(result.confidence),
                                      report, plot)}
 
