@@ -170,3 +170,12 @@ def preview_images(images: torch.Tensor, prefix: str = "lipsync_preview") -> lis
         Image.fromarray(arr).save(os.path.join(full, file), compress_level=1)
         results.append({"filename": file, "subfolder": sub, "type": "temp"})
     return results
+
+
+# --- StableSyncNet (SyncScore's optional neural judge) -------------------------------------------
+
+def stablesyncnet_files() -> list[str]:
+    """LatentSync StableSyncNet checkpoints in ``models/syncnet``: the files whose name says
+    ``stable_syncnet`` (LatentSync 1.6 ships ``stable_syncnet.pt``); SyncScore lists them apart
+    from the syncnet_v2 scorers."""
+    return [f for f in model_files("syncnet") if "stable_syncnet" in os.path.basename(f).lower()]

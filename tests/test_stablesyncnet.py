@@ -155,3 +155,59 @@ def test_parity_script_exit_status(monkeypatch, capsys, tmp_path):
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("max abs diff: ")
     monkeypatch.setattr(parity, "load_reference", lambda d: ss.StableSyncNet)
     assert parity.main(["--reference", str(tmp_path)]) == 0
+
+
+# --- SyncScore with the neural judge ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def grid_short(grid_dir):
+    from comfyui_lipsync.lipsync_models import face, media
+    from comfyui_lipsync.lipsync_models.phonemes import to_analysis_rate
+
+    frames, fps, (wav, sr) = media.read_video(str(grid_dir / "bbaf2n.mpg"), max_frames=40)
+    img = frames.float() / 255.0
+    w16 = to_analysis_rate(wav, sr)
+    n16 = int(round(img.shape[0] / fps * 16000))
+    w16 = torch.nn.functional.pad(w16, (0, max(n16 - w16.shape[0], 0)))[:n16]
+    return img, fps, wav, sr, w16, face.track_faces(img, detector="haar")
+
+
+def test_score_stablesyncnet_follows_the_audio_late_sign(tiny, grid_short):
+    from comfyui_lipsync.lipsync_models.sync.stablesync_scorer import score_stablesyncnet
+    from helpers import shift_audio
+
+    img, fps, wav, sr, w16, track = grid_short
+    r0 = score_stablesyncnet(tiny, img, track, w16, fps, search_range=6, stride=8)
+    assert r0.method == "stablesyncnet" and r0.lags.tolist() == list(range(-6, 7)) and r0.scores.shape == (13,)
+    assert r0.peak_confidence >= r0.confidence and -6 <= r0.offset_frames <= 6
+    # the audio 5 frames late (5 frames = 16 mel frames exactly at 25 fps): the window of frames i
+    # now meets at offset k the sound it met at k - 5, so the curve moves 5 offsets right; where
+    # the window read past the clip's end before (silence padding), it differs
+    r5 = score_stablesyncnet(tiny, img, track, shift_audio(w16, 5, fps), fps, search_range=6, stride=8)
+    a, b = r0.scores[:8], r5.scores[5:]
+    assert float((a - b).abs().max()) < 0.25 * float(r0.scores.max() - r0.scores.min()) + 1e-6
+
+
+def test_syncscore_node_reports_stablesyncnet_beside(tiny, grid_short, tmp_path, monkeypatch):
+    from comfyui_lipsync.nodes.sync_score import ARTICULATION, ARTICULATION_PHONEMES, STABLE, SyncScore
+
+    img, fps, wav, sr, w16, track = grid_short
+    (tmp_path / "syncnet").mkdir()
+    torch.save(tiny.state_dict(), tmp_path / "syncnet" / "stable_syncnet.pt")
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(tmp_path))
+    monkeypatch.setattr(ss, "CONFIG_16_PIXEL_ATTN", TINY)  # the tiny file stands for the real one
+    spec = SyncScore.INPUT_TYPES()
+    # listed as the articulation scorer with the neural judge beside it, not as a syncnet_v2 scorer
+    assert spec["required"]["scorer"][0] == [ARTICULATION, ARTICULATION_PHONEMES, STABLE + "stable_syncnet.pt"]
+    audio = {"waveform": w16[None, None], "sample_rate": 16000}
+    out = SyncScore().run(img, fps=fps, search_range=4, scorer=STABLE + "stable_syncnet.pt", window_s=0.0,
+                          audio=audio, face_track=track)
+    report = out["result"][3]
+    assert "SyncScore (articulation)" in report and "StableSyncNet (LatentSync): offset" in report
+    plain = SyncScore().run(img, fps=fps, search_range=4, scorer=ARTICULATION, window_s=0.0, audio=audio,
+                            face_track=track)
+    assert "StableSyncNet" not in plain["result"][3] and plain["result"][0] == out["result"][0]
+    (tmp_path / "syncnet" / "stable_syncnet.pt").unlink()
+    with pytest.raises(InputError, match="not in models/syncnet any more"):
+        SyncScore().run(img, fps=fps, search_range=4, scorer=STABLE + "stable_syncnet.pt", window_s=0.0,
+                        audio=audio, face_track=track)

@@ -205,3 +205,17 @@ def load_stablesyncnet(path: str, device: torch.device | str = "cpu", who: str =
     """Load ``stable_syncnet.pt`` (weights only: torch's ``weights_only`` loader, or safetensors)."""
     state = read_tensors(path, who, folder="syncnet")
     return build_stablesyncnet(state, os.path.basename(path), who, config).to(device)
+
+
+_CACHE: dict[tuple[str, float, str], StableSyncNet] = {}
+
+
+def load_stablesyncnet_cached(path: str, device: torch.device | str = "cpu", who: str = WHO) -> StableSyncNet:
+    """:func:`load_stablesyncnet`, keeping the last network loaded (same path, modification time and
+    device: read once; another one replaces it)."""
+    key = (path, os.path.getmtime(path) if os.path.isfile(path) else 0.0, str(device))
+    if key not in _CACHE:
+        net = load_stablesyncnet(path, device=device, who=who)
+        _CACHE.clear()
+        _CACHE[key] = net
+    return _CACHE[key]
