@@ -80,7 +80,7 @@ def pieces(frames: np.ndarray, fps: float, w16: torch.Tensor, seg_s: float):
 
 
 def uncertain(res) -> bool:
-    """The result says it cannot tell (``SyncResult.uncertain`` where the code has it, else not judgeable)."""
+    """The result says it cannot tell (``SyncResult.uncertain``; before it existed: not judgeable)."""
     return bool(getattr(res, "uncertain", not res.judgeable))
 
 

@@ -63,7 +63,8 @@ class SyncResult:
         ]
         for label, v in (("curve peak before the natural-lead correction (frames)", self.raw_peak),
                          ("natural lead subtracted (frames)", self.natural_lead),
-                         ("LSE-D", self.lse_d), ("LSE-C", self.lse_c)):
+                         ("LSE-D", self.lse_d), ("LSE-C", self.lse_c),
+                         ("share of the signals' reliability peaking within one frame of the offset", self.agreement)):
             if v is not None:
                 lines.append(f"{label}: {v:.3f}")
         if self.uncertain:
