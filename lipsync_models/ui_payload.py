@@ -121,14 +121,16 @@ def cues_ui(cues: Sequence[tuple[float, float, str]], names: Sequence[str] = (),
 
 def sync_ui(offset_frames: int, offset_ms: float, confidence: float, lags: Sequence[int], curve,
             fps: float, visual=None, audio=None, windows: Sequence[dict] = (), method: str = "",
-            raw_peak: float | None = None, natural_lead: float | None = None) -> dict:
+            raw_peak: float | None = None, natural_lead: float | None = None,
+            uncertain: bool = False, certainty: float | None = None) -> dict:
     """SyncScore: ``lipsync_sync`` with the offset, confidence and the score-vs-lag curve.
 
     lags: (L,) ints; curve: (L,) scores (higher = better match) at those lags; visual/audio:
     optional (T,) per-frame signals; windows: optional dicts {"start", "end", "offset_frames",
     "confidence"} (seconds) for the per-window offset track; raw_peak, natural_lead: the
     articulation scorer's curve peak and the lead subtracted from it (frames; keys only when
-    given: the benches read them, the browser does not).
+    given: the benches read them, the browser does not); uncertain: the offset is not reliable
+    (the badge says "uncertain" with ``certainty``, the offset certainty; keys only when True).
     """
     d = {
         "offset_frames": int(offset_frames),
@@ -148,4 +150,7 @@ def sync_ui(offset_frames: int, offset_ms: float, confidence: float, lags: Seque
     for key, v in (("raw_peak", raw_peak), ("natural_lead", natural_lead)):
         if v is not None:
             d[key] = _f(v, 4)
+    if uncertain:
+        d["uncertain"] = True
+        d["certainty"] = _f(0.0 if certainty is None else certainty, 3)
     return {"lipsync_sync": [d]}

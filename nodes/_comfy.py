@@ -276,3 +276,12 @@ def free_memory_for_model(nbytes: int) -> None:
     if torch.device(device).type == "cpu":
         return
     _mm.free_memory(int(nbytes), device)
+
+
+# --- StableSyncNet (SyncScore's optional neural judge) -------------------------------------------
+
+def stablesyncnet_files() -> list[str]:
+    """LatentSync StableSyncNet checkpoints in ``models/syncnet``: the files whose name says
+    ``stable_syncnet`` (LatentSync 1.6 ships ``stable_syncnet.pt``); SyncScore lists them apart
+    from the syncnet_v2 scorers."""
+    return [f for f in model_files("syncnet") if "stable_syncnet" in os.path.basename(f).lower()]

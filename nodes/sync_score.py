@@ -17,13 +17,32 @@ ARTICULATION = "articulation (no weights)"
 ARTICULATION_PHONEMES = "articulation + phonemes (no weights)"
 
 
+STABLE = "articulation + StableSyncNet: "
+"""Scorer entries ``STABLE + file``: the articulation scorer, with LatentSync's StableSyncNet
+(``file`` in models/syncnet) reported beside it."""
+
+
 def _scorers() -> list[str]:
-    return [ARTICULATION, ARTICULATION_PHONEMES] + [f for f in _comfy.model_files("syncnet")]
+    stable = _comfy.stablesyncnet_files()
+    return ([ARTICULATION, ARTICULATION_PHONEMES] + [f for f in _comfy.model_files("syncnet") if f not in stable]
+            + [STABLE + f for f in stable])
+
+
+def _stablesyncnet_path(scorer: str) -> str | None:
+    """The stable_syncnet.pt file of a ``STABLE`` scorer entry (None for the other scorers)."""
+    if not scorer.startswith(STABLE):
+        return None
+    name = scorer[len(STABLE):]
+    path = _comfy.model_path("syncnet", name, WHO)
+    if path is None:
+        raise InputError(f"{WHO}: StableSyncNet checkpoint {name!r} is not in models/syncnet any more. "
+                         f"Pick another scorer (available: {', '.join(_scorers())}).")
+    return path
 
 
 def _syncnet_path(scorer: str) -> str | None:
     """The checkpoint file of a SyncNet scorer entry (None for the articulation scorers)."""
-    if scorer in (ARTICULATION, ARTICULATION_PHONEMES):
+    if scorer in (ARTICULATION, ARTICULATION_PHONEMES) or scorer.startswith(STABLE):
         return None
     path = _comfy.model_path("syncnet", scorer, WHO)
     if path is None:
@@ -67,7 +86,10 @@ class SyncScore:
                                                    "offset. + phonemes: adds the mouth predicted from recognised "
                                                    "phonemes: slower, offsets less exact on our tests, but better at "
                                                    "telling foreign or shifted audio (score at offset 0). Other entries "
-                                                   "are SyncNet checkpoints (syncnet_v2) found in models/syncnet."}),
+                                                   "are SyncNet checkpoints (syncnet_v2) found in models/syncnet; "
+                                                   "'articulation + StableSyncNet: <file>' adds LatentSync 1.6's "
+                                                   "stable_syncnet.pt as a second judge, its offset and "
+                                                   "confidence in the report beside the articulation ones."}),
                 "window_s": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 60.0, "step": 0.5,
                                        "tooltip": "Length of the windows of the per-window offset track "
                                                   "(hop = half a window); 0 = whole clip only."}),
@@ -108,14 +130,16 @@ class SyncScore:
 
     def run(self, images, fps=25.0, search_range=15, scorer=ARTICULATION, window_s=2.0,
             audio=None, driver=None, face_track=None, phonemes=None):
-        path = _syncnet_path(scorer)
-        if path is not None:
-            _comfy.free_memory_for_model(2 * os.path.getsize(path))
+        path, stable = _syncnet_path(scorer), _stablesyncnet_path(scorer)
+        for model in (path, stable):
+            if model is not None:
+                _comfy.free_memory_for_model(2 * os.path.getsize(model))
         result, notes = sync.score_clip(images, fps, audio=audio, driver=driver, face_track=face_track,
                                         phonemes=phonemes, search_range=int(search_range), window_s=float(window_s),
                                         use_phonemes=scorer == ARTICULATION_PHONEMES,
                                         syncnet_path=path, device=_comfy.compute_device(),
-                                        on_progress=_comfy.Progress(sync.STEPS, WHO))
+                                        on_progress=_comfy.Progress(sync.STEPS, WHO),
+                                        stablesyncnet_path=stable)
         report = result.report() + "".join("\nnote: " + s for s in notes)
         log.info("SyncScore: %s", report.split("\n")[0])
         plot = sync.plot(result).to(_comfy.intermediate_device())
@@ -125,7 +149,8 @@ class SyncScore:
                                      windows=[{k: w[k] for k in ("start", "end", "offset_frames", "confidence")}
                                               for w in result.windows],
                                      method=result.method, raw_peak=result.raw_peak,
-                                     natural_lead=result.natural_lead))
+                                     natural_lead=result.natural_lead, uncertain=result.uncertain,
+                                     certainty=result.peak_confidence))
         return {"ui": ui, "result": (int(result.offset_frames), float(result.offset_ms), float(result.confidence),
                                      report, plot)}
 

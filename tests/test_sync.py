@@ -446,7 +446,7 @@ def test_phoneme_predicted_mouth_on_grid(grid_clip):
     assert r.method == "articulation + phonemes" and abs(r.offset_frames) <= 1
 
 
-@pytest.mark.parametrize("fps", [24.0, 30.0])
+@pytest.mark.parametrize("fps", [22.13, 24.0, 29.97, 30.0])
 def test_articulation_at_other_frame_rates(fps):
     env = _syllables(int(6 * fps), seed=9, fps=fps)
     wave = _speech_from(env, fps=fps)
@@ -626,3 +626,76 @@ def test_node_with_aligned_phonemes(grid_clip):
     assert off == 3 and "closures" in report, report
     with pytest.raises(InputError, match="phonemes must come from ExtractPhonemes"):
         SyncScore().run(img, driver=drv, face_track=track, phonemes="P B M", **_defaults())
+
+
+# --- reliability and honest uncertainty ---------------------------------------------------------
+
+def test_reliability_weights_a_peaked_curve_over_a_flat_ripple():
+    lags = np.arange(-50, 51) * 0.1
+    peaked = np.exp(-0.5 * ((lags - 2.0) / 0.8) ** 2)  # one clear peak at +2
+    ripple = 0.5 + 0.1 * np.sin(2 * np.pi * lags / 2.5)  # equal bumps every 2.5 frames
+    flat = np.zeros_like(lags)
+    w, peaks = sync.reliability(np.stack([peaked, ripple, flat]), np.ones(lags.shape, bool), lags)
+    assert w.sum() == pytest.approx(1.0) and w[2] == 0.0
+    # worked out by hand: (peak - median) / spread is about 2.7 for the peak, 1.4 for the ripple
+    assert w[0] > 1.5 * w[1] > 0.0
+    assert peaks[0] == pytest.approx(2.0)
+    # no curve with a peak at all: equal weights, not a division by zero
+    w0, _ = sync.reliability(np.zeros((3, lags.size)), np.ones(lags.shape, bool), lags)
+    assert w0.tolist() == pytest.approx([1 / 3] * 3)
+
+
+def test_a_noise_signal_beside_a_clean_one_gets_the_small_weight(synthetic_clip):
+    env, wave = synthetic_clip
+    rng = np.random.default_rng(3)
+    vis = {"clean": 0.3 * env, "noise": rng.standard_normal(env.size)}
+    audio = {"band": sync.band_envelope(shift_audio(wave, 2))}
+    act = sync.activity_signals({"clean": vis["clean"]}, audio["band"], FPS)
+    r = sync.score_lags(vis, audio, {}, act, FPS, 15, 0.0)
+    # pairs: clean x band (level, change), noise x band (level, change)
+    assert r.offset == 2 and r.weights[0] + r.weights[1] > 2 * (r.weights[2] + r.weights[3])
+    assert r.agreement >= 0.5
+
+
+def test_uncertain_vote_by_hand():
+    win = lambda *offs: [{"offset_frames": o, "judgeable": True} for o in offs]  # noqa: E731
+    assert sync.window_votes(2, win(2, 3, 7)) == (2, 3)
+    assert not sync.is_uncertain(2, win(2, 3, 7), True)
+    assert sync.is_uncertain(2, win(2, 6, 7, -3), True)  # 1 of 4 windows agree
+    assert sync.is_uncertain(0, win(0), True)  # one window cannot cross-check
+    assert sync.is_uncertain(0, win(0, 0, 0), False)  # not judgeable: always uncertain
+    assert not sync.is_uncertain(0, [], True, cross_check=False)
+    skipped = [{"offset_frames": 9, "judgeable": False}] * 3
+    assert sync.window_votes(0, win(0, 1) + skipped) == (2, 2)
+
+
+def test_noise_audio_and_a_still_mouth_are_uncertain_a_shifted_grid_clip_is_not(grid_clip):
+    img, fps, wav, sr, w16, track = grid_clip
+    for k in (0, 3, -4):
+        r = sync.score_articulation(track, shift_audio(w16, k), fps, images=img)
+        assert r.offset_frames == k and not r.uncertain and "UNCERTAIN" not in r.report()
+    # band noise with no pauses (no silence anywhere): nothing in it to time the lips by
+    rng = np.random.default_rng(0)
+    noise = torch.from_numpy((0.1 * rng.standard_normal(w16.shape[0])).astype(np.float32))
+    rn = sync.score_articulation(track, noise, fps, images=img)
+    assert rn.uncertain and "UNCERTAIN" in rn.report()
+    # the first frame held for the whole clip, with the clip's own speech: the mouth never moves
+    still = img[:1].expand_as(img).contiguous()
+    rs = sync.score_articulation(sync.track_for_scoring(still)[0], w16, fps, images=still)
+    text = rs.report()
+    assert rs.uncertain and "UNCERTAIN" in text and "What would help" in text
+    # a 3-s clip, no transcript: it says so (the face, about 120 px wide in GRID, is not called small)
+    assert "a longer clip" in text and "the transcript" in text
+
+
+def test_node_badge_says_uncertain(grid_clip):
+    img, fps, wav, sr, w16, track = grid_clip
+    rng = np.random.default_rng(1)
+    noise = torch.from_numpy((0.1 * rng.standard_normal(w16.shape[0])).astype(np.float32))
+    out = SyncScore().run(img, audio={"waveform": noise[None, None], "sample_rate": 16000}, face_track=track,
+                          **_defaults())
+    ui = out["ui"]["lipsync_sync"][0]
+    assert ui["uncertain"] is True and "certainty" in ui and "UNCERTAIN" in out["result"][3]
+    ok = SyncScore().run(img, audio={"waveform": w16[None, None], "sample_rate": 16000}, face_track=track,
+                         **_defaults())
+    assert "uncertain" not in ok["ui"]["lipsync_sync"][0]

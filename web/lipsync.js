@@ -145,7 +145,9 @@ export function verdictColour(offsetFrames) {
 
 export function badgeText(s) {
   const sign = s.offset_frames > 0 ? "+" : "";
-  return `offset ${sign}${s.offset_frames} fr (${sign}${Math.round(s.offset_ms)} ms) · in sync ${Number(s.confidence).toFixed(2)}`;
+  const text = `offset ${sign}${s.offset_frames} fr (${sign}${Math.round(s.offset_ms)} ms) · in sync ${Number(s.confidence).toFixed(2)}`;
+  // the clip's own evidence does not agree on the offset: say so first, with the offset certainty
+  return s.uncertain ? `uncertain (certainty ${Number(s.certainty ?? 0).toFixed(2)}) · ${text}` : text;
 }
 
 export function drawSync(ctx, s, x, y, w, h) {
@@ -154,7 +156,7 @@ export function drawSync(ctx, s, x, y, w, h) {
   ctx.font = "bold 12px sans-serif";
   const text = badgeText(s);
   const bw = Math.min(w - 8, ctx.measureText(text).width + 16);
-  ctx.fillStyle = verdictColour(s.offset_frames);
+  ctx.fillStyle = s.uncertain ? "#7f8c8d" : verdictColour(s.offset_frames);
   ctx.beginPath();
   if (ctx.roundRect) ctx.roundRect(x + 4, y + 4, bw, 20, 10);
   else ctx.rect(x + 4, y + 4, bw, 20);

@@ -14,8 +14,12 @@ Two scorers share one result type, :class:`SyncResult` (``result``):
   signals: the 300-3000 Hz log energy of the 16 kHz waveform (100 Hz, floored 40 dB under the
   clip's peak); optionally (``use_phonemes``) the mouth predicted from recognised phonemes by
   the MapVisemes chain; and, when timed phonemes are given, their P/B/M closures as sharp
-  anchors (:func:`closure_signal`). The lag correlation (``lags``) gives the curve and its peak;
-  the natural audio-to-lips lead (``calibration.NATURAL_LEAD_FRAMES``) is subtracted.
+  anchors (:func:`closure_signal`). The lag correlation (``lags``) gives the curve and its peak:
+  each visual x audio pair's curve weighted by its reliability on this clip (:func:`reliability`:
+  how far its own peak stands above the rest of its curve); the natural audio-to-lips lead
+  (``calibration.NATURAL_LEAD_FRAMES``) is subtracted. The whole-clip offset is cross-checked by
+  the per-window offsets (``uncertainty``): when they do not agree the result is ``uncertain``
+  and the report says what would help.
 * :func:`score_syncnet` (``syncnet_scorer``): the SyncNet ``syncnet_v2`` network
   (``backends.syncnet``): LSE-D and LSE-C over +-search_range offsets, as syncnet_python does.
 
@@ -42,16 +46,17 @@ from .articulation import (LEAD_FPS, MESH_NOTE, MIN_ACTIVE_FRAMES, MIN_ACTIVE_SE
 from .clip import STEPS, check_clip, clip_waveform, score_clip, track_for_scoring
 from .figure import plot
 from .frames import FLOW_CROP, flow_opening, frame_lip_signal, track_matches
-from .lags import LAG_STEP, LagScore, corr_rows, lag_curves, score_lags
+from .lags import LAG_STEP, LagScore, corr_rows, lag_curves, reliability, score_lags
 from .result import SyncResult
 from .signals import (BAND_HZ, CLOSURES, ENVELOPE_RATE, FLOOR_DB, STATIC_STD, activity_signals, band_envelope,
                       closure_signal, predicted_mouth, track_lip_measure, track_lip_signal, visual_signals)
 from .syncnet_scorer import score_syncnet
+from .uncertainty import advice, is_uncertain, window_votes
 
 __all__ = [
-    "ACTIVITY_WEIGHT", "BAND_HZ", "CLOSURES", "ENVELOPE_RATE", "FLOOR_DB", "FLOW_CROP", "LAG_STEP", "LagScore",
-    "LEAD_FPS", "MESH_NOTE", "MIN_ACTIVE_FRAMES", "MIN_ACTIVE_SECONDS", "MIN_FRAMES", "MIN_SECONDS",
-    "NATURAL_LEAD_FRAMES", "STATIC_FLOW", "STATIC_STD",
+    "ACTIVITY_WEIGHT", "advice", "is_uncertain", "reliability", "window_votes", "BAND_HZ", "CLOSURES",
+    "ENVELOPE_RATE", "FLOOR_DB", "FLOW_CROP", "LAG_STEP", "LagScore", "LEAD_FPS", "MESH_NOTE", "MIN_ACTIVE_FRAMES",
+    "MIN_ACTIVE_SECONDS", "MIN_FRAMES", "MIN_SECONDS", "NATURAL_LEAD_FRAMES", "STATIC_FLOW", "STATIC_STD",
     "STEPS", "SyncResult", "TRACK_MATCH_R", "VISUAL_SIGNALS", "VISUAL_SIGNALS_WITH_IMAGES", "activity_signals",
     "band_envelope", "check_clip", "clip_waveform", "closure_signal", "corr_rows", "flow_opening",
     "frame_lip_signal", "lag_curves", "natural_lead_for", "plot", "predicted_mouth", "score_articulation",

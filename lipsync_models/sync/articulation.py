@@ -2,7 +2,8 @@
 measured on the frames and their optical flow) against the audio's articulation.
 
 Every visual x audio pair is correlated (Pearson) at lags on a 0.1-frame grid, as levels and as
-frame-to-frame changes (:mod:`.lags`); the score is the mean of those curves plus a weight of the
+frame-to-frame changes (:mod:`.lags`); the score is the mean of those curves, each weighted by its
+own reliability on the clip (:func:`.lags.reliability`), plus a weight of the
 correlation of slow speech-activity signals (which stops the syllable rhythm from aliasing the
 peak by +-5 frames). The peak, minus the natural audio-to-lips lead
 (:data:`calibration.NATURAL_LEAD_FRAMES`), rounded, is the offset. Clips that are too short,
@@ -27,6 +28,7 @@ from .lags import score_lags
 from .result import SyncResult
 from .signals import (ENVELOPE_RATE, STATIC_STD, activity_signals, band_envelope, closure_signal,
                       predicted_mouth, track_lip_measure, visual_signals)
+from .uncertainty import advice, is_uncertain
 
 ProgressFn = Callable[[int, int], None]
 
@@ -109,6 +111,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
                         "confidence": round(w.peak_confidence, 4) if ok else 0.0, "judgeable": ok})
         tick()
     conf, conf0 = (whole.peak_confidence, whole.confidence) if judgeable else (0.0, 0.0)
+    unsure = is_uncertain(whole.offset, per_window, judgeable, cross_check=window_s > 0)
     return SyncResult(
         offset_frames=whole.offset, offset_ms=1000.0 * whole.offset / fps, confidence=conf0, peak_confidence=conf,
         lags=torch.arange(-R, R + 1), scores=torch.from_numpy(whole.at_int.astype(np.float32)),
@@ -117,6 +120,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         method="articulation" + (" + phonemes" if "jaw" in audio_fr else "")
         + (" + closures" if "closure" in audio_fr else ""), windows=tuple(per_window),
         judgeable=judgeable, notes=tuple(notes), raw_peak=whole.raw_peak, natural_lead=float(natural_lead),
+        agreement=whole.agreement, uncertain=unsure,
+        advice=advice(track, n, fps, phonemes is not None) if unsure else (),
     )
 
 

@@ -98,7 +98,8 @@ def score_clip(images: torch.Tensor, fps: float, audio: dict | None = None, driv
                face_track: FaceTrack | None = None, phonemes: PhonemeTrack | None = None,
                search_range: int = 15, window_s: float = 2.0, use_phonemes: bool = False,
                syncnet_path: str | None = None, device: torch.device | str = "cpu",
-               on_progress: ProgressFn | None = None) -> tuple[SyncResult, list[str]]:
+               on_progress: ProgressFn | None = None,
+               stablesyncnet_path: str | None = None) -> tuple[SyncResult, list[str]]:
     """Score a clip as the SyncScore node does; returns the result and notes for the report.
 
     images: (B, H, W, C) 0..1; fps: 1..240, any rate in between (the offset is in its frames); audio or driver: the clip's sound (see
@@ -106,6 +107,8 @@ def score_clip(images: torch.Tensor, fps: float, audio: dict | None = None, driv
     phonemes: optional timed phonemes (closure anchors); use_phonemes: add the phoneme-predicted
     mouth; syncnet_path: a syncnet_v2 checkpoint to score with instead of the articulation scorer;
     device: where tracking and SyncNet run. on_progress(done, :data:`STEPS`).
+    stablesyncnet_path: LatentSync's stable_syncnet.pt: its offset and confidence are added to the
+    notes beside the main scorer's (:func:`stablesync_scorer.score_stablesyncnet`).
     """
     check_images(images, WHO)
     fps = check_fps(fps, WHO)  # 1..240, the node's bounds, also for a rate linked from another node
@@ -127,5 +130,12 @@ def score_clip(images: torch.Tensor, fps: float, audio: dict | None = None, driv
         net = syncnet.load_syncnet_cached(syncnet_path, device=device, who=WHO)
         result = score_syncnet(net, images.to(device), face_track, wave.to(device), fps,
                                search_range=int(search_range), window_s=float(window_s), on_progress=later)
+    if stablesyncnet_path is not None:
+        from ..backends import stablesyncnet
+        from .stablesync_scorer import score_stablesyncnet, summary
+
+        net = stablesyncnet.load_stablesyncnet_cached(stablesyncnet_path, device=device, who=WHO)
+        notes.append(summary(score_stablesyncnet(net, images.to(device), face_track, wave.to(device), fps,
+                                                 search_range=int(search_range))))
     progress(STEPS, STEPS)
     return result, notes

@@ -57,19 +57,24 @@ class LagScore(NamedTuple):
     offset: round(raw_peak - lead), clipped to -R..R; peak_confidence: best score minus the
     median of the scores at whole offsets; confidence: the score at offset 0 minus that median;
     at_int: (2R+1,) the curve at whole offsets -R..R; raw_peak: the curve's peak in frames
-    (parabolic refinement), before the lead is subtracted."""
+    (parabolic refinement), before the lead is subtracted; agreement: the share of the pairs'
+    reliability (:func:`reliability`) whose own curve peaks within one frame of the combined peak
+    (1 = every signal points at the same offset); weights: each pair's share of the combination."""
 
     offset: int
     peak_confidence: float
     confidence: float
     at_int: np.ndarray
     raw_peak: float
+    agreement: float = 1.0
+    weights: tuple[float, ...] = ()
 
 
 def score_lags(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], audio_fr: dict[str, np.ndarray],
                activity: tuple[np.ndarray, np.ndarray], fps: float, search_range: int, lead: float,
                frames: slice | None = None, activity_weight: float = ACTIVITY_WEIGHT) -> LagScore:
-    """The mean of the fine curves (:func:`lag_curves`) plus ``activity_weight`` times the
+    """The mean of the fine curves (:func:`lag_curves`), each weighted by its reliability on this
+    clip (:func:`reliability`), plus ``activity_weight`` times the
     correlation of the activity pair (visual (T,), audio at :data:`ENVELOPE_RATE`), on a grid of
     whole multiples of :data:`LAG_STEP` covering -R-1..R+1 shifted by ``lead`` (the grid points do
     not move with the lead, so the curve's peak is the clip's alone); its peak minus ``lead``,
@@ -81,15 +86,35 @@ def score_lags(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], a
     ints = np.arange(-R, R + 1)
     curves = lag_curves(visual, audio_hr, audio_fr, fps, fine, frames)
     act = lag_curves({"activity": activity[0]}, {"activity": activity[1]}, {}, fps, fine, frames)[0]
-    mean = curves.mean(0) + activity_weight * act
     inside = (fine >= -R - 0.5 + lead) & (fine <= R + 0.5 + lead)
+    weights, own_peaks = reliability(curves, inside, fine)
+    mean = weights @ curves + activity_weight * act
     j = int(np.nonzero(inside)[0][int(np.argmax(mean[inside]))])
     best_fine = float(fine[j]) + _parabola_step(mean, j) * LAG_STEP
+    agreement = float(weights[np.abs(own_peaks - best_fine) <= 1.0].sum())
     offset = int(np.clip(np.round(best_fine - lead), -R, R))
     at_int = np.interp(ints + lead, fine, mean)
     med = float(np.median(at_int))
     conf = float(max(mean[inside].max(), at_int.max()) - med)
-    return LagScore(offset, conf, float(at_int[R] - med), at_int, best_fine)
+    return LagScore(offset, conf, float(at_int[R] - med), at_int, best_fine, agreement,
+                    tuple(float(w) for w in weights))
+
+
+def reliability(curves: np.ndarray, inside: np.ndarray, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How far each correlation curve can be trusted on this clip, from the curve alone.
+
+    curves: (P, L) correlation at ``lags`` (L,); inside: (L,) bool, the searched lags. A pair's
+    reliability is how far its own peak stands above its own median, over the spread of its
+    values (a peak standing clear of the rest of the curve, not a curve high everywhere or a
+    ripple of equal bumps). Returns (weights (P,) summing to 1, equal where no curve has a peak;
+    each curve's own peak lag (P,))."""
+    c = curves[:, inside]
+    peak = c.max(1)
+    med = np.median(c, 1)
+    spread = c.std(1)
+    q = np.maximum(np.where(spread > 1e-9, (peak - med) / np.maximum(spread, 1e-9), 0.0), 0.0)
+    w = q / q.sum() if q.sum() > 1e-12 else np.full(len(q), 1.0 / len(q))
+    return w, lags[inside][np.argmax(c, 1)]
 
 
 def _parabola_step(y: np.ndarray, j: int) -> float:

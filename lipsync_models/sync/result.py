@@ -23,6 +23,10 @@ class SyncResult:
                   is subtracted (offset = round(raw_peak - natural_lead)); None for SyncNet.
     natural_lead: articulation: the audio-to-lips lead subtracted (frames); None for SyncNet.
     lse_d, lse_c: SyncNet: LSE-D and LSE-C as syncnet_python computes them; None otherwise.
+    agreement:    articulation: the share of the signals' reliability whose own curve peaks within
+                  one frame of the combined peak (``lags.reliability``); None for SyncNet.
+    uncertain:    the clip's own evidence does not agree on the offset (``uncertainty``): the
+                  offset is shown but not to be acted on; advice: what would help.
     """
 
     offset_frames: int
@@ -42,10 +46,15 @@ class SyncResult:
     natural_lead: float | None = None
     lse_d: float | None = None
     lse_c: float | None = None
+    agreement: float | None = None
+    uncertain: bool = False
+    advice: tuple[str, ...] = ()
 
     def report(self) -> str:
         """Readable summary for the node's text output."""
         sign = "audio late" if self.offset_frames > 0 else ("audio early" if self.offset_frames < 0 else "in sync")
+        if self.uncertain:
+            sign = "UNCERTAIN"
         lines = [
             f"SyncScore ({self.method}): offset {self.offset_frames:+d} frames = {self.offset_ms:+.0f} ms "
             f"({sign}; positive = audio late), in-sync confidence {self.confidence:.3f}",
@@ -54,9 +63,12 @@ class SyncResult:
         ]
         for label, v in (("curve peak before the natural-lead correction (frames)", self.raw_peak),
                          ("natural lead subtracted (frames)", self.natural_lead),
-                         ("LSE-D", self.lse_d), ("LSE-C", self.lse_c)):
+                         ("LSE-D", self.lse_d), ("LSE-C", self.lse_c),
+                         ("share of the signals' reliability peaking within one frame of the offset", self.agreement)):
             if v is not None:
                 lines.append(f"{label}: {v:.3f}")
+        if self.uncertain:
+            lines.append(self.uncertain_line())
         if not self.judgeable:
             lines.append("NOT JUDGEABLE: " + "; ".join(self.notes))
         elif self.notes:
@@ -64,6 +76,18 @@ class SyncResult:
         if self.windows:
             lines.extend(_window_lines(self.windows))
         return "\n".join(lines)
+
+    def uncertain_line(self) -> str:
+        """The report's UNCERTAIN line: the votes of the per-window offsets, the offset
+        certainty, and what would help."""
+        from .uncertainty import window_votes
+
+        agree, votes = window_votes(self.offset_frames, self.windows)
+        why = (f"{agree} of {votes} judgeable windows read this offset within one frame" if votes
+               else "no window held enough speech and lip movement to cross-check it")
+        helps = "; ".join(self.advice) if self.advice else "a longer clip with more speech"
+        return (f"UNCERTAIN: the offset is not reliable ({why}; offset certainty {self.peak_confidence:.3f}). "
+                f"What would help: {helps}.")
 
 
 def _window_lines(windows: tuple[dict, ...]) -> list[str]:
