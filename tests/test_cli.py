@@ -226,3 +226,108 @@ def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
     assert code == 0 and os.environ["LIPSYNC_MODELS_DIR"] == str((tmp_path / "models").resolve())
     frames, _, _ = media.read_video(str(out))
     assert frames.shape == (12, 288, 360, 3)
+
+
+# --- the runner's checks before any work (issue 15's sweep) -------------------------------------------
+
+@pytest.fixture()
+def clip_and_line(tmp_path):
+    """A 3-frame clip and a 0.2 s line: enough for the checks, which must fail before decoding."""
+    video = tmp_path / "take.mp4"
+    video_out.write_video(str(video), torch.zeros(3, 16, 16, 3), 25)
+    line = tmp_path / "line.wav"
+    import wave as wavmod
+
+    with wavmod.open(str(line), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(3200, np.int16).tobytes())
+    return video, line
+
+
+def _no_decoding(monkeypatch):
+    """Make any decoding fail loudly, so a check that passes through to the work is caught."""
+    def boom(*a, **k):
+        raise AssertionError("decoded before the arguments were checked")
+
+    monkeypatch.setattr(media, "read_audio", boom)
+    monkeypatch.setattr(media, "probe_video", boom)
+    monkeypatch.setattr(media, "read_video", boom)
+
+
+def test_output_equal_to_the_input_is_refused(clip_and_line, capsys, monkeypatch):
+    video, line = clip_and_line
+    before = video.read_bytes()
+    _no_decoding(monkeypatch)
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "-o" in err and "--video file itself" in err and "never overwritten" in err
+    # the same file through another spelling, a hard link and a symbolic link
+    other = video.parent / "sub"
+    other.mkdir()
+    os.link(video, video.parent / "hard.mp4")
+    os.symlink(video, video.parent / "soft.mp4")
+    for alias in (other / ".." / video.name, video.parent / "hard.mp4", video.parent / "soft.mp4"):
+        assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(alias)]) == 2, alias
+        assert "--video file itself" in capsys.readouterr().err
+    # the line is an input too
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(line)]) == 2
+    assert "--audio file itself" in capsys.readouterr().err
+    assert video.read_bytes() == before
+
+
+def test_a_folder_of_clips_never_writes_over_its_inputs(tmp_path, capsys, monkeypatch):
+    clips = tmp_path / "clips"
+    video_out.write_video(str(clips / "a.mp4"), torch.zeros(3, 16, 16, 3), 25)
+    (clips / "a.wav").write_bytes(b"RIFF")
+    before = (clips / "a.mp4").read_bytes()
+    _no_decoding(monkeypatch)
+    assert cli.main(["--video", str(clips), "--audio", str(clips), "-o", str(clips)]) == 2
+    assert "a.mp4: this is the --video file itself" in capsys.readouterr().err
+    assert (clips / "a.mp4").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag,value,bounds", [
+    ("--fps", "1000", "between 1 and 240"), ("--fps", "0", "between 1 and 240"), ("--fps", "-25", "between 1 and 240"),
+    ("--fps", "nan", "between 1 and 240"), ("--strength", "50", "between 0 and 1.5"),
+    ("--strength", "-0.5", "between 0 and 1.5"), ("--lip-frame", "-2", "between -1 and"),
+    ("--breath-open", "3", "between 0 and 1"), ("--fps", "inf", "between 1 and 240")])
+def test_each_argument_is_checked_before_decoding(clip_and_line, capsys, monkeypatch, flag, value, bounds):
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    out = video.parent / "out.mp4"
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(out), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {flag} ") and bounds in err[-1], err
+    assert not out.exists()
+
+
+def test_unknown_viseme_set_names_the_choices(clip_and_line, capsys, monkeypatch):
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(video.parent / "o.mp4"),
+                     "--visemes", "klingon"]) == 2
+    err = capsys.readouterr().err
+    assert "--visemes 'klingon'" in err and "rhubarb" in err
+
+
+def test_output_folder_that_cannot_be_made_is_reported_first(clip_and_line, capsys, monkeypatch):
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    blocker = video.parent / "afile"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" / "o.mp4"  # its folder would have to be made inside a file
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([x for x in err if x.strip()]) == 1, err  # one line, no traceback
+    assert err[-1].startswith(f"error: -o {out}: cannot create the output folder"), err
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = video.parent / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(ro / "o.mp4")]) == 2
+            assert "not writable" in capsys.readouterr().err
+        finally:
+            ro.chmod(0o700)
