@@ -83,18 +83,37 @@ def synth(path: Path, line: Path, size: tuple[int, int], seconds: float, fps: in
     return n
 
 
-def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path) -> dict:
-    """``python -m lipsync_runner`` from ``root`` in a child process: wall s, peak RSS GB, stdout."""
+def _status_kb(pid: int) -> dict:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {ln.split(":")[0]: int(ln.split()[1]) for ln in lines if ln.startswith(("VmRSS", "VmHWM"))}
+
+
+def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path, every: float = 15.0) -> dict:
+    """``python -m lipsync_runner`` from ``root`` in a child process: wall s, peak RSS GB (the child's
+    ru_maxrss), stdout. Every ``every`` s the child's resident and peak memory go to ``log``.rss."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.monotonic()
-    with open(log, "w") as err:
-        r = subprocess.run([sys.executable, "-m", "lipsync_runner", "--video", str(video), "--audio", str(line),
-                            "-o", str(out)], cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+    with open(log, "w") as err, open(str(log) + ".rss", "w") as rss:
+        p = subprocess.Popen([sys.executable, "-m", "lipsync_runner", "--video", str(video), "--audio", str(line),
+                              "-o", str(out)], cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        while p.poll() is None:
+            st = _status_kb(p.pid)
+            rss.write(f"{time.monotonic() - t0:8.0f} s  RSS {st.get('VmRSS', 0) / 2 ** 20:6.2f} GB  "
+                      f"peak {st.get('VmHWM', 0) / 2 ** 20:6.2f} GB\n")
+            rss.flush()
+            try:
+                p.wait(timeout=every)
+            except subprocess.TimeoutExpired:
+                pass
+        stdout = p.stdout.read()
     wall = time.monotonic() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"rc": r.returncode, "wall_s": wall, "peak_gb": peak / 1024 ** 2, "peak_is_max_so_far": peak == before,
-            "stdout": r.stdout}
+    return {"rc": p.returncode, "wall_s": wall, "peak_gb": peak / 1024 ** 2, "peak_is_max_so_far": peak == before,
+            "stdout": stdout}
 
 
 def check_output(video: Path, out: Path, res: dict) -> None:
@@ -107,15 +126,18 @@ def check_output(video: Path, out: Path, res: dict) -> None:
     print(f"  SyncScore on the output's last 10 s: offset {m.group(1) if m else 'n/a'} frames (true offset 0)")
 
 
-def long_run(minutes: float) -> None:
+def long_run(minutes: float, root: Path, synth_only: bool) -> None:
     OUT.mkdir(exist_ok=True)
-    video, line, out = OUT / "long_1080p.mp4", OUT / "long_line.wav", OUT / "long_out.mp4"
+    video, line, out = (OUT / f"long_{minutes:g}min_1080p.mp4", OUT / f"long_{minutes:g}min_line.wav",
+                        OUT / f"long_{minutes:g}min_out.mp4")
     t0 = time.monotonic()
     if not video.exists():
         n = synth(video, line, (1920, 1080), minutes * 60)
         print(f"synthesised {n} frames of 1920x1080 in {time.monotonic() - t0:.0f} s", flush=True)
-    res = run_runner(ROOT, video, line, out, OUT / "long_runner.log")
-    print(f"10-minute 1920x1080 clip ({minutes:g} min):")
+    if synth_only:
+        return
+    res = run_runner(root, video, line, out, OUT / "long_runner.log")
+    print(f"{minutes:g}-minute 1920x1080 clip:")
     check_output(video, out, res)
     print(res["stdout"][-1500:])
 
@@ -142,5 +164,7 @@ if __name__ == "__main__":
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--base", default="7f7fb6d")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the pack folder whose runner runs (e.g. a snapshot)")
+    ap.add_argument("--synth-only", action="store_true", help="long: only make the clip and its line")
     a = ap.parse_args()
-    long_run(a.minutes) if a.what == "long" else portrait_run(a.seconds, a.base)
+    long_run(a.minutes, a.root, a.synth_only) if a.what == "long" else portrait_run(a.seconds, a.base)

@@ -20,6 +20,7 @@ from . import backends, generator, mouth_bank
 from .backends import BANK, BUILTIN, BUILTINS, WARP
 from .crops import crop_faces
 from .errors import InputError
+from .stream_track import face_region, in_region
 from .types import AudioDriver, FaceTrack, VisemeTrack
 
 WHO = "LipSyncInference"
@@ -114,11 +115,14 @@ class Generator:
         for k, frame in fulls.items():
             if k not in self.full:
                 continue
-            f = frame[None].float().div_(255.0)
             if k == self.ref:
-                self.ref_frame = f
+                self.ref_frame = frame[None].float().div_(255.0)
             if self.uses_bank and k in self.used:
-                self.crops[int(k)] = mouth_bank.to_u8(crop_faces(f, frames_of(self.track, [k]), device=self.device))[0]
+                one = frames_of(self.track, [k])
+                x0, y0, x1, y1 = face_region(one)
+                f = frame[None, y0:y1, x0:x1].float().div_(255.0)
+                crop = crop_faces(f, in_region(one, (x0, y0, x1, y1)), device=self.device)
+                self.crops[int(k)] = mouth_bank.to_u8(crop)[0]
 
     def ready(self) -> None:
         """Build the plan and the warp generator's state once :meth:`collect` has seen every frame."""
@@ -139,12 +143,14 @@ class Generator:
                                                    self.device, WHO)
         self.crops, self.ref_frame = None, None
 
-    def generate(self, start: int, frames: torch.Tensor) -> torch.Tensor:
+    def generate(self, start: int, frames: torch.Tensor, part: FaceTrack | None = None) -> torch.Tensor:
         """Crops (n, S, S, 3) float32 0..1 of ``frames`` (n, H, W, 3) float 0..1, clip frames
-        ``start``...: what :func:`..backends.lipsync` makes for them."""
+        ``start``...: what :func:`..backends.lipsync` makes for them. ``part``: the track of these
+        frames (default: :attr:`out_track`'s), e.g. of a region cut from them."""
         stop = start + int(frames.shape[0])
         dev = self.device
-        crops = crop_faces(frames, frames_of(self.out_track, slice(start, stop)), device=dev)
+        part = part if part is not None else frames_of(self.out_track, slice(start, stop))
+        crops = crop_faces(frames, part, device=dev)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
         params = self.visemes.params[start:stop].to(dev)
         if self.net is not None:

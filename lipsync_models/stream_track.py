@@ -205,3 +205,41 @@ class WindowTracker:
                 raise InputError(f"{WHO}: no frames to track.")
             self._track(self.held)
         return stitch(self.windows)
+
+
+REGION_MARGIN = 4
+"""Pixels added around the crops' footprint in :func:`face_region` (bilinear sampling's neighbours)."""
+
+
+def face_region(track: FaceTrack, margin: int = REGION_MARGIN) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the part of the frame, clamped to it, that every frame's crop of ``track``
+    samples (the crop square mapped back to the frame, plus ``margin``). Crops cut from this region
+    (with :func:`in_region`) equal crops cut from the whole frame, and Composite changes nothing
+    outside it."""
+    h, w = track.frame_size
+    m = torch.zeros((track.num_frames, 3, 3), dtype=torch.float64)
+    m[:, :2] = track.transform.detach().cpu().double()
+    m[:, 2, 2] = 1.0
+    inv = torch.linalg.inv(m)
+    s = float(track.crop_size)
+    sq = torch.tensor([[0.0, 0.0, 1.0], [s, 0.0, 1.0], [0.0, s, 1.0], [s, s, 1.0]], dtype=torch.float64)
+    pts = torch.einsum("bij,kj->bki", inv[:, :2], sq).reshape(-1, 2)
+    lo, hi = pts.min(0).values, pts.max(0).values
+    x0, y0 = (max(0, int(np.floor(float(v))) - margin) for v in lo)
+    x1, y1 = min(w, int(np.ceil(float(hi[0]))) + margin + 1), min(h, int(np.ceil(float(hi[1]))) + margin + 1)
+    if x1 <= x0 or y1 <= y0:
+        return 0, 0, w, h  # the crops lie outside the frame: let the full frame say so
+    return x0, y0, x1, y1
+
+
+def in_region(track: FaceTrack, region: tuple[int, int, int, int]) -> FaceTrack:
+    """The track of the frames cut to ``region`` = (x0, y0, x1, y1): a shift of every coordinate."""
+    x0, y0, x1, y1 = (int(v) for v in region)
+    off = torch.tensor([float(x0), float(y0)], dtype=torch.float64)
+    m = track.transform.double()
+    t = m[:, :, 2] + (m[:, :, :2] @ off[:, None])[..., 0]
+    boxes = track.boxes.double().view(-1, 2, 2) - off
+    return replace(track, boxes=boxes.view(-1, 4).to(track.boxes.dtype),
+                   mouth=(track.mouth.double() - off).to(track.mouth.dtype),
+                   transform=torch.cat([m[:, :, :2], t[..., None]], 2).to(track.transform.dtype),
+                   frame_size=(y1 - y0, x1 - x0))

@@ -115,21 +115,30 @@ def render_pass(src, gen, writer, blend: dict, bar, score_from: int):
     try:
         for first, frames, _ in src.chunks(chunk):
             n = int(frames.shape[0])
-            f = frames.float().div_(255.0)
-            crops = gen.generate(first, f)
-            out = composite.composite(f, crops, stream_generate.frames_of(out_track, slice(first, first + n)),
-                                      device=gen.device, **blend)
-            del f, crops
-            u8 = _to_u8(out)
-            sink.put(u8)
+            frames = render_chunk(gen, out_track, first, frames, blend)
+            sink.put(frames)
             if first + n > score_from:
-                tail.append(_resize_u8(u8[max(score_from - first, 0):], tsize))
+                tail.append(_resize_u8(frames[max(score_from - first, 0):], tsize))
             bar(min(first + n, b), b)
         sink.close()
     except BaseException:
         sink.abort()
         raise
     return torch.cat(tail) if tail else None, tsize
+
+
+def render_chunk(gen, out_track, first: int, frames: torch.Tensor, blend: dict) -> torch.Tensor:
+    """Frames ``first``... (n, H, W, 3) uint8 with their new mouths, written in place: only the region
+    the crops sample (:func:`..stream_track.face_region`) is made float, generated and composited."""
+    n = int(frames.shape[0])
+    part = stream_generate.frames_of(out_track, slice(first, first + n))
+    x0, y0, x1, y1 = stream_track.face_region(part)
+    part = stream_track.in_region(part, (x0, y0, x1, y1))
+    f = frames[:, y0:y1, x0:x1].float().div_(255.0)
+    crops = gen.generate(first, f, part)
+    out = composite.composite(f, crops, part, device=gen.device, **blend)
+    frames[:, y0:y1, x0:x1] = _to_u8(out)
+    return frames
 
 
 def score_tail(nodes, call_node, gen, tail, tsize, audio: dict, rate: Fraction, score_from: int) -> tuple[dict, str]:

@@ -331,3 +331,64 @@ def test_output_folder_that_cannot_be_made_is_reported_first(clip_and_line, caps
             assert "not writable" in capsys.readouterr().err
         finally:
             ro.chmod(0o700)
+
+
+# --- the streamed chain -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ntsc_clip(tmp_path_factory, grid_dir):
+    """A GRID clip re-timed to 29.97 fps (30000/1001) and its own sound as the line."""
+    from fractions import Fraction
+
+    d = tmp_path_factory.mktemp("ntsc")
+    frames, _, _ = media.read_video(str(grid_dir / "bbaf2n.mpg"))
+    rate = Fraction(30000, 1001)
+    video_out.write_video(str(d / "clip.mp4"), frames, rate)
+    wave, sr = media.read_audio(str(grid_dir / "bbaf2n.mpg"))
+    import wave as wavmod
+
+    with wavmod.open(str(d / "line.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((wave.mean(0).clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    return d, rate, int(frames.shape[0])
+
+
+def _captured_run(monkeypatch, d, out, chunk_pixels):
+    """Run the CLI with pass 3 cut into chunks of ``chunk_pixels``; returns the frames handed to
+    the encoder (uint8) and the exit code."""
+    from comfyui_lipsync.lipsync_runner import stream
+
+    got = []
+    real = video_out.VideoWriter.write
+
+    def write(self, frames):
+        got.append(torch.as_tensor(np.asarray(frames)).clone())
+        real(self, frames)
+
+    monkeypatch.setattr(video_out.VideoWriter, "write", write)
+    monkeypatch.setattr(stream, "CHUNK_PIXELS", chunk_pixels)
+    rc = cli.main(["--video", str(d / "clip.mp4"), "--audio", str(d / "line.wav"), "-o", str(out), "-q", "--no-score"])
+    return (torch.cat(got) if got else None), rc
+
+
+def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatch, capsys):
+    d, rate, n = ntsc_clip
+    small, rc1 = _captured_run(monkeypatch, d, d / "small.mp4", 7 * 288 * 360)  # chunks of 7 frames
+    big, rc2 = _captured_run(monkeypatch, d, d / "big.mp4", 10 ** 9)  # one chunk of 64, then 11
+    assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
+    # chunk boundaries leave no trace: the frames are the same however the clip is cut (float
+    # rounding of a different face region may move a pixel by one level, nothing more)
+    assert small.shape == big.shape == (n, 288, 360, 3)
+    diff = (small.int() - big.int()).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
+    src, _, _ = media.read_video(str(d / "clip.mp4"))
+    assert float((small.float() - src.float()).abs().amax(dim=(0, 3)).max()) > 30  # the mouth did change
+    for name in ("small.mp4", "big.mp4"):
+        info = media.probe_video(str(d / name))
+        assert info.rate == rate and info.frames == n, (info.rate, info.frames)  # exact rate, every frame
+        with av.open(str(d / name)) as c:
+            a = c.streams.audio[0]
+            assert abs(float(a.duration * a.time_base) - n / float(rate)) < 0.03  # no drift: n / rate
+    assert not list(d.glob(".*.partial*"))  # the partial file became the output
