@@ -4,11 +4,14 @@
     python -m lipsync_runner --video clips/ --audio lines/ -o out/       # same stems pair up
     python -m lipsync_runner demo -o out/demo.mp4                       # built-in demo, nothing to download
 
-It runs the same node classes ComfyUI runs (LoadAudioDriver -> ExtractPhonemes -> MapVisemes,
-MaskLowerFace -> LipSyncInference -> Composite -> SyncScore), called the way ComfyUI calls them
-(INPUT_TYPES defaults plus the inputs given). Media is decoded and encoded in memory with PyAV;
-the mp4 carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A tqdm progress
-bar per stage is drawn on the terminal; the SyncScore report is printed at the end.
+It runs the pack's chain (LoadAudioDriver -> ExtractPhonemes -> MapVisemes, MaskLowerFace ->
+LipSyncInference -> Composite -> SyncScore) on a clip of any length with bounded memory: the audio
+chain runs as the node classes, called the way ComfyUI calls them (INPUT_TYPES defaults plus the
+inputs given); the frame steps are streamed through the library in three passes over the clip with
+the nodes' defaults (:mod:`.stream`). Every argument and the output path are checked before anything
+is decoded; the output is never one of the inputs. The mp4 keeps the input's frame count and exact
+rate, carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A tqdm progress bar
+per stage is drawn on the terminal; the SyncScore report (on the last 10 s) is printed at the end.
 
 This module is imported as ``comfyui_lipsync.lipsync_runner.cli`` (see ``__main__``), so the
 library it reaches through ``..lipsync_models`` is the copy the node classes use.

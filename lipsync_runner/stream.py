@@ -63,6 +63,8 @@ class TensorFrames:
             x = self.frames[a:a + chunk]
             if size is not None and tuple(size) != (self.width, self.height):
                 x = _resize_u8(x, size)
+            else:
+                x = x.clone()  # a chunk of its own, as a decoder's: pass 3 writes into it
             yield a, x, {int(k): self.frames[int(k)] for k in full if a <= int(k) < a + chunk}
 
 

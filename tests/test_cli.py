@@ -130,7 +130,7 @@ def test_progress_bar_on_a_terminal():
     bar(3, 6)
     bar.finish()
     text = s.getvalue()
-    assert "[5/9] MaskLowerFace" in text  # MaskLowerFace is the 5th of the 9 stages
+    assert "[2/9] MaskLowerFace" in text  # MaskLowerFace (the tracking pass) is the 2nd of the 9 stages
     assert " 50%|" in text and "3/6" in text  # drawn in place at 3 of 6
     assert "100%|" in text and "6/6" in text  # a finished stage is shown complete
     assert text.rstrip().splitlines()[-1].startswith("done in")
@@ -200,10 +200,10 @@ def test_still_picture_speaks(tmp_path, capsys):
     assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
                      "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--lip-frame", "29"]) == 2
     assert "lip_frame 29 is past the clip's last frame (28)" in capsys.readouterr().err
-    # --breath-open reaches MapVisemes, with its range check
+    # --breath-open is checked against MapVisemes' range before anything is decoded
     assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
                      "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--breath-open", "1.5"]) == 2
-    assert "breath_open must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert "--breath-open 1.5: must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
