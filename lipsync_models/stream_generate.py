@@ -77,11 +77,14 @@ class Generator:
     ref_frame: torch.Tensor | None = None
     plan: mouth_bank.Plan | None = None
     warp_state: tuple | None = None
+    _used: set | None = None
 
     @property
     def used(self) -> set:
         """The frames whose lower faces the selection shows."""
-        return set(int(f) for f in mouth_bank.used_frames(self.selection)) if self.uses_bank else set()
+        if self._used is None:
+            self._used = set(int(f) for f in mouth_bank.used_frames(self.selection)) if self.uses_bank else set()
+        return self._used
 
     @property
     def uses_bank(self) -> bool:
@@ -108,21 +111,21 @@ class Generator:
             if self.small is None:
                 b = self.track.num_frames
                 self.small = torch.zeros((b, mouth_bank.ALIGN_SIZE, mouth_bank.ALIGN_SIZE, 3), dtype=torch.uint8)
-            sm = crop_faces(small_frames.float().div_(255.0), frames_of(self.small_track, slice(first, first + n)),
+            part = frames_of(self.small_track, slice(first, first + n))
+            x0, y0, x1, y1 = face_region(part)
+            sm = crop_faces(small_frames[:, y0:y1, x0:x1].float().div_(255.0), in_region(part, (x0, y0, x1, y1)),
                             size=mouth_bank.ALIGN_SIZE)
             self.small[first:first + n] = (sm * 255.0).round_().to(torch.uint8)
         self.crops = self.crops if self.crops is not None else {}
-        for k, frame in fulls.items():
-            if k not in self.full:
-                continue
-            if k == self.ref:
-                self.ref_frame = frame[None].float().div_(255.0)
-            if self.uses_bank and k in self.used:
-                one = frames_of(self.track, [k])
-                x0, y0, x1, y1 = face_region(one)
-                f = frame[None, y0:y1, x0:x1].float().div_(255.0)
-                crop = crop_faces(f, in_region(one, (x0, y0, x1, y1)), device=self.device)
-                self.crops[int(k)] = mouth_bank.to_u8(crop)[0]
+        if self.ref in fulls:
+            self.ref_frame = fulls[self.ref][None].float().div_(255.0)
+        keys = sorted(int(k) for k in fulls if self.uses_bank and int(k) in self.used)
+        if keys:  # one region and one call for the chunk's chosen frames
+            part = frames_of(self.track, keys)
+            x0, y0, x1, y1 = face_region(part)
+            f = torch.stack([fulls[k][y0:y1, x0:x1] for k in keys]).float().div_(255.0)
+            crops = mouth_bank.to_u8(crop_faces(f, in_region(part, (x0, y0, x1, y1)), device=self.device))
+            self.crops.update(zip(keys, crops))
 
     def ready(self) -> None:
         """Build the plan and the warp generator's state once :meth:`collect` has seen every frame."""
