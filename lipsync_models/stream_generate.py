@@ -29,11 +29,15 @@ ALIGN_CHUNK = 512
 
 
 def frames_of(track: FaceTrack, idx) -> FaceTrack:
-    """The part of a track covering the frames ``idx`` (a slice or indices)."""
+    """The part of a track covering the frames ``idx`` (a slice or indices), its per-frame extras
+    (contrast, angle, face width...) included, so SyncScore reads the measures of these frames."""
     if not isinstance(idx, slice):
         idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+    b = track.num_frames
+    extras = {k: (v[idx] if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == b else v)
+              for k, v in track.extras.items()}
     return replace(track, boxes=track.boxes[idx], mouth=track.mouth[idx], opening=track.opening[idx],
-                   transform=track.transform[idx], found=track.found[idx])
+                   transform=track.transform[idx], found=track.found[idx], extras=extras)
 
 
 def alignment(small: torch.Tensor, source: np.ndarray, chunk: int = ALIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
