@@ -6,13 +6,18 @@ tensors. Errors name the file and what is wrong with it.
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from .errors import MediaError
+
+log = logging.getLogger("comfyui_lipsync")
 
 
 def _open(path: str, who: str):
@@ -155,3 +160,82 @@ def read_video(path: str, who: str = "read_video", max_frames: int | None = None
         raise MediaError(f"{who}: {name} holds no video frames.")
     audio = read_audio(path, who) if has_audio else None
     return torch.from_numpy(np.stack(frames)), float(rate), audio
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` reads from a container's first video stream: the exact frame rate
+    (a Fraction, e.g. 30000/1001), the frame size, the frame count the container states (0 when
+    it does not; :func:`iter_video` counts the real frames) and whether it has sound."""
+
+    rate: Fraction
+    width: int
+    height: int
+    frames: int
+    has_audio: bool
+
+
+def probe_video(path: str, who: str = "read_video") -> VideoInfo:
+    """The rate, size and stated frame count of ``path`` without decoding it."""
+    name = os.path.basename(path)
+    with _open(path, who) as container:
+        if not container.streams.video:
+            raise MediaError(f"{who}: {name} has no video track.")
+        stream = container.streams.video[0]
+        rate = Fraction(stream.average_rate or stream.guessed_rate or 25)
+        w, h = int(stream.codec_context.width), int(stream.codec_context.height)
+        if rate <= 0 or w < 1 or h < 1:
+            raise MediaError(f"{who}: {name}: its video stream states no usable size or rate ({w}x{h}, {rate}).")
+        return VideoInfo(rate, w, h, int(stream.frames or 0), bool(container.streams.audio))
+
+
+def _decoded(path: str, who: str) -> Iterator:
+    """Every decoded frame of the first video stream (PyAV frames, decode order, threaded decoder);
+    a clip corrupt after some frames ends there with a warning."""
+    import av
+
+    name = os.path.basename(path)
+    k = 0
+    with _open(path, who) as container:
+        if not container.streams.video:
+            raise MediaError(f"{who}: {name} has no video track.")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for frame in container.decode(stream):
+                k += 1
+                yield frame
+        except av.error.FFmpegError as e:
+            if k == 0:
+                raise MediaError(f"{who}: cannot decode the video of {name}: corrupt ({e}).") from e
+            log.warning("%s: %s: decoding stopped at frame %d (%s)", who, name, k, e)
+    if k == 0:
+        raise MediaError(f"{who}: {name} holds no video frames.")
+
+
+def _rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
+    if size is not None and (frame.width, frame.height) != tuple(size):
+        frame = frame.reformat(width=int(size[0]), height=int(size[1]), interpolation="AREA")
+    return frame.to_ndarray(format="rgb24")
+
+
+def iter_video(path: str, who: str = "read_video", chunk: int = 16, size: tuple[int, int] | None = None,
+               full=()) -> Iterator[tuple[int, torch.Tensor, dict]]:
+    """Decode ``path`` chunk by chunk; only one chunk is held at a time.
+
+    Yields (index of the chunk's first frame, frames (n, h, w, 3) uint8, {index: (H, W, 3) uint8}):
+    the frames scaled to ``size`` = (width, height) while decoding (area filter; None: as stored),
+    and, for the indices in ``full`` that fall in this chunk, those frames at their stored size.
+    Frames are counted in decode order (a constant-rate clip shows frame k at k / rate).
+    """
+    chunk, full = max(int(chunk), 1), set(int(k) for k in full)
+    buf, fulls, first = [], {}, 0
+    for k, frame in enumerate(_decoded(path, who)):
+        buf.append(_rgb(frame, size))
+        if k in full:
+            fulls[k] = torch.from_numpy(frame.to_ndarray(format="rgb24"))
+        if len(buf) >= chunk:
+            yield first, torch.from_numpy(np.stack(buf)), fulls
+            buf, fulls, first = [], {}, k + 1
+    if buf:
+        yield first, torch.from_numpy(np.stack(buf)), fulls

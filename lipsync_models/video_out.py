@@ -88,7 +88,8 @@ def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None,
     """Encode a clip to mp4 bytes.
 
     frames: (B, H, W, 3) IMAGE float in [0, 1] or uint8, tensor or array, any device.
-    fps:    frames per second (fractional rates such as 29.97 are kept as 30000/1001).
+    fps:    frames per second, a float (fractional rates such as 29.97 are kept as 30000/1001) or
+            an exact Fraction.
     audio:  ComfyUI AUDIO dict, or a (C, N) / (N,) waveform in [-1, 1] with ``sample_rate``;
             cut to the video's length when ``trim_audio``. None: a silent (video-only) file.
     crf/preset: libx264 quality and speed. Even sizes use yuv420p (plays everywhere); odd sizes
@@ -96,52 +97,102 @@ def encode_video(frames, fps: float, audio=None, sample_rate: int | None = None,
     metadata: extra container tags, added to ours.
     Returns the mp4 file as bytes.
     """
-    import av
-
-    who = "write_video"
-    _check_frames(frames, fps, who)
-    n, h, w = int(frames.shape[0]), int(frames.shape[1]), int(frames.shape[2])
-    rate = Fraction(fps).limit_denominator(1001)
-    parts = _audio_parts(audio, sample_rate)
-
+    _check_frames(frames, fps, "write_video")
+    n = int(frames.shape[0])
     buf = io.BytesIO()
-    container = av.open(buf, "w", format="mp4")
+    writer = VideoWriter(buf, (int(frames.shape[2]), int(frames.shape[1])), fps, audio, sample_rate,
+                         num_frames=n if trim_audio else None, crf=crf, preset=preset, metadata=metadata)
     try:
-        _tag(container, metadata)
-        vs = _video_stream(container, rate, w, h, crf, preset, who)
-        sound = None
-        if parts is not None:
-            wave, sr = parts
-            if trim_audio:
-                wave = wave[:, : int(round(n / float(rate) * sr))]
-            sound = _AudioWriter(container, wave, sr)
         for i in range(0, n, CHUNK):
-            arr = _frames_to_uint8(frames[i:i + CHUNK])
-            for j, img in enumerate(arr):
-                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-                vf.pts = i + j
-                for p in vs.encode(vf):
-                    container.mux(p)
-            if sound is not None:
-                sound.push((i + len(arr)) / float(rate))
+            writer.write(frames[i:i + CHUNK])
             if on_progress is not None:
-                on_progress(min(i + len(arr), n), n)
-        for p in vs.encode():
-            container.mux(p)
-        if sound is not None:
-            sound.close()
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{who}: encoding failed for {n} frames of {w}x{h} at {float(rate):g} fps: {e}.") from e
+                on_progress(min(i + CHUNK, n), n)
     finally:
-        container.close()
+        writer.close()
     return buf.getvalue()
 
 
-def _check_frames(frames, fps: float, who: str) -> None:
+def exact_rate(fps) -> Fraction:
+    """The frame rate as a Fraction: a Fraction stays as it is; a float becomes the nearest fraction
+    with a denominator up to 1001 (29.97 -> 30000/1001, 23.976 -> 24000/1001)."""
+    if isinstance(fps, Fraction):
+        return fps
+    return Fraction(float(fps)).limit_denominator(1001)
+
+
+class VideoWriter:
+    """An mp4 (H.264 + AAC) written chunk by chunk to ``target`` (a path or a binary file object):
+    the video at the exact ``fps`` (time base 1 / rate), the audio pushed in step with it.
+
+    size: (width, height); num_frames: the audio is cut to that many frames' duration (None: kept
+    whole). ``write(frames)`` takes (b, H, W, 3) float 0..1 or uint8; ``close()`` flushes and
+    finishes the file (also after an error, so nothing is left open)."""
+
+    def __init__(self, target, size: tuple[int, int], fps, audio=None, sample_rate: int | None = None, *,
+                 num_frames: int | None = None, crf: int = 18, preset: str = "veryfast",
+                 metadata: dict | None = None):
+        import av
+
+        self.who = "write_video"
+        self.rate = exact_rate(fps)
+        self.w, self.h = int(size[0]), int(size[1])
+        self.n = 0
+        parts = _audio_parts(audio, sample_rate)
+        self.container = av.open(target, "w", format="mp4")
+        try:
+            _tag(self.container, metadata)
+            self.vs = _video_stream(self.container, self.rate, self.w, self.h, crf, preset, self.who)
+            self.sound = None
+            if parts is not None:
+                wave, sr = parts
+                if num_frames is not None:
+                    wave = wave[:, : int(round(num_frames * sr / self.rate))]
+                self.sound = _AudioWriter(self.container, wave, sr)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def write(self, frames) -> None:
+        """Encode the next (b, H, W, 3) frames, then the audio up to their end."""
+        import av
+
+        arr = _frames_to_uint8(frames)
+        if arr.shape[1:3] != (self.h, self.w):
+            raise InputError(f"{self.who}: frames of {arr.shape[2]}x{arr.shape[1]} given to a "
+                             f"{self.w}x{self.h} video.")
+        try:
+            for img in arr:
+                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+                vf.pts = self.n
+                self.n += 1
+                for p in self.vs.encode(vf):
+                    self.container.mux(p)
+            if self.sound is not None:
+                self.sound.push_samples(int(round(self.n * self.sound.sr / self.rate)))
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{self.who}: encoding failed at frame {self.n} of {self.w}x{self.h} at "
+                             f"{float(self.rate):g} fps: {e}.") from e
+
+    def close(self) -> None:
+        """Flush the encoders and finish the file."""
+        import av
+
+        try:
+            for p in self.vs.encode():
+                self.container.mux(p)
+            if self.sound is not None:
+                self.sound.close()
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{self.who}: finishing the video failed after {self.n} frames: {e}.") from e
+        finally:
+            self.container.close()
+
+
+def _check_frames(frames, fps, who: str) -> None:
     if not hasattr(frames, "shape") or len(frames.shape) != 4 or frames.shape[0] < 1 or frames.shape[-1] not in (1, 3, 4):
         shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
         raise InputError(f"{who}: frames must be (B, H, W, 3) with B >= 1, got {shape}.")
-    if not fps or fps <= 0 or not np.isfinite(fps):
+    if not fps or fps <= 0 or not np.isfinite(float(fps)):
         raise InputError(f"{who}: fps must be positive, got {fps}.")
 
 
@@ -183,11 +234,11 @@ class _AudioWriter:
         self.stream.layout = layout
         self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_sr) if out_sr != sr else None
 
-    def push(self, until_s: float) -> None:
-        """Encode the samples up to ``until_s`` seconds."""
+    def push_samples(self, until: int) -> None:
+        """Encode the samples up to sample ``until`` (exclusive)."""
         import av
 
-        end = min(self.wave.shape[1], int(round(until_s * self.sr)))
+        end = min(self.wave.shape[1], int(until))
         while self.pos < end:
             stop = min(end, self.pos + self.sr)
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(self.wave[:, self.pos:stop]), format="fltp",
@@ -200,7 +251,7 @@ class _AudioWriter:
 
     def close(self) -> None:
         """The rest of the waveform, then flush the resampler and the encoder."""
-        self.push(self.wave.shape[1] / self.sr)
+        self.push_samples(self.wave.shape[1])
         if self.resampler is not None:
             self._encode(self.resampler.resample(None))
         for p in self.stream.encode(None):

@@ -4,11 +4,14 @@
     python -m lipsync_runner --video clips/ --audio lines/ -o out/       # same stems pair up
     python -m lipsync_runner demo -o out/demo.mp4                       # built-in demo, nothing to download
 
-It runs the same node classes ComfyUI runs (LoadAudioDriver -> ExtractPhonemes -> MapVisemes,
-MaskLowerFace -> LipSyncInference -> Composite -> SyncScore), called the way ComfyUI calls them
-(INPUT_TYPES defaults plus the inputs given). Media is decoded and encoded in memory with PyAV;
-the mp4 carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A tqdm progress
-bar per stage is drawn on the terminal; the SyncScore report is printed at the end.
+It runs the pack's chain (LoadAudioDriver -> ExtractPhonemes -> MapVisemes, MaskLowerFace ->
+LipSyncInference -> Composite -> SyncScore) on a clip of any length with bounded memory: the audio
+chain runs as the node classes, called the way ComfyUI calls them (INPUT_TYPES defaults plus the
+inputs given); the frame steps are streamed through the library in three passes over the clip with
+the nodes' defaults (:mod:`.stream`). Every argument and the output path are checked before anything
+is decoded; the output is never one of the inputs. The mp4 keeps the input's frame count and exact
+rate, carries the driver audio and says it was lip-synced with ComfyUI-LipSync. A tqdm progress bar
+per stage is drawn on the terminal; the SyncScore report (on the last 10 s) is printed at the end.
 
 This module is imported as ``comfyui_lipsync.lipsync_runner.cli`` (see ``__main__``), so the
 library it reaches through ``..lipsync_models`` is the copy the node classes use.
@@ -37,7 +40,7 @@ AUDIO_EXTS = (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac")
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v", ".avi")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 """A still picture as --video becomes a clip as long as the audio (at --fps)."""
-STAGES = ("decode", "LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "MaskLowerFace", "LipSyncInference",
+STAGES = ("decode", "MaskLowerFace", "LoadAudioDriver", "ExtractPhonemes", "MapVisemes", "LipSyncInference",
           "Composite", "SyncScore", "encode")
 BUILTIN_MODEL = "built-in (no weights)"
 
@@ -161,69 +164,83 @@ def _pick_model(nodes, name: str) -> str:
 
 
 def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
-    """Run the chain on one clip and write ``job.out``. Returns a summary dict."""
-    from ..lipsync_models import media, video_out
+    """Run the chain on one clip, streamed (:mod:`.stream`), and write ``job.out``. Returns a summary."""
+    from ..lipsync_models import media
+    from ..lipsync_models.video_out import exact_rate
+    from . import stream
+    from .pack import ALIAS
 
+    comfy = importlib.import_module(f"{ALIAS}.nodes._comfy")
     bar.start("decode")
-    wave, sr = media.read_audio(str(job.audio), "lipsync")
+    wave, sr = media.read_audio(str(job.audio), "--audio")
     if job.frames is not None:
-        frames_u8, fps = job.frames, float(job.fps or 25.0)
+        src = stream.TensorFrames(job.frames, exact_rate(job.fps or 25.0))
     elif job.video.suffix.lower() in IMAGE_EXTS:
-        frames_u8, fps = _still(job.video, wave.shape[1] / sr, float(job.fps or 25.0))
+        still, fps = _still(job.video, wave.shape[1] / sr, float(job.fps or 25.0))
+        src = stream.TensorFrames(still, exact_rate(fps))
     else:
-        frames_u8, fps, _ = media.read_video(str(job.video), "lipsync")
-    images = frames_u8.float().div_(255.0)
+        src = stream.FileFrames(job.video)
+    fps = float(src.rate)
     bar(1, 1)
 
+    bar.start("MaskLowerFace")
+    track, small, size = stream.track_pass(src, widget_defaults(nodes["LipSyncMaskLowerFace"]), bar)
+    b = track.num_frames
+    driver, audio, track_v = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b)
+
+    bar.start("LipSyncInference")
+    model = opts.model
+    if model not in _builtin_models(nodes):
+        model = comfy.model_path("lipsync", model) or model
+    gen = stream.stream_generate.prepare(track, small, track_v, driver, model=model, strength=opts.strength,
+                                         lip_frame=opts.lip_frame, device=comfy.compute_device())
+    stream.collect_pass(src, gen, size, bar)
+
+    bar.start("Composite")
+    score_from = stream.score_start(b, src.rate) if opts.score else b
+    writer, tmp = stream.open_writer(job.out, src, b, audio)
+    try:
+        try:
+            tail, tsize = stream.render_pass(src, gen, writer, stream.blend_options(nodes, widget_defaults), bar,
+                                             score_from)
+        finally:
+            writer.close()
+        report, score = "", {}
+        if opts.score:
+            bar.start("SyncScore")
+            score, report = stream.score_tail(nodes, call_node, gen, tail, tsize, audio, src.rate, score_from)
+        bar.start("encode")
+        os.replace(tmp, job.out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    bar.finish()
+    return {"out": str(job.out), "frames": b, "fps": fps, "rate": str(src.rate), "report": report,
+            "offset_frames": score.get("offset_frames"), "offset_ms": score.get("offset_ms"),
+            "confidence": score.get("confidence")}
+
+
+def _builtin_models(nodes) -> tuple:
+    spec = nodes["LipSyncInference"].INPUT_TYPES()["required"]["model"]
+    return tuple(c for c in spec[0] if str(c).startswith("built-in")) if isinstance(spec[0], (list, tuple)) else ()
+
+
+def _audio_chain(job: Job, opts: Options, nodes, bar: Bar, wave, sr: int, fps: float, b: int):
+    """LoadAudioDriver -> ExtractPhonemes -> MapVisemes on the whole line for ``b`` frames."""
     bar.start("LoadAudioDriver")
-    out, _ = call_node(nodes["LipSyncLoadAudioDriver"], audio_file="", fps=float(fps),
-                       frame_count=int(images.shape[0]), audio={"waveform": wave[None], "sample_rate": sr},
-                       images=images)
+    out, _ = call_node(nodes["LipSyncLoadAudioDriver"], audio_file="", fps=fps, frame_count=b,
+                       audio={"waveform": wave[None], "sample_rate": sr})
     driver, audio = out["driver"], out["audio"]
 
     bar.start("ExtractPhonemes")
-    backend = opts.backend
-    out, _ = call_node(nodes["LipSyncExtractPhonemes"], backend=backend, transcript=job.transcript, driver=driver)
+    out, _ = call_node(nodes["LipSyncExtractPhonemes"], backend=opts.backend, transcript=job.transcript, driver=driver)
     phonemes = out["phonemes"]
 
     bar.start("MapVisemes")
     breath = {} if opts.breath_open is None else {"breath_open": float(opts.breath_open)}
-    out, _ = call_node(nodes["LipSyncMapVisemes"], phonemes=phonemes, viseme_set=opts.viseme_set, fps=float(fps),
+    out, _ = call_node(nodes["LipSyncMapVisemes"], phonemes=phonemes, viseme_set=opts.viseme_set, fps=fps,
                        driver=driver, **breath)
-    track = out["visemes"]
-
-    bar.start("MaskLowerFace")
-    out, _ = call_node(nodes["LipSyncMaskLowerFace"], images=images)
-    face = out["face_track"]
-
-    bar.start("LipSyncInference")
-    out, _ = call_node(nodes["LipSyncInference"], images=images, face_track=face, visemes=track, driver=driver,
-                       model=opts.model, strength=opts.strength, lip_frame=opts.lip_frame)
-    crops, face2 = out["crops"], out["face_track"]
-
-    bar.start("Composite")
-    out, _ = call_node(nodes["LipSyncComposite"], images=images, crops=crops, face_track=face2)
-    result = out["images"]
-    del crops
-
-    report, score = "", {}
-    if opts.score:
-        bar.start("SyncScore")
-        score_cls = nodes["LipSyncSyncScore"]
-        names = set(score_cls.INPUT_TYPES().get("required", {})) | set(score_cls.INPUT_TYPES().get("optional", {}))
-        given = {"images": result, "driver": driver, "face_track": face2, "fps": float(fps)}
-        if "driver" not in names and "audio" in names:
-            given["audio"] = audio
-        score, _ = call_node(score_cls, **{k: v for k, v in given.items() if k in names})
-        report = str(score.get("report", ""))
-
-    bar.start("encode")
-    job.out.parent.mkdir(parents=True, exist_ok=True)
-    video_out.write_video(str(job.out), result, float(fps), audio, on_progress=bar)
-    bar.finish()
-    return {"out": str(job.out), "frames": int(result.shape[0]), "fps": float(fps), "report": report,
-            "offset_frames": score.get("offset_frames"), "offset_ms": score.get("offset_ms"),
-            "confidence": score.get("confidence")}
+    return driver, audio, out["visemes"]
 
 
 def _still(path: Path, seconds: float, fps: float) -> tuple[torch.Tensor, float]:
@@ -334,6 +351,70 @@ def _jobs(args) -> list[Job]:
     return jobs
 
 
+def _bounds(cls, name: str) -> tuple[float, float]:
+    """(min, max) of a node's numeric widget."""
+    for section in ("required", "optional"):
+        spec = cls.INPUT_TYPES().get(section, {}).get(name)
+        if spec is not None and len(spec) > 1 and isinstance(spec[1], dict):
+            return float(spec[1].get("min", -math.inf)), float(spec[1].get("max", math.inf))
+    return -math.inf, math.inf
+
+
+def _choices(cls, name: str) -> list:
+    spec = cls.INPUT_TYPES()["required"].get(name) or cls.INPUT_TYPES().get("optional", {}).get(name)
+    return list(spec[0]) if spec and isinstance(spec[0], (list, tuple)) else []
+
+
+def check_args(args, nodes) -> None:
+    """Every numeric and named option against the bounds of the node it feeds, before any decoding.
+    Raises InputError naming the option, the value and what it may be."""
+    checks = [("--fps", args.fps, nodes["LipSyncLoadAudioDriver"], "fps", "the frame rate of a clip made "
+               "from a still picture"),
+              ("--strength", args.strength, nodes["LipSyncInference"], "strength", "how far the mouth moves"),
+              ("--lip-frame", args.lip_frame, nodes["LipSyncInference"], "lip_frame", "-1 = automatic")]
+    if args.breath_open is not None:
+        checks.append(("--breath-open", args.breath_open, nodes["LipSyncMapVisemes"], "breath_open",
+                       "0 = stay at rest"))
+    for flag, value, cls, name, what in checks:
+        lo, hi = _bounds(cls, name)
+        if not math.isfinite(float(value)) or not lo <= float(value) <= hi:
+            raise InputError(f"{flag} {value:g}: must be between {lo:g} and {hi:g} ({what}).")
+    sets = _choices(nodes["LipSyncMapVisemes"], "viseme_set")
+    if sets and args.visemes not in sets:
+        raise InputError(f"--visemes {args.visemes!r}: choose one of {', '.join(sets)}.")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file (same path once resolved, or the same inode: links)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(jobs: list[Job]) -> None:
+    """Before any work: no output is one of the inputs (by any path or link), and every output's
+    folder exists or can be made and written to. Raises InputError naming -o."""
+    for j in jobs:
+        for given, flag in ((j.video, "--video"), (j.audio, "--audio")):
+            if given is not None and _same_file(j.out, given):
+                raise InputError(f"-o {j.out}: this is the {flag} file itself; the input is never overwritten. "
+                                 "Choose another output file.")
+        if j.out.is_dir():
+            raise InputError(f"-o {j.out}: is a folder; give a file name ending in .mp4.")
+        folder = j.out.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"-o {j.out}: cannot create the output folder {folder} ({e.strerror or e}). "
+                             "Choose a folder you can write to.") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"-o {j.out}: the output folder {folder} is not writable. "
+                             "Choose a folder you can write to.")
+
+
 def _check_nodes(nodes, score: bool) -> None:
     needed = ["LipSyncLoadAudioDriver", "LipSyncExtractPhonemes", "LipSyncMapVisemes", "LipSyncMaskLowerFace",
               "LipSyncInference", "LipSyncComposite"] + (["LipSyncSyncScore"] if score else [])
@@ -374,10 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     bar = Bar(stream=open(os.devnull, "w") if args.quiet else sys.stderr)
     try:
         _check_nodes(nodes, score=not args.no_score)
+        check_args(args, nodes)
         opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
                        score=not args.no_score)
         jobs = _jobs(args)
+        check_outputs(jobs)
         comfy.Progress.hook = bar
         return _run_all(jobs, opts, nodes, bar)
     except LipSyncError as e:

@@ -130,7 +130,7 @@ def test_progress_bar_on_a_terminal():
     bar(3, 6)
     bar.finish()
     text = s.getvalue()
-    assert "[5/9] MaskLowerFace" in text  # MaskLowerFace is the 5th of the 9 stages
+    assert "[2/9] MaskLowerFace" in text  # MaskLowerFace (the tracking pass) is the 2nd of the 9 stages
     assert " 50%|" in text and "3/6" in text  # drawn in place at 3 of 6
     assert "100%|" in text and "6/6" in text  # a finished stage is shown complete
     assert text.rstrip().splitlines()[-1].startswith("done in")
@@ -200,10 +200,10 @@ def test_still_picture_speaks(tmp_path, capsys):
     assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
                      "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--lip-frame", "29"]) == 2
     assert "lip_frame 29 is past the clip's last frame (28)" in capsys.readouterr().err
-    # --breath-open reaches MapVisemes, with its range check
+    # --breath-open is checked against MapVisemes' range before anything is decoded
     assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
                      "-o", str(tmp_path / "again.mp4"), "--fps", "24", "--no-score", "-q", "--breath-open", "1.5"]) == 2
-    assert "breath_open must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert "--breath-open 1.5: must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
@@ -226,3 +226,169 @@ def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
     assert code == 0 and os.environ["LIPSYNC_MODELS_DIR"] == str((tmp_path / "models").resolve())
     frames, _, _ = media.read_video(str(out))
     assert frames.shape == (12, 288, 360, 3)
+
+
+# --- the runner's checks before any work (issue 15's sweep) -------------------------------------------
+
+@pytest.fixture()
+def clip_and_line(tmp_path):
+    """A 3-frame clip and a 0.2 s line: enough for the checks, which must fail before decoding."""
+    video = tmp_path / "take.mp4"
+    video_out.write_video(str(video), torch.zeros(3, 16, 16, 3), 25)
+    line = tmp_path / "line.wav"
+    import wave as wavmod
+
+    with wavmod.open(str(line), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(np.zeros(3200, np.int16).tobytes())
+    return video, line
+
+
+def _no_decoding(monkeypatch):
+    """Make any decoding fail loudly, so a check that passes through to the work is caught."""
+    def boom(*a, **k):
+        raise AssertionError("decoded before the arguments were checked")
+
+    monkeypatch.setattr(media, "read_audio", boom)
+    monkeypatch.setattr(media, "probe_video", boom)
+    monkeypatch.setattr(media, "read_video", boom)
+
+
+def test_output_equal_to_the_input_is_refused(clip_and_line, capsys, monkeypatch):
+    video, line = clip_and_line
+    before = video.read_bytes()
+    _no_decoding(monkeypatch)
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "-o" in err and "--video file itself" in err and "never overwritten" in err
+    # the same file through another spelling, a hard link and a symbolic link
+    other = video.parent / "sub"
+    other.mkdir()
+    os.link(video, video.parent / "hard.mp4")
+    os.symlink(video, video.parent / "soft.mp4")
+    for alias in (other / ".." / video.name, video.parent / "hard.mp4", video.parent / "soft.mp4"):
+        assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(alias)]) == 2, alias
+        assert "--video file itself" in capsys.readouterr().err
+    # the line is an input too
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(line)]) == 2
+    assert "--audio file itself" in capsys.readouterr().err
+    assert video.read_bytes() == before
+
+
+def test_a_folder_of_clips_never_writes_over_its_inputs(tmp_path, capsys, monkeypatch):
+    clips = tmp_path / "clips"
+    video_out.write_video(str(clips / "a.mp4"), torch.zeros(3, 16, 16, 3), 25)
+    (clips / "a.wav").write_bytes(b"RIFF")
+    before = (clips / "a.mp4").read_bytes()
+    _no_decoding(monkeypatch)
+    assert cli.main(["--video", str(clips), "--audio", str(clips), "-o", str(clips)]) == 2
+    assert "a.mp4: this is the --video file itself" in capsys.readouterr().err
+    assert (clips / "a.mp4").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag,value,bounds", [
+    ("--fps", "1000", "between 1 and 240"), ("--fps", "0", "between 1 and 240"), ("--fps", "-25", "between 1 and 240"),
+    ("--fps", "nan", "between 1 and 240"), ("--strength", "50", "between 0 and 1.5"),
+    ("--strength", "-0.5", "between 0 and 1.5"), ("--lip-frame", "-2", "between -1 and"),
+    ("--breath-open", "3", "between 0 and 1"), ("--fps", "inf", "between 1 and 240")])
+def test_each_argument_is_checked_before_decoding(clip_and_line, capsys, monkeypatch, flag, value, bounds):
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    out = video.parent / "out.mp4"
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(out), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {flag} ") and bounds in err[-1], err
+    assert not out.exists()
+
+
+def test_unknown_viseme_set_names_the_choices(clip_and_line, capsys, monkeypatch):
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(video.parent / "o.mp4"),
+                     "--visemes", "klingon"]) == 2
+    err = capsys.readouterr().err
+    assert "--visemes 'klingon'" in err and "rhubarb" in err
+
+
+def test_output_folder_that_cannot_be_made_is_reported_first(clip_and_line, capsys, monkeypatch):
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    blocker = video.parent / "afile"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" / "o.mp4"  # its folder would have to be made inside a file
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([x for x in err if x.strip()]) == 1, err  # one line, no traceback
+    assert err[-1].startswith(f"error: -o {out}: cannot create the output folder"), err
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = video.parent / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(ro / "o.mp4")]) == 2
+            assert "not writable" in capsys.readouterr().err
+        finally:
+            ro.chmod(0o700)
+
+
+# --- the streamed chain -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ntsc_clip(tmp_path_factory, grid_dir):
+    """A GRID clip re-timed to 29.97 fps (30000/1001) and its own sound as the line."""
+    from fractions import Fraction
+
+    d = tmp_path_factory.mktemp("ntsc")
+    frames, _, _ = media.read_video(str(grid_dir / "bbaf2n.mpg"))
+    rate = Fraction(30000, 1001)
+    video_out.write_video(str(d / "clip.mp4"), frames, rate)
+    wave, sr = media.read_audio(str(grid_dir / "bbaf2n.mpg"))
+    import wave as wavmod
+
+    with wavmod.open(str(d / "line.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((wave.mean(0).clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    return d, rate, int(frames.shape[0])
+
+
+def _captured_run(monkeypatch, d, out, chunk_pixels):
+    """Run the CLI with pass 3 cut into chunks of ``chunk_pixels``; returns the frames handed to
+    the encoder (uint8) and the exit code."""
+    from comfyui_lipsync.lipsync_runner import stream
+
+    got = []
+    real = video_out.VideoWriter.write
+
+    def write(self, frames):
+        got.append(torch.as_tensor(np.asarray(frames)).clone())
+        real(self, frames)
+
+    monkeypatch.setattr(video_out.VideoWriter, "write", write)
+    monkeypatch.setattr(stream, "CHUNK_PIXELS", chunk_pixels)
+    rc = cli.main(["--video", str(d / "clip.mp4"), "--audio", str(d / "line.wav"), "-o", str(out), "-q", "--no-score"])
+    return (torch.cat(got) if got else None), rc
+
+
+def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatch, capsys):
+    d, rate, n = ntsc_clip
+    small, rc1 = _captured_run(monkeypatch, d, d / "small.mp4", 7 * 288 * 360)  # chunks of 7 frames
+    big, rc2 = _captured_run(monkeypatch, d, d / "big.mp4", 10 ** 9)  # one chunk of 64, then 11
+    assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
+    # chunk boundaries leave no trace: the frames are the same however the clip is cut (float
+    # rounding of a different face region may move a pixel by one level, nothing more)
+    assert small.shape == big.shape == (n, 288, 360, 3)
+    diff = (small.int() - big.int()).abs()
+    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
+    src, _, _ = media.read_video(str(d / "clip.mp4"))
+    assert float((small.float() - src.float()).abs().amax(dim=(0, 3)).max()) > 30  # the mouth did change
+    for name in ("small.mp4", "big.mp4"):
+        info = media.probe_video(str(d / name))
+        assert info.rate == rate and info.frames == n, (info.rate, info.frames)  # exact rate, every frame
+        with av.open(str(d / name)) as c:
+            a = c.streams.audio[0]
+            assert abs(float(a.duration * a.time_base) - n / float(rate)) < 0.03  # no drift: n / rate
+    assert not list(d.glob(".*.partial*"))  # the partial file became the output

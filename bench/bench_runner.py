@@ -1,0 +1,173 @@
+"""The streaming runner on long and large clips (issue 15's runner bars).
+
+    python bench/bench_runner.py long       # 10 minutes of 1920x1080 at 25 fps
+    python bench/bench_runner.py portrait   # 10 s of 1080x1920 at 25 fps, this runner and the base commit's
+
+The clips are synthesised from the GRID clips (all seven in a row, looped, scaled up and centred on a
+black canvas), with their own sound concatenated as the line, so the output's true offset is 0. The
+runner runs as a user runs it (``python -m lipsync_runner`` in a child process); its wall time and
+peak resident memory (the child's ru_maxrss) are printed with the output's frame count and rate
+against the input's and the SyncScore the runner reports on the output's last 10 s.
+``portrait`` also runs the runner of ``--base`` (default 7f7fb6d, checked out with ``git archive``
+into a temporary folder) on the same files and prints the speed ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import wave as wavmod
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from _common import GRID, GRID_CLIPS, ROOT
+
+sys.path.insert(0, str(ROOT))
+from lipsync_runner.pack import load_pack  # noqa: E402
+
+load_pack()
+from comfyui_lipsync.lipsync_models import media, video_out  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+
+
+def grid_loop() -> tuple[list[np.ndarray], np.ndarray, int]:
+    """The seven GRID clips' frames in a row (uint8, 360x288) and their sound, mono float32, same order."""
+    frames, sound, sr = [], [], 16000
+    for stem in GRID_CLIPS:
+        imgs, fps, _ = media.read_video(str(GRID / f"{stem}.mpg"))
+        wave, sr = media.read_audio(str(GRID / f"{stem}.mpg"))
+        n = imgs.shape[0]
+        frames.extend(imgs.numpy())
+        w = wave.mean(0).numpy()[: int(round(n / fps * sr))]
+        sound.append(np.pad(w, (0, int(round(n / fps * sr)) - len(w))))
+    return frames, np.concatenate(sound), sr
+
+
+def synth(path: Path, line: Path, size: tuple[int, int], seconds: float, fps: int = 25) -> int:
+    """Write a clip of ``seconds`` at ``size`` (w, h) made of the GRID frames scaled to fill the
+    canvas's width or height, and the matching line (wav). Returns the frame count."""
+    import av
+
+    frames, sound, sr = grid_loop()
+    w, h = size
+    f = min(w / 360, h / 288)
+    sw, sh = int(round(360 * f / 2)) * 2, int(round(288 * f / 2)) * 2
+    x0, y0 = (w - sw) // 2, (h - sh) // 2
+    n = int(round(seconds * fps))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    writer = video_out.VideoWriter(str(path), size, Fraction(fps), crf=23, preset="ultrafast")
+    try:
+        for k in range(n):
+            vf = av.VideoFrame.from_ndarray(frames[k % len(frames)], format="rgb24")
+            canvas[y0:y0 + sh, x0:x0 + sw] = vf.reformat(width=sw, height=sh).to_ndarray(format="rgb24")
+            writer.write(canvas[None])
+    finally:
+        writer.close()
+    per = int(round(sr / fps))
+    reps = -(-n * per // len(sound))
+    pcm = (np.tile(sound, reps)[: n * per].clip(-1, 1) * 32767).astype(np.int16)
+    with wavmod.open(str(line), "wb") as wf:
+        wf.setnchannels(1)
+        wf.setsampwidth(2)
+        wf.setframerate(sr)
+        wf.writeframes(pcm.tobytes())
+    return n
+
+
+def _status_kb(pid: int) -> dict:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {ln.split(":")[0]: int(ln.split()[1]) for ln in lines if ln.startswith(("VmRSS", "VmHWM"))}
+
+
+def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path, every: float = 15.0) -> dict:
+    """``python -m lipsync_runner`` from ``root`` in a child process: wall s, peak RSS GB (the child's
+    ru_maxrss), stdout. Every ``every`` s the child's resident and peak memory go to ``log``.rss."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.monotonic()
+    with open(log, "w") as err, open(str(log) + ".rss", "w") as rss:
+        p = subprocess.Popen([sys.executable, "-m", "lipsync_runner", "--video", str(video), "--audio", str(line),
+                              "-o", str(out)], cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        while p.poll() is None:
+            st = _status_kb(p.pid)
+            rss.write(f"{time.monotonic() - t0:8.0f} s  RSS {st.get('VmRSS', 0) / 2 ** 20:6.2f} GB  "
+                      f"peak {st.get('VmHWM', 0) / 2 ** 20:6.2f} GB\n")
+            rss.flush()
+            try:
+                p.wait(timeout=every)
+            except subprocess.TimeoutExpired:
+                pass
+        stdout = p.stdout.read()
+    wall = time.monotonic() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"rc": p.returncode, "wall_s": wall, "peak_gb": peak / 1024 ** 2, "peak_is_max_so_far": peak == before,
+            "stdout": stdout}
+
+
+def check_output(video: Path, out: Path, res: dict) -> None:
+    vin, vout = media.probe_video(str(video)), media.probe_video(str(out))
+    n_out = sum(f.shape[0] for _, f, _ in media.iter_video(str(out), chunk=64, size=(64, 36)))
+    m = re.search(r"offset ([+-]\d+) frames", res["stdout"])
+    print(f"  rc {res['rc']}, wall {res['wall_s']:.1f} s, peak RSS {res['peak_gb']:.2f} GB")
+    print(f"  input {vin.frames} frames at {vin.rate} fps; output {n_out} frames decoded "
+          f"({vout.frames} stated) at {vout.rate} fps")
+    print(f"  SyncScore on the output's last 10 s: offset {m.group(1) if m else 'n/a'} frames (true offset 0)")
+
+
+def long_run(minutes: float, root: Path, synth_only: bool) -> None:
+    OUT.mkdir(exist_ok=True)
+    video, line, out = (OUT / f"long_{minutes:g}min_1080p.mp4", OUT / f"long_{minutes:g}min_line.wav",
+                        OUT / f"long_{minutes:g}min_out.mp4")
+    t0 = time.monotonic()
+    if not video.exists():
+        n = synth(video, line, (1920, 1080), minutes * 60)
+        print(f"synthesised {n} frames of 1920x1080 in {time.monotonic() - t0:.0f} s", flush=True)
+    if synth_only:
+        return
+    res = run_runner(root, video, line, out, OUT / "long_runner.log")
+    print(f"{minutes:g}-minute 1920x1080 clip:")
+    check_output(video, out, res)
+    print(res["stdout"][-1500:])
+
+
+def portrait_run(seconds: float, base: str | None, root: Path) -> None:
+    OUT.mkdir(exist_ok=True)
+    video, line = OUT / f"portrait_{seconds:g}s_1080x1920.mp4", OUT / f"portrait_{seconds:g}s_line.wav"
+    synth(video, line, (1080, 1920), seconds)
+    res = run_runner(root, video, line, OUT / "portrait_out.mp4", OUT / "portrait_runner.log")
+    print(f"{seconds:g} s of 1080x1920 at 25 fps, this runner:")
+    check_output(video, OUT / "portrait_out.mp4", res)
+    if not base:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        arch = subprocess.run(["git", "-C", str(ROOT), "archive", base], capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
+        old = run_runner(Path(tmp), video, line, OUT / "portrait_base_out.mp4", OUT / "portrait_base.log")
+    print(f"the base commit {base}'s runner: rc {old['rc']}, wall {old['wall_s']:.1f} s, "
+          f"peak RSS {old['peak_gb']:.2f} GB{' (or less: an earlier child peaked higher)' if old['peak_is_max_so_far'] else ''}")
+    print(f"speed ratio (base wall / this wall): {old['wall_s'] / res['wall_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("what", choices=["long", "portrait"])
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--base", default="7f7fb6d", help="portrait: the commit to compare with ('' = none; its "
+                    "runner holds the whole clip as float: about 6 GB resident per 100 frames of 1080x1920)")
+    ap.add_argument("--root", type=Path, default=ROOT, help="the pack folder whose runner runs (e.g. a snapshot)")
+    ap.add_argument("--synth-only", action="store_true", help="long: only make the clip and its line")
+    a = ap.parse_args()
+    long_run(a.minutes, a.root, a.synth_only) if a.what == "long" else portrait_run(a.seconds, a.base, a.root)

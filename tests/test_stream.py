@@ -1,0 +1,152 @@
+"""The streaming pieces under the runner: windowed tracking joined without a seam, tracks moved to
+another frame size or a region, the background reader and writer, the chunked video writer at an
+exact rate, and the streamed runner on a real clip at 29.97 fps."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from comfyui_lipsync.lipsync_models import composite, media, stream_io, stream_track, video_out
+from comfyui_lipsync.lipsync_models.crops import crop_faces
+from comfyui_lipsync.lipsync_models.errors import InputError, NoFaceError
+from comfyui_lipsync.lipsync_models.face import track_faces
+
+
+@pytest.fixture(scope="module")
+def grid_frames(grid_dir):
+    return media.read_video(str(grid_dir / "bbaf2n.mpg"))[0]
+
+
+def _steps(track) -> torch.Tensor:
+    """Largest frame-to-frame change of the crop transform's translation (x, y), crop px."""
+    t = track.transform[:, :, 2].double()
+    return (t[1:] - t[:-1]).abs().amax(0)
+
+
+def test_windows_join_without_a_seam(grid_frames):
+    whole = track_faces(grid_frames.float() / 255)
+    tracker = stream_track.WindowTracker(window=30, overlap=10)  # three windows over 75 frames
+    for s in range(0, 75, 16):
+        tracker.push(grid_frames[s:s + 16])
+    joined = tracker.finish()
+    assert joined.num_frames == 75 and bool(joined.found.all())
+    assert "3 overlapping windows" in joined.report
+    # no jump where one window takes over from the next: the joined track moves little more from
+    # frame to frame than the whole clip's track does (x / y measured 0.76 / 2.05 px against 0.64 /
+    # 1.23 px with these short windows; margin: 1.5 x plus half a pixel; a window pasted without the
+    # cross-fade jumps by up to 8 px, the windows' disagreement), and its mouth stays near the whole
+    # clip's (median 0.49 px measured)
+    assert bool((_steps(joined) <= 1.5 * _steps(whole) + 0.5).all()), (_steps(joined), _steps(whole))
+    mouth = (joined.mouth[:, :2] - whole.mouth[:, :2]).norm(dim=-1)
+    assert float(mouth.median()) < 2.0, float(mouth.median())
+
+
+def test_a_window_without_a_face_passes_through(grid_frames):
+    black = torch.zeros((60,) + tuple(grid_frames.shape[1:]), dtype=torch.uint8)
+    clip = torch.cat([grid_frames, black, grid_frames])
+    tracker = stream_track.WindowTracker(window=50, overlap=10)
+    for s in range(0, len(clip), 25):
+        tracker.push(clip[s:s + 25])
+    tr = tracker.finish()
+    found = tr.found.numpy()
+    assert tr.num_frames == 210
+    assert found[:60].all() and found[150:].all()
+    assert not found[85:125].any()  # the middle of the black span, whatever window it falls in
+    assert "no face in" in tr.report and "pass through unchanged" in tr.report
+    # transforms stay invertible everywhere (held from the neighbours), so crops can still be cut
+    assert torch.isfinite(tr.transform).all()
+    # a part of the track carries its own frames' measures (SyncScore reads them on the scored tail)
+    from comfyui_lipsync.lipsync_models.stream_generate import frames_of
+
+    tail = frames_of(tr, slice(150, 210))
+    assert tail.num_frames == 60 and tail.extras["contrast"].shape == (60,)
+    assert torch.equal(tail.extras["contrast"], tr.extras["contrast"][150:])
+    with pytest.raises(NoFaceError, match="no face found in any frame"):
+        t2 = stream_track.WindowTracker(window=50, overlap=10)
+        t2.push(black)
+        t2.finish()
+    with pytest.raises(InputError, match="overlap"):
+        stream_track.WindowTracker(window=20, overlap=10)
+
+
+def test_scaled_track_cuts_the_same_crops(grid_frames):
+    f = grid_frames[:8].float() / 255
+    tr = track_faces(f)
+    big = torch.nn.functional.interpolate(f.permute(0, 3, 1, 2), scale_factor=2, mode="bilinear",
+                                          align_corners=False).permute(0, 2, 3, 1).contiguous()
+    tr2 = stream_track.scale_track(tr, (720, 576))
+    assert tr2.frame_size == (576, 720)
+    a, b = crop_faces(f, tr), crop_faces(big, tr2)
+    # same face region: only the resampling differs (an off-by-half-pixel mapping gives 0.02+)
+    assert float((a - b).abs().mean()) < 0.01, float((a - b).abs().mean())
+    assert stream_track.track_size(1920, 1080) == (640, 360)
+    assert stream_track.track_size(1080, 1920) == (360, 640)
+    assert stream_track.track_size(360, 288) == (360, 288)
+
+
+def test_region_gives_the_whole_frame_result(grid_frames):
+    """Crops and the composite on the face region equal those on the whole (upscaled) frame."""
+    f = torch.nn.functional.interpolate(grid_frames[:6].float().permute(0, 3, 1, 2) / 255, scale_factor=3,
+                                        mode="bilinear", align_corners=False).permute(0, 2, 3, 1).contiguous()
+    tr = stream_track.scale_track(track_faces(grid_frames[:6].float() / 255), (1080, 864))
+    x0, y0, x1, y1 = stream_track.face_region(tr)
+    assert (x1 - x0) * (y1 - y0) < 0.5 * 1080 * 864  # the point: a small part of the frame
+    part = stream_track.in_region(tr, (x0, y0, x1, y1))
+    sub = f[:, y0:y1, x0:x1].contiguous()
+    crops = crop_faces(f, tr)
+    assert float((crop_faces(sub, part) - crops).abs().max()) < 1e-4
+    gen = crops.flip(1).contiguous()  # a different mouth picture, so the composite changes pixels
+    whole = composite.composite(f, gen, tr)
+    pasted = f.clone()
+    pasted[:, y0:y1, x0:x1] = composite.composite(sub, gen, part)
+    assert float((whole - f).abs().amax()) > 0.1
+    assert float((whole - pasted).abs().max()) < 1e-4
+
+
+def test_background_reader_and_writer_keep_order_and_raise():
+    assert list(stream_io.background(iter(range(50)), depth=2)) == list(range(50))
+
+    def bad():
+        yield 1
+        raise InputError("reader: broken")
+
+    with pytest.raises(InputError, match="reader: broken"):
+        list(stream_io.background(bad()))
+    got = []
+    sink = stream_io.BackgroundSink(got.append, depth=2)
+    for i in range(30):
+        sink.put(i)
+    sink.close()
+    assert got == list(range(30))
+
+    def fail(x):
+        raise InputError(f"writer: cannot take {x}")
+
+    sink = stream_io.BackgroundSink(fail)
+    with pytest.raises(InputError, match="writer: cannot take"):
+        for i in range(100):
+            sink.put(i)
+        sink.close()
+
+
+@pytest.mark.parametrize("rate", [Fraction(30000, 1001), Fraction(24000, 1001), Fraction(16), Fraction(60)])
+def test_chunked_writer_keeps_the_exact_rate_and_audio(tmp_path, rate):
+    n, sr = 45, 48000
+    path = tmp_path / "x.mp4"
+    t = np.arange(int(round(n * sr / rate)) + 5000) / sr
+    wave = torch.tensor(0.3 * np.sin(2 * np.pi * 440 * t), dtype=torch.float32)[None]
+    w = video_out.VideoWriter(str(path), (64, 48), rate, {"waveform": wave[None], "sample_rate": sr}, num_frames=n)
+    for s in range(0, n, 7):
+        w.write(torch.full((min(7, n - s), 48, 64, 3), s / n))
+    w.close()
+    info = media.probe_video(str(path))
+    assert info.rate == rate and info.frames == n
+    got = sum(f.shape[0] for _, f, _ in media.iter_video(str(path), chunk=10))
+    assert got == n
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        dur = float(a.duration * a.time_base)
+    assert abs(dur - n / float(rate)) < 0.03, (dur, n / float(rate))  # AAC frames: 21 ms granularity
