@@ -28,18 +28,6 @@ ALIGN_CHUNK = 512
 """Frames whose alignment crops are converted to float at a time (:func:`alignment`)."""
 
 
-def frames_of(track: FaceTrack, idx) -> FaceTrack:
-    """The part of a track covering the frames ``idx`` (a slice or indices), its per-frame extras
-    (contrast, angle, face width...) included, so SyncScore reads the measures of these frames."""
-    if not isinstance(idx, slice):
-        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-    b = track.num_frames
-    extras = {k: (v[idx] if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == b else v)
-              for k, v in track.extras.items()}
-    return replace(track, boxes=track.boxes[idx], mouth=track.mouth[idx], opening=track.opening[idx],
-                   transform=track.transform[idx], found=track.found[idx], extras=extras)
-
-
 def alignment(small: torch.Tensor, source: np.ndarray, chunk: int = ALIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
     """:func:`..mouth_bank.alignment` on uint8 crops (B, A, A, 3), ``chunk`` frames at a time (each
     chunk with the source frames it uses), so only a chunk is ever float. Same result."""
@@ -115,7 +103,7 @@ class Generator:
             if self.small is None:
                 b = self.track.num_frames
                 self.small = torch.zeros((b, mouth_bank.ALIGN_SIZE, mouth_bank.ALIGN_SIZE, 3), dtype=torch.uint8)
-            part = frames_of(self.small_track, slice(first, first + n))
+            part = self.small_track.frames(slice(first, first + n))
             x0, y0, x1, y1 = face_region(part)
             sm = crop_faces(small_frames[:, y0:y1, x0:x1].float().div_(255.0), in_region(part, (x0, y0, x1, y1)),
                             size=mouth_bank.ALIGN_SIZE)
@@ -125,7 +113,7 @@ class Generator:
             self.ref_frame = fulls[self.ref][None].float().div_(255.0)
         keys = sorted(int(k) for k in fulls if self.uses_bank and int(k) in self.used)
         if keys:  # one region and one call for the chunk's chosen frames
-            part = frames_of(self.track, keys)
+            part = self.track.frames(np.asarray(keys))
             x0, y0, x1, y1 = face_region(part)
             f = torch.stack([fulls[k][y0:y1, x0:x1] for k in keys]).float().div_(255.0)
             crops = mouth_bank.to_u8(crop_faces(f, in_region(part, (x0, y0, x1, y1)), device=self.device))
@@ -156,7 +144,7 @@ class Generator:
         frames (default: :attr:`out_track`'s), e.g. of a region cut from them."""
         stop = start + int(frames.shape[0])
         dev = self.device
-        part = part if part is not None else frames_of(self.out_track, slice(start, stop))
+        part = part if part is not None else self.out_track.frames(slice(start, stop))
         crops = crop_faces(frames, part, device=dev)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
         params = self.visemes.params[start:stop].to(dev)

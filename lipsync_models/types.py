@@ -196,9 +196,13 @@ class FaceTrack:
 
     def frames(self, index) -> "FaceTrack":
         """The track of some of its frames: ``index`` a slice, or a sequence / tensor of frame numbers.
-        Per-frame tensors are indexed; ``extras`` and ``report`` are kept as they are."""
+        Per-frame tensors are indexed, the per-frame ``extras`` (contrast, angle, face width, ...)
+        included, so a measure read from the part is that of its own frames; ``report`` is kept."""
         if not isinstance(index, slice):
             index = torch.as_tensor(index, dtype=torch.long)
         pick = lambda t: t[index if isinstance(index, slice) else index.to(t.device)]  # noqa: E731
+        b = self.num_frames
+        extras = {k: (pick(v) if isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[0] == b else v)
+                  for k, v in self.extras.items()}
         return replace(self, boxes=pick(self.boxes), mouth=pick(self.mouth), opening=pick(self.opening),
-                       transform=pick(self.transform), found=pick(self.found))
+                       transform=pick(self.transform), found=pick(self.found), extras=extras)

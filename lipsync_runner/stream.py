@@ -133,7 +133,7 @@ def render_chunk(gen, out_track, first: int, frames: torch.Tensor, blend: dict) 
     """Frames ``first``... (n, H, W, 3) uint8 with their new mouths, written in place: only the region
     the crops sample (:func:`..stream_track.face_region`) is made float, generated and composited."""
     n = int(frames.shape[0])
-    part = stream_generate.frames_of(out_track, slice(first, first + n))
+    part = out_track.frames(slice(first, first + n))
     x0, y0, x1, y1 = stream_track.face_region(part)
     part = stream_track.in_region(part, (x0, y0, x1, y1))
     f = frames[:, y0:y1, x0:x1].float().div_(255.0)
@@ -146,7 +146,7 @@ def render_chunk(gen, out_track, first: int, frames: torch.Tensor, blend: dict) 
 def score_tail(nodes, call_node, gen, tail, tsize, audio: dict, rate: Fraction, score_from: int) -> tuple[dict, str]:
     """SyncScore on the output's last frames (``tail``, from frame ``score_from``)."""
     b = gen.track.num_frames
-    track = stream_track.scale_track(stream_generate.frames_of(gen.report_track(), slice(score_from, b)), tsize)
+    track = stream_track.scale_track(gen.report_track().frames(slice(score_from, b)), tsize)
     sr = int(audio["sample_rate"])
     lo, hi = (int(round(k * sr / rate)) for k in (score_from, b))
     wave = audio["waveform"][..., lo:hi]

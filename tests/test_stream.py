@@ -59,9 +59,7 @@ def test_a_window_without_a_face_passes_through(grid_frames):
     # transforms stay invertible everywhere (held from the neighbours), so crops can still be cut
     assert torch.isfinite(tr.transform).all()
     # a part of the track carries its own frames' measures (SyncScore reads them on the scored tail)
-    from comfyui_lipsync.lipsync_models.stream_generate import frames_of
-
-    tail = frames_of(tr, slice(150, 210))
+    tail = tr.frames(slice(150, 210))
     assert tail.num_frames == 60 and tail.extras["contrast"].shape == (60,)
     assert torch.equal(tail.extras["contrast"], tr.extras["contrast"][150:])
     with pytest.raises(NoFaceError, match="no face found in any frame"):
