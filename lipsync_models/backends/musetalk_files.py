@@ -105,7 +105,7 @@ def find_files(root: str, vae: str | None = None, who: str = WHO) -> MuseTalkFil
         _need(os.path.join(vae_dir, "config.json"), "sd-vae-ft-mse's config.json (or a VAE file in "
               "ComfyUI's models/vae, e.g. vae-ft-mse-840000-ema-pruned.safetensors)", root, who)
         if _first(vae_dir, VAE_WEIGHTS) is None:
-            _need(os.path.join(vae_dir, VAE_WEIGHTS[0]), "sd-vae-ft-mse's weights "
+            _need(os.path.join(vae_dir, VAE_WEIGHTS[1]), "sd-vae-ft-mse's weights "
                   "(diffusion_pytorch_model.safetensors or .bin)", root, who)
         vae = vae_dir
     elif not os.path.exists(vae):
@@ -172,7 +172,12 @@ def _vae_state(path: str, who: str) -> dict[str, torch.Tensor]:
     if any(k.startswith("encoder.down.") for k in state):
         from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-        state = convert_ldm_vae_checkpoint(state, dict(SD_VAE_CONFIG))
+        try:
+            state = convert_ldm_vae_checkpoint(state, dict(SD_VAE_CONFIG))
+        except (KeyError, ValueError, RuntimeError, IndexError) as e:
+            raise CheckpointError(f"{who}: {os.path.basename(path)} is not a Stable Diffusion VAE checkpoint "
+                                  f"(converting it failed at {e}). Use sd-vae-ft-mse "
+                                  f"(vae-ft-mse-840000-ema-pruned.safetensors).") from e
     return state
 
 
