@@ -306,3 +306,22 @@ def test_parity_script_detects_one_changed_operation(capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("max abs diff: ")
     for what in ("pe", "offset", "mask"):
         assert P.main(["--size", "tiny", "--frames", "3", "--perturb", what]) > 1e-3, what
+
+
+def test_node_lists_and_runs_the_musetalk_folder(layout, tmp_path, monkeypatch):
+    from comfyui_lipsync.nodes import _comfy
+    from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(models))
+    assert _comfy.MUSETALK_ENTRY not in LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    shutil.copytree(layout, models / "lipsync" / "musetalk")
+    choices = LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    assert _comfy.MUSETALK_ENTRY in choices
+    assert not any(c.startswith("musetalk/") for c in choices)  # its files are not offered as Wav2Lip files
+    n = 2
+    images, tr, drv = _frames(n), _track(n), _driver(n)
+    vis = VisemeTrack(weights=torch.ones(n, 1), params=torch.zeros(n, len(MOUTH_PARAMS)), names=("X",),
+                      viseme_set="t", fps=25.0)
+    crops, ta = LipSyncInference().run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=2, lip_frame=0)
+    assert crops.shape == (n, 256, 256, 3) and "MuseTalk 1.5" in ta.report
