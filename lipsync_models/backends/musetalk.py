@@ -261,6 +261,17 @@ def is_musetalk(model) -> bool:
     return isinstance(model, MuseTalkFiles) or (isinstance(model, (str, os.PathLike)) and os.path.isdir(model))
 
 
+def _crop_batches(images: torch.Tensor, track: FaceTrack, batch_size: int, device):
+    """(frame slice, (b, 3, 256, 256) float32 crops, number of batches) per batch: a long clip never
+    holds more than one batch of crops."""
+    b = track.num_frames
+    total = math.ceil(b / batch_size)
+    for start in range(0, b, batch_size):
+        span = slice(start, min(start + batch_size, b))
+        crops = composite.crop_faces(images[span], track.frames(span), device=device)
+        yield span, crops[..., :3].to(torch.float32).permute(0, 3, 1, 2), total
+
+
 def lipsync_musetalk(images: torch.Tensor, track: FaceTrack, driver: AudioDriver, model,
                      strength: float = 1.0, batch_size: int = 8, device=None, lip_frame: int = -1,
                      dtype: torch.dtype | None = None, on_progress: Callable[[int, int], None] | None = None,
@@ -281,21 +292,16 @@ def lipsync_musetalk(images: torch.Tensor, track: FaceTrack, driver: AudioDriver
         log.info("%s: MuseTalk reference latent from frame %d", who, ref)
         crop = composite.crop_faces(images[ref:ref + 1], out_track.frames(slice(ref, ref + 1)), device=device)
         ref_latent = encode(models, crop[..., :3].permute(0, 3, 1, 2), half_mask=False)
-    b = track.num_frames
-    out = torch.empty((b, CROP, CROP, 3), dtype=torch.float32, device=images.device)
-    total = math.ceil(b / batch_size)
-    for i, start in enumerate(range(0, b, batch_size)):
-        stop = min(start + batch_size, b)
-        crops = composite.crop_faces(images[start:stop], out_track.frames(slice(start, stop)), device=device)
-        crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+    out = torch.empty((track.num_frames, CROP, CROP, 3), dtype=torch.float32, device=images.device)
+    for i, (span, crops, total) in enumerate(_crop_batches(images, out_track, batch_size, device)):
         gen = crops.clone()
-        found = track.found[start:stop].to(crops.device).bool()
+        found = track.found[span].to(crops.device).bool()
         if bool(found.any()):
             own = crops[found]
             r = encode(models, own, half_mask=False) if ref_latent is None else ref_latent
-            new = generate(models, own, r, tokens[start:stop][found.to(tokens.device)])
+            new = generate(models, own, r, tokens[span][found.to(tokens.device)])
             gen[found] = own + float(strength) * (new.to(own) - own)
-        out[start:stop] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
+        out[span] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
         if on_progress is not None:
             on_progress(i + 1, total)
     note = f"generator: MuseTalk 1.5 ({files.root}), reference latent " + (
