@@ -23,6 +23,12 @@ mean. The outputs compared are the decoded crops in 0..1 before the reference tu
 
 The last line printed is ``max abs diff: X``; the bar is X <= 1e-4 (float32, CPU). ``--perturb`` changes
 one operation of the backend's run (for the test of this script's own logic): it must then report > 1e-3.
+
+Measured (2026-12-07, reference at commit 0a89dec, torch 2.13 CPU, diffusers 0.42.1, transformers 5.25.0,
+2 cores under a load of ~14): full architecture (UNet 3.4 GB as published), 8 frames: max abs diff
+1.03e-05, the uint8 BGR crops within 1 level; tiny architecture, 4 frames: 5.5e-06. Perturbed (tiny,
+4 frames): pe 0.027, offset 0.145, mask 0.56. Before the backend fed the VAE contiguous NCHW tensors
+(crops arrive channels-last) the same weights gave 1.4e-03: the layout alone changes the rounding.
 """
 
 from __future__ import annotations
