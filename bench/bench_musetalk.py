@@ -7,6 +7,11 @@ temporary folder by bench/parity_musetalk.py). Prints frames/s of the image path
 encode, one UNet pass, VAE decode) on 256x256 crops at the given batch size, the Whisper encoder's
 seconds of audio per second, and the weights' load time. float16 on CUDA, float32 on the CPU. The
 issue's bar on a GPU is >= 60 frames/s at fp16 for UNet+VAE.
+
+Measured (2026-12-07, 2 CPU cores shared with three other sessions, load average 6 to 10; torch 2.13 CPU):
+batch 8, float32: 0.06 frames/s (about 700 GFLOP a frame, most of it the VAE at 256x256); Whisper-tiny
+30 s of audio per s; loading the 3.4 GB of weights 25 s. No GPU was lent to this task: the fp16 GPU
+figure is not measured.
 """
 
 from __future__ import annotations
