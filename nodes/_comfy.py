@@ -285,3 +285,30 @@ def stablesyncnet_files() -> list[str]:
     ``stable_syncnet`` (LatentSync 1.6 ships ``stable_syncnet.pt``); SyncScore lists them apart
     from the syncnet_v2 scorers."""
     return [f for f in model_files("syncnet") if "stable_syncnet" in os.path.basename(f).lower()]
+
+
+# --- MuseTalk --------------------------------------------------------------------------------------
+
+MUSETALK_ENTRY = "MuseTalk 1.5 (models/lipsync/musetalk)"
+"""The model-list entry of a MuseTalk 1.5 folder."""
+
+
+def musetalk_files() -> tuple[str, str | None] | None:
+    """(folder, vae) of a MuseTalk 1.5 install: the first ``musetalk/`` under a ``models/lipsync`` search
+    path holding ``musetalkV15/unet.pth``, and a VAE file from ``models/vae`` (sd-vae-ft-mse, for when the
+    folder has no ``sd-vae/``; None when none is there). None when no MuseTalk folder is found."""
+    roots = _fp.get_folder_paths("lipsync") if _fp is not None else [_standalone_model_dir("lipsync")]
+    folder = next((os.path.join(r, "musetalk") for r in roots
+                   if os.path.isfile(os.path.join(r, "musetalk", "musetalkV15", "unet.pth"))), None)
+    if folder is None:
+        return None
+    from ..lipsync_models.backends.musetalk_files import COMFY_VAE_NAMES
+
+    vae = None
+    if _fp is not None:
+        names = set(_fp.get_filename_list("vae"))
+        vae = next((_fp.get_full_path("vae", n) for n in COMFY_VAE_NAMES if n in names), None)
+    else:
+        vae = next((p for p in (os.path.join(_standalone_model_dir("vae"), n) for n in COMFY_VAE_NAMES)
+                    if os.path.isfile(p)), None)
+    return folder, vae

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..lipsync_models import backends
+from ..lipsync_models.backends import musetalk_files
 from ..lipsync_models.errors import CheckpointError
 from ..lipsync_models.types import DRIVER, FACE_TRACK, VISEMES
 from . import _comfy
@@ -20,6 +21,18 @@ def checkpoint_path(model: str) -> str:
         raise CheckpointError(f"{WHO}: checkpoint {str(model)!r} is not in models/lipsync any more. "
                               "Refresh the node list or pick another model.")
     return path
+
+
+def _musetalk_entry() -> list[str]:
+    return [_comfy.MUSETALK_ENTRY] if _comfy.musetalk_files() else []
+
+
+def _musetalk_model():
+    found = _comfy.musetalk_files()
+    if found is None:
+        raise CheckpointError("LipSyncInference: no MuseTalk 1.5 folder in models/lipsync/musetalk any more "
+                              "(it needs musetalkV15/unet.pth). Refresh the node list or pick another model.")
+    return musetalk_files.find_files(found[0], vae=found[1], who="LipSyncInference")
 
 
 class LipSyncInference:
@@ -43,13 +56,16 @@ class LipSyncInference:
                 "face_track": (FACE_TRACK, {"tooltip": "Face track from MaskLowerFace: where the face and mouth are in each frame."}),
                 "visemes": (VISEMES, {"tooltip": "Mouth track from MapVisemes; drives the built-in generator."}),
                 "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver; its mel windows drive Wav2Lip checkpoints."}),
-                "model": (list(backends.BUILTINS) + _comfy.model_files("lipsync"), {
+                "model": (list(backends.BUILTINS) + _musetalk_entry()
+                          + [f for f in _comfy.model_files("lipsync") if not f.startswith("musetalk/")], {
                     "default": backends.BUILTIN,
                     "tooltip": "Generator. 'built-in (no weights)': the clip's own mouths when the clip shows "
                                "enough of them, else the warp generator. 'clip's own mouths': real mouths "
                                "of this clip, re-ordered to the audio. 'warp (drawn lips)': reshapes this "
                                "frame's mouth and draws the lips (for stills). Or a Wav2Lip checkpoint "
-                               "(wav2lip.pth, wav2lip_gan.pth or .safetensors) placed in ComfyUI's models/lipsync folder.",
+                               "(wav2lip.pth, wav2lip_gan.pth or .safetensors) placed in ComfyUI's models/lipsync folder, "
+                               "or MuseTalk 1.5 (its files in models/lipsync/musetalk/ as MuseTalk's download lays "
+                               "them out; the VAE may be sd-vae-ft-mse in models/vae).",
                 }),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.5, "step": 0.05,
                                        "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion "
@@ -79,7 +95,9 @@ class LipSyncInference:
     def run(self, images, face_track, visemes, driver, model=backends.BUILTIN, strength=1.0, batch_size=16,
             lip_frame=-1):
         path = model
-        if model not in backends.BUILTINS:
+        if model == _comfy.MUSETALK_ENTRY:
+            path = _musetalk_model()
+        elif model not in backends.BUILTINS:
             path = checkpoint_path(model)
             # the checkpoint's weights and a batch's activations: ComfyUI unloads other models if short
             _comfy.free_memory_for_model(2 * os.path.getsize(path))

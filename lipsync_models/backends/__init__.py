@@ -10,6 +10,8 @@
   closed-mouth clips.
 * a checkpoint file: :mod:`.wav2lip`, the Wav2Lip-compatible network, which redraws the lower
   half of a 96-px face crop from the driver's mel windows.
+* a MuseTalk 1.5 folder (or :class:`.musetalk_files.MuseTalkFiles`): :mod:`.musetalk`, which inpaints
+  the lower half of a 256-px face crop in one UNet step from Whisper features of the line.
 
 :func:`lipsync` checks that every input covers the same frames, crops the faces, runs the
 chosen backend batch by batch on the compute device and returns the generated crops together
@@ -29,6 +31,7 @@ from .. import composite, generator, mouth_bank
 from ..checks import check_images
 from ..errors import InputError, LengthMismatchError
 from ..types import AudioDriver, FaceTrack, VisemeTrack
+from . import musetalk
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -135,6 +138,10 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
     if batch_size < 1:
         raise InputError(f"{who}: batch_size must be at least 1, got {batch_size}.")
     device = torch.device(device) if device is not None else images.device
+    if model is not None and musetalk.is_musetalk(model):  # a MuseTalk 1.5 folder (.musetalk)
+        return musetalk.lipsync_musetalk(images, track, driver, model, strength=float(strength),
+                                         batch_size=batch_size, device=device, lip_frame=lip_frame,
+                                         on_progress=on_progress, who=who)
     builtin = model is None or model in BUILTINS
     plan, net, note = None, None, ""
     out_track = track
