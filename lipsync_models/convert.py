@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checkpoints import convert_to_safetensors
+from .weights import convert_to_safetensors
 from .errors import LipSyncError
 
 

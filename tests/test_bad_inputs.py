@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from comfyui_lipsync import NODE_CLASS_MAPPINGS as NODES
-from comfyui_lipsync.lipsync_models import checkpoints, media, video_out
+from comfyui_lipsync.lipsync_models import media, video_out, weights
 from comfyui_lipsync.lipsync_models.backends import WARP
 from comfyui_lipsync.lipsync_models.backends.wav2lip import Wav2LipGenerator
 from comfyui_lipsync.lipsync_models.errors import (CheckpointError, InputError, LengthMismatchError, LipSyncError,
@@ -389,7 +389,7 @@ def test_model_pickle_that_runs_code_never_runs(folders, ctx, layout):
         assert "posix.system" in msg  # the code it would call, named
     # the converter refuses it too, unless told to trust it; the test then stops before trusting it
     with pytest.raises(CheckpointError, match="--trust-pickle"):
-        checkpoints.convert_to_safetensors(str(path), str(folders[2] / "evil.safetensors"))
+        weights.convert_to_safetensors(str(path), str(folders[2] / "evil.safetensors"))
     assert not marker.exists()
 
 

@@ -100,11 +100,11 @@ def test_library_errors_are_caught_as_lipsync_errors(tmp_path):
     RuntimeError from deep inside."""
     import torch
 
-    from comfyui_lipsync.lipsync_models import checkpoints, composite, generator, media
+    from comfyui_lipsync.lipsync_models import composite, generator, media, weights
 
     cases = [
         (errors.MediaError, lambda: media.read_audio(str(tmp_path / "none.wav"), "t")),
-        (errors.CheckpointError, lambda: checkpoints.read_tensors(str(tmp_path / "none.safetensors"))),
+        (errors.CheckpointError, lambda: weights.read_tensors(str(tmp_path / "none.safetensors"))),
         (errors.InputError, lambda: composite.crop_faces(torch.zeros(2, 8, 8, 3), "not a track")),
         (errors.InputError, lambda: generator.generate(torch.zeros(1, 3, 32, 32), torch.zeros(1, 8, 2),
                                                        torch.zeros(1, 5), strength=3.0)),

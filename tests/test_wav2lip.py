@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from comfyui_lipsync.lipsync_models import checkpoints, composite, face, media, types
+from comfyui_lipsync.lipsync_models import composite, face, media, types, weights
 from comfyui_lipsync.lipsync_models import audio as audio_mod
 from comfyui_lipsync.lipsync_models.backends import wav2lip as W
 from comfyui_lipsync.lipsync_models.errors import CheckpointError
@@ -131,7 +131,7 @@ def test_pth_with_module_prefix_and_safetensors_load_the_same(tmp_path, model):
     torch.save(_published_layout(model), pth)
     st = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(st))
-    a, b = checkpoints.read_tensors(str(pth)), checkpoints.read_tensors(str(st))
+    a, b = weights.read_tensors(str(pth)), weights.read_tensors(str(st))
     assert set(a) == set(model.state_dict()) == set(b)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -172,13 +172,13 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "payload": _Evil()}, path)
     with pytest.raises(CheckpointError, match="refused to load evil.pth"):
-        checkpoints.read_tensors(str(path))
+        weights.read_tensors(str(path))
     assert not marker.exists()
     # a raw (non-zip) pickle with the same payload
     raw = tmp_path / "evil_raw.pt"
     raw.write_bytes(pickle.dumps(_Evil()))
     with pytest.raises(CheckpointError):
-        checkpoints.read_tensors(str(raw))
+        weights.read_tensors(str(raw))
     assert not marker.exists()
 
 
@@ -186,24 +186,24 @@ def test_non_tensor_and_broken_files_are_refused(tmp_path):
     plain = tmp_path / "lists.pth"
     torch.save({"state_dict": {"a": [1, 2, 3]}, "note": "no tensors"}, plain)
     with pytest.raises(CheckpointError, match="holds no tensors"):
-        checkpoints.read_tensors(str(plain))
+        weights.read_tensors(str(plain))
     empty = tmp_path / "empty.safetensors"
     empty.write_bytes(b"")
     with pytest.raises(CheckpointError, match="empty"):
-        checkpoints.read_tensors(str(empty))
+        weights.read_tensors(str(empty))
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
     with pytest.raises(CheckpointError, match="not a valid .safetensors"):
-        checkpoints.read_tensors(str(junk))
+        weights.read_tensors(str(junk))
     corrupt = tmp_path / "corrupt.pth"
     with zipfile.ZipFile(corrupt, "w") as z:
         z.writestr("archive/data.pkl", b"garbage")
     with pytest.raises(CheckpointError, match="corrupt.pth"):
-        checkpoints.read_tensors(str(corrupt))
+        weights.read_tensors(str(corrupt))
     with pytest.raises(CheckpointError, match="unknown checkpoint type"):
         p = tmp_path / "w.onnx"
         p.write_bytes(b"x")
-        checkpoints.read_tensors(str(p))
+        weights.read_tensors(str(p))
 
 
 def test_converter_command(tmp_path, model):
@@ -227,7 +227,7 @@ def test_converter_command(tmp_path, model):
 def test_model_cache_reloads_only_when_the_file_changes(tmp_path, model):
     path = tmp_path / "c.pth"
     torch.save({"state_dict": model.state_dict()}, path)
-    cache = checkpoints.ModelCache()
+    cache = weights.ModelCache()
     a = cache.get(str(path), W.load_wav2lip, torch.device("cpu"))
     b = cache.get(str(path), W.load_wav2lip, torch.device("cpu"))
     assert a is b and cache.loads == 1
@@ -317,7 +317,7 @@ def test_refusal_names_the_object_and_the_trusted_conversion(tmp_path, model):
     src = tmp_path / "trained.pth"
     torch.save({**_published_layout(model), "args": argparse.Namespace(lr=1e-4)}, src)
     with pytest.raises(CheckpointError) as info:
-        checkpoints.read_tensors(str(src), "LipSyncInference")
+        weights.read_tensors(str(src), "LipSyncInference")
     msg = str(info.value)
     assert "argparse.Namespace" in msg and "weights_only" not in msg
     assert "--trust-pickle trained.pth trained.safetensors" in msg
@@ -327,7 +327,7 @@ def test_refusal_names_the_object_and_the_trusted_conversion(tmp_path, model):
     assert refused.returncode == 1 and "argparse.Namespace" in refused.stderr and not dst.exists()
     done = subprocess.run(run + ["--trust-pickle"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    out = checkpoints.read_tensors(str(dst))
+    out = weights.read_tensors(str(dst))
     ref = model.state_dict()
     assert set(out) == set(ref) and all(torch.equal(out[k], ref[k]) for k in ref)
 

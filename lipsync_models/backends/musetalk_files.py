@@ -14,7 +14,7 @@ The layout is the one MuseTalk's ``download_weights.sh`` makes, under one folder
 The VAE may instead be one file in ComfyUI's ``models/vae`` (the same weights are commonly there
 as ``vae-ft-mse-840000-ema-pruned.safetensors``, in the original Stable Diffusion key layout, which
 is converted with diffusers' own converter). Every ``.bin`` / ``.pth`` is read with
-``torch.load(weights_only=True)`` (:func:`..checkpoints.read_tensors`); nothing is downloaded; every
+``torch.load(weights_only=True)`` (:func:`..weights.read_tensors`); nothing is downloaded; every
 key is checked (missing, unexpected, wrong shape), and the only keys left unused are Whisper's
 decoder, which MuseTalk does not run (their count is logged).
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checkpoints import match_state_dict, read_tensors
+from ..weights import match_state_dict, read_tensors
 from ..errors import CheckpointError, DependencyError
 
 log = logging.getLogger("comfyui_lipsync")

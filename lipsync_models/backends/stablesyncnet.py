@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import match_state_dict, read_tensors, strip_prefix
+from ..weights import match_state_dict, read_tensors, strip_prefix
 from ..errors import CheckpointError, InputError
 
 WHO = "SyncScore"

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoints import match_state_dict, read_tensors, strip_prefix
+from ..weights import match_state_dict, read_tensors, strip_prefix
 from ..errors import CheckpointError, InputError
 
 log = logging.getLogger("comfyui_lipsync")

@@ -29,7 +29,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..checkpoints import ModelCache, match_state_dict, read_tensors
+from ..weights import ModelCache, match_state_dict, read_tensors
 from ..checks import check_shape
 from ..types import MOUTH_POINTS, FaceTrack
 
