@@ -189,6 +189,8 @@ def test_static_short_and_silent_clips_are_not_judged(synthetic_clip):
     quiet[24000:25600] = wave[24000:25600]  # a tenth of a second of sound
     silent = sync.score_articulation(_track(0.3 * env), quiet, FPS, use_phonemes=False)
     assert not silent.judgeable and "too little speech" in silent.report()
+    # none of them is told to move: a clip that cannot be judged reads offset 0 (a 1-frame clip read -15)
+    assert still.offset_frames == short.offset_frames == silent.offset_frames == 0 and silent.offset_ms == 0.0
 
 
 def test_articulation_input_errors(synthetic_clip):

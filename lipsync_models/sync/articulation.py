@@ -112,8 +112,9 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
         tick()
     conf, conf0 = (whole.peak_confidence, whole.confidence) if judgeable else (0.0, 0.0)
     unsure = is_uncertain(whole.offset, per_window, judgeable, cross_check=window_s > 0)
+    offset = whole.offset if judgeable else 0  # a clip that cannot be judged is not told to move
     return SyncResult(
-        offset_frames=whole.offset, offset_ms=1000.0 * whole.offset / fps, confidence=conf0, peak_confidence=conf,
+        offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf0, peak_confidence=conf,
         lags=torch.arange(-R, R + 1), scores=torch.from_numpy(whole.at_int.astype(np.float32)),
         visual=scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values())),
         audio=scale01(envelope_at_frames(env, n, fps)), fps=float(fps),
