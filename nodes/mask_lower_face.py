@@ -129,28 +129,6 @@ class MaskLowerFace:
                 "result": (mask, track, prev, report)}
 
 
-def video_parts(video):
-    """ComfyUI VIDEO -> (images [B,H,W,C], audio dict or None, fps). Uses ``_comfy.video_components`` when the
-    pack has it, else the VIDEO object's own ``get_components()`` (images, audio, frame_rate)."""
-    unpack = getattr(_comfy, "video_components", None)
-    if unpack is not None:
-        return unpack(video, who=WHO)
-    get = getattr(video, "get_components", None)
-    if not callable(get):
-        raise InputError(f"{WHO}: video must be a ComfyUI VIDEO (from Load Video or Create Video), got "
-                         f"{type(video).__name__}. Or connect the frames to 'images'.")
-    parts = get()
-    images, rate = getattr(parts, "images", None), getattr(parts, "frame_rate", None)
-    try:
-        fps = float(rate)
-    except (TypeError, ValueError, ZeroDivisionError):
-        fps = float("nan")
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not fps > 0:
-        raise InputError(f"{WHO}: the video gave no frames [T,H,W,C] with a positive frame rate (got "
-                         f"{type(images).__name__}, {rate!r}). Connect its frames to 'images' instead.")
-    return images, getattr(parts, "audio", None), fps
-
-
 def frames_and_sound(images, video):
     """The frames to track (from 'images', else from 'video'), the video's sound and frame rate (None, None
     without a video). InputError when neither is connected or their frame counts differ."""
@@ -158,7 +136,7 @@ def frames_and_sound(images, video):
         if images is None:
             raise InputError(f"{WHO}: connect 'images' (IMAGE) or 'video' (VIDEO); both are empty.")
         return images, None, None
-    v_images, sound, fps = video_parts(video)
+    v_images, sound, fps = _comfy.video_components(video, who=WHO)
     if images is None:
         return v_images, sound, fps
     if int(images.shape[0]) != int(v_images.shape[0]):

@@ -16,7 +16,6 @@ from comfyui_lipsync.lipsync_models import face, media
 from comfyui_lipsync.lipsync_models.audio import make_driver
 from comfyui_lipsync.lipsync_models.crops import crop_faces
 from comfyui_lipsync.lipsync_models.errors import InputError, NoFaceError
-from comfyui_lipsync.nodes import _comfy
 from comfyui_lipsync.nodes.mask_lower_face import MaskLowerFace
 
 from testdata import GRID_CLIPS, grid_clip
@@ -227,19 +226,12 @@ class _Video:
         return self.parts
 
 
-@pytest.mark.parametrize("helper", [False, True])
-def test_node_takes_a_video_and_speaking_uses_its_sound(grid, monkeypatch, helper):
-    """The VIDEO's frames and sound, through the pack's _comfy.video_components when it has one, else the
-    node's own unpacker."""
+def test_node_takes_a_video_and_speaking_uses_its_sound(grid):
+    """The VIDEO's frames and sound, through the pack's _comfy.video_components."""
     from fractions import Fraction
 
     own, sound = grid["lwbsza"]
     canvas = _two_faces(grid["brbk7n"][0].flip(0), own)  # the speaker on the right
-    if helper:
-        monkeypatch.setattr(_comfy, "video_components",
-                            lambda v, who="": (v.parts.images, v.parts.audio, float(v.parts.frame_rate)), raising=False)
-    else:
-        monkeypatch.delattr(_comfy, "video_components", raising=False)
     out = MaskLowerFace().run(video=_Video(canvas, sound, Fraction(25, 1)), face="speaking")
     mask, track, prev, report = out["result"]
     assert torch.equal(_side(track, 360.0), torch.ones(75, dtype=torch.long)), report
