@@ -147,23 +147,8 @@ class Generator:
         part = part if part is not None else self.out_track.frames(slice(start, stop))
         crops = crop_faces(frames, part, device=dev)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-        params = self.visemes.params[start:stop].to(dev)
-        if self.net is not None:
-            from .backends import wav2lip
-
-            gen = wav2lip.run_wav2lip(self.net, crops, self.driver.mel[start:stop].to(dev))
-            if self.strength != 1.0:
-                gen = crops + float(self.strength) * (gen - crops)
-        elif self.plan is None:
-            mouth_crop, rest = self.warp_state
-            gen = generator.generate(crops, mouth_crop[start:stop].to(dev), params, strength=self.strength, rest=rest)
-        else:
-            gen = mouth_bank.chosen_crops(self.plan, start, stop, crops)
-            warp = torch.as_tensor(self.plan.selection.warp[start:stop], device=gen.device)
-            if bool(warp.any()):
-                mouth_crop, rest = self.warp_state
-                gen[warp] = generator.generate(crops[warp], mouth_crop[start:stop].to(dev)[warp], params[warp],
-                                               strength=self.strength, rest=rest)
+        gen = backends.generate_batch(crops, start, self.visemes, self.driver, self.strength, net=self.net,
+                                      plan=self.plan, warp_state=self.warp_state)
         return gen.clamp(0, 1).permute(0, 2, 3, 1)
 
     def report_track(self) -> FaceTrack:
@@ -191,7 +176,7 @@ def prepare(track: FaceTrack, small_track: FaceTrack, visemes: VisemeTrack, driv
     sel, net, note = None, None, ""
     if model is None or model in BUILTINS:
         if model in (None, BUILTIN, BANK):
-            sel = mouth_bank.select_mouths(track, visemes.params, strength)
+            sel = mouth_bank.select_mouths(track, visemes.params, strength, visemes.fps)
             note = f"generator: {sel.note}"
         else:
             note = f"generator: {WARP}"

@@ -109,6 +109,33 @@ def _bank_plan(images, track, visemes, model, strength, device, who):
     return (plan if plan.selection.use_bank else None), note
 
 
+def generate_batch(crops: torch.Tensor, start: int, visemes: VisemeTrack, driver: AudioDriver, strength: float,
+                   net=None, plan: "mouth_bank.Plan | None" = None, warp_state=None) -> torch.Tensor:
+    """The generated crops (n, 3, S, S) of frames ``start:start + n`` from their own aligned crops
+    ``crops`` (n, 3, S, S) float32: a Wav2Lip ``net`` from the driver's mel windows; else the clip's own
+    mouths (``plan``), the frames asking for more than the clip shows warped; else the warp generator.
+    ``warp_state``: (mouth landmarks in crop pixels, MouthRest) of :func:`_warp_setup`. The one dispatch
+    of :func:`lipsync` and of the streamed runner."""
+    stop = start + int(crops.shape[0])
+    dev = crops.device
+    if net is not None:
+        from . import wav2lip
+
+        gen = wav2lip.run_wav2lip(net, crops, driver.mel[start:stop].to(dev))
+        return gen if strength == 1.0 else crops + float(strength) * (gen - crops)
+    params = visemes.params[start:stop].to(dev)
+    if plan is None:
+        mouth_crop, rest = warp_state
+        return generator.generate(crops, mouth_crop[start:stop].to(dev), params, strength=float(strength), rest=rest)
+    gen = mouth_bank.chosen_crops(plan, start, stop, crops)
+    warp = torch.as_tensor(plan.selection.warp[start:stop], device=dev)
+    if bool(warp.any()):
+        mouth_crop, rest = warp_state
+        gen[warp] = generator.generate(crops[warp], mouth_crop[start:stop].to(dev)[warp], params[warp],
+                                       strength=float(strength), rest=rest)
+    return gen
+
+
 def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver: AudioDriver,
             model: str | None = None, strength: float = 1.0, batch_size: int = 16,
             device: torch.device | None = None, lip_frame: int = -1,
@@ -143,12 +170,12 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
                                          batch_size=batch_size, device=device, lip_frame=lip_frame,
                                          on_progress=on_progress, who=who)
     builtin = model is None or model in BUILTINS
-    plan, net, note = None, None, ""
+    plan, net, note, warp_state = None, None, "", None
     out_track = track
     if builtin:
         plan, note = _bank_plan(images, track, visemes, model, strength, device, who)
         if plan is None or bool(plan.selection.warp.any()):
-            mouth_crop, rest = _warp_setup(images, track, lip_frame, device, who)
+            warp_state = _warp_setup(images, track, lip_frame, device, who)
     else:
         from . import wav2lip
 
@@ -162,20 +189,8 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
         # crop one batch at a time: a long clip never holds a second full set of crops
         crops = composite.crop_faces(images[start:stop], out_track.frames(slice(start, stop)), device=device)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-        if net is not None:
-            gen = wav2lip.run_wav2lip(net, crops, driver.mel[start:stop].to(device))
-            if strength != 1.0:
-                gen = crops + float(strength) * (gen - crops)
-        elif plan is None:
-            gen = generator.generate(crops, mouth_crop[start:stop].to(device), visemes.params[start:stop].to(device),
-                                     strength=float(strength), rest=rest)
-        else:
-            gen = mouth_bank.chosen_crops(plan, start, stop, crops)
-            warp = torch.as_tensor(plan.selection.warp[start:stop], device=gen.device)
-            if bool(warp.any()):
-                gen[warp] = generator.generate(crops[warp], mouth_crop[start:stop].to(device)[warp],
-                                               visemes.params[start:stop].to(device)[warp],
-                                               strength=float(strength), rest=rest)
+        gen = generate_batch(crops, start, visemes, driver, strength, net=net, plan=plan,
+                             warp_state=warp_state)
         out[start:stop] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
         if on_progress is not None:
             on_progress(i + 1, total)
