@@ -1,7 +1,8 @@
 """The clip's own mouths (lipsync_models/mouth_bank.py) against issue 14's bars, beside the warp
 generator (drawn lips) on the same inputs.
 
-    .venv/bin/python bench/bench_bank.py [--part grid|speed|memory|all] [--out bench/out]
+    .venv/bin/python bench/bench_bank.py [--part grid|fit|take|speed|memory|all] [--out bench/out]
+                                         [--take-video V --take-audio A]
 
 Part ``grid``: every GRID clip driven by the next clip's line (typed transcript, as bench_e2e), the
 chain called like ComfyUI (LoadAudioDriver -> ExtractPhonemes -> MapVisemes, MaskLowerFace ->
@@ -20,6 +21,19 @@ so these are held-out figures; the MapVisemes and SyncScore constants upstream a
 benches report (leave-one-clip-out there).
 Contact sheets (input above output, every 5th frame) go to ``--out``, and per clip a comparison
 (input, own mouths, warp; docs/own_mouths.png is lbbc2a's).
+
+Part ``fit``: the shape descriptors' weights. Per pair, the selection alone (no rendering): the
+face-mesh gap of the chosen frames against the true speaker, minus the untouched face's r (the grid
+part's margin, read off the frames the output wears), and how well the chosen mouths follow each
+target descriptor; for ``calibration.BANK_WEIGHTS`` (set by reasoning), opening and width alone, and
+a leave-one-clip-out fit of the lips and teeth weights; Haar tracks and face-mesh tracks. Also, per
+pair, r(target opening, true speaker) beside the untouched face's r: what the line's own target
+allows.
+
+Part ``take``: longer takes. A GRID clip (lbax4n, brbk7n) played forward and back for 18 s, driven
+by the six other clips' lines; realness there counts input neighbours 5 or more CLIP frames apart (a
+replayed frame is the same mouth). With ``--take-video/--take-audio`` also a real video (kept
+outside the repository) driven by another line. Both generators; contact sheets to ``--out``.
 
 Part ``speed``: 250 frames of 512x512 (a GRID clip scaled up and looped back and forth) with a 10 s
 line: selection + alignment (mouth_bank.plan), the full-size chosen crops and Composite, in frames/s
@@ -164,6 +178,160 @@ def part_grid(out_dir: Path) -> None:
               f"{sum(abs(x['offset']) <= 1 for x in rows)}/{len(rows)}")
 
 
+# --- part fit: the descriptor weights, held out ---------------------------------------------------
+
+FIT_LIPS = (0.0, 0.15, 0.3, 0.6)
+FIT_TEETH = (0.0, 0.15, 0.3, 0.6, 1.0)
+
+
+def pair_inputs(data: dict, detector: str) -> list:
+    """Per GRID clip driven by the next clip's line: its face track (``detector``) and the line's
+    viseme params (the chain of :func:`chain`, up to MaskLowerFace)."""
+    pairs = []
+    for i, clip in enumerate(GRID_CLIPS):
+        src = GRID_CLIPS[(i + 1) % len(GRID_CLIPS)]
+        images, fps, _, _ = data[clip]
+        _, _, wave, sr = data[src]
+        driver = call_node(NODES["LipSyncLoadAudioDriver"], audio_file="", audio={"waveform": wave[None], "sample_rate": int(sr)},
+                           images=images, fps=fps)[0]["driver"]
+        ph = call_node(NODES["LipSyncExtractPhonemes"], driver=driver, transcript=GRID_TEXT[src])[0]["phonemes"]
+        vis = call_node(NODES["LipSyncMapVisemes"], phonemes=ph, driver=driver, fps=fps)[0]["visemes"]
+        track = call_node(NODES["LipSyncMaskLowerFace"], images=images, detector=detector)[0]["face_track"]
+        pairs.append({"clip": clip, "src": src, "track": track, "params": vis.params, "fps": fps})
+    return pairs
+
+
+def chosen_margins(pairs: list, mesh: dict, weights: tuple) -> np.ndarray:
+    """Per pair: r(face-mesh gap of the frames the selection chose, the line's true speaker's) minus
+    r(untouched face, true speaker): the margin of the grid part, read off the chosen frames (the
+    output wears their lower faces) without rendering; and r(chosen descriptor, its target) per
+    descriptor (how well the chosen mouths follow each target), (P, 1 + K)."""
+    keep = mouth_bank.BANK_WEIGHTS
+    mouth_bank.BANK_WEIGHTS = tuple(weights)
+    try:
+        rows = []
+        for p in pairs:
+            sel = mouth_bank.select_mouths(p["track"], p["params"], 1.0, p["fps"]).source
+            ok = sel >= 0
+            true = mesh[p["src"]]
+            margin = pearson(mesh[p["clip"]][sel][ok], true[ok]) - pearson(mesh[p["clip"]], true)
+            bank = mouth_bank.build_bank(p["track"])
+            want = mouth_bank.targets(p["params"], bank)[ok]
+            got = mouth_bank._shape(p["track"])[sel[ok]]
+            rows.append([margin] + [pearson(got[:, k], want[:, k]) for k in range(want.shape[1])])
+        return np.array(rows)
+    finally:
+        mouth_bank.BANK_WEIGHTS = keep
+
+
+def part_fit() -> None:
+    """The lips and teeth weights: the calibrated ones (set by reasoning) beside a leave-one-clip-out
+    fit (for each clip, the grid point with the best mean margin on the other six)."""
+    data = {c: read_clip(c) for c in GRID_CLIPS}
+    mesh = {c: mesh_gap(d[0]) for c, d in data.items()}
+    set_w = tuple(mouth_bank.BANK_WEIGHTS)
+    for detector in ("haar", "mediapipe"):
+        pairs = pair_inputs(data, detector)
+        grid = [(lw, tw) for lw in (FIT_LIPS if detector == "mediapipe" else (0.0,)) for tw in FIT_TEETH]
+        table = {g: chosen_margins(pairs, mesh, (set_w[0], set_w[1]) + g) for g in grid}
+        note = " (the selection reads the face mesh's gap, the judge's own instrument: not independent)" \
+            if detector == "mediapipe" else ""
+        print(f"{detector} tracks{note}:")
+        for label, w in (("opening and width only", (set_w[0], set_w[1], 0.0, 0.0)), ("calibration.BANK_WEIGHTS", set_w)):
+            t = chosen_margins(pairs, mesh, w)
+            print(f"  {label:<25} {w}: margins " + " ".join(f"{p['clip']} {m:+.2f}" for p, m in zip(pairs, t[:, 0]))
+                  + f" | min {t[:, 0].min():+.2f} mean {t[:, 0].mean():+.2f} | r(chosen, target) opening, width, lips, "
+                  f"teeth {' '.join(f'{v:+.2f}' for v in np.nanmean(t[:, 1:], 0))}")
+        if detector == "haar":  # what the line's own target allows (issue 14's margin bar)
+            for p in pairs:
+                want = mouth_bank.targets(p["params"], mouth_bank.build_bank(p["track"]))[:, 0]
+                true, own = mesh[p["src"]], mesh[p["clip"]]
+                print(f"  {p['clip']} <- {p['src']}: r(target opening, true speaker) {pearson(want, true):+.2f}, "
+                      f"r(untouched, true speaker) {pearson(own, true):+.2f}: a mouth opening exactly as the target "
+                      f"would gain {pearson(want, true) - pearson(own, true):+.2f}")
+        held = []
+        for i, p in enumerate(pairs):
+            best = max(grid, key=lambda g: float(np.delete(table[g][:, 0], i).mean()))
+            held.append(table[best][i, 0])
+            print(f"  leave out {p['clip']}: fitted lips, teeth {best} -> held-out margin {held[-1]:+.2f}")
+        print(f"  leave-one-clip-out: min {min(held):+.2f} mean {np.mean(held):+.2f} (bar +0.15 on every pair)")
+
+
+# --- part take: realness on a longer take ---------------------------------------------------------
+
+def take_realness(inp: np.ndarray, out: np.ndarray, src: np.ndarray, min_gap: int = 5) -> float:
+    """helpers.realness for a take whose frame t shows clip frame ``src[t]`` (a clip played forward
+    and back): input neighbours must be ``min_gap`` or more CLIP frames apart (a frame and its replay
+    are the same picture, not two mouths)."""
+    def dists(a, b):
+        return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0))
+
+    d_in = dists(inp, inp)
+    d_in[np.abs(src[:, None] - src[None]) < min_gap] = np.inf
+    return float(np.median(dists(out, inp).min(1) / np.maximum(d_in.min(1), 1e-9)))
+
+
+def part_take(out_dir: Path, clips=("lbax4n", "brbk7n")) -> None:
+    """A longer take: a GRID clip played forward and back for as long as the six other clips' lines
+    (18 s), driven by them (typed transcripts); realness, stability and SyncScore per generator."""
+    for clip in clips:
+        frames, fps, _, _ = read_clip(clip)
+        others = [c for c in GRID_CLIPS if c != clip]
+        waves = [read_clip(c)[2:] for c in others]
+        sr = waves[0][1]
+        wave = torch.cat([w for w, _ in waves], 1)
+        n = int(wave.shape[1] / sr * fps)
+        order = np.concatenate([np.arange(len(frames)), np.arange(len(frames) - 2, 0, -1)])
+        src = order[np.arange(n) % len(order)]
+        images = frames[torch.as_tensor(src)]
+        take_figures(images, fps, wave, sr, " ".join(GRID_TEXT[c] for c in others), src,
+                     f"take {clip} ({n} frames, {n / fps:.1f} s, forward and back)", out_dir / f"bank_take_{clip}.png")
+
+
+def take_figures(images, fps, wave, sr, text: str, src: np.ndarray, label: str, sheet: Path) -> None:
+    """Both generators on a take: realness (input neighbours ``min_gap`` clip frames ``src`` apart),
+    stability, SyncScore; the own mouths' contact sheet (first 10 s) to ``sheet``."""
+    for g, model in GENERATORS.items():
+        out, track, note, offset = chain(images, fps, wave, sr, text, model)
+        boxes = track.boxes.double().numpy()
+        lf_in, lf_out = lower_faces(images, boxes), lower_faces(out, boxes)
+        print(f"{label} {g:<13} realness {take_realness(lf_in, lf_out, src):.2f} (bar 1.0)  stability "
+              f"{stability(lf_in, lf_out):.2f}  SyncScore {offset:+d} | {note}", flush=True)
+        if g == "own mouths":
+            k = int(10 * fps)
+            contact_sheet(images[:k], out[:k], boxes[:k], fps, sheet)
+
+
+def read_take(video: str, max_side: int = 640) -> tuple[torch.Tensor, float]:
+    """A video's frames (float 0..1), scaled so the longer side is at most ``max_side``."""
+    import cv2
+
+    cap = cv2.VideoCapture(video)
+    fps, frames = float(cap.get(cv2.CAP_PROP_FPS)), []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        k = max_side / max(img.shape[:2])
+        if k < 1:
+            img = cv2.resize(img, (int(round(img.shape[1] * k)), int(round(img.shape[0] * k))), interpolation=cv2.INTER_AREA)
+        frames.append(torch.from_numpy(img[..., ::-1].copy()))
+    cap.release()
+    return torch.stack(frames).float().div_(255.0), fps
+
+
+def part_real_take(out_dir: Path, video: str, audio: str) -> None:
+    """Real footage kept outside the repository (e.g. LatentSync's demo videos in /work/realclips):
+    ``video`` driven by ``audio`` (another speaker's line, recognised; cut to the video's length)."""
+    images, fps = read_take(video)
+    wave, sr = media.read_audio(audio, "bench_bank")
+    n = min(len(images), int(wave.shape[1] / sr * fps))
+    images, wave = images[:n], wave[:, :int(n / fps * sr)]
+    take_figures(images, fps, wave, sr, "", np.arange(n),
+                 f"real take {Path(video).name} <- {Path(audio).name} ({n} frames, {images.shape[2]}x{images.shape[1]})",
+                 out_dir / f"bank_real_{Path(video).stem}.png")
+
+
 # --- part speed / memory -----------------------------------------------------------------------
 
 def looped(clip: str, n: int, size: tuple[int, int]) -> tuple[torch.Tensor, float]:
@@ -247,13 +415,21 @@ def part_memory(n: int = 250) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", default="all", choices=("grid", "speed", "memory", "all"))
+    p.add_argument("--part", default="all", choices=("grid", "fit", "take", "speed", "memory", "all"))
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    p.add_argument("--take-video", help="part take: also this real video (kept outside the repository)")
+    p.add_argument("--take-audio", help="part take: the line that drives --take-video (another speaker's)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.part in ("grid", "all"):
         part_grid(out)
+    if a.part in ("fit", "all"):
+        part_fit()
+    if a.part in ("take", "all"):
+        part_take(out)
+        if a.take_video:
+            part_real_take(out, a.take_video, a.take_audio)
     if a.part in ("speed", "all"):
         part_speed()
     if a.part in ("memory", "all"):

@@ -308,6 +308,26 @@ no filmed speaker's widest vowel is (0.15-0.48). Not fitted: at 0.5 a GRID speak
 had 14 frames warped, and the drawn mouths among his own looked painted (contact sheet)."""
 
 
+TEETH_DARK = 0.15
+"""The teeth measure (``face.measure._teeth``, ``FaceTrack.extras["teeth"]``, a shape descriptor of the
+clip's own mouths): an inner-mouth pixel (by colour) counts as teeth when it is at most this much
+darker than the skin around the mouth (``1 - luma / skin luma``). Set by reasoning, not fitted:
+teeth in the shade of the upper lip are a little darker than the cheeks, the cavity and the back of
+the tongue far darker (the opening measure counts a pixel as cavity from 0.6 dark-plus-colour score)."""
+
+BANK_WEIGHTS = (1.0, 0.3, 0.3, 0.15)
+"""Weights of the bank's shape descriptors in the selection cost (each distance in units of the
+bank's own 10-90 % spread of that descriptor): opening, width, lips (outer lip height less the inner
+gap, over the width: full when rounded, thin when pressed) and teeth shown. Set by reasoning, not
+fitted: the opening carries the timing the ear checks, so it leads; the other three only choose among
+mouths open alike, and the teeth measure reads 0 on most frames, so it weighs half the others. The
+lips weight applies only to face-mesh tracks: the Haar path's outer-lip landmarks do not follow the
+mesh's lips (r -0.44..+0.51 per GRID clip, while its opening follows the mesh gap at 0.73-0.96), so
+there the lips would only add noise. Nothing here was fitted on GRID, so the GRID figures are held out;
+``bench/bench_bank.py --part fit`` prints them beside a leave-one-clip-out fit of the lips and teeth
+weights (chosen-frame mesh gap against the line's true speaker, margin over the untouched face)."""
+
+
 # --- sync: SyncScore's signals, lead and confidence (lipsync_models/sync) -----------------------
 
 NATURAL_LEAD_FRAMES = {

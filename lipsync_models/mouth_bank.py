@@ -8,12 +8,17 @@ Composite blends it in with the lower-face mask. Nothing is painted: every outpu
 mouth of the clip, moved by a sub-pixel shift and a colour gain.
 
 1. **Bank** (:func:`build_bank`): the frames whose face was found, at most :data:`BANK_MAX` of them
-   (evenly spaced), with a shape descriptor each: the inner-mouth opening (``FaceTrack.opening``),
-   the mouth width (corner distance over the crop side) and the pose (head roll; the mouth's offset
-   from the face box centre, which moves with yaw).
-2. **Targets** (:func:`targets`): the viseme track's ``jaw_open`` and ``lip_spread - lip_round``
-   mapped onto this clip's own range by quantiles (rank in the target track -> the same quantile of
-   the bank), so the chosen mouths open as far as this speaker opens, no further.
+   (evenly spaced), with a shape descriptor each (:data:`SHAPES`): the inner-mouth opening
+   (``FaceTrack.opening``, or the face mesh's inner-lip gap where the track has one), the mouth width
+   (corner distance over the crop side), the lips (outer lip height less the inner gap, over the
+   width: full lips of a rounded mouth, thin ones pressed together), the teeth shown
+   (``extras["teeth"]``, the pack's teeth measure) and the pose (head roll; the mouth's offset from
+   the face box centre, which moves with yaw).
+2. **Targets** (:func:`targets`): from the viseme track, ``jaw_open x (1 - lip_close)``,
+   ``lip_spread - lip_round``, ``lip_round - lip_close`` and ``teeth_on_lip + jaw_open x lip_spread``
+   (teeth show on an 'f' and in an open 'ee'), each mapped onto this clip's own range by quantiles
+   (rank in the target track -> the same quantile of the bank), so the chosen mouths open as far as
+   this speaker opens, no further.
 3. **Selection** (:func:`select`): dynamic programming (Viterbi) over the clip. The cost of a frame is
    its shape distance to the target plus its pose distance to the current frame; a step to the bank
    frame that followed the previous one in the clip costs nothing (the footage's own motion), holding
@@ -39,7 +44,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .calibration import LACKS_OPEN
+from .calibration import BANK_WEIGHTS, LACKS_OPEN
 from .checks import check_shape
 from .errors import InputError, LengthMismatchError
 from .types import MOUTH_PARAMS, FaceTrack
@@ -58,9 +63,16 @@ OPEN_AT_JAW_1 = 0.30
 """Inner-mouth opening (mouth widths) of a wide 'ah' (``jaw_open`` = 1): the face-mesh gap of
 filmed GRID speakers' widest vowels is 0.15-0.48, 0.25-0.3 typical (FACTS.md, generator.JAW_MAX)."""
 
+SHAPES = ("opening", "width", "lips", "teeth")
+"""The bank's shape descriptors, in the column order of :attr:`Bank.shape` (weights:
+:data:`~lipsync_models.calibration.BANK_WEIGHTS`)."""
+
+SCALE_FLOOR = (1e-3, 1e-3, 1e-3, 0.01)
+"""Least unit of each descriptor's distance: most frames show no teeth (the teeth measure's 10-90 %
+spread is 0.001-0.016 on GRID), and a spread near 0 would make a trace of teeth cost more than the
+opening."""
+
 # Selection costs, in units of the bank's own shape spread (see select()).
-W_WIDTH = 0.3
-"""Weight of the mouth-width distance beside the opening distance."""
 W_POSE = 1.0
 """Weight of the pose distance (roll in radians / 0.1, mouth offset in face widths / 0.05)."""
 HOLD_COST = 0.02
@@ -82,13 +94,16 @@ class Bank:
     """The clip's own mouths.
 
     frames: (N,) int64 clip frame of each entry.
-    shape:  (N, 2) float64 opening and width (mouth widths; share of the crop side).
+    shape:  (N, K) float64 descriptors :data:`SHAPES` (opening, lips: mouth widths; width: share of
+            the crop side; teeth: share of a mouth-width square); K may be fewer (the first K).
     pose:   (N, 2) float64 roll (radians) and mouth offset from the face centre (face widths).
     """
 
     frames: np.ndarray
     shape: np.ndarray
     pose: np.ndarray
+    weights: np.ndarray | None = None
+    """(K,) weight of each descriptor in the selection cost (None: :data:`~.calibration.BANK_WEIGHTS`)."""
 
     @property
     def size(self) -> int:
@@ -123,11 +138,26 @@ def _pose(track: FaceTrack) -> np.ndarray:
     return np.stack([roll, offset], 1)
 
 
+def _per_frame(track: FaceTrack, key: str) -> np.ndarray | None:
+    v = track.extras.get(key)
+    if isinstance(v, torch.Tensor) and v.shape == (track.num_frames,):
+        return v.detach().double().cpu().numpy()
+    return None
+
+
 def _shape(track: FaceTrack) -> np.ndarray:
+    """(B, 4) descriptors :data:`SHAPES` of every frame of the track."""
     m = track.transform.detach().double().cpu().numpy()
     pts = np.einsum("bij,bkj->bki", m[..., :2], track.mouth.detach().double().cpu().numpy()) + m[:, None, :, 2]
-    width = np.linalg.norm(pts[:, 1] - pts[:, 0], axis=1) / track.crop_size
-    return np.stack([track.opening.detach().double().cpu().numpy(), width], 1)
+    wpx = np.maximum(np.linalg.norm(pts[:, 1] - pts[:, 0], axis=1), 1e-6)
+    opening = track.opening.detach().double().cpu().numpy()
+    gap = _per_frame(track, "mesh_gap")  # the face mesh's inner-lip gap, where the mesh saw the mouth
+    opening = opening if gap is None else np.where(np.isfinite(gap), gap, opening)
+    outer = pts[:, 3, 1] - pts[:, 2, 1]
+    inner = np.maximum(pts[:, 5, 1] - pts[:, 4, 1], 0.0)
+    teeth = _per_frame(track, "teeth")
+    teeth = np.zeros(track.num_frames) if teeth is None else teeth
+    return np.stack([opening, wpx / track.crop_size, (outer - inner) / wpx, teeth], 1)
 
 
 def build_bank(track: FaceTrack) -> Bank:
@@ -140,7 +170,10 @@ def build_bank(track: FaceTrack) -> Bank:
     ok = found[np.isfinite(shape[found]).all(1) & np.isfinite(pose[found]).all(1)]
     if len(ok) > BANK_MAX:
         ok = ok[np.round(np.linspace(0, len(ok) - 1, BANK_MAX)).astype(np.int64)]
-    return Bank(frames=ok.astype(np.int64), shape=shape[ok], pose=pose[ok])
+    weights = np.asarray(BANK_WEIGHTS, np.float64)
+    if track.extras.get("detector") != "mediapipe":
+        weights[SHAPES.index("lips")] = 0.0  # the Haar path's outer-lip landmarks do not follow the lips
+    return Bank(frames=ok.astype(np.int64), shape=shape[ok], pose=pose[ok], weights=weights)
 
 
 def _quantile_map(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -153,24 +186,26 @@ def _quantile_map(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def targets(params: torch.Tensor, bank: Bank) -> np.ndarray:
-    """(T, 2) target opening and width for each frame, on the bank's own scale (quantile map of
-    ``jaw_open`` and ``lip_spread - lip_round``)."""
+    """(T, K) target descriptors (:data:`SHAPES`, as many as the bank has) for each frame, on the
+    bank's own scale: quantile maps of ``jaw_open x (1 - lip_close)``, ``lip_spread - lip_round``,
+    ``lip_round - lip_close`` and ``teeth_on_lip + jaw_open x lip_spread``."""
     p = params.detach().double().cpu().numpy()
-    jaw = p[:, MOUTH_PARAMS.index("jaw_open")] * (1.0 - p[:, MOUTH_PARAMS.index("lip_close")])
-    spread = p[:, MOUTH_PARAMS.index("lip_spread")] - p[:, MOUTH_PARAMS.index("lip_round")]
-    return np.stack([_quantile_map(jaw, bank.shape[:, 0]), _quantile_map(spread, bank.shape[:, 1])], 1)
+    names = ("jaw_open", "lip_spread", "lip_round", "lip_close", "teeth_on_lip")
+    jaw, spread, rnd, close, teeth = (p[:, MOUTH_PARAMS.index(k)] for k in names)
+    want = [jaw * (1.0 - close), spread - rnd, rnd - close, teeth + jaw * spread]
+    return np.stack([_quantile_map(v, bank.shape[:, k]) for k, v in enumerate(want[:bank.shape.shape[1]])], 1)
 
 
 def _scales(bank: Bank) -> np.ndarray:
     """Robust spread of each shape column (the unit its distances are measured in)."""
     q = np.quantile(bank.shape, [0.1, 0.9], axis=0)
-    return np.maximum(q[1] - q[0], 1e-3)
+    return np.maximum(q[1] - q[0], np.asarray(SCALE_FLOOR[:bank.shape.shape[1]]))
 
 
 def select(target: np.ndarray, pose: np.ndarray, bank: Bank, active: np.ndarray) -> np.ndarray:
     """Viterbi over the clip: (T,) index into the bank for each frame (where ``active``; -1 elsewhere).
 
-    target: (T, 2) opening, width; pose: (T, 2) the current frames' pose; active: (T,) bool.
+    target: (T, K) descriptors as the bank's; pose: (T, 2) the current frames' pose; active: (T,) bool.
     """
     t_all = len(target)
     out = np.full(t_all, -1, np.int64)
@@ -178,7 +213,7 @@ def select(target: np.ndarray, pose: np.ndarray, bank: Bank, active: np.ndarray)
     if len(idx) == 0 or bank.size == 0:
         return out
     sc = _scales(bank)
-    w = np.array([1.0, W_WIDTH])
+    w = np.asarray(BANK_WEIGHTS if bank.weights is None else bank.weights, np.float64)[:bank.shape.shape[1]]
     d_shape = (((target[idx, None, :] - bank.shape[None]) / sc) ** 2 * w).sum(-1)
     pose_sc = np.array([0.1, 0.05])
     d_pose = (((pose[idx, None, :] - bank.pose[None]) / pose_sc) ** 2).sum(-1)
@@ -432,7 +467,7 @@ def output_track(track: FaceTrack, plan_: Plan) -> FaceTrack:
     mouth = crop @ inv[:, :, :2].transpose(1, 2) + inv[:, None, :, 2]
     extras = dict(track.extras)
     for key, value in track.extras.items():
-        if key in ("contrast", "mesh_gap") and isinstance(value, torch.Tensor) and value.shape[:1] == (len(src),):
+        if key in ("contrast", "mesh_gap", "teeth") and isinstance(value, torch.Tensor) and value.shape[:1] == (len(src),):
             extras[key] = value[pick.to(value.device)]
     return replace(track, mouth=mouth.to(track.mouth), opening=track.opening[pick.to(track.opening.device)],
                    extras=extras)

@@ -73,6 +73,69 @@ def test_targets_follow_the_jaw_rank_on_the_banks_scale():
     assert t[0, 0] < t[3, 0] < t[1, 0]
 
 
+def test_targets_of_the_lips_and_teeth_follow_their_params():
+    # bank descriptors (opening, width, lips, teeth), each ranked 0..9
+    k = np.arange(10.0)
+    bank = MB.Bank(frames=np.arange(10), shape=np.stack([0.02 * k, 0.2 + 0.01 * k, 0.3 + 0.02 * k, 0.01 * k], 1),
+                   pose=np.zeros((10, 2)))
+    p = torch.zeros(3, 5)
+    p[0, 2] = 1.0  # rounded: full lips, narrow
+    p[1, 3] = 1.0  # pressed: thin lips
+    p[2, 4] = 1.0  # teeth on the lip ('f')
+    t = MB.targets(p, bank)
+    assert t.shape == (3, 4)
+    assert t[0, 2] > t[2, 2] > t[1, 2]  # lips: rounded > neutral > pressed
+    assert t[0, 1] < t[1, 1]  # rounded is narrower
+    assert t[2, 3] > t[0, 3] and t[2, 3] > t[1, 3]  # teeth asked on the 'f' only
+
+
+def _teeth_crop(inner: tuple) -> np.ndarray:
+    """A 96-px aligned crop: skin, red lips around the centre, a 10 x 4 px patch of ``inner`` colour
+    between them."""
+    crop = np.zeros((96, 96, 3), np.uint8)
+    crop[:] = (200, 150, 130)
+    crop[42:55, 36:61] = (180, 80, 90)
+    crop[46:50, 43:53] = inner
+    return crop
+
+
+def test_teeth_measure_counts_bright_inner_pixels_not_the_cavity():
+    from comfyui_lipsync.lipsync_models.calibration import MOUTH_WIDTH
+    from comfyui_lipsync.lipsync_models.face.measure import _teeth
+
+    crops = np.stack([_teeth_crop((235, 235, 230)), _teeth_crop((40, 20, 20)), _teeth_crop((180, 80, 90))])
+    got = _teeth(crops)
+    # white patch: its 40 px over the square of the mouth width (0.27 x 96 px); cavity and closed lips: none
+    assert got[0] == pytest.approx(40 / (MOUTH_WIDTH * 96) ** 2, rel=1e-6)
+    assert got[1] == 0 and got[2] == 0
+
+
+def test_descriptors_of_a_track():
+    n = 4
+    tr = _track(n, np.full(n, 0.1))
+    sh = MB._shape(tr)
+    # landmarks of _track: corners 20 px apart, outer lips 8 px, inner gap 2 px -> lips (8 - 2) / 20
+    assert sh.shape == (n, 4)
+    assert np.allclose(sh[:, 0], 0.1) and np.allclose(sh[:, 2], 0.3) and np.allclose(sh[:, 3], 0.0)
+    assert np.allclose(sh[:, 1], 20 * (64 / 80.0) / 64)
+    teeth, gap = torch.tensor([0.0, 0.02, 0.05, 0.0]), torch.tensor([0.3, 0.2, 0.1, 0.0])
+    sh = MB._shape(replace(tr, extras={**tr.extras, "teeth": teeth, "mesh_gap": gap}))
+    assert np.allclose(sh[:, 3], teeth.numpy()) and np.allclose(sh[:, 0], gap.numpy())  # the mesh gap leads
+    # the lips weigh only on face-mesh tracks (the Haar path's outer-lip landmarks do not follow the lips)
+    k = MB.SHAPES.index("lips")
+    assert MB.build_bank(tr).weights[k] == 0
+    assert MB.build_bank(replace(tr, extras={**tr.extras, "detector": "mediapipe"})).weights[k] > 0
+
+
+def test_select_takes_the_mouth_with_teeth_when_the_target_asks_for_them():
+    # two mouths open alike, one showing teeth: the target decides between them
+    shape = np.array([[0.1, 0.3, 0.3, 0.0], [0.1, 0.3, 0.3, 0.05], [0.0, 0.3, 0.3, 0.0], [0.2, 0.3, 0.3, 0.0]])
+    bank = MB.Bank(frames=np.array([0, 20, 40, 60]), shape=shape, pose=np.zeros((4, 2)))
+    for teeth, want in ((0.05, 1), (0.0, 0)):
+        target = np.tile([0.1, 0.3, 0.3, teeth], (5, 1))
+        assert MB.select(target, np.zeros((5, 2)), bank, np.ones(5, bool)).tolist() == [want] * 5
+
+
 # --- selection ---------------------------------------------------------------------------------
 
 def test_select_follows_the_target_and_prefers_the_clips_own_order():

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..calibration import HEIGHT_GAIN, INNER_CAVITY, INNER_MIN_SPAN, INNER_RED, MOUTH_WIDTH, OPEN_GAIN, OPEN_SOFT, OPEN_ZERO
+from ..calibration import (HEIGHT_GAIN, INNER_CAVITY, INNER_MIN_SPAN, INNER_RED, MOUTH_WIDTH, OPEN_GAIN, OPEN_SOFT, OPEN_ZERO,
+                           TEETH_DARK)
 from ..checks import check_images
 from ..errors import InputError
 from ._base import ANALYSIS_SIZE, _cv2, _nearest_run, _to_u8
@@ -79,6 +80,21 @@ def _analyse(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cols = np.maximum(inner.any(axis=1).sum(1).astype(np.float32), INNER_MIN_SPAN * mw)
     opening = (HEIGHT_GAIN * area / cols / mw).astype(np.float32)
     return opening, contrast, _landmarks(lip - lref, contrast)
+
+
+def _teeth(crops: np.ndarray) -> np.ndarray:
+    """How much teeth the mouth shows: (n,) float32 >= 0, the area of the mouth window's teeth pixels
+    over the square of the mouth width (0: none; a row of upper teeth on a GRID speaker 0.02-0.1).
+
+    crops as :func:`_analyse`'s. A teeth pixel is inner mouth by colour (less lip-coloured than the
+    skin by :data:`~lipsync_models.calibration.INNER_RED`) and not dark: at most
+    :data:`~lipsync_models.calibration.TEETH_DARK` darker than the skin around the mouth (the cavity and
+    the tongue's shadow are darker). Like the opening, each crop is measured on its own."""
+    n, s = crops.shape[:2]
+    y, lip = _ycc(crops)
+    dark, red, _ = _inner_scores(y, lip)
+    teeth = (red > INNER_RED) & (dark < TEETH_DARK)
+    return (teeth.reshape(n, -1).sum(1) / (MOUTH_WIDTH * s) ** 2).astype(np.float32)
 
 
 def _window(s: int) -> tuple[int, int, int, int]:

@@ -19,7 +19,7 @@ from .choose import FaceChoice, parse_choice
 from .geometry import _analysis_crops, _apply, _invert, _similarity
 from .haar import haar_track
 from .lips import _locate_mouths, _recentre
-from .measure import _analyse
+from .measure import _analyse, _teeth
 from .mesh import mesh_track
 from .pixels import check_nonfinite_off_face, finite_frames
 
@@ -131,11 +131,11 @@ def track_faces(
     if raw.recentre:  # recentre on the lips' extent (corners, top and bottom), see lips._lip_box
         cx, cy, mouth_half = _recentre(frames, cx, cy, ang, side, chunk, step)
     m_an = _similarity(cx, cy, ang, side, ANALYSIS_SIZE)
-    opening, contrast, lm = _measure_mouths(frames, m_an, chunk, step)
+    opening, contrast, lm, teeth = _measure_mouths(frames, m_an, chunk, step)
     lm = raw.mouth if raw.mouth is not None else _place_landmarks(lm, _invert(m_an), mouth_half)
     dev = frames.device
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)
-    extras = {"angle": f32(ang), "face_width": f32(fw_s), "contrast": f32(contrast),
+    extras = {"angle": f32(ang), "face_width": f32(fw_s), "contrast": f32(contrast), "teeth": f32(teeth),
               "detector": kind, **{k: f32(v) for k, v in raw.extras.items()}}
     return FaceTrack(
         boxes=f32(raw.boxes),
@@ -194,21 +194,24 @@ def _smooth(raw: RawTrack):
 
 
 def _measure_mouths(frames, m_an: np.ndarray, chunk: int, step):
-    """The opening, contrast (B,) and six mouth landmarks (B, 8, 2) in frame px (the nose and chin
-    rows left 0) on analysis crops through the frame -> crop matrices ``m_an`` (B, 2, 3)."""
+    """The opening, contrast (B,), six mouth landmarks (B, 8, 2) in frame px (the nose and chin rows
+    left 0) and the teeth shown (B,) (``measure._teeth``) on analysis crops through the frame -> crop
+    matrices ``m_an`` (B, 2, 3)."""
     b = frames.shape[0]
     inv_an = _invert(m_an)
     opening = np.zeros(b, np.float32)
     contrast = np.zeros(b, np.float32)
+    teeth = np.zeros(b, np.float32)
     lm = np.zeros((b, 8, 2), np.float64)
     for s0 in range(0, b, chunk):
         crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m_an[s0:s0 + chunk])
         op, con, pts = _analyse(crops)
         opening[s0:s0 + len(crops)] = op
         contrast[s0:s0 + len(crops)] = con
+        teeth[s0:s0 + len(crops)] = _teeth(crops)
         lm[s0:s0 + len(crops), :6] = _apply(inv_an[s0:s0 + len(crops)], pts.astype(np.float64))
         step()
-    return opening, contrast, lm
+    return opening, contrast, lm, teeth
 
 
 def _place_landmarks(lm: np.ndarray, inv_an: np.ndarray, mouth_half: np.ndarray | None) -> np.ndarray:
