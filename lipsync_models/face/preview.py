@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..types import FaceTrack
 from ._base import _cv2, _np_float, _to_u8
 from .geometry import _invert, _apply
+
+
+def preview_indices(num_frames: int, max_frames: int = 4) -> np.ndarray:
+    """The frames :func:`preview` shows: up to ``max_frames`` evenly spaced, first and last included."""
+    n = max(1, min(int(max_frames), int(num_frames)))
+    return np.unique(np.linspace(0, int(num_frames) - 1, n).round().astype(int))
 
 
 def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = None,
@@ -15,13 +22,17 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
     """IMAGE (n, H, W, 3) of up to ``max_frames`` evenly spaced frames with the followed face's box (green,
     "chosen" when other faces show), mouth landmarks (red; nose/chin yellow), aligned-crop outline (blue)
     and mask (tinted); with ``others``, the other faces Haar finds in those frames (grey, "other"). A frame
-    without the face says "no face" and has nothing drawn for it."""
+    without the face says "no face" and has nothing drawn for it. ``mask``: (B, H, W) for every frame, or
+    (n, H, W) for just the shown frames (:func:`preview_indices`), which is all that is drawn."""
     cv2 = _cv2()
     if frames.shape[-1] == 1:
         frames = frames.expand(-1, -1, -1, 3)
     b = frames.shape[0]
-    n = max(1, min(int(max_frames), b))
-    idx = np.unique(np.linspace(0, b - 1, n).round().astype(int))
+    idx = preview_indices(b, max_frames)
+    if mask is not None and mask.shape[0] not in (b, len(idx)):
+        raise InputError(f"MaskLowerFace preview: the mask has {mask.shape[0]} frames; give one per frame ({b}) "
+                         f"or one per shown frame ({len(idx)}).")
+    shown = mask is not None and mask.shape[0] == len(idx) != b
     imgs = _to_u8(frames[idx]).copy()
     boxes = track.boxes.detach().cpu().numpy()
     mouth = track.mouth.detach().cpu().numpy()
@@ -33,7 +44,7 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
     for j, (i, im) in enumerate(zip(idx, imgs)):
         im = im.astype(np.float32)
         if mask is not None:
-            mk = mask[i].detach().float().cpu().numpy()[..., None]
+            mk = mask[j if shown else i].detach().float().cpu().numpy()[..., None]
             im = im * (1 - 0.45 * mk) + np.array([255, 0, 255], np.float32) * 0.45 * mk
         im = im.clip(0, 255).astype(np.uint8)
         rest = _other_faces(frames[i], boxes[i]) if others else []
