@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
 
 from ..lipsync_models import face as facelib
 from ..lipsync_models.errors import InputError
-from ..lipsync_models.types import FACE_TRACK
+from ..lipsync_models.types import FACE_TRACK, FaceTrack
 from . import _comfy
 
 log = logging.getLogger("comfyui_lipsync")
@@ -31,10 +32,11 @@ class MaskLowerFace:
         "get an empty mask and are left unchanged by Composite. The face track carries per-frame boxes, "
         "mouth landmarks, the opening and the aligned mouth-crop transform that LipSyncInference and "
         "Composite reuse. Works without any model file (OpenCV Haar face and eye cascades + lip edges "
-        "and colour); mediapipe's face mesh is an optional, more precise tracker. Holds, per 64 frames, one "
-        "float copy for detection, and the mask (B x H x W floats, 2 GB for 250 frames of 1080p) only when "
-        "a node reads the mask output: Composite draws its own lower-face region per crop without it, so left "
-        "unconnected the mask output is an empty stand-in and only the preview's 4 frames are drawn."
+        "and colour); mediapipe's face mesh is an optional, more precise tracker. Holds, per 64 frames, "
+        "one float copy for detection (the frames are never copied whole to the GPU), and the mask "
+        "(B x H x W floats, 2 GB for 250 frames of 1080p) only when a node reads the mask output: "
+        "Composite draws its own lower-face region per crop without it, so left unconnected the mask "
+        "output is an empty stand-in and only the preview's 4 frames are drawn."
     )
 
     @classmethod
@@ -101,7 +103,8 @@ class MaskLowerFace:
         "Built only when a node reads it (Composite needs it only to override its own lower-face mask).",
         "Per-frame face box, mouth landmarks, mouth opening and aligned-crop transform; found=False where "
         "the face is not in the frame.",
-        "A few frames with the track (box green, mouth red, crop blue), the mask, and other faces (grey).",
+        "4 frames with the track (box green, mouth red, crop blue), the mask, and other faces (grey); frames "
+        "over 1024 px are shown scaled down to 1024.",
         "What happened: detector, which face, the frames without it, opening range.",
     )
     FUNCTION = "run"
@@ -116,7 +119,9 @@ class MaskLowerFace:
         if str(crop_size) not in CROP_SIZES:
             raise InputError(f"{WHO}: crop_size must be one of {CROP_SIZES}, got {crop_size!r}.")
         images, sound, fps = frames_and_sound(images, video)
-        frames = images.to(_comfy.compute_device())
+        # tracked where they are: the detectors read a chunk at a time on the CPU, and a copy on the compute
+        # device would be a second full-size batch there (5.8 GB for 250 frames of 1080p)
+        frames = images
         manual = bool(str(manual_box or "").strip())
         if face == "speaking" and not manual:
             wave, fps = speaking_line(sound, fps, driver, frames.shape[0])
@@ -129,6 +134,7 @@ class MaskLowerFace:
                 face_index=int(face_index) if face == "index" else -1, point=point if face == "point" else None,
                 manual_box=manual_box, crop_size=int(crop_size), chunk=CHUNK,
                 on_progress=_comfy.Progress(facelib.progress_steps(frames.shape[0], detector, manual, CHUNK), WHO))
+        track = on_device(track, _comfy.compute_device())
         mask, prev = mask_and_preview(images, track, float(mask_expand), float(mask_feather), mask_read)
         report = track.report
         log.info("%s: %s", WHO, report.replace("\n", "; "))
@@ -149,6 +155,14 @@ def mask_and_preview(images, track, expand: float, feather: float, mask_read) ->
     prev = facelib.preview(images, track, few, max_frames=PREVIEW_FRAMES).to(out_dev)
     h, w = track.frame_size
     return torch.zeros((1, 1, 1), device=out_dev).expand(track.num_frames, h, w), prev
+
+
+def on_device(track: FaceTrack, device) -> FaceTrack:
+    """The track with its tensors (extras included) on ``device``, where the next nodes work."""
+    move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return dataclasses.replace(track, boxes=move(track.boxes), mouth=move(track.mouth), opening=move(track.opening),
+                               transform=move(track.transform), found=move(track.found),
+                               extras={k: move(v) for k, v in track.extras.items()})
 
 
 def mask_readers(prompt: dict) -> dict[str, bool]:

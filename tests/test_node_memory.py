@@ -3,6 +3,7 @@ reads it; the ComfyUI on-prompt hook that tells it so, on the shipped workflows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import torch
 
 from comfyui_lipsync.lipsync_models import face, media
 from comfyui_lipsync.lipsync_models.errors import InputError
-from comfyui_lipsync.nodes.mask_lower_face import MASK_READ, MaskLowerFace, mark_mask_readers, mask_readers
+from comfyui_lipsync.nodes.mask_lower_face import (MASK_READ, MaskLowerFace, mark_mask_readers, mask_readers,
+                                                   on_device)
 
 import workflow_schema as ws
 from testdata import grid_clip
@@ -71,6 +73,19 @@ def test_preview_takes_the_mask_of_its_frames_only(runs, clip):
         face.preview(clip, track, few[:3])
 
 
+def test_track_moves_to_the_compute_device_whole(runs):
+    """MaskLowerFace tracks the frames where they are (no full copy on the GPU) and hands the track on
+    the compute device: every tensor moves, the per-frame extras included; the values stay."""
+    track = runs["read"]["face_track"]
+    moved = on_device(track, torch.device("meta"))
+    tensors = [moved.boxes, moved.mouth, moved.opening, moved.transform, moved.found]
+    tensors += [v for v in moved.extras.values() if isinstance(v, torch.Tensor)]
+    assert len(tensors) >= 8 and all(t.device.type == "meta" for t in tensors)
+    assert moved.extras["detector"] == track.extras["detector"] and moved.report == track.report
+    same = on_device(track, torch.device("cpu"))
+    assert same.transform is track.transform and torch.equal(same.extras["face_width"], track.extras["face_width"])
+
+
 def test_hook_marks_which_mask_outputs_are_read():
     """An API prompt as ComfyUI's frontend sends it: links are [node id, output slot]; slot 0 is the
     mask, slot 1 the face track."""
@@ -112,3 +127,37 @@ def test_one_shipped_workflow_feeds_the_mask_to_composite_the_others_do_not():
     read = {p.stem: any(_mask_links(json.loads(p.read_text())).values()) for p in sorted(WORKFLOWS.glob("*.json"))}
     assert read.pop("02_runway_i2v_lipsync") is True
     assert not any(read.values()), read
+
+
+def test_preview_of_a_large_frame_is_scaled_down_with_its_drawing(runs, clip):
+    """A frame over PREVIEW_SIDE px is drawn at its size, then shown at 1024 px: what the small preview
+    shows is the full-size drawing scaled (the mask tint, the boxes), not a blank frame."""
+    track = runs["read"]["face_track"].frames(slice(0, 4))
+    big = torch.nn.functional.interpolate(clip[:4].permute(0, 3, 1, 2), scale_factor=4.0, mode="nearest")
+    big = big.permute(0, 2, 3, 1).contiguous()  # 4 x 1152 x 1440
+    scaled = dataclasses.replace(track, boxes=track.boxes * 4, mouth=track.mouth * 4,
+                                 transform=_scale_transform(track.transform, 4.0), frame_size=(1152, 1440),
+                                 extras={**track.extras, "face_width": track.extras["face_width"] * 4})
+    prev = face.preview(big, scaled, face.lower_face_mask(scaled), others=False)
+    assert face.PREVIEW_SIDE == 1024 and prev.shape == (4, 819, 1024, 3)
+    small = face.preview(clip[:4], track, face.lower_face_mask(track), others=False)  # 288 x 360, not scaled
+    assert small.shape == (4, 288, 360, 3)
+    # the same picture at about the same scale (1024 / 360 = 2.84 x): the tinted mask and drawn boxes agree
+    down = torch.nn.functional.interpolate(prev.permute(0, 3, 1, 2), size=(288, 360), mode="area").permute(0, 2, 3, 1)
+    assert float((down - small).abs().mean()) < 0.03
+    assert float((down - clip[:4]).abs().mean()) > 2 * float((down - small).abs().mean())
+
+
+def _scale_transform(t: torch.Tensor, k: float) -> torch.Tensor:
+    """Frame -> crop transforms of frames scaled up k times (crop pixels unchanged)."""
+    out = t.clone()
+    out[:, :, :2] = t[:, :, :2] / k
+    return out
+
+
+def test_bank_crops_are_cut_from_runs_of_frames():
+    from comfyui_lipsync.lipsync_models.mouth_bank import _runs
+
+    assert _runs([0, 1, 2, 5, 6, 9], 2) == [(0, 2), (2, 3), (5, 7), (9, 10)]
+    assert _runs([3], 32) == [(3, 4)] and _runs([], 32) == []
+    assert _runs(list(range(70)), 32) == [(0, 32), (32, 64), (64, 70)]
