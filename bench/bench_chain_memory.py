@@ -12,7 +12,10 @@ what was resident before it (its inputs and everything upstream) and beyond the 
 and what stays resident after it beyond those tensors (a cache or a leak). For the chain: the peak
 beyond the input batch and Composite's output batch, i.e. everything the chain adds to what ComfyUI
 must hold anyway, the MASK output of MaskLowerFace included (shown on its own too). Bar: < 1.5 GB.
-Check ``free -g`` first: the input alone is 6.2 GB and the chain's outputs another 6+ GB.
+MaskLowerFace gets ``mask_read`` as ComfyUI's on-prompt hook sets it for the shipped default graphs
+(False: nothing reads its MASK); ``--mask-read`` measures a graph that feeds the MASK to Composite.
+SyncScore is also reported apart: the chain's peak before it, what is held when it starts, and its
+own peak beyond that. Check ``free -g`` first: the input alone is 6.2 GB and the outputs another 6 GB.
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ def measured(name: str, rows: list, fn, *args, **kwargs):
     return out
 
 
-def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, rows: list) -> dict:
+def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, rows: list,
+              mask_read: bool = False) -> dict:
     audio = {"waveform": wave[None], "sample_rate": int(sr)}
     node = lambda key, **kw: call_node(NODES[key], **kw)[0]  # noqa: E731
     drv = measured("LoadAudioDriver", rows, node, "LipSyncLoadAudioDriver", audio_file="", audio=audio,
@@ -78,11 +82,11 @@ def run_chain(images: torch.Tensor, fps: float, wave: torch.Tensor, sr: int, row
     ph = measured("ExtractPhonemes", rows, node, "LipSyncExtractPhonemes", driver=drv["driver"], transcript="")
     vis = measured("MapVisemes", rows, node, "LipSyncMapVisemes", phonemes=ph["phonemes"], driver=drv["driver"],
                    fps=fps)
-    mask = measured("MaskLowerFace", rows, node, "LipSyncMaskLowerFace", images=images)
+    mask = measured("MaskLowerFace", rows, node, "LipSyncMaskLowerFace", images=images, mask_read=mask_read)
     gen = measured("LipSyncInference", rows, node, "LipSyncInference", images=images, face_track=mask["face_track"],
                    visemes=vis["visemes"], driver=drv["driver"])
     comp = measured("Composite", rows, node, "LipSyncComposite", images=images, crops=gen["crops"],
-                    face_track=gen["face_track"])
+                    face_track=gen["face_track"], mask=mask["mask"] if mask_read else None)
     score = measured("SyncScore", rows, node, "LipSyncSyncScore", images=comp["images"], driver=drv["driver"],
                      face_track=gen["face_track"], fps=fps)
     return {"drv": drv, "ph": ph, "vis": vis, "mask": mask, "gen": gen, "comp": comp, "score": score}
@@ -93,6 +97,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=250)
     p.add_argument("--height", type=int, default=1080)
     p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--mask-read", action="store_true", help="MaskLowerFace's MASK feeds Composite")
     a = p.parse_args()
     torch.set_num_threads(2)
     images, fps = looped("lbax4n", a.frames, (a.height, a.width))
@@ -102,10 +107,10 @@ def main() -> None:
     start = status_mb("VmRSS")
     rows: list = []
     t0 = time.perf_counter()
-    outs = run_chain(images, fps, wave, sr, rows)
+    outs = run_chain(images, fps, wave, sr, rows, mask_read=a.mask_read)
     total_s = time.perf_counter() - t0
     out_mb = outs["comp"]["images"].numel() * 4 / MB
-    mask_mb = outs["mask"]["mask"].numel() * 4 / MB
+    mask_mb = tensor_bytes(outs["mask"]["mask"]) / MB
     chain_peak = max(r[5] for r in rows)
     beyond = chain_peak - start - out_mb
     print(f"chain memory, {a.frames} frames of {a.width}x{a.height} (input {in_mb / 1024:.2f} GB float32), "
@@ -116,7 +121,12 @@ def main() -> None:
         print(f"  {name:<18}{extra:>17.0f} MB{kept:>14.0f} MB{o_mb:>7.0f} MB{dt:>7.1f}s{flag}")
     print(f"  chain: peak {chain_peak:.0f} MB resident, {beyond:.0f} MB beyond the input and Composite's output "
           f"(bar {BAR_MB:.0f}): {'PASS' if beyond < BAR_MB else 'FAIL'}; of it MaskLowerFace's MASK output "
-          f"{mask_mb:.0f} MB, without it {beyond - mask_mb:.0f} MB")
+          f"{mask_mb:.0f} MB (read by Composite: {a.mask_read}), without it {beyond - mask_mb:.0f} MB")
+    before_sync = max(r[5] for r in rows if r[0] != "SyncScore") - start - out_mb
+    sync = rows[-1]
+    held = sync[5] - sync[1] - sync[3] - start - out_mb  # resident when SyncScore starts, beyond in+out
+    print(f"  without SyncScore: peak {before_sync:.0f} MB beyond in+out; held when SyncScore starts "
+          f"{held:.0f} MB, SyncScore's own peak beyond that {sync[1]:.0f} MB (chain = max(before, held + own))")
     print(f"  SyncScore: offset {outs['score']['offset_frames']} frames | "
           f"{outs['gen']['face_track'].report.splitlines()[-1]}")
 

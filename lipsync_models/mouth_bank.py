@@ -415,13 +415,23 @@ def plan(images: torch.Tensor, track: FaceTrack, params: torch.Tensor, strength:
     if not sel.use_bank:
         return make_plan(sel, None, {})
     small = crop_faces(images, track, size=ALIGN_SIZE, device=device)
-    used = used_frames(sel)
     crops = {}
-    for k in range(0, len(used), chunk):
-        idx = used[k:k + chunk]
-        got = to_u8(crop_faces(images[torch.as_tensor(idx, dtype=torch.long)], track.frames(idx), device=device))
-        crops.update({int(f): c for f, c in zip(idx, got)})
+    for lo, hi in _runs(used_frames(sel), chunk):  # slices of the frames are views: picking the used frames
+        # by index would copy them whole (32 frames of 1080p: 800 MB) to cut 256-px crops out of them
+        got = to_u8(crop_faces(images[lo:hi], track.frames(slice(lo, hi)), device=device))
+        crops.update({lo + j: c for j, c in enumerate(got)})
     return make_plan(sel, small, crops)
+
+
+def _runs(frames: np.ndarray, longest: int) -> list[tuple[int, int]]:
+    """Sorted unique frame numbers -> (start, stop) runs of consecutive frames, each at most ``longest``."""
+    runs: list[tuple[int, int]] = []
+    for f in (int(v) for v in frames):
+        if runs and runs[-1][1] == f and f - runs[-1][0] < longest:
+            runs[-1] = (runs[-1][0], f + 1)
+        else:
+            runs.append((f, f + 1))
+    return runs
 
 
 def chosen_crops(plan_: Plan, start: int, stop: int, own: torch.Tensor) -> torch.Tensor:

@@ -264,6 +264,32 @@ def preview_images(images: torch.Tensor, prefix: str = "lipsync_preview") -> lis
     return results
 
 
+# --- queued prompts ------------------------------------------------------------------------
+
+def on_prompt(handler: Callable[[dict], None]) -> bool:
+    """Call ``handler(prompt)`` on every prompt queued to ComfyUI's server, before it is validated
+    (``PromptServer.add_on_prompt_handler``); the handler may edit the prompt's node inputs. False,
+    and nothing happens, standalone."""
+    if not IN_COMFY:
+        return False
+    try:  # pragma: no cover - exercised only inside ComfyUI
+        from server import PromptServer
+    except ImportError:
+        return False
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return False
+
+    def hook(json_data):  # pragma: no cover
+        prompt = json_data.get("prompt") if isinstance(json_data, dict) else None
+        if isinstance(prompt, dict):
+            handler(prompt)
+        return json_data
+
+    server.add_on_prompt_handler(hook)
+    return True
+
+
 # --- GPU memory ------------------------------------------------------------------------------
 
 def free_memory_for_model(nbytes: int) -> None:

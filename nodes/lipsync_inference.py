@@ -44,8 +44,9 @@ class LipSyncInference:
         "whose mouth hardly moves gets the warp generator instead, which reshapes the tracked mouth and "
         "draws the lips and inner mouth. A Wav2Lip checkpoint from models/lipsync redraws the lower face "
         "from the audio. Outputs aligned crops and the face track for Composite; the track's report names "
-        "the generator used. Holds one batch of full-size crops at a time, plus 64-px crops of every frame "
-        "for the clip's own mouths."
+        "the generator used. Holds the output crops (B x 256 x 256 floats, 188 MB for 250 frames), one "
+        "batch of crops at work, and for the clip's own mouths 64-px crops of every frame and the "
+        "8-bit crops of the frames it re-uses; never a copy of the frames."
     )
 
     @classmethod

@@ -34,7 +34,8 @@ class LoadAudioDriver:
     DESCRIPTION = ("Loads the spoken line (a file from ComfyUI's input folder, or any AUDIO socket) and "
                    "prepares it to drive the mouth: mono, 16 kHz, cut or padded with silence to exactly "
                    "the clip's frame count, with Wav2Lip-framed log-mel windows, loudness and voicing per "
-                   "frame. Also outputs the full-quality audio, cut the same way, for the final video.")
+                   "frame. Also outputs the full-quality audio, cut the same way, for the final video. Holds "
+                   "only the line (about 5 MB for 10 s); of 'images' it reads just the frame count.")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
 
 from ..lipsync_models import face as facelib
 from ..lipsync_models.errors import InputError
-from ..lipsync_models.types import FACE_TRACK
+from ..lipsync_models.types import FACE_TRACK, FaceTrack
 from . import _comfy
 
 log = logging.getLogger("comfyui_lipsync")
@@ -17,6 +18,9 @@ WHO = "MaskLowerFace"
 CROP_SIZES = ["256", "96", "512"]
 FACES = ["largest", "index", "point", "speaking"]
 CHUNK = 64
+PREVIEW_FRAMES = 4
+NODE_ID = "LipSyncMaskLowerFace"
+MASK_READ = "mask_read"
 
 
 class MaskLowerFace:
@@ -28,8 +32,11 @@ class MaskLowerFace:
         "get an empty mask and are left unchanged by Composite. The face track carries per-frame boxes, "
         "mouth landmarks, the opening and the aligned mouth-crop transform that LipSyncInference and "
         "Composite reuse. Works without any model file (OpenCV Haar face and eye cascades + lip edges "
-        "and colour); mediapipe's face mesh is an optional, more precise tracker. Holds the mask "
-        "(B x H x W floats) and, per 64 frames, one float copy for detection."
+        "and colour); mediapipe's face mesh is an optional, more precise tracker. Holds, per 64 frames, "
+        "one float copy for detection (the frames are never copied whole to the GPU), and the mask "
+        "(B x H x W floats, 2 GB for 250 frames of 1080p) only when a node reads the mask output: "
+        "Composite draws its own lower-face region per crop without it, so left unconnected the mask "
+        "output is an empty stand-in and only the preview's 4 frames are drawn."
     )
 
     @classmethod
@@ -84,22 +91,27 @@ class MaskLowerFace:
                                      "tooltip": "With face = point: 'x,y' in pixels on the face to follow (the face "
                                                 "containing it, else the nearest)."}),
             },
+            # set on every queued prompt by mark_mask_readers (ComfyUI's on-prompt hook): whether a node
+            # reads the mask output; part of the node's inputs, so its cache follows the wiring
+            "hidden": {MASK_READ: "LIPSYNC_MASK_READ"},
         }
 
     RETURN_TYPES = ("MASK", FACE_TRACK, "IMAGE", "STRING")
     RETURN_NAMES = ("mask", "face_track", "preview", "report")
     OUTPUT_TOOLTIPS = (
-        "Feathered lower-face mask [B,H,W], 1 where the mouth may change (0 in frames without the face).",
+        "Feathered lower-face mask [B,H,W], 1 where the mouth may change (0 in frames without the face). "
+        "Built only when a node reads it (Composite needs it only to override its own lower-face mask).",
         "Per-frame face box, mouth landmarks, mouth opening and aligned-crop transform; found=False where "
         "the face is not in the frame.",
-        "A few frames with the track (box green, mouth red, crop blue), the mask, and other faces (grey).",
+        "4 frames with the track (box green, mouth red, crop blue), the mask, and other faces (grey); frames "
+        "over 1024 px are shown scaled down to 1024.",
         "What happened: detector, which face, the frames without it, opening range.",
     )
     FUNCTION = "run"
     CATEGORY = "lipsync/face"
 
     def run(self, images=None, detector="haar", face="largest", face_index=0, manual_box="", crop_size="256",
-            mask_expand=0.0, mask_feather=0.08, video=None, driver=None, point=""):
+            mask_expand=0.0, mask_feather=0.08, video=None, driver=None, point="", mask_read=None):
         if face not in FACES:
             raise InputError(f"{WHO}: face must be one of {FACES}, got {face!r}.")
         if detector not in facelib.DETECTORS:
@@ -107,7 +119,9 @@ class MaskLowerFace:
         if str(crop_size) not in CROP_SIZES:
             raise InputError(f"{WHO}: crop_size must be one of {CROP_SIZES}, got {crop_size!r}.")
         images, sound, fps = frames_and_sound(images, video)
-        frames = images.to(_comfy.compute_device())
+        # tracked where they are: the detectors read a chunk at a time on the CPU, and a copy on the compute
+        # device would be a second full-size batch there (5.8 GB for 250 frames of 1080p)
+        frames = images
         manual = bool(str(manual_box or "").strip())
         if face == "speaking" and not manual:
             wave, fps = speaking_line(sound, fps, driver, frames.shape[0])
@@ -120,13 +134,59 @@ class MaskLowerFace:
                 face_index=int(face_index) if face == "index" else -1, point=point if face == "point" else None,
                 manual_box=manual_box, crop_size=int(crop_size), chunk=CHUNK,
                 on_progress=_comfy.Progress(facelib.progress_steps(frames.shape[0], detector, manual, CHUNK), WHO))
-        out_dev = _comfy.intermediate_device()
-        mask = facelib.lower_face_mask(track, expand=float(mask_expand), feather=float(mask_feather), device=out_dev)
-        prev = facelib.preview(images, track, mask, max_frames=4).to(out_dev)
+        track = on_device(track, _comfy.compute_device())
+        mask, prev = mask_and_preview(images, track, float(mask_expand), float(mask_feather), mask_read)
         report = track.report
         log.info("%s: %s", WHO, report.replace("\n", "; "))
         return {"ui": {"images": _comfy.preview_images(prev), "text": [report]},
                 "result": (mask, track, prev, report)}
+
+
+def mask_and_preview(images, track, expand: float, feather: float, mask_read) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MASK output and the preview. ``mask_read`` False (the hook saw no reader of the mask): a
+    stand-in of the right shape that holds no memory (zeros, stride 0), and the mask of the preview's
+    frames only. True, or None (standalone, or a prompt the hook did not see): the whole mask."""
+    out_dev = _comfy.intermediate_device()
+    if mask_read is None or bool(mask_read):
+        mask = facelib.lower_face_mask(track, expand=expand, feather=feather, device=out_dev)
+        return mask, facelib.preview(images, track, mask, max_frames=PREVIEW_FRAMES).to(out_dev)
+    shown = facelib.preview_indices(track.num_frames, PREVIEW_FRAMES)
+    few = facelib.lower_face_mask(track.frames(shown), expand=expand, feather=feather, device=out_dev)
+    prev = facelib.preview(images, track, few, max_frames=PREVIEW_FRAMES).to(out_dev)
+    h, w = track.frame_size
+    return torch.zeros((1, 1, 1), device=out_dev).expand(track.num_frames, h, w), prev
+
+
+def on_device(track: FaceTrack, device) -> FaceTrack:
+    """The track with its tensors (extras included) on ``device``, where the next nodes work."""
+    move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    return dataclasses.replace(track, boxes=move(track.boxes), mouth=move(track.mouth), opening=move(track.opening),
+                               transform=move(track.transform), found=move(track.found),
+                               extras={k: move(v) for k, v in track.extras.items()})
+
+
+def mask_readers(prompt: dict) -> dict[str, bool]:
+    """For each MaskLowerFace in an API prompt ({node id: {"class_type", "inputs"}}), whether any node
+    links to its mask output."""
+    ours = {str(k) for k, n in prompt.items() if isinstance(n, dict) and n.get("class_type") == NODE_ID}
+    slot = MaskLowerFace.RETURN_NAMES.index("mask")
+    read = set()
+    for n in prompt.values():
+        inputs = n.get("inputs") if isinstance(n, dict) else None
+        for v in (inputs.values() if isinstance(inputs, dict) else ()):
+            if isinstance(v, (list, tuple)) and len(v) == 2 and str(v[0]) in ours and v[1] == slot:
+                read.add(str(v[0]))
+    return {k: k in read for k in ours}
+
+
+def mark_mask_readers(prompt: dict) -> None:
+    """ComfyUI on-prompt hook: set each MaskLowerFace's hidden input ``mask_read`` (see mask_readers).
+    Being one of the node's inputs, it is in ComfyUI's cache key: connecting the mask later re-runs the
+    node instead of handing the stand-in on."""
+    read = mask_readers(prompt)
+    for node_id, node in prompt.items():
+        if str(node_id) in read and isinstance(node.get("inputs"), dict):
+            node["inputs"][MASK_READ] = read[str(node_id)]
 
 
 def frames_and_sound(images, video):
@@ -164,5 +224,7 @@ def speaking_line(sound, fps, driver, n: int) -> tuple[torch.Tensor, float]:
     return driver.waveform, float(driver.fps)
 
 
-NODE_CLASS_MAPPINGS = {"LipSyncMaskLowerFace": MaskLowerFace}
-NODE_DISPLAY_NAME_MAPPINGS = {"LipSyncMaskLowerFace": "MaskLowerFace"}
+_comfy.on_prompt(mark_mask_readers)
+
+NODE_CLASS_MAPPINGS = {NODE_ID: MaskLowerFace}
+NODE_DISPLAY_NAME_MAPPINGS = {NODE_ID: "MaskLowerFace"}

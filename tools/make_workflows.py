@@ -37,9 +37,11 @@ Only use footage of people who agreed to it. Videos written by the pack say they
 
 def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | None, x: float, y: float,
                   transcript: str = "", backend: str = "auto", audio_file: str = LINE, prefix: str = "lipsync/clip",
-                  face: dict | None = None, save: bool = True):
+                  face: dict | None = None, save: bool = True, mask: bool = False):
     """Our seven nodes after a node giving IMAGE frames (+ fps), then (``save``) CreateVideo -> SaveVideo.
-    ``face``: MaskLowerFace's widgets (which face to follow)."""
+    ``face``: MaskLowerFace's widgets (which face to follow). ``mask``: feed MaskLowerFace's MASK to
+    Composite's optional mask (else Composite builds the lower-face region per crop, and MaskLowerFace,
+    its mask unread, does not build the B x H x W mask)."""
     src, out = images
     drv = g.add("LipSyncLoadAudioDriver", (x, y), audio_file=audio_file)
     g.link(src, out, drv, "images")
@@ -61,6 +63,8 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
     g.link(src, out, comp, "images")
     g.link(gen, "crops", comp, "crops")
     g.link(gen, "face_track", comp, "face_track")
+    if mask:
+        g.link(face, "mask", comp, "mask")
     score = add_sync_score(g, (x + 1220, y), (comp, "images"), drv, (gen, "face_track"), fps)
     g.group("Audio -> phonemes -> mouth shapes", (x - 20, y - 80, 1220, 960), "#3f789e")
     g.group("Face -> new mouth -> paste back", (x - 20, y + 920, 1220, 720), "#8A8")
@@ -109,7 +113,8 @@ def wf_clip(defs):
     return g.to_json()
 
 
-def wf_after_generator(defs, generator: str, prompt_widgets: dict, image_input: str, prefix: str, note: str):
+def wf_after_generator(defs, generator: str, prompt_widgets: dict, image_input: str, prefix: str, note: str,
+                       mask: bool = False):
     g = ws.Graph(defs)
     g.add("MarkdownNote", (-800, 0), size=(380, 300), text=note)
     img = g.add("LoadImage", (-800, 340), size=(340, 420), image=PORTRAIT)
@@ -117,7 +122,7 @@ def wf_after_generator(defs, generator: str, prompt_widgets: dict, image_input: 
     g.link(img, "IMAGE", gen, image_input)
     c = g.add("GetVideoComponents", (-420, 1000))
     g.link(gen, "VIDEO", c, "video")
-    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix=prefix)
+    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix=prefix, mask=mask)
     return g.to_json()
 
 
@@ -192,7 +197,11 @@ def build() -> dict[str, dict]:
             {"prompt": "The person looks into the camera and talks calmly, natural head motion, soft light.",
              "duration": 5, "ratio": "960:960", "seed": 0}, "start_frame", "lipsync/runway",
             "## Runway image-to-video, then lip sync\nRunway animates the portrait (needs a Comfy account "
-            "for API nodes); the seven LipSync nodes then make the mouth say the line."),
+            "for API nodes); the seven LipSync nodes then make the mouth say the line. MaskLowerFace's mask "
+            "feeds Composite here, to show a custom MASK (any mask at the frames' size) limiting the paste; "
+            "left unconnected, Composite blends inside its own lower-face region (drawn per crop) and no "
+            "full-size mask is made.",
+            mask=True),
         "03_pika_i2v_lipsync.json": wf_after_generator(
             defs, "PikaImageToVideoNode2_2",
             {"prompt_text": "The person looks into the camera and talks calmly, natural head motion.",

@@ -35,13 +35,14 @@ from ._base import ANALYSIS_SIZE, CROP_SCALE, DETECTORS, MEDIAPIPE_INSTALL, medi
 from .geometry import mouth_crops
 from .mask import lower_face_mask
 from .measure import mouth_contrast, mouth_opening
-from .preview import preview
+from .preview import PREVIEW_SIDE, preview, preview_indices
 from .choose import CHOICES, FaceChoice
 from .speaking import speaking_steps, track_speaking
 from .track import progress_steps, track_faces
 
 __all__ = [
     "ANALYSIS_SIZE", "CHOICES", "CROP_SCALE", "DETECTORS", "FaceChoice", "LIP_COLOUR_FRAMES", "MEDIAPIPE_INSTALL",
+    "PREVIEW_SIDE",
     "lower_face_mask", "mediapipe_available", "mouth_contrast", "mouth_crops", "mouth_opening", "preview",
-    "progress_steps", "speaking_steps", "track_faces", "track_speaking",
+    "preview_indices", "progress_steps", "speaking_steps", "track_faces", "track_speaking",
 ]

@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..types import FaceTrack
 from ._base import _cv2, _np_float, _to_u8
 from .geometry import _invert, _apply
+
+
+PREVIEW_SIDE = 1024
+"""Longest side of a preview frame: larger frames are drawn at their size, then scaled down to it."""
+
+
+def preview_indices(num_frames: int, max_frames: int = 4) -> np.ndarray:
+    """The frames :func:`preview` shows: up to ``max_frames`` evenly spaced, first and last included."""
+    n = max(1, min(int(max_frames), int(num_frames)))
+    return np.unique(np.linspace(0, int(num_frames) - 1, n).round().astype(int))
 
 
 def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = None,
@@ -15,14 +26,18 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
     """IMAGE (n, H, W, 3) of up to ``max_frames`` evenly spaced frames with the followed face's box (green,
     "chosen" when other faces show), mouth landmarks (red; nose/chin yellow), aligned-crop outline (blue)
     and mask (tinted); with ``others``, the other faces Haar finds in those frames (grey, "other"). A frame
-    without the face says "no face" and has nothing drawn for it."""
+    without the face says "no face" and has nothing drawn for it. ``mask``: (B, H, W) for every frame, or
+    (n, H, W) for just the shown frames (:func:`preview_indices`), which is all that is drawn. Frames
+    longer than :data:`PREVIEW_SIDE` px are scaled down to it (n, h, w, 3), the aspect kept."""
     cv2 = _cv2()
     if frames.shape[-1] == 1:
         frames = frames.expand(-1, -1, -1, 3)
     b = frames.shape[0]
-    n = max(1, min(int(max_frames), b))
-    idx = np.unique(np.linspace(0, b - 1, n).round().astype(int))
-    imgs = _to_u8(frames[idx]).copy()
+    idx = preview_indices(b, max_frames)
+    if mask is not None and mask.shape[0] not in (b, len(idx)):
+        raise InputError(f"MaskLowerFace preview: the mask has {mask.shape[0]} frames; give one per frame ({b}) "
+                         f"or one per shown frame ({len(idx)}).")
+    shown = mask is not None and mask.shape[0] == len(idx) != b
     boxes = track.boxes.detach().cpu().numpy()
     mouth = track.mouth.detach().cpu().numpy()
     inv = _invert(track.transform.detach().cpu().double().numpy()[idx])
@@ -30,10 +45,10 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
     corners = np.array([[0, 0], [cs, 0], [cs, cs], [0, cs]], np.float64)
     lw = max(1, int(round(max(frames.shape[1:3]) / 400)))
     out = []
-    for j, (i, im) in enumerate(zip(idx, imgs)):
-        im = im.astype(np.float32)
+    for j, i in enumerate(idx):  # one frame at a time: a slice is a view, frames[idx] a copy of them all
+        im = _to_u8(frames[i:i + 1])[0].astype(np.float32)
         if mask is not None:
-            mk = mask[i].detach().float().cpu().numpy()[..., None]
+            mk = mask[j if shown else i].detach().float().cpu().numpy()[..., None]
             im = im * (1 - 0.45 * mk) + np.array([255, 0, 255], np.float32) * 0.45 * mk
         im = im.clip(0, 255).astype(np.uint8)
         rest = _other_faces(frames[i], boxes[i]) if others else []
@@ -51,7 +66,12 @@ def preview(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None = 
         cv2.putText(im, f"{i} open {float(track.opening[i]):.2f}", (5, 5 + 12 * lw), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4 * lw, (255, 255, 255), lw)
         out.append(im)
-    return torch.from_numpy(np.stack(out)).float().div(255).to(frames.device)
+    h, w = frames.shape[1:3]
+    scale = PREVIEW_SIDE / max(h, w)
+    if scale < 1:  # drawn at full size, shown smaller: 4 frames of 1080p are 95 MB as an IMAGE, 27 MB so
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        out = [cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in out]
+    return torch.from_numpy(np.stack(out)).float().div_(255).to(frames.device)
 
 
 def _label_box(im: np.ndarray, box: np.ndarray, col, text: str, lw: int) -> None:
