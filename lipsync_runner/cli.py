@@ -3,6 +3,7 @@
     python -m lipsync_runner --video in.mp4 --audio line.wav -o out.mp4 [--transcript "..."] [--model NAME]
     python -m lipsync_runner --video clips/ --audio lines/ -o out/       # same stems pair up
     python -m lipsync_runner demo -o out/demo.mp4                       # built-in demo, nothing to download
+    python -m lipsync_runner --video in.mp4 --audio line.wav -o out.mp4 --musetalk models/lipsync/musetalk
 
 It runs the pack's chain (LoadAudioDriver -> ExtractPhonemes -> MapVisemes, MaskLowerFace ->
 LipSyncInference -> Composite -> SyncScore) on a clip of any length with bounded memory: the audio
@@ -190,7 +191,7 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
 
     bar.start("LipSyncInference")
     model = opts.model
-    if model not in _builtin_models(nodes):
+    if isinstance(model, str) and model not in _builtin_models(nodes):  # not a MuseTalk folder (--musetalk)
         model = comfy.model_path("lipsync", model) or model
     gen = stream.stream_generate.prepare(track, small, track_v, driver, model=model, strength=opts.strength,
                                          lip_frame=opts.lip_frame, device=comfy.compute_device())
@@ -313,12 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transcript", help="the words spoken (or a .txt file): aligned for the most accurate timing")
     p.add_argument("--model", default=BUILTIN_MODEL,
                    help=f"generator: '{BUILTIN_MODEL}' (default), or a checkpoint in models/lipsync/")
+    p.add_argument("--musetalk", metavar="DIR",
+                   help="generator: MuseTalk 1.5 from DIR, laid out as MuseTalk's download script makes it "
+                        "(musetalkV15/unet.pth + musetalk.json, sd-vae/, whisper/)")
+    p.add_argument("--vae", metavar="FILE", help="with --musetalk and no DIR/sd-vae/: the sd-vae-ft-mse weights "
+                                                 "as one file (e.g. vae-ft-mse-840000-ema-pruned.safetensors)")
     p.add_argument("--backend", default="auto", choices=["auto", "recognize", "align", "acoustic"],
                    help="phoneme backend (auto: align when a transcript is given, else recognize)")
     p.add_argument("--visemes", default="rhubarb", help="viseme set: rhubarb, oculus15 or azure22")
     p.add_argument("--strength", type=float, default=1.0, help="how far the mouth moves (0..1.5)")
     p.add_argument("--lip-frame", type=int, default=-1,
-                   help="built-in generator: the frame (0 = first) whose lips the new mouth wears; -1 = automatic")
+                   help="built-in generator: the frame (0 = first) whose lips the new mouth wears (MuseTalk: whose "
+                        "face it draws from); -1 = automatic")
     p.add_argument("--breath-open", type=float, default=None,
                    help="how far the lips part on an audible in-breath before a line (0..1; 0 = stay at rest; "
                         "default: MapVisemes' breath_open)")
@@ -444,6 +451,20 @@ def _run_all(jobs: list[Job], opts: Options, nodes, bar: Bar) -> int:
     return 1 if failed else 0
 
 
+def _musetalk(args, comfy):
+    """--musetalk DIR (--vae FILE): every file checked and the models loaded (once, for every clip)
+    before anything is decoded. CheckpointError names the missing or mismatched file."""
+    if not args.musetalk:
+        raise InputError("--vae is the VAE of a MuseTalk folder: give --musetalk DIR too.")
+    if args.model != BUILTIN_MODEL:
+        raise InputError(f"--model {args.model!r} and --musetalk: give one generator.")
+    from ..lipsync_models.backends import musetalk, musetalk_files
+
+    files = musetalk_files.find_files(args.musetalk, vae=args.vae, who="--musetalk")
+    musetalk.cached_models(files, comfy.compute_device(), who="--musetalk")
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -456,11 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_nodes(nodes, score=not args.no_score)
         check_args(args, nodes)
-        opts = Options(model=_pick_model(nodes, args.model), backend=args.backend, viseme_set=args.visemes,
-                       strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
-                       score=not args.no_score)
+        model = None if args.musetalk or args.vae else _pick_model(nodes, args.model)
         jobs = _jobs(args)
         check_outputs(jobs)
+        opts = Options(model=model or _musetalk(args, comfy), backend=args.backend, viseme_set=args.visemes,
+                       strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
+                       score=not args.no_score)
         comfy.Progress.hook = bar
         return _run_all(jobs, opts, nodes, bar)
     except LipSyncError as e:

@@ -8,6 +8,7 @@ folders default to ``./input`` and ``./models`` under the working directory (ove
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -302,6 +303,57 @@ def free_memory_for_model(nbytes: int) -> None:
     if torch.device(device).type == "cpu":
         return
     _mm.free_memory(int(nbytes), device)
+
+
+# --- the pack's model caches under ComfyUI's model management ---------------------------------------
+
+_RELEASES: list[Callable[[], bool]] = []
+
+
+def register_release(release: Callable[[], bool]) -> None:
+    """Let ComfyUI's model management drop one of the pack's model caches: ``release()`` (True when it
+    dropped something) runs when ComfyUI unloads all models (its "Unload models" / ``/free`` call,
+    ``comfy.model_management.unload_all_models``) and when ComfyUI frees memory on a GPU for a model
+    and its own unloading left too little (``free_memory``). ComfyUI has no hook for models it did not
+    load, so its two functions are wrapped (once; each calls the original first). Standalone, caches
+    are dropped only by :func:`release_models`."""
+    if release not in _RELEASES:
+        _RELEASES.append(release)
+    _hook_model_management()
+
+
+def release_models() -> bool:
+    """Drop every registered cache; then return the freed GPU memory to the driver (ComfyUI's
+    ``soft_empty_cache``, else torch's). True when a cache held models."""
+    dropped = [bool(r()) for r in list(_RELEASES)]
+    if any(dropped):
+        if _mm is not None:
+            _mm.soft_empty_cache()
+        elif torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return any(dropped)
+
+
+def _hook_model_management() -> None:
+    if _mm is None or getattr(_mm, "_lipsync_release_hook", False):
+        return
+    unload_all, free = _mm.unload_all_models, _mm.free_memory
+
+    @functools.wraps(unload_all)
+    def unload_all_models(*args, **kwargs):
+        out = unload_all(*args, **kwargs)
+        release_models()
+        return out
+
+    @functools.wraps(free)
+    def free_memory(memory_required, device, *args, **kwargs):
+        out = free(memory_required, device, *args, **kwargs)
+        if torch.device(device).type != "cpu" and _mm.get_free_memory(device) < memory_required:
+            release_models()
+        return out
+
+    _mm.unload_all_models, _mm.free_memory = unload_all_models, free_memory
+    _mm._lipsync_release_hook = True
 
 
 # --- StableSyncNet (SyncScore's optional neural judge) -------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..lipsync_models import backends
-from ..lipsync_models.backends import musetalk_files
+from ..lipsync_models.backends import musetalk, musetalk_files
 from ..lipsync_models.errors import CheckpointError
 from ..lipsync_models.types import DRIVER, FACE_TRACK, VISEMES
 from . import _comfy
@@ -23,16 +23,22 @@ def checkpoint_path(model: str) -> str:
     return path
 
 
-def _musetalk_entry() -> list[str]:
-    return [_comfy.MUSETALK_ENTRY] if _comfy.musetalk_files() else []
+_comfy.register_release(musetalk.release)  # ComfyUI's "unload models" also drops the MuseTalk cache
 
 
-def _musetalk_model():
+def _musetalk_model(device):
+    """The MuseTalk files of models/lipsync/musetalk; before they are loaded onto a GPU, ComfyUI is asked
+    to make room for them."""
     found = _comfy.musetalk_files()
     if found is None:
-        raise CheckpointError("LipSyncInference: no MuseTalk 1.5 folder in models/lipsync/musetalk any more "
-                              "(it needs musetalkV15/unet.pth). Refresh the node list or pick another model.")
-    return musetalk_files.find_files(found[0], vae=found[1], who="LipSyncInference")
+        raise CheckpointError(f"{WHO}: no MuseTalk 1.5 folder found: put MuseTalk 1.5's files in ComfyUI's "
+                              "models/lipsync/musetalk/ as its download script lays them out (musetalkV15/unet.pth "
+                              "and musetalk.json, sd-vae/ or sd-vae-ft-mse in models/vae, whisper/), or pick "
+                              "another model.")
+    files = musetalk_files.find_files(found[0], vae=found[1], who=WHO)
+    if not musetalk.is_cached(files, device):
+        _comfy.free_memory_for_model(files.nbytes())
+    return files
 
 
 class LipSyncInference:
@@ -57,7 +63,7 @@ class LipSyncInference:
                 "face_track": (FACE_TRACK, {"tooltip": "Face track from MaskLowerFace: where the face and mouth are in each frame."}),
                 "visemes": (VISEMES, {"tooltip": "Mouth track from MapVisemes; drives the built-in generator."}),
                 "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver; its mel windows drive Wav2Lip checkpoints."}),
-                "model": (list(backends.BUILTINS) + _musetalk_entry()
+                "model": (list(backends.BUILTINS) + [_comfy.MUSETALK_ENTRY]
                           + [f for f in _comfy.model_files("lipsync") if not f.startswith("musetalk/")], {
                     "default": backends.BUILTIN,
                     "tooltip": "Generator. 'built-in (no weights)': the clip's own mouths when the clip shows "
@@ -66,7 +72,8 @@ class LipSyncInference:
                                "frame's mouth and draws the lips (for stills). Or a Wav2Lip checkpoint "
                                "(wav2lip.pth, wav2lip_gan.pth or .safetensors) placed in ComfyUI's models/lipsync folder, "
                                "or MuseTalk 1.5 (its files in models/lipsync/musetalk/ as MuseTalk's download lays "
-                               "them out; the VAE may be sd-vae-ft-mse in models/vae).",
+                               "them out; the VAE may be sd-vae-ft-mse in models/vae; listed even before they are "
+                               "there, so a workflow using it loads, and it says which file is missing).",
                 }),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.5, "step": 0.05,
                                        "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion "
@@ -78,9 +85,10 @@ class LipSyncInference:
             "optional": {
                 "lip_frame": ("INT", {"default": -1, "min": -1, "max": 1_000_000,
                                       "tooltip": "Warp generator: the frame (0 = first) whose lips, texture "
-                                                 "and colour, every new mouth wears. -1 = automatic: the most "
-                                                 "closed frame of usual width. Pick another if that one is "
-                                                 "blurred or covered."}),
+                                                 "and colour, every new mouth wears. MuseTalk: the frame whose "
+                                                 "whole face (its reference latent) every new lower face is "
+                                                 "drawn from. -1 = automatic: the most closed frame of usual "
+                                                 "width. Pick another if that one is blurred or covered."}),
             },
         }
 
@@ -97,7 +105,7 @@ class LipSyncInference:
             lip_frame=-1):
         path = model
         if model == _comfy.MUSETALK_ENTRY:
-            path = _musetalk_model()
+            path = _musetalk_model(_comfy.compute_device())
         elif model not in backends.BUILTINS:
             path = checkpoint_path(model)
             # the checkpoint's weights and a batch's activations: ComfyUI unloads other models if short

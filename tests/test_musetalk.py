@@ -314,14 +314,339 @@ def test_node_lists_and_runs_the_musetalk_folder(layout, tmp_path, monkeypatch):
 
     models = tmp_path / "models"
     monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(models))
-    assert _comfy.MUSETALK_ENTRY not in LipSyncInference.INPUT_TYPES()["required"]["model"][0]
-    shutil.copytree(layout, models / "lipsync" / "musetalk")
-    choices = LipSyncInference.INPUT_TYPES()["required"]["model"][0]
-    assert _comfy.MUSETALK_ENTRY in choices
-    assert not any(c.startswith("musetalk/") for c in choices)  # its files are not offered as Wav2Lip files
     n = 2
     images, tr, drv = _frames(n), _track(n), _driver(n)
     vis = VisemeTrack(weights=torch.ones(n, 1), params=torch.zeros(n, len(MOUTH_PARAMS)), names=("X",),
                       viseme_set="t", fps=25.0)
+    # listed before the files are there (a workflow using it loads); running it says where they go
+    assert _comfy.MUSETALK_ENTRY in LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    with pytest.raises(CheckpointError, match=r"no MuseTalk 1.5 folder found: put .* models/lipsync/musetalk/"):
+        LipSyncInference().run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=2, lip_frame=0)
+    shutil.copytree(layout, models / "lipsync" / "musetalk")
+    choices = LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    assert choices.count(_comfy.MUSETALK_ENTRY) == 1
+    assert not any(c.startswith("musetalk/") for c in choices)  # its files are not offered as Wav2Lip files
     crops, ta = LipSyncInference().run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=2, lip_frame=0)
     assert crops.shape == (n, 256, 256, 3) and "MuseTalk 1.5" in ta.report
+
+
+def test_a_batchs_audio_windows_are_the_clips_rows():
+    """A batch asks for its own frames' tokens (``first``): the same rows as the whole clip's, at an NTSC
+    rate where the window starts do not fall on a grid."""
+    feats = torch.randn(400, 5, 384, generator=torch.Generator().manual_seed(0))
+    fps = 30000 / 1001
+    whole = M.audio_windows(feats, 230, fps)
+    for first, n in [(0, 8), (37, 8), (225, 5)]:
+        assert torch.equal(M.audio_windows(feats, n, fps, first=first), whole[first:first + n])
+    # the last frames' windows run past the line: zeros there, not the first steps again
+    tail = M.audio_windows(feats, 1, fps, first=400)[0] - M.positional_encoding(M.WINDOW * 5, 384)
+    assert tail.abs().max() == 0
+
+
+# --- the model cache and ComfyUI's model management -------------------------------------------------
+
+@pytest.fixture()
+def counted_loads(monkeypatch):
+    """Every load_models call, the cache empty before and after the test."""
+    calls = []
+    real = M.load_models
+
+    def load(files, device, dtype=None, who=M.WHO):
+        calls.append(files.root)
+        return real(files, device, dtype, who)
+
+    monkeypatch.setattr(M, "load_models", load)
+    M.release()
+    yield calls
+    M.release()
+
+
+def test_cache_second_run_does_not_reload_and_release_drops_it(layout, copy, counted_loads):
+    n = 2
+    images, tr, drv = _frames(n), _track(n), _driver(n)
+    a, _ = M.lipsync_musetalk(images, tr, drv, layout, lip_frame=0)
+    files = MF.find_files(layout)
+    assert counted_loads == [files.root] and M.is_cached(files, "cpu")
+    b, _ = M.lipsync_musetalk(images, tr, drv, layout, lip_frame=0)
+    assert len(counted_loads) == 1 and torch.equal(a, b)  # the second run read no file
+    assert M.release() is True and not M.is_cached(files, "cpu")
+    assert M.release() is False  # nothing left to drop
+    M.lipsync_musetalk(images, tr, drv, layout, lip_frame=0)
+    assert len(counted_loads) == 2  # released: loaded again
+    # another install replaces the cached one (one set is kept), and a changed file is read again
+    M.lipsync_musetalk(images, tr, drv, copy, lip_frame=0)
+    assert len(counted_loads) == 3 and not M.is_cached(files, "cpu")
+    cfg = os.path.join(copy, "musetalkV15", "musetalk.json")
+    os.utime(cfg, ns=(os.stat(cfg).st_atime_ns, os.stat(cfg).st_mtime_ns + 10**9))
+    M.lipsync_musetalk(images, tr, drv, copy, lip_frame=0)
+    assert len(counted_loads) == 4
+
+
+class _FakeModelManagement:
+    """The four functions of comfy.model_management the pack's hook uses, recording calls; a GPU with
+    ``free`` bytes left after ComfyUI's own unloading."""
+
+    def __init__(self, free: int):
+        self.free, self.calls = free, []
+
+    def unload_all_models(self):
+        self.calls.append("unload_all_models")
+
+    def free_memory(self, memory_required, device, keep_loaded=()):
+        self.calls.append(("free_memory", memory_required))
+        return ["comfy's own"]
+
+    def get_free_memory(self, device):
+        return self.free
+
+    def soft_empty_cache(self):
+        self.calls.append("soft_empty_cache")
+
+
+def _hooked(monkeypatch, free: int) -> _FakeModelManagement:
+    from comfyui_lipsync.nodes import _comfy
+
+    fake = _FakeModelManagement(free)
+    monkeypatch.setattr(_comfy, "_mm", fake)
+    monkeypatch.setattr(_comfy, "_RELEASES", [])
+    _comfy.register_release(M.release)
+    _comfy.register_release(M.release)  # registering twice hooks and releases once
+    return fake
+
+
+def test_comfyui_unload_all_models_drops_the_cache(layout, monkeypatch, counted_loads):
+    fake = _hooked(monkeypatch, free=0)
+    files = MF.find_files(layout)
+    M.cached_models(files, "cpu")
+    fake.unload_all_models()  # what ComfyUI's "Unload models" (/free) calls
+    assert fake.calls == ["unload_all_models", "soft_empty_cache"]  # ComfyUI's own first, then ours
+    assert not M.is_cached(files, "cpu")
+    fake.unload_all_models()  # nothing cached: no second empty_cache
+    assert fake.calls[-1] == "unload_all_models"
+
+
+@pytest.mark.parametrize("free, dropped", [(10**6, True), (10**10, False)])
+def test_comfyui_free_memory_drops_the_cache_only_when_short(layout, monkeypatch, counted_loads, free, dropped):
+    """ComfyUI asks for 1 GB on the GPU before loading its own model: when unloading its own models left
+    less than that free, the MuseTalk cache goes too; when there is room, it stays."""
+    fake = _hooked(monkeypatch, free=free)
+    files = MF.find_files(layout)
+    M.cached_models(files, "cpu")
+    assert fake.free_memory(10**9, torch.device("cuda", 0)) == ["comfy's own"]  # the original's result
+    assert M.is_cached(files, "cpu") is not dropped
+    assert ("soft_empty_cache" in fake.calls) is dropped
+    fake.free_memory(10**12, torch.device("cpu"))  # a CPU request never drops it
+    assert M.is_cached(files, "cpu") is not dropped
+
+
+def test_standalone_release_models_without_comfyui(layout, counted_loads):
+    from comfyui_lipsync.nodes import _comfy
+
+    assert _comfy._mm is None or not _comfy.IN_COMFY
+    files = MF.find_files(layout)
+    M.cached_models(files, "cpu")
+    assert M.release in _comfy._RELEASES  # the node registered it at import
+    assert _comfy.release_models() is True and not M.is_cached(files, "cpu")
+
+
+def test_node_asks_comfyui_for_room_only_before_a_load(layout, tmp_path, monkeypatch, counted_loads):
+    from comfyui_lipsync.nodes import _comfy
+    from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(models))
+    shutil.copytree(layout, models / "lipsync" / "musetalk")
+    asked = []
+    monkeypatch.setattr(_comfy, "free_memory_for_model", asked.append)
+    n = 2
+    images, tr, drv = _frames(n), _track(n), _driver(n)
+    vis = VisemeTrack(weights=torch.ones(n, 1), params=torch.zeros(n, len(MOUTH_PARAMS)), names=("X",),
+                      viseme_set="t", fps=25.0)
+    for _ in range(2):
+        LipSyncInference().run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=2, lip_frame=0)
+    size = sum(f.stat().st_size for f in (models / "lipsync" / "musetalk").rglob("*") if f.is_file())
+    assert asked == [size] and len(counted_loads) == 1  # once, the files' size, before the one load
+
+
+# --- the lip frame (reference latent) as the node and the built-in generator choose it -----------------
+
+def test_node_lip_frame_reaches_musetalk_like_the_warp_generators(layout, tmp_path, monkeypatch, caplog):
+    """The node's lip_frame picks MuseTalk's reference frame; -1 picks the frame the warp generator picks
+    for its lips (read from its own log line), on a track whose most closed mouth is frame 2."""
+    import logging
+
+    from comfyui_lipsync.nodes import _comfy
+    from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(models))
+    shutil.copytree(layout, models / "lipsync" / "musetalk")
+    n = 4
+    images, tr, drv = _frames(n), _track(n), _driver(n)
+    mouth = tr.mouth.clone()
+    mouth[:, MOUTH_POINTS.index("lower_inner"), 1] += torch.tensor([3.0, 6.0, 0.0, 4.0])
+    mouth[:, MOUTH_POINTS.index("lower_outer"), 1] += torch.tensor([3.0, 6.0, 0.0, 4.0])
+    tr = replace(tr, mouth=mouth)
+    vis = VisemeTrack(weights=torch.ones(n, 1), params=torch.zeros(n, len(MOUTH_PARAMS)), names=("X",),
+                      viseme_set="t", fps=25.0)
+    with caplog.at_level(logging.INFO, logger="comfyui_lipsync"):
+        backends._warp_setup(images, tr, -1, "cpu", "W")
+    warp_pick = int(next(r.getMessage() for r in caplog.records if "lips from frame" in r.getMessage()).split()[-1])
+    assert warp_pick == 2
+    node = LipSyncInference()
+    auto, t_auto = node.run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=4)  # lip_frame default
+    assert f"reference latent from frame {warp_pick}" in t_auto.report
+    given, t_given = node.run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=4, lip_frame=1)
+    assert "reference latent from frame 1" in t_given.report
+    assert (auto - given).abs().amax(dim=(1, 2, 3)).min() > 1e-3  # another reference: every frame differs
+    with pytest.raises(InputError, match="lip_frame 4 is outside the clip"):
+        node.run(images, tr, vis, drv, model=_comfy.MUSETALK_ENTRY, batch_size=4, lip_frame=4)
+
+
+# --- the streamed generator (the runner) ---------------------------------------------------------------
+
+@pytest.mark.parametrize("lip_frame", [2, M.OWN_FRAME])
+def test_streamed_generator_makes_the_nodes_crops(layout, lip_frame):
+    from comfyui_lipsync.lipsync_models.backends import musetalk_stream
+
+    n = 5
+    images = (_frames(n) * 255).round() / 255  # what a decoder gives: uint8 levels
+    tr, drv = _track(n, found=[True, True, False, True, True]), _driver(n)
+    whole, t_whole = M.lipsync_musetalk(images, tr, drv, layout, batch_size=3, lip_frame=lip_frame)
+    gen = musetalk_stream.prepare(tr, drv, layout, lip_frame=lip_frame, batch_size=3)
+    assert gen.full == ({2} if lip_frame == 2 else set())
+    assert (gen.ref_frame is None) == (lip_frame == 2)  # the runner's frame pass stops at once with -2
+    with pytest.raises(InputError, match="ended before frame 2") if lip_frame == 2 else _nothing():
+        gen.ready()
+    u8 = (images * 255).round().to(torch.uint8)
+    gen.collect(0, u8[:0], {k: u8[k] for k in gen.full})
+    gen.ready()
+    parts = [gen.generate(0, images[:2]), gen.generate(2, images[2:])]  # chunks, as the render pass asks
+    assert torch.allclose(torch.cat(parts), whole, atol=1e-4)
+    assert gen.report_track().report == t_whole.report
+    assert torch.equal(gen.out_track.transform, t_whole.transform)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- the runner: --musetalk DIR ----------------------------------------------------------------------
+
+def _clip_and_line(folder: Path, clip: str, frames: int) -> tuple[Path, Path]:
+    """The first ``frames`` of a GRID clip as mp4 and its own sound as a 16 kHz wav."""
+    import wave as wavmod
+
+    from comfyui_lipsync.lipsync_models import media, video_out
+    from testdata import grid_clip
+
+    imgs, fps, _ = media.read_video(str(grid_clip(clip)), max_frames=frames)
+    folder.mkdir(parents=True, exist_ok=True)
+    video, line = folder / f"{clip}.mp4", folder / f"{clip}.wav"
+    video_out.write_video(str(video), imgs, fps)
+    wave, sr = media.read_audio(str(grid_clip(clip)), duration=frames / fps)
+    with wavmod.open(str(line), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((wave.mean(0).clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    return video, line
+
+
+def _no_decoding(monkeypatch):
+    from comfyui_lipsync.lipsync_models import media
+
+    def boom(*a, **k):
+        raise AssertionError("decoded before the MuseTalk files were checked")
+
+    for name in ("read_audio", "probe_video", "read_video", "iter_video"):
+        monkeypatch.setattr(media, name, boom)
+
+
+@pytest.mark.parametrize("rel", ["musetalkV15/unet.pth", "sd-vae/config.json", "whisper/preprocessor_config.json"])
+def test_runner_names_a_missing_musetalk_file_before_decoding(copy, tmp_path, monkeypatch, capsys, rel):
+    from comfyui_lipsync.lipsync_runner import cli
+
+    video, line = tmp_path / "v.mp4", tmp_path / "a.wav"
+    video.write_bytes(b"not decoded")
+    line.write_bytes(b"not decoded")
+    os.remove(os.path.join(copy, rel))
+    _no_decoding(monkeypatch)
+    out = tmp_path / "o.mp4"
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(out), "--musetalk", copy]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: --musetalk: MuseTalk file {rel} is missing from {copy}"), err
+    assert not out.exists()
+
+
+def test_runner_musetalk_argument_errors(copy, tmp_path, monkeypatch, capsys):
+    from comfyui_lipsync.lipsync_runner import cli
+
+    video, line = tmp_path / "v.mp4", tmp_path / "a.wav"
+    video.write_bytes(b"x")
+    line.write_bytes(b"x")
+    _no_decoding(monkeypatch)
+    base = ["--video", str(video), "--audio", str(line), "-o", str(tmp_path / "o.mp4")]
+    assert cli.main(base + ["--vae", str(tmp_path / "vae.safetensors")]) == 2
+    assert "--vae is the VAE of a MuseTalk folder: give --musetalk DIR too" in capsys.readouterr().err
+    assert cli.main(base + ["--musetalk", copy, "--model", "built-in: warp (drawn lips)"]) == 2
+    assert "give one generator" in capsys.readouterr().err
+    shutil.rmtree(os.path.join(copy, "sd-vae"))  # then the VAE must come from --vae
+    assert cli.main(base + ["--musetalk", copy, "--vae", str(tmp_path / "gone.safetensors")]) == 2
+    assert "--musetalk: VAE file gone.safetensors not found" in capsys.readouterr().err
+    assert cli.main(base + ["--musetalk", str(tmp_path / "nowhere")]) == 2
+    assert "MuseTalk folder" in capsys.readouterr().err
+
+
+def test_runner_runs_musetalk_on_clips_loading_the_models_once(layout, tmp_path, counted_loads, capsys):
+    """Two 12-frame GRID clips through `--musetalk DIR` (the tiny random weights in the public layout):
+    each output keeps its frame count and size, the lower face is redrawn and the top of the frame is
+    not; the models are read once for both clips."""
+    from comfyui_lipsync.lipsync_models import media
+    from comfyui_lipsync.lipsync_runner import cli
+
+    for clip in ("bbaf2n", "swwp2s"):
+        _clip_and_line(tmp_path / "in", clip, 12)
+    code = cli.main(["--video", str(tmp_path / "in"), "--audio", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                     "--musetalk", layout, "--no-score", "-q", "--transcript", ""])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    assert len(counted_loads) == 1
+    for clip in ("bbaf2n", "swwp2s"):
+        src, _, _ = media.read_video(str(tmp_path / "in" / f"{clip}.mp4"))
+        out, fps, _ = media.read_video(str(tmp_path / "out" / f"{clip}.mp4"))
+        assert out.shape == src.shape == (12, 288, 360, 3) and fps == 25.0
+        rows = (out.float() - src.float()).abs().mean(dim=(0, 2, 3))  # per image row
+        assert rows[:60].max() < 2.0, rows[:60].max()  # above the face: as it was (codec noise)
+        assert rows.max() > 8.0, rows.max()  # the lower face: redrawn by the random network
+
+
+# --- the workflow -----------------------------------------------------------------------------------
+
+def test_musetalk_workflow_picks_it_from_the_dropdown():
+    """workflows/07_musetalk_lipsync.json: the clip chain with LipSyncInference set to the MuseTalk entry
+    of its model list (listed before the files are there, so the workflow loads anywhere), valid against
+    the node definitions."""
+    import json
+
+    import workflow_schema as ws
+    from comfyui_lipsync.nodes import _comfy
+    from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
+
+    wf = json.loads((ROOT / "workflows" / "07_musetalk_lipsync.json").read_text())
+    defs = ws.all_definitions()
+    assert ws.validate(wf, defs) == [] and ws.idle_nodes(wf, defs) == []
+    gen = next(n for n in wf["nodes"] if n["type"] == "LipSyncInference")
+    slots = [name for name, _, _ in ws.widget_slots(defs["LipSyncInference"])]
+    values = dict(zip(slots, gen["widgets_values"]))
+    assert values["model"] == _comfy.MUSETALK_ENTRY
+    assert _comfy.MUSETALK_ENTRY in LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    prompt = ws.to_api_prompt(wf, defs)
+    types = sorted(v["class_type"] for v in prompt.values())
+    for t in ("LipSyncMaskLowerFace", "LipSyncInference", "LipSyncComposite", "LipSyncSyncScore", "SaveVideo"):
+        assert t in types
+    note = next(n for n in wf["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
+    assert "models/lipsync/musetalk" in note and "licence" in note

@@ -37,11 +37,11 @@ Only use footage of people who agreed to it. Videos written by the pack say they
 
 def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | None, x: float, y: float,
                   transcript: str = "", backend: str = "auto", audio_file: str = LINE, prefix: str = "lipsync/clip",
-                  face: dict | None = None, save: bool = True, mask: bool = False):
+                  face: dict | None = None, save: bool = True, mask: bool = False, generate: dict | None = None):
     """Our seven nodes after a node giving IMAGE frames (+ fps), then (``save``) CreateVideo -> SaveVideo.
     ``face``: MaskLowerFace's widgets (which face to follow). ``mask``: feed MaskLowerFace's MASK to
     Composite's optional mask (else Composite builds the lower-face region per crop, and MaskLowerFace,
-    its mask unread, does not build the B x H x W mask)."""
+    its mask unread, does not build the B x H x W mask). ``generate``: LipSyncInference's widgets (the model)."""
     src, out = images
     drv = g.add("LipSyncLoadAudioDriver", (x, y), audio_file=audio_file)
     g.link(src, out, drv, "images")
@@ -54,7 +54,7 @@ def lipsync_chain(g: ws.Graph, images: tuple[int, str], fps: tuple[int, str] | N
     g.link(drv, "driver", vis, "driver")
     face = g.add("LipSyncMaskLowerFace", (x, y + 1000), size=(340, 600), **(face or {}))
     g.link(src, out, face, "images")
-    gen = g.add("LipSyncInference", (x + 400, y + 1000))
+    gen = g.add("LipSyncInference", (x + 400, y + 1000), **(generate or {}))
     g.link(src, out, gen, "images")
     g.link(face, "face_track", gen, "face_track")
     g.link(vis, "visemes", gen, "visemes")
@@ -102,14 +102,13 @@ def add_sync_score(g: ws.Graph, pos, images, driver: int | None, face_track, fps
     return node
 
 
-def wf_clip(defs):
+def wf_clip(defs, text: str = HOW_TO, prefix: str = "lipsync/clip", generate: dict | None = None):
     g = ws.Graph(defs)
-    note = g.add("MarkdownNote", (-420, 0), size=(380, 300), text=HOW_TO)
+    g.add("MarkdownNote", (-420, 0), size=(380, 300), text=text)
     v = g.add("LoadVideo", (-420, 340), size=(340, 520), file=VIDEO)
     c = g.add("GetVideoComponents", (-420, 1000))
     g.link(v, "VIDEO", c, "video")
-    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix="lipsync/clip")
-    del note
+    lipsync_chain(g, (c, "images"), (c, "fps"), 0, 0, prefix=prefix, generate=generate)
     return g.to_json()
 
 
@@ -188,6 +187,20 @@ def wf_two_people(defs):
     return g.to_json()
 
 
+MUSETALK = """## MuseTalk 1.5
+LipSyncInference runs MuseTalk 1.5: it redraws the lower face at 256 px from the line (a GPU is
+advised). Its files are not shipped: put them in ComfyUI's **models/lipsync/musetalk/** as MuseTalk's
+download script lays them out: `musetalkV15/` (unet.pth, musetalk.json), `sd-vae/` (or sd-vae-ft-mse
+in models/vae), `whisper/`. The weights' licence is yours to respect. *lip_frame*: the frame whose
+whole face each new lower face is drawn from (-1: automatic)."""
+
+
+def wf_musetalk(defs):
+    from comfyui_lipsync.nodes._comfy import MUSETALK_ENTRY
+
+    return wf_clip(defs, MUSETALK, "lipsync/musetalk", {"model": MUSETALK_ENTRY, "batch_size": 8})
+
+
 def build() -> dict[str, dict]:
     defs = ws.all_definitions()
     return {
@@ -211,6 +224,7 @@ def build() -> dict[str, dict]:
         "04_sync_check.json": wf_sync_check(defs),
         "05_dubbing_transcript.json": wf_dubbing(defs),
         "06_dubbing_two_people.json": wf_two_people(defs),
+        "07_musetalk_lipsync.json": wf_musetalk(defs),
     }
 
 

@@ -21,9 +21,13 @@ Where this differs from the reference, on purpose:
   50 fps.
 * Frames whose face was not found are passed through (their own crop), in order; the reference drops
   them and shifts every later frame.
-* The reference latent comes from one chosen frame (``lip_frame``: -1 picks it as the warp generator
-  picks its lip frame, the most closed mouth of usual width); -2 uses each frame's own crop, as the
+* The reference latent comes from one chosen frame (``lip_frame``, the node's input of that name: -1
+  picks it as the warp generator picks its lip frame, the most closed mouth of usual width); -2 (library
+  and parity script only; the node offers -1 and frame numbers) uses each frame's own crop, as the
   reference code does.
+* Long clips: one batch of crops and of audio tokens at a time (the line's Whisper features are kept:
+  about 0.4 MB a second); the models are cached (:func:`cached_models`) and released through ComfyUI's
+  model management (nodes/_comfy.py). :mod:`.musetalk_stream` runs the same steps for the runner.
 * Blending is left to Composite with the pack's lower-face mask (no face-parsing weights).
 """
 
@@ -92,20 +96,21 @@ def whisper_features(encoder, extractor, wave: torch.Tensor, device=None, dtype=
     return torch.cat(feats, 0)[:n]
 
 
-def window_starts(num_frames: int, fps: float) -> torch.Tensor:
-    """(F,) first Whisper step of each frame's window: ``floor(k * 50 / fps) - 4`` (may be negative:
-    steps before the line are zeros)."""
-    k = torch.arange(int(num_frames), dtype=torch.float64)
+def window_starts(num_frames: int, fps: float, first: int = 0) -> torch.Tensor:
+    """(F,) first Whisper step of the windows of frames ``first`` .. ``first + F - 1``:
+    ``floor(k * 50 / fps) - 4`` (may be negative: steps before the line are zeros)."""
+    k = torch.arange(int(first), int(first) + int(num_frames), dtype=torch.float64)
     return torch.floor(k * WHISPER_FPS / float(fps) + 1e-9).long() - OFFSET
 
 
-def audio_windows(feats: torch.Tensor, num_frames: int, fps: float) -> torch.Tensor:
-    """(F, WINDOW * L, D) per-frame audio tokens from (N, L, D) features, zeros outside the line, with the
-    positional encoding added. Token order: step-major (10 steps x L layers)."""
+def audio_windows(feats: torch.Tensor, num_frames: int, fps: float, first: int = 0) -> torch.Tensor:
+    """(F, WINDOW * L, D) audio tokens of frames ``first`` .. ``first + F - 1`` from (N, L, D) features,
+    zeros outside the line, with the positional encoding added. Token order: step-major (10 steps x L
+    layers). A batch asks for its own frames only, so a long clip never holds every frame's tokens."""
     if not fps > 0:
         raise InputError(f"{WHO}: fps must be positive, got {fps}.")
     n, layers, d = feats.shape
-    starts = window_starts(num_frames, fps)
+    starts = window_starts(num_frames, fps, first)
     idx = starts[:, None] + torch.arange(WINDOW)[None]
     inside = (idx >= 0) & (idx < n)
     padded = torch.cat([feats, feats.new_zeros(1, layers, d)], 0)
@@ -178,22 +183,37 @@ _CACHE: dict = {}
 _LOCK = threading.Lock()
 
 
-def cached_models(files: MuseTalkFiles, device, dtype: torch.dtype | None = None, who: str = WHO) -> MuseTalkModels:
-    """The models of ``files`` on ``device``, loaded once; reloaded when a file changes. One set is kept."""
+def _cache_key(files: MuseTalkFiles, device, dtype: torch.dtype | None) -> tuple:
     device = torch.device(device)
-    dtype = dtype or default_dtype(device)
-    key = (files.stamp(), str(device), dtype)
+    return files.stamp(), str(device), dtype or default_dtype(device)
+
+
+def cached_models(files: MuseTalkFiles, device, dtype: torch.dtype | None = None, who: str = WHO) -> MuseTalkModels:
+    """The models of ``files`` on ``device``, loaded once; reloaded when a file changes. One set is kept
+    (loading another set drops the previous one first, so two never sit in memory together)."""
+    key = _cache_key(files, device, dtype)
     with _LOCK:
         if key not in _CACHE:
             _CACHE.clear()
-            _CACHE[key] = load_models(files, device, dtype, who)
+            _CACHE[key] = load_models(files, key[1], key[2], who)
         return _CACHE[key]
 
 
-def release() -> None:
-    """Drop the cached models (ComfyUI's unload hook can call this)."""
+def is_cached(files: MuseTalkFiles, device, dtype: torch.dtype | None = None) -> bool:
+    """True when :func:`cached_models` would return loaded models without reading a file."""
     with _LOCK:
+        return _cache_key(files, device, dtype) in _CACHE
+
+
+def release() -> bool:
+    """Drop the cached models (ComfyUI's model management calls this through nodes/_comfy.py when it
+    unloads models or needs the memory). True when there was something to drop."""
+    with _LOCK:
+        held = bool(_CACHE)
         _CACHE.clear()
+    if held:
+        log.info("%s: MuseTalk 1.5 models released", WHO)
+    return held
 
 
 # --- the network steps ---------------------------------------------------------------------------
@@ -261,15 +281,33 @@ def is_musetalk(model) -> bool:
     return isinstance(model, MuseTalkFiles) or (isinstance(model, (str, os.PathLike)) and os.path.isdir(model))
 
 
-def _crop_batches(images: torch.Tensor, track: FaceTrack, batch_size: int, device):
-    """(frame slice, (b, 3, 256, 256) float32 crops, number of batches) per batch: a long clip never
-    holds more than one batch of crops."""
-    b = track.num_frames
-    total = math.ceil(b / batch_size)
-    for start in range(0, b, batch_size):
-        span = slice(start, min(start + batch_size, b))
-        crops = composite.crop_faces(images[span], track.frames(span), device=device)
-        yield span, crops[..., :3].to(torch.float32).permute(0, 3, 1, 2), total
+def generate_frames(models: MuseTalkModels, crops: torch.Tensor, found: torch.Tensor, feats: torch.Tensor,
+                    fps: float, first: int, ref_latent: torch.Tensor | None, strength: float = 1.0) -> torch.Tensor:
+    """(n, 3, 256, 256) float32 0..1 of clip frames ``first``... from their (n, 3, 256, 256) crops:
+    the found frames generated (``ref_latent`` None: each frame's own crop as the reference latent),
+    moved ``strength`` of the way from their own crop; the others their own crop."""
+    gen = crops.clone()
+    found = found.to(crops.device).bool()
+    if bool(found.any()):
+        own = crops[found]
+        tokens = audio_windows(feats, int(crops.shape[0]), fps, first)[found.to(feats.device)]
+        r = encode(models, own, half_mask=False) if ref_latent is None else ref_latent
+        new = generate(models, own, r, tokens)
+        gen[found] = own + float(strength) * (new.to(own) - own)
+    return gen.clamp(0, 1)
+
+
+def reference_latent(models: MuseTalkModels, frame: torch.Tensor, track: FaceTrack) -> torch.Tensor:
+    """(1, 4, 32, 32) unmasked latent of one frame (1, H, W, C) 0..1 cropped with its (1-frame) MuseTalk
+    track (:func:`crop_track`)."""
+    crop = composite.crop_faces(frame, track, device=models.device)
+    return encode(models, crop[..., :3].permute(0, 3, 1, 2), half_mask=False)
+
+
+def note(files: MuseTalkFiles, ref: int) -> str:
+    """The report line naming the generator and where its reference latent came from."""
+    return f"generator: MuseTalk 1.5 ({files.root}), reference latent " + (
+        "from each frame's own crop" if ref == OWN_FRAME else f"from frame {ref}")
 
 
 def lipsync_musetalk(images: torch.Tensor, track: FaceTrack, driver: AudioDriver, model,
@@ -278,33 +316,28 @@ def lipsync_musetalk(images: torch.Tensor, track: FaceTrack, driver: AudioDriver
                      who: str = WHO) -> tuple[torch.Tensor, FaceTrack]:
     """MuseTalk crops for a clip: (B, 256, 256, 3) float32 0..1 on the images' device, and the face track
     aimed at them (for Composite). ``model``: a MuseTalk folder or :class:`MuseTalkFiles`. Frames whose face
-    was not found get their own crop back. Holds one batch of crops at a time."""
+    was not found get their own crop back. Holds one batch of crops (and of audio tokens) at a time."""
     check_images(images, who)
     files = resolve_files(model, who)
     device = torch.device(device) if device is not None else images.device
     models = cached_models(files, device, dtype, who)
     out_track = crop_track(track)
     feats = whisper_features(models.encoder, models.extractor, driver.waveform, device, models.dtype)
-    tokens = audio_windows(feats, track.num_frames, driver.fps)
     ref = reference_index(track, lip_frame, who)
     ref_latent = None
     if ref != OWN_FRAME:
         log.info("%s: MuseTalk reference latent from frame %d", who, ref)
-        crop = composite.crop_faces(images[ref:ref + 1], out_track.frames(slice(ref, ref + 1)), device=device)
-        ref_latent = encode(models, crop[..., :3].permute(0, 3, 1, 2), half_mask=False)
-    out = torch.empty((track.num_frames, CROP, CROP, 3), dtype=torch.float32, device=images.device)
-    for i, (span, crops, total) in enumerate(_crop_batches(images, out_track, batch_size, device)):
-        gen = crops.clone()
-        found = track.found[span].to(crops.device).bool()
-        if bool(found.any()):
-            own = crops[found]
-            r = encode(models, own, half_mask=False) if ref_latent is None else ref_latent
-            new = generate(models, own, r, tokens[span][found.to(tokens.device)])
-            gen[found] = own + float(strength) * (new.to(own) - own)
-        out[span] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
+        ref_latent = reference_latent(models, images[ref:ref + 1], out_track.frames(slice(ref, ref + 1)))
+    b = track.num_frames
+    out = torch.empty((b, CROP, CROP, 3), dtype=torch.float32, device=images.device)
+    total = math.ceil(b / batch_size)
+    for i, start in enumerate(range(0, b, batch_size)):
+        span = slice(start, min(start + batch_size, b))
+        crops = composite.crop_faces(images[span], out_track.frames(span), device=device)
+        crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+        gen = generate_frames(models, crops, track.found[span], feats, driver.fps, start, ref_latent, strength)
+        out[span] = gen.permute(0, 2, 3, 1).to(out.device)
         if on_progress is not None:
             on_progress(i + 1, total)
-    note = f"generator: MuseTalk 1.5 ({files.root}), reference latent " + (
-        "from each frame's own crop" if ref == OWN_FRAME else f"from frame {ref}")
-    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, note) if x))
+    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, note(files, ref)) if x))
     return out, out_track

@@ -74,6 +74,11 @@ class MuseTalkFiles:
                 out.append((f, st.st_size, st.st_mtime_ns))
         return tuple(out)
 
+    def nbytes(self) -> int:
+        """Bytes of all the files (the float32 weights: about what the models and a batch's activations
+        take on the compute device in float16)."""
+        return sum(size for _, size, _ in self.stamp())
+
 
 def _need(path: str, what: str, root: str, who: str) -> str:
     if not os.path.isfile(path):
