@@ -9,7 +9,8 @@ straight into one float32 (T, H, W, 3) IMAGE tensor, as ComfyUI holds it (250 x 
 The face track is made first and not timed (the bar is "given a face track"): the pack's Haar
 tracker runs at the clip's own resolution on a window around the face (found on a 640-px copy)
 and the track is moved into full-frame coordinates. Then ``sync.score_clip`` (the node's path)
-scores the full frames with the clip's audio, timed; its peak memory beyond the input is the
+scores the full frames with the clip's audio, timed (wall and the process's CPU time: on a
+loaded machine the wall time says little, the CPU time bounds what idle cores would take); its peak memory beyond the input is the
 process's peak resident size (VmHWM, reset just before) minus its resident size just before
 (the input tensor and the loaded libraries). Printed: seconds, frames/s, that peak, the offset,
 and the load average (2 cores shared: the time moves with the load).
@@ -98,13 +99,15 @@ def main() -> None:
           f"{images.numel() * 4 / 1e9:.2f} GB float32; face {float(track.boxes[:, 2].sub(track.boxes[:, 0]).median()):.0f} px")
     before = status_mb("VmRSS")
     peak_reset = reset_peak()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     res, _ = sync.score_clip(images, fps, audio=audio, face_track=track)
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = status_mb("VmHWM")
     beyond = (f"{peak - before:.0f} MB" if peak_reset and peak is not None and before is not None
               else "n/a (no /proc/self/clear_refs)")
-    print(f"SyncScore given the track: {dt:.2f} s ({n / dt:.0f} frames/s), peak beyond the input {beyond}; "
+    print(f"SyncScore given the track: {dt:.2f} s wall ({n / dt:.0f} frames/s), {cpu:.2f} s of CPU time "
+          f"(all threads: the wall time on {args.threads} idle cores lies between {cpu / args.threads:.2f} and "
+          f"{cpu:.2f} s), peak beyond the input {beyond}; "
           f"offset {res.offset_frames:+d}{' (uncertain)' if res.uncertain else ''}, "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
