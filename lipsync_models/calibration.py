@@ -378,9 +378,22 @@ exact needs < 0.5, within one frame < 1.5; haar envelope's 0.47 (brbk7n) sits at
 so other speakers will not all be exact: on GRID clips of other speakers, never seen by the pack,
 an earlier check found 10 of 20 shifts exact, all within one frame. Seven 3-second clips are all
 the footage it was fitted on. On real footage it was not fitted on (``bench/bench_sync_real.py``:
-LatentSync's three demo videos, 25 and 30 fps, in 5-s pieces at 640 px, shifts -4..+4): within one
-frame on 7 of the 26 pairs it answered, exact on 1, "uncertain" on 24 of 50 (issue 18's bars are
-not met; before the reliability weights and the vote: 14/50 within one frame, 0 exact). A per-clip estimate of the lead was tried and not adopted: the lag of
+LatentSync's three demo videos, 25 and 30 fps, in 5-s pieces, shifts -4..+4): at 640 px (faces
+74-115 px) within one frame on 7 of the 26 pairs it answered, exact on 1, "uncertain" on 24 of 50;
+at the videos' own resolution (faces 220-340 px, ``--face-window on``, the default) within one
+frame on 10 of the 28 it answered (36 %), exact on 4 (14 %), "uncertain" on 22 of 50 (44 %).
+Issue 18's bars (>= 90 % within one, >= 50 % exact, <= 10 % uncertain) are not met. Tried on the same
+pieces and not adopted (figures: within one of answered / exact / uncertain, GRID lead): the inner
+mouth's pixel components in the track's aligned crop (``sync.mouth_pixels``, opt-in "pixels")
+added to the default signals 16/34 / 5/34 / 16/50 (GRID unchanged, 35/35 exact at -4..+4), alone
+5/20 / 0/20 / 30/50 (GRID 15/35 exact); each visual signal high-passed (1 s) and clipped at 2 robust sigmas
+6/28 / 0/28 / 22/50 (GRID 25/35 exact); no speech-activity curve 6/27 / 0/27 / 23/50 (GRID
+26/35). The lips of these speakers follow smiles and expressions as much as the syllables, and
+every signal (the flow, the landmarks, the contrast, the pixels) peaks at the same wrong lag on
+two of the three videos (demo2: +8 to +11 frames on three of its four pieces), so no weighting of
+them finds the offset there. On demo3 (30 fps) the in-sync peaks lie 55-75 ms after the lips
+(1.6-2.2 of its frames; GRID's natural lead is 14 ms), so it reads most shifts +1 or +2 off: a lead fitted on real speakers would help there, but the 3
+videos are too few to fit and hold one out. A per-clip estimate of the lead was tried and not adopted: the lag of
 the track's lip measures behind the optical flow does not follow the per-clip peaks (lbbc2a's flow
 alone peaks at +0.7 like its combined curve), so the spread is the speakers' own audio-to-lips
 timing, which a clip cannot show apart from an unknown shift."""

@@ -10,7 +10,10 @@ Two scorers share one result type, :class:`SyncResult` (``result``):
   dense optical flow in a mouth crop (:func:`flow_opening`). With the images, the track's lip
   measurements are used only when they describe those images (:func:`track_matches` against
   :func:`frame_lip_signal`); otherwise, e.g. the generator's input track wired to its output,
-  the lips are measured on the frames and the track gives only where the mouth is. Audio
+  the lips are measured on the frames and the track gives only where the mouth is. Named in
+  ``visual_names``, "pixels" adds the inner mouth's pixel components in the track's aligned crop
+  (``mouth_pixels``: their multiple correlation with the audio). The measures on the frames read
+  only a window around the mouth (a 1080p clip costs little more than a small one). Audio
   signals: the 300-3000 Hz log energy of the 16 kHz waveform (100 Hz, floored 40 dB under the
   clip's peak); optionally (``use_phonemes``) the mouth predicted from recognised phonemes by
   the MapVisemes chain; and, when timed phonemes are given, their P/B/M closures as sharp
@@ -47,6 +50,7 @@ from .clip import STEPS, check_clip, clip_waveform, score_clip, track_for_scorin
 from .figure import plot
 from .frames import FLOW_CROP, flow_opening, frame_lip_signal, track_matches
 from .lags import LAG_STEP, LagScore, corr_rows, lag_curves, reliability, score_lags
+from .mouth_pixels import mouth_components, mouth_patches, subspace_curves
 from .result import SyncResult
 from .signals import (BAND_HZ, CLOSURES, ENVELOPE_RATE, FLOOR_DB, STATIC_STD, activity_signals, band_envelope,
                       closure_signal, predicted_mouth, track_lip_measure, track_lip_signal, visual_signals)
@@ -59,7 +63,8 @@ __all__ = [
     "MIN_ACTIVE_SECONDS", "MIN_FRAMES", "MIN_SECONDS", "NATURAL_LEAD_FRAMES", "STATIC_FLOW", "STATIC_STD",
     "STEPS", "SyncResult", "TRACK_MATCH_R", "VISUAL_SIGNALS", "VISUAL_SIGNALS_WITH_IMAGES", "activity_signals",
     "band_envelope", "check_clip", "clip_waveform", "closure_signal", "corr_rows", "flow_opening",
-    "frame_lip_signal", "lag_curves", "natural_lead_for", "plot", "predicted_mouth", "score_articulation",
-    "score_clip", "score_lags", "score_syncnet", "track_for_scoring", "track_lip_measure", "track_lip_signal",
+    "frame_lip_signal", "lag_curves", "mouth_components", "mouth_patches", "natural_lead_for", "plot",
+    "predicted_mouth", "score_articulation", "score_clip", "score_lags", "score_syncnet", "subspace_curves",
+    "track_for_scoring", "track_lip_measure", "track_lip_signal",
     "track_matches", "visual_signals",
 ]

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 
 from ..calibration import ACTIVITY_WEIGHT, NATURAL_LEAD_FRAMES, STATIC_FLOW
+from ..checks import check_images
 from ..errors import InputError, LengthMismatchError
 from ..types import FaceTrack
 from .common import WHO, check_inputs, envelope_at_frames, scale01, windows
 from .frames import flow_opening, frame_lip_signal, track_matches
 from .lags import score_lags
+from .mouth_pixels import mouth_components, mouth_patches
 from .result import SyncResult
 from .signals import (ENVELOPE_RATE, STATIC_STD, activity_signals, band_envelope, closure_signal,
                       predicted_mouth, track_lip_measure, visual_signals)
@@ -35,7 +37,10 @@ ProgressFn = Callable[[int, int], None]
 VISUAL_SIGNALS = ("gap", "outer", "lip_signal")
 """Visual signals the articulation scorer uses by default without images (see :func:`visual_signals`)."""
 VISUAL_SIGNALS_WITH_IMAGES = ("flow", "gap", "outer", "lip_signal")
-"""... and with the images: the optical-flow opening (:func:`flow_opening`)."""
+"""... and with the images: the optical-flow opening (:func:`flow_opening`). Asked for by name
+(``visual_names``), "pixels" adds the inner mouth's pixel components in the track's aligned crop
+(:mod:`.mouth_pixels`); not a default: on real footage it did not reach issue 18's bars either
+(``calibration.NATURAL_LEAD_FRAMES``, the real-footage paragraph)."""
 LEAD_FPS = 25.0
 """Frame rate of the footage the constants below and :data:`NATURAL_LEAD_FRAMES` were set on (the
 GRID clips). They are times: at another rate they are converted, never applied as frame counts."""
@@ -75,8 +80,9 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     fps: frame rate; search_range R: offsets -R..R frames; window_s: per-window track window
     (hop = half a window; 0 = none); use_phonemes: add the phoneme -> viseme predicted mouth;
     natural_lead: frames subtracted from the curve's peak (None: :data:`NATURAL_LEAD_FRAMES` for
-    the track's detector, converted to frames at ``fps``); visual_names: which of :func:`visual_signals` (+ "flow" with images)
-    to use; images: (T, H, W, C) 0..1, the frames scored (their lips are measured on them when
+    the track's detector, converted to frames at ``fps``); visual_names: which of
+    :func:`visual_signals` to use (with images also "flow", and "pixels" when named); images:
+    (T, H, W, C) 0..1, the frames scored (their lips are measured on them when
     the track's do not describe them, and their optical flow is added); phonemes: optional
     PhonemeTrack of the audio, timed by forced alignment with the transcript: its P/B/M closures
     (:func:`closure_signal`) are added as sharp anchors (the lips shut while they sound);
@@ -90,7 +96,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     notes = []
     if isinstance(track.extras, dict) and track.extras.get("detector") == "mediapipe":
         notes.append(MESH_NOTE)
-    vis_all = _visual(track, images, fps, notes)
+    vis_all = _visual(track, images, fps, notes, pixels=bool(visual_names) and "pixels" in visual_names)
     vis, static = _pick_visual(vis_all, visual_names, images is not None)
     env = band_envelope(wave16k)
     tick()
@@ -116,7 +122,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     return SyncResult(
         offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf0, peak_confidence=conf,
         lags=torch.arange(-R, R + 1), scores=torch.from_numpy(whole.at_int.astype(np.float32)),
-        visual=scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values())),
+        visual=scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values() if v.ndim == 1)),
         audio=scale01(envelope_at_frames(env, n, fps)), fps=float(fps),
         method="articulation" + (" + phonemes" if "jaw" in audio_fr else "")
         + (" + closures" if "closure" in audio_fr else ""), windows=tuple(per_window),
@@ -136,10 +142,11 @@ def _ticker(on_progress: ProgressFn | None, steps: int) -> Callable[[], None]:
     return tick
 
 
-def _visual(track: FaceTrack, images: torch.Tensor | None, fps: float, notes: list[str]) -> dict[str, np.ndarray]:
+def _visual(track: FaceTrack, images: torch.Tensor | None, fps: float, notes: list[str],
+            pixels: bool = False) -> dict[str, np.ndarray]:
     """All visual signals: the track's (:func:`visual_signals`), and with the images the flow
-    opening; the track's lip measurements are replaced by the lips measured on the frames when
-    they do not describe them (:func:`track_matches`)."""
+    opening (and with ``pixels`` the inner mouth's pixel components); the track's lip measurements
+    are replaced by the lips measured on the frames when they do not describe them (:func:`track_matches`)."""
     vis_all = visual_signals(track, fps)
     if images is None:
         return vis_all
@@ -151,15 +158,18 @@ def _visual(track: FaceTrack, images: torch.Tensor | None, fps: float, notes: li
     # mouth's (a still portrait's closed lips, another sentence). Measure the lips on the
     # frames and keep the track's lip measurements only when they agree.
     # checked on every 3rd frame (enough for the correlation; a third of the cost)
+    check_images(images, WHO)  # once: each measure below would scan every pixel again
     some = np.arange(0, n, 3 if n >= 60 else 1)
-    same, r_track = track_matches(track, frame_lip_signal(images, track, frames=some,
+    same, r_track = track_matches(track, frame_lip_signal(images, track, frames=some, check=False,
                                                           measure=track_lip_measure(track)), some)
     if not same:
-        vis_all = {"lip_signal": frame_lip_signal(images, track)}
+        vis_all = {"lip_signal": frame_lip_signal(images, track, check=False)}
         notes.append(f"the face track's lip measurements do not match these frames (r {r_track:.2f} with the "
                      "same lip signal measured on them; e.g. the track of a generator's input): lips "
                      "measured on the frames, the track used only for where the mouth is")
-    vis_all["flow"] = flow_opening(images, track, fps)
+    vis_all["flow"] = flow_opening(images, track, fps, check=False)
+    if pixels:
+        vis_all["pixels"] = mouth_components(mouth_patches(images, track, check=False), fps)
     return vis_all
 
 

@@ -58,3 +58,12 @@ def scale01(x: np.ndarray) -> torch.Tensor:
 def envelope_at_frames(env: np.ndarray, n: int, fps: float) -> np.ndarray:
     """The :data:`ENVELOPE_RATE` envelope read at the times of ``n`` video frames (linear)."""
     return np.interp(np.arange(n) / fps * ENVELOPE_RATE, np.arange(env.shape[0]), env)
+
+
+def audio_at(audio_hr: dict[str, np.ndarray], audio_fr: dict[str, np.ndarray], fps: float,
+             q: np.ndarray) -> list[np.ndarray]:
+    """Each audio signal read at frame positions ``q`` (any shape; linear, edge values outside):
+    audio_hr at :data:`ENVELOPE_RATE` (sample m at m / rate s), audio_fr per frame."""
+    out = [np.interp((q / fps * ENVELOPE_RATE).ravel(), np.arange(a.shape[0]), a).reshape(q.shape)
+           for a in audio_hr.values()]
+    return out + [np.interp(q.ravel(), np.arange(a.shape[0]), a).reshape(q.shape) for a in audio_fr.values()]

@@ -19,12 +19,16 @@ from .signals import IDX, STATIC_STD, frame_extra, track_lip_signal
 WHO = "SyncScore"
 ProgressFn = Callable[[int, int], None]
 
+CHUNK_PIXELS = 4_000_000
+"""Frame pixels :func:`frame_lip_signal` cuts and warps at a time (a run of frames shares one crop
+window): 48 MB of float32 RGB whatever the frame size; by frames alone (64) a 1080p clip whose head
+moves held several hundred MB."""
 FLOW_CROP = 64
 """Side (pixels) of the grey mouth crop the optical-flow opening is measured on."""
 
 
 def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int = 256,
-                 on_progress: ProgressFn | None = None) -> np.ndarray:
+                 on_progress: ProgressFn | None = None, check: bool = True) -> np.ndarray:
     """Mouth opening from optical flow, independent of how precise the lip landmarks are.
 
     A grey crop two mouth-widths wide, centred on the mouth (corner midpoint, median over 5
@@ -33,12 +37,15 @@ def flow_opening(images: torch.Tensor, track: FaceTrack, fps: float, chunk: int 
     minus that of the upper-lip band, i.e. how fast the lips part (pixels of the crop per
     frame). Its running sum, minus its 1-second moving average, is the opening.
 
-    images: (B, H, W, C) float 0..1; track: the clip's FaceTrack. Returns (B,) float64.
+    images: (B, H, W, C) float 0..1; track: the clip's FaceTrack; check=False: the caller has
+    checked the images (:func:`checks.check_images` scans every pixel: a second of a 1080p clip's
+    scoring time per scan). Returns (B,) float64.
     """
     import cv2
     from scipy.ndimage import median_filter, uniform_filter1d
 
-    check_images(images, WHO)
+    if check:
+        check_images(images, WHO)
     b = images.shape[0]
     m = track.mouth.detach().double().cpu().numpy()
     centre = median_filter(0.5 * (m[:, IDX["corner_left"]] + m[:, IDX["corner_right"]]), size=(5, 1), mode="nearest")
@@ -83,7 +90,7 @@ def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
 
 
 def frame_lip_signal(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
-                     frames: np.ndarray | None = None, measure: str = "contrast") -> np.ndarray:
+                     frames: np.ndarray | None = None, measure: str = "contrast", check: bool = True) -> np.ndarray:
     """The lip signal measured on ``images`` themselves; the track gives only where the mouth is.
 
     ``measure="contrast"`` (default): the inner-mouth contrast MaskLowerFace stores in
@@ -92,14 +99,17 @@ def frame_lip_signal(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     geometry (mouth-corner midpoint, median over 5 frames; the track's smoothed face width and
     crop angle when it has them, else the box width and upright), so it also works for tracks
     whose ``transform`` frames the whole face (Wav2Lip). images: (B, H, W, C) 0..1; frames:
-    optional indices to measure (default all). Returns (B,) float64 (or one value per index).
+    optional indices to measure (default all); check: as :func:`flow_opening`. Frames are cut in runs
+    of at most ``chunk`` sharing one crop window of at most :data:`CHUNK_PIXELS` pixels in all.
+    Returns (B,) float64 (or one value per index).
     """
     import kornia
     from scipy.ndimage import median_filter
 
     from .. import face
 
-    check_images(images, WHO)
+    if check:
+        check_images(images, WHO)
     if measure not in ("contrast", "opening"):
         raise InputError(f"{WHO}: measure must be 'contrast' or 'opening', got {measure!r}.")
     fn = face.mouth_contrast if measure == "contrast" else face.mouth_opening
@@ -130,8 +140,7 @@ def frame_lip_signal(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     reach = fw * (math.sqrt(0.5) * (size + 1) / size) + 3.0
     sel = idx.numpy()
     out = []
-    for s0 in range(0, len(idx), chunk):
-        f = sel[s0:s0 + chunk]
+    for f in _pixel_chunks(sel, centre, reach, (h, w), chunk, size * size):
         x0, x1 = _span(float((centre[f, 0] - reach[f]).min()), float((centre[f, 0] + reach[f]).max()), w)
         y0, y1 = _span(float((centre[f, 1] - reach[f]).min()), float((centre[f, 1] + reach[f]).max()), h)
         mk = mat[f].copy()
@@ -142,6 +151,30 @@ def frame_lip_signal(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
                                                       padding_mode="border", align_corners=True)
         out.append(fn(crops.permute(0, 2, 3, 1), WHO).double().cpu().numpy())
     return np.concatenate(out)
+
+
+def _pixel_chunks(sel: np.ndarray, centre: np.ndarray, reach: np.ndarray, hw: tuple[int, int],
+                  chunk: int, out_pixels: int, budget: int | None = None) -> list[np.ndarray]:
+    """``sel`` cut into runs of at most ``chunk`` frames whose shared crop window (the box around
+    every frame's mouth centre +- ``reach``, inside the ``hw`` frame) plus each frame's crop
+    (``out_pixels``), times the frame count, stays within ``budget`` pixels; a frame whose own
+    window is larger gets a run of its own. ``budget`` None: :data:`CHUNK_PIXELS`."""
+    budget = CHUNK_PIXELS if budget is None else budget
+    runs, start = [], 0
+    while start < len(sel):
+        end = start + 1
+        lo = centre[sel[start]] - reach[sel[start]]
+        hi = centre[sel[start]] + reach[sel[start]]
+        while end < len(sel) and end - start < chunk:
+            f = sel[end]
+            nlo, nhi = np.minimum(lo, centre[f] - reach[f]), np.maximum(hi, centre[f] + reach[f])
+            span = np.minimum(nhi, (hw[1], hw[0])) - np.maximum(nlo, 0.0) + 2.0
+            if (float(np.prod(np.maximum(span, 1.0))) + out_pixels) * (end - start + 1) > budget:
+                break
+            lo, hi, end = nlo, nhi, end + 1
+        runs.append(sel[start:end])
+        start = end
+    return runs
 
 
 def track_matches(track: FaceTrack, measured: np.ndarray, frames: np.ndarray | None = None) -> tuple[bool, float]:

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..calibration import ACTIVITY_WEIGHT
-from .signals import ENVELOPE_RATE
+from .common import audio_at
+from .mouth_pixels import subspace_curves
 
 LAG_STEP = 0.1
 """Sub-frame resolution of the lag search, in frames."""
@@ -27,7 +28,8 @@ def lag_curves(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], a
                fps: float, lags: np.ndarray, frames: slice | None = None) -> np.ndarray:
     """Correlation curves of every visual x audio pair at (sub-frame) ``lags``.
 
-    visual: name -> (T,) per frame; audio_hr: name -> (M,) at :data:`ENVELOPE_RATE`, sample m
+    visual: name -> (T,) per frame, or (T, K) components (:func:`.mouth_pixels.subspace_curves`:
+    their multiple correlation with each audio signal); audio_hr: name -> (M,) at :data:`ENVELOPE_RATE`, sample m
     at m / rate seconds; audio_fr: name -> (T,) per frame. At lag L the audio is read at frame
     ``i + L`` (time ``(i + L) / fps``), linear interpolation, edge values outside the clip.
     ``frames`` restricts the visual frames used (windows). Returns (P, len(lags)): levels and
@@ -35,15 +37,12 @@ def lag_curves(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], a
     """
     t_all = np.arange(next(iter(visual.values())).shape[0], dtype=np.float64)
     t = t_all[frames] if frames is not None else t_all
-    q = t[None, :] + lags[:, None]  # (L, T') frame positions
-    sampled = []
-    for a in audio_hr.values():
-        pos = q / fps * ENVELOPE_RATE
-        sampled.append(np.interp(pos.ravel(), np.arange(a.shape[0]), a).reshape(q.shape))
-    for a in audio_fr.values():
-        sampled.append(np.interp(q.ravel(), np.arange(a.shape[0]), a).reshape(q.shape))
+    sampled = audio_at(audio_hr, audio_fr, fps, t[None, :] + lags[:, None])  # (L, T') each
     out = []
     for v in visual.values():
+        if v.ndim == 2:  # the inner mouth's pixel components: one multiple-correlation curve per audio signal
+            out.extend(subspace_curves(v, audio_hr, audio_fr, fps, lags, frames))
+            continue
         vv = v[frames] if frames is not None else v
         for s in sampled:
             out.append(corr_rows(vv, s))

@@ -136,8 +136,8 @@ def activity_signals(visual: dict[str, np.ndarray], env: np.ndarray, fps: float,
 
     moves = []
     for v in visual.values():
-        d = np.abs(np.diff(v, prepend=v[:1]))
-        moves.append(d / (np.std(v) + 1e-9))
+        d = np.abs(np.diff(v, axis=0, prepend=v[:1])) / (np.std(v, axis=0) + 1e-9)
+        moves.append(d.reshape(d.shape[0], -1).mean(1))
     act_v = gaussian_filter1d(np.sum(moves, 0), sigma_s * fps, mode="nearest")
     act_a = gaussian_filter1d(env - env.min(), sigma_s * ENVELOPE_RATE, mode="nearest")
     return act_v, act_a
