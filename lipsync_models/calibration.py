@@ -393,3 +393,14 @@ looking at the 7 GRID clips; not refitted per fold. How much rides on it (``benc
 ACTIVITY_SIGMA_S = 0.12
 """Gaussian smoothing (seconds) of SyncScore's speech-activity signals. Chosen with
 :data:`ACTIVITY_WEIGHT` on the same 7 GRID clips; not refitted per fold."""
+
+# --- LatentSync's aligned crop (lipsync_models/backends/latentsync_align.py) ---------------------
+
+LATENTSYNC_POINTS = ((37.5, 60.0), (37.5, 48.0), (37.5, 79.0))
+"""Where the pack's mouth-corner middle, nose (bottom) and chin sit on LatentSync's aligned template
+face, in its 75 x 100 template units (the reference puts the eyebrow centres at (17, 20), (58, 20)
+and InsightFace's nose centre at (37.5, 40) there). PROVISIONAL, not fitted: set from the pack's own
+face proportions (nose 0.14 and chin 0.24 face widths from the mouth, :data:`NOSE_ABOVE`,
+:data:`CHIN_BELOW`) with a face width of 83 units (the brows 41 apart at about half a face width)
+and the nose bottom 8 units under InsightFace's nose centre. A fit needs eyebrow landmarks on the
+GRID clips (the face mesh has them) to run the reference's own three-point alignment beside it."""
