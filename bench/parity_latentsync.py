@@ -225,7 +225,8 @@ def _ref_unet(ref: str, root: str, size: str):
         cfg.update(TINY_UNET_YAML)
         cfg["motion_module_kwargs"] = dict(cfg["motion_module_kwargs"], num_attention_heads=4)
     unet = UNet3DConditionModel.from_config(cfg)
-    ckpt = torch.load(os.path.join(root, "latentsync_unet.pt"), map_location="cpu", weights_only=True)
+    # mmap: the file's pages, not a second 5-GB copy in memory (the values are the same)
+    ckpt = torch.load(os.path.join(root, "latentsync_unet.pt"), map_location="cpu", weights_only=True, mmap=True)
     report = unet.load_state_dict(ckpt["state_dict"], strict=False)  # as the reference's from_pretrained
     if report.missing_keys or report.unexpected_keys:
         raise SystemExit(f"reference UNet: missing {report.missing_keys[:5]}, unexpected {report.unexpected_keys[:5]}")
@@ -233,7 +234,7 @@ def _ref_unet(ref: str, root: str, size: str):
     return unet.eval()
 
 
-def reference_side(ref: str, work: str, size: str, steps: int) -> None:
+def reference_side(ref: str, work: str, size: str, steps: int, unet_only: bool = False) -> None:
     data = np.load(os.path.join(work, "inputs.npz"))
     crops, line = data["crops"], data["line"]
     from diffusers import AutoencoderKL, DDIMScheduler
@@ -252,6 +253,9 @@ def reference_side(ref: str, work: str, size: str, steps: int) -> None:
     with torch.no_grad():
         u_out = unet(torch.from_numpy(data["sample"]), torch.tensor(int(data["t"])),
                      encoder_hidden_states=torch.from_numpy(data["audio"])).sample.numpy()
+    if unet_only:
+        np.savez(os.path.join(work, "reference.npz"), unet=u_out)
+        return
     dvae.DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean  # the backend's mean
     WA.load_audio = lambda path, sr=16000: line.copy()
     chunks = A2F.Audio2Feature.feature2chunks
@@ -284,7 +288,8 @@ def reference_side(ref: str, work: str, size: str, steps: int) -> None:
 
 # --- this backend -------------------------------------------------------------------------------------
 
-def backend_side(work: str, size: str, steps: int, keep: torch.Tensor | None, perturb: str | None = None) -> dict:
+def backend_side(work: str, size: str, steps: int, keep: torch.Tensor | None, perturb: str | None = None,
+                 unet_only: bool = False) -> dict:
     """This backend on the saved inputs: {"unet": UNet output, "faces": (F, 3, S, S) pixels in -1..1}.
     ``keep``: the mask image to use (the reference's); None = the backend's own drawing."""
     L = _pack()
@@ -313,6 +318,8 @@ def backend_side(work: str, size: str, steps: int, keep: torch.Tensor | None, pe
         tokens = A.audio_windows(feats, f, FPS)
     finally:
         A.LEFT, A.RIGHT = saved
+    if unet_only:
+        return {"unet": u}
     keep = L.template_mask(res) if keep is None else keep
     if perturb == "mask":
         keep = torch.roll(keep, 8, dims=-2)
@@ -351,10 +358,11 @@ def main(argv=None) -> float:
     ap.add_argument("--workdir", help="where to write weights and inputs (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="keep the weights, inputs and reference outputs already "
                                                           "in --workdir (re-run this side only)")
+    ap.add_argument("--unet-only", action="store_true", help="compare the UNet forward pass only (no pipeline)")
     ap.add_argument("--_reference-side", dest="ref_side", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.ref_side:
-        reference_side(args.reference, args.workdir, args.size, args.steps)
+        reference_side(args.reference, args.workdir, args.size, args.steps, args.unet_only)
         return 0.0
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -366,18 +374,21 @@ def main(argv=None) -> float:
             np.savez(os.path.join(work, "inputs.npz"), crops=crops, line=line, **unet_inputs(args.frames, args.res))
         if args.reference and not (reuse and os.path.isfile(os.path.join(work, "reference.npz"))):
             cmd = [args.ref_python, os.path.abspath(__file__), "--_reference-side", "--reference", args.reference,
-                   "--workdir", work, "--size", args.size, "--steps", str(args.steps)]
+                   "--workdir", work, "--size", args.size, "--steps", str(args.steps)] + (
+                      ["--unet-only"] if args.unet_only else [])
             subprocess.run(cmd, check=True)
         if args.reference:
             theirs = dict(np.load(os.path.join(work, "reference.npz")))
-            keep = torch.from_numpy(theirs["mask"][0])
-            iou = mask_iou(_pack().template_mask(args.res), theirs["mask"])
-            print(f"mask: IoU of the backend's drawn mask with the reference's mask image at {args.res} px: {iou:.4f}")
-            ours = backend_side(work, args.size, args.steps, keep)
+            keep = torch.from_numpy(theirs["mask"][0]) if "mask" in theirs else None
+            if keep is not None:
+                iou = mask_iou(_pack().template_mask(args.res), theirs["mask"])
+                print(f"mask: IoU of the backend's drawn mask with the reference's mask image at {args.res} px: {iou:.4f}")
+            ours = backend_side(work, args.size, args.steps, keep, unet_only=args.unet_only)
         else:
             ours = backend_side(work, args.size, args.steps, None)
             theirs = backend_side(work, args.size, args.steps, None, perturb=args.perturb)
-        du, dp = largest_gap(ours, theirs, "unet"), largest_gap(ours, theirs, "faces")
+        du = largest_gap(ours, theirs, "unet")
+        dp = 0.0 if args.unet_only else largest_gap(ours, theirs, "faces")
         print(f"{args.size} UNet, {args.vae} VAE, {args.frames} frames of {args.res} px at {FPS:g} fps, "
               f"{args.steps} DDIM steps, float32 CPU; bar {BAR:g}")
         print(f"UNet forward: max abs diff {du:.3g}; pipeline (pixels -1..1): max abs diff {dp:.3g}")

@@ -396,11 +396,16 @@ ACTIVITY_SIGMA_S = 0.12
 
 # --- LatentSync's aligned crop (lipsync_models/backends/latentsync_align.py) ---------------------
 
-LATENTSYNC_POINTS = ((37.5, 60.0), (37.5, 48.0), (37.5, 79.0))
+LATENTSYNC_POINTS = ((37.8, 64.7), (37.4, 52.6), (38.2, 86.6))
 """Where the pack's mouth-corner middle, nose (bottom) and chin sit on LatentSync's aligned template
 face, in its 75 x 100 template units (the reference puts the eyebrow centres at (17, 20), (58, 20)
-and InsightFace's nose centre at (37.5, 40) there). PROVISIONAL, not fitted: set from the pack's own
-face proportions (nose 0.14 and chin 0.24 face widths from the mouth, :data:`NOSE_ABOVE`,
-:data:`CHIN_BELOW`) with a face width of 83 units (the brows 41 apart at about half a face width)
-and the nose bottom 8 units under InsightFace's nose centre. A fit needs eyebrow landmarks on the
-GRID clips (the face mesh has them) to run the reference's own three-point alignment beside it."""
+and InsightFace's nose centre at (37.5, 40) there); the alignment is the similarity that sends the
+pack's three points here (``backends/latentsync_align.py``).
+
+Fitted on: the 7 GRID clips (every 5th frame), ``bench/bench_latentsync_align.py``: the reference's
+own three-point alignment run on mediapipe face-mesh stand-ins for InsightFace's points (upper
+eyebrow contours, nose 195/5/4/1), the pack's mediapipe-track points mapped through it, averaged per
+clip, then over clips. Leave-one-clip-out: a held-out clip's mean points lie 1.1-5.5 units from the
+other six's mean (7-28 px of the 512-px crop; mostly the chin's height, which varies with the
+speaker's face length). The stand-in landmarks are an approximation of InsightFace's: the fit has
+not been checked against InsightFace itself."""

@@ -16,29 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("diffusers", reason="the LatentSync backend needs diffusers (an optional dependency)")
-pytest.importorskip("transformers", reason="the LatentSync backend needs transformers (Whisper's mel filters)")
+for _need in ("diffusers", "transformers"):  # diffusers: VAE and DDIM; transformers: Whisper's mel filters
+    pytest.importorskip(_need, reason=f"the LatentSync backend needs {_need} (an optional dependency)")
 
 from comfyui_lipsync.lipsync_models import composite  # noqa: E402
-from comfyui_lipsync.lipsync_models.backends import latentsync as L  # noqa: E402
-from comfyui_lipsync.lipsync_models.backends import latentsync_align as LA  # noqa: E402
-from comfyui_lipsync.lipsync_models.backends import latentsync_audio as A  # noqa: E402
-from comfyui_lipsync.lipsync_models.backends import latentsync_files as LF  # noqa: E402
+from comfyui_lipsync.lipsync_models.backends import latentsync as L, latentsync_align as LA  # noqa: E402
+from comfyui_lipsync.lipsync_models.backends import latentsync_audio as A, latentsync_files as LF  # noqa: E402
 from comfyui_lipsync.lipsync_models.backends import latentsync_unet as U  # noqa: E402
 from comfyui_lipsync.lipsync_models.errors import CheckpointError, InputError  # noqa: E402
 from comfyui_lipsync.lipsync_models.types import MOUTH_POINTS, AudioDriver  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _parity():
-    spec = importlib.util.spec_from_file_location("parity_latentsync", ROOT / "bench" / "parity_latentsync.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-P = _parity()
+_spec = importlib.util.spec_from_file_location(
+    "parity_latentsync", Path(__file__).resolve().parents[1] / "bench" / "parity_latentsync.py")
+P = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(P)
 SIZE = 64
 """Crop side for the tests (the tiny UNet takes any multiple of 64; the published models 256 / 512)."""
 
