@@ -426,3 +426,19 @@ looking at the 7 GRID clips; not refitted per fold. How much rides on it (``benc
 ACTIVITY_SIGMA_S = 0.12
 """Gaussian smoothing (seconds) of SyncScore's speech-activity signals. Chosen with
 :data:`ACTIVITY_WEIGHT` on the same 7 GRID clips; not refitted per fold."""
+
+# --- LatentSync's aligned crop (lipsync_models/backends/latentsync_align.py) ---------------------
+
+LATENTSYNC_POINTS = ((37.8, 64.7), (37.4, 52.6), (38.2, 86.6))
+"""Where the pack's mouth-corner middle, nose (bottom) and chin sit on LatentSync's aligned template
+face, in its 75 x 100 template units (the reference puts the eyebrow centres at (17, 20), (58, 20)
+and InsightFace's nose centre at (37.5, 40) there); the alignment is the similarity that sends the
+pack's three points here (``backends/latentsync_align.py``).
+
+Fitted on: the 7 GRID clips (every 5th frame), ``bench/bench_latentsync_align.py``: the reference's
+own three-point alignment run on mediapipe face-mesh stand-ins for InsightFace's points (upper
+eyebrow contours, nose 195/5/4/1), the pack's mediapipe-track points mapped through it, averaged per
+clip, then over clips. Leave-one-clip-out: a held-out clip's mean points lie 1.1-5.5 units from the
+other six's mean (7-28 px of the 512-px crop; mostly the chin's height, which varies with the
+speaker's face length). The stand-in landmarks are an approximation of InsightFace's: the fit has
+not been checked against InsightFace itself."""

@@ -380,13 +380,41 @@ def musetalk_files() -> tuple[str, str | None] | None:
                    if os.path.isfile(os.path.join(r, "musetalk", "musetalkV15", "unet.pth"))), None)
     if folder is None:
         return None
+    return folder, sd_vae_file()
+
+
+def sd_vae_file() -> str | None:
+    """sd-vae-ft-mse as a single file in ComfyUI's ``models/vae`` (the names it usually has), or None."""
     from ..lipsync_models.backends.musetalk_files import COMFY_VAE_NAMES
 
-    vae = None
     if _fp is not None:
         names = set(_fp.get_filename_list("vae"))
-        vae = next((_fp.get_full_path("vae", n) for n in COMFY_VAE_NAMES if n in names), None)
-    else:
-        vae = next((p for p in (os.path.join(_standalone_model_dir("vae"), n) for n in COMFY_VAE_NAMES)
-                    if os.path.isfile(p)), None)
-    return folder, vae
+        return next((_fp.get_full_path("vae", n) for n in COMFY_VAE_NAMES if n in names), None)
+    return next((p for p in (os.path.join(_standalone_model_dir("vae"), n) for n in COMFY_VAE_NAMES)
+                 if os.path.isfile(p)), None)
+
+
+# --- LatentSync ----------------------------------------------------------------------------------
+
+LATENTSYNC_ENTRIES = {
+    "LatentSync 1.6 (models/lipsync/latentsync)": ("1.6", ("1.6", "")),
+    "LatentSync 1.5 (models/lipsync/latentsync/1.5)": ("1.5", ("1.5",)),
+}
+"""Model-list entry -> (version, sub-folders of models/lipsync/latentsync tried in order; "" = itself)."""
+
+
+def latentsync_files() -> dict[str, tuple[str, str, str | None]]:
+    """entry -> (version, folder, vae file or None) for each LatentSync install found: a folder under a
+    ``models/lipsync`` search path's ``latentsync/`` holding ``latentsync_unet.pt`` (1.6 in ``latentsync/``
+    itself or ``latentsync/1.6/``, 1.5 in ``latentsync/1.5/``)."""
+    roots = _fp.get_folder_paths("lipsync") if _fp is not None else [_standalone_model_dir("lipsync")]
+    found = {}
+    for entry, (version, subs) in LATENTSYNC_ENTRIES.items():
+        folders = [os.path.join(r, "latentsync", sub) for r in roots for sub in subs]
+        folder = next((f for f in folders if os.path.isfile(os.path.join(f, "latentsync_unet.pt"))), None)
+        if folder is not None:
+            found[entry] = (version, os.path.normpath(folder), None)
+    if found:
+        vae = sd_vae_file()
+        found = {k: (v, f, vae) for k, (v, f, _) in found.items()}
+    return found

@@ -26,6 +26,25 @@ def checkpoint_path(model: str) -> str:
 _comfy.register_release(musetalk.release)  # ComfyUI's "unload models" also drops the MuseTalk cache
 
 
+def _latentsync_run(entry: str, images, face_track, visemes, driver, strength, steps, seed):
+    """The LatentSync backend for a model-list entry (its files from models/lipsync/latentsync)."""
+    from ..lipsync_models.backends import latentsync, latentsync_files
+
+    found = _comfy.latentsync_files().get(entry)
+    if found is None:
+        raise CheckpointError(f"{WHO}: no {entry.split(' (')[0]} files found: put latentsync_unet.pt and whisper/tiny.pt "
+                              f"in ComfyUI's {entry.split('(')[1].rstrip(')')}/ (the VAE sd-vae-ft-mse there as "
+                              "sd-vae/ or in models/vae), or pick another model.")
+    version, folder, vae = found
+    files = latentsync_files.find_files(folder, vae=vae, who=WHO)
+    backends.check_lengths(images, face_track, visemes, driver, WHO)
+    _comfy.free_memory_for_model(2 * os.path.getsize(files.unet))
+    progress = _comfy.Progress(1, WHO)
+    return latentsync.lipsync_latentsync(images, face_track, driver, files, version=version, seed=int(seed),
+                                         steps=int(steps), strength=float(strength),
+                                         device=_comfy.compute_device(), on_progress=progress, who=WHO)
+
+
 def _musetalk_model(device):
     """The MuseTalk files of models/lipsync/musetalk; before they are loaded onto a GPU, ComfyUI is asked
     to make room for them."""
@@ -63,8 +82,9 @@ class LipSyncInference:
                 "face_track": (FACE_TRACK, {"tooltip": "Face track from MaskLowerFace: where the face and mouth are in each frame."}),
                 "visemes": (VISEMES, {"tooltip": "Mouth track from MapVisemes; drives the built-in generator."}),
                 "driver": (DRIVER, {"tooltip": "Audio driver from LoadAudioDriver; its mel windows drive Wav2Lip checkpoints."}),
-                "model": (list(backends.BUILTINS) + [_comfy.MUSETALK_ENTRY]
-                          + [f for f in _comfy.model_files("lipsync") if not f.startswith("musetalk/")], {
+                "model": (list(backends.BUILTINS) + [_comfy.MUSETALK_ENTRY] + list(_comfy.LATENTSYNC_ENTRIES)
+                          + [f for f in _comfy.model_files("lipsync")
+                             if not f.startswith(("musetalk/", "latentsync/"))], {
                     "default": backends.BUILTIN,
                     "tooltip": "Generator. 'built-in (no weights)': the clip's own mouths when the clip shows "
                                "enough of them, else the warp generator. 'clip's own mouths': real mouths "
@@ -72,8 +92,11 @@ class LipSyncInference:
                                "frame's mouth and draws the lips (for stills). Or a Wav2Lip checkpoint "
                                "(wav2lip.pth, wav2lip_gan.pth or .safetensors) placed in ComfyUI's models/lipsync folder, "
                                "or MuseTalk 1.5 (its files in models/lipsync/musetalk/ as MuseTalk's download lays "
-                               "them out; the VAE may be sd-vae-ft-mse in models/vae; listed even before they are "
-                               "there, so a workflow using it loads, and it says which file is missing).",
+                               "them out; the VAE may be sd-vae-ft-mse in models/vae), or LatentSync 1.6 / 1.5 "
+                               "(latentsync_unet.pt and whisper/tiny.pt in models/lipsync/latentsync/, 1.5's in "
+                               "latentsync/1.5/; the VAE sd-vae-ft-mse as for MuseTalk). MuseTalk and LatentSync are "
+                               "listed even before their files are there, so a workflow using them loads, and they "
+                               "say which file is missing.",
                 }),
                 "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.5, "step": 0.05,
                                        "tooltip": "How far the mouth follows the audio: 0 keeps the original, 1 is the full motion "
@@ -89,6 +112,12 @@ class LipSyncInference:
                                                  "whole face (its reference latent) every new lower face is "
                                                  "drawn from. -1 = automatic: the most closed frame of usual "
                                                  "width. Pick another if that one is blurred or covered."}),
+                "steps": ("INT", {"default": 20, "min": 1, "max": 100,
+                                  "tooltip": "LatentSync: denoising steps per 16-frame chunk (the reference's 20; "
+                                             "fewer is faster and softer)."}),
+                "seed": ("INT", {"default": 1247, "min": 0, "max": 2**63 - 1,
+                                 "tooltip": "LatentSync: the seed of the starting noise (the same seed gives the same "
+                                            "result)."}),
             },
         }
 
@@ -102,7 +131,10 @@ class LipSyncInference:
     CATEGORY = "lipsync/generate"
 
     def run(self, images, face_track, visemes, driver, model=backends.BUILTIN, strength=1.0, batch_size=16,
-            lip_frame=-1):
+            lip_frame=-1, steps=20, seed=1247):
+        if model in _comfy.LATENTSYNC_ENTRIES:
+            crops, track = _latentsync_run(model, images, face_track, visemes, driver, strength, steps, seed)
+            return (crops.to(_comfy.intermediate_device()), track)
         path = model
         if model == _comfy.MUSETALK_ENTRY:
             path = _musetalk_model(_comfy.compute_device())

@@ -1,0 +1,245 @@
+"""LatentSync 1.6 / 1.5 (bytedance/LatentSync, code Apache-2.0): latent-diffusion inpainting of the lower
+face of 16-frame chunks, conditioned on Whisper-tiny audio tokens.
+
+The pipeline, step for step as the reference's ``LipsyncPipeline`` (our own code; the UNet and the Whisper
+encoder are this pack's :mod:`.latentsync_unet` / :mod:`.latentsync_audio`, the VAE and the DDIM scheduler
+come from diffusers, the files from :mod:`.latentsync_files`):
+
+1. Each frame's face aligned onto LatentSync's template and stretched to ``size`` x ``size`` (512 for
+   1.6, 256 for 1.5): :func:`.latentsync_align.align_track` from the pack's face track.
+2. Pixels to -1..1; the masked crop (:func:`.latentsync_align.template_mask`, the reference's mask
+   shape) and the unmasked crop VAE-encoded (latent means x 0.18215), the mask resized (nearest) to the
+   latent grid: the UNet input is noise 4 + mask 1 + masked latents 4 + reference latents 4 channels.
+3. One Gaussian noise image (seeded) shared by every frame; per chunk of 16 frames, DDIM (scaled-linear
+   betas 0.00085..0.012, 1000 training steps, steps_offset 1, eta 0) for ``steps`` steps with
+   classifier-free guidance: noise = uncond + g * (audio - uncond), the unconditional branch with
+   all-zero audio tokens, g = 1.5.
+4. Decode; the kept part of the mask takes the input crop back (decoded * (1 - mask) + crop * mask).
+
+Where this differs from the reference, on purpose:
+
+* Any frame rate: frame k's audio window is centred on Whisper step ``floor(k * 50 / fps)`` of the clip's
+  own rate (the reference re-encodes every video to 25 fps). The clip is never looped or cut to the
+  audio: every frame gets a window (clamped to the line's ends).
+* The VAE latents are the distributions' means (the reference draws samples): deterministic for a seed.
+* Frames whose face was not found are passed through (their own crop back, unchanged).
+* No InsightFace: the alignment comes from the pack's landmarks (see :mod:`.latentsync_align`).
+* Chunk by chunk: a clip of any length holds one chunk of crops and latents at a time; no temp files.
+* Paste-back goes through the pack's Composite (its lower-face mask), not the reference's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .. import composite
+from ..checks import check_images
+from ..errors import InputError
+from ..types import AudioDriver, FaceTrack
+from . import latentsync_files as LF
+from .latentsync_align import align_track, template_mask
+from .latentsync_audio import AUDIO_RATE, audio_windows, mel_filters, whisper_features
+from .latentsync_unet import FULL, UNetConfig
+
+log = logging.getLogger("comfyui_lipsync")
+
+WHO = "LipSyncInference"
+SIZES = {"1.6": 512, "1.5": 256}
+"""Crop side per version (the UNet is the same; the training resolution differs)."""
+CHUNK = 16
+"""Frames per denoising chunk (the motion modules' training length)."""
+STEPS = 20
+GUIDANCE = 1.5
+SCALING = 0.18215
+SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                 clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+"""The reference's configs/scheduler_config.json (DDIM)."""
+
+
+@dataclass
+class LatentSyncModels:
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    encoder: torch.nn.Module
+    filters: torch.Tensor
+    device: torch.device
+    dtype: torch.dtype
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """float16 on CUDA (the reference's choice on GPUs that have it), float32 elsewhere."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def load_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, who: str = WHO,
+                cfg: UNetConfig = FULL) -> LatentSyncModels:
+    """The UNet (of ``cfg``: the published shape unless a test says otherwise), VAE and Whisper encoder."""
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    unet, vae, encoder = LF.load_unet(files, cfg, who), LF.load_vae(files, who), LF.load_whisper(files, who)
+    mods = [m.to(device) if dtype == torch.float32 else m.to(device=device, dtype=dtype) for m in (unet, vae, encoder)]
+    log.info("%s: LatentSync loaded from %s (%s, %s)", who, files.root, device, dtype)
+    return LatentSyncModels(*mods, mel_filters(), device, dtype)
+
+
+_CACHE: dict = {"key": None, "models": None}
+_LOCK = threading.Lock()
+
+
+def cached_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, who: str = WHO,
+                  cfg: UNetConfig = FULL) -> LatentSyncModels:
+    """The models of ``files`` on ``device``, loaded once; reloaded when a file changes. One set is kept:
+    the old set is dropped before a new one loads (two 5-GB UNets never sit in memory together)."""
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    key = (files.stamp(), str(device), dtype, cfg)
+    with _LOCK:
+        if _CACHE["key"] != key:
+            _CACHE.update(key=None, models=None)
+            _CACHE.update(models=load_models(files, device, dtype, who, cfg), key=key)
+        return _CACHE["models"]
+
+
+def release() -> None:
+    """Drop the cached models (ComfyUI's unload hook can call this)."""
+    with _LOCK:
+        _CACHE.update(key=None, models=None)
+
+
+def make_scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SCHEDULER)
+
+
+def initial_noise(size: int, seed: int, dtype=torch.float32) -> torch.Tensor:
+    """(1, 4, 1, size/8, size/8) the seeded noise image every frame starts from (CPU generator, as the
+    reference's ``torch.randn`` with a generator)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn((1, 4, 1, size // 8, size // 8), generator=g, dtype=dtype)
+
+
+def encode(models: LatentSyncModels, x: torch.Tensor) -> torch.Tensor:
+    """(F, 4, h, w) scaled latent means of (F, 3, S, S) pixels in -1..1."""
+    with torch.inference_mode():
+        return models.vae.encode(x.to(models.device, models.dtype)).latent_dist.mean * SCALING
+
+
+def decode(models: LatentSyncModels, z: torch.Tensor) -> torch.Tensor:
+    """(F, 3, S, S) pixels in -1..1 (float32) from (1, 4, F, h, w) scaled latents."""
+    z = (z / SCALING)[0].transpose(0, 1)
+    with torch.inference_mode():
+        return models.vae.decode(z.to(models.dtype)).sample.float()
+
+
+def denoise_chunk(models: LatentSyncModels, faces: torch.Tensor, tokens: torch.Tensor, noise: torch.Tensor,
+                  keep: torch.Tensor, steps: int = STEPS, guidance: float = GUIDANCE,
+                  on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """One chunk. faces (F, 3, S, S) in -1..1; tokens (F, 50, 384); noise (1, 4, 1, S/8, S/8); keep (S, S)
+    or (F, 1, S, S): 1 where the face is kept. Returns (F, 3, S, S) float32 in -1..1, the kept part
+    pasted back. ``on_step`` is called after each denoising step (progress and interrupt)."""
+    f, _, s, _ = faces.shape
+    dev, dt = models.device, models.dtype
+    faces = faces.to(dev, torch.float32)
+    keep = keep.to(dev, torch.float32).expand(f, 1, s, s) if keep.ndim == 2 else keep.to(dev, torch.float32)
+    masked_lat = encode(models, faces * keep)
+    ref_lat = encode(models, faces)
+    mask_lat = F.interpolate(keep, size=(s // 8, s // 8))
+    to5 = lambda t: t.transpose(0, 1)[None]  # noqa: E731  (F, C, h, w) -> (1, C, F, h, w)
+    cond = torch.cat([to5(mask_lat).to(dt), to5(masked_lat), to5(ref_lat)], 1)
+    audio = tokens.to(dev, dt)[None]
+    cfg = guidance > 1.0
+    if cfg:
+        cond, audio = torch.cat([cond] * 2), torch.cat([torch.zeros_like(audio), audio])
+    sched = make_scheduler()
+    sched.set_timesteps(int(steps), device=dev)
+    latents = noise.to(dev, torch.float32).expand(1, 4, f, s // 8, s // 8).contiguous()
+    for t in sched.timesteps:
+        x = torch.cat([latents] * 2) if cfg else latents
+        x = torch.cat([sched.scale_model_input(x, t).to(dt), cond], 1)
+        with torch.inference_mode():
+            pred = models.unet(x, t, audio).float()
+        if cfg:
+            uncond, cond_pred = pred.chunk(2)
+            pred = uncond + guidance * (cond_pred - uncond)
+        latents = sched.step(pred, t, latents).prev_sample
+        if on_step is not None:
+            on_step()
+    out = decode(models, latents)
+    return out * (1 - keep) + faces * keep
+
+
+def resolve_files(model, who: str = WHO) -> LF.LatentSyncFiles:
+    return model if isinstance(model, LF.LatentSyncFiles) else LF.find_files(os.fspath(model), who=who)
+
+
+def _check_args(steps: int, guidance: float, size: int, who: str) -> None:
+    if int(steps) < 1:
+        raise InputError(f"{who}: steps must be at least 1, got {steps}.")
+    if not 0.0 <= float(guidance) <= 20.0:
+        raise InputError(f"{who}: guidance must be between 0 and 20, got {guidance}.")
+    if int(size) % 64:
+        raise InputError(f"{who}: the LatentSync crop size must be a multiple of 64, got {size}.")
+
+
+def lipsync_latentsync(images: torch.Tensor, track: FaceTrack, driver: AudioDriver, model, version: str = "1.6",
+                       seed: int = 1247, steps: int = STEPS, guidance: float = GUIDANCE, strength: float = 1.0,
+                       device=None, dtype: torch.dtype | None = None, size: int | None = None,
+                       unet_config: UNetConfig = FULL, on_progress: Callable[[int, int], None] | None = None,
+                       who: str = WHO) -> tuple[torch.Tensor, FaceTrack]:
+    """LatentSync crops for a clip: (B, S, S, 3) float32 0..1 on the images' device, and the face track aimed
+    at them (for Composite). ``model``: a LatentSync folder or :class:`.latentsync_files.LatentSyncFiles`;
+    ``version`` "1.6" (512 px) or "1.5" (256 px); ``size`` and ``unet_config`` override the crop side
+    and the UNet's shape (tests). ``on_progress(done, total)`` counts denoising steps over
+    the clip (it may raise to interrupt). Frames without a found face come back as their own crop."""
+    check_images(images, who)
+    if version not in SIZES:
+        raise InputError(f"{who}: LatentSync version must be one of {', '.join(SIZES)}, got {version!r}.")
+    size = int(size or SIZES[version])
+    _check_args(steps, guidance, size, who)
+    files = resolve_files(model, who)
+    device = torch.device(device) if device is not None else images.device
+    models = cached_models(files, device, dtype, who, unet_config)
+    out_track = align_track(track, size)
+    wave = driver.waveform.detach().to("cpu", torch.float32).reshape(-1)
+    if int(getattr(driver, "sample_rate", AUDIO_RATE)) != AUDIO_RATE:
+        raise InputError(f"{who}: the audio driver must be {AUDIO_RATE} Hz for LatentSync, got {driver.sample_rate}.")
+    feats = whisper_features(models.encoder, models.filters, wave)
+    tokens = audio_windows(feats, track.num_frames, driver.fps)
+    noise = initial_noise(size, seed)
+    keep = template_mask(size, device)
+    b = track.num_frames
+    total, done = -(-b // CHUNK) * int(steps), 0
+    out = torch.empty((b, size, size, 3), dtype=torch.float32, device=images.device)
+    for start in range(0, b, CHUNK):
+        span = slice(start, min(start + CHUNK, b))
+        crops = composite.crop_faces(images[span], out_track.frames(span), device=device)
+        crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+        found = track.found[span].to(crops.device).bool()
+        gen = crops.clone()
+        if bool(found.any()):
+            def step():
+                nonlocal done
+                done += 1
+                if on_progress is not None:
+                    on_progress(done, total)
+            faces = crops[found] * 2 - 1
+            new = denoise_chunk(models, faces, tokens[span][found.to(tokens.device)], noise, keep, steps,
+                                guidance, step)
+            new = (new / 2 + 0.5).clamp(0, 1).to(crops)
+            gen[found] = crops[found] + float(strength) * (new - crops[found])
+        else:
+            done += int(steps)
+            if on_progress is not None:
+                on_progress(done, total)
+        out[span] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
+    note = f"generator: LatentSync {version} ({files.root}), {steps} steps, guidance {guidance:g}, seed {seed}"
+    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, note) if x))
+    return out, out_track
