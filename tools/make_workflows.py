@@ -201,6 +201,22 @@ def wf_musetalk(defs):
     return wf_clip(defs, MUSETALK, "lipsync/musetalk", {"model": MUSETALK_ENTRY, "batch_size": 8})
 
 
+LATENTSYNC = """## LatentSync 1.6
+LipSyncInference runs LatentSync 1.6: a latent-diffusion model that redraws the lower face at 512 px
+from the line (20 denoising steps per 16 frames; a GPU with 18 GB or more is advised, 1.5 at 256 px
+needs less). Its files are not shipped: put `latentsync_unet.pt` and `whisper/tiny.pt` in ComfyUI's
+**models/lipsync/latentsync/** (1.5's in latentsync/1.5/), and sd-vae-ft-mse as `sd-vae/` there or in
+models/vae. The weights' licence is yours to respect. *steps* and *seed*: the denoising steps and the
+starting noise."""
+
+
+def wf_latentsync(defs):
+    from comfyui_lipsync.nodes._comfy import LATENTSYNC_ENTRIES
+
+    entry = next(iter(LATENTSYNC_ENTRIES))
+    return wf_clip(defs, LATENTSYNC, "lipsync/latentsync", {"model": entry, "batch_size": 16, "steps": 20})
+
+
 def build() -> dict[str, dict]:
     defs = ws.all_definitions()
     return {
@@ -225,6 +241,7 @@ def build() -> dict[str, dict]:
         "05_dubbing_transcript.json": wf_dubbing(defs),
         "06_dubbing_two_people.json": wf_two_people(defs),
         "07_musetalk_lipsync.json": wf_musetalk(defs),
+        "08_latentsync_lipsync.json": wf_latentsync(defs),
     }
 
 
