@@ -19,6 +19,11 @@ printing after every batch the resident memory (RSS), its peak during the batch 
 batch) and RSS less the output crops written so far (the node's output: 256x256x3 float32, 0.79 MB a
 frame). Memory that grows with the clip would show as a rising last column. Run it twice: the full-size
 architecture for a few batches (``--size full --frames 24``) and the tiny one over all 250 frames.
+
+Measured (2026-12-07, load average 20 to 50 on the 2 cores): tiny, 250 frames, batch 16: RSS less the
+output crops 676 MB after batch 1, 622 MB after batch 16, 552..736 MB in between (no trend); peak per
+batch 922..1236 MB. The full-size run (``--frames 8 --batch 2``) was killed by the kernel's OOM killer
+with 4.4 GB resident while the shared 23-GB machine was full: no figure yet.
 """
 
 from __future__ import annotations
@@ -99,6 +104,7 @@ def memory(root: str, device: torch.device, batch: int, frames: int) -> list[dic
     gc.collect()
     out_frame = M.CROP * M.CROP * 3 * 4 / 2**20
     rows = [{"batch": 0, "rss": status_mb("VmRSS"), "peak": status_mb("VmHWM"), "beyond_out": status_mb("VmRSS")}]
+    _row(rows[0])
     reset_peak()
     t0 = time.perf_counter()
 
@@ -107,6 +113,7 @@ def memory(root: str, device: torch.device, batch: int, frames: int) -> list[dic
         written = min(done * batch, frames) * out_frame
         rows.append({"batch": done, "rss": rss, "peak": peak, "beyond_out": rss - written,
                      "s": time.perf_counter() - t0})
+        _row(rows[-1])  # as it comes: a run cut short still shows its batches
         reset_peak()
 
     out, _ = M.lipsync_musetalk(images, track, driver, root, batch_size=batch, device=device, lip_frame=0,
@@ -115,12 +122,11 @@ def memory(root: str, device: torch.device, batch: int, frames: int) -> list[dic
     return rows
 
 
-def print_memory(rows: list[dict], size: str, batch: int, frames: int) -> None:
-    print(f"memory: {size} architecture, 1920x1080, {frames} frames, batch {batch} "
-          f"(MB; row 0: models loaded, before the first batch)")
-    print(" batch      RSS   peak in batch   RSS less output crops")
-    for r in rows:
-        print(f"{r['batch']:>6} {r['rss']:>8.0f} {r['peak']:>15.0f} {r['beyond_out']:>23.0f}")
+def _row(r: dict) -> None:
+    print(f"{r['batch']:>6} {r['rss']:>8.0f} {r['peak']:>15.0f} {r['beyond_out']:>23.0f}", flush=True)
+
+
+def print_memory(rows: list[dict]) -> None:
     if len(rows) > 2:
         after = [r["beyond_out"] for r in rows[1:]]
         peaks = [r["peak"] for r in rows[1:]]
@@ -148,8 +154,11 @@ def main(argv=None) -> dict:
         if not os.path.isfile(os.path.join(root, "musetalkV15", "unet.pth")):
             P.write_layout(root, args.size)
         if args.memory:
+            print(f"memory: {args.size} architecture, 1920x1080, {args.frames} frames, batch {args.batch} "
+                  f"(MB; row 0: models loaded, before the first batch)")
+            print(" batch      RSS   peak in batch   RSS less output crops", flush=True)
             rows = memory(root, device, args.batch, args.frames)
-            print_memory(rows, args.size, args.batch, args.frames)
+            print_memory(rows)
             return {"rows": rows}
         r = bench(root, device, args.batch, args.batches)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
