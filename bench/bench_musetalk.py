@@ -22,8 +22,9 @@ architecture for a few batches (``--size full --frames 24``) and the tiny one ov
 
 Measured (2026-12-07, load average 20 to 50 on the 2 cores): tiny, 250 frames, batch 16: RSS less the
 output crops 676 MB after batch 1, 622 MB after batch 16, 552..736 MB in between (no trend); peak per
-batch 922..1236 MB. The full-size run (``--frames 8 --batch 2``) was killed by the kernel's OOM killer
-with 4.4 GB resident while the shared 23-GB machine was full: no figure yet.
+batch 922..1236 MB. Full size, 6 frames, batch 2 (load average 14 to 20): 4350 MB with the models
+loaded (peak 6943 MB while loading), then 4401, 4401, 4291 MB after batches 1-3; peak per batch 4736..4785
+MB. (A first full-size run, ``--frames 8``, was OOM-killed at 4.4 GB while the shared 23-GB machine was full.)
 """
 
 from __future__ import annotations
