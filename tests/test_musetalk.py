@@ -620,7 +620,7 @@ def test_runner_runs_musetalk_on_clips_loading_the_models_once(layout, tmp_path,
         out, fps, _ = media.read_video(str(tmp_path / "out" / f"{clip}.mp4"))
         assert out.shape == src.shape == (12, 288, 360, 3) and fps == 25.0
         rows = (out.float() - src.float()).abs().mean(dim=(0, 2, 3))  # per image row
-        assert rows[:60].max() < 2.0, rows[:60].max()  # above the face: as it was (codec noise)
+        assert rows[:60].max() < rows.max() / 3, rows  # above the face: as it was (codec noise only)
         assert rows.max() > 8.0, rows.max()  # the lower face: redrawn by the random network
 
 

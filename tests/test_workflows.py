@@ -148,10 +148,10 @@ def test_shipped_workflow_valid(path, defs):
     assert ws.to_api_prompt(wf, defs)  # converts to an API prompt
 
 
-def test_six_workflows_shipped_where_comfyui_lists_templates():
+def test_the_workflows_shipped_where_comfyui_lists_templates():
     """ComfyUI serves a custom node's ``workflows/`` folder as templates (as it does
     ``example_workflows/``; app/custom_node_manager.py of 0.3.64): one folder, no duplicates."""
-    assert len(WORKFLOWS) == 7, [p.name for p in WORKFLOWS]
+    assert len(WORKFLOWS) == 8, [p.name for p in WORKFLOWS]
     assert not (ROOT / "example_workflows").exists(), "a second template folder lists every workflow twice"
     assert all(p.parent.name == "workflows" for p in WORKFLOWS)
 
