@@ -1,15 +1,18 @@
 """The streaming runner on long and large clips (issue 15's runner bars).
 
-    python bench/bench_runner.py long       # 10 minutes of 1920x1080 at 25 fps
+    python bench/bench_runner.py long [--minutes 3]   # 10 (or 3) minutes of 1920x1080 at 25 fps
     python bench/bench_runner.py portrait   # 10 s of 1080x1920 at 25 fps, this runner and the base commit's
 
 The clips are synthesised from the GRID clips (all seven in a row, looped, scaled up and centred on a
 black canvas), with their own sound concatenated as the line, so the output's true offset is 0. The
 runner runs as a user runs it (``python -m lipsync_runner`` in a child process); its wall time and
-peak resident memory (the child's ru_maxrss) are printed with the output's frame count and rate
+peak resident memory (the child's ru_maxrss) and CPU time (user + system, all its threads) are printed with the output's frame count and rate
 against the input's and the SyncScore the runner reports on the output's last 10 s.
-``portrait`` also runs the runner of ``--base`` (default 7f7fb6d, checked out with ``git archive``
-into a temporary folder) on the same files and prints the speed ratio.
+``portrait`` also runs the runner of ``--base`` (default c83d0b0, the runner before issue 15's speed
+work, checked out with ``git archive`` into a temporary folder) on the same files, base and this
+runner in turns (``--rounds``), and prints the speed ratios (wall and CPU time) and how far the two
+outputs' frames differ. On a shared, loaded machine wall times swing with the load (printed): the
+CPU-time ratio is the steadier figure.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path, every:
     """``python -m lipsync_runner`` from ``root`` in a child process: wall s, peak RSS GB (the child's
     ru_maxrss), stdout. Every ``every`` s the child's resident and peak memory go to ``log``.rss."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = ru0.ru_maxrss
     t0 = time.monotonic()
     with open(log, "w") as err, open(str(log) + ".rss", "w") as rss:
         p = subprocess.Popen([sys.executable, "-m", "lipsync_runner", "--video", str(video), "--audio", str(line),
@@ -111,16 +115,18 @@ def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path, every:
                 pass
         stdout = p.stdout.read()
     wall = time.monotonic() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"rc": p.returncode, "wall_s": wall, "peak_gb": peak / 1024 ** 2, "peak_is_max_so_far": peak == before,
-            "stdout": stdout}
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
+    return {"rc": p.returncode, "wall_s": wall, "cpu_s": cpu, "peak_gb": ru.ru_maxrss / 1024 ** 2,
+            "peak_is_max_so_far": ru.ru_maxrss == before, "stdout": stdout, "load": os.getloadavg()[0]}
 
 
 def check_output(video: Path, out: Path, res: dict) -> None:
     vin, vout = media.probe_video(str(video)), media.probe_video(str(out))
     n_out = sum(f.shape[0] for _, f, _ in media.iter_video(str(out), chunk=64, size=(64, 36)))
     m = re.search(r"offset ([+-]\d+) frames", res["stdout"])
-    print(f"  rc {res['rc']}, wall {res['wall_s']:.1f} s, peak RSS {res['peak_gb']:.2f} GB")
+    print(f"  rc {res['rc']}, wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, peak RSS {res['peak_gb']:.2f} GB "
+          f"(load average at the end {res['load']:.1f} on {os.cpu_count()} CPUs)")
     print(f"  input {vin.frames} frames at {vin.rate} fps; output {n_out} frames decoded "
           f"({vout.frames} stated) at {vout.rate} fps")
     print(f"  SyncScore on the output's last 10 s: offset {m.group(1) if m else 'n/a'} frames (true offset 0)")
@@ -142,22 +148,49 @@ def long_run(minutes: float, root: Path, synth_only: bool) -> None:
     print(res["stdout"][-1500:])
 
 
-def portrait_run(seconds: float, base: str | None, root: Path) -> None:
+def frame_diff(a: Path, b: Path) -> tuple[int, float, int]:
+    """(max, mean) absolute difference of two videos' decoded frames (0..255) and the frame count."""
+    ia, ib = media.iter_video(str(a), chunk=25), media.iter_video(str(b), chunk=25)
+    worst, total, n = 0, 0.0, 0
+    for (_, fa, _), (_, fb, _) in zip(ia, ib):
+        d = (fa.int() - fb.int()).abs()
+        worst, total, n = max(worst, int(d.max())), total + float(d.float().mean()) * len(fa), n + len(fa)
+    return worst, total / max(n, 1), n
+
+
+def portrait_run(seconds: float, base: str | None, root: Path, rounds: int) -> None:
     OUT.mkdir(exist_ok=True)
     video, line = OUT / f"portrait_{seconds:g}s_1080x1920.mp4", OUT / f"portrait_{seconds:g}s_line.wav"
-    synth(video, line, (1080, 1920), seconds)
-    res = run_runner(root, video, line, OUT / "portrait_out.mp4", OUT / "portrait_runner.log")
-    print(f"{seconds:g} s of 1080x1920 at 25 fps, this runner:")
-    check_output(video, OUT / "portrait_out.mp4", res)
+    if not video.exists():
+        synth(video, line, (1080, 1920), seconds)
+    new_out, old_out = OUT / "portrait_out.mp4", OUT / "portrait_base_out.mp4"
+    with tempfile.TemporaryDirectory() as tmp:
+        if base:
+            arch = subprocess.run(["git", "-C", str(ROOT), "archive", base], capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
+        news, olds = [], []
+        for r in range(rounds):
+            if base:
+                olds.append(run_runner(Path(tmp), video, line, old_out, OUT / "portrait_base.log"))
+                print(f"round {r + 1}: base {base}: wall {olds[-1]['wall_s']:.1f} s, CPU {olds[-1]['cpu_s']:.1f} s, "
+                      f"load {olds[-1]['load']:.1f}", flush=True)
+            news.append(run_runner(root, video, line, new_out, OUT / "portrait_runner.log"))
+            print(f"round {r + 1}: this runner: wall {news[-1]['wall_s']:.1f} s, CPU {news[-1]['cpu_s']:.1f} s, "
+                  f"load {news[-1]['load']:.1f}", flush=True)
+    print(f"{seconds:g} s of 1080x1920 at 25 fps, this runner (last round):")
+    check_output(video, new_out, news[-1])
     if not base:
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        arch = subprocess.run(["git", "-C", str(ROOT), "archive", base], capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=arch, check=True)
-        old = run_runner(Path(tmp), video, line, OUT / "portrait_base_out.mp4", OUT / "portrait_base.log")
-    print(f"the base commit {base}'s runner: rc {old['rc']}, wall {old['wall_s']:.1f} s, "
-          f"peak RSS {old['peak_gb']:.2f} GB{' (or less: an earlier child peaked higher)' if old['peak_is_max_so_far'] else ''}")
-    print(f"speed ratio (base wall / this wall): {old['wall_s'] / res['wall_s']:.2f}x")
+    old = olds[-1]
+    print(f"the base commit {base}'s runner: rc {old['rc']}, peak RSS {old['peak_gb']:.2f} GB"
+          f"{' (or less: an earlier child peaked higher)' if old['peak_is_max_so_far'] else ''}")
+    for what in ("wall_s", "cpu_s"):
+        o, n = sum(x[what] for x in olds), sum(x[what] for x in news)
+        print(f"speed ratio, {what[:-2]} time summed over {rounds} round(s) (base / this): {o:.1f} / {n:.1f} s "
+              f"= {o / n:.2f}x")
+    worst, mean, n = frame_diff(old_out, new_out)
+    print(f"output frames, this runner against the base's: max abs diff {worst}, mean {mean:.3f} (0..255) over "
+          f"{n} frames")
 
 
 if __name__ == "__main__":
@@ -165,9 +198,10 @@ if __name__ == "__main__":
     ap.add_argument("what", choices=["long", "portrait"])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--base", default="7f7fb6d", help="portrait: the commit to compare with ('' = none; its "
-                    "runner holds the whole clip as float: about 6 GB resident per 100 frames of 1080x1920)")
+    ap.add_argument("--base", default="c83d0b0", help="portrait: the commit to compare with ('' = none)")
+    ap.add_argument("--rounds", type=int, default=1, help="portrait: base and this runner, in turns, this many times")
     ap.add_argument("--root", type=Path, default=ROOT, help="the pack folder whose runner runs (e.g. a snapshot)")
     ap.add_argument("--synth-only", action="store_true", help="long: only make the clip and its line")
     a = ap.parse_args()
-    long_run(a.minutes, a.root, a.synth_only) if a.what == "long" else portrait_run(a.seconds, a.base, a.root)
+    long_run(a.minutes, a.root, a.synth_only) if a.what == "long" else portrait_run(a.seconds, a.base, a.root,
+                                                                                         a.rounds)

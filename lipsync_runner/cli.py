@@ -240,7 +240,7 @@ def _audio_chain(job: Job, opts: Options, nodes, bar: Bar, wave, sr: int, fps: f
     bar.start("MapVisemes")
     breath = {} if opts.breath_open is None else {"breath_open": float(opts.breath_open)}
     out, _ = call_node(nodes["LipSyncMapVisemes"], phonemes=phonemes, viseme_set=opts.viseme_set, fps=fps,
-                       driver=driver, **breath)
+                       driver=driver, preview=False, **breath)  # a picture nobody would see
     return driver, audio, out["visemes"]
 
 
@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how far the lips part on an audible in-breath before a line (0..1; 0 = stay at rest; "
                         "default: MapVisemes' breath_open)")
     p.add_argument("--no-score", action="store_true", help="skip SyncScore")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads for the frame work (0 = automatic: half the CPUs, at least 1; decoding and "
+                        "encoding run in threads of their own beside it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -382,6 +385,8 @@ def check_args(args, nodes) -> None:
     if args.breath_open is not None:
         checks.append(("--breath-open", args.breath_open, nodes["LipSyncMapVisemes"], "breath_open",
                        "0 = stay at rest"))
+    if not 0 <= args.threads <= 1024:
+        raise InputError(f"--threads {args.threads}: must be between 0 and 1024 (0 = automatic).")
     for flag, value, cls, name, what in checks:
         lo, hi = _bounds(cls, name)
         if not math.isfinite(float(value)) or not lo <= float(value) <= hi:
@@ -474,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     nodes = pack.NODE_CLASS_MAPPINGS
     comfy = importlib.import_module(f"{pack.__name__}.nodes._comfy")
     bar = Bar(stream=open(os.devnull, "w") if args.quiet else sys.stderr)
+    from . import stream
+
+    threads = None
     try:
         _check_nodes(nodes, score=not args.no_score)
         check_args(args, nodes)
@@ -483,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = Options(model=model or _musetalk(args, comfy), backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
                        score=not args.no_score)
+        threads = stream.set_threads(args.threads)
         comfy.Progress.hook = bar
         return _run_all(jobs, opts, nodes, bar)
     except LipSyncError as e:
@@ -490,3 +499,5 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         comfy.Progress.hook = None
+        if threads is not None:  # as they were (main is also called in-process)
+            stream.set_threads(*threads[1:])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 
+import torch
+
 from ..lipsync_models import ui_payload, visemes
 from ..lipsync_models.errors import InputError
 from ..lipsync_models.types import DRIVER, PHONEMES, VISEMES
@@ -87,7 +89,9 @@ class MapVisemes:
 
     def map(self, phonemes, viseme_set="rhubarb", fps=25.0, frame_count=0, anticipation_ms=visemes.ANTICIPATION_MS,
             min_hold_ms=60.0, blend_ms=60.0, strength=1.0, smoothing=0.5, bridge_pause_ms=150.0, driver=None,
-            breath_open=visemes.BREATH_OPEN):
+            breath_open=visemes.BREATH_OPEN, preview=True):
+        """``preview`` (not a widget: ComfyUI always draws it) False skips the timeline picture, for
+        callers that never show it (the headless runner): ``preview`` is then a 1x1 black IMAGE."""
         fps = float(fps)
         frames = int(frame_count or 0)
         if frames < 0:
@@ -106,10 +110,13 @@ class MapVisemes:
             min_hold_ms=float(min_hold_ms), blend_ms=float(blend_ms), strength=float(strength),
             smoothing=float(smoothing), bridge_pause_ms=float(bridge_pause_ms), breath_open=float(breath_open),
             device=_comfy.compute_device(), who=WHO)
-        image = visemes.preview(track, waveform, phonemes).to(_comfy.intermediate_device())
+        if preview:
+            image = visemes.preview(track, waveform, phonemes).to(_comfy.intermediate_device())
+        else:
+            image = torch.zeros((1, 1, 1, 3), device=_comfy.intermediate_device())
         text_json = visemes.to_rhubarb_json(track, sound)
         text_tsv = visemes.to_tsv(track)
-        ui = {"images": _comfy.preview_images(image, "lipsync_visemes"), "text": [summary(track)],
+        ui = {"images": _comfy.preview_images(image, "lipsync_visemes") if preview else [], "text": [summary(track)],
               **ui_payload.cues_ui(track.cues, track.names, track.viseme_set, track.fps,
                                    track.param("jaw_open"), track.num_frames / track.fps)}
         return {"ui": ui, "result": (track, image, text_json, text_tsv)}

@@ -303,6 +303,27 @@ def test_each_argument_is_checked_before_decoding(clip_and_line, capsys, monkeyp
     assert not out.exists()
 
 
+def test_threads_are_checked_and_set(clip_and_line, capsys, monkeypatch):
+    from comfyui_lipsync.lipsync_runner import stream
+
+    video, line = clip_and_line
+    _no_decoding(monkeypatch)
+    out = video.parent / "out.mp4"
+    assert cli.main(["--video", str(video), "--audio", str(line), "-o", str(out), "--threads", "-1"]) == 2
+    assert "error: --threads -1: must be between 0 and 1024" in capsys.readouterr().err
+    import cv2
+
+    before = (torch.get_num_threads(), cv2.getNumThreads())
+    try:
+        assert stream.set_threads(3) == (3,) + before and torch.get_num_threads() == 3
+        n = stream.set_threads(0)[0]  # automatic: half the usable CPUs, at least one
+        assert n == max(1, len(os.sched_getaffinity(0)) // 2) and torch.get_num_threads() == n
+        assert cv2.getNumThreads() == n
+    finally:
+        stream.set_threads(*before)
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+
+
 def test_unknown_viseme_set_names_the_choices(clip_and_line, capsys, monkeypatch):
     video, line = clip_and_line
     _no_decoding(monkeypatch)

@@ -148,3 +148,19 @@ def test_chunked_writer_keeps_the_exact_rate_and_audio(tmp_path, rate):
         a = c.streams.audio[0]
         dur = float(a.duration * a.time_base)
     assert abs(dur - n / float(rate)) < 0.03, (dur, n / float(rate))  # AAC frames: 21 ms granularity
+
+
+def test_scored_tail_is_shrunk_like_an_area_filter(grid_frames):
+    """The output's scored tail is shrunk on uint8 with OpenCV (no float copy of the full frames):
+    at an integer factor it is the mean of each 3x3 block, as the float area filter gives, to one
+    grey level of rounding; at another size both filters stay within a few levels of each other."""
+    from comfyui_lipsync.lipsync_runner import stream
+
+    frames = grid_frames[:6]  # (6, 288, 360, 3) uint8
+    small = stream._shrink_u8(frames, (120, 96))
+    assert small.dtype == torch.uint8 and tuple(small.shape) == (6, 96, 120, 3)
+    block = frames.double().view(6, 96, 3, 120, 3, 3).mean((2, 4))
+    assert float((small.double() - block).abs().max()) <= 0.5 + 1e-9
+    other = stream._shrink_u8(frames, (200, 160))
+    ref = stream._resize_u8(frames, (200, 160))
+    assert float((other.int() - ref.int()).abs().float().mean()) < 2.0

@@ -432,6 +432,26 @@ def test_node_with_defaults_and_no_driver():
     assert closed == [12, 13]
 
 
+def test_node_without_preview_draws_nothing_and_keeps_the_track(monkeypatch):
+    """The runner asks for no preview (a picture nobody sees; 1-14 s on long lines): the same track
+    and cues come back, the picture is never drawn and no preview image goes to the UI."""
+    from comfyui_lipsync.nodes import map_visemes
+
+    kwargs, _ = _defaults(MapVisemes)
+    full = MapVisemes().map(phonemes=p_track(), **kwargs)
+
+    def refuse(*a, **k):
+        raise AssertionError("preview drawn")
+
+    monkeypatch.setattr(map_visemes.visemes, "preview", refuse)
+    out = MapVisemes().map(phonemes=p_track(), preview=False, **kwargs)
+    track_, image, js, tsv = out["result"]
+    assert torch.equal(track_.weights, full["result"][0].weights)
+    assert (js, tsv) == full["result"][2:]
+    assert tuple(image.shape) == (1, 1, 1, 3) and out["ui"]["images"] == []
+    assert full["result"][1].shape[1] > 100  # the node's own preview is a real picture
+
+
 def test_node_takes_fps_and_frames_from_the_driver():
     from comfyui_lipsync.lipsync_models import audio as A
 
