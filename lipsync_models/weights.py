@@ -162,7 +162,8 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], name: str
     for k, v in ok.items():
         if not v.is_floating_point() and own[k].is_floating_point():
             raise CheckpointError(f"{who}: {name}: tensor {k} has dtype {v.dtype}, expected floating point.")
-    model.load_state_dict(ok, strict=False)
+    # a model built on the meta device (no storage) takes the file's tensors as they are
+    model.load_state_dict(ok, strict=False, assign=any(t.is_meta for t in own.values()))
 
 
 def convert_to_safetensors(src: str, dst: str, who: str = "convert", trust_pickle: bool = False) -> int:

@@ -97,7 +97,6 @@ def load_unet(files: LatentSyncFiles, cfg: UNetConfig = FULL, who: str = WHO) ->
         state.setdefault(k, v)
     match_state_dict(model, state, UNET, who, optional=(),
                      hint="Expected LatentSync 1.5's or 1.6's latentsync_unet.pt (ByteDance/LatentSync).")
-    model.load_state_dict(state, strict=True, assign=True)
     return model.float().eval().requires_grad_(False)
 
 
