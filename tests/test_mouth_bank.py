@@ -130,7 +130,9 @@ def test_descriptors_of_a_track():
 def test_select_takes_the_mouth_with_teeth_when_the_target_asks_for_them():
     # two mouths open alike, one showing teeth: the target decides between them
     shape = np.array([[0.1, 0.3, 0.3, 0.0], [0.1, 0.3, 0.3, 0.05], [0.0, 0.3, 0.3, 0.0], [0.2, 0.3, 0.3, 0.0]])
-    bank = MB.Bank(frames=np.array([0, 20, 40, 60]), shape=shape, pose=np.zeros((4, 2)))
+    # teeth weigh 0 by default (calibration.BANK_WEIGHTS); a caller that weighs them gets this choice
+    bank = MB.Bank(frames=np.array([0, 20, 40, 60]), shape=shape, pose=np.zeros((4, 2)),
+                   weights=np.array([1.0, 0.3, 0.3, 0.15]))
     for teeth, want in ((0.05, 1), (0.0, 0)):
         target = np.tile([0.1, 0.3, 0.3, teeth], (5, 1))
         assert MB.select(target, np.zeros((5, 2)), bank, np.ones(5, bool)).tolist() == [want] * 5
