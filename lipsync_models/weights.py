@@ -163,7 +163,11 @@ def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor], name: str
         if not v.is_floating_point() and own[k].is_floating_point():
             raise CheckpointError(f"{who}: {name}: tensor {k} has dtype {v.dtype}, expected floating point.")
     # a model built on the meta device (no storage) takes the file's tensors as they are
-    model.load_state_dict(ok, strict=False, assign=any(t.is_meta for t in own.values()))
+    assign = any(t.is_meta for t in own.values())
+    model.load_state_dict(ok, strict=False, assign=assign)
+    empty = [k for k, t in model.state_dict().items() if t.is_meta] if assign else []
+    if empty:  # an optional key the file lacks has no value to fall back on in a model without storage
+        raise CheckpointError(f"{who}: {name} lacks {len(empty)} tensor(s) the model needs: {_listing(empty)}. {hint}")
 
 
 def convert_to_safetensors(src: str, dst: str, who: str = "convert", trust_pickle: bool = False) -> int:

@@ -152,6 +152,12 @@ def _pick_model(nodes, name: str) -> str:
     cls = nodes["LipSyncInference"]
     spec = cls.INPUT_TYPES()["required"]["model"]
     choices = list(spec[0]) if isinstance(spec[0], (list, tuple)) else []
+    neural = [c for c in choices if c.startswith(("MuseTalk", "LatentSync"))]
+    if name in neural:
+        hint = "use --musetalk DIR (MuseTalk's folder)" if name.startswith("MuseTalk") else (
+            "LatentSync runs in ComfyUI's LipSyncInference only for now")
+        raise InputError(f"--model {name!r}: {hint}.")
+    choices = [c for c in choices if c not in neural]
     if not name or name in choices:
         return name or (choices[0] if choices else BUILTIN_MODEL)
     path = Path(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..lipsync_models import backends
-from ..lipsync_models.backends import musetalk, musetalk_files
+from ..lipsync_models.backends import latentsync, musetalk, musetalk_files
 from ..lipsync_models.errors import CheckpointError
 from ..lipsync_models.types import DRIVER, FACE_TRACK, VISEMES
 from . import _comfy
@@ -23,12 +23,14 @@ def checkpoint_path(model: str) -> str:
     return path
 
 
-_comfy.register_release(musetalk.release)  # ComfyUI's "unload models" also drops the MuseTalk cache
+# ComfyUI's "unload models" (and a GPU request still short) also drops the MuseTalk and LatentSync caches
+_comfy.register_release(musetalk.release)
+_comfy.register_release(latentsync.release)
 
 
 def _latentsync_run(entry: str, images, face_track, visemes, driver, strength, steps, seed):
     """The LatentSync backend for a model-list entry (its files from models/lipsync/latentsync)."""
-    from ..lipsync_models.backends import latentsync, latentsync_files
+    from ..lipsync_models.backends import latentsync_files
 
     found = _comfy.latentsync_files().get(entry)
     if found is None:
@@ -38,11 +40,13 @@ def _latentsync_run(entry: str, images, face_track, visemes, driver, strength, s
     version, folder, vae = found
     files = latentsync_files.find_files(folder, vae=vae, who=WHO)
     backends.check_lengths(images, face_track, visemes, driver, WHO)
-    _comfy.free_memory_for_model(2 * os.path.getsize(files.unet))
+    device = _comfy.compute_device()
+    if not latentsync.is_cached(files, device):  # the UNet in fp16 on a GPU (half the float32 file) and more
+        _comfy.free_memory_for_model(os.path.getsize(files.unet))
     progress = _comfy.Progress(1, WHO)
     return latentsync.lipsync_latentsync(images, face_track, driver, files, version=version, seed=int(seed),
                                          steps=int(steps), strength=float(strength),
-                                         device=_comfy.compute_device(), on_progress=progress, who=WHO)
+                                         device=device, on_progress=progress, who=WHO)
 
 
 def _musetalk_model(device):
@@ -69,7 +73,8 @@ class LipSyncInference:
         "whose mouth hardly moves gets the warp generator instead, which reshapes the tracked mouth and "
         "draws the lips and inner mouth. A Wav2Lip checkpoint from models/lipsync redraws the lower face "
         "from the audio. Outputs aligned crops and the face track for Composite; the track's report names "
-        "the generator used. Holds the output crops (B x 256 x 256 floats, 188 MB for 250 frames), one "
+        "the generator used. Holds the output crops (B x 256 x 256 floats, 188 MB for 250 frames; LatentSync "
+        "1.6: 512 x 512, 786 MB), one "
         "batch of crops at work, and for the clip's own mouths 64-px crops of every frame and the "
         "8-bit crops of the frames it re-uses; never a copy of the frames."
     )
@@ -103,7 +108,8 @@ class LipSyncInference:
                                                   "(the clip's own mouths: how far the chosen shapes move from each "
                                                   "frame's own toward the audio's)."}),
                 "batch_size": ("INT", {"default": 16, "min": 1, "max": 256,
-                                       "tooltip": "Frames generated at once; lower it if memory runs out."}),
+                                       "tooltip": "Frames generated at once; lower it if memory runs out. "
+                                                  "(LatentSync always works in 16-frame chunks.)"}),
             },
             "optional": {
                 "lip_frame": ("INT", {"default": -1, "min": -1, "max": 1_000_000,
@@ -111,11 +117,14 @@ class LipSyncInference:
                                                  "and colour, every new mouth wears. MuseTalk: the frame whose "
                                                  "whole face (its reference latent) every new lower face is "
                                                  "drawn from. -1 = automatic: the most closed frame of usual "
-                                                 "width. Pick another if that one is blurred or covered."}),
+                                                 "width. Pick another if that one is blurred or covered. "
+                                                 "Not used by LatentSync."}),
                 "steps": ("INT", {"default": 20, "min": 1, "max": 100,
                                   "tooltip": "LatentSync: denoising steps per 16-frame chunk (the reference's 20; "
                                              "fewer is faster and softer)."}),
-                "seed": ("INT", {"default": 1247, "min": 0, "max": 2**63 - 1,
+                # no "control after generate" (ComfyUI adds one to an INT named seed, randomising it by
+                # default: the whole generator would re-run on every queue, whatever the model)
+                "seed": ("INT", {"default": 1247, "min": 0, "max": 2**63 - 1, "control_after_generate": False,
                                  "tooltip": "LatentSync: the seed of the starting noise (the same seed gives the same "
                                             "result)."}),
             },

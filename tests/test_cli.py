@@ -292,7 +292,10 @@ def test_a_folder_of_clips_never_writes_over_its_inputs(tmp_path, capsys, monkey
     ("--fps", "1000", "between 1 and 240"), ("--fps", "0", "between 1 and 240"), ("--fps", "-25", "between 1 and 240"),
     ("--fps", "nan", "between 1 and 240"), ("--strength", "50", "between 0 and 1.5"),
     ("--strength", "-0.5", "between 0 and 1.5"), ("--lip-frame", "-2", "between -1 and"),
-    ("--breath-open", "3", "between 0 and 1"), ("--fps", "inf", "between 1 and 240")])
+    ("--breath-open", "3", "between 0 and 1"), ("--fps", "inf", "between 1 and 240"),
+    # the neural entries of LipSyncInference's list are not Wav2Lip checkpoints for --model
+    ("--model", "MuseTalk 1.5 (models/lipsync/musetalk)", "use --musetalk DIR"),
+    ("--model", "LatentSync 1.6 (models/lipsync/latentsync)", "in ComfyUI's LipSyncInference only")])
 def test_each_argument_is_checked_before_decoding(clip_and_line, capsys, monkeypatch, flag, value, bounds):
     video, line = clip_and_line
     _no_decoding(monkeypatch)

@@ -322,6 +322,10 @@ def test_clip_shapes_determinism_progress_and_seed(layout, grid):
     assert a.shape == (n, SIZE, SIZE, 3) and 0 <= a.min() and a.max() <= 1
     assert torch.equal(a, b)
     assert not torch.allclose(a, c, atol=1e-3)
+    # the models stay cached; ComfyUI's model management drops them through the node's registered release
+    from comfyui_lipsync.nodes import _comfy, lipsync_inference  # noqa: F401  (registers the release)
+    assert L.release in _comfy._RELEASES
+    assert _comfy.release_models() is True and L.release() is False
     assert calls == [(1, 2), (2, 2)]  # one chunk of 6 frames, 2 steps
     assert ta.crop_size == SIZE and "LatentSync 1.6" in ta.report
     crops = composite.crop_faces(grid[3], ta)[..., :3]
@@ -366,7 +370,12 @@ def test_node_lists_the_latentsync_folders(layout, tmp_path, monkeypatch):
     models = tmp_path / "models"
     monkeypatch.setenv("LIPSYNC_MODELS_DIR", str(models))
     entry16, entry15 = list(_comfy.LATENTSYNC_ENTRIES)
-    assert entry16 not in LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    # listed before the files are there (a workflow using it loads); running it says where they go
+    assert _comfy.latentsync_files() == {}
+    assert entry16 in LipSyncInference.INPUT_TYPES()["required"]["model"][0]
+    with pytest.raises(CheckpointError, match=r"no LatentSync 1.6 files found: put latentsync_unet.pt .* "
+                                              r"models/lipsync/latentsync/"):
+        LipSyncInference().run(None, None, None, None, model=entry16)
     shutil.copytree(layout, models / "lipsync" / "latentsync")
     shutil.copytree(layout, models / "lipsync" / "latentsync" / "1.5", ignore=shutil.ignore_patterns("whisper"))
     types = LipSyncInference.INPUT_TYPES()

@@ -135,7 +135,8 @@ def widget_slots(info: dict) -> list[tuple[str, str, list | None]]:
             continue
         opts = _spec_opts(spec)
         slots.append((name, "value", spec))
-        if _spec_type(spec) in ("INT", "COMBO") and (opts.get("control_after_generate") or name in ("seed", "noise_seed")):
+        if _spec_type(spec) in ("INT", "COMBO") and (opts["control_after_generate"] if "control_after_generate" in opts
+                                                       else name in ("seed", "noise_seed")):
             slots.append((name, "control", None))
         if any(opts.get(f) for f in UPLOAD_FLAGS):
             slots.append((name, "upload", None))

@@ -214,7 +214,7 @@ def wf_latentsync(defs):
     from comfyui_lipsync.nodes._comfy import LATENTSYNC_ENTRIES
 
     entry = next(iter(LATENTSYNC_ENTRIES))
-    return wf_clip(defs, LATENTSYNC, "lipsync/latentsync", {"model": entry, "batch_size": 16, "steps": 20})
+    return wf_clip(defs, LATENTSYNC, "lipsync/latentsync", {"model": entry, "steps": 20})
 
 
 def build() -> dict[str, dict]:

@@ -107,10 +107,22 @@ def cached_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None =
         return _CACHE["models"]
 
 
-def release() -> None:
-    """Drop the cached models (ComfyUI's unload hook can call this)."""
+def is_cached(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, cfg: UNetConfig = FULL) -> bool:
+    """True when :func:`cached_models` would return loaded models without reading a file."""
+    device = torch.device(device)
     with _LOCK:
+        return _CACHE["key"] == (files.stamp(), str(device), dtype or default_dtype(device), cfg)
+
+
+def release() -> bool:
+    """Drop the cached models (ComfyUI's model management calls this through nodes/_comfy.py when it
+    unloads models or needs the memory). True when there was something to drop."""
+    with _LOCK:
+        held = _CACHE["models"] is not None
         _CACHE.update(key=None, models=None)
+    if held:
+        log.info("%s: LatentSync models released", WHO)
+    return held
 
 
 def make_scheduler():

@@ -122,7 +122,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     return SyncResult(
         offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf0, peak_confidence=conf,
         lags=torch.arange(-R, R + 1), scores=torch.from_numpy(whole.at_int.astype(np.float32)),
-        visual=scale01(sum(v / (np.std(v) + 1e-9) for v in vis.values() if v.ndim == 1)),
+        visual=scale01(sum((v / (np.std(v) + 1e-9) for v in vis.values() if v.ndim == 1), np.zeros(n))),
         audio=scale01(envelope_at_frames(env, n, fps)), fps=float(fps),
         method="articulation" + (" + phonemes" if "jaw" in audio_fr else "")
         + (" + closures" if "closure" in audio_fr else ""), windows=tuple(per_window),
