@@ -164,3 +164,12 @@ def stability(inp, out) -> float:
 
     step = lambda x: np.abs(np.diff(x, axis=0)).mean()  # noqa: E731
     return float(step(out) / max(step(inp), 1e-9))
+
+
+# --- weight files (test_musetalk, test_latentsync) ----------------------------------------------
+
+class CodeOnLoad:
+    """Pickled inside a checkpoint, this is more than tensors: unpickling it would call ``print``."""
+
+    def __reduce__(self):
+        return (print, ("code ran",))

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import CodeOnLoad
 import torch
 
 for _need in ("diffusers", "transformers"):  # diffusers: VAE and DDIM; transformers: Whisper's mel filters
@@ -292,13 +293,8 @@ def test_whisper_stray_keys_are_refused(copy):
         LF.load_whisper(LF.find_files(copy))
 
 
-class _Payload:  # a pickle that is more than tensors
-    def __reduce__(self):
-        return (print, ("code ran",))
-
-
 def test_pickle_with_code_is_refused(copy):
-    torch.save({"state_dict": {"conv_in.weight": torch.zeros(1)}, "x": _Payload()},
+    torch.save({"state_dict": {"conv_in.weight": torch.zeros(1)}, "x": CodeOnLoad()},
                os.path.join(copy, "latentsync_unet.pt"))
     with pytest.raises(CheckpointError, match="refused to load latentsync_unet.pt"):
         LF.load_unet(LF.find_files(copy), U.TINY)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CodeOnLoad
 import torch
 
 pytest.importorskip("diffusers", reason="the MuseTalk backend needs diffusers (an optional dependency)")
@@ -269,13 +270,8 @@ def test_whisper_stray_keys_and_vae_mismatch(copy):
         MF.load_vae(MF.find_files(copy))
 
 
-class _Payload:  # a pickle that is more than tensors
-    def __reduce__(self):
-        return (print, ("code ran",))
-
-
 def test_pickle_with_code_is_refused(copy):
-    torch.save({"conv_in.weight": torch.zeros(1), "x": _Payload()}, os.path.join(copy, "musetalkV15", "unet.pth"))
+    torch.save({"conv_in.weight": torch.zeros(1), "x": CodeOnLoad()}, os.path.join(copy, "musetalkV15", "unet.pth"))
     with pytest.raises(CheckpointError, match="refused to load unet.pth"):
         MF.load_unet(MF.find_files(copy))
 
