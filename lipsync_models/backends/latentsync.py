@@ -99,7 +99,7 @@ def cached_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None =
     the old set is dropped before a new one loads (two 5-GB UNets never sit in memory together)."""
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
-    key = (files.stamp(), str(device), dtype, cfg)
+    key = _cache_key(files, device, dtype, cfg)
     with _LOCK:
         if _CACHE["key"] != key:
             _CACHE.update(key=None, models=None)
@@ -107,11 +107,17 @@ def cached_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None =
         return _CACHE["models"]
 
 
+def _cache_key(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None, cfg: UNetConfig) -> tuple:
+    """What a cached set of models depends on: the files as they are now, the device, dtype and config."""
+    device = torch.device(device)
+    return (files.stamp(), str(device), dtype or default_dtype(device), cfg)
+
+
 def is_cached(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, cfg: UNetConfig = FULL) -> bool:
     """True when :func:`cached_models` would return loaded models without reading a file."""
-    device = torch.device(device)
+    key = _cache_key(files, device, dtype, cfg)
     with _LOCK:
-        return _CACHE["key"] == (files.stamp(), str(device), dtype or default_dtype(device), cfg)
+        return _CACHE["key"] == key
 
 
 def release() -> bool:
