@@ -73,7 +73,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
                        images: torch.Tensor | None = None,
                        phonemes=None,
                        on_progress: ProgressFn | None = None,
-                       activity_weight: float = ACTIVITY_WEIGHT) -> SyncResult:
+                       activity_weight: float = ACTIVITY_WEIGHT, check: bool = True) -> SyncResult:
     """Weight-free sync score from a face track and the clip's audio.
 
     track: FaceTrack of T frames; wave16k: (N,) 16 kHz mono covering the same T frames;
@@ -86,7 +86,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     the track's do not describe them, and their optical flow is added); phonemes: optional
     PhonemeTrack of the audio, timed by forced alignment with the transcript: its P/B/M closures
     (:func:`closure_signal`) are added as sharp anchors (the lips shut while they sound);
-    activity_weight: weight of the speech-activity curve (:data:`calibration.ACTIVITY_WEIGHT`).
+    activity_weight: weight of the speech-activity curve (:data:`calibration.ACTIVITY_WEIGHT`);
+    check=False: the caller has checked the images already (:func:`checks.check_images` scans every pixel).
     """
     n = track.num_frames
     check_inputs(n, wave16k, fps, search_range, window_s)
@@ -96,7 +97,8 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
     notes = []
     if isinstance(track.extras, dict) and track.extras.get("detector") == "mediapipe":
         notes.append(MESH_NOTE)
-    vis_all = _visual(track, images, fps, notes, pixels=bool(visual_names) and "pixels" in visual_names)
+    vis_all = _visual(track, images, fps, notes, pixels=bool(visual_names) and "pixels" in visual_names,
+                      check=check)
     vis, static = _pick_visual(vis_all, visual_names, images is not None)
     env = band_envelope(wave16k)
     tick()
@@ -143,7 +145,7 @@ def _ticker(on_progress: ProgressFn | None, steps: int) -> Callable[[], None]:
 
 
 def _visual(track: FaceTrack, images: torch.Tensor | None, fps: float, notes: list[str],
-            pixels: bool = False) -> dict[str, np.ndarray]:
+            pixels: bool = False, check: bool = True) -> dict[str, np.ndarray]:
     """All visual signals: the track's (:func:`visual_signals`), and with the images the flow
     opening (and with ``pixels`` the inner mouth's pixel components); the track's lip measurements
     are replaced by the lips measured on the frames when they do not describe them (:func:`track_matches`)."""
@@ -158,7 +160,8 @@ def _visual(track: FaceTrack, images: torch.Tensor | None, fps: float, notes: li
     # mouth's (a still portrait's closed lips, another sentence). Measure the lips on the
     # frames and keep the track's lip measurements only when they agree.
     # checked on every 3rd frame (enough for the correlation; a third of the cost)
-    check_images(images, WHO)  # once: each measure below would scan every pixel again
+    if check:  # once: each measure below would scan every pixel again
+        check_images(images, WHO)
     some = np.arange(0, n, 3 if n >= 60 else 1)
     same, r_track = track_matches(track, frame_lip_signal(images, track, frames=some, check=False,
                                                           measure=track_lip_measure(track)), some)

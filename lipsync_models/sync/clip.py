@@ -123,7 +123,8 @@ def score_clip(images: torch.Tensor, fps: float, audio: dict | None = None, driv
     later = lambda d, t: progress(4 + int(6 * d / max(t, 1)), STEPS)  # noqa: E731
     if syncnet_path is None:
         result = score_articulation(face_track, wave, fps, search_range=int(search_range), window_s=float(window_s),
-                                    use_phonemes=use_phonemes, images=images, phonemes=phonemes, on_progress=later)
+                                    use_phonemes=use_phonemes, images=images, phonemes=phonemes, on_progress=later,
+                                    check=False)  # checked above
     else:
         from ..backends import syncnet
 
