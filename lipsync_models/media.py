@@ -166,13 +166,23 @@ def read_video(path: str, who: str = "read_video", max_frames: int | None = None
 class VideoInfo:
     """What :func:`probe_video` reads from a container's first video stream: the exact frame rate
     (a Fraction, e.g. 30000/1001), the frame size, the frame count the container states (0 when
-    it does not; :func:`iter_video` counts the real frames) and whether it has sound."""
+    it does not; :func:`iter_video` counts the real frames), whether it has sound, and the decoder's
+    pixel format and colour range (``"yuv420p"``, 0 unspecified / 1 limited / 2 full)."""
 
     rate: Fraction
     width: int
     height: int
     frames: int
     has_audio: bool
+    pix_fmt: str = ""
+    color_range: int = 0
+
+    @property
+    def plain_yuv420(self) -> bool:
+        """8-bit 4:2:0 of limited range at an even size: frames :func:`iter_yuv` hands over as they
+        are decoded, and the encoder takes as they are."""
+        return (self.pix_fmt == "yuv420p" and self.color_range in (0, 1) and self.width % 2 == 0
+                and self.height % 2 == 0)
 
 
 def probe_video(path: str, who: str = "read_video") -> VideoInfo:
@@ -186,7 +196,9 @@ def probe_video(path: str, who: str = "read_video") -> VideoInfo:
         w, h = int(stream.codec_context.width), int(stream.codec_context.height)
         if rate <= 0 or w < 1 or h < 1:
             raise MediaError(f"{who}: {name}: its video stream states no usable size or rate ({w}x{h}, {rate}).")
-        return VideoInfo(rate, w, h, int(stream.frames or 0), bool(container.streams.audio))
+        cc = stream.codec_context
+        return VideoInfo(rate, w, h, int(stream.frames or 0), bool(container.streams.audio), str(cc.pix_fmt or ""),
+                         int(cc.color_range or 0))
 
 
 def _decoded(path: str, who: str) -> Iterator:
@@ -239,3 +251,25 @@ def iter_video(path: str, who: str = "read_video", chunk: int = 16, size: tuple[
             buf, fulls, first = [], {}, k + 1
     if buf:
         yield first, torch.from_numpy(np.stack(buf)), fulls
+
+
+def iter_yuv(path: str, who: str = "read_video", chunk: int = 16) -> Iterator[tuple[int, np.ndarray, int]]:
+    """Decode ``path`` chunk by chunk as 8-bit 4:2:0 planes, without a conversion to RGB.
+
+    Yields (index of the chunk's first frame, frames (n, H * 3 / 2, W) uint8 in PyAV's ``yuv420p``
+    layout (the Y plane, then U, then V, each row-major), the frames' colour space (PyAV's
+    ``frame.colorspace``: 2 = unspecified)). A frame stored otherwise is converted to ``yuv420p``.
+    """
+    chunk = max(int(chunk), 1)
+    buf, first, space = [], 0, 2
+    for k, frame in enumerate(_decoded(path, who)):
+        if not buf:
+            space = int(frame.colorspace)
+        if frame.format.name != "yuv420p":
+            frame = frame.reformat(format="yuv420p")
+        buf.append(frame.to_ndarray())
+        if len(buf) >= chunk:
+            yield first, np.stack(buf), space
+            buf, first = [], k + 1
+    if buf:
+        yield first, np.stack(buf), space

@@ -160,9 +160,23 @@ class VideoWriter:
         if arr.shape[1:3] != (self.h, self.w):
             raise InputError(f"{self.who}: frames of {arr.shape[2]}x{arr.shape[1]} given to a "
                              f"{self.w}x{self.h} video.")
+        self._encode(av.VideoFrame.from_ndarray(img, format="rgb24") for img in arr)
+
+    def write_yuv(self, frames: np.ndarray) -> None:
+        """Encode the next (b, H * 3 / 2, W) uint8 frames in PyAV's ``yuv420p`` layout as they are (no
+        conversion from RGB: the encoder's own pixel format), then the audio up to their end."""
+        import av
+
+        if self.vs.pix_fmt != "yuv420p" or tuple(frames.shape[1:]) != (self.h * 3 // 2, self.w):
+            raise InputError(f"{self.who}: yuv420p frames of shape {tuple(frames.shape[1:])} given to a "
+                             f"{self.w}x{self.h} {self.vs.pix_fmt} video.")
+        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="yuv420p") for a in frames)
+
+    def _encode(self, frames) -> None:
+        import av
+
         try:
-            for img in arr:
-                vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for vf in frames:
                 vf.pts = self.n
                 self.n += 1
                 for p in self.vs.encode(vf):

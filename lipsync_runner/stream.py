@@ -9,9 +9,11 @@ does not grow with the clip (``run_job`` in :mod:`.cli` calls :func:`run_streame
    clip, the warp generator's lip frame) are made from the tracks alone; a second decode keeps the
    64-px alignment crops of every frame and the full-size crops of the frames chosen.
 3. **Composite** and **encode**: a third decode generates, composites and encodes chunk by chunk; the
-   encoder runs in its own thread beside the processing, as the decoder does in every pass. The
-   output has the input's frame count and its exact rate (a rational time base); the audio of frame k
-   is the line's audio at k / rate.
+   encoder runs in its own thread beside the processing, as the decoder does in every pass. A clip
+   decoded as plain 8-bit 4:2:0 stays in those planes (:mod:`.yuv`): only its face region is made
+   RGB, and only the pixels Composite changed are written back, so neither the whole frames'
+   conversion to RGB nor the encoder's conversion back is made. The output has the input's frame
+   count and its exact rate (a rational time base); the audio of frame k is the line's audio at k / rate.
 
 SyncScore then scores the last :data:`SCORE_SECONDS` of the output (kept scaled down during pass 3).
 """
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from ..lipsync_models import composite, media, stream_generate, stream_io, stream_track, video_out
+from . import yuv
 
 SCORE_SECONDS = 10.0
 """SyncScore scores the output's last this many seconds (the whole of a shorter clip)."""
@@ -46,9 +49,13 @@ class FileFrames:
         info = media.probe_video(str(path), who)
         self.path, self.who = str(path), who
         self.rate, self.width, self.height, self.stated = info.rate, info.width, info.height, info.frames
+        self.plain_yuv420 = info.plain_yuv420  # pass 3 then works on the decoder's planes (:mod:`.yuv`)
 
     def chunks(self, chunk: int, size=None, full=()):
         return stream_io.background(media.iter_video(self.path, self.who, chunk, size, full), depth=2)
+
+    def yuv_chunks(self, chunk: int):
+        return stream_io.background(media.iter_yuv(self.path, self.who, chunk), depth=2)
 
 
 class TensorFrames:
@@ -122,19 +129,30 @@ def collect_pass(src, gen, size, bar) -> None:
 
 def render_pass(src, gen, writer, blend: dict, bar, score_from: int):
     """Pass 3: generate, composite and encode chunk by chunk. Returns the scored tail (n, h, w, 3)
-    uint8 (frames ``score_from``... scaled to :data:`SCORE_SIDE`) and its size."""
+    uint8 (frames ``score_from``... scaled to :data:`SCORE_SIDE`) and its size. A clip decoded as
+    plain 8-bit 4:2:0 stays so (:func:`render_chunk_yuv`); other frames go through RGB."""
     b = gen.track.num_frames
     out_track = gen.out_track
     chunk = max(1, min(64, CHUNK_PIXELS // (src.width * src.height)))
     tail, tsize = [], stream_track.track_size(src.width, src.height, SCORE_SIDE)
-    sink = stream_io.BackgroundSink(writer.write, depth=2)
+    planar = bool(getattr(src, "plain_yuv420", False))
+    if planar:
+        chunks, sink = src.yuv_chunks(chunk), stream_io.BackgroundSink(writer.write_yuv, depth=2)
+    else:
+        chunks = ((first, frames, None) for first, frames, _ in src.chunks(chunk))
+        sink = stream_io.BackgroundSink(writer.write, depth=2)
     try:
-        for first, frames, _ in src.chunks(chunk):
+        for first, frames, space in chunks:
             n = int(frames.shape[0])
-            frames = render_chunk(gen, out_track, first, frames, blend)
+            if planar:
+                render_chunk_yuv(gen, out_track, first, frames, blend, space)
+            else:
+                frames = render_chunk(gen, out_track, first, frames, blend)
             sink.put(frames)
             if first + n > score_from:
-                tail.append(_shrink_u8(frames[max(score_from - first, 0):], tsize))
+                rest = frames[max(score_from - first, 0):]
+                tail.append(torch.from_numpy(np.stack([yuv.to_rgb(f, space, tsize) for f in rest])) if planar
+                            else _shrink_u8(rest, tsize))
             bar(min(first + n, b), b)
         sink.close()
     except BaseException:
@@ -155,6 +173,23 @@ def render_chunk(gen, out_track, first: int, frames: torch.Tensor, blend: dict) 
     out = composite.composite(f, crops, part, device=gen.device, **blend)
     frames[:, y0:y1, x0:x1] = _to_u8(out)
     return frames
+
+
+def render_chunk_yuv(gen, out_track, first: int, frames: np.ndarray, blend: dict, space: int) -> int:
+    """:func:`render_chunk` on frames (n, H * 3 / 2, W) uint8 in the decoder's 4:2:0 planes (:mod:`.yuv`),
+    written in place: the face region is converted to RGB (the same RGB a whole frame's conversion
+    gives there), generated and composited, and only the pixels Composite changed are converted
+    back and written; every other pixel keeps the input's bytes. Returns the pixels changed."""
+    n, h, w = int(frames.shape[0]), int(frames.shape[1]) * 2 // 3, int(frames.shape[2])
+    part = out_track.frames(slice(first, first + n))
+    box = yuv.even_box(stream_track.face_region(part), w, h)
+    part = stream_track.in_region(part, box)
+    rgb = torch.from_numpy(np.stack([yuv.to_rgb(yuv.region(f, box), space) for f in frames]))
+    f = rgb.float().div_(255.0)
+    crops = gen.generate(first, f, part)
+    out = _to_u8(composite.composite(f, crops, part, device=gen.device, **blend)).numpy()
+    rgb = rgb.numpy()
+    return sum(yuv.put_changed(frames[i], box, rgb[i], out[i], space) for i in range(n))
 
 
 def score_tail(nodes, call_node, gen, tail, tsize, audio: dict, rate: Fraction, score_from: int) -> tuple[dict, str]:

@@ -379,22 +379,31 @@ def ntsc_clip(tmp_path_factory, grid_dir):
     return d, rate, int(frames.shape[0])
 
 
-def _captured_run(monkeypatch, d, out, chunk_pixels):
+def _captured_run(monkeypatch, d, out, chunk_pixels, planar=True):
     """Run the CLI with pass 3 cut into chunks of ``chunk_pixels``; returns the frames handed to
-    the encoder (uint8) and the exit code."""
+    the encoder (uint8: (n, H * 3 / 2, W) 4:2:0 planes, or with ``planar`` False the RGB path's
+    (n, H, W, 3)) and the exit code."""
     from comfyui_lipsync.lipsync_runner import stream
 
     got = []
-    real = video_out.VideoWriter.write
+    for name in ("write", "write_yuv"):
+        real = getattr(video_out.VideoWriter, name)
 
-    def write(self, frames):
-        got.append(torch.as_tensor(np.asarray(frames)).clone())
-        real(self, frames)
+        def capture(self, frames, real=real):
+            got.append(torch.as_tensor(np.asarray(frames)).clone())
+            real(self, frames)
 
-    monkeypatch.setattr(video_out.VideoWriter, "write", write)
+        monkeypatch.setattr(video_out.VideoWriter, name, capture)
+    if not planar:
+        monkeypatch.setattr(media.VideoInfo, "plain_yuv420", property(lambda self: False))
     monkeypatch.setattr(stream, "CHUNK_PIXELS", chunk_pixels)
     rc = cli.main(["--video", str(d / "clip.mp4"), "--audio", str(d / "line.wav"), "-o", str(out), "-q", "--no-score"])
+    monkeypatch.undo()
     return (torch.cat(got) if got else None), rc
+
+
+def _input_planes(path) -> torch.Tensor:
+    return torch.cat([torch.from_numpy(f) for _, f, _ in media.iter_yuv(str(path), chunk=32)])
 
 
 def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatch, capsys):
@@ -404,11 +413,11 @@ def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatc
     assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
     # chunk boundaries leave no trace: the frames are the same however the clip is cut (float
     # rounding of a different face region may move a pixel by one level, nothing more)
-    assert small.shape == big.shape == (n, 288, 360, 3)
+    assert small.shape == big.shape == (n, 288 * 3 // 2, 360)  # the decoder's 4:2:0 planes, as they came
     diff = (small.int() - big.int()).abs()
     assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
-    src, _, _ = media.read_video(str(d / "clip.mp4"))
-    assert float((small.float() - src.float()).abs().amax(dim=(0, 3)).max()) > 30  # the mouth did change
+    src = _input_planes(d / "clip.mp4")
+    assert float((small.float() - src.float()).abs().amax(dim=(0,)).max()) > 30  # the mouth did change
     for name in ("small.mp4", "big.mp4"):
         info = media.probe_video(str(d / name))
         assert info.rate == rate and info.frames == n, (info.rate, info.frames)  # exact rate, every frame
@@ -416,3 +425,30 @@ def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatc
             a = c.streams.audio[0]
             assert abs(float(a.duration * a.time_base) - n / float(rate)) < 0.03  # no drift: n / rate
     assert not list(d.glob(".*.partial*"))  # the partial file became the output
+
+
+def test_planar_pass_changes_only_the_mouth_and_matches_the_rgb_path(ntsc_clip, monkeypatch, capsys):
+    """Kept in the decoder's 4:2:0 planes, pass 3 hands the encoder the input's own bytes wherever
+    Composite changed nothing, and where it did, the RGB path's pixels converted as the encoder
+    converts them; the RGB path instead converts every pixel there and back."""
+    from comfyui_lipsync.lipsync_runner import yuv
+
+    d, _, n = ntsc_clip
+    planar, rc1 = _captured_run(monkeypatch, d, d / "planar.mp4", 10 ** 9)
+    rgb, rc2 = _captured_run(monkeypatch, d, d / "rgb.mp4", 10 ** 9, planar=False)
+    assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
+    assert rgb.shape == (n, 288, 360, 3) and planar.shape == (n, 432, 360)
+    src = _input_planes(d / "clip.mp4").numpy()
+    src_rgb = np.stack([yuv.to_rgb(f) for f in src])
+    changed = (rgb.numpy() != src_rgb).any(-1)  # (n, 288, 360): where the RGB path's output differs
+    assert 0.002 < changed.mean() < 0.2, changed.mean()  # the mouth, not the frame
+    same_y = np.stack([yuv.planes(f)[0] for f in planar.numpy()]) == np.stack([yuv.planes(f)[0] for f in src])
+    # luma untouched outside the change: the input's bytes (the two paths cut the face region a pixel
+    # apart, and float rounding there may change a pixel in one path and leave it in the other: 1 of 7.4 M)
+    assert (~same_y[~changed]).mean() < 1e-5
+    assert not same_y[changed].all()
+    conv = np.stack([yuv.planes(yuv.from_rgb(f))[0] for f in rgb.numpy()])  # RGB path, as the encoder converts it
+    got = np.stack([yuv.planes(f)[0] for f in planar.numpy()])
+    assert (got[changed] == conv[changed]).mean() > 0.99  # the same new mouth
+    src_y = np.stack([yuv.planes(f)[0] for f in src])
+    assert (conv[~changed] != src_y[~changed]).mean() > 0.05  # the RGB round trip moves pixels it never changed

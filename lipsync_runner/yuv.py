@@ -1,0 +1,87 @@
+"""Frames kept as the decoder gives them (8-bit 4:2:0, PyAV's ``yuv420p`` layout) through the
+runner's last pass, so that neither the full frames' conversion to RGB after decoding nor their
+conversion back before encoding is made (the latter alone cost the encoder 40 % more CPU on 1080p):
+only the face region is converted to RGB, generated and composited, and only the pixels Composite
+changed are written back. Every other pixel reaches the encoder as the input's own bytes.
+
+A frame of H x W is an (H * 3 / 2, W) uint8 array: the Y plane (H, W), then U and V (H / 2, W / 2
+each), row-major, one after the other (what ``av.VideoFrame.to_ndarray()`` gives for ``yuv420p``).
+The conversions are FFmpeg's (swscale, through PyAV) in the frames' own colour space, the same ones
+the decoder's RGB output and the encoder's input conversion use: a region's RGB equals the whole
+frame's RGB there, and a region converted back equals the whole frame converted back, away from the
+region's edge (which Composite never changes: :func:`..lipsync_models.stream_track.face_region`'s
+margin).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNSPECIFIED = 2
+"""PyAV's ``colorspace`` of a frame that states none (FFmpeg's default conversion is then used)."""
+
+
+def planes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views (Y (H, W), U (H/2, W/2), V (H/2, W/2)) into one (H * 3 / 2, W) frame."""
+    h, w = frame.shape[0] * 2 // 3, frame.shape[1]
+    flat = frame.reshape(-1)
+    y, c = h * w, (h // 2) * (w // 2)
+    return flat[:y].reshape(h, w), flat[y:y + c].reshape(h // 2, w // 2), flat[y + c:y + 2 * c].reshape(h // 2, w // 2)
+
+
+def even_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) grown to even coordinates (whole 2x2 chroma blocks), inside the frame."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return x0 - x0 % 2, y0 - y0 % 2, min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
+
+
+def _frame(arr: np.ndarray, fmt: str, space: int):
+    import av
+
+    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
+    if space != UNSPECIFIED:
+        vf.colorspace = space
+    return vf
+
+
+def region(frame: np.ndarray, box) -> np.ndarray:
+    """The part ``box`` = (x0, y0, x1, y1) (even) of a frame as a (h * 3 / 2, w) frame of its own."""
+    x0, y0, x1, y1 = box
+    y, u, v = planes(frame)
+    h, w = y1 - y0, x1 - x0
+    cy, cx = slice(y0 // 2, y1 // 2), slice(x0 // 2, x1 // 2)
+    return np.concatenate([y[y0:y1, x0:x1].ravel(), u[cy, cx].ravel(), v[cy, cx].ravel()]).reshape(h * 3 // 2, w)
+
+
+def to_rgb(frame: np.ndarray, space: int = UNSPECIFIED, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(h * 3 / 2, w) -> (h, w, 3) uint8 RGB, or scaled to ``size`` = (w, h) with the area filter
+    (as :func:`..lipsync_models.media.iter_video` scales while decoding)."""
+    vf = _frame(frame, "yuv420p", space)
+    if size is None:
+        return vf.to_ndarray(format="rgb24")
+    return vf.reformat(width=int(size[0]), height=int(size[1]), format="rgb24", interpolation="AREA").to_ndarray()
+
+
+def from_rgb(rgb: np.ndarray, space: int = UNSPECIFIED) -> np.ndarray:
+    """(h, w, 3) uint8 RGB (even h, w) -> (h * 3 / 2, w) in colour space ``space``."""
+    return _frame(rgb, "rgb24", space).reformat(format="yuv420p").to_ndarray()  # into the frame's colour space
+
+
+def put_changed(frame: np.ndarray, box, old: np.ndarray, new: np.ndarray, space: int = UNSPECIFIED) -> int:
+    """Write the pixels of region ``box`` (even) where ``new`` (h, w, 3) uint8 RGB differs from
+    ``old`` into ``frame`` (in place): their Y, and U and V of every 2x2 block with a changed pixel.
+    Returns how many pixels changed (0: the frame is left as it was)."""
+    changed = (new != old).any(-1)
+    count = int(changed.sum())
+    if not count:
+        return 0
+    x0, y0, x1, y1 = box
+    ny, nu, nv = planes(from_rgb(new, space))
+    fy, fu, fv = planes(frame)
+    fy[y0:y1, x0:x1][changed] = ny[changed]
+    h, w = changed.shape
+    block = changed.reshape(h // 2, 2, w // 2, 2).any(3).any(1)
+    cy, cx = slice(y0 // 2, y1 // 2), slice(x0 // 2, x1 // 2)
+    fu[cy, cx][block] = nu[block]
+    fv[cy, cx][block] = nv[block]
+    return count
