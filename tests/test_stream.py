@@ -164,3 +164,42 @@ def test_scored_tail_is_shrunk_like_an_area_filter(grid_frames):
     other = stream._shrink_u8(frames, (200, 160))
     ref = stream._resize_u8(frames, (200, 160))
     assert float((other.int() - ref.int()).abs().float().mean()) < 2.0
+
+
+def test_planes_are_read_as_the_decoder_gives_them(grid_dir):
+    """iter_yuv hands over each frame's 4:2:0 planes (rows cut from their padded line size) in
+    chunks, the same bytes PyAV's own conversion to an array gives, frame for frame."""
+    path = str(grid_dir / "bbaf2n.mpg")
+    with av.open(path) as c:
+        ref = np.stack([f.to_ndarray() for f in c.decode(video=0)])
+    chunks = list(media.iter_yuv(path, chunk=7))
+    assert [first for first, _, _ in chunks] == list(range(0, len(ref), 7))
+    got = np.concatenate([a for _, a, _ in chunks])
+    assert got.shape == ref.shape == (len(ref), 288 * 3 // 2, 360)
+    assert (got == ref).all()
+
+
+def test_changed_pixels_only_are_written_back(grid_dir):
+    """put_changed writes the Y of the pixels whose RGB changed and the U, V of their 2x2 blocks;
+    every other byte of the frame stays."""
+    from comfyui_lipsync.lipsync_runner import yuv
+
+    frame = next(media.iter_yuv(str(grid_dir / "bbaf2n.mpg"), chunk=1))[1][0]
+    box = yuv.even_box((101, 51, 181, 131), 360, 288)
+    assert box == (100, 50, 182, 132)
+    old = yuv.to_rgb(yuv.region(frame, box))
+    new = old.copy()
+    new[20:30, 11:17] = 255 - new[20:30, 11:17]  # a block at odd x: its edge splits 2x2 chroma blocks
+    out = frame.copy()
+    assert yuv.put_changed(out, box, old, old) == 0 and (out == frame).all()
+    assert yuv.put_changed(out, box, old, new) == 60
+    y0, u0, v0 = yuv.planes(frame)
+    y1, u1, v1 = yuv.planes(out)
+    moved = y1 != y0
+    assert moved[70:80, 111:117].mean() > 0.9 and not moved[:70].any() and not moved[80:].any()
+    assert not moved[:, :111].any() and not moved[:, 117:].any()
+    cmoved = (u1 != u0) | (v1 != v0)
+    assert not cmoved[:35].any() and not cmoved[40:].any() and not cmoved[:, :55].any() and not cmoved[:, 59:].any()
+    back = yuv.to_rgb(yuv.region(out, box)).astype(int)[20:30, 11:17]  # reads as the new pixels, not the old
+    to_new, to_old = (np.abs(back - x[20:30, 11:17]).mean() for x in (new, old))
+    assert to_new < 12 and to_old > 4 * to_new, (to_new, to_old)
