@@ -205,10 +205,28 @@ def score_tail(nodes, call_node, gen, tail, tsize, audio: dict, rate: Fraction, 
     names = set(cls.INPUT_TYPES().get("required", {})) | set(cls.INPUT_TYPES().get("optional", {}))
     given = {"images": tail.float().div_(255.0), "face_track": track, "fps": float(rate),
              "audio": {"waveform": wave, "sample_rate": sr}}
-    score, _ = call_node(cls, **{k: v for k, v in given.items() if k in names})
+    score = unplotted_score(cls, given, gen.device)
+    if score is None:
+        score, _ = call_node(cls, **{k: v for k, v in given.items() if k in names})
     head = "" if score_from == 0 else (f"SyncScore on the last {(b - score_from) / float(rate):.1f} s "
                                        f"(frames {score_from}-{b - 1} of {b}):\n")
     return score, head + str(score.get("report", ""))
+
+
+def unplotted_score(cls, given: dict, device) -> dict | None:
+    """What the SyncScore node ``cls`` answers on ``given`` (images, fps, audio, face_track) with its
+    default, weight-free scorer and widget values, without drawing its plot, a picture the runner
+    never shows (1.8 s of matplotlib after a 10-s clip). None when the node's default is another scorer."""
+    mod = node_module(cls)
+    spec = cls.INPUT_TYPES()["required"]
+    d = {k: v[1].get("default") for k, v in spec.items() if len(v) > 1 and isinstance(v[1], dict)}
+    if not hasattr(mod, "sync") or d.get("scorer") != getattr(mod, "ARTICULATION", None):
+        return None
+    result, notes = mod.sync.score_clip(given["images"], given["fps"], audio=given["audio"],
+                                        face_track=given["face_track"], search_range=int(d["search_range"]),
+                                        window_s=float(d["window_s"]), device=device)
+    return {"offset_frames": int(result.offset_frames), "offset_ms": float(result.offset_ms),
+            "confidence": float(result.confidence), "report": result.report() + "".join("\nnote: " + s for s in notes)}
 
 
 def partial_path(out: Path) -> Path:

@@ -203,3 +203,22 @@ def test_changed_pixels_only_are_written_back(grid_dir):
     back = yuv.to_rgb(yuv.region(out, box)).astype(int)[20:30, 11:17]  # reads as the new pixels, not the old
     to_new, to_old = (np.abs(back - x[20:30, 11:17]).mean() for x in (new, old))
     assert to_new < 12 and to_old > 4 * to_new, (to_new, to_old)
+
+
+def test_runner_scores_as_the_node_without_its_plot(grid_dir):
+    """The runner's SyncScore (no plot drawn) answers what the node answers: offset, confidence and
+    report, on a real clip with its own sound."""
+    from comfyui_lipsync import NODE_CLASS_MAPPINGS
+    from comfyui_lipsync.lipsync_runner import cli, stream
+
+    path = str(grid_dir / "bbaf2n.mpg")
+    frames, fps, (wave, sr) = media.read_video(path)
+    images = frames[:50].float() / 255
+    given = {"images": images, "fps": fps, "face_track": track_faces(images),
+             "audio": {"waveform": wave[None, :, :int(50 / fps * sr)], "sample_rate": sr}}
+    cls = NODE_CLASS_MAPPINGS["LipSyncSyncScore"]
+    node, _ = cli.call_node(cls, **given)
+    ours = stream.unplotted_score(cls, given, "cpu")
+    assert ours is not None and abs(node["offset_frames"]) <= 1  # the clip's own sound: in sync
+    for k in ("offset_frames", "offset_ms", "confidence", "report"):
+        assert ours[k] == node[k], k
