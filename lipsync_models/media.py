@@ -295,3 +295,17 @@ def _put_planes(frame, out: np.ndarray) -> None:
         rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:ph, :pw]
         flat[at:at + ph * pw].reshape(ph, pw)[:] = rows
         at += ph * pw
+
+
+def iter_frames_at(path: str, who: str = "read_video", keys=()) -> Iterator[tuple[int, torch.Tensor]]:
+    """The frames numbered ``keys`` (decode order) of ``path``, each (H, W, 3) uint8 at its stored
+    size, in order; only those are converted to RGB, and decoding stops after the last of them."""
+    keys = sorted(set(int(k) for k in keys))
+    if not keys:
+        return
+    want, last = set(keys), keys[-1]
+    for k, frame in enumerate(_decoded(path, who)):
+        if k in want:
+            yield k, torch.from_numpy(frame.to_ndarray(format="rgb24", threads=SWS_THREADS))
+        if k >= last:
+            return

@@ -191,7 +191,7 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     bar(1, 1)
 
     bar.start("MaskLowerFace")
-    track, small, size = stream.track_pass(src, widget_defaults(nodes["LipSyncMaskLowerFace"]), bar)
+    track, small, size, kept = stream.track_pass(src, widget_defaults(nodes["LipSyncMaskLowerFace"]), bar)
     b = track.num_frames
     driver, audio, track_v = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b)
 
@@ -201,7 +201,8 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
         model = comfy.model_path("lipsync", model) or model
     gen = stream.stream_generate.prepare(track, small, track_v, driver, model=model, strength=opts.strength,
                                          lip_frame=opts.lip_frame, device=comfy.compute_device())
-    stream.collect_pass(src, gen, size, bar)
+    stream.collect_pass(src, gen, size, bar, kept)
+    del kept
 
     bar.start("Composite")
     score_from = stream.score_start(b, src.rate) if opts.score else b

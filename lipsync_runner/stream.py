@@ -40,6 +40,10 @@ CHUNK_PIXELS = 24_000_000
 """Frame pixels per chunk of pass 3 (12 frames of 1920x1080), as float 0..1: about 0.3 GB a chunk."""
 SMALL_CHUNK = 50
 """Frames per chunk at the tracking size (passes 1 and 2)."""
+KEEP_SMALL_BYTES = 512 * 2 ** 20
+"""Pass 1 keeps the tracking-size copy of a clip up to this size (uint8: 770 frames of 640x360, 30 s
+at 25 fps) for pass 2, which then decodes only the frames it wants whole, once each, instead of
+scaling every frame again."""
 
 
 class FileFrames:
@@ -56,6 +60,9 @@ class FileFrames:
 
     def yuv_chunks(self, chunk: int):
         return stream_io.background(media.iter_yuv(self.path, self.who, chunk), depth=2)
+
+    def fulls(self, keys):
+        return stream_io.background(media.iter_frames_at(self.path, self.who, keys), depth=2)
 
 
 class TensorFrames:
@@ -74,6 +81,11 @@ class TensorFrames:
             else:
                 x = x.clone()  # a chunk of its own, as a decoder's: pass 3 writes into it
             yield a, x, {int(k): self.frames[int(k)] for k in full if a <= int(k) < a + chunk}
+
+    def fulls(self, keys):
+        for k in sorted(set(int(k) for k in keys)):
+            if 0 <= k < self.frames.shape[0]:
+                yield k, self.frames[k]
 
 
 def _resize_u8(frames: torch.Tensor, size) -> torch.Tensor:
@@ -101,7 +113,8 @@ def _to_u8(frames: torch.Tensor) -> torch.Tensor:
 
 
 def track_pass(src, node_defaults: dict, bar) -> tuple:
-    """Pass 1: (track at full size, track at the tracking size, tracking size)."""
+    """Pass 1: (track at full size, track at the tracking size, tracking size, the tracking-size
+    frames as (first, frames) chunks, or None beyond :data:`KEEP_SMALL_BYTES`)."""
     size = stream_track.track_size(src.width, src.height)
     total = max(src.stated, 1)
     face = node_defaults.get("face", "largest")
@@ -110,20 +123,33 @@ def track_pass(src, node_defaults: dict, bar) -> tuple:
         face_index=-1 if face == "largest" else int(node_defaults.get("face_index", 0)),
         crop_size=int(node_defaults.get("crop_size", 256)),
         on_window=lambda done: bar(min(done, total - 1), total))
-    for _, frames, _ in src.chunks(SMALL_CHUNK, size):
+    kept, held = [], 0
+    for first, frames, _ in src.chunks(SMALL_CHUNK, size):
         tracker.push(frames)
+        held += frames.numel()
+        kept = kept + [(first, frames)] if kept is not None and held <= KEEP_SMALL_BYTES else None
     small = tracker.finish()
-    return stream_track.scale_track(small, (src.width, src.height)), small, size
+    return stream_track.scale_track(small, (src.width, src.height)), small, size, kept
 
 
-def collect_pass(src, gen, size, bar) -> None:
-    """Pass 2: the generator's alignment crops and chosen frames' crops."""
+def collect_pass(src, gen, size, bar, kept=None) -> None:
+    """Pass 2: the generator's alignment crops (from the tracking-size frames: ``kept`` by pass 1, or
+    decoded again) and the crops of the frames it wants whole (decoded, only those converted)."""
     b = gen.track.num_frames
-    for first, frames, fulls in src.chunks(SMALL_CHUNK, size if gen.uses_bank else None, gen.full):
-        gen.collect(first, frames if gen.uses_bank else frames[:0], fulls)
-        bar(min(first + frames.shape[0], b), b)
-        if not gen.uses_bank and gen.ref_frame is not None:
-            break  # the warp generator needs only its lip frame
+    if not gen.uses_bank or kept is not None:
+        wanted = iter(src.fulls(sorted(gen.full)))
+        nxt = next(wanted, None)
+        for first, frames in (kept if gen.uses_bank else [(0, None)]):
+            n = b if frames is None else int(frames.shape[0])
+            got = {}
+            while nxt is not None and nxt[0] < first + n:
+                got[nxt[0]], nxt = nxt[1], next(wanted, None)
+            gen.collect(first, frames if frames is not None else torch.empty((0, 1, 1, 3), dtype=torch.uint8), got)
+            bar(min(first + n, b), b)
+    else:
+        for first, frames, fulls in src.chunks(SMALL_CHUNK, size, gen.full):
+            gen.collect(first, frames, fulls)
+            bar(min(first + frames.shape[0], b), b)
     gen.ready()
 
 
