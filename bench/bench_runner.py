@@ -11,7 +11,8 @@ against the input's and the SyncScore the runner reports on the output's last 10
 ``portrait`` also runs the runner of ``--base`` (default c83d0b0, the runner before issue 15's speed
 work, checked out with ``git archive`` into a temporary folder) on the same files, base and this
 runner in turns (``--rounds``), and prints the speed ratios (wall and CPU time) and how far the two
-outputs' frames differ. On a shared, loaded machine wall times swing with the load (printed): the
+outputs' frames differ from each other and from the input's (a runner that hands the encoder the input's
+own bytes outside the mouth stays closer to the input). On a shared, loaded machine wall times swing with the load (printed): the
 CPU-time ratio is the steadier figure.
 """
 
@@ -191,6 +192,9 @@ def portrait_run(seconds: float, base: str | None, root: Path, rounds: int) -> N
     worst, mean, n = frame_diff(old_out, new_out)
     print(f"output frames, this runner against the base's: max abs diff {worst}, mean {mean:.3f} (0..255) over "
           f"{n} frames")
+    for name, out in (("the base's", old_out), ("this runner's", new_out)):
+        worst, mean, n = frame_diff(video, out)
+        print(f"{name} output against the input: max abs diff {worst} (the new mouth), mean {mean:.3f} over {n} frames")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from ..lipsync_models.media import SWS_THREADS
 
 UNSPECIFIED = 2
 """PyAV's ``colorspace`` of a frame that states none (FFmpeg's default conversion is then used)."""
+CONVERT_MARGIN = 4
+"""Pixels converted back around the changed ones (:func:`put_changed`): the conversion to 4:2:0
+filters the chroma over neighbouring pixels, and a box converted alone differs from the whole frame's
+conversion only within 2 pixels of its edge."""
 
 
 def planes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,23 +74,29 @@ def from_rgb(rgb: np.ndarray, space: int = UNSPECIFIED) -> np.ndarray:
     return _frame(rgb, "rgb24", space).reformat(format="yuv420p", threads=SWS_THREADS).to_ndarray()  # into ``space``
 
 
-def put_changed(frame: np.ndarray, box, old: np.ndarray, new: np.ndarray, space: int = UNSPECIFIED) -> int:
+def put_changed(frame: np.ndarray, box, old: np.ndarray, new: np.ndarray, space: int = UNSPECIFIED,
+                margin: int = CONVERT_MARGIN) -> int:
     """Write the pixels of region ``box`` (even) where ``new`` (h, w, 3) uint8 RGB differs from
     ``old`` into ``frame`` (in place): their Y, and U and V of every 2x2 block with a changed pixel.
-    Returns how many pixels changed (0: the frame is left as it was)."""
+    Only the changed pixels' bounding box grown by ``margin`` is converted. Returns how many pixels
+    changed (0: the frame is left as it was)."""
     d = np.bitwise_xor(new, old)
     changed = (d[..., 0] | d[..., 1] | d[..., 2]) != 0  # (numpy's any() over 3 channels is 10x slower)
-    count = int(changed.sum())
-    if not count:
+    rows, cols = np.flatnonzero(changed.any(1)), np.flatnonzero(changed.any(0))
+    if not len(rows):
         return 0
-    x0, y0, x1, y1 = box
-    ny, nu, nv = planes(from_rgb(new, space))
-    fy, fu, fv = planes(frame)
-    fy[y0:y1, x0:x1][changed] = ny[changed]
     h, w = changed.shape
-    c = changed.reshape(h // 2, 2, w // 2, 2)
+    bx0, by0, bx1, by1 = even_box((max(int(cols[0]) - margin, 0), max(int(rows[0]) - margin, 0),
+                                   int(cols[-1]) + 1 + margin, int(rows[-1]) + 1 + margin), w, h)
+    sub = changed[by0:by1, bx0:bx1]
+    ny, nu, nv = planes(from_rgb(new[by0:by1, bx0:bx1], space))
+    fy, fu, fv = planes(frame)
+    x0, y0 = box[0] + bx0, box[1] + by0
+    sh, sw = sub.shape
+    np.copyto(fy[y0:y0 + sh, x0:x0 + sw], ny, where=sub)
+    c = sub.reshape(sh // 2, 2, sw // 2, 2)
     block = c[:, 0, :, 0] | c[:, 0, :, 1] | c[:, 1, :, 0] | c[:, 1, :, 1]
-    cy, cx = slice(y0 // 2, y1 // 2), slice(x0 // 2, x1 // 2)
-    fu[cy, cx][block] = nu[block]
-    fv[cy, cx][block] = nv[block]
-    return count
+    cy, cx = slice(y0 // 2, (y0 + sh) // 2), slice(x0 // 2, (x0 + sw) // 2)
+    np.copyto(fu[cy, cx], nu, where=block)
+    np.copyto(fv[cy, cx], nv, where=block)
+    return int(np.count_nonzero(changed))
