@@ -130,8 +130,9 @@ def _footprint(u: torch.Tensor, v: torch.Tensor, size: int, width: float) -> tor
 
 # --- paste-back ------------------------------------------------------------------------------
 
-def _check_composite(frames, crops, track, mask, feather, blend) -> None:
-    check_images(frames, WHO, "images")
+def _check_composite(frames, crops, track, mask, feather, blend, scan: bool = True) -> None:
+    if scan:  # every pixel of the frames: NaN/Inf and the value range
+        check_images(frames, WHO, "images")
     check_images(crops, WHO, "crops")
     _check_track(frames, track, WHO)
     b = frames.shape[0]
@@ -207,7 +208,8 @@ def _mask_boxes(mask: torch.Tensor, b: int, grow: float, chunk: int) -> torch.Te
 def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
               mask: torch.Tensor | None = None, feather: float = 0.08, color_match: bool = True,
               blend: str = "alpha", chunk: int | None = None, device: torch.device | str | None = None,
-              keep_detail: bool = True, on_progress: ProgressFn = None) -> torch.Tensor:
+              keep_detail: bool = True, on_progress: ProgressFn = None, *, out: torch.Tensor | None = None,
+              check: bool = True) -> torch.Tensor:
     """Paste generated face crops back into their frames, inside the lower-face mask only.
 
     frames: (B, H, W, C) float in 0..1, C = 3 or 4 (alpha is copied unchanged), any device.
@@ -227,6 +229,10 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
             crops' device) and worked on. Bigger chunks mean fewer, larger tensor operations.
     keep_detail: keep the frame's own fine detail where the crop did not change the picture.
     on_progress: ``on_progress(done, total)`` after each chunk.
+    out:    where the result goes (a tensor like ``frames``), ``frames`` itself included: each chunk is
+            read before it is written (default: a new tensor).
+    check:  False when the caller knows the frames are finite and in 0..1 (e.g. made from uint8):
+            their pixels are then not scanned (the crops, shapes, track and options still are).
 
     Returns (B, H, W, C) on the frames' device and dtype; pixels where the blend mask is 0, and
     every pixel of a frame whose face the track did not find (``track.found`` False), are
@@ -236,16 +242,20 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     the mask) and on the matching region of the frame (the final blend), so a 1080p frame costs
     little more than its copy.
     """
-    _check_composite(frames, crops, track, mask, feather, blend)
+    _check_composite(frames, crops, track, mask, feather, blend, scan=check)
+    if out is not None and (out.shape != frames.shape or out.dtype != frames.dtype):
+        raise InputError(f"{WHO}: out must be like the images ({tuple(frames.shape)} {frames.dtype}), got "
+                         f"{tuple(out.shape)} {out.dtype}.")
     dev = torch.device(device) if device is not None else crops.device
     mask = mask if mask is None or mask.ndim == 3 else mask[None]
     plan = _plan(frames, track, mask, feather, chunk)
     b = frames.shape[0]
     work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
-    out = torch.empty_like(frames)
+    out = torch.empty_like(frames) if out is None else out
     for start in range(0, b, plan.chunk):
         stop = min(start + plan.chunk, b)
-        out[start:stop].copy_(frames[start:stop])
+        if out is not frames:
+            out[start:stop].copy_(frames[start:stop])
         idx = [i for i in range(start, stop) if bool(plan.valid[i])]
         if idx and plan.rh and plan.rw and plan.ch and plan.cw:
             res = _blend_chunk(frames, crops, mask, plan, idx, dev, work, color_match=color_match,

@@ -6,8 +6,10 @@ does not grow with the clip (``run_job`` in :mod:`.cli` calls :func:`run_streame
    the frames. The audio chain (LoadAudioDriver -> ExtractPhonemes -> MapVisemes) runs as nodes on
    the whole line (audio is small).
 2. **LipSyncInference**: the generator's clip-level choices (the clip's own mouths over the whole
-   clip, the warp generator's lip frame) are made from the tracks alone; a second decode keeps the
-   64-px alignment crops of every frame and the full-size crops of the frames chosen.
+   clip, the warp generator's lip frame) are made from the tracks alone; then the 64-px alignment
+   crops of every frame are cut from the tracking-size frames (kept by pass 1 for a clip of up to
+   :data:`KEEP_SMALL_BYTES` of them, else decoded again) and a second decode, up to the last frame
+   chosen, converts only the chosen frames to full-size RGB for their crops.
 3. **Composite** and **encode**: a third decode generates, composites and encodes chunk by chunk; the
    encoder runs in its own thread beside the processing, as the decoder does in every pass. A clip
    decoded as plain 8-bit 4:2:0 stays in those planes (:mod:`.yuv`): only its face region is made
@@ -15,7 +17,8 @@ does not grow with the clip (``run_job`` in :mod:`.cli` calls :func:`run_streame
    conversion to RGB nor the encoder's conversion back is made. The output has the input's frame
    count and its exact rate (a rational time base); the audio of frame k is the line's audio at k / rate.
 
-SyncScore then scores the last :data:`SCORE_SECONDS` of the output (kept scaled down during pass 3).
+SyncScore then scores the last :data:`SCORE_SECONDS` of the output (kept scaled down during pass 3)
+with the node's default scorer, without drawing the node's plot (:func:`unplotted_score`).
 """
 
 from __future__ import annotations
@@ -213,7 +216,9 @@ def render_chunk_yuv(gen, out_track, first: int, frames: np.ndarray, blend: dict
     rgb = torch.from_numpy(np.stack([yuv.to_rgb(yuv.region(f, box), space) for f in frames]))
     f = rgb.float().div_(255.0)
     crops = gen.generate(first, f, part)
-    out = _to_u8(composite.composite(f, crops, part, device=gen.device, **blend)).numpy()
+    # f comes from uint8 pixels: finite and in 0..1, so Composite need not scan it; it writes into f,
+    # which nothing reads after it
+    out = _to_u8(composite.composite(f, crops, part, device=gen.device, out=f, check=False, **blend)).numpy()
     rgb = rgb.numpy()
     return sum(yuv.put_changed(frames[i], box, rgb[i], out[i], space) for i in range(n))
 

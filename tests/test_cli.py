@@ -379,7 +379,7 @@ def ntsc_clip(tmp_path_factory, grid_dir):
     return d, rate, int(frames.shape[0])
 
 
-def _captured_run(monkeypatch, d, out, chunk_pixels, planar=True):
+def _captured_run(monkeypatch, d, out, chunk_pixels, planar=True, keep_bytes=None):
     """Run the CLI with pass 3 cut into chunks of ``chunk_pixels``; returns the frames handed to
     the encoder (uint8: (n, H * 3 / 2, W) 4:2:0 planes, or with ``planar`` False the RGB path's
     (n, H, W, 3)) and the exit code."""
@@ -397,6 +397,8 @@ def _captured_run(monkeypatch, d, out, chunk_pixels, planar=True):
     if not planar:
         monkeypatch.setattr(media.VideoInfo, "plain_yuv420", property(lambda self: False))
     monkeypatch.setattr(stream, "CHUNK_PIXELS", chunk_pixels)
+    if keep_bytes is not None:
+        monkeypatch.setattr(stream, "KEEP_SMALL_BYTES", keep_bytes)
     rc = cli.main(["--video", str(d / "clip.mp4"), "--audio", str(d / "line.wav"), "-o", str(out), "-q", "--no-score"])
     monkeypatch.undo()
     return (torch.cat(got) if got else None), rc
@@ -452,3 +454,20 @@ def test_planar_pass_changes_only_the_mouth_and_matches_the_rgb_path(ntsc_clip, 
     assert (got[changed] == conv[changed]).mean() > 0.99  # the same new mouth
     src_y = np.stack([yuv.planes(f)[0] for f in src])
     assert (conv[~changed] != src_y[~changed]).mean() > 0.05  # the RGB round trip moves pixels it never changed
+
+
+def test_pass_two_from_kept_or_decoded_frames_gives_the_same_output(ntsc_clip, monkeypatch, capsys):
+    """Pass 2 cuts its alignment crops from the tracking-size frames pass 1 kept, or, for a clip too
+    long to keep, from a second decode: the frames handed to the encoder are the same bytes."""
+    from comfyui_lipsync.lipsync_runner import stream
+
+    d, _, n = ntsc_clip
+    calls = []
+    real = stream.collect_pass
+    monkeypatch.setattr(stream, "collect_pass", lambda *a: calls.append(a[-1] is not None) or real(*a))
+    kept, rc1 = _captured_run(monkeypatch, d, d / "kept.mp4", 10 ** 9)
+    monkeypatch.setattr(stream, "collect_pass", lambda *a: calls.append(a[-1] is not None) or real(*a))
+    decoded, rc2 = _captured_run(monkeypatch, d, d / "decoded.mp4", 10 ** 9, keep_bytes=0)
+    assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
+    assert calls == [True, False]
+    assert kept.shape == decoded.shape == (n, 432, 360) and torch.equal(kept, decoded)
