@@ -202,7 +202,6 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     gen = stream.stream_generate.prepare(track, small, track_v, driver, model=model, strength=opts.strength,
                                          lip_frame=opts.lip_frame, device=comfy.compute_device())
     stream.collect_pass(src, gen, size, bar, kept)
-    del kept
 
     bar.start("Composite")
     score_from = stream.score_start(b, src.rate) if opts.score else b

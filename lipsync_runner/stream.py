@@ -137,7 +137,8 @@ def track_pass(src, node_defaults: dict, bar) -> tuple:
 
 def collect_pass(src, gen, size, bar, kept=None) -> None:
     """Pass 2: the generator's alignment crops (from the tracking-size frames: ``kept`` by pass 1, or
-    decoded again) and the crops of the frames it wants whole (decoded, only those converted)."""
+    decoded again) and the crops of the frames it wants whole (decoded, only those converted).
+    Empties ``kept`` (its frames are not needed after this pass)."""
     b = gen.track.num_frames
     if not gen.uses_bank or kept is not None:
         wanted = iter(src.fulls(sorted(gen.full)))
@@ -149,6 +150,8 @@ def collect_pass(src, gen, size, bar, kept=None) -> None:
                 got[nxt[0]], nxt = nxt[1], next(wanted, None)
             gen.collect(first, frames if frames is not None else torch.empty((0, 1, 1, 3), dtype=torch.uint8), got)
             bar(min(first + n, b), b)
+        if kept is not None:
+            kept.clear()
     else:
         for first, frames, fulls in src.chunks(SMALL_CHUNK, size, gen.full):
             gen.collect(first, frames, fulls)
