@@ -237,3 +237,40 @@ def test_composite_in_place_without_the_scan_gives_the_same_frames(grid_frames):
     assert float((ref - f).abs().max()) > 0.1
     with pytest.raises(InputError, match="out must be like the images"):
         composite.composite(f, gen, tr, out=f[:3])
+
+
+def test_planes_keep_a_bt709_clips_colours(tmp_path, grid_frames):
+    """A clip that states BT.709: its region is made RGB as the decoder's own conversion makes it
+    (BT.601's would be off by up to 17 levels), and new pixels go back in BT.709, so they read back
+    as written."""
+    from comfyui_lipsync.lipsync_runner import yuv
+
+    path = str(tmp_path / "bt709.mp4")
+    with av.open(path, "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 360, 288, "yuv420p"
+        s.codec_context.colorspace, s.codec_context.color_range = 1, 1
+        for i, f in enumerate(grid_frames[:3].numpy()):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.colorspace = 1
+            vf = vf.reformat(format="yuv420p")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert media.probe_video(path).plain_yuv420
+    with av.open(path) as c:
+        decoded = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    _, planes, space = next(media.iter_yuv(path, chunk=1))
+    assert space == 1
+    box = (100, 50, 182, 132)
+    region = yuv.to_rgb(yuv.region(planes[0], box), space)
+    assert (region == decoded[50:132, 100:182]).all()
+    assert np.abs(yuv.to_rgb(yuv.region(planes[0], box)).astype(int) - region).max() > 8  # BT.601 differs
+    new = region.copy()
+    new[20:40, 20:40] = (200, 60, 40)  # a saturated patch: where the two matrices differ most
+    frame = planes[0].copy()
+    yuv.put_changed(frame, box, region, new, space)
+    back = yuv.to_rgb(yuv.region(frame, box), space).astype(int)[22:38, 22:38]
+    assert np.abs(back - (200, 60, 40)).max() <= 3
