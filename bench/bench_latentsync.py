@@ -1,12 +1,17 @@
 """Speed of the LatentSync backend: seconds per 16-frame chunk (UNet steps, VAE encode and decode).
 
     python bench/bench_latentsync.py [--models DIR] [--size full|tiny] [--res 512] [--frames 16] [--steps 2]
-        [--device cpu|cuda] [--dtype float32|float16]
+        [--device cpu|cuda] [--dtype float32|float16] [--reuse N] [--memory]
 
 ``--models``: a folder in LatentSync's layout (e.g. the one ``bench/parity_latentsync.py --workdir DIR``
 leaves: random weights of the real architecture); without it, random weights are written to a temporary
 folder first. Prints the load time, the time of one chunk (encode, ``steps`` x 2 guided UNet passes,
 decode) and the seconds per step; run it with ``uptime`` beside it (the figures move with the load).
+``--reuse N``: the same chunk again with the deep features reused between every N-th step (the
+reference's ``--enable_deepcache`` is N = 3): both times, the speed-up and the largest difference.
+``--memory``: the working memory (peak resident memory above what the loaded models hold, sampled every
+5 ms) of one guided UNet pass and of one VAE decode / encode of ``VAE_SLICE`` frames, in numbers per
+latent pixel (UNet) and per pixel (VAE): the figures behind ``latentsync.UNET_WORK`` / ``VAE_WORK``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import threading
 import time
 
 import torch
@@ -30,6 +36,54 @@ def _parity():
     return mod
 
 
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS"))
+
+
+def peak_above(fn) -> int:
+    """Peak resident bytes above the level before ``fn()`` while it runs (sampled every 5 ms)."""
+    import gc
+
+    gc.collect()
+    base, peak, done = _rss(), [0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss())
+            time.sleep(0.005)
+
+    th = threading.Thread(target=watch, daemon=True)
+    th.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        th.join()
+    return max(peak[0], _rss()) - base
+
+
+def memory(models, L, args) -> None:
+    """Working memory of a guided UNet pass and of the VAE on a slice, in numbers per (latent) pixel."""
+    el = torch.finfo(models.dtype).bits // 8
+    f, s = args.frames, args.res
+    x = torch.randn(2, 13, f, s // 8, s // 8, dtype=models.dtype)
+    audio = torch.randn(2, f, 50, 384, dtype=models.dtype)
+    unet = peak_above(lambda: models.unet(x, torch.tensor(500), audio)) / (el * 2 * f * (s // 8) ** 2)
+    n = L.VAE_SLICE
+    z = torch.randn(1, 4, n, s // 8, s // 8)
+    dec = peak_above(lambda: L.decode(models, z)) / (el * n * s * s)
+    enc = peak_above(lambda: L.encode(models, torch.rand(n, 3, s, s) * 2 - 1)) / (el * n * s * s)
+    print(f"UNet working memory: {unet:.0f} numbers per latent pixel per frame and batch entry "
+          f"(batch 2 x {f} frames of {s} px, {args.dtype}); latentsync.UNET_WORK = {L.UNET_WORK:g}")
+    print(f"VAE working memory: decode {dec:.1f}, encode {enc:.1f} numbers per pixel per frame "
+          f"({n} frames of {s} px); latentsync.VAE_WORK = {L.VAE_WORK:g}")
+    est = L.memory_estimate(512, torch.float16)
+    print(f"estimate for 1.6 (512 px, float16): {est['total'] / 2 ** 30:.1f} GB "
+          f"({est['weights'] / 2 ** 30:.1f} GB weights, {est['working'] / 2 ** 30:.1f} GB working); "
+          f"1.5 (256 px): {L.memory_estimate(256, torch.float16)['total'] / 2 ** 30:.1f} GB")
+
+
 def run(models_dir: str, args) -> None:
     P = _parity()
     L = P._pack()
@@ -40,20 +94,30 @@ def run(models_dir: str, args) -> None:
     models = L.load_models(L.LF.find_files(models_dir), args.device, dtype,
                            cfg=U.FULL if args.size == "full" else U.TINY)
     load = time.perf_counter() - t0
+    if args.memory:
+        memory(models, L, args)
+        return
     crops, line = P.inputs(args.frames, args.res)
     faces = torch.from_numpy(crops).float().div(255).permute(0, 3, 1, 2) * 2 - 1
     feats = L.whisper_features(models.encoder, models.filters, torch.from_numpy(line))
     tokens = L.audio_windows(feats, args.frames, 25.0)
-    steps = []
-    t0 = time.perf_counter()
-    L.denoise_chunk(models, faces, tokens, L.initial_noise(args.res, 1), L.template_mask(args.res), args.steps,
-                    1.5, on_step=lambda: steps.append(time.perf_counter()))
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    total = time.perf_counter() - t0
-    per_step = (steps[-1] - steps[0]) / max(len(steps) - 1, 1) if len(steps) > 1 else float("nan")
     print(f"{args.size} UNet, {args.frames} frames of {args.res} px, {args.steps} steps, {args.device} {args.dtype}")
-    print(f"load: {load:.1f} s; one chunk: {total:.1f} s; per guided step: {per_step:.1f} s")
+    outs, totals = [], []
+    for reuse in [0] + ([args.reuse] if args.reuse > 1 else []):
+        steps = []
+        t0 = time.perf_counter()
+        outs.append(L.denoise_chunk(models, faces, tokens, L.initial_noise(args.res, 1), L.template_mask(args.res),
+                                    args.steps, 1.5, on_step=lambda: steps.append(time.perf_counter()), reuse=reuse))
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        totals.append(time.perf_counter() - t0)
+        per_step = (steps[-1] - steps[0]) / max(len(steps) - 1, 1) if len(steps) > 1 else float("nan")
+        what = f"deep features reused between every {reuse} steps" if reuse else "every step whole"
+        print(f"{what}: load {load:.1f} s; one chunk: {totals[-1]:.1f} s; per guided step (mean after the first): "
+              f"{per_step:.1f} s", flush=True)
+    if len(outs) == 2:
+        diff = float((outs[0] - outs[1]).abs().max())
+        print(f"reuse {args.reuse}: {totals[0] / totals[1]:.2f}x faster; largest pixel difference (-1..1) {diff:.3g}")
 
 
 def main(argv=None) -> None:
@@ -66,6 +130,8 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--vae", choices=["full", "tiny"], default="full")
+    ap.add_argument("--reuse", type=int, default=0, help="also run the chunk with deep features reused (N > 1)")
+    ap.add_argument("--memory", action="store_true", help="measure the working memory instead of the speed")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     if args.models:

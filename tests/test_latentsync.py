@@ -130,6 +130,31 @@ def test_full_architecture_matches_the_published_size():
     assert not any(k.startswith("mid_block.motion_modules") for k in state)
 
 
+def test_reused_features_repeat_the_whole_pass_on_the_same_input():
+    """The reuse path (conv_in, the last up block's last layer on the kept features, conv_out) given the
+    input the kept features came from reproduces the whole pass; the deep blocks do not run on it."""
+    m = _tiny_unet(2)
+    x, audio = torch.randn(2, 13, 3, 8, 8), torch.randn(2, 3, 50, 384)
+    deep = []
+    m.mid_block.register_forward_hook(lambda *a: deep.append(1))
+    reuse = U.FeatureReuse(3)
+    with torch.no_grad():
+        whole = m(x, 400, audio)
+        first = m(x, 400, audio, reuse=reuse)
+        assert len(deep) == 2
+        again = m(x, 400, audio, reuse=reuse)
+        assert len(deep) == 2  # reused: the middle block did not run
+        moved = m(x + 0.5, 400, audio, reuse=reuse)
+        assert len(deep) == 2
+        fresh = m(x + 0.5, 400, audio, reuse=reuse)  # the 4th call is whole again (every 3rd)
+        assert len(deep) == 3
+    assert torch.equal(first, whole)
+    assert torch.allclose(again, whole, atol=1e-5)
+    assert not torch.allclose(moved, fresh, atol=1e-3)  # new input, old deep features: an approximation
+    with pytest.raises(ValueError, match="at least 1"):
+        U.FeatureReuse(0)
+
+
 # --- audio -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fps, k, step", [(25.0, 1, 2), (25.0, 374, 748), (16.0, 1, 3), (16.0, 3, 9),
@@ -150,6 +175,14 @@ def test_windows_follow_the_clock_over_ten_minutes(fps):
     t = A.window_centre_seconds(n, fps)
     exact = torch.arange(n, dtype=torch.float64) / fps
     assert float((exact - t).min()) >= -1e-9 and float((exact - t).max()) < 0.02
+
+
+def test_chunk_windows_are_the_whole_clips_windows():
+    """A chunk's tokens (built per chunk, not for the whole clip at once) are the whole clip's rows."""
+    feats = torch.randn(400, 5, 384)
+    whole = A.audio_windows(feats, 200, 30000 / 1001)
+    assert torch.equal(A.audio_windows(feats, 16, 30000 / 1001, first=48), whole[48:64])
+    assert torch.equal(A.audio_windows(feats, 7, 30000 / 1001, first=193), whole[193:])
 
 
 def test_windows_clamp_at_the_line_ends_and_keep_the_token_order():
@@ -304,7 +337,8 @@ def test_pickle_with_code_is_refused(copy):
 
 def _run(layout, grid, **kw):
     track, wave, fps, images = grid
-    return L.lipsync_latentsync(images, track, _driver(wave, track.num_frames, fps), layout, size=SIZE, steps=2,
+    kw = {"steps": 2, **kw}
+    return L.lipsync_latentsync(images, track, _driver(wave, track.num_frames, fps), layout, size=SIZE,
                                 unet_config=U.TINY, **kw)
 
 
@@ -344,6 +378,68 @@ def test_bad_arguments_are_refused(layout, grid):
         L.lipsync_latentsync(grid[3], grid[0], _driver(grid[1], 6, grid[2]), layout, steps=0)
     with pytest.raises(InputError, match="version must be one of 1.6, 1.5"):
         L.lipsync_latentsync(grid[3], grid[0], _driver(grid[1], 6, grid[2]), layout, version="2.0")
+
+
+def test_feature_reuse_on_a_clip(layout, grid):
+    """reuse 0 and 1 are the whole UNet every step; reuse 3 with 3 steps reuses on steps 2 and 3 (the
+    middle block runs once per chunk) and changes the result; the report says so."""
+    L.release()
+    base, _ = _run(layout, grid, steps=3)
+    same, _ = _run(layout, grid, steps=3, reuse=1)
+    assert torch.equal(base, same)
+    models = L.cached_models(LF.find_files(layout), "cpu", cfg=U.TINY)
+    deep = []
+    hook = models.unet.mid_block.register_forward_hook(lambda *a: deep.append(1))
+    try:
+        fast, tr = _run(layout, grid, steps=3, reuse=3)
+    finally:
+        hook.remove()
+    assert len(deep) == 1
+    assert not torch.allclose(base, fast, atol=1e-3)
+    assert "deep features reused between every 3 steps" in tr.report
+    with pytest.raises(InputError, match="feature reuse must be between 0"):
+        _run(layout, grid, reuse=11)
+
+
+def test_vae_slices_give_the_whole_batchs_result(layout):
+    models = L.load_models(LF.find_files(layout), "cpu", cfg=U.TINY)
+    x = torch.rand(L.VAE_SLICE + 2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    z = L.encode(models, x)
+    with torch.inference_mode():
+        one = [models.vae.encode(x[i:i + 1]).latent_dist.mean * L.SCALING for i in range(len(x))]
+        back = [models.vae.decode(z[i:i + 1] / L.SCALING).sample for i in range(len(x))]
+    assert torch.allclose(z, torch.cat(one), atol=1e-5)
+    assert torch.allclose(L.decode(models, z.transpose(0, 1)[None]), torch.cat(back), atol=1e-5)
+
+
+def test_memory_estimate_and_report(layout, grid):
+    """The estimate: the published sizes' weights in the dtype, more working memory at 512 px than at 256 px
+    and with guidance than without; the report states it before the run (in the log) and after."""
+    gb = 1024 ** 3
+    e16, e32 = L.memory_estimate(512, torch.float16), L.memory_estimate(512, torch.float32)
+    assert e16["weights"] == (1_267_944_644 + L.VAE_NUMBERS + L.WHISPER_NUMBERS) * 2
+    assert e32["weights"] == 2 * e16["weights"] and e32["working"] == 2 * e16["working"]
+    assert L.memory_estimate(256, torch.float16)["working"] < e16["working"]
+    assert L.memory_estimate(512, torch.float16, guidance=1.0)["working"] <= e16["working"]
+    assert 2.5 * gb < e16["weights"] < 2.6 * gb
+    _, tr = _run(layout, grid)
+    assert "needs about" in tr.report and "GB of CPU memory" in tr.report
+
+
+def test_a_missing_library_is_said_before_any_file_is_read(layout, monkeypatch):
+    from comfyui_lipsync.lipsync_models.backends import musetalk_files as MF
+    from comfyui_lipsync.lipsync_models.errors import DependencyError
+
+    def missing(who, model="MuseTalk"):
+        raise DependencyError(f"{who}: {model} needs the 'transformers' package: pip install transformers.")
+
+    def read(*a, **k):
+        raise AssertionError("a file was read before the libraries were checked")
+
+    monkeypatch.setattr(MF, "_transformers", missing)
+    monkeypatch.setattr(LF, "load_unet", read)
+    with pytest.raises(DependencyError, match="LatentSync needs the 'transformers' package"):
+        L.load_models(LF.find_files(layout), "cpu", cfg=U.TINY)
 
 
 # --- the parity script's own logic ---------------------------------------------------------------------
