@@ -2,6 +2,7 @@
 
     python bench/bench_latentsync.py [--models DIR] [--size full|tiny] [--res 512] [--frames 16] [--steps 2]
         [--device cpu|cuda] [--dtype float32|float16] [--reuse N] [--memory]
+    python bench/bench_latentsync.py --stream VIDEO LINE [--version 1.5] [--steps 1]
 
 ``--models``: a folder in LatentSync's layout (e.g. the one ``bench/parity_latentsync.py --workdir DIR``
 leaves: random weights of the real architecture); without it, random weights are written to a temporary
@@ -12,6 +13,11 @@ reference's ``--enable_deepcache`` is N = 3): both times, the speed-up and the l
 ``--memory``: the working memory (peak resident memory above what the loaded models hold, sampled every
 5 ms) of one guided UNet pass and of one VAE decode / encode of ``VAE_SLICE`` frames, in numbers per
 latent pixel (UNet) and per pixel (VAE): the figures behind ``latentsync.UNET_WORK`` / ``VAE_WORK``.
+``--stream VIDEO LINE``: the headless runner's ``--latentsync`` on a clip (e.g. the 10-s 1080x1920 clip
+``bench_runner.py portrait`` makes), with the tiny configuration's random weights (the published UNet
+takes half an hour per chunk on a CPU): the runner's resident memory, sampled while it runs, shows that
+LatentSync's chunks do not make it grow with the clip (the models' own size is what the tiny
+configuration leaves out).
 """
 
 from __future__ import annotations
@@ -84,6 +90,33 @@ def memory(models, L, args) -> None:
           f"1.5 (256 px): {L.memory_estimate(256, torch.float16)['total'] / 2 ** 30:.1f} GB")
 
 
+def stream(args) -> None:
+    """The runner with --latentsync on ``args.stream`` (tiny random weights): wall time and peak RSS."""
+    P = _parity()
+    L = P._pack()
+    from comfyui_lipsync.lipsync_models.backends import latentsync_unet as U
+    from comfyui_lipsync.lipsync_runner import cli
+
+    load = L.cached_models
+    L.cached_models = lambda files, device, dtype=None, who=L.WHO, cfg=U.TINY: load(files, device, dtype, who, U.TINY)
+    video, line = args.stream
+    with tempfile.TemporaryDirectory() as tmp:
+        P.write_layout(tmp, "tiny", "tiny")
+        out = os.path.join(tmp, "out.mp4")
+        t0 = time.perf_counter()
+        grew = peak_above(lambda: cli.main(["--video", video, "--audio", line, "-o", out, "--latentsync", tmp,
+                                            "--latentsync-version", args.version, "--steps", str(args.steps),
+                                            "--no-score", "-q"]))
+        wall = time.perf_counter() - t0
+        from comfyui_lipsync.lipsync_models import media
+
+        info, given = media.probe_video(out), media.probe_video(video)
+    print(f"runner --latentsync (tiny weights, {args.version}, {args.steps} step(s)) on {video}: "
+          f"{given.frames} frames of {given.width}x{given.height} at {given.rate} fps -> {info.frames} frames at "
+          f"{info.rate} fps; {wall:.0f} s; peak resident memory above the start {grew / 2 ** 30:.2f} GB "
+          f"(load average {os.getloadavg()[0]:.1f})")
+
+
 def run(models_dir: str, args) -> None:
     P = _parity()
     L = P._pack()
@@ -104,17 +137,25 @@ def run(models_dir: str, args) -> None:
     print(f"{args.size} UNet, {args.frames} frames of {args.res} px, {args.steps} steps, {args.device} {args.dtype}")
     outs, totals = [], []
     for reuse in [0] + ([args.reuse] if args.reuse > 1 else []):
-        steps = []
         t0 = time.perf_counter()
+        steps = [t0]
+
+        def tick():
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            steps.append(time.perf_counter())
+
         outs.append(L.denoise_chunk(models, faces, tokens, L.initial_noise(args.res, 1), L.template_mask(args.res),
-                                    args.steps, 1.5, on_step=lambda: steps.append(time.perf_counter()), reuse=reuse))
+                                    args.steps, 1.5, on_step=tick, reuse=reuse))
         if args.device == "cuda":
             torch.cuda.synchronize()
         totals.append(time.perf_counter() - t0)
-        per_step = (steps[-1] - steps[0]) / max(len(steps) - 1, 1) if len(steps) > 1 else float("nan")
+        each = [b - a for a, b in zip(steps, steps[1:])]  # the first includes the VAE encoding
+        per_step = sum(each[1:]) / max(len(each) - 1, 1) if len(each) > 1 else float("nan")
         what = f"deep features reused between every {reuse} steps" if reuse else "every step whole"
         print(f"{what}: load {load:.1f} s; one chunk: {totals[-1]:.1f} s; per guided step (mean after the first): "
-              f"{per_step:.1f} s", flush=True)
+              f"{per_step:.1f} s; each step (the first with the VAE encoding): "
+              f"{', '.join(f'{x:.1f}' for x in each)} s", flush=True)
     if len(outs) == 2:
         diff = float((outs[0] - outs[1]).abs().max())
         print(f"reuse {args.reuse}: {totals[0] / totals[1]:.2f}x faster; largest pixel difference (-1..1) {diff:.3g}")
@@ -132,8 +173,13 @@ def main(argv=None) -> None:
     ap.add_argument("--vae", choices=["full", "tiny"], default="full")
     ap.add_argument("--reuse", type=int, default=0, help="also run the chunk with deep features reused (N > 1)")
     ap.add_argument("--memory", action="store_true", help="measure the working memory instead of the speed")
+    ap.add_argument("--stream", nargs=2, metavar=("VIDEO", "LINE"), help="the runner's --latentsync on a clip")
+    ap.add_argument("--version", default="1.5", choices=["1.5", "1.6"], help="with --stream")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
+    if args.stream:
+        stream(args)
+        return
     if args.models:
         run(args.models, args)
         return

@@ -246,6 +246,34 @@ def denoise_chunk(models: LatentSyncModels, faces: torch.Tensor, tokens: torch.T
     return out * (1 - keep) + faces * keep
 
 
+def generate_chunk(models: LatentSyncModels, crops: torch.Tensor, found: torch.Tensor, feats: torch.Tensor,
+                   fps: float, first: int, noise: torch.Tensor, keep: torch.Tensor, steps: int = STEPS,
+                   guidance: float = GUIDANCE, strength: float = 1.0, reuse: int = 0,
+                   on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """(n, 3, S, S) float32 0..1 for one chunk of at most :data:`CHUNK` frames: clip frames ``first``... as
+    aligned crops (n, 3, S, S) 0..1. Frames not ``found`` come back as their own crop; a chunk without a
+    face still calls ``on_step`` ``steps`` times (the progress counts every chunk alike)."""
+    found = found.to(crops.device).bool()
+    gen = crops.clone()
+    if bool(found.any()):
+        tokens = audio_windows(feats, int(crops.shape[0]), fps, first=int(first))
+        new = denoise_chunk(models, crops[found] * 2 - 1, tokens[found.to(tokens.device)], noise, keep, steps,
+                            guidance, on_step, reuse)
+        new = (new / 2 + 0.5).clamp(0, 1).to(crops)
+        gen[found] = crops[found] + float(strength) * (new - crops[found])
+    elif on_step is not None:
+        for _ in range(int(steps)):
+            on_step()
+    return gen.clamp(0, 1)
+
+
+def note(files: LF.LatentSyncFiles, version: str, steps: int, guidance: float, seed: int, reuse: int,
+         need: str) -> str:
+    reused = f", deep features reused between every {reuse} steps" if int(reuse) > 1 else ""
+    return (f"generator: LatentSync {version} ({files.root}), {steps} steps{reused}, guidance {guidance:g}, "
+            f"seed {seed}; {need}")
+
+
 def resolve_files(model, who: str = WHO) -> LF.LatentSyncFiles:
     return model if isinstance(model, LF.LatentSyncFiles) else LF.find_files(os.fspath(model), who=who)
 
@@ -290,33 +318,21 @@ def lipsync_latentsync(images: torch.Tensor, track: FaceTrack, driver: AudioDriv
     noise = initial_noise(size, seed)
     keep = template_mask(size, device)
     b = track.num_frames
-    total, done = -(-b // CHUNK) * int(steps), 0
+    total, done = -(-b // CHUNK) * int(steps), [0]
+
+    def step():
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0], total)
+
     out = torch.empty((b, size, size, 3), dtype=torch.float32, device=images.device)
     for start in range(0, b, CHUNK):
         span = slice(start, min(start + CHUNK, b))
         crops = composite.crop_faces(images[span], out_track.frames(span), device=device)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-        found = track.found[span].to(crops.device).bool()
-        gen = crops.clone()
-        if bool(found.any()):
-            def step():
-                nonlocal done
-                done += 1
-                if on_progress is not None:
-                    on_progress(done, total)
-            faces = crops[found] * 2 - 1
-            tokens = audio_windows(feats, span.stop - span.start, driver.fps, first=start)
-            new = denoise_chunk(models, faces, tokens[found.to(tokens.device)], noise, keep, steps,
-                                guidance, step, reuse)
-            new = (new / 2 + 0.5).clamp(0, 1).to(crops)
-            gen[found] = crops[found] + float(strength) * (new - crops[found])
-        else:
-            done += int(steps)
-            if on_progress is not None:
-                on_progress(done, total)
-        out[span] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
-    reused = f", deep features reused between every {reuse} steps" if int(reuse) > 1 else ""
-    note = (f"generator: LatentSync {version} ({files.root}), {steps} steps{reused}, guidance {guidance:g}, "
-            f"seed {seed}; {need}")
-    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, note) if x))
+        gen = generate_chunk(models, crops, track.found[span], feats, driver.fps, start, noise, keep, steps,
+                             guidance, strength, reuse, step)
+        out[span] = gen.permute(0, 2, 3, 1).to(out.device)
+    text = note(files, version, steps, guidance, seed, reuse, need)
+    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, text) if x))
     return out, out_track
