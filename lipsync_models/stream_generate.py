@@ -173,7 +173,7 @@ def prepare(track: FaceTrack, small_track: FaceTrack, visemes: VisemeTrack, driv
         raise InputError(f"{WHO}: lip_frame {int(lip_frame)} is past the clip's last frame ({b - 1}); "
                          "-1 picks the most closed frame.")
     device = torch.device(device)
-    if type(model).__name__ == "LatentSyncJob":  # --latentsync DIR: its own streamed generator
+    if getattr(model, "chunk_frames", None):  # --latentsync DIR (a LatentSyncJob): its own streamed generator
         from .backends import latentsync_stream
 
         return latentsync_stream.prepare(track, driver, model, strength, device)

@@ -41,8 +41,9 @@ def _latentsync_run(entry: str, images, face_track, visemes, driver, strength, s
     files = latentsync_files.find_files(folder, vae=vae, who=WHO)
     backends.check_lengths(images, face_track, visemes, driver, WHO)
     device = _comfy.compute_device()
-    if not latentsync.is_cached(files, device):  # the UNet in fp16 on a GPU (half the float32 file) and more
-        _comfy.free_memory_for_model(os.path.getsize(files.unet))
+    if not latentsync.is_cached(files, device):  # the weights in fp16 on a GPU and one chunk's working memory
+        need = latentsync.memory_estimate(latentsync.SIZES[version], latentsync.default_dtype(device))
+        _comfy.free_memory_for_model(need["total"])
     progress = _comfy.Progress(1, WHO)
     return latentsync.lipsync_latentsync(images, face_track, driver, files, version=version, seed=int(seed),
                                          steps=int(steps), strength=float(strength), reuse=int(reuse),

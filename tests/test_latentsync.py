@@ -155,6 +155,47 @@ def test_reused_features_repeat_the_whole_pass_on_the_same_input():
         U.FeatureReuse(0)
 
 
+def _deepcache_by_hooks(m: U.LatentSyncUNet, interval: int) -> None:
+    """DeepCache's rule for cache_branch_id 0 (its DeepCacheSDHelper), written independently of
+    FeatureReuse as output-replacing hooks: on a call that is not a multiple of ``interval``, every down
+    block, the middle block, every up block but the last, and the ResNets and attentions of the last up
+    block's layers but its last return what they returned on the last whole call; motion modules run."""
+    state = {"call": -1, "kept": {}}
+    m.register_forward_pre_hook(lambda *a: state.update(call=state["call"] + 1))
+    last = m.up_blocks[-1]
+    cached = [*m.down_blocks, m.mid_block, *m.up_blocks[:-1], *last.resnets[:-1]]
+    cached += list(last.attentions[:-1]) if last.attentions is not None else []
+    for i, mod in enumerate(cached):
+        def hook(mod, args, out, i=i):
+            if state["call"] % interval == 0:
+                state["kept"][i] = out
+                return None
+            return state["kept"][i]
+        mod.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_feature_reuse_is_deepcaches_rule(layers):
+    cfg = replace(U.TINY, layers=layers)
+    torch.manual_seed(5)
+    ours, theirs = U.LatentSyncUNet(cfg).eval(), U.LatentSyncUNet(cfg).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            if p.ndim >= 2:
+                p.normal_(0, 1 / math.sqrt(p[0].numel()))
+    theirs.load_state_dict(ours.state_dict())
+    _deepcache_by_hooks(theirs, 3)
+    reuse, g = U.FeatureReuse(3), torch.Generator().manual_seed(6)
+    audio = torch.randn(2, 3, 50, 384, generator=g)
+    with torch.no_grad():
+        for k, t in enumerate([981, 931, 881, 831, 781, 731, 681]):
+            x = torch.randn(2, 13, 3, 8, 8, generator=g)
+            a, b = ours(x, t, audio, reuse=reuse), theirs(x, t, audio)
+            assert torch.allclose(a, b, atol=1e-6), k
+            if k % 3:
+                assert not torch.allclose(a, ours(x, t, audio), atol=1e-3), k  # a reused call is not a whole one
+
+
 # --- audio -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fps, k, step", [(25.0, 1, 2), (25.0, 374, 748), (16.0, 1, 3), (16.0, 3, 9),
@@ -397,8 +438,33 @@ def test_feature_reuse_on_a_clip(layout, grid):
     assert len(deep) == 1
     assert not torch.allclose(base, fast, atol=1e-3)
     assert "deep features reused between every 3 steps" in tr.report
-    with pytest.raises(InputError, match="feature reuse must be between 0"):
+    with pytest.raises(InputError, match="feature_reuse must be between 0"):
         _run(layout, grid, reuse=11)
+
+
+def test_each_chunk_hears_its_own_frames(layout, grid, tiny_cache, monkeypatch):
+    """Chunks of 4 frames (for the test): the second chunk's tokens are the whole clip's rows 4 and 5, in
+    the node and in the runner's streamed generator, which makes the node's crops chunk by chunk."""
+    from comfyui_lipsync.lipsync_models.backends import latentsync_stream as LS
+
+    track, wave, fps, images = grid
+    track = replace(track, found=torch.ones(track.num_frames, dtype=torch.bool))
+    driver = _driver(wave, track.num_frames, fps)
+    monkeypatch.setattr(L, "CHUNK", 4)
+    feats, heard = [], []
+    whisper, denoise = L.whisper_features, L.denoise_chunk
+    monkeypatch.setattr(L, "whisper_features", lambda *a: feats.append(whisper(*a)) or feats[-1])
+    monkeypatch.setattr(L, "denoise_chunk", lambda m, faces, tokens, *a: heard.append(tokens) or
+                        denoise(m, faces, tokens, *a))
+    node, _ = L.lipsync_latentsync(images, track, driver, layout, size=SIZE, steps=1, unet_config=U.TINY)
+    whole = A.audio_windows(feats[0], 6, fps)
+    assert len(heard) == 2 and torch.equal(heard[0], whole[:4]) and torch.equal(heard[1], whole[4:])
+    gen = LS.LatentSyncStream(track, driver, LS.LatentSyncJob(LF.find_files(layout), steps=1), 1.0, "cpu")
+    gen.size, gen.out_track = SIZE, LA.align_track(track, SIZE)  # the node's test size
+    gen.noise, gen.keep = L.initial_noise(SIZE, 1247), LA.template_mask(SIZE)
+    streamed = torch.cat([gen.generate(0, images[:4]), gen.generate(4, images[4:])])
+    assert torch.equal(heard[3], whole[4:])
+    assert torch.allclose(streamed, node, atol=1e-5)
 
 
 def test_vae_slices_give_the_whole_batchs_result(layout):
@@ -489,6 +555,8 @@ def test_runner_runs_latentsync(layout, tmp_path, tiny_cache, capsys):
     assert "--steps 0: must be between 1 and 100" in capsys.readouterr().err
     assert cli.main(base + ["--latentsync", layout, "--musetalk", layout]) == 2
     assert "give one generator" in capsys.readouterr().err
+    assert cli.main(base + ["--feature-reuse", "3"]) == 2
+    assert "--feature-reuse is an option of LatentSync: give --latentsync DIR too" in capsys.readouterr().err
     code = cli.main(base + ["--latentsync", layout, "--latentsync-version", "1.5", "--steps", "1", "--no-score",
                             "-q", "--transcript", ""])
     assert code == 0, capsys.readouterr().err[-2000:]

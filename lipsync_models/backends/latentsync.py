@@ -30,6 +30,7 @@ Where this differs from the reference, on purpose:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -86,7 +87,8 @@ def load_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = N
     """The UNet (of ``cfg``: the published shape unless a test says otherwise), VAE and Whisper encoder."""
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
-    filters = LF.require_libraries(who) and mel_filters()  # a missing library is said before 5 GB are read
+    LF.require_libraries(who)  # a missing library is said before 5 GB are read
+    filters = mel_filters()
     unet, vae, encoder = LF.load_unet(files, cfg, who), LF.load_vae(files, who), LF.load_whisper(files, who)
     mods = [m.to(device) if dtype == torch.float32 else m.to(device=device, dtype=dtype) for m in (unet, vae, encoder)]
     log.info("%s: LatentSync loaded from %s (%s, %s)", who, files.root, device, dtype)
@@ -149,16 +151,20 @@ VAE_WORK = 1.0
 per frame of a :data:`VAE_SLICE`: measured as :data:`UNET_WORK`."""
 
 
+@functools.lru_cache(maxsize=4)
+def _unet_numbers(cfg: UNetConfig) -> int:
+    from .latentsync_unet import LatentSyncUNet
+
+    with torch.device("meta"):
+        return sum(t.numel() for t in LatentSyncUNet(cfg).state_dict().values())
+
+
 def memory_estimate(size: int, dtype: torch.dtype, cfg: UNetConfig = FULL, guidance: float = GUIDANCE) -> dict:
     """Bytes the backend needs on its device for one chunk: {"weights", "working", "total"}. An estimate
     from the parameter counts and the working memory measured on CPU (:data:`UNET_WORK`, :data:`VAE_WORK`),
     not a measurement on the device: allocators and attention kernels add their own overhead."""
-    from .latentsync_unet import LatentSyncUNet
-
     el = torch.finfo(dtype).bits // 8
-    with torch.device("meta"):
-        unet = sum(t.numel() for t in LatentSyncUNet(cfg).state_dict().values())
-    weights = (unet + VAE_NUMBERS + WHISPER_NUMBERS) * el
+    weights = (_unet_numbers(cfg) + VAE_NUMBERS + WHISPER_NUMBERS) * el
     batch = 2 if guidance > 1.0 else 1
     working = max(UNET_WORK * batch * CHUNK * (size // 8) ** 2, VAE_WORK * VAE_SLICE * size * size) * el
     return {"weights": weights, "working": int(working), "total": int(weights + working)}
@@ -282,7 +288,7 @@ def _check_args(steps: int, guidance: float, size: int, who: str, reuse: int = 0
     if int(steps) < 1:
         raise InputError(f"{who}: steps must be at least 1, got {steps}.")
     if not 0 <= int(reuse) <= 10:
-        raise InputError(f"{who}: feature reuse must be between 0 (off) and 10 steps, got {reuse}.")
+        raise InputError(f"{who}: feature_reuse must be between 0 (off) and 10 steps, got {reuse}.")
     if not 0.0 <= float(guidance) <= 20.0:
         raise InputError(f"{who}: guidance must be between 0 and 20, got {guidance}.")
     if int(size) % 64:
@@ -307,13 +313,13 @@ def lipsync_latentsync(images: torch.Tensor, track: FaceTrack, driver: AudioDriv
     _check_args(steps, guidance, size, who, reuse)
     files = resolve_files(model, who)
     device = torch.device(device) if device is not None else images.device
+    if int(getattr(driver, "sample_rate", AUDIO_RATE)) != AUDIO_RATE:
+        raise InputError(f"{who}: the audio driver must be {AUDIO_RATE} Hz for LatentSync, got {driver.sample_rate}.")
     need = memory_text(size, dtype or default_dtype(device), device, unet_config, guidance)
     log.info("%s: LatentSync %s: %s", who, version, need)
     models = cached_models(files, device, dtype, who, unet_config)
     out_track = align_track(track, size)
     wave = driver.waveform.detach().to("cpu", torch.float32).reshape(-1)
-    if int(getattr(driver, "sample_rate", AUDIO_RATE)) != AUDIO_RATE:
-        raise InputError(f"{who}: the audio driver must be {AUDIO_RATE} Hz for LatentSync, got {driver.sample_rate}.")
     feats = whisper_features(models.encoder, models.filters, wave)
     noise = initial_noise(size, seed)
     keep = template_mask(size, device)

@@ -132,12 +132,11 @@ def load_whisper(files: LatentSyncFiles, who: str = WHO) -> WhisperAudioEncoder:
     return encoder.eval().requires_grad_(False)
 
 
-def require_libraries(who: str = WHO) -> bool:
+def require_libraries(who: str = WHO) -> None:
     """Raise the clear DependencyError when diffusers or transformers is missing (checked before any file
-    is read: the UNet alone is 5 GB). True otherwise."""
+    is read: the UNet alone is 5 GB)."""
     _mf._diffusers(who, "LatentSync")
     _mf._transformers(who, "LatentSync")
-    return True
 
 
 def load_vae(files: LatentSyncFiles, who: str = WHO):

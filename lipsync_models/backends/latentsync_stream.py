@@ -34,6 +34,7 @@ class LatentSyncJob:
     steps: int = L.STEPS
     seed: int = 1247
     reuse: int = 0
+    chunk_frames = L.CHUNK
 
 
 class LatentSyncStream:
