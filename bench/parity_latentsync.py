@@ -242,7 +242,11 @@ def _ref_unet(ref: str, root: str, size: str):
     return unet.eval()
 
 
-def reference_side(ref: str, work: str, size: str, steps: int, unet_only: bool = False) -> None:
+def _ref_name(deepcache: int) -> str:
+    return f"reference_deepcache{deepcache}.npz" if deepcache > 1 else "reference.npz"
+
+
+def reference_side(ref: str, work: str, size: str, steps: int, unet_only: bool = False, deepcache: int = 0) -> None:
     data = np.load(os.path.join(work, "inputs.npz"))
     crops, line = data["crops"], data["line"]
     from diffusers import AutoencoderKL, DDIMScheduler
@@ -262,7 +266,7 @@ def reference_side(ref: str, work: str, size: str, steps: int, unet_only: bool =
         u_out = unet(torch.from_numpy(data["sample"]), torch.tensor(int(data["t"])),
                      encoder_hidden_states=torch.from_numpy(data["audio"])).sample.numpy()
     if unet_only:
-        np.savez(os.path.join(work, "reference.npz"), unet=u_out)
+        np.savez(os.path.join(work, _ref_name(deepcache)), unet=u_out)
         return
     dvae.DiagonalGaussianDistribution.sample = lambda self, generator=None: self.mean  # the backend's mean
     WA.load_audio = lambda path, sr=16000: line.copy()
@@ -284,6 +288,12 @@ def reference_side(ref: str, work: str, size: str, steps: int, unet_only: bool =
     audio = A2F.Audio2Feature(model_path=os.path.join(root, "whisper", "tiny.pt"), device="cpu", num_frames=16)
     pipe = P.LipsyncPipeline(vae=vae, audio_encoder=audio, unet=unet,
                              scheduler=DDIMScheduler.from_pretrained(os.path.join(ref, "configs")))
+    if deepcache > 1:  # as the reference's scripts/inference.py --enable_deepcache (interval 3, branch 0)
+        from DeepCache import DeepCacheSDHelper
+
+        helper = DeepCacheSDHelper(pipe=pipe)
+        helper.set_params(cache_interval=deepcache, cache_branch_id=0)
+        helper.enable()
     mask_path = os.path.join(ref, "latentsync", "utils", "mask.png")
     with tempfile.TemporaryDirectory() as tmp:
         pipe(video_path="in.mp4", audio_path="in.wav", video_out_path=os.path.join(tmp, "out.mp4"), num_frames=16,
@@ -291,13 +301,13 @@ def reference_side(ref: str, work: str, size: str, steps: int, unet_only: bool =
              weight_dtype=torch.float32, mask_image_path=mask_path, temp_dir=os.path.join(tmp, "t"),
              generator=torch.Generator().manual_seed(SEED))
     mask = IP.load_fixed_mask(res, mask_path)[0:1].float().numpy()
-    np.savez(os.path.join(work, "reference.npz"), unet=u_out, faces=captured["faces"], mask=mask)
+    np.savez(os.path.join(work, _ref_name(deepcache)), unet=u_out, faces=captured["faces"], mask=mask)
 
 
 # --- this backend -------------------------------------------------------------------------------------
 
 def backend_side(work: str, size: str, steps: int, keep: torch.Tensor | None, perturb: str | None = None,
-                 unet_only: bool = False) -> dict:
+                 unet_only: bool = False, deepcache: int = 0) -> dict:
     """This backend on the saved inputs: {"unet": UNet output, "faces": (F, 3, S, S) pixels in -1..1}.
     ``keep``: the mask image to use (the reference's); None = the backend's own drawing."""
     L = _pack()
@@ -335,7 +345,7 @@ def backend_side(work: str, size: str, steps: int, keep: torch.Tensor | None, pe
     noise = L.initial_noise(res, SEED)
     out = [L.denoise_chunk(models, faces[i:i + L.CHUNK], tokens[i:i + L.CHUNK], noise,
                            keep if keep.ndim == 2 else keep.expand(len(faces[i:i + L.CHUNK]), *keep.shape[-3:]),
-                           steps, 1.5) for i in range(0, f, L.CHUNK)]
+                           steps, 1.5, reuse=deepcache) for i in range(0, f, L.CHUNK)]
     return {"unet": u, "faces": torch.cat(out).numpy()}
 
 
@@ -366,11 +376,14 @@ def main(argv=None) -> float:
     ap.add_argument("--workdir", help="where to write weights and inputs (default: a temporary folder)")
     ap.add_argument("--reuse", action="store_true", help="keep the weights, inputs and reference outputs already "
                                                           "in --workdir (re-run this side only)")
+    ap.add_argument("--deepcache", type=int, default=0,
+                    help="both sides reuse deep features between every N-th step: the reference through the DeepCache "
+                         "package as its --enable_deepcache (N = 3), this backend through its own reuse")
     ap.add_argument("--unet-only", action="store_true", help="compare the UNet forward pass only (no pipeline)")
     ap.add_argument("--_reference-side", dest="ref_side", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.ref_side:
-        reference_side(args.reference, args.workdir, args.size, args.steps, args.unet_only)
+        reference_side(args.reference, args.workdir, args.size, args.steps, args.unet_only, args.deepcache)
         return 0.0
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -380,25 +393,28 @@ def main(argv=None) -> float:
             write_layout(work, args.size, args.vae)
             crops, line = inputs(args.frames, args.res)
             np.savez(os.path.join(work, "inputs.npz"), crops=crops, line=line, **unet_inputs(args.frames, args.res))
-        if args.reference and not (reuse and os.path.isfile(os.path.join(work, "reference.npz"))):
+        ref_file = os.path.join(work, _ref_name(args.deepcache))
+        if args.reference and not (reuse and os.path.isfile(ref_file)):
             cmd = [args.ref_python, os.path.abspath(__file__), "--_reference-side", "--reference", args.reference,
-                   "--workdir", work, "--size", args.size, "--steps", str(args.steps)] + (
+                   "--workdir", work, "--size", args.size, "--steps", str(args.steps),
+                   "--deepcache", str(args.deepcache)] + (
                       ["--unet-only"] if args.unet_only else [])
             subprocess.run(cmd, check=True)
         if args.reference:
-            theirs = dict(np.load(os.path.join(work, "reference.npz")))
+            theirs = dict(np.load(ref_file))
             keep = torch.from_numpy(theirs["mask"][0]) if "mask" in theirs else None
             if keep is not None:
                 iou = mask_iou(_pack().template_mask(args.res), theirs["mask"])
                 print(f"mask: IoU of the backend's drawn mask with the reference's mask image at {args.res} px: {iou:.4f}")
-            ours = backend_side(work, args.size, args.steps, keep, unet_only=args.unet_only)
+            ours = backend_side(work, args.size, args.steps, keep, unet_only=args.unet_only, deepcache=args.deepcache)
         else:
             ours = backend_side(work, args.size, args.steps, None)
             theirs = backend_side(work, args.size, args.steps, None, perturb=args.perturb)
         du = largest_gap(ours, theirs, "unet")
         dp = 0.0 if args.unet_only else largest_gap(ours, theirs, "faces")
         print(f"{args.size} UNet, {args.vae} VAE, {args.frames} frames of {args.res} px at {FPS:g} fps, "
-              f"{args.steps} DDIM steps, float32 CPU; bar {BAR:g}")
+              f"{args.steps} DDIM steps{f', deep features reused every {args.deepcache}' if args.deepcache > 1 else ''}, "
+              f"float32 CPU; bar {BAR:g}")
         print(f"UNet forward: max abs diff {du:.3g}; pipeline (pixels -1..1): max abs diff {dp:.3g}")
         diff = max(du, dp)
         print(f"max abs diff: {diff:.3g}")

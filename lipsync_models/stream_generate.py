@@ -173,6 +173,10 @@ def prepare(track: FaceTrack, small_track: FaceTrack, visemes: VisemeTrack, driv
         raise InputError(f"{WHO}: lip_frame {int(lip_frame)} is past the clip's last frame ({b - 1}); "
                          "-1 picks the most closed frame.")
     device = torch.device(device)
+    if getattr(model, "chunk_frames", None):  # --latentsync DIR (a LatentSyncJob): its own streamed generator
+        from .backends import latentsync_stream
+
+        return latentsync_stream.prepare(track, driver, model, strength, device)
     if backends.musetalk.is_musetalk(model):  # a MuseTalk 1.5 folder: its own streamed generator
         from .backends import musetalk_stream
 

@@ -155,7 +155,8 @@ def _pick_model(nodes, name: str) -> str:
     neural = [c for c in choices if c.startswith(("MuseTalk", "LatentSync"))]
     if name in neural:
         hint = "use --musetalk DIR (MuseTalk's folder)" if name.startswith("MuseTalk") else (
-            "LatentSync runs in ComfyUI's LipSyncInference only for now")
+            "use --latentsync DIR (the folder of latentsync_unet.pt and whisper/tiny.pt; 1.5's folder "
+            "is named 1.5)")
         raise InputError(f"--model {name!r}: {hint}.")
     choices = [c for c in choices if c not in neural]
     if not name or name in choices:
@@ -323,8 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--musetalk", metavar="DIR",
                    help="generator: MuseTalk 1.5 from DIR, laid out as MuseTalk's download script makes it "
                         "(musetalkV15/unet.pth + musetalk.json, sd-vae/, whisper/)")
-    p.add_argument("--vae", metavar="FILE", help="with --musetalk and no DIR/sd-vae/: the sd-vae-ft-mse weights "
-                                                 "as one file (e.g. vae-ft-mse-840000-ema-pruned.safetensors)")
+    p.add_argument("--vae", metavar="FILE", help="with --musetalk or --latentsync and no DIR/sd-vae/: the "
+                                                 "sd-vae-ft-mse weights as one file (e.g. "
+                                                 "vae-ft-mse-840000-ema-pruned.safetensors)")
+    p.add_argument("--latentsync", metavar="DIR",
+                   help="generator: LatentSync from DIR (latentsync_unet.pt and whisper/tiny.pt as its download "
+                        "lays them out; the VAE sd-vae-ft-mse as DIR/sd-vae/, in models/vae, or --vae FILE); "
+                        "slow without a GPU")
+    p.add_argument("--latentsync-version", default=None, choices=["1.6", "1.5"],
+                   help="with --latentsync: 1.6 (512 px) or 1.5 (256 px); default: 1.5 for a folder named 1.5, "
+                        "else 1.6")
+    p.add_argument("--steps", type=int, default=20, help="with --latentsync: denoising steps per 16-frame chunk")
+    p.add_argument("--seed", type=int, default=1247, help="with --latentsync: the seed of the starting noise")
+    p.add_argument("--feature-reuse", type=int, default=0,
+                   help="with --latentsync: reuse the deep features between every N-th step (DeepCache; the "
+                        "reference's --enable_deepcache is 3); 0 = off")
     p.add_argument("--backend", default="auto", choices=["auto", "recognize", "align", "acoustic"],
                    help="phoneme backend (auto: align when a transcript is given, else recognize)")
     p.add_argument("--visemes", default="rhubarb", help="viseme set: rhubarb, oculus15 or azure22")
@@ -397,9 +411,30 @@ def check_args(args, nodes) -> None:
         lo, hi = _bounds(cls, name)
         if not math.isfinite(float(value)) or not lo <= float(value) <= hi:
             raise InputError(f"{flag} {value:g}: must be between {lo:g} and {hi:g} ({what}).")
+    _check_latentsync_args(args, nodes)
     sets = _choices(nodes["LipSyncMapVisemes"], "viseme_set")
     if sets and args.visemes not in sets:
         raise InputError(f"--visemes {args.visemes!r}: choose one of {', '.join(sets)}.")
+
+
+LATENTSYNC_OPTIONS = (("--steps", "steps", 20, "denoising steps per 16-frame chunk"),
+                      ("--seed", "seed", 1247, "the seed of the starting noise"),
+                      ("--feature-reuse", "feature_reuse", 0, "0 = off, 3 = the reference's DeepCache"))
+"""The runner's LatentSync options: flag, LipSyncInference widget (bounds), default, what it is."""
+
+
+def _check_latentsync_args(args, nodes) -> None:
+    """--steps, --seed, --feature-reuse within the node's bounds; refused without --latentsync."""
+    if not args.latentsync:
+        given = [flag for flag, name, default, _ in LATENTSYNC_OPTIONS if getattr(args, name) != default]
+        given += ["--latentsync-version"] if args.latentsync_version else []
+        if given:
+            raise InputError(f"{given[0]} is an option of LatentSync: give --latentsync DIR too, or leave it out.")
+        return
+    for flag, name, _, what in LATENTSYNC_OPTIONS:
+        lo, hi = _bounds(nodes["LipSyncInference"], name)
+        if not lo <= getattr(args, name) <= hi:
+            raise InputError(f"{flag} {getattr(args, name)}: must be between {lo:.0f} and {hi:.0f} ({what}).")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -466,7 +501,8 @@ def _musetalk(args, comfy):
     """--musetalk DIR (--vae FILE): every file checked and the models loaded (once, for every clip)
     before anything is decoded. CheckpointError names the missing or mismatched file."""
     if not args.musetalk:
-        raise InputError("--vae is the VAE of a MuseTalk folder: give --musetalk DIR too.")
+        raise InputError("--vae is the VAE of a MuseTalk or LatentSync folder: give --musetalk DIR or "
+                         "--latentsync DIR too.")
     if args.model != BUILTIN_MODEL:
         raise InputError(f"--model {args.model!r} and --musetalk: give one generator.")
     from ..lipsync_models.backends import musetalk, musetalk_files
@@ -474,6 +510,25 @@ def _musetalk(args, comfy):
     files = musetalk_files.find_files(args.musetalk, vae=args.vae, who="--musetalk")
     musetalk.cached_models(files, comfy.compute_device(), who="--musetalk")
     return files
+
+
+def _latentsync(args, comfy):
+    """--latentsync DIR (--vae FILE, --latentsync-version, --steps, --seed, --feature-reuse; the options were
+    checked by :func:`check_args`): every file checked and the models loaded before anything is decoded."""
+    if args.musetalk:
+        raise InputError("--latentsync and --musetalk: give one generator.")
+    if args.model != BUILTIN_MODEL:
+        raise InputError(f"--model {args.model!r} and --latentsync: give one generator.")
+    from ..lipsync_models.backends import latentsync, latentsync_files, latentsync_stream
+
+    vae = args.vae or comfy.sd_vae_file()
+    if vae is None and not os.path.isdir(os.path.join(args.latentsync, "sd-vae")):
+        raise InputError(f"--latentsync {args.latentsync}: no sd-vae/ there and no sd-vae-ft-mse in models/vae: "
+                         "give --vae FILE (e.g. vae-ft-mse-840000-ema-pruned.safetensors).")
+    files = latentsync_files.find_files(args.latentsync, vae=vae, who="--latentsync")
+    version = args.latentsync_version or ("1.5" if Path(args.latentsync).resolve().name == "1.5" else "1.6")
+    latentsync.cached_models(files, comfy.compute_device(), who="--latentsync")
+    return latentsync_stream.LatentSyncJob(files, version, args.steps, args.seed, args.feature_reuse)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,10 +546,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _check_nodes(nodes, score=not args.no_score)
         check_args(args, nodes)
-        model = None if args.musetalk or args.vae else _pick_model(nodes, args.model)
+        model = None if args.musetalk or args.vae or args.latentsync else _pick_model(nodes, args.model)
         jobs = _jobs(args)
         check_outputs(jobs)
-        opts = Options(model=model or _musetalk(args, comfy), backend=args.backend, viseme_set=args.visemes,
+        model = model or (_latentsync(args, comfy) if args.latentsync else _musetalk(args, comfy))
+        opts = Options(model=model, backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
                        score=not args.no_score)
         threads = stream.set_threads(args.threads)

@@ -166,6 +166,10 @@ def render_pass(src, gen, writer, blend: dict, bar, score_from: int):
     b = gen.track.num_frames
     out_track = gen.out_track
     chunk = max(1, min(64, CHUNK_PIXELS // (src.width * src.height)))
+    # a generator that works in fixed chunks (LatentSync: 16) gets whole ones, above CHUNK_PIXELS if need be
+    # (16 frames of 1080p: 100 MB of uint8 frames; its own work on a chunk holds far more)
+    whole = getattr(gen, "chunk_frames", 1)
+    chunk = max(whole, chunk // whole * whole)
     tail, tsize = [], stream_track.track_size(src.width, src.height, SCORE_SIDE)
     planar = bool(getattr(src, "plain_yuv420", False))
     if planar:

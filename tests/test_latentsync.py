@@ -130,6 +130,72 @@ def test_full_architecture_matches_the_published_size():
     assert not any(k.startswith("mid_block.motion_modules") for k in state)
 
 
+def test_reused_features_repeat_the_whole_pass_on_the_same_input():
+    """The reuse path (conv_in, the last up block's last layer on the kept features, conv_out) given the
+    input the kept features came from reproduces the whole pass; the deep blocks do not run on it."""
+    m = _tiny_unet(2)
+    x, audio = torch.randn(2, 13, 3, 8, 8), torch.randn(2, 3, 50, 384)
+    deep = []
+    m.mid_block.register_forward_hook(lambda *a: deep.append(1))
+    reuse = U.FeatureReuse(3)
+    with torch.no_grad():
+        whole = m(x, 400, audio)
+        first = m(x, 400, audio, reuse=reuse)
+        assert len(deep) == 2
+        again = m(x, 400, audio, reuse=reuse)
+        assert len(deep) == 2  # reused: the middle block did not run
+        moved = m(x + 0.5, 400, audio, reuse=reuse)
+        assert len(deep) == 2
+        fresh = m(x + 0.5, 400, audio, reuse=reuse)  # the 4th call is whole again (every 3rd)
+        assert len(deep) == 3
+    assert torch.equal(first, whole)
+    assert torch.allclose(again, whole, atol=1e-5)
+    assert not torch.allclose(moved, fresh, atol=1e-3)  # new input, old deep features: an approximation
+    with pytest.raises(ValueError, match="at least 1"):
+        U.FeatureReuse(0)
+
+
+def _deepcache_by_hooks(m: U.LatentSyncUNet, interval: int) -> None:
+    """DeepCache's rule for cache_branch_id 0 (its DeepCacheSDHelper), written independently of
+    FeatureReuse as output-replacing hooks: on a call that is not a multiple of ``interval``, every down
+    block, the middle block, every up block but the last, and the ResNets and attentions of the last up
+    block's layers but its last return what they returned on the last whole call; motion modules run."""
+    state = {"call": -1, "kept": {}}
+    m.register_forward_pre_hook(lambda *a: state.update(call=state["call"] + 1))
+    last = m.up_blocks[-1]
+    cached = [*m.down_blocks, m.mid_block, *m.up_blocks[:-1], *last.resnets[:-1]]
+    cached += list(last.attentions[:-1]) if last.attentions is not None else []
+    for i, mod in enumerate(cached):
+        def hook(mod, args, out, i=i):
+            if state["call"] % interval == 0:
+                state["kept"][i] = out
+                return None
+            return state["kept"][i]
+        mod.register_forward_hook(hook)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_feature_reuse_is_deepcaches_rule(layers):
+    cfg = replace(U.TINY, layers=layers)
+    torch.manual_seed(5)
+    ours, theirs = U.LatentSyncUNet(cfg).eval(), U.LatentSyncUNet(cfg).eval()
+    with torch.no_grad():
+        for p in ours.parameters():
+            if p.ndim >= 2:
+                p.normal_(0, 1 / math.sqrt(p[0].numel()))
+    theirs.load_state_dict(ours.state_dict())
+    _deepcache_by_hooks(theirs, 3)
+    reuse, g = U.FeatureReuse(3), torch.Generator().manual_seed(6)
+    audio = torch.randn(2, 3, 50, 384, generator=g)
+    with torch.no_grad():
+        for k, t in enumerate([981, 931, 881, 831, 781, 731, 681]):
+            x = torch.randn(2, 13, 3, 8, 8, generator=g)
+            a, b = ours(x, t, audio, reuse=reuse), theirs(x, t, audio)
+            assert torch.allclose(a, b, atol=1e-6), k
+            if k % 3:
+                assert not torch.allclose(a, ours(x, t, audio), atol=1e-3), k  # a reused call is not a whole one
+
+
 # --- audio -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fps, k, step", [(25.0, 1, 2), (25.0, 374, 748), (16.0, 1, 3), (16.0, 3, 9),
@@ -150,6 +216,14 @@ def test_windows_follow_the_clock_over_ten_minutes(fps):
     t = A.window_centre_seconds(n, fps)
     exact = torch.arange(n, dtype=torch.float64) / fps
     assert float((exact - t).min()) >= -1e-9 and float((exact - t).max()) < 0.02
+
+
+def test_chunk_windows_are_the_whole_clips_windows():
+    """A chunk's tokens (built per chunk, not for the whole clip at once) are the whole clip's rows."""
+    feats = torch.randn(400, 5, 384)
+    whole = A.audio_windows(feats, 200, 30000 / 1001)
+    assert torch.equal(A.audio_windows(feats, 16, 30000 / 1001, first=48), whole[48:64])
+    assert torch.equal(A.audio_windows(feats, 7, 30000 / 1001, first=193), whole[193:])
 
 
 def test_windows_clamp_at_the_line_ends_and_keep_the_token_order():
@@ -304,7 +378,8 @@ def test_pickle_with_code_is_refused(copy):
 
 def _run(layout, grid, **kw):
     track, wave, fps, images = grid
-    return L.lipsync_latentsync(images, track, _driver(wave, track.num_frames, fps), layout, size=SIZE, steps=2,
+    kw = {"steps": 2, **kw}
+    return L.lipsync_latentsync(images, track, _driver(wave, track.num_frames, fps), layout, size=SIZE,
                                 unet_config=U.TINY, **kw)
 
 
@@ -344,6 +419,153 @@ def test_bad_arguments_are_refused(layout, grid):
         L.lipsync_latentsync(grid[3], grid[0], _driver(grid[1], 6, grid[2]), layout, steps=0)
     with pytest.raises(InputError, match="version must be one of 1.6, 1.5"):
         L.lipsync_latentsync(grid[3], grid[0], _driver(grid[1], 6, grid[2]), layout, version="2.0")
+
+
+def test_feature_reuse_on_a_clip(layout, grid):
+    """reuse 0 and 1 are the whole UNet every step; reuse 3 with 3 steps reuses on steps 2 and 3 (the
+    middle block runs once per chunk) and changes the result; the report says so."""
+    L.release()
+    base, _ = _run(layout, grid, steps=3)
+    same, _ = _run(layout, grid, steps=3, reuse=1)
+    assert torch.equal(base, same)
+    models = L.cached_models(LF.find_files(layout), "cpu", cfg=U.TINY)
+    deep = []
+    hook = models.unet.mid_block.register_forward_hook(lambda *a: deep.append(1))
+    try:
+        fast, tr = _run(layout, grid, steps=3, reuse=3)
+    finally:
+        hook.remove()
+    assert len(deep) == 1
+    assert not torch.allclose(base, fast, atol=1e-3)
+    assert "deep features reused between every 3 steps" in tr.report
+    with pytest.raises(InputError, match="feature_reuse must be between 0"):
+        _run(layout, grid, reuse=11)
+
+
+def test_each_chunk_hears_its_own_frames(layout, grid, tiny_cache, monkeypatch):
+    """Chunks of 4 frames (for the test): the second chunk's tokens are the whole clip's rows 4 and 5, in
+    the node and in the runner's streamed generator, which makes the node's crops chunk by chunk."""
+    from comfyui_lipsync.lipsync_models.backends import latentsync_stream as LS
+
+    track, wave, fps, images = grid
+    track = replace(track, found=torch.ones(track.num_frames, dtype=torch.bool))
+    driver = _driver(wave, track.num_frames, fps)
+    monkeypatch.setattr(L, "CHUNK", 4)
+    feats, heard = [], []
+    whisper, denoise = L.whisper_features, L.denoise_chunk
+    monkeypatch.setattr(L, "whisper_features", lambda *a: feats.append(whisper(*a)) or feats[-1])
+    monkeypatch.setattr(L, "denoise_chunk", lambda m, faces, tokens, *a: heard.append(tokens) or
+                        denoise(m, faces, tokens, *a))
+    node, _ = L.lipsync_latentsync(images, track, driver, layout, size=SIZE, steps=1, unet_config=U.TINY)
+    whole = A.audio_windows(feats[0], 6, fps)
+    assert len(heard) == 2 and torch.equal(heard[0], whole[:4]) and torch.equal(heard[1], whole[4:])
+    gen = LS.LatentSyncStream(track, driver, LS.LatentSyncJob(LF.find_files(layout), steps=1), 1.0, "cpu")
+    gen.size, gen.out_track = SIZE, LA.align_track(track, SIZE)  # the node's test size
+    gen.noise, gen.keep = L.initial_noise(SIZE, 1247), LA.template_mask(SIZE)
+    streamed = torch.cat([gen.generate(0, images[:4]), gen.generate(4, images[4:])])
+    assert torch.equal(heard[3], whole[4:])
+    assert torch.allclose(streamed, node, atol=1e-5)
+
+
+def test_vae_slices_give_the_whole_batchs_result(layout):
+    models = L.load_models(LF.find_files(layout), "cpu", cfg=U.TINY)
+    x = torch.rand(L.VAE_SLICE + 2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    z = L.encode(models, x)
+    with torch.inference_mode():
+        one = [models.vae.encode(x[i:i + 1]).latent_dist.mean * L.SCALING for i in range(len(x))]
+        back = [models.vae.decode(z[i:i + 1] / L.SCALING).sample for i in range(len(x))]
+    assert torch.allclose(z, torch.cat(one), atol=1e-5)
+    assert torch.allclose(L.decode(models, z.transpose(0, 1)[None]), torch.cat(back), atol=1e-5)
+
+
+def test_memory_estimate_and_report(layout, grid):
+    """The estimate: the published sizes' weights in the dtype, more working memory at 512 px than at 256 px
+    and with guidance than without; the report states it before the run (in the log) and after."""
+    gb = 1024 ** 3
+    e16, e32 = L.memory_estimate(512, torch.float16), L.memory_estimate(512, torch.float32)
+    assert e16["weights"] == (1_267_944_644 + L.VAE_NUMBERS + L.WHISPER_NUMBERS) * 2
+    assert e32["weights"] == 2 * e16["weights"] and e32["working"] == 2 * e16["working"]
+    assert L.memory_estimate(256, torch.float16)["working"] < e16["working"]
+    assert L.memory_estimate(512, torch.float16, guidance=1.0)["working"] <= e16["working"]
+    assert 2.5 * gb < e16["weights"] < 2.6 * gb
+    _, tr = _run(layout, grid)
+    assert "needs about" in tr.report and "GB of CPU memory" in tr.report
+
+
+def test_a_missing_library_is_said_before_any_file_is_read(layout, monkeypatch):
+    from comfyui_lipsync.lipsync_models.backends import musetalk_files as MF
+    from comfyui_lipsync.lipsync_models.errors import DependencyError
+
+    def missing(who, model="MuseTalk"):
+        raise DependencyError(f"{who}: {model} needs the 'transformers' package: pip install transformers.")
+
+    def read(*a, **k):
+        raise AssertionError("a file was read before the libraries were checked")
+
+    monkeypatch.setattr(MF, "_transformers", missing)
+    monkeypatch.setattr(LF, "load_unet", read)
+    with pytest.raises(DependencyError, match="LatentSync needs the 'transformers' package"):
+        L.load_models(LF.find_files(layout), "cpu", cfg=U.TINY)
+
+
+@pytest.fixture()
+def tiny_cache(monkeypatch):
+    """The runner loads the published shape; these tests' files are the tiny configuration."""
+    load = L.cached_models
+    monkeypatch.setattr(L, "cached_models", lambda files, device, dtype=None, who=L.WHO, cfg=U.TINY:
+                        load(files, device, dtype, who, U.TINY))
+    L.release()
+    yield
+    L.release()
+
+
+def test_streamed_generator_makes_the_nodes_crops(layout, grid, tiny_cache):
+    """The runner's LatentSync generator, handed 16-frame chunks of frames, makes the node's crops."""
+    from comfyui_lipsync.lipsync_models.backends import latentsync_stream as LS
+    from testdata import grid_clip
+    from comfyui_lipsync.lipsync_models import media
+
+    track, wave, fps, _ = grid
+    images, _, _ = media.read_video(str(grid_clip("bbaf2n")), max_frames=6)
+    images = images.float() / 255
+    driver = _driver(wave, track.num_frames, fps)
+    node, _ = L.lipsync_latentsync(images, track, driver, layout, version="1.5", steps=1, unet_config=U.TINY)
+    job = LS.LatentSyncJob(LF.find_files(layout), "1.5", steps=1)
+    gen = LS.prepare(track, driver, job)
+    assert gen.chunk_frames == 16 and gen.full == frozenset()
+    streamed = gen.generate(0, images)
+    assert streamed.shape == node.shape == (6, 256, 256, 3)
+    assert torch.allclose(streamed, node, atol=1e-5)
+    assert "LatentSync 1.5" in gen.report_track().report
+    with pytest.raises(ValueError, match="multiples of 16"):
+        gen.generate(3, images[3:])
+
+
+def test_runner_runs_latentsync(layout, tmp_path, tiny_cache, capsys):
+    """`--latentsync DIR` on a 20-frame GRID clip (two chunks: 16 + 4): frame count, size and rate kept,
+    the lower face redrawn, the top of the frame not; bad options refused before decoding."""
+    from comfyui_lipsync.lipsync_models import media
+    from comfyui_lipsync.lipsync_runner import cli
+    from test_musetalk import _clip_and_line
+
+    video, line = _clip_and_line(tmp_path / "in", "bbaf2n", 20)
+    out = tmp_path / "out.mp4"
+    base = ["--video", str(video), "--audio", str(line), "-o", str(out)]
+    assert cli.main(base + ["--latentsync", layout, "--steps", "0"]) == 2
+    assert "--steps 0: must be between 1 and 100" in capsys.readouterr().err
+    assert cli.main(base + ["--latentsync", layout, "--musetalk", layout]) == 2
+    assert "give one generator" in capsys.readouterr().err
+    assert cli.main(base + ["--feature-reuse", "3"]) == 2
+    assert "--feature-reuse is an option of LatentSync: give --latentsync DIR too" in capsys.readouterr().err
+    code = cli.main(base + ["--latentsync", layout, "--latentsync-version", "1.5", "--steps", "1", "--no-score",
+                            "-q", "--transcript", ""])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    src, _, _ = media.read_video(str(video))
+    got, rate, _ = media.read_video(str(out))
+    assert got.shape == src.shape == (20, 288, 360, 3) and rate == 25.0
+    rows = (got.float() - src.float()).abs().mean(dim=(0, 2, 3))  # per image row
+    assert rows[:60].median() < rows.max() / 3, rows  # above the face: codec noise only (x264's edge rows more)
+    assert rows.max() > 4.0, rows.max()  # the lower face: redrawn by the random network
 
 
 # --- the parity script's own logic ---------------------------------------------------------------------

@@ -588,7 +588,8 @@ def test_runner_musetalk_argument_errors(copy, tmp_path, monkeypatch, capsys):
     _no_decoding(monkeypatch)
     base = ["--video", str(video), "--audio", str(line), "-o", str(tmp_path / "o.mp4")]
     assert cli.main(base + ["--vae", str(tmp_path / "vae.safetensors")]) == 2
-    assert "--vae is the VAE of a MuseTalk folder: give --musetalk DIR too" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--vae is the VAE of a MuseTalk or LatentSync folder: give --musetalk DIR or --latentsync DIR too" in err
     assert cli.main(base + ["--musetalk", copy, "--model", "built-in: warp (drawn lips)"]) == 2
     assert "give one generator" in capsys.readouterr().err
     shutil.rmtree(os.path.join(copy, "sd-vae"))  # then the VAE must come from --vae

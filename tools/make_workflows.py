@@ -207,7 +207,8 @@ from the line (20 denoising steps per 16 frames; a GPU with 18 GB or more is adv
 needs less). Its files are not shipped: put `latentsync_unet.pt` and `whisper/tiny.pt` in ComfyUI's
 **models/lipsync/latentsync/** (1.5's in latentsync/1.5/), and sd-vae-ft-mse as `sd-vae/` there or in
 models/vae. The weights' licence is yours to respect. *steps* and *seed*: the denoising steps and the
-starting noise."""
+starting noise. *feature_reuse* 3 computes the UNet's deep features every third step and reuses them
+between (the reference's DeepCache option): faster, slightly different mouths; 0 (default) is off."""
 
 
 def wf_latentsync(defs):

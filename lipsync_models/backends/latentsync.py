@@ -30,6 +30,7 @@ Where this differs from the reference, on purpose:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -46,7 +47,7 @@ from ..types import AudioDriver, FaceTrack
 from . import latentsync_files as LF
 from .latentsync_align import align_track, template_mask
 from .latentsync_audio import AUDIO_RATE, audio_windows, mel_filters, whisper_features
-from .latentsync_unet import FULL, UNetConfig
+from .latentsync_unet import FULL, FeatureReuse, UNetConfig
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -57,6 +58,9 @@ CHUNK = 16
 """Frames per denoising chunk (the motion modules' training length)."""
 STEPS = 20
 GUIDANCE = 1.5
+VAE_SLICE = 4
+"""Frames the VAE encodes or decodes at once (each frame is its own image: the same result as all 16 at
+once, with a quarter of the activations: at 512 px a frame's decoder holds about 0.3 GB in fp16)."""
 SCALING = 0.18215
 SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
@@ -83,10 +87,12 @@ def load_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = N
     """The UNet (of ``cfg``: the published shape unless a test says otherwise), VAE and Whisper encoder."""
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
+    LF.require_libraries(who)  # a missing library is said before 5 GB are read
+    filters = mel_filters()
     unet, vae, encoder = LF.load_unet(files, cfg, who), LF.load_vae(files, who), LF.load_whisper(files, who)
     mods = [m.to(device) if dtype == torch.float32 else m.to(device=device, dtype=dtype) for m in (unet, vae, encoder)]
     log.info("%s: LatentSync loaded from %s (%s, %s)", who, files.root, device, dtype)
-    return LatentSyncModels(*mods, mel_filters(), device, dtype)
+    return LatentSyncModels(*mods, filters, device, dtype)
 
 
 _CACHE: dict = {"key": None, "models": None}
@@ -131,6 +137,53 @@ def release() -> bool:
     return held
 
 
+VAE_NUMBERS = 83_653_863
+"""Parameters of sd-vae-ft-mse (the VAE LatentSync was trained with)."""
+WHISPER_NUMBERS = 8_208_384
+"""Numbers in Whisper tiny's audio encoder (its frame encoding included; the decoder is not loaded)."""
+UNET_WORK = 26.0
+"""The UNet's working memory at its peak, in numbers per latent pixel per frame and batch entry (the
+classifier-free guidance doubles the batch): measured with ``bench/bench_latentsync.py --memory`` on CPU
+(float32, full-size architecture; attention without an n x n matrix, as PyTorch's fused attention runs on
+CPU and on CUDA)."""
+VAE_WORK = 1.0
+"""The VAE's working memory at its peak (decoder or encoder, whichever holds more), in numbers per pixel
+per frame of a :data:`VAE_SLICE`: measured as :data:`UNET_WORK`."""
+
+
+@functools.lru_cache(maxsize=4)
+def _unet_numbers(cfg: UNetConfig) -> int:
+    from .latentsync_unet import LatentSyncUNet
+
+    with torch.device("meta"):
+        return sum(t.numel() for t in LatentSyncUNet(cfg).state_dict().values())
+
+
+def memory_estimate(size: int, dtype: torch.dtype, cfg: UNetConfig = FULL, guidance: float = GUIDANCE) -> dict:
+    """Bytes the backend needs on its device for one chunk: {"weights", "working", "total"}. An estimate
+    from the parameter counts and the working memory measured on CPU (:data:`UNET_WORK`, :data:`VAE_WORK`),
+    not a measurement on the device: allocators and attention kernels add their own overhead."""
+    el = torch.finfo(dtype).bits // 8
+    weights = (_unet_numbers(cfg) + VAE_NUMBERS + WHISPER_NUMBERS) * el
+    batch = 2 if guidance > 1.0 else 1
+    working = max(UNET_WORK * batch * CHUNK * (size // 8) ** 2, VAE_WORK * VAE_SLICE * size * size) * el
+    return {"weights": weights, "working": int(working), "total": int(weights + working)}
+
+
+def memory_text(size: int, dtype: torch.dtype, device, cfg: UNetConfig = FULL, guidance: float = GUIDANCE) -> str:
+    """The estimate in words, and a warning when the GPU is smaller."""
+    est, gb = memory_estimate(size, dtype, cfg, guidance), 1024 ** 3
+    text = (f"needs about {est['total'] / gb:.1f} GB of {torch.device(device).type.upper()} memory "
+            f"({est['weights'] / gb:.1f} GB of weights in {str(dtype).replace('torch.', '')}, "
+            f"{est['working'] / gb:.1f} GB working; an estimate)")
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        if est["total"] > total:
+            text += (f"; this GPU has {total / gb:.1f} GB: expect it to run out of memory "
+                     "(LatentSync 1.5 at 256 px needs less)")
+    return text
+
+
 def make_scheduler():
     from diffusers import DDIMScheduler
 
@@ -145,24 +198,28 @@ def initial_noise(size: int, seed: int, dtype=torch.float32) -> torch.Tensor:
 
 
 def encode(models: LatentSyncModels, x: torch.Tensor) -> torch.Tensor:
-    """(F, 4, h, w) scaled latent means of (F, 3, S, S) pixels in -1..1."""
+    """(F, 4, h, w) scaled latent means of (F, 3, S, S) pixels in -1..1, :data:`VAE_SLICE` frames at a time."""
     with torch.inference_mode():
-        return models.vae.encode(x.to(models.device, models.dtype)).latent_dist.mean * SCALING
+        return torch.cat([models.vae.encode(x[i:i + VAE_SLICE].to(models.device, models.dtype)).latent_dist.mean
+                          for i in range(0, len(x), VAE_SLICE)]) * SCALING
 
 
 def decode(models: LatentSyncModels, z: torch.Tensor) -> torch.Tensor:
-    """(F, 3, S, S) pixels in -1..1 (float32) from (1, 4, F, h, w) scaled latents."""
-    z = (z / SCALING)[0].transpose(0, 1)
+    """(F, 3, S, S) pixels in -1..1 (float32) from (1, 4, F, h, w) scaled latents, :data:`VAE_SLICE` frames
+    at a time."""
+    z = (z / SCALING)[0].transpose(0, 1).to(models.dtype)
     with torch.inference_mode():
-        return models.vae.decode(z.to(models.dtype)).sample.float()
+        return torch.cat([models.vae.decode(z[i:i + VAE_SLICE]).sample.float() for i in range(0, len(z), VAE_SLICE)])
 
 
 def denoise_chunk(models: LatentSyncModels, faces: torch.Tensor, tokens: torch.Tensor, noise: torch.Tensor,
                   keep: torch.Tensor, steps: int = STEPS, guidance: float = GUIDANCE,
-                  on_step: Callable[[], None] | None = None) -> torch.Tensor:
+                  on_step: Callable[[], None] | None = None, reuse: int = 0) -> torch.Tensor:
     """One chunk. faces (F, 3, S, S) in -1..1; tokens (F, 50, 384); noise (1, 4, 1, S/8, S/8); keep (S, S)
     or (F, 1, S, S): 1 where the face is kept. Returns (F, 3, S, S) float32 in -1..1, the kept part
-    pasted back. ``on_step`` is called after each denoising step (progress and interrupt)."""
+    pasted back. ``on_step`` is called after each denoising step (progress and interrupt). ``reuse`` N > 1:
+    the deep features are computed every N-th step and reused between (:class:`.latentsync_unet.FeatureReuse`;
+    the reference's ``--enable_deepcache`` is N = 3); 0 or 1: every step runs the whole UNet."""
     f, _, s, _ = faces.shape
     dev, dt = models.device, models.dtype
     faces = faces.to(dev, torch.float32)
@@ -179,11 +236,12 @@ def denoise_chunk(models: LatentSyncModels, faces: torch.Tensor, tokens: torch.T
     sched = make_scheduler()
     sched.set_timesteps(int(steps), device=dev)
     latents = noise.to(dev, torch.float32).expand(1, 4, f, s // 8, s // 8).contiguous()
+    kept = FeatureReuse(reuse) if int(reuse) > 1 else None
     for t in sched.timesteps:
         x = torch.cat([latents] * 2) if cfg else latents
         x = torch.cat([sched.scale_model_input(x, t).to(dt), cond], 1)
         with torch.inference_mode():
-            pred = models.unet(x, t, audio).float()
+            pred = models.unet(x, t, audio, reuse=kept).float()
         if cfg:
             uncond, cond_pred = pred.chunk(2)
             pred = uncond + guidance * (cond_pred - uncond)
@@ -194,13 +252,43 @@ def denoise_chunk(models: LatentSyncModels, faces: torch.Tensor, tokens: torch.T
     return out * (1 - keep) + faces * keep
 
 
+def generate_chunk(models: LatentSyncModels, crops: torch.Tensor, found: torch.Tensor, feats: torch.Tensor,
+                   fps: float, first: int, noise: torch.Tensor, keep: torch.Tensor, steps: int = STEPS,
+                   guidance: float = GUIDANCE, strength: float = 1.0, reuse: int = 0,
+                   on_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """(n, 3, S, S) float32 0..1 for one chunk of at most :data:`CHUNK` frames: clip frames ``first``... as
+    aligned crops (n, 3, S, S) 0..1. Frames not ``found`` come back as their own crop; a chunk without a
+    face still calls ``on_step`` ``steps`` times (the progress counts every chunk alike)."""
+    found = found.to(crops.device).bool()
+    gen = crops.clone()
+    if bool(found.any()):
+        tokens = audio_windows(feats, int(crops.shape[0]), fps, first=int(first))
+        new = denoise_chunk(models, crops[found] * 2 - 1, tokens[found.to(tokens.device)], noise, keep, steps,
+                            guidance, on_step, reuse)
+        new = (new / 2 + 0.5).clamp(0, 1).to(crops)
+        gen[found] = crops[found] + float(strength) * (new - crops[found])
+    elif on_step is not None:
+        for _ in range(int(steps)):
+            on_step()
+    return gen.clamp(0, 1)
+
+
+def note(files: LF.LatentSyncFiles, version: str, steps: int, guidance: float, seed: int, reuse: int,
+         need: str) -> str:
+    reused = f", deep features reused between every {reuse} steps" if int(reuse) > 1 else ""
+    return (f"generator: LatentSync {version} ({files.root}), {steps} steps{reused}, guidance {guidance:g}, "
+            f"seed {seed}; {need}")
+
+
 def resolve_files(model, who: str = WHO) -> LF.LatentSyncFiles:
     return model if isinstance(model, LF.LatentSyncFiles) else LF.find_files(os.fspath(model), who=who)
 
 
-def _check_args(steps: int, guidance: float, size: int, who: str) -> None:
+def _check_args(steps: int, guidance: float, size: int, who: str, reuse: int = 0) -> None:
     if int(steps) < 1:
         raise InputError(f"{who}: steps must be at least 1, got {steps}.")
+    if not 0 <= int(reuse) <= 10:
+        raise InputError(f"{who}: feature_reuse must be between 0 (off) and 10 steps, got {reuse}.")
     if not 0.0 <= float(guidance) <= 20.0:
         raise InputError(f"{who}: guidance must be between 0 and 20, got {guidance}.")
     if int(size) % 64:
@@ -211,53 +299,46 @@ def lipsync_latentsync(images: torch.Tensor, track: FaceTrack, driver: AudioDriv
                        seed: int = 1247, steps: int = STEPS, guidance: float = GUIDANCE, strength: float = 1.0,
                        device=None, dtype: torch.dtype | None = None, size: int | None = None,
                        unet_config: UNetConfig = FULL, on_progress: Callable[[int, int], None] | None = None,
-                       who: str = WHO) -> tuple[torch.Tensor, FaceTrack]:
+                       reuse: int = 0, who: str = WHO) -> tuple[torch.Tensor, FaceTrack]:
     """LatentSync crops for a clip: (B, S, S, 3) float32 0..1 on the images' device, and the face track aimed
     at them (for Composite). ``model``: a LatentSync folder or :class:`.latentsync_files.LatentSyncFiles`;
     ``version`` "1.6" (512 px) or "1.5" (256 px); ``size`` and ``unet_config`` override the crop side
     and the UNet's shape (tests). ``on_progress(done, total)`` counts denoising steps over
-    the clip (it may raise to interrupt). Frames without a found face come back as their own crop."""
+    the clip (it may raise to interrupt). Frames without a found face come back as their own crop.
+    ``reuse``: 0 = off, N > 1 = deep features reused between every N-th step (:func:`denoise_chunk`)."""
     check_images(images, who)
     if version not in SIZES:
         raise InputError(f"{who}: LatentSync version must be one of {', '.join(SIZES)}, got {version!r}.")
     size = int(size or SIZES[version])
-    _check_args(steps, guidance, size, who)
+    _check_args(steps, guidance, size, who, reuse)
     files = resolve_files(model, who)
     device = torch.device(device) if device is not None else images.device
+    if int(getattr(driver, "sample_rate", AUDIO_RATE)) != AUDIO_RATE:
+        raise InputError(f"{who}: the audio driver must be {AUDIO_RATE} Hz for LatentSync, got {driver.sample_rate}.")
+    need = memory_text(size, dtype or default_dtype(device), device, unet_config, guidance)
+    log.info("%s: LatentSync %s: %s", who, version, need)
     models = cached_models(files, device, dtype, who, unet_config)
     out_track = align_track(track, size)
     wave = driver.waveform.detach().to("cpu", torch.float32).reshape(-1)
-    if int(getattr(driver, "sample_rate", AUDIO_RATE)) != AUDIO_RATE:
-        raise InputError(f"{who}: the audio driver must be {AUDIO_RATE} Hz for LatentSync, got {driver.sample_rate}.")
     feats = whisper_features(models.encoder, models.filters, wave)
-    tokens = audio_windows(feats, track.num_frames, driver.fps)
     noise = initial_noise(size, seed)
     keep = template_mask(size, device)
     b = track.num_frames
-    total, done = -(-b // CHUNK) * int(steps), 0
+    total, done = -(-b // CHUNK) * int(steps), [0]
+
+    def step():
+        done[0] += 1
+        if on_progress is not None:
+            on_progress(done[0], total)
+
     out = torch.empty((b, size, size, 3), dtype=torch.float32, device=images.device)
     for start in range(0, b, CHUNK):
         span = slice(start, min(start + CHUNK, b))
         crops = composite.crop_faces(images[span], out_track.frames(span), device=device)
         crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-        found = track.found[span].to(crops.device).bool()
-        gen = crops.clone()
-        if bool(found.any()):
-            def step():
-                nonlocal done
-                done += 1
-                if on_progress is not None:
-                    on_progress(done, total)
-            faces = crops[found] * 2 - 1
-            new = denoise_chunk(models, faces, tokens[span][found.to(tokens.device)], noise, keep, steps,
-                                guidance, step)
-            new = (new / 2 + 0.5).clamp(0, 1).to(crops)
-            gen[found] = crops[found] + float(strength) * (new - crops[found])
-        else:
-            done += int(steps)
-            if on_progress is not None:
-                on_progress(done, total)
-        out[span] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
-    note = f"generator: LatentSync {version} ({files.root}), {steps} steps, guidance {guidance:g}, seed {seed}"
-    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, note) if x))
+        gen = generate_chunk(models, crops, track.found[span], feats, driver.fps, start, noise, keep, steps,
+                             guidance, strength, reuse, step)
+        out[span] = gen.permute(0, 2, 3, 1).to(out.device)
+    text = note(files, version, steps, guidance, seed, reuse, need)
+    out_track = replace(out_track, report="\n".join(x for x in (out_track.report, text) if x))
     return out, out_track

@@ -137,20 +137,22 @@ def whisper_features(encoder: WhisperAudioEncoder, filters: torch.Tensor, wave: 
     return torch.cat(out, 0)
 
 
-def window_steps(num_frames: int, fps: float, length: int) -> torch.Tensor:
-    """(F, 10) encoder step of each token group of each frame's window, clamped to [0, length - 1]."""
-    k = torch.arange(int(num_frames), dtype=torch.float64)
+def window_steps(num_frames: int, fps: float, length: int, first: int = 0) -> torch.Tensor:
+    """(F, 10) encoder step of each token group of the windows of frames ``first`` .. ``first + F - 1``,
+    clamped to [0, length - 1]."""
+    k = torch.arange(int(first), int(first) + int(num_frames), dtype=torch.float64)
     centre = torch.floor(k * STEPS_PER_S / float(fps) + 1e-9).long()
     idx = centre[:, None] + torch.arange(-LEFT, RIGHT)[None]
     return idx.clamp(0, max(int(length) - 1, 0))
 
 
-def audio_windows(feats: torch.Tensor, num_frames: int, fps: float) -> torch.Tensor:
-    """(F, 10 * L, D) per-frame tokens from (N, L, D) features (step-major), frame k centred at k / fps."""
+def audio_windows(feats: torch.Tensor, num_frames: int, fps: float, first: int = 0) -> torch.Tensor:
+    """(F, 10 * L, D) per-frame tokens from (N, L, D) features (step-major), frame k centred at k / fps,
+    for the frames ``first`` .. ``first + F - 1`` (a chunk's: the whole clip's would be 77 kB a frame)."""
     n, layers, d = feats.shape
     if n == 0:
         raise ValueError("the audio line is shorter than one Whisper step (20 ms)")
-    idx = window_steps(num_frames, fps, n).to(feats.device)
+    idx = window_steps(num_frames, fps, n, first).to(feats.device)
     return feats[idx].reshape(int(num_frames), (LEFT + RIGHT) * layers, d)
 
 

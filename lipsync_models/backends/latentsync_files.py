@@ -132,9 +132,16 @@ def load_whisper(files: LatentSyncFiles, who: str = WHO) -> WhisperAudioEncoder:
     return encoder.eval().requires_grad_(False)
 
 
+def require_libraries(who: str = WHO) -> None:
+    """Raise the clear DependencyError when diffusers or transformers is missing (checked before any file
+    is read: the UNet alone is 5 GB)."""
+    _mf._diffusers(who, "LatentSync")
+    _mf._transformers(who, "LatentSync")
+
+
 def load_vae(files: LatentSyncFiles, who: str = WHO):
     """The AutoencoderKL (sd-vae-ft-mse) loaded strictly (CPU, eval)."""
-    d = _mf._diffusers(who)
+    d = _mf._diffusers(who, "LatentSync")
     if os.path.isdir(files.vae):
         cfg = _mf._read_json(os.path.join(files.vae, "config.json"), who)
         weights = _mf._first(files.vae, _mf.VAE_WEIGHTS)

@@ -95,8 +95,14 @@ class UpBlock(nn.Module):
                                              for _ in range(n)])
         self.upsamplers = None if last else nn.ModuleList([Upsample(c_out)])
 
-    def forward(self, x, skips: list, temb, audio, size=None):
+    def forward(self, x, skips: list, temb, audio, size=None, start: int = 0, keep: dict | None = None):
+        """Layers ``start``.. of the block (``skips`` holds their skips). ``keep``: a dict that receives
+        the input of the last layer as ``"h"`` (the deep features :class:`FeatureReuse` keeps)."""
         for i, (res, motion) in enumerate(zip(self.resnets, self.motion_modules)):
+            if i < start:
+                continue
+            if keep is not None and i == len(self.resnets) - 1:
+                keep["h"] = x
             x = res(torch.cat([x, skips.pop()], dim=1), temb)
             if self.attentions is not None:
                 x = self.attentions[i](x, audio)
@@ -162,9 +168,15 @@ class LatentSyncUNet(nn.Module):
         t = t.reshape(1).expand(batch) if t.ndim == 0 else t.expand(batch)
         return self.time_embedding(timestep_features(t, self.cfg.widths[0]).to(self.dtype))
 
-    def forward(self, sample: torch.Tensor, t, audio: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, sample: torch.Tensor, t, audio: torch.Tensor | None = None,
+                reuse: "FeatureReuse | None" = None) -> torch.Tensor:
+        """``reuse``: DeepCache-style reuse of the deep features (see :class:`FeatureReuse`); None = off."""
         temb = self.time_embed(t, sample.shape[0], sample.device)
         x = self.conv_in(sample)
+        if reuse is not None and reuse.step():
+            last = self.up_blocks[-1]
+            x = last(reuse.kept["h"], [x], temb, audio, start=len(last.resnets) - 1)
+            return self.conv_out(F.silu(self.conv_norm_out(x)))
         skips = [x]
         for block in self.down_blocks:
             x, s = block(x, temb, audio)
@@ -176,5 +188,26 @@ class LatentSyncUNet(nn.Module):
             n = len(block.resnets)
             mine, skips = skips[-n:], skips[:-n]
             size = tuple(skips[-1].shape[-2:]) if odd and skips else None
-            x = block(x, mine, temb, audio, size)
+            last = i == len(self.up_blocks) - 1
+            x = block(x, mine, temb, audio, size, keep=reuse.kept if reuse is not None and last else None)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class FeatureReuse:
+    """DeepCache-style reuse of deep features across denoising steps (Ma, Fang and Wang, "DeepCache",
+    CVPR 2024), as LatentSync's ``--enable_deepcache`` runs it (DeepCache's ``cache_interval=3,
+    cache_branch_id=0``): every ``interval``-th step (the first of a chunk included) runs the whole UNet
+    and keeps the input of the last up block's last layer; the steps between run only ``conv_in`` on the
+    new latents, that last layer (ResNet, audio attention, motion module) on the kept features and the
+    fresh ``conv_in`` skip, and ``conv_out``. One object per chunk (the features belong to its latents)."""
+
+    def __init__(self, interval: int) -> None:
+        if int(interval) < 1:
+            raise ValueError(f"feature reuse interval must be at least 1, got {interval}")
+        self.interval, self.calls, self.kept = int(interval), 0, {}
+
+    def step(self) -> bool:
+        """Count a UNet call; True when this one reuses the kept features (not a full step)."""
+        reuse = self.calls % self.interval != 0 and "h" in self.kept
+        self.calls += 1
+        return reuse

@@ -124,20 +124,20 @@ def find_files(root: str, vae: str | None = None, who: str = WHO) -> MuseTalkFil
     return MuseTalkFiles(root, unet, cfg, vae, wdir)
 
 
-def _diffusers(who: str):
+def _diffusers(who: str, model: str = "MuseTalk"):
     try:
         import diffusers
     except ImportError as e:
-        raise DependencyError(f"{who}: MuseTalk needs the 'diffusers' package: pip install diffusers "
+        raise DependencyError(f"{who}: {model} needs the 'diffusers' package: pip install diffusers "
                               f"(it leaves torch as it is).") from e
     return diffusers
 
 
-def _transformers(who: str):
+def _transformers(who: str, model: str = "MuseTalk"):
     try:
         import transformers
     except ImportError as e:
-        raise DependencyError(f"{who}: MuseTalk needs the 'transformers' package: pip install transformers.") from e
+        raise DependencyError(f"{who}: {model} needs the 'transformers' package: pip install transformers.") from e
     return transformers
 
 
