@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ..lipsync_models.errors import DependencyError, InputError, LipSyncError, MediaError
+from . import neural
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -411,30 +412,10 @@ def check_args(args, nodes) -> None:
         lo, hi = _bounds(cls, name)
         if not math.isfinite(float(value)) or not lo <= float(value) <= hi:
             raise InputError(f"{flag} {value:g}: must be between {lo:g} and {hi:g} ({what}).")
-    _check_latentsync_args(args, nodes)
+    neural.check_latentsync_args(args, nodes, _bounds)
     sets = _choices(nodes["LipSyncMapVisemes"], "viseme_set")
     if sets and args.visemes not in sets:
         raise InputError(f"--visemes {args.visemes!r}: choose one of {', '.join(sets)}.")
-
-
-LATENTSYNC_OPTIONS = (("--steps", "steps", 20, "denoising steps per 16-frame chunk"),
-                      ("--seed", "seed", 1247, "the seed of the starting noise"),
-                      ("--feature-reuse", "feature_reuse", 0, "0 = off, 3 = the reference's DeepCache"))
-"""The runner's LatentSync options: flag, LipSyncInference widget (bounds), default, what it is."""
-
-
-def _check_latentsync_args(args, nodes) -> None:
-    """--steps, --seed, --feature-reuse within the node's bounds; refused without --latentsync."""
-    if not args.latentsync:
-        given = [flag for flag, name, default, _ in LATENTSYNC_OPTIONS if getattr(args, name) != default]
-        given += ["--latentsync-version"] if args.latentsync_version else []
-        if given:
-            raise InputError(f"{given[0]} is an option of LatentSync: give --latentsync DIR too, or leave it out.")
-        return
-    for flag, name, _, what in LATENTSYNC_OPTIONS:
-        lo, hi = _bounds(nodes["LipSyncInference"], name)
-        if not lo <= getattr(args, name) <= hi:
-            raise InputError(f"{flag} {getattr(args, name)}: must be between {lo:.0f} and {hi:.0f} ({what}).")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -497,40 +478,6 @@ def _run_all(jobs: list[Job], opts: Options, nodes, bar: Bar) -> int:
     return 1 if failed else 0
 
 
-def _musetalk(args, comfy):
-    """--musetalk DIR (--vae FILE): every file checked and the models loaded (once, for every clip)
-    before anything is decoded. CheckpointError names the missing or mismatched file."""
-    if not args.musetalk:
-        raise InputError("--vae is the VAE of a MuseTalk or LatentSync folder: give --musetalk DIR or "
-                         "--latentsync DIR too.")
-    if args.model != BUILTIN_MODEL:
-        raise InputError(f"--model {args.model!r} and --musetalk: give one generator.")
-    from ..lipsync_models.backends import musetalk, musetalk_files
-
-    files = musetalk_files.find_files(args.musetalk, vae=args.vae, who="--musetalk")
-    musetalk.cached_models(files, comfy.compute_device(), who="--musetalk")
-    return files
-
-
-def _latentsync(args, comfy):
-    """--latentsync DIR (--vae FILE, --latentsync-version, --steps, --seed, --feature-reuse; the options were
-    checked by :func:`check_args`): every file checked and the models loaded before anything is decoded."""
-    if args.musetalk:
-        raise InputError("--latentsync and --musetalk: give one generator.")
-    if args.model != BUILTIN_MODEL:
-        raise InputError(f"--model {args.model!r} and --latentsync: give one generator.")
-    from ..lipsync_models.backends import latentsync, latentsync_files, latentsync_stream
-
-    vae = args.vae or comfy.sd_vae_file()
-    if vae is None and not os.path.isdir(os.path.join(args.latentsync, "sd-vae")):
-        raise InputError(f"--latentsync {args.latentsync}: no sd-vae/ there and no sd-vae-ft-mse in models/vae: "
-                         "give --vae FILE (e.g. vae-ft-mse-840000-ema-pruned.safetensors).")
-    files = latentsync_files.find_files(args.latentsync, vae=vae, who="--latentsync")
-    version = args.latentsync_version or ("1.5" if Path(args.latentsync).resolve().name == "1.5" else "1.6")
-    latentsync.cached_models(files, comfy.compute_device(), who="--latentsync")
-    return latentsync_stream.LatentSyncJob(files, version, args.steps, args.seed, args.feature_reuse)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -549,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         model = None if args.musetalk or args.vae or args.latentsync else _pick_model(nodes, args.model)
         jobs = _jobs(args)
         check_outputs(jobs)
-        model = model or (_latentsync(args, comfy) if args.latentsync else _musetalk(args, comfy))
+        model = model or (neural.latentsync(args, comfy, BUILTIN_MODEL) if args.latentsync
+                          else neural.musetalk(args, comfy, BUILTIN_MODEL))
         opts = Options(model=model, backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
                        score=not args.no_score)
