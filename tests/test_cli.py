@@ -295,7 +295,7 @@ def test_a_folder_of_clips_never_writes_over_its_inputs(tmp_path, capsys, monkey
     ("--breath-open", "3", "between 0 and 1"), ("--fps", "inf", "between 1 and 240"),
     # the neural entries of LipSyncInference's list are not Wav2Lip checkpoints for --model
     ("--model", "MuseTalk 1.5 (models/lipsync/musetalk)", "use --musetalk DIR"),
-    ("--model", "LatentSync 1.6 (models/lipsync/latentsync)", "in ComfyUI's LipSyncInference only")])
+    ("--model", "LatentSync 1.6 (models/lipsync/latentsync)", "use --latentsync DIR")])
 def test_each_argument_is_checked_before_decoding(clip_and_line, capsys, monkeypatch, flag, value, bounds):
     video, line = clip_and_line
     _no_decoding(monkeypatch)
