@@ -12,7 +12,8 @@ decode) and the seconds per step; run it with ``uptime`` beside it (the figures 
 reference's ``--enable_deepcache`` is N = 3): both times, the speed-up and the largest difference.
 ``--memory``: the working memory (peak resident memory above what the loaded models hold, sampled every
 5 ms) of one guided UNet pass and of one VAE decode / encode of ``VAE_SLICE`` frames, in numbers per
-latent pixel (UNet) and per pixel (VAE): the figures behind ``latentsync.UNET_WORK`` / ``VAE_WORK``.
+latent pixel (UNet) and per pixel (VAE): the figures behind ``latentsync.UNET_WORK``, ``UNET_FIXED``
+and ``VAE_WORK``.
 ``--stream VIDEO LINE``: the headless runner's ``--latentsync`` on a clip (e.g. the 10-s 1080x1920 clip
 ``bench_runner.py portrait`` makes), with the tiny configuration's random weights (the published UNet
 takes half an hour per chunk on a CPU): the runner's resident memory, sampled while it runs, shows that
@@ -80,8 +81,11 @@ def memory(models, L, args) -> None:
     z = torch.randn(1, 4, n, s // 8, s // 8)
     dec = peak_above(lambda: L.decode(models, z)) / (el * n * s * s)
     enc = peak_above(lambda: L.encode(models, torch.rand(n, 3, s, s) * 2 - 1)) / (el * n * s * s)
+    units = 2 * f * (s // 8) ** 2
+    line = (L.UNET_FIXED + L.UNET_WORK * units) * el / 2 ** 20
     print(f"UNet working memory: {unet:.0f} numbers per latent pixel per frame and batch entry "
-          f"(batch 2 x {f} frames of {s} px, {args.dtype}); latentsync.UNET_WORK = {L.UNET_WORK:g}")
+          f"(batch 2 x {f} frames of {s} px, {args.dtype}): {unet * units * el / 2 ** 20:.0f} MB; "
+          f"latentsync.UNET_FIXED + UNET_WORK give {line:.0f} MB")
     print(f"VAE working memory: decode {dec:.1f}, encode {enc:.1f} numbers per pixel per frame "
           f"({n} frames of {s} px); latentsync.VAE_WORK = {L.VAE_WORK:g}")
     est = L.memory_estimate(512, torch.float16)

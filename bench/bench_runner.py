@@ -7,7 +7,9 @@ The clips are synthesised from the GRID clips (all seven in a row, looped, scale
 black canvas), with their own sound concatenated as the line, so the output's true offset is 0. The
 runner runs as a user runs it (``python -m lipsync_runner`` in a child process); its wall time and
 peak resident memory (the child's ru_maxrss) and CPU time (user + system, all its threads) are printed with the output's frame count and rate
-against the input's and the SyncScore the runner reports on the output's last 10 s.
+against the input's and the SyncScore the runner reports on the output's last 10 s. ``long`` then
+checks the sync of those last 10 s directly too (:func:`motion_lags`: the output's lower-face motion
+against the input's, whose line drives it; ``--check-only`` does only that, on an output made before).
 ``portrait`` also runs the runner of ``--base`` (default c83d0b0, the runner before issue 15's speed
 work, checked out with ``git archive`` into a temporary folder) on the same files, base and this
 runner in turns (``--rounds``), and prints the speed ratios (wall and CPU time) and how far the two
@@ -133,7 +135,7 @@ def check_output(video: Path, out: Path, res: dict) -> None:
     print(f"  SyncScore on the output's last 10 s: offset {m.group(1) if m else 'n/a'} frames (true offset 0)")
 
 
-def long_run(minutes: float, root: Path, synth_only: bool) -> None:
+def long_run(minutes: float, root: Path, synth_only: bool, check_only: bool = False) -> None:
     OUT.mkdir(exist_ok=True)
     video, line, out = (OUT / f"long_{minutes:g}min_1080p.mp4", OUT / f"long_{minutes:g}min_line.wav",
                         OUT / f"long_{minutes:g}min_out.mp4")
@@ -143,10 +145,40 @@ def long_run(minutes: float, root: Path, synth_only: bool) -> None:
         print(f"synthesised {n} frames of 1920x1080 in {time.monotonic() - t0:.0f} s", flush=True)
     if synth_only:
         return
-    res = run_runner(root, video, line, out, OUT / "long_runner.log")
-    print(f"{minutes:g}-minute 1920x1080 clip:")
-    check_output(video, out, res)
-    print(res["stdout"][-1500:])
+    if not (synth_only or check_only):
+        res = run_runner(root, video, line, out, OUT / "long_runner.log")
+        print(f"{minutes:g}-minute 1920x1080 clip:")
+        check_output(video, out, res)
+        print(res["stdout"][-1500:])
+    n = media.probe_video(str(video)).frames
+    lags = motion_lags(video, out, max(n - 250, 0), 250)
+    best = max(lags, key=lags.get)
+    print(f"the last 10 s: the output's lower-face motion against the input's (in sync by construction): "
+          f"best lag {best:+d} frames, r {lags[best]:.3f}; " + ", ".join(f"{k:+d}: {v:.2f}" for k, v in lags.items()))
+
+
+def motion_lags(video: Path, out: Path, start: int, n: int, span: int = 5) -> dict:
+    """Correlation, at lags -span..span (positive: the output's motion comes later), of the frame-to-frame
+    change in the lower-face region of the input and of the output, over frames start..start+n-1: the
+    output is driven by the input's own line, so its mouth moves with the input's at lag 0 when in sync.
+    The region is where :func:`synth` puts the GRID faces' mouths on its 1920x1080 canvas."""
+    def motion(path):
+        frames = []
+        for first, chunk, _ in media.iter_video(str(path), chunk=50):
+            if first + chunk.shape[0] <= start:
+                continue
+            for k, f in enumerate(chunk):
+                if start <= first + k < start + n:
+                    frames.append(f[600:950, 760:1160].float().mean(-1).numpy())
+        d = np.abs(np.diff(np.stack(frames), axis=0)).mean(axis=(1, 2))
+        return (d - d.mean()) / (d.std() + 1e-9)
+
+    a, b = motion(video), motion(out)
+    lags = {}
+    for lag in range(-span, span + 1):
+        x, y = (a[:len(a) - lag], b[lag:]) if lag >= 0 else (a[-lag:], b[:lag])
+        lags[lag] = float(np.corrcoef(x, y)[0, 1])
+    return lags
 
 
 def frame_diff(a: Path, b: Path) -> tuple[int, float, int]:
@@ -206,6 +238,7 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=1, help="portrait: base and this runner, in turns, this many times")
     ap.add_argument("--root", type=Path, default=ROOT, help="the pack folder whose runner runs (e.g. a snapshot)")
     ap.add_argument("--synth-only", action="store_true", help="long: only make the clip and its line")
+    ap.add_argument("--check-only", action="store_true", help="long: only check the sync of an output made before")
     a = ap.parse_args()
-    long_run(a.minutes, a.root, a.synth_only) if a.what == "long" else portrait_run(a.seconds, a.base, a.root,
+    long_run(a.minutes, a.root, a.synth_only, a.check_only) if a.what == "long" else portrait_run(a.seconds, a.base, a.root,
                                                                                          a.rounds)

@@ -141,14 +141,18 @@ VAE_NUMBERS = 83_653_863
 """Parameters of sd-vae-ft-mse (the VAE LatentSync was trained with)."""
 WHISPER_NUMBERS = 8_208_384
 """Numbers in Whisper tiny's audio encoder (its frame encoding included; the decoder is not loaded)."""
-UNET_WORK = 26.0
-"""The UNet's working memory at its peak, in numbers per latent pixel per frame and batch entry (the
-classifier-free guidance doubles the batch): measured with ``bench/bench_latentsync.py --memory`` on CPU
-(float32, full-size architecture; attention without an n x n matrix, as PyTorch's fused attention runs on
-CPU and on CUDA)."""
-VAE_WORK = 1.0
-"""The VAE's working memory at its peak (decoder or encoder, whichever holds more), in numbers per pixel
-per frame of a :data:`VAE_SLICE`: measured as :data:`UNET_WORK`."""
+UNET_WORK = 7680
+"""The UNet's working memory at its peak grows by this many numbers per latent pixel per frame and batch
+entry (the classifier-free guidance doubles the batch) ...
+"""
+UNET_FIXED = 48_000_000
+"""... above this many numbers. Measured with ``bench/bench_latentsync.py --memory`` on CPU (float32,
+full-size architecture, batch 2 x 4 frames; PyTorch's fused attention, which holds no n x n matrix, on
+CPU as on CUDA): 305, 435 and 1190 MB at 128, 256 and 512 px; the line through 256 and 512 px (the
+published sizes) is 184 MB + 30.7 kB per latent pixel per frame and batch entry."""
+VAE_WORK = 770
+"""The VAE's working memory at its peak, numbers per pixel per frame of a :data:`VAE_SLICE` (the decoder;
+the encoder holds 640): measured as :data:`UNET_WORK` at 256 and 512 px (769, 768)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -162,11 +166,11 @@ def _unet_numbers(cfg: UNetConfig) -> int:
 def memory_estimate(size: int, dtype: torch.dtype, cfg: UNetConfig = FULL, guidance: float = GUIDANCE) -> dict:
     """Bytes the backend needs on its device for one chunk: {"weights", "working", "total"}. An estimate
     from the parameter counts and the working memory measured on CPU (:data:`UNET_WORK`, :data:`VAE_WORK`),
-    not a measurement on the device: allocators and attention kernels add their own overhead."""
+    not a measurement on a GPU: its allocator, kernels and context (about 0.5 GB) add their own."""
     el = torch.finfo(dtype).bits // 8
     weights = (_unet_numbers(cfg) + VAE_NUMBERS + WHISPER_NUMBERS) * el
     batch = 2 if guidance > 1.0 else 1
-    working = max(UNET_WORK * batch * CHUNK * (size // 8) ** 2, VAE_WORK * VAE_SLICE * size * size) * el
+    working = max(UNET_FIXED + UNET_WORK * batch * CHUNK * (size // 8) ** 2, VAE_WORK * VAE_SLICE * size * size) * el
     return {"weights": weights, "working": int(working), "total": int(weights + working)}
 
 
