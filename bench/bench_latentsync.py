@@ -3,6 +3,7 @@
     python bench/bench_latentsync.py [--models DIR] [--size full|tiny] [--res 512] [--frames 16] [--steps 2]
         [--device cpu|cuda] [--dtype float32|float16] [--reuse N] [--memory]
     python bench/bench_latentsync.py --stream VIDEO LINE [--version 1.5] [--steps 1]
+    python bench/bench_latentsync.py --long MINUTES
 
 ``--models``: a folder in LatentSync's layout (e.g. the one ``bench/parity_latentsync.py --workdir DIR``
 leaves: random weights of the real architecture); without it, random weights are written to a temporary
@@ -19,6 +20,10 @@ and ``VAE_WORK``.
 takes half an hour per chunk on a CPU): the runner's resident memory, sampled while it runs, shows that
 LatentSync's chunks do not make it grow with the clip (the models' own size is what the tiny
 configuration leaves out).
+``--long MINUTES``: the node's path (:func:`latentsync.lipsync_latentsync`) on a clip of that length at
+25 fps (one GRID frame held, stride 0, with its face track; the GRID line looped), tiny configuration
+at 64 px, 1 step: that a long clip runs through every chunk to its last frame's audio, and the peak
+resident memory above the start less the output crops it returns (which ComfyUI holds).
 """
 
 from __future__ import annotations
@@ -92,6 +97,40 @@ def memory(models, L, args) -> None:
     print(f"estimate for 1.6 (512 px, float16): {est['total'] / 2 ** 30:.1f} GB "
           f"({est['weights'] / 2 ** 30:.1f} GB weights, {est['working'] / 2 ** 30:.1f} GB working); "
           f"1.5 (256 px): {L.memory_estimate(256, torch.float16)['total'] / 2 ** 30:.1f} GB")
+
+
+def long_clip(minutes: float) -> None:
+    """The node's LatentSync path on ``minutes`` of a held GRID frame (tiny weights, 64 px, 1 step)."""
+    P = _parity()
+    L = P._pack()
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from helpers import grid_recorded
+
+    from comfyui_lipsync.lipsync_models.backends import latentsync_unet as U
+    from comfyui_lipsync.lipsync_models.types import AudioDriver
+
+    track, wave, fps, img = grid_recorded("bbaf2n")
+    n = int(round(minutes * 60 * fps))
+    samples = int(round(n / fps * 16000))
+    line = wave.repeat(-(-samples // wave.shape[0]))[:samples].contiguous()
+    z = torch.zeros(n)
+    driver = AudioDriver(waveform=line, fps=fps, num_frames=n, mel=torch.zeros(1, 80, 16).expand(n, 80, 16),
+                         loudness=z, voicing=z, audio={"waveform": line[None, None], "sample_rate": 16000})
+    images, held = img[:1].expand(n, *img.shape[1:]), track.frames(torch.zeros(n, dtype=torch.long))
+    done = [0]
+    with tempfile.TemporaryDirectory() as tmp:
+        P.write_layout(tmp, "tiny", "tiny")
+        t0 = time.perf_counter()
+        out = []
+        grew = peak_above(lambda: out.append(L.lipsync_latentsync(
+            images, held, driver, tmp, size=64, steps=1, unet_config=U.TINY,
+            on_progress=lambda d, t: done.__setitem__(0, d))))
+        wall = time.perf_counter() - t0
+    crops = out[0][0]
+    print(f"LatentSync node path, tiny weights, 64 px, 1 step: {n} frames ({minutes:g} min at {fps:g} fps), "
+          f"{done[0]} chunks in {wall:.0f} s; output {tuple(crops.shape)}, finite {bool(torch.isfinite(crops).all())}; "
+          f"peak resident memory above the start {grew / 2 ** 30:.2f} GB, of which the returned crops "
+          f"{crops.numel() * 4 / 2 ** 30:.2f} GB (load average {os.getloadavg()[0]:.1f})")
 
 
 def stream(args) -> None:
@@ -179,8 +218,12 @@ def main(argv=None) -> None:
     ap.add_argument("--memory", action="store_true", help="measure the working memory instead of the speed")
     ap.add_argument("--stream", nargs=2, metavar=("VIDEO", "LINE"), help="the runner's --latentsync on a clip")
     ap.add_argument("--version", default="1.5", choices=["1.5", "1.6"], help="with --stream")
+    ap.add_argument("--long", type=float, metavar="MINUTES", help="the node's path on a clip this long")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
+    if args.long:
+        long_clip(args.long)
+        return
     if args.stream:
         stream(args)
         return
