@@ -197,3 +197,13 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
         if on_progress is not None:
             on_progress(idx.stop, b)
     return out
+
+
+def crop_batches(frames: torch.Tensor, track: FaceTrack, step: int, device=None):
+    """Yield ``(a, e, crops)`` for frames ``a:e`` of ``frames`` (B, H, W, C) float 0..1, ``step`` at a
+    time: their aligned crops as (e - a, 3, S, S) float32 (the streamed neural generators' input)."""
+    n = int(frames.shape[0])
+    for a in range(0, n, int(step)):
+        e = min(a + int(step), n)
+        crops = crop_faces(frames[a:e], track.frames(slice(a, e)), device=device)
+        yield a, e, crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)

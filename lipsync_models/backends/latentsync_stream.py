@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..crops import crop_faces
+from ..crops import crop_batches
 from ..errors import InputError
 from ..types import AudioDriver, FaceTrack
 from . import latentsync as L
@@ -79,14 +79,10 @@ class LatentSyncStream:
             raise ValueError(f"LatentSync chunks start at multiples of {L.CHUNK}, not at frame {start}")
         n = int(frames.shape[0])
         part = part if part is not None else self.out_track.frames(slice(start, start + n))
-        out = []
-        for a in range(0, n, L.CHUNK):
-            e = min(a + L.CHUNK, n)
-            crops = crop_faces(frames[a:e], part.frames(slice(a, e)), device=self.device)
-            crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-            out.append(L.generate_chunk(self.models, crops, self.track.found[start + a:start + e], self.feats,
-                                        self.driver.fps, start + a, self.noise, self.keep, self.job.steps,
-                                        L.GUIDANCE, self.strength, self.job.reuse))
+        out = [L.generate_chunk(self.models, crops, self.track.found[start + a:start + e], self.feats,
+                                self.driver.fps, start + a, self.noise, self.keep, self.job.steps, L.GUIDANCE,
+                                self.strength, self.job.reuse)
+               for a, e, crops in crop_batches(frames, part, L.CHUNK, self.device)]
         return torch.cat(out).permute(0, 2, 3, 1)
 
     def report_track(self) -> FaceTrack:

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import torch
 
-from ..crops import crop_faces
+from ..crops import crop_batches
 from ..errors import InputError
 from ..types import AudioDriver, FaceTrack
 from . import musetalk as M
@@ -62,13 +62,9 @@ class MuseTalkStream:
         ``batch_size`` at a time. ``part``: the track of these frames (default: :attr:`out_track`'s)."""
         n = int(frames.shape[0])
         part = part if part is not None else self.out_track.frames(slice(start, start + n))
-        out = []
-        for a in range(0, n, self.batch_size):
-            e = min(a + self.batch_size, n)
-            crops = crop_faces(frames[a:e], part.frames(slice(a, e)), device=self.device)
-            crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
-            out.append(M.generate_frames(self.models, crops, self.track.found[start + a:start + e], self.feats,
-                                         self.driver.fps, start + a, self.ref_latent, self.strength))
+        out = [M.generate_frames(self.models, crops, self.track.found[start + a:start + e], self.feats,
+                                 self.driver.fps, start + a, self.ref_latent, self.strength)
+               for a, e, crops in crop_batches(frames, part, self.batch_size, self.device)]
         return torch.cat(out).permute(0, 2, 3, 1)
 
     def report_track(self) -> FaceTrack:
