@@ -405,6 +405,18 @@ def test_clip_shapes_determinism_progress_and_seed(layout, grid):
     assert (a[:, ~keep] - crops[:, ~keep]).abs().mean() > 0.02  # the masked part is redrawn
 
 
+def test_half_precision_runs_and_stays_near_float32(layout, grid):
+    """The dtype path a GPU takes (weights and activations in half precision; Whisper's LayerNorms and the
+    scheduler in float32), run here in bfloat16, which CPUs have: finite crops, within bfloat16's
+    precision (8 bits of mantissa, about 0.4 %) of float32's over two steps."""
+    full, _ = _run(layout, grid)
+    half, tr = _run(layout, grid, dtype=torch.bfloat16)
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    d = (half - full).abs()
+    assert d.mean() < 0.01 and d.max() < 0.1, (d.mean(), d.max())
+    assert "weights in bfloat16" in tr.report
+
+
 def test_frames_without_a_face_pass_through(layout, grid):
     track, wave, fps, images = grid
     lost = replace(track, found=torch.tensor([True, False, True, True, False, True]))

@@ -56,8 +56,13 @@ def log_mel(wave: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
 
 
 class _LayerNorm(nn.LayerNorm):
+    """Whisper's LayerNorm: in float32 whatever the model's dtype (its weights too: CPU kernels refuse a
+    float32 input with half-precision weights)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
 class _SelfAttention(nn.Module):
