@@ -1,7 +1,7 @@
 """Parity of the LatentSync backend with the reference code (bytedance/LatentSync, outside this repository).
 
     python bench/parity_latentsync.py --reference /path/to/LatentSync [--ref-python /venv/bin/python]
-        [--size full|tiny] [--vae full|tiny] [--frames 16] [--steps 2]
+        [--size full|tiny] [--vae full|tiny] [--frames 16] [--steps 2] [--deepcache 3]
 
 Writes random weights in LatentSync's public layout (``latentsync_unet.pt`` = ``{"state_dict": ...}`` of
 the 1.6 architecture, or the tiny test configuration; ``whisper/tiny.pt`` in OpenAI's format with
@@ -34,11 +34,14 @@ configuration).
 
 Measured (2026-12-07, reference at commit a229c39 in its own venv: torch 2.13 CPU, diffusers 0.32.2,
 transformers 4.48.0; this side diffusers 0.42.1; 2 cores under a load of 14-30): ``--size full``: the
-reference loads the written 1.6 file with no missing or unexpected key (1246 tensors); its forward pass
-did not finish (killed for memory twice on the shared 23-GB machine, with the reference holding 10 GB).
+reference loads the written 1.6 file with no missing or unexpected key (1246 tensors); with 16 frames of
+512 px its pipeline was killed for memory (the reference holding 10 GB on the shared 23-GB machine).
+``--size full --vae full --res 512 --frames 4 --steps 2`` (load 5-11): UNet forward 1.17e-05, pipeline
+1.11e-04; mask IoU at 512 px 0.9911. ``--size full --unet-only --res 256 --frames 8``: 1.45e-05.
 ``--size tiny --res 256 --frames 4 --steps 2``: UNet forward 3.46e-06, pipeline 1.63e-04 (max abs diff
-1.63e-04 <= 1e-3); the drawn mask's IoU with mask.png at 256 px 0.9925. Perturbed (tiny, 64 px, 3 frames):
-each of pe, mask, window > 1e-2 (tests/test_latentsync.py).
+1.63e-04 <= 1e-3); the drawn mask's IoU with mask.png at 256 px 0.9925. ``--size tiny --res 256 --frames 4
+--steps 4 --deepcache 3`` (the reference with the DeepCache package 0.1.1): 1.97e-04. Perturbed (tiny,
+64 px, 3 frames): each of pe, mask, window > 1e-2 (tests/test_latentsync.py).
 """
 
 from __future__ import annotations
