@@ -21,6 +21,10 @@ process (``--ref-python``: an environment with the reference's pinned diffusers 
   size) and Normalize are small stand-ins. The VAE's latent sampling is patched to return the mean (the
   backend uses the mean). Whisper chunks are cut to the number of frames (no video looping).
 
+``--deepcache N`` turns on the reference's DeepCache helper (``DeepCacheSDHelper``, cache branch 0, as its
+``--enable_deepcache``; the DeepCache package, 0.1.1 in the reference's requirements, must be in the
+reference's environment) and this backend's feature reuse every N steps.
+
 This backend (:mod:`lipsync_models.backends.latentsync`) then runs on the same inputs, loading the same files
 with its own strict loaders, and is given the reference's resized mask image (the backend draws the mask
 shape itself: its IoU with the reference's is printed, and a different mask edge would move the output by
