@@ -176,13 +176,20 @@ class VideoInfo:
     has_audio: bool
     pix_fmt: str = ""
     color_range: int = 0
+    colorspace: int = 2
 
     @property
     def plain_yuv420(self) -> bool:
-        """8-bit 4:2:0 of limited range at an even size: frames :func:`iter_yuv` hands over as they
-        are decoded, and the encoder takes as they are."""
-        return (self.pix_fmt == "yuv420p" and self.color_range in (0, 1) and self.width % 2 == 0
-                and self.height % 2 == 0)
+        """8-bit 4:2:0 of limited range at an even size, in BT.601's matrix or none stated: frames
+        :func:`iter_yuv` hands over as they are decoded, and the encoder takes as they are. (The output
+        states no matrix, so a reader takes BT.601's: a clip in another one, e.g. BT.709, is converted
+        through RGB instead, as before.)"""
+        return (self.pix_fmt == "yuv420p" and self.color_range in (0, 1) and self.colorspace in PLAIN_MATRICES
+                and self.width % 2 == 0 and self.height % 2 == 0)
+
+
+PLAIN_MATRICES = (2, 5, 6)
+"""FFmpeg's colour matrices read as BT.601 when an output states none: unspecified, BT.470BG, SMPTE 170M."""
 
 
 def probe_video(path: str, who: str = "read_video") -> VideoInfo:
@@ -198,7 +205,7 @@ def probe_video(path: str, who: str = "read_video") -> VideoInfo:
             raise MediaError(f"{who}: {name}: its video stream states no usable size or rate ({w}x{h}, {rate}).")
         cc = stream.codec_context
         return VideoInfo(rate, w, h, int(stream.frames or 0), bool(container.streams.audio), str(cc.pix_fmt or ""),
-                         int(cc.color_range or 0))
+                         int(cc.color_range or 0), int(getattr(cc, "colorspace", 2) or 2))
 
 
 def _decoded(path: str, who: str) -> Iterator:
