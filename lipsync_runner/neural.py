@@ -52,6 +52,9 @@ def latentsync(args, comfy, builtin: str):
         raise InputError(f"--model {args.model!r} and --latentsync: give one generator.")
     from ..lipsync_models.backends import latentsync, latentsync_files, latentsync_stream
 
+    if args.vae and not os.path.isfile(args.vae):
+        raise InputError(f"--vae {args.vae}: no such file; give the sd-vae-ft-mse weights as one file "
+                         "(e.g. vae-ft-mse-840000-ema-pruned.safetensors) or leave --vae out.")
     vae = args.vae or comfy.sd_vae_file()
     if vae is None and not os.path.isdir(os.path.join(args.latentsync, "sd-vae")):
         raise InputError(f"--latentsync {args.latentsync}: no sd-vae/ there and no sd-vae-ft-mse in models/vae: "

@@ -567,6 +567,9 @@ def test_runner_runs_latentsync(layout, tmp_path, tiny_cache, capsys):
     assert "--steps 0: must be between 1 and 100" in capsys.readouterr().err
     assert cli.main(base + ["--latentsync", layout, "--musetalk", layout]) == 2
     assert "give one generator" in capsys.readouterr().err
+    assert cli.main(base + ["--latentsync", layout, "--vae", str(tmp_path / "gone.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: --vae ") and "no such file" in err, err
     assert cli.main(base + ["--feature-reuse", "3"]) == 2
     assert "--feature-reuse is an option of LatentSync: give --latentsync DIR too" in capsys.readouterr().err
     code = cli.main(base + ["--latentsync", layout, "--latentsync-version", "1.5", "--steps", "1", "--no-score",
