@@ -60,7 +60,7 @@ STEPS = 20
 GUIDANCE = 1.5
 VAE_SLICE = 4
 """Frames the VAE encodes or decodes at once (each frame is its own image: the same result as all 16 at
-once, with a quarter of the activations: at 512 px a frame's decoder holds about 0.3 GB in fp16)."""
+once, with a quarter of the activations: at 512 px a frame's decoder holds about 0.4 GB in fp16)."""
 SCALING = 0.18215
 SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                  clip_sample=False, set_alpha_to_one=False, steps_offset=1)
@@ -166,7 +166,7 @@ def _unet_numbers(cfg: UNetConfig) -> int:
 def memory_estimate(size: int, dtype: torch.dtype, cfg: UNetConfig = FULL, guidance: float = GUIDANCE) -> dict:
     """Bytes the backend needs on its device for one chunk: {"weights", "working", "total"}. An estimate
     from the parameter counts and the working memory measured on CPU (:data:`UNET_WORK`, :data:`VAE_WORK`),
-    not a measurement on a GPU: its allocator, kernels and context (about 0.5 GB) add their own."""
+    not a measurement on a GPU: its allocator, kernels and CUDA context add their own."""
     el = torch.finfo(dtype).bits // 8
     weights = (_unet_numbers(cfg) + VAE_NUMBERS + WHISPER_NUMBERS) * el
     batch = 2 if guidance > 1.0 else 1
