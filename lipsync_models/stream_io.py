@@ -74,7 +74,7 @@ class BackgroundSink:
                 if self._stop.is_set():
                     return
                 continue
-            if kind == "end":
+            if kind == "end" or self._stop.is_set():  # aborted: what waits is not consumed
                 return
             try:
                 self._consume(item)
@@ -101,6 +101,7 @@ class BackgroundSink:
         self._raise()
 
     def abort(self) -> None:
-        """Stop without consuming what waits (after an error in the caller)."""
+        """Stop without consuming what waits (after an error in the caller). Returns once the thread has
+        ended (after the item it is consuming, if any), so the caller may close what it writes to."""
         self._stop.set()
-        self._thread.join(timeout=10)
+        self._thread.join()

@@ -2,6 +2,8 @@
 another frame size or a region, the background reader and writer, the chunked video writer at an
 exact rate, and the streamed runner on a real clip at 29.97 fps."""
 
+import threading
+import time
 from fractions import Fraction
 
 import av
@@ -128,6 +130,22 @@ def test_background_reader_and_writer_keep_order_and_raise():
         for i in range(100):
             sink.put(i)
         sink.close()
+
+    # abort (the caller failed): the item being consumed finishes, the waiting ones are dropped, and the
+    # thread has ended when abort returns (the caller then closes the file the thread wrote to)
+    started, done = threading.Event(), []
+
+    def slow(x):
+        started.set()
+        time.sleep(0.3)
+        done.append(x)
+
+    sink = stream_io.BackgroundSink(slow, depth=2)
+    for i in range(3):
+        sink.put(i)
+    started.wait(5)
+    sink.abort()
+    assert not sink._thread.is_alive() and done == [0]
 
 
 @pytest.mark.parametrize("rate", [Fraction(30000, 1001), Fraction(24000, 1001), Fraction(16), Fraction(60)])
