@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -48,6 +47,7 @@ from . import latentsync_files as LF
 from .latentsync_align import align_track, template_mask
 from .latentsync_audio import AUDIO_RATE, audio_windows, mel_filters, whisper_features
 from .latentsync_unet import FULL, FeatureReuse, UNetConfig
+from .model_slot import ModelSlot, default_dtype
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -77,11 +77,6 @@ class LatentSyncModels:
     dtype: torch.dtype
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """float16 on CUDA (the reference's choice on GPUs that have it), float32 elsewhere."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-
-
 def load_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, who: str = WHO,
                 cfg: UNetConfig = FULL) -> LatentSyncModels:
     """The UNet (of ``cfg``: the published shape unless a test says otherwise), VAE and Whisper encoder."""
@@ -95,8 +90,7 @@ def load_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = N
     return LatentSyncModels(*mods, filters, device, dtype)
 
 
-_CACHE: dict = {"key": None, "models": None}
-_LOCK = threading.Lock()
+_SLOT = ModelSlot("LatentSync")
 
 
 def cached_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, who: str = WHO,
@@ -105,12 +99,7 @@ def cached_models(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None =
     the old set is dropped before a new one loads (two 5-GB UNets never sit in memory together)."""
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
-    key = _cache_key(files, device, dtype, cfg)
-    with _LOCK:
-        if _CACHE["key"] != key:
-            _CACHE.update(key=None, models=None)
-            _CACHE.update(models=load_models(files, device, dtype, who, cfg), key=key)
-        return _CACHE["models"]
+    return _SLOT.get(_cache_key(files, device, dtype, cfg), lambda: load_models(files, device, dtype, who, cfg))
 
 
 def _cache_key(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None, cfg: UNetConfig) -> tuple:
@@ -121,20 +110,12 @@ def _cache_key(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None, cfg
 
 def is_cached(files: LF.LatentSyncFiles, device, dtype: torch.dtype | None = None, cfg: UNetConfig = FULL) -> bool:
     """True when :func:`cached_models` would return loaded models without reading a file."""
-    key = _cache_key(files, device, dtype, cfg)
-    with _LOCK:
-        return _CACHE["key"] == key
+    return _SLOT.holds(_cache_key(files, device, dtype, cfg))
 
 
 def release() -> bool:
-    """Drop the cached models (ComfyUI's model management calls this through nodes/_comfy.py when it
-    unloads models or needs the memory). True when there was something to drop."""
-    with _LOCK:
-        held = _CACHE["models"] is not None
-        _CACHE.update(key=None, models=None)
-    if held:
-        log.info("%s: LatentSync models released", WHO)
-    return held
+    """Drop the cached models (see :meth:`.model_slot.ModelSlot.release`)."""
+    return _SLOT.release(WHO)
 
 
 VAE_NUMBERS = 83_653_863

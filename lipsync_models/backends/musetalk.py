@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -46,6 +45,7 @@ from .. import composite, generator
 from ..checks import check_images
 from ..errors import InputError
 from ..types import MOUTH_POINTS, AudioDriver, FaceTrack
+from .model_slot import ModelSlot, default_dtype
 from .musetalk_files import MuseTalkFiles, find_files, load_unet, load_vae, load_whisper
 
 log = logging.getLogger("comfyui_lipsync")
@@ -163,11 +163,6 @@ class MuseTalkModels:
         return float(self.vae.config.scaling_factor)
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """float16 on CUDA (the reference's ``--use_float16``), float32 elsewhere."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
-
-
 def load_models(files: MuseTalkFiles, device, dtype: torch.dtype | None = None, who: str = WHO) -> MuseTalkModels:
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
@@ -179,8 +174,7 @@ def load_models(files: MuseTalkFiles, device, dtype: torch.dtype | None = None, 
     return MuseTalkModels(*mods, extractor, device, dtype)
 
 
-_CACHE: dict = {}
-_LOCK = threading.Lock()
+_SLOT = ModelSlot("MuseTalk 1.5")
 
 
 def _cache_key(files: MuseTalkFiles, device, dtype: torch.dtype | None) -> tuple:
@@ -192,28 +186,17 @@ def cached_models(files: MuseTalkFiles, device, dtype: torch.dtype | None = None
     """The models of ``files`` on ``device``, loaded once; reloaded when a file changes. One set is kept
     (loading another set drops the previous one first, so two never sit in memory together)."""
     key = _cache_key(files, device, dtype)
-    with _LOCK:
-        if key not in _CACHE:
-            _CACHE.clear()
-            _CACHE[key] = load_models(files, key[1], key[2], who)
-        return _CACHE[key]
+    return _SLOT.get(key, lambda: load_models(files, key[1], key[2], who))
 
 
 def is_cached(files: MuseTalkFiles, device, dtype: torch.dtype | None = None) -> bool:
     """True when :func:`cached_models` would return loaded models without reading a file."""
-    with _LOCK:
-        return _cache_key(files, device, dtype) in _CACHE
+    return _SLOT.holds(_cache_key(files, device, dtype))
 
 
 def release() -> bool:
-    """Drop the cached models (ComfyUI's model management calls this through nodes/_comfy.py when it
-    unloads models or needs the memory). True when there was something to drop."""
-    with _LOCK:
-        held = bool(_CACHE)
-        _CACHE.clear()
-    if held:
-        log.info("%s: MuseTalk 1.5 models released", WHO)
-    return held
+    """Drop the cached models (see :meth:`.model_slot.ModelSlot.release`)."""
+    return _SLOT.release(WHO)
 
 
 # --- the network steps ---------------------------------------------------------------------------
