@@ -98,6 +98,7 @@ def _window_lines(windows: tuple[dict, ...]) -> list[str]:
         lines.append(f"  {w['start']:6.2f}-{w['end']:6.2f}: {w['offset_frames']:+3d}  {w['confidence']:.3f}{tag}")
     offs = [w["offset_frames"] for w in windows if w.get("judgeable", True)]
     if offs and max(offs) - min(offs) >= 2:
-        first = next(w for w in windows if w.get("judgeable", True) and abs(w["offset_frames"] - offs[0]) >= 2)
+        # the first judgeable window whose offset differs from the first one's (one exists: the offsets differ)
+        first = next(w for w in windows if w.get("judgeable", True) and w["offset_frames"] != offs[0])
         lines.append(f"drift: the offset changes by {max(offs) - min(offs)} frames; it first moves at {first['start']:.2f} s")
     return lines
