@@ -11,9 +11,12 @@ LipSyncInference -> Composite -> SyncScore wired with the track). Per clip and g
   the generator does not use) with the mesh gap of the clip the line came from, beside r(untouched
   face, true speaker) (GRID lines share a template, so the untouched mouth already correlates);
   the bar is mean >= 0.65 and every pair >= 0.15 above the untouched face.
-- realness: for each output frame, the distance of its lower face (cut in a window fixed by the
-  input's face box, 48x32 px, each channel normalised) to the nearest input frame's lower face,
-  over the nearest-neighbour distance between input frames 5 or more frames apart; median <= 1.0.
+- realness: for each output frame, the distance of its mouth (cut in a window fixed by the
+  input's face box, helpers.MOUTH: 1.5 mouth widths across, 48x32 px, each channel normalised) to
+  the nearest input frame's mouth, over the nearest-neighbour distance between input frames 5 or
+  more frames apart; median <= 1.0. Beside it the same on the whole lower face (helpers.LOWER_FACE,
+  cheeks and chin too), where an output frame is nearest to its own input frame whatever its mouth
+  shows, so drawn mouths can pass there.
 - stability: mean frame-to-frame change of the output's lower face over the input's (<= 1.5).
 - SyncScore's offset (wired), within +-1.
 Nothing in the bank generator was fitted on these clips (its costs were set before measuring them),
@@ -32,8 +35,9 @@ allows.
 
 Part ``take``: longer takes. A GRID clip (lbax4n, brbk7n) played forward and back for 18 s, driven
 by the six other clips' lines; realness there counts input neighbours 5 or more CLIP frames apart (a
-replayed frame is the same mouth). With ``--take-video/--take-audio`` also a real video (kept
-outside the repository) driven by another line. Both generators; contact sheets to ``--out``.
+replayed frame is the same mouth). With ``--take-video/--take-audio`` (repeatable pairs) also real
+videos (kept outside the repository, scaled to ``--take-side``) driven by other lines; ``--part
+real`` runs only those. Both generators; contact sheets to ``--out``.
 
 Part ``speed``: 250 frames of 512x512 (a GRID clip scaled up and looped back and forth) with a 10 s
 line: selection + alignment (mouth_bank.plan), the full-size chosen crops and Composite, in frames/s
@@ -65,7 +69,7 @@ from comfyui_lipsync.lipsync_models import face as facelib  # noqa: E402
 from comfyui_lipsync.lipsync_runner.cli import call_node  # noqa: E402
 
 from _common import GRID, GRID_CLIPS, GRID_TEXT, filmed_opening, reset_peak, status_mb  # noqa: E402
-from helpers import lower_faces, realness, stability  # noqa: E402
+from helpers import MOUTH, lower_faces, realness, stability  # noqa: E402
 
 NODES = PACK.NODE_CLASS_MAPPINGS
 GENERATORS = {"own mouths": backends.BANK, "warp (drawn)": backends.WARP}
@@ -159,12 +163,15 @@ def part_grid(out_dir: Path) -> None:
             out, track, note, offset = chain(images, fps, wave, sr, GRID_TEXT[src], model)
             boxes = track.boxes.double().numpy()
             lf_in, lf_out = lower_faces(images, boxes), lower_faces(out, boxes)
-            row = {"r": pearson(mesh_gap(out), mesh[src]), "base": base, "real": realness(lf_in, lf_out),
+            m_in, m_out = lower_faces(images, boxes, window=MOUTH), lower_faces(out, boxes, window=MOUTH)
+            row = {"r": pearson(mesh_gap(out), mesh[src]), "base": base, "real": realness(m_in, m_out),
+                   "real95": realness(m_in, m_out, q=95), "real_lf": realness(lf_in, lf_out),
                    "stab": stability(lf_in, lf_out), "offset": offset}
             res[g].append(row)
             print(f"{g:<13} {clip} <- {src}  r(out, true) {row['r']:+.2f} (untouched {base:+.2f}, margin "
-                  f"{row['r'] - base:+.2f})  realness {row['real']:.2f}  stability {row['stab']:.2f}  "
-                  f"SyncScore {offset:+d}  | {note}", flush=True)
+                  f"{row['r'] - base:+.2f})  realness {row['real']:.2f} (95th percentile {row['real95']:.2f}; lower face "
+                  f"{row['real_lf']:.2f})  "
+                  f"stability {row['stab']:.2f}  SyncScore {offset:+d}  | {note}", flush=True)
             contact_sheet(images, out, boxes, fps, out_dir / f"bank_{g.split()[0]}_{clip}.png")
             outs[g] = out
         comparison(images, outs, boxes, out_dir / f"bank_compare_{clip}.png")
@@ -259,7 +266,7 @@ def part_fit() -> None:
 
 # --- part take: realness on a longer take ---------------------------------------------------------
 
-def take_realness(inp: np.ndarray, out: np.ndarray, src: np.ndarray, min_gap: int = 5) -> float:
+def take_realness(inp: np.ndarray, out: np.ndarray, src: np.ndarray, min_gap: int = 5, q: float = 50.0) -> float:
     """helpers.realness for a take whose frame t shows clip frame ``src[t]`` (a clip played forward
     and back): input neighbours must be ``min_gap`` or more CLIP frames apart (a frame and its replay
     are the same picture, not two mouths)."""
@@ -268,7 +275,7 @@ def take_realness(inp: np.ndarray, out: np.ndarray, src: np.ndarray, min_gap: in
 
     d_in = dists(inp, inp)
     d_in[np.abs(src[:, None] - src[None]) < min_gap] = np.inf
-    return float(np.median(dists(out, inp).min(1) / np.maximum(d_in.min(1), 1e-9)))
+    return float(np.percentile(dists(out, inp).min(1) / np.maximum(d_in.min(1), 1e-9), q))
 
 
 def part_take(out_dir: Path, clips=("lbax4n", "brbk7n")) -> None:
@@ -295,14 +302,17 @@ def take_figures(images, fps, wave, sr, text: str, src: np.ndarray, label: str, 
         out, track, note, offset = chain(images, fps, wave, sr, text, model)
         boxes = track.boxes.double().numpy()
         lf_in, lf_out = lower_faces(images, boxes), lower_faces(out, boxes)
-        print(f"{label} {g:<13} realness {take_realness(lf_in, lf_out, src):.2f} (bar 1.0)  stability "
-              f"{stability(lf_in, lf_out):.2f}  SyncScore {offset:+d} | {note}", flush=True)
+        m_in, m_out = lower_faces(images, boxes, window=MOUTH), lower_faces(out, boxes, window=MOUTH)
+        print(f"{label} {g:<13} realness {take_realness(m_in, m_out, src):.2f} (bar 1.0; 95th percentile "
+              f"{take_realness(m_in, m_out, src, q=95):.2f}; lower face "
+              f"{take_realness(lf_in, lf_out, src):.2f})  stability {stability(lf_in, lf_out):.2f}  "
+              f"SyncScore {offset:+d} | {note}", flush=True)
         if g == "own mouths":
             k = int(10 * fps)
             contact_sheet(images[:k], out[:k], boxes[:k], fps, sheet)
 
 
-def read_take(video: str, max_side: int = 640) -> tuple[torch.Tensor, float]:
+def read_take(video: str, max_side: int = 960) -> tuple[torch.Tensor, float]:
     """A video's frames (float 0..1), scaled so the longer side is at most ``max_side``."""
     import cv2
 
@@ -320,10 +330,10 @@ def read_take(video: str, max_side: int = 640) -> tuple[torch.Tensor, float]:
     return torch.stack(frames).float().div_(255.0), fps
 
 
-def part_real_take(out_dir: Path, video: str, audio: str) -> None:
+def part_real_take(out_dir: Path, video: str, audio: str, side: int = 960) -> None:
     """Real footage kept outside the repository (e.g. LatentSync's demo videos in /work/realclips):
     ``video`` driven by ``audio`` (another speaker's line, recognised; cut to the video's length)."""
-    images, fps = read_take(video)
+    images, fps = read_take(video, side)
     wave, sr = media.read_audio(audio, "bench_bank")
     n = min(len(images), int(wave.shape[1] / sr * fps))
     images, wave = images[:n], wave[:, :int(n / fps * sr)]
@@ -415,10 +425,13 @@ def part_memory(n: int = 250) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", default="all", choices=("grid", "fit", "take", "speed", "memory", "all"))
+    p.add_argument("--part", default="all", choices=("grid", "fit", "take", "real", "speed", "memory", "all"))
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
-    p.add_argument("--take-video", help="part take: also this real video (kept outside the repository)")
-    p.add_argument("--take-audio", help="part take: the line that drives --take-video (another speaker's)")
+    p.add_argument("--take-video", action="append", default=[],
+                   help="parts take/real: also this real video (kept outside the repository); repeatable")
+    p.add_argument("--take-audio", action="append", default=[],
+                   help="the line that drives each --take-video (another speaker's), in the same order")
+    p.add_argument("--take-side", type=int, default=960, help="real takes are scaled to this longer side")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -426,10 +439,13 @@ def main() -> None:
         part_grid(out)
     if a.part in ("fit", "all"):
         part_fit()
+    if len(a.take_video) != len(a.take_audio):
+        p.error("give one --take-audio per --take-video")
     if a.part in ("take", "all"):
         part_take(out)
-        if a.take_video:
-            part_real_take(out, a.take_video, a.take_audio)
+    if a.part in ("take", "real", "all"):
+        for video, audio in zip(a.take_video, a.take_audio):
+            part_real_take(out, video, audio, a.take_side)
     if a.part in ("speed", "all"):
         part_speed()
     if a.part in ("memory", "all"):
