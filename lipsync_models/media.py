@@ -167,7 +167,8 @@ class VideoInfo:
     """What :func:`probe_video` reads from a container's first video stream: the exact frame rate
     (a Fraction, e.g. 30000/1001), the frame size, the frame count the container states (0 when
     it does not; :func:`iter_video` counts the real frames), whether it has sound, and the decoder's
-    pixel format and colour range (``"yuv420p"``, 0 unspecified / 1 limited / 2 full)."""
+    pixel format, colour range (``"yuv420p"``, 0 unspecified / 1 limited / 2 full), matrix,
+    primaries and transfer (FFmpeg's numbers, 2 = unspecified)."""
 
     rate: Fraction
     width: int
@@ -177,19 +178,30 @@ class VideoInfo:
     pix_fmt: str = ""
     color_range: int = 0
     colorspace: int = 2
+    color_primaries: int = 2
+    color_trc: int = 2
 
     @property
     def plain_yuv420(self) -> bool:
-        """8-bit 4:2:0 of limited range at an even size, in BT.601's matrix or none stated: frames
-        :func:`iter_yuv` hands over as they are decoded, and the encoder takes as they are. (The output
-        states no matrix, so a reader takes BT.601's: a clip in another one, e.g. BT.709, is converted
-        through RGB instead, as before.)"""
+        """8-bit 4:2:0 of limited range at an even size, in BT.601's or BT.709's matrix or none stated:
+        frames :func:`iter_yuv` hands over as they are decoded, and the encoder takes as they are, the
+        output stating the same colour tags (:attr:`colour`) so a reader converts them as the input's."""
         return (self.pix_fmt == "yuv420p" and self.color_range in (0, 1) and self.colorspace in PLAIN_MATRICES
                 and self.width % 2 == 0 and self.height % 2 == 0)
 
+    @property
+    def colour(self) -> dict:
+        """The colour tags the input states (matrix, range, primaries, transfer; unspecified ones
+        left out), for :class:`..video_out.VideoWriter`'s ``colour``."""
+        tags = {"colorspace": self.colorspace, "color_range": self.color_range,
+                "color_primaries": self.color_primaries, "color_trc": self.color_trc}
+        unstated = {"color_range": (0,)}  # the others: 2 = unspecified (0 is reserved)
+        return {k: v for k, v in tags.items() if v not in unstated.get(k, (0, 2))}
 
-PLAIN_MATRICES = (2, 5, 6)
-"""FFmpeg's colour matrices read as BT.601 when an output states none: unspecified, BT.470BG, SMPTE 170M."""
+
+PLAIN_MATRICES = (1, 2, 5, 6)
+"""FFmpeg's colour matrices whose 4:2:0 frames the runner keeps as decoded: BT.709, unspecified (read as
+BT.601), BT.470BG and SMPTE 170M (BT.601)."""
 
 
 def probe_video(path: str, who: str = "read_video") -> VideoInfo:
@@ -205,7 +217,8 @@ def probe_video(path: str, who: str = "read_video") -> VideoInfo:
             raise MediaError(f"{who}: {name}: its video stream states no usable size or rate ({w}x{h}, {rate}).")
         cc = stream.codec_context
         return VideoInfo(rate, w, h, int(stream.frames or 0), bool(container.streams.audio), str(cc.pix_fmt or ""),
-                         int(cc.color_range or 0), int(getattr(cc, "colorspace", 2) or 2))
+                         int(cc.color_range or 0), int(getattr(cc, "colorspace", 2) or 2),
+                         int(getattr(cc, "color_primaries", 2) or 2), int(getattr(cc, "color_trc", 2) or 2))
 
 
 def _decoded(path: str, who: str) -> Iterator:

@@ -130,7 +130,7 @@ class VideoWriter:
 
     def __init__(self, target, size: tuple[int, int], fps, audio=None, sample_rate: int | None = None, *,
                  num_frames: int | None = None, crf: int = 18, preset: str = "veryfast",
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, colour: dict | None = None):
         import av
 
         self.who = "write_video"
@@ -142,6 +142,7 @@ class VideoWriter:
         try:
             _tag(self.container, metadata)
             self.vs = _video_stream(self.container, self.rate, self.w, self.h, crf, preset, self.who)
+            self.colour = _colour(self.vs, colour, self.who)
             self.sound = None
             if parts is not None:
                 wave, sr = parts
@@ -160,7 +161,11 @@ class VideoWriter:
         if arr.shape[1:3] != (self.h, self.w):
             raise InputError(f"{self.who}: frames of {arr.shape[2]}x{arr.shape[1]} given to a "
                              f"{self.w}x{self.h} video.")
-        self._encode(av.VideoFrame.from_ndarray(img, format="rgb24") for img in arr)
+        space = self.colour.get("colorspace")
+        frames = (av.VideoFrame.from_ndarray(img, format="rgb24") for img in arr)
+        # into the stated matrix (the encoder's own conversion would take BT.601's)
+        self._encode(frames if space is None else (vf.reformat(format=self.vs.pix_fmt, dst_colorspace=space)
+                                                   for vf in frames))
 
     def write_yuv(self, frames: np.ndarray) -> None:
         """Encode the next (b, H * 3 / 2, W) uint8 frames in PyAV's ``yuv420p`` layout as they are (no
@@ -170,7 +175,14 @@ class VideoWriter:
         if self.vs.pix_fmt != "yuv420p" or tuple(frames.shape[1:]) != (self.h * 3 // 2, self.w):
             raise InputError(f"{self.who}: yuv420p frames of shape {tuple(frames.shape[1:])} given to a "
                              f"{self.w}x{self.h} {self.vs.pix_fmt} video.")
-        self._encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="yuv420p") for a in frames)
+        self._encode(self._tagged(av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="yuv420p"))
+                     for a in frames)
+
+    def _tagged(self, vf):
+        for k in ("colorspace", "color_range"):
+            if k in self.colour:
+                setattr(vf, k, self.colour[k])
+        return vf
 
     def _encode(self, frames) -> None:
         import av
@@ -229,6 +241,19 @@ def _video_stream(container, rate: Fraction, w: int, h: int, crf: int, preset: s
         log.info("%s: odd frame size %dx%d: encoding yuv444p to keep the exact size", who, w, h)
     vs.options = {"crf": str(int(crf)), "preset": preset}
     return vs
+
+
+def _colour(vs, colour: dict | None, who: str) -> dict:
+    """State ``colour`` (FFmpeg's numbers for ``colorspace``, ``color_range``, ``color_primaries``,
+    ``color_trc``; e.g. :attr:`..media.VideoInfo.colour`) in the stream, so players convert the frames
+    as their source meant; returns what was set. None or {}: nothing stated (read as BT.601)."""
+    colour = dict(colour or {})
+    unknown = set(colour) - {"colorspace", "color_range", "color_primaries", "color_trc"}
+    if unknown:
+        raise InputError(f"{who}: unknown colour tags {sorted(unknown)}.")
+    for k, v in colour.items():
+        setattr(vs.codec_context, k, int(v))
+    return colour
 
 
 class _AudioWriter:

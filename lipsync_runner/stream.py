@@ -57,6 +57,7 @@ class FileFrames:
         self.path, self.who = str(path), who
         self.rate, self.width, self.height, self.stated = info.rate, info.width, info.height, info.frames
         self.plain_yuv420 = info.plain_yuv420  # pass 3 then works on the decoder's planes (:mod:`.yuv`)
+        self.colour = info.colour if info.plain_yuv420 else {}  # and the output states the input's tags
 
     def chunks(self, chunk: int, size=None, full=()):
         return stream_io.background(media.iter_video(self.path, self.who, chunk, size, full), depth=2)
@@ -292,7 +293,8 @@ def blend_options(nodes, widget_defaults) -> dict:
 def open_writer(out: Path, src, b: int, audio: dict):
     os.makedirs(out.parent, exist_ok=True)
     tmp = partial_path(out)
-    return video_out.VideoWriter(str(tmp), (src.width, src.height), src.rate, audio, num_frames=b), tmp
+    return video_out.VideoWriter(str(tmp), (src.width, src.height), src.rate, audio, num_frames=b,
+                                 colour=getattr(src, "colour", None)), tmp
 
 
 def set_threads(asked: int = 0, cv_threads: int | None = None) -> tuple[int, int, int]:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from comfyui_lipsync.lipsync_models import media, video_out
+from comfyui_lipsync.lipsync_models.errors import InputError
 from comfyui_lipsync.lipsync_runner import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -454,6 +455,46 @@ def test_planar_pass_changes_only_the_mouth_and_matches_the_rgb_path(ntsc_clip, 
     assert (got[changed] == conv[changed]).mean() > 0.99  # the same new mouth
     src_y = np.stack([yuv.planes(f)[0] for f in src])
     assert (conv[~changed] != src_y[~changed]).mean() > 0.05  # the RGB round trip moves pixels it never changed
+
+
+def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, grid_dir, monkeypatch, capsys):
+    """A clip in BT.709 (phones and most cameras) takes the planar pass as a BT.601 one does, and the
+    output states the input's matrix, range, primaries and transfer, so players convert its untouched
+    bytes as the input's: away from the mouth it reads back as the input does."""
+    import wave as wavmod
+
+    from comfyui_lipsync.lipsync_runner import yuv
+
+    frames, _, _ = media.read_video(str(grid_dir / "bbaf2n.mpg"))
+    frames = frames[:50]
+    tags = {"colorspace": 1, "color_range": 1, "color_primaries": 1, "color_trc": 1}
+    w = video_out.VideoWriter(str(tmp_path / "clip.mp4"), (360, 288), 25, colour=tags)
+    try:
+        w.write(frames)  # RGB converted into BT.709, as the tags say
+    finally:
+        w.close()
+    info = media.probe_video(str(tmp_path / "clip.mp4"))
+    assert info.colour == tags and info.plain_yuv420
+    src = media.read_video(str(tmp_path / "clip.mp4"))[0]
+    planes = np.stack([f for _, chunk, _ in media.iter_yuv(str(tmp_path / "clip.mp4"), chunk=64) for f in chunk])
+    as_601 = torch.from_numpy(np.stack([yuv.to_rgb(p) for p in planes]))  # the same bytes read as BT.601
+    err = lambda x: float((x.float() - frames.float()).abs().mean())  # noqa: E731
+    assert err(src) < 2.5 < err(as_601) - 2  # read back as written (x264 at crf 18: ~2 levels; BT.601: ~6)
+    wave, sr = media.read_audio(str(grid_dir / "bbaf2n.mpg"))
+    with wavmod.open(str(tmp_path / "line.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sr)
+        f.writeframes((wave.mean(0)[: 2 * sr].clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    got, rc = _captured_run(monkeypatch, tmp_path, tmp_path / "out.mp4", 10 ** 9)
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    assert got.shape == (50, 288 * 3 // 2, 360)  # the decoder's planes were handed to the encoder
+    assert media.probe_video(str(tmp_path / "out.mp4")).colour == tags
+    out = media.read_video(str(tmp_path / "out.mp4"))[0]
+    top = (out[:, :120].float() - src[:, :120].float()).abs()  # above the mouth: untouched bytes, re-encoded
+    assert float(top.mean()) < 1.5 and float((out.float() - src.float()).abs().amax()) > 30  # the mouth changed
+    with pytest.raises(InputError, match="unknown colour tags"):
+        video_out.VideoWriter(str(tmp_path / "x.mp4"), (8, 8), 25, colour={"matrix": 1})
 
 
 def test_pass_two_from_kept_or_decoded_frames_gives_the_same_output(ntsc_clip, monkeypatch, capsys):

@@ -277,8 +277,8 @@ def test_planes_keep_a_bt709_clips_colours(tmp_path, grid_frames):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    # the runner's output states no matrix (read as BT.601), so such a clip takes the RGB path there
-    assert not media.probe_video(path).plain_yuv420 and media.probe_video(path).colorspace == 1
+    # the runner keeps such a clip in its planes and its output states the same matrix and range
+    assert media.probe_video(path).plain_yuv420 and media.probe_video(path).colour == {"colorspace": 1, "color_range": 1}
     with av.open(path) as c:
         decoded = next(c.decode(video=0)).to_ndarray(format="rgb24")
     _, planes, space = next(media.iter_yuv(path, chunk=1))
