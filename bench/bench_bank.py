@@ -433,14 +433,16 @@ def main() -> None:
                    help="the line that drives each --take-video (another speaker's), in the same order")
     p.add_argument("--take-side", type=int, default=960, help="real takes are scaled to this longer side")
     a = p.parse_args()
+    if len(a.take_video) != len(a.take_audio):
+        p.error("give one --take-audio per --take-video")
+    if a.part == "real" and not a.take_video:
+        p.error("--part real needs --take-video V --take-audio A (real videos kept outside the repository)")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.part in ("grid", "all"):
         part_grid(out)
     if a.part in ("fit", "all"):
         part_fit()
-    if len(a.take_video) != len(a.take_audio):
-        p.error("give one --take-audio per --take-video")
     if a.part in ("take", "all"):
         part_take(out)
     if a.part in ("take", "real", "all"):

@@ -195,7 +195,7 @@ class VideoInfo:
         left out), for :class:`..video_out.VideoWriter`'s ``colour``."""
         tags = {"colorspace": self.colorspace, "color_range": self.color_range,
                 "color_primaries": self.color_primaries, "color_trc": self.color_trc}
-        unstated = {"color_range": (0,)}  # the others: 2 = unspecified (0 is reserved)
+        unstated = {"color_range": (0,)}  # the others: 2 = unspecified (probe_video reads 0 as 2)
         return {k: v for k, v in tags.items() if v not in unstated.get(k, (0, 2))}
 
 

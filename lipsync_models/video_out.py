@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, MediaError
+from .media import SWS_THREADS
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -161,11 +162,11 @@ class VideoWriter:
         if arr.shape[1:3] != (self.h, self.w):
             raise InputError(f"{self.who}: frames of {arr.shape[2]}x{arr.shape[1]} given to a "
                              f"{self.w}x{self.h} video.")
-        space = self.colour.get("colorspace")
+        space = SWS_MATRIX.get(self.colour.get("colorspace"))
         frames = (av.VideoFrame.from_ndarray(img, format="rgb24") for img in arr)
         # into the stated matrix (the encoder's own conversion would take BT.601's)
-        self._encode(frames if space is None else (vf.reformat(format=self.vs.pix_fmt, dst_colorspace=space)
-                                                   for vf in frames))
+        self._encode(frames if space is None else (vf.reformat(format=self.vs.pix_fmt, dst_colorspace=space,
+                                                               threads=SWS_THREADS) for vf in frames))
 
     def write_yuv(self, frames: np.ndarray) -> None:
         """Encode the next (b, H * 3 / 2, W) uint8 frames in PyAV's ``yuv420p`` layout as they are (no
@@ -243,14 +244,26 @@ def _video_stream(container, rate: Fraction, w: int, h: int, crf: int, preset: s
     return vs
 
 
+SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9}
+"""FFmpeg's colour matrix numbers (``colorspace``) that frames can be written in -> swscale's own
+numbers for the same matrix (what PyAV's ``reformat(dst_colorspace=)`` takes): BT.709, FCC, BT.470BG
+and SMPTE 170M (both BT.601), SMPTE 240M, BT.2020 (non-constant luminance)."""
+
+
 def _colour(vs, colour: dict | None, who: str) -> dict:
     """State ``colour`` (FFmpeg's numbers for ``colorspace``, ``color_range``, ``color_primaries``,
     ``color_trc``; e.g. :attr:`..media.VideoInfo.colour`) in the stream, so players convert the frames
-    as their source meant; returns what was set. None or {}: nothing stated (read as BT.601)."""
+    as their source meant; returns what was set. None or {}: nothing stated (read as BT.601). Frames
+    are written in limited range and in a matrix of :data:`SWS_MATRIX` only."""
     colour = dict(colour or {})
     unknown = set(colour) - {"colorspace", "color_range", "color_primaries", "color_trc"}
     if unknown:
         raise InputError(f"{who}: unknown colour tags {sorted(unknown)}.")
+    if colour.get("color_range", 1) != 1:
+        raise InputError(f"{who}: only limited-range video is written (color_range 1), got {colour['color_range']}.")
+    if "colorspace" in colour and colour["colorspace"] not in SWS_MATRIX:
+        raise InputError(f"{who}: frames cannot be written in colour matrix {colour['colorspace']} "
+                         f"(FFmpeg's numbering; these can: {sorted(SWS_MATRIX)}).")
     for k, v in colour.items():
         setattr(vs.codec_context, k, int(v))
     return colour

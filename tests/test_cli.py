@@ -493,8 +493,10 @@ def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, 
     out = media.read_video(str(tmp_path / "out.mp4"))[0]
     top = (out[:, :120].float() - src[:, :120].float()).abs()  # above the mouth: untouched bytes, re-encoded
     assert float(top.mean()) < 1.5 and float((out.float() - src.float()).abs().amax()) > 30  # the mouth changed
-    with pytest.raises(InputError, match="unknown colour tags"):
-        video_out.VideoWriter(str(tmp_path / "x.mp4"), (8, 8), 25, colour={"matrix": 1})
+    for bad, msg in (({"matrix": 1}, "unknown colour tags"), ({"color_range": 2}, "limited-range"),
+                     ({"colorspace": 10}, "colour matrix 10")):
+        with pytest.raises(InputError, match=msg):
+            video_out.VideoWriter(str(tmp_path / "x.mp4"), (8, 8), 25, colour=bad)
 
 
 def test_pass_two_from_kept_or_decoded_frames_gives_the_same_output(ntsc_clip, monkeypatch, capsys):

@@ -317,6 +317,11 @@ def test_output_mouths_are_the_clips_own_and_drawn_ones_are_not(driven):
     warp generator's drawn mouths on the same inputs are not (> 1): the measure tells them apart.
     bench_bank measures 0.70 and 2.21 here (0.33-0.81 and 1.29-2.21 over the GRID pairs). Stability
     on the lower face (the issue's bar, 1.5)."""
+    from comfyui_lipsync.lipsync_models.calibration import MOUTH_IN_BOX, MOUTH_WIDTH
+
+    # the window: centred on the mouth as the face geometry places it, 1.5 mouth widths across
+    assert np.allclose([(MOUTH[0] + MOUTH[1]) / 2, (MOUTH[2] + MOUTH[3]) / 2], MOUTH_IN_BOX)
+    assert abs((MOUTH[1] - MOUTH[0]) / MOUTH_WIDTH - 1.5) < 0.05
     frames, track, vis, crops, out_track, out = driven
     boxes = track.boxes.double().numpy()
     inp = lower_faces(frames, boxes, window=MOUTH)

@@ -98,7 +98,20 @@ def _window_lines(windows: tuple[dict, ...]) -> list[str]:
         lines.append(f"  {w['start']:6.2f}-{w['end']:6.2f}: {w['offset_frames']:+3d}  {w['confidence']:.3f}{tag}")
     offs = [w["offset_frames"] for w in windows if w.get("judgeable", True)]
     if offs and max(offs) - min(offs) >= 2:
-        # the first judgeable window whose offset differs from the first one's (one exists: the offsets differ)
-        first = next(w for w in windows if w.get("judgeable", True) and w["offset_frames"] != offs[0])
-        lines.append(f"drift: the offset changes by {max(offs) - min(offs)} frames; it first moves at {first['start']:.2f} s")
+        lines.append(f"drift: the offset changes by {max(offs) - min(offs)} frames; it first moves at "
+                     f"{_drift_start(windows):.2f} s")
     return lines
+
+
+def _drift_start(windows) -> float:
+    """Start of the first judgeable window at which the offsets read so far span two frames or more
+    (one exists when the report prints a drift line)."""
+    lo = hi = None
+    for w in windows:
+        if not w.get("judgeable", True):
+            continue
+        o = int(w["offset_frames"])
+        lo, hi = (o, o) if lo is None else (min(lo, o), max(hi, o))
+        if hi - lo >= 2:
+            return float(w["start"])
+    raise ValueError("no drift of two frames in these windows")
