@@ -82,6 +82,17 @@ JUMP_COST = 0.15
 W_JUMP_SHAPE = 0.5
 """Cost per unit of shape distance between the mouth left and the mouth cut to."""
 
+REPAIR_OVER = 2.0
+"""A chosen lower face whose nose-and-cheek band, aligned, differs from the current frame's by more
+than this many times the clip's median difference is replaced (:func:`repair`). Relative to the clip
+itself; set by reasoning (on LatentSync's demo 2 the smeared mouths read 2.1-2.4 times the median,
+the rest mostly under 1.5), not fitted."""
+REPAIR_FLOOR = 0.05
+"""...and by at least this much (mean absolute grey difference, 0..1, each band less its mean): on a
+still head the median difference is tiny and twice it is no pose at all (GRID's aligned bands differ
+by 0.036 at most; the smeared mouths on demo 2 by 0.13-0.16). Set between those two, by reasoning."""
+REPAIR_CANDIDATES = 8
+"""How many of the mouths nearest in shape :func:`repair` tries for a frame."""
 ALIGN_SIZE = 64
 """Side of the grey crops ECC aligns on."""
 ALIGN_BAND = (0.05, 0.34)
@@ -119,12 +130,16 @@ class Selection:
     warp:   (T,) bool frames whose target the bank cannot reach (the warp generator makes them).
     note:   one line for the node's report.
     use_bank: False where the clip offers too few mouths (the warp generator makes every frame).
+    shape, scale: (T, K) every frame's shape descriptors and (K,) the unit of each in the selection's
+            distance (its spread over the weight's square root), for :func:`repair`.
     """
 
     source: np.ndarray
     warp: np.ndarray
     note: str
     use_bank: bool
+    shape: np.ndarray | None = None
+    scale: np.ndarray | None = None
 
 
 def _pose(track: FaceTrack) -> np.ndarray:
@@ -288,7 +303,10 @@ def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
     lost = int((~active).sum())
     if lost:
         note += f"; {lost} frames without a face keep their own mouth"
-    return Selection(source, warp, note, True)
+    w = np.asarray(BANK_WEIGHTS if bank.weights is None else bank.weights, np.float64)[:bank.shape.shape[1]]
+    scale = _scales(bank) / np.sqrt(np.maximum(w, 1e-12))
+    scale[w <= 0] = np.inf  # a descriptor of weight 0 does not count
+    return Selection(source, warp, note, True, _shape(track), scale)
 
 
 def _grey(small: torch.Tensor) -> np.ndarray:
@@ -321,7 +339,7 @@ def _ecc_shift(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> tuple[floa
     return dx, dy
 
 
-def alignment(small: torch.Tensor, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def alignment(small: torch.Tensor, source: np.ndarray, residual: bool = False):
     """How to bring each chosen lower face onto the current face.
 
     small:  (B, A, A, C) float 0..1 aligned crops of every frame of the clip, at a small side A
@@ -330,7 +348,8 @@ def alignment(small: torch.Tensor, source: np.ndarray) -> tuple[np.ndarray, np.n
     Returns (shift (B, 2) float64, in shares of the crop side: the chosen crop sampled at ``u +
     shift * S`` sits on the current one; gain (B, 3) float64 per-channel colour gain, so the band
     above the mouth (nose and cheeks) has the current frame's mean colour). Zero shift and unit gain
-    where ``source`` is -1 or the frame itself.
+    where ``source`` is -1 or the frame itself. ``residual``: also (B,) the band's mean absolute
+    difference, once aligned (:func:`_band_residual`; NaN where there is nothing to align).
     """
     check_shape(small, "B A A C", WHO, "small crops", B=len(source))
     a = small.shape[1]
@@ -340,12 +359,96 @@ def alignment(small: torch.Tensor, source: np.ndarray) -> tuple[np.ndarray, np.n
     means = small[:, rows, :, :3].detach().double().cpu().mean((1, 2)).numpy()
     shift = np.zeros((len(source), 2))
     gain = np.ones((len(source), 3))
+    res = np.full(len(source), np.nan)
     for t, j in enumerate(np.asarray(source)):
         if j < 0 or j == t:
             continue
         shift[t] = _ecc_shift(grey[j], grey[t], mask)
         gain[t] = np.clip(means[t] / np.maximum(means[j], 1e-3), 0.8, 1.25)
-    return shift / a, gain
+        if residual:
+            res[t] = _band_residual(grey[j], grey[t], shift[t])
+    return (shift / a, gain, res) if residual else (shift / a, gain)
+
+
+def _band_residual(src: np.ndarray, dst: np.ndarray, shift_px) -> float:
+    """Mean absolute difference of the band above the mouth (nose and cheeks; each less its mean)
+    between ``src`` moved by ``shift_px`` (as :func:`source_transforms` moves it) and ``dst``."""
+    import cv2
+
+    a = src.shape[0]
+    m = np.float32([[1, 0, shift_px[0]], [0, 1, shift_px[1]]])
+    moved = cv2.warpAffine(np.ascontiguousarray(src, np.float32), m, (a, a),
+                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    rows = slice(int(ALIGN_BAND[0] * a), int(ALIGN_BAND[1] * a))
+    x, y = moved[rows], dst[rows]
+    return float(np.abs((x - x.mean()) - (y - y.mean())).mean())
+
+
+def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: np.ndarray, res: np.ndarray,
+           available) -> tuple[Selection, np.ndarray, np.ndarray]:
+    """Frames whose chosen lower face does not sit on the current face take another.
+
+    A chosen frame whose head was tilted or turned otherwise than the current one's cannot be brought
+    onto it by a shift: its nose-and-cheek band, once aligned, still differs from the current frame's
+    (``res``, :func:`alignment`), and the pasted lower face reads as a smeared second mouth. Where that
+    difference exceeds :data:`REPAIR_OVER` times the clip's median and :data:`REPAIR_FLOOR`, each run of such frames takes,
+    of the :data:`REPAIR_CANDIDATES` frames in ``available`` (whose crops are at hand) nearest in shape
+    to the first frame's chosen mouth, the nearest whose aligned band stays within that limit over the
+    run (none: the choice stays). small: (B, A, A, C) crops (float 0..1 or uint8); shift (B, 2) in shares of
+    the crop side, gain (B, 3): as :func:`alignment` returns them. Returns them with the new choices
+    and the note counting the frames repaired."""
+    src = np.asarray(selection.source).copy()
+    ok = np.isfinite(res)
+    if selection.shape is None or ok.sum() < 2:
+        return selection, shift, gain
+    limit = max(REPAIR_OVER * float(np.median(res[ok])), REPAIR_FLOOR)
+    bad = ok & (res > limit)
+    if not bad.any():
+        return selection, shift, gain
+    a = small.shape[1]
+    mask = _band_mask(a)
+    rows = slice(int(ALIGN_BAND[0] * a), int(ALIGN_BAND[1] * a))
+    cache: dict = {}
+
+    def frame(i):
+        if i not in cache:
+            x = small[int(i)]
+            x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+            cache[i] = (_grey(x[None])[0], x[rows, :, :3].double().mean((0, 1)).cpu().numpy())
+        return cache[i]
+
+    pool = np.array(sorted(int(f) for f in available), np.int64)
+    shift, gain = shift.copy(), gain.copy()
+    fixed = 0
+    for lo, hi in _bad_runs(bad):
+        d = np.sqrt((((selection.shape[pool] - selection.shape[src[lo]]) / selection.scale) ** 2).sum(1))
+        best = best_fit = None
+        for c in pool[np.argsort(d, kind="stable")[:REPAIR_CANDIDATES]]:  # nearest in shape first
+            fit = []
+            for t in range(lo, hi):
+                sh = _ecc_shift(frame(c)[0], frame(t)[0], mask) if c != t else np.zeros(2)
+                fit.append((sh, _band_residual(frame(c)[0], frame(t)[0], sh)))
+            if float(np.mean([r for _, r in fit])) <= limit:  # its pose fits: the nearest shape that does
+                best, best_fit = int(c), fit
+                break
+        if best is None:
+            continue
+        for t, (sh, _) in zip(range(lo, hi), best_fit):
+            src[t] = best
+            shift[t] = np.asarray(sh) / a
+            gain[t] = 1.0 if best == t else np.clip(frame(t)[1] / np.maximum(frame(best)[1], 1e-3), 0.8, 1.25)
+            fixed += 1
+    if not fixed:
+        return selection, shift, gain
+    note = (f"{selection.note}; {fixed} frames whose chosen lower face did not sit on the face (head tilted "
+            "or turned otherwise) took a nearby mouth of a better-matching pose")
+    return replace(selection, source=src, note=note), shift, gain
+
+
+def _bad_runs(bad: np.ndarray):
+    """(first, stop) of each run of consecutive True in ``bad``."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def source_transforms(transform: torch.Tensor, crop_size: int, source: np.ndarray, shift: np.ndarray) -> torch.Tensor:
@@ -396,7 +499,8 @@ def make_plan(selection: Selection, small: torch.Tensor | None, crops: dict) -> 
     missing = [int(f) for f in used_frames(selection) if int(f) not in crops]
     if missing:
         raise InputError(f"{WHO}: the bank lacks the crops of frames {missing[:5]} the selection uses.")
-    shift, gain = alignment(small, selection.source)
+    shift, gain, res = alignment(small, selection.source, residual=True)
+    selection, shift, gain = repair(selection, small, shift, gain, res, crops)
     return Plan(selection, torch.as_tensor(shift, dtype=torch.float64), torch.as_tensor(gain, dtype=torch.float32),
                 dict(crops))
 

@@ -28,11 +28,11 @@ ALIGN_CHUNK = 512
 """Frames whose alignment crops are converted to float at a time (:func:`alignment`)."""
 
 
-def alignment(small: torch.Tensor, source: np.ndarray, chunk: int = ALIGN_CHUNK) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`..mouth_bank.alignment` on uint8 crops (B, A, A, 3), ``chunk`` frames at a time (each
-    chunk with the source frames it uses), so only a chunk is ever float. Same result."""
+def alignment(small: torch.Tensor, source: np.ndarray, chunk: int = ALIGN_CHUNK):
+    """:func:`..mouth_bank.alignment` (with ``residual``) on uint8 crops (B, A, A, 3), ``chunk`` frames
+    at a time (each chunk with the source frames it uses), so only a chunk is ever float. Same result."""
     b = len(source)
-    shift, gain = np.zeros((b, 2)), np.ones((b, 3))
+    shift, gain, res = np.zeros((b, 2)), np.ones((b, 3)), np.full(b, np.nan)
     for a in range(0, b, chunk):
         e = min(a + chunk, b)
         src = np.asarray(source[a:e])
@@ -40,9 +40,9 @@ def alignment(small: torch.Tensor, source: np.ndarray, chunk: int = ALIGN_CHUNK)
         rows = list(range(a, e)) + extra
         pos = {f: i for i, f in enumerate(rows)}
         sub = np.array([pos[int(j)] if j >= 0 else -1 for j in src] + [-1] * len(extra), np.int64)
-        sh, g = mouth_bank.alignment(small[torch.as_tensor(rows)].float().div_(255.0), sub)
-        shift[a:e], gain[a:e] = sh[:e - a], g[:e - a]
-    return shift, gain
+        sh, g, r = mouth_bank.alignment(small[torch.as_tensor(rows)].float().div_(255.0), sub, residual=True)
+        shift[a:e], gain[a:e], res[a:e] = sh[:e - a], g[:e - a], r[:e - a]
+    return shift, gain, res
 
 
 @dataclass
@@ -128,7 +128,9 @@ class Generator:
             raise InputError(f"{WHO}: the clip ended before frame {missing[0]}, which the generator needs; "
                              "the video may be truncated.")
         if self.uses_bank:
-            shift, gain = alignment(self.small, self.selection.source)
+            shift, gain, res = alignment(self.small, self.selection.source)
+            self.selection, shift, gain = mouth_bank.repair(self.selection, self.small, shift, gain, res, crops)
+            self.note = f"generator: {self.selection.note}"
             self.plan = mouth_bank.Plan(self.selection, torch.as_tensor(shift, dtype=torch.float64),
                                         torch.as_tensor(gain, dtype=torch.float32), crops)
             self.small = None

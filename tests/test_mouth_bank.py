@@ -262,6 +262,65 @@ def test_alignment_recovers_a_known_shift_and_tint(dx, dy):
     assert np.allclose(shift[0], 0) and np.allclose(gain[0], 1)
 
 
+def _level_and_tilted(n: int = 12, tilted: int = 9):
+    """Crops of ``n`` frames whose band above the mouth shows one face (a little noise each), except
+    frame ``tilted``, whose band shows another picture (a head pitched otherwise: no shift brings it
+    onto the rest); shape descriptors (opening, width) with frame 3 shaped as the tilted frame."""
+    a = MB.ALIGN_SIZE
+    g = torch.Generator().manual_seed(1)
+    level, other = _texture(a, seed=2), _texture(a, seed=3)
+    small = torch.stack([(other if i == tilted else level) + 0.01 * torch.randn(3, a, a, generator=g)
+                         for i in range(n)]).clamp(0, 1).permute(0, 2, 3, 1)
+    opening = np.linspace(0.0, 0.5, n)
+    opening[3] = opening[tilted] + 0.01
+    shape = np.stack([opening, np.full(n, 0.3)], 1)
+    return small, shape
+
+
+def test_repair_gives_a_badly_aligned_frame_a_mouth_of_the_right_pose():
+    small, shape = _level_and_tilted()
+    source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])  # frame 5 wears the tilted frame 9 (9 its own)
+    sel = MB.Selection(source, np.zeros(12, bool), "clip's own mouths", True, shape, np.array([0.1, np.inf]))
+    shift, gain, res = MB.alignment(small, source, residual=True)
+    limit = max(MB.REPAIR_OVER * np.median(res[np.isfinite(res)]), MB.REPAIR_FLOOR)
+    others = np.isfinite(res) & (np.arange(12) != 5)
+    assert res[5] > limit and (res[others] < limit).all()  # the only frame over the limit
+    fixed, shift2, gain2 = MB.repair(sel, small, shift, gain, res, available=range(12))
+    expect = source.copy()
+    expect[5] = 3  # the mouth nearest in shape to frame 9's whose band sits on frame 5's
+    assert fixed.source.tolist() == expect.tolist()
+    assert "1 frames whose chosen lower face did not sit on the face" in fixed.note
+    keep = np.arange(12) != 5
+    assert np.array_equal(shift2[keep], shift[keep]) and np.array_equal(gain2[keep], gain[keep])
+    assert np.allclose(shift2[5], 0, atol=0.02)  # the same face: no shift to make
+    # only frames whose crops are at hand are offered; with none better, nothing changes
+    same, _, _ = MB.repair(sel, small, shift, gain, res, available=[9])
+    assert same is sel
+    # uint8 crops (the streamed runner's) give the same choice
+    u8, _, _ = MB.repair(sel, (small * 255).round().to(torch.uint8), shift, gain, res, available=range(12))
+    assert u8.source.tolist() == expect.tolist()
+
+
+def test_repair_leaves_a_still_heads_small_differences_alone():
+    """Three times the clip's median band difference, but a still head's (under REPAIR_FLOOR): kept."""
+    small, shape = _level_and_tilted()
+    source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])
+    sel = MB.Selection(source, np.zeros(12, bool), "clip's own mouths", True, shape, np.array([0.1, np.inf]))
+    res = np.full(12, 0.01)
+    res[5], res[9] = 0.03, np.nan
+    shift, gain = np.zeros((12, 2)), np.ones((12, 3))
+    assert MB.repair(sel, small, shift, gain, res, available=range(12))[0] is sel
+
+
+def test_make_plan_repairs_before_it_aligns():
+    small, shape = _level_and_tilted()
+    source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])
+    sel = MB.Selection(source, np.zeros(12, bool), "clip's own mouths", True, shape, np.array([0.1, np.inf]))
+    crops = {i: torch.zeros(3, 8, 8, dtype=torch.uint8) for i in range(12)}
+    plan = MB.make_plan(sel, small, crops)
+    assert plan.selection.source[5] == 3 and "did not sit on the face" in plan.selection.note
+
+
 def test_source_transforms_move_the_crop_by_the_shift():
     t = torch.tensor([[[1.0, 0.0, 5.0], [0.0, 1.0, 7.0]], [[2.0, 0.0, 1.0], [0.0, 2.0, 3.0]]], dtype=torch.float64)
     m = MB.source_transforms(t, 100, np.array([1, -1]), np.array([[0.01, -0.02], [0.5, 0.5]]))
