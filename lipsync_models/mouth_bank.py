@@ -391,19 +391,22 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
     A chosen frame whose head was tilted or turned otherwise than the current one's cannot be brought
     onto it by a shift: its nose-and-cheek band, once aligned, still differs from the current frame's
     (``res``, :func:`alignment`), and the pasted lower face reads as a smeared second mouth. Where that
-    difference exceeds :data:`REPAIR_OVER` times the clip's median and :data:`REPAIR_FLOOR`, each run of such frames takes,
-    of the :data:`REPAIR_CANDIDATES` frames in ``available`` (whose crops are at hand) nearest in shape
-    to the first frame's chosen mouth, the nearest whose aligned band stays within that limit over the
-    run (none: the choice stays). small: (B, A, A, C) crops (float 0..1 or uint8); shift (B, 2) in shares of
-    the crop side, gain (B, 3): as :func:`alignment` returns them. Returns them with the new choices
-    and the note counting the frames repaired."""
+    difference exceeds both :data:`REPAIR_OVER` times the clip's median and :data:`REPAIR_FLOOR`, the
+    frame tries, nearest in shape first, the :data:`REPAIR_CANDIDATES` frames of ``available`` (those
+    whose crops are at hand: the frames the selection already uses) nearest in shape to the mouth it
+    was given, not itself (its own mouth speaks the clip's own line), the frame after the previous
+    frame's new mouth first (the footage's own motion); it takes the first whose aligned band is
+    within the limit, else keeps its choice. Frames the warp generator makes are left alone.
+    small: (B, A, A, C) crops (float 0..1 or uint8); shift (B, 2) in shares of the crop side, gain
+    (B, 3): as :func:`alignment` returns them. Returns them with the new choices and the note
+    counting the frames that changed."""
     src = np.asarray(selection.source).copy()
-    ok = np.isfinite(res)
+    ok = np.isfinite(res) & ~np.asarray(selection.warp, bool)
     if selection.shape is None or ok.sum() < 2:
         return selection, shift, gain
     limit = max(REPAIR_OVER * float(np.median(res[ok])), REPAIR_FLOOR)
-    bad = ok & (res > limit)
-    if not bad.any():
+    bad = np.flatnonzero(ok & (res > limit))
+    if not len(bad):
         return selection, shift, gain
     a = small.shape[1]
     mask = _band_mask(a)
@@ -418,37 +421,31 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
         return cache[i]
 
     pool = np.array(sorted(int(f) for f in available), np.int64)
+    in_pool = set(pool.tolist())
     shift, gain = shift.copy(), gain.copy()
-    fixed = 0
-    for lo, hi in _bad_runs(bad):
-        d = np.sqrt((((selection.shape[pool] - selection.shape[src[lo]]) / selection.scale) ** 2).sum(1))
-        best = best_fit = None
-        for c in pool[np.argsort(d, kind="stable")[:REPAIR_CANDIDATES]]:  # nearest in shape first
-            fit = []
-            for t in range(lo, hi):
-                sh = _ecc_shift(frame(c)[0], frame(t)[0], mask) if c != t else np.zeros(2)
-                fit.append((sh, _band_residual(frame(c)[0], frame(t)[0], sh)))
-            if float(np.mean([r for _, r in fit])) <= limit:  # its pose fits: the nearest shape that does
-                best, best_fit = int(c), fit
+    changed, last = 0, {}
+    for t in bad.tolist():
+        d = np.sqrt((((selection.shape[pool] - selection.shape[src[t]]) / selection.scale) ** 2).sum(1))
+        near = [int(c) for c in pool[np.argsort(d, kind="stable")[:REPAIR_CANDIDATES]] if c != t]
+        follow = last.get(t - 1, -2) + 1
+        if follow in in_pool and follow != t and follow in near:
+            near.remove(follow)
+            near.insert(0, follow)
+        for c in near:
+            sh = _ecc_shift(frame(c)[0], frame(t)[0], mask)
+            if _band_residual(frame(c)[0], frame(t)[0], sh) <= limit:  # its pose fits
+                changed += int(c != src[t])
+                src[t], last[t] = c, c
+                shift[t] = np.asarray(sh) / a
+                gain[t] = np.clip(frame(t)[1] / np.maximum(frame(c)[1], 1e-3), 0.8, 1.25)
                 break
-        if best is None:
-            continue
-        for t, (sh, _) in zip(range(lo, hi), best_fit):
-            src[t] = best
-            shift[t] = np.asarray(sh) / a
-            gain[t] = 1.0 if best == t else np.clip(frame(t)[1] / np.maximum(frame(best)[1], 1e-3), 0.8, 1.25)
-            fixed += 1
-    if not fixed:
+        if len(cache) > 4 * REPAIR_CANDIDATES:  # only the last few frames' crops are worth keeping
+            cache = {k: v for k, v in cache.items() if abs(k - t) <= 2 or k in last.values()}
+    if not changed:
         return selection, shift, gain
-    note = (f"{selection.note}; {fixed} frames whose chosen lower face did not sit on the face (head tilted "
-            "or turned otherwise) took a nearby mouth of a better-matching pose")
+    note = (f"{selection.note}; {changed} frames whose chosen lower face did not sit on the face (head tilted "
+            "or turned otherwise) took a mouth of the same shape and a fitting pose")
     return replace(selection, source=src, note=note), shift, gain
-
-
-def _bad_runs(bad: np.ndarray):
-    """(first, stop) of each run of consecutive True in ``bad``."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def source_transforms(transform: torch.Tensor, crop_size: int, source: np.ndarray, shift: np.ndarray) -> torch.Tensor:

@@ -262,38 +262,48 @@ def test_alignment_recovers_a_known_shift_and_tint(dx, dy):
     assert np.allclose(shift[0], 0) and np.allclose(gain[0], 1)
 
 
-def _level_and_tilted(n: int = 12, tilted: int = 9):
+def _level_and_tilted(n: int = 12, tilted=(9,)):
     """Crops of ``n`` frames whose band above the mouth shows one face (a little noise each), except
-    frame ``tilted``, whose band shows another picture (a head pitched otherwise: no shift brings it
-    onto the rest); shape descriptors (opening, width) with frame 3 shaped as the tilted frame."""
+    the ``tilted`` frames, whose band shows another picture (a head pitched otherwise: no shift brings
+    it onto the rest); shape descriptors (opening, width), frame 3 shaped as the first tilted frame."""
     a = MB.ALIGN_SIZE
     g = torch.Generator().manual_seed(1)
     level, other = _texture(a, seed=2), _texture(a, seed=3)
-    small = torch.stack([(other if i == tilted else level) + 0.01 * torch.randn(3, a, a, generator=g)
+    small = torch.stack([(other if i in tilted else level) + 0.01 * torch.randn(3, a, a, generator=g)
                          for i in range(n)]).clamp(0, 1).permute(0, 2, 3, 1)
     opening = np.linspace(0.0, 0.5, n)
-    opening[3] = opening[tilted] + 0.01
+    opening[3] = opening[tilted[0]] + 0.01
     shape = np.stack([opening, np.full(n, 0.3)], 1)
     return small, shape
+
+
+def _selection(source, shape, warp=None):
+    warp = np.zeros(len(source), bool) if warp is None else warp
+    return MB.Selection(np.asarray(source), warp, "clip's own mouths", True, shape, np.array([0.1, np.inf]))
+
+
+def _limit(res):
+    return max(MB.REPAIR_OVER * np.median(res[np.isfinite(res)]), MB.REPAIR_FLOOR)
 
 
 def test_repair_gives_a_badly_aligned_frame_a_mouth_of_the_right_pose():
     small, shape = _level_and_tilted()
     source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])  # frame 5 wears the tilted frame 9 (9 its own)
-    sel = MB.Selection(source, np.zeros(12, bool), "clip's own mouths", True, shape, np.array([0.1, np.inf]))
+    sel = _selection(source, shape)
     shift, gain, res = MB.alignment(small, source, residual=True)
-    limit = max(MB.REPAIR_OVER * np.median(res[np.isfinite(res)]), MB.REPAIR_FLOOR)
     others = np.isfinite(res) & (np.arange(12) != 5)
-    assert res[5] > limit and (res[others] < limit).all()  # the only frame over the limit
-    fixed, shift2, gain2 = MB.repair(sel, small, shift, gain, res, available=range(12))
+    assert res[5] > _limit(res) and (res[others] < _limit(res)).all()  # the only frame over the limit
+    fixed, shift2, gain2 = MB.repair(sel, small, shift, gain, res, available=set(source.tolist()) | {3})
     expect = source.copy()
     expect[5] = 3  # the mouth nearest in shape to frame 9's whose band sits on frame 5's
     assert fixed.source.tolist() == expect.tolist()
-    assert "1 frames whose chosen lower face did not sit on the face" in fixed.note
+    assert "; 1 frames whose chosen lower face did not sit on the face" in fixed.note
     keep = np.arange(12) != 5
     assert np.array_equal(shift2[keep], shift[keep]) and np.array_equal(gain2[keep], gain[keep])
     assert np.allclose(shift2[5], 0, atol=0.02)  # the same face: no shift to make
-    # only frames whose crops are at hand are offered; with none better, nothing changes
+    _, _, after = MB.alignment(small, fixed.source, residual=True)
+    assert after[5] <= _limit(res)
+    # only frames whose crops are at hand are offered; with none that fits, nothing changes
     same, _, _ = MB.repair(sel, small, shift, gain, res, available=[9])
     assert same is sel
     # uint8 crops (the streamed runner's) give the same choice
@@ -301,24 +311,55 @@ def test_repair_gives_a_badly_aligned_frame_a_mouth_of_the_right_pose():
     assert u8.source.tolist() == expect.tolist()
 
 
+def test_repair_treats_each_frame_of_a_run_and_counts_only_changes():
+    """Frames 4-7 wear tilted frames 9-10 (a run); each is given a mouth near its own chosen one in
+    shape that fits, never itself; every repaired frame ends within the limit; frames the warp
+    generator makes (6) are left alone and not counted."""
+    small, shape = _level_and_tilted(n=14, tilted=(9, 10))
+    source = np.array([1, 2, 3, 4, 9, 10, 9, 10, 0, 9, 10, 12, 13, 0])
+    warp = np.zeros(14, bool)
+    warp[6] = True
+    sel = _selection(source, shape, warp)
+    shift, gain, res = MB.alignment(small, source, residual=True)
+    fixed, _, _ = MB.repair(sel, small, shift, gain, res, available=range(14))
+    new = fixed.source
+    assert new[6] == 9  # the warp generator's frame keeps its choice
+    for t in (4, 5, 7):
+        assert new[t] not in (t, 9, 10)  # another mouth, of the level pose, not the frame's own
+    _, _, after = MB.alignment(small, new, residual=True)
+    assert all(after[t] <= _limit(res) for t in (4, 5, 7))
+    assert "; 3 frames whose chosen lower face did not sit on the face" in fixed.note
+    assert new.tolist()[:4] == source.tolist()[:4] and new.tolist()[8:] == source.tolist()[8:]
+
+
+def test_streamed_alignment_equals_the_whole_clips_with_sources_outside_a_chunk():
+    from comfyui_lipsync.lipsync_models import stream_generate
+
+    small, _ = _level_and_tilted(n=12, tilted=(9,))
+    u8 = (small * 255).round().to(torch.uint8)
+    source = np.array([11, 10, 9, 8, 7, -1, 0, 1, 2, 9, 4, 3])  # most sources lie in another chunk of 3
+    whole = MB.alignment(u8.float().div(255.0), source, residual=True)
+    chunked = stream_generate.alignment(u8, source, chunk=3)
+    for w, c in zip(whole, chunked):
+        assert np.allclose(w, c, equal_nan=True)
+
+
+def test_make_plan_aligns_then_repairs():
+    small, shape = _level_and_tilted()
+    source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])
+    crops = {i: torch.zeros(3, 8, 8, dtype=torch.uint8) for i in range(12)}
+    plan = MB.make_plan(_selection(source, shape), small, crops)
+    assert plan.selection.source[5] == 3 and "did not sit on the face" in plan.selection.note
+
+
 def test_repair_leaves_a_still_heads_small_differences_alone():
     """Three times the clip's median band difference, but a still head's (under REPAIR_FLOOR): kept."""
     small, shape = _level_and_tilted()
     source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])
-    sel = MB.Selection(source, np.zeros(12, bool), "clip's own mouths", True, shape, np.array([0.1, np.inf]))
     res = np.full(12, 0.01)
     res[5], res[9] = 0.03, np.nan
-    shift, gain = np.zeros((12, 2)), np.ones((12, 3))
-    assert MB.repair(sel, small, shift, gain, res, available=range(12))[0] is sel
-
-
-def test_make_plan_repairs_before_it_aligns():
-    small, shape = _level_and_tilted()
-    source = np.array([1, 2, 3, 4, 5, 9, 7, 8, 0, 9, 11, 0])
-    sel = MB.Selection(source, np.zeros(12, bool), "clip's own mouths", True, shape, np.array([0.1, np.inf]))
-    crops = {i: torch.zeros(3, 8, 8, dtype=torch.uint8) for i in range(12)}
-    plan = MB.make_plan(sel, small, crops)
-    assert plan.selection.source[5] == 3 and "did not sit on the face" in plan.selection.note
+    sel = _selection(source, shape)
+    assert MB.repair(sel, small, np.zeros((12, 2)), np.ones((12, 3)), res, available=range(12))[0] is sel
 
 
 def test_source_transforms_move_the_crop_by_the_shift():
