@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from ..lipsync_models.errors import DependencyError, InputError, LipSyncError, MediaError
+from ..lipsync_models.types import Phoneme, PhonemeTrack
 from . import neural
 
 log = logging.getLogger("comfyui_lipsync")
@@ -195,7 +196,8 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     bar.start("MaskLowerFace")
     track, small, size, kept = stream.track_pass(src, widget_defaults(nodes["LipSyncMaskLowerFace"]), bar)
     b = track.num_frames
-    driver, audio, track_v = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b)
+    driver, audio, track_v = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b,
+                                          phonemes=_reads_visemes(opts.model, nodes))
 
     bar.start("LipSyncInference")
     model = opts.model
@@ -234,16 +236,30 @@ def _builtin_models(nodes) -> tuple:
     return tuple(c for c in spec[0] if str(c).startswith("built-in")) if isinstance(spec[0], (list, tuple)) else ()
 
 
-def _audio_chain(job: Job, opts: Options, nodes, bar: Bar, wave, sr: int, fps: float, b: int):
-    """LoadAudioDriver -> ExtractPhonemes -> MapVisemes on the whole line for ``b`` frames."""
+def _reads_visemes(model, nodes) -> bool:
+    """Whether the generator ``model`` reads MapVisemes' track: the built-in ones do; Wav2Lip, MuseTalk
+    and LatentSync read the sound themselves."""
+    return isinstance(model, str) and (model == BUILTIN_MODEL or model in _builtin_models(nodes))
+
+
+def _audio_chain(job: Job, opts: Options, nodes, bar: Bar, wave, sr: int, fps: float, b: int,
+                 phonemes: bool = True):
+    """LoadAudioDriver -> ExtractPhonemes -> MapVisemes on the whole line for ``b`` frames.
+    ``phonemes`` False (a generator that reads the sound itself): no phonemes are extracted (about
+    30 s per 10 minutes of speech) and MapVisemes is given one silence covering the line, a track of
+    the right length that nothing reads."""
     bar.start("LoadAudioDriver")
     out, _ = call_node(nodes["LipSyncLoadAudioDriver"], audio_file="", fps=fps, frame_count=b,
                        audio={"waveform": wave[None], "sample_rate": sr})
     driver, audio = out["driver"], out["audio"]
 
-    bar.start("ExtractPhonemes")
-    out, _ = call_node(nodes["LipSyncExtractPhonemes"], backend=opts.backend, transcript=job.transcript, driver=driver)
-    phonemes = out["phonemes"]
+    if phonemes:
+        bar.start("ExtractPhonemes")
+        out, _ = call_node(nodes["LipSyncExtractPhonemes"], backend=opts.backend, transcript=job.transcript,
+                           driver=driver)
+        phonemes = out["phonemes"]
+    else:
+        phonemes = PhonemeTrack((Phoneme("SIL", 0.0, b / fps),), b / fps, "none")
 
     bar.start("MapVisemes")
     breath = {} if opts.breath_open is None else {"breath_open": float(opts.breath_open)}
@@ -319,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", help="spoken line (wav, mp3, flac, m4a, or a video's sound), or a folder with one "
                                    "file per clip, same name as the clip")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (a folder when --video is a folder)")
-    p.add_argument("--transcript", help="the words spoken (or a .txt file): aligned for the most accurate timing")
+    p.add_argument("--transcript", help="the words spoken (or a .txt file): aligned for the most accurate timing "
+                        "(the built-in generators; Wav2Lip, MuseTalk and LatentSync read the sound itself)")
     p.add_argument("--model", default=BUILTIN_MODEL,
                    help=f"generator: '{BUILTIN_MODEL}' (default), or a checkpoint in models/lipsync/")
     p.add_argument("--musetalk", metavar="DIR",
@@ -341,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --latentsync: reuse the deep features between every N-th step (DeepCache; the "
                         "reference's --enable_deepcache is 3); 0 = off")
     p.add_argument("--backend", default="auto", choices=["auto", "recognize", "align", "acoustic"],
-                   help="phoneme backend (auto: align when a transcript is given, else recognize)")
+                   help="phoneme backend (auto: align when a transcript is given, else recognize; the built-in "
+                        "generators only)")
     p.add_argument("--visemes", default="rhubarb", help="viseme set: rhubarb, oculus15 or azure22")
     p.add_argument("--strength", type=float, default=1.0, help="how far the mouth moves (0..1.5)")
     p.add_argument("--lip-frame", type=int, default=-1,

@@ -214,8 +214,12 @@ def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
 
     from comfyui_lipsync.lipsync_models.backends.wav2lip import Wav2LipGenerator
 
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+
     monkeypatch.setenv("LIPSYNC_MODELS_DIR", "unset")  # restored after the test (the runner sets it)
     monkeypatch.delenv("LIPSYNC_MODELS_DIR")
+    # Wav2Lip reads the sound itself: the runner must not spend time extracting phonemes for it
+    monkeypatch.setattr(ExtractPhonemes, "extract", lambda *a, **k: pytest.fail("phonemes extracted for Wav2Lip"))
     torch.manual_seed(0)
     ckpt = tmp_path / "models" / "lipsync" / "w2l_random.safetensors"
     ckpt.parent.mkdir(parents=True)
@@ -227,6 +231,22 @@ def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
     assert code == 0 and os.environ["LIPSYNC_MODELS_DIR"] == str((tmp_path / "models").resolve())
     frames, _, _ = media.read_video(str(out))
     assert frames.shape == (12, 288, 360, 3)
+
+
+def test_only_the_built_in_generators_get_phonemes(tmp_path, grid_dir, monkeypatch):
+    """The built-in generators follow MapVisemes' track, so the runner extracts the line's phonemes
+    for them (the neural ones are checked in their own runner tests, which fail on extraction)."""
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+
+    calls = []
+    real = ExtractPhonemes.extract
+    monkeypatch.setattr(ExtractPhonemes, "extract", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    _short_clip(tmp_path, grid_dir, "lbax4n", "lbax4n", frames=12)
+    for model in ("", "built-in: warp (drawn lips)"):
+        code = cli.main(["--video", str(tmp_path / "clips" / "lbax4n.mp4"), "--audio", str(tmp_path / "lines" / "lbax4n.wav"),
+                         "-o", str(tmp_path / f"out{len(calls)}.mp4"), "--no-score", "-q"] + (["--model", model] if model else []))
+        assert code == 0
+    assert len(calls) == 2
 
 
 # --- the runner's checks before any work (issue 15's sweep) -------------------------------------------

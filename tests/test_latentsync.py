@@ -553,12 +553,16 @@ def test_streamed_generator_makes_the_nodes_crops(layout, grid, tiny_cache):
         gen.generate(3, images[3:])
 
 
-def test_runner_runs_latentsync(layout, tmp_path, tiny_cache, capsys):
+def test_runner_runs_latentsync(layout, tmp_path, tiny_cache, capsys, monkeypatch):
     """`--latentsync DIR` on a 20-frame GRID clip (two chunks: 16 + 4): frame count, size and rate kept,
-    the lower face redrawn, the top of the frame not; bad options refused before decoding."""
+    the lower face redrawn, the top of the frame not; bad options refused before decoding; no phonemes
+    extracted (LatentSync reads the sound itself)."""
     from comfyui_lipsync.lipsync_models import media
     from comfyui_lipsync.lipsync_runner import cli
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
     from test_musetalk import _clip_and_line
+
+    monkeypatch.setattr(ExtractPhonemes, "extract", lambda *a, **k: pytest.fail("phonemes extracted for LatentSync"))
 
     video, line = _clip_and_line(tmp_path / "in", "bbaf2n", 20)
     out = tmp_path / "out.mp4"

@@ -599,12 +599,16 @@ def test_runner_musetalk_argument_errors(copy, tmp_path, monkeypatch, capsys):
     assert "MuseTalk folder" in capsys.readouterr().err
 
 
-def test_runner_runs_musetalk_on_clips_loading_the_models_once(layout, tmp_path, counted_loads, capsys):
+def test_runner_runs_musetalk_on_clips_loading_the_models_once(layout, tmp_path, counted_loads, capsys,
+                                                              monkeypatch):
     """Two 12-frame GRID clips through `--musetalk DIR` (the tiny random weights in the public layout):
     each output keeps its frame count and size, the lower face is redrawn and the top of the frame is
-    not; the models are read once for both clips."""
+    not; the models are read once for both clips; no phonemes extracted (MuseTalk reads the sound)."""
     from comfyui_lipsync.lipsync_models import media
     from comfyui_lipsync.lipsync_runner import cli
+    from comfyui_lipsync.nodes.extract_phonemes import ExtractPhonemes
+
+    monkeypatch.setattr(ExtractPhonemes, "extract", lambda *a, **k: pytest.fail("phonemes extracted for MuseTalk"))
 
     for clip in ("bbaf2n", "swwp2s"):
         _clip_and_line(tmp_path / "in", clip, 12)
