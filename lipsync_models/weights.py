@@ -219,6 +219,9 @@ class ModelCache:
             self._items[key] = (stamp, model)
             return model
 
-    def clear(self) -> None:
+    def clear(self) -> bool:
+        """Drop every cached model; True when there was one."""
         with self._lock:
+            held = bool(self._items)
             self._items.clear()
+        return held

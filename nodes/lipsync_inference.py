@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from ..lipsync_models import backends
-from ..lipsync_models.backends import latentsync, musetalk, musetalk_files
+from ..lipsync_models.backends import latentsync, musetalk, musetalk_files, wav2lip
 from ..lipsync_models.errors import CheckpointError
 from ..lipsync_models.types import DRIVER, FACE_TRACK, VISEMES
 from . import _comfy
@@ -23,7 +23,9 @@ def checkpoint_path(model: str) -> str:
     return path
 
 
-# ComfyUI's "unload models" (and a GPU request still short) also drops the MuseTalk and LatentSync caches
+# ComfyUI's "unload models" (and a GPU request still short) also drops the Wav2Lip, MuseTalk and
+# LatentSync caches
+_comfy.register_release(wav2lip.release)
 _comfy.register_release(musetalk.release)
 _comfy.register_release(latentsync.release)
 

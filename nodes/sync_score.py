@@ -6,6 +6,7 @@ import logging
 import os
 
 from ..lipsync_models import sync, ui_payload
+from ..lipsync_models.backends import stablesyncnet, syncnet
 from ..lipsync_models.errors import InputError
 from ..lipsync_models.types import DRIVER, FACE_TRACK, PHONEMES
 from . import _comfy
@@ -13,6 +14,9 @@ from . import _comfy
 log = logging.getLogger("comfyui_lipsync")
 
 WHO = "SyncScore"
+# ComfyUI's "unload models" (and a GPU request still short) also drops the judges' networks
+_comfy.register_release(syncnet.release)
+_comfy.register_release(stablesyncnet.release)
 ARTICULATION = "articulation (no weights)"
 ARTICULATION_PHONEMES = "articulation + phonemes (no weights)"
 

@@ -151,6 +151,24 @@ def test_checkpoint_round_trip_pth_and_safetensors(random_net, tmp_path):
             torch.testing.assert_close(net.forward_aud(x), want)
 
 
+def test_comfyui_unloading_models_drops_the_judges(random_net, tmp_path):
+    """The SyncScore node registers the SyncNet v2 and StableSyncNet caches with ComfyUI's model
+    management: its "Unload models" drops the networks, which are read again on the next run."""
+    from comfyui_lipsync.lipsync_models.backends import stablesyncnet
+    from comfyui_lipsync.nodes import _comfy
+    from comfyui_lipsync.nodes import sync_score  # noqa: F401  (registers at import)
+
+    path = tmp_path / "syncnet_v2.model"
+    torch.save(random_net.state_dict(), path)
+    a = syncnet.load_syncnet_cached(str(path))
+    assert syncnet.load_syncnet_cached(str(path)) is a
+    stablesyncnet._SLOT.get("stable_syncnet.pt", torch.nn.Identity)  # as a loaded one sits
+    assert {syncnet.release, stablesyncnet.release} <= set(_comfy._RELEASES)
+    assert _comfy.release_models() is True
+    assert not stablesyncnet._SLOT.holds("stable_syncnet.pt") and syncnet.load_syncnet_cached(str(path)) is not a
+    assert syncnet.release() is True and syncnet.release() is False and stablesyncnet.release() is False
+
+
 def test_checkpoint_errors_are_clear(random_net, tmp_path):
     sd = dict(random_net.state_dict())
     miss = {k: v for k, v in sd.items() if k != "netcnnlip.0.weight"}

@@ -238,6 +238,23 @@ def test_model_cache_reloads_only_when_the_file_changes(tmp_path, model):
     assert c is not a and cache.loads == 2
 
 
+def test_comfyui_unloading_models_drops_the_wav2lip_cache(tmp_path, model):
+    """ComfyUI's "Unload models" (and a GPU request still short) reaches the Wav2Lip cache too: the
+    node registers its release at import (as MuseTalk's and LatentSync's)."""
+    from comfyui_lipsync.nodes import _comfy
+    from comfyui_lipsync.nodes import lipsync_inference  # noqa: F401  (registers at import)
+
+    path = tmp_path / "c.pth"
+    torch.save({"state_dict": model.state_dict()}, path)
+    W.release()
+    a = W.cached_wav2lip(str(path), torch.device("cpu"))
+    assert W.cached_wav2lip(str(path), torch.device("cpu")) is a  # kept between runs
+    assert W.release in _comfy._RELEASES
+    assert _comfy.release_models() is True
+    assert W.cached_wav2lip(str(path), torch.device("cpu")) is not a  # read again after the release
+    assert W.release() is True and W.release() is False
+
+
 # --- face crops and the node -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..weights import match_state_dict, read_tensors, strip_prefix
+from .model_slot import ModelSlot
 from ..errors import CheckpointError, InputError
 
 WHO = "SyncScore"
@@ -207,15 +208,16 @@ def load_stablesyncnet(path: str, device: torch.device | str = "cpu", who: str =
     return build_stablesyncnet(state, os.path.basename(path), who, config).to(device)
 
 
-_CACHE: dict[tuple[str, float, str], StableSyncNet] = {}
+_SLOT = ModelSlot("StableSyncNet")
 
 
 def load_stablesyncnet_cached(path: str, device: torch.device | str = "cpu", who: str = WHO) -> StableSyncNet:
     """:func:`load_stablesyncnet`, keeping the last network loaded (same path, modification time and
     device: read once; another one replaces it)."""
     key = (path, os.path.getmtime(path) if os.path.isfile(path) else 0.0, str(device))
-    if key not in _CACHE:
-        net = load_stablesyncnet(path, device=device, who=who)
-        _CACHE.clear()
-        _CACHE[key] = net
-    return _CACHE[key]
+    return _SLOT.get(key, lambda: load_stablesyncnet(path, device=device, who=who))
+
+
+def release() -> bool:
+    """Drop the cached network (:meth:`.model_slot.ModelSlot.release`)."""
+    return _SLOT.release(WHO)

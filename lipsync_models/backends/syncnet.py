@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from ..weights import match_state_dict, read_tensors, strip_prefix
 from ..errors import CheckpointError, InputError
+from .model_slot import ModelSlot
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -126,17 +127,19 @@ def load_syncnet(path: str, device: torch.device | str = "cpu", who: str = "Sync
     return build_syncnet(load_state(path, who), os.path.basename(path), who).to(device)
 
 
-_CACHE: dict[tuple[str, float, str], SyncNetV2] = {}
+_SLOT = ModelSlot("SyncNet v2")
 
 
 def load_syncnet_cached(path: str, device: torch.device | str = "cpu", who: str = "SyncNet") -> SyncNetV2:
     """:func:`load_syncnet`, keeping the last network loaded: the same file (path and modification
     time) on the same device is read once; another one replaces it (one network in memory)."""
     key = (path, os.path.getmtime(path), str(device))
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = load_syncnet(path, device=device, who=who)
-    return _CACHE[key]
+    return _SLOT.get(key, lambda: load_syncnet(path, device=device, who=who))
+
+
+def release() -> bool:
+    """Drop the cached network (:meth:`.model_slot.ModelSlot.release`)."""
+    return _SLOT.release("SyncScore")
 
 
 # --- audio features ------------------------------------------------------------------------

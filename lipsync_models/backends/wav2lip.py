@@ -218,6 +218,15 @@ def cached_wav2lip(path: str, device: torch.device, who: str = "LipSyncInference
     return _CACHE.get(path, lambda p: load_wav2lip(p, who), device)
 
 
+def release() -> bool:
+    """Drop the cached Wav2Lip models (ComfyUI's model management calls this through nodes/_comfy.py
+    when it unloads models or needs the memory). True when there was something to drop."""
+    held = _CACHE.clear()
+    if held:
+        log.info("LipSyncInference: Wav2Lip models released")
+    return held
+
+
 # --- face crops ------------------------------------------------------------------------------
 
 PAD_BOTTOM = 0.06
