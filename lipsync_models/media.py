@@ -245,6 +245,12 @@ def _decoded(path: str, who: str) -> Iterator:
         raise MediaError(f"{who}: {name} holds no video frames.")
 
 
+def count_frames(path: str, who: str = "read_video") -> int:
+    """How many frames :func:`iter_video` would give for ``path`` (decoded, not converted: no frame is
+    kept). MediaError as :func:`iter_video`."""
+    return sum(1 for _ in _decoded(path, who))
+
+
 SWS_THREADS = 1
 """Threads swscale converts one frame with (PyAV's default, 0, starts as many as there are CPUs for
 each call: the same pixels for 30-40 % more CPU time on a 1080p frame, the decoder and the

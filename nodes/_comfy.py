@@ -210,14 +210,66 @@ def video_components(video, who: str = "LipSync") -> tuple[torch.Tensor, dict | 
     return images, audio, fps
 
 
+def video_file(video) -> str | None:
+    """The file a ComfyUI VIDEO reads from (VideoFromFile's ``get_stream_source()`` on a path), or None:
+    a VIDEO of frames (whose ``get_stream_source`` is the base class's, which would encode the frames
+    to make one), a VIDEO held in memory (a BytesIO), a trimmed VIDEO (newer ComfyUI trims a VideoFromFile
+    without a new file: its file is the whole clip; None too where the VIDEO can be trimmed but does
+    not say it is not), or any other object."""
+    get = getattr(video, "get_stream_source", None)
+    owner = next((c for c in type(video).__mro__ if "get_stream_source" in vars(c)), None)
+    if not callable(get) or owner is None or owner.__name__ == "VideoInput":
+        return None
+    if callable(getattr(video, "as_trimmed", None)):
+        window = getattr(video, "get_active_trim_window", None)
+        try:
+            start, duration = window() if callable(window) else (None, None)
+        except Exception:
+            return None
+        if start is None or start or duration:
+            return None
+    try:
+        src = get()
+    except Exception:  # not readable this way: the frames are decoded instead
+        return None
+    return src if isinstance(src, str) and os.path.isfile(src) else None
+
+
+def video_sound(video, who: str = "LipSync") -> tuple[dict | None, int, float]:
+    """A ComfyUI VIDEO's sound (AUDIO dict, None when it has none), frame count and exact frame rate,
+    without holding its frames where it reads from a file (:func:`video_file`: the sound decoded from
+    the file, the length by :func:`video_length_and_rate`; a 10-s 1080p clip's frames are 6 GB as
+    ComfyUI decodes them); otherwise through :func:`video_components`. Same errors."""
+    path = video_file(video)
+    if path is None:
+        images, audio, fps = video_components(video, who)
+        return audio, int(images.shape[0]), fps
+    from ..lipsync_models import media
+    from ..lipsync_models.errors import MediaError
+
+    count, fps = video_length_and_rate(video, who)
+    try:
+        wave, sr = media.read_audio(path, who)
+    except MediaError:  # no audio track, or one that cannot be decoded: a silent clip, as video_components
+        return None, count, fps
+    return {"waveform": wave[None], "sample_rate": sr}, count, fps
+
+
 def video_length_and_rate(video, who: str = "LipSync") -> tuple[int, float]:
     """Frame count and exact frame rate (float) of a ComfyUI VIDEO without decoding its frames
     where ComfyUI allows it (``get_frame_count()`` / ``get_frame_rate()``, which a file-backed VIDEO
-    reads from the container); otherwise through :func:`video_components`. Same errors."""
+    reads from the container), or by counting the frames of its file (:func:`video_file`, an older
+    ComfyUI's VideoFromFile; nothing kept); otherwise through :func:`video_components`. Same errors."""
     count_of, rate_of = getattr(video, "get_frame_count", None), getattr(video, "get_frame_rate", None)
     if not (callable(count_of) and callable(rate_of)):
-        images, _, fps = video_components(video, who)
-        return int(images.shape[0]), fps
+        path = video_file(video)
+        if path is None:
+            images, _, fps = video_components(video, who)
+            return int(images.shape[0]), fps
+        from ..lipsync_models import media
+
+        # the rate as ComfyUI's get_components states it: the stream's average rate
+        return media.count_frames(path, who), _rate(media.probe_video(path, who).rate, who)
     from ..lipsync_models.errors import LipSyncError, MediaError
 
     try:

@@ -69,8 +69,8 @@ class LoadAudioDriver:
                 "video": ("VIDEO", {"tooltip": "The clip as ComfyUI's VIDEO (LoadVideo, CreateVideo): its frame "
                                                "rate replaces fps, its frame count is used when frame_count is 0, "
                                                "and its sound is the line when neither the audio input nor a file "
-                                               "is given. With another line only its length and rate are read "
-                                               "(no frames decoded); taking its sound decodes it while loading."}),
+                                               "is given. Only its length, rate and sound are read, from its file "
+                                               "where it has one (LoadVideo's: no frames decoded)."}),
             },
         }
 
@@ -130,11 +130,11 @@ class LoadAudioDriver:
             if images is not None:
                 log.warning("%s: both images and video are connected; using the video's frames and rate.", WHO)
             if audio is None and _no_file(audio_file):  # the video's own sound drives: decode it
-                images, video_audio, fps = _comfy.video_components(video, WHO)
+                video_audio, clip_frames, fps = _comfy.video_sound(video, WHO)
                 if video_audio is None:
                     raise InputError(f"{WHO}: the video input has no sound and no audio is given. Connect an "
                                      "AUDIO output, or upload the line with the audio_file upload button.")
-                audio, audio_name, clip_frames = video_audio, "the video's sound", int(images.shape[0])
+                audio, audio_name = video_audio, "the video's sound"
             else:  # another line drives: only the length and rate are needed, not the frames
                 clip_frames, fps = _comfy.video_length_and_rate(video, WHO)
         fps = A.check_fps(fps, WHO)

@@ -296,3 +296,96 @@ def test_another_line_never_decodes_the_videos_frames():
     own = FileBackedVideo(25, Fraction(25), Components(torch.rand(25, 4, 4, 3), sound, Fraction(25)))
     _, d = LoadAudioDriver().load(NO_FILE, video=own)["result"]
     assert d.num_frames == 25 and d.name == "the video's sound"
+
+
+class VideoInput:
+    """ComfyUI's abstract VIDEO base: its get_stream_source encodes the frames into a new file."""
+
+    def get_stream_source(self):
+        raise AssertionError("the frames were encoded to find their file")
+
+
+class VideoFromFile(VideoInput):
+    """An older ComfyUI's VideoFromFile (no get_frame_count): a file behind it, and get_components
+    decoding every frame as float, which here fails the test."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def get_stream_source(self):
+        return self.path
+
+    def get_components(self):
+        raise AssertionError("the frames were decoded although only the sound and length were needed")
+
+
+class VideoFromComponents(VideoInput):
+    def __init__(self, components):
+        self.components = components
+
+    def get_components(self):
+        return self.components
+
+
+def test_the_videos_own_sound_is_read_from_its_file_without_its_frames(tmp_path):
+    """LoadAudioDriver driven by a VIDEO's own sound reads the sound from the VIDEO's file and counts
+    its frames there (29.97 fps, 45 frames, a 440 Hz tone); a VIDEO made of frames gives them as before
+    (its base class's get_stream_source, which would encode them, is never called)."""
+    from comfyui_lipsync.lipsync_models import media, video_out
+
+    rate = Fraction(30000, 1001)
+    t = torch.arange(int(16000 * 45 / rate)) / 16000.0
+    tone = 0.3 * torch.sin(2 * torch.pi * 440.0 * t)[None]
+    path = video_out.write_video(str(tmp_path / "clip.mp4"), torch.rand(45, 32, 32, 3), rate, tone, 16000)
+    video = VideoFromFile(path)
+    assert _comfy.video_length_and_rate(video) == (45, float(rate))
+    _, d = LoadAudioDriver().load(NO_FILE, video=video)["result"]
+    assert d.num_frames == 45 and d.fps == float(rate) and d.name == "the video's sound"
+    wave, sr = media.read_audio(path)
+    want = A.make_driver({"waveform": wave[None], "sample_rate": sr}, float(rate), 45)
+    assert torch.equal(d.waveform, want.waveform)
+    # a silent file: the node's usual message
+    silent = video_out.write_video(str(tmp_path / "silent.mp4"), torch.rand(5, 32, 32, 3), 25)
+    with pytest.raises(InputError, match="the video input has no sound and no audio is given"):
+        LoadAudioDriver().load(NO_FILE, video=VideoFromFile(silent))
+    sound = {"waveform": 0.2 * torch.ones(1, 1, 16000), "sample_rate": 16000}
+    framed = VideoFromComponents(Components(torch.rand(25, 4, 4, 3), sound, Fraction(25)))
+    assert _comfy.video_file(framed) is None and _comfy.video_length_and_rate(framed) == (25, 25.0)
+    _, d = LoadAudioDriver().load(NO_FILE, video=framed)["result"]
+    assert d.num_frames == 25 and d.name == "the video's sound"
+
+
+class TrimmableVideoFromFile(VideoFromFile):
+    """A newer ComfyUI's VideoFromFile: it can be trimmed (as_trimmed) without a new file, so its file
+    is the whole clip; ``window`` is what get_active_trim_window says (None: it has no such method)."""
+
+    def __init__(self, path, window, components=None):
+        super().__init__(path)
+        self.window, self.components = window, components
+        if window is not None:
+            self.get_active_trim_window = lambda: self.window
+
+    def as_trimmed(self, start_time=None, duration=None, strict_duration=False):
+        raise AssertionError("not called")
+
+    def get_components(self):
+        if self.components is None:
+            return super().get_components()
+        return self.components
+
+
+@pytest.mark.parametrize("window, from_file", [((0.0, 0.0), True), ((1.0, 0.0), False), ((0.0, 0.5), False),
+                                                (None, False)])
+def test_a_trimmed_videos_sound_is_not_read_from_its_whole_file(tmp_path, window, from_file):
+    """A VIDEO trimmed by ComfyUI reads from the whole file: its own sound comes from its components
+    (the trimmed clip's), never from the file; only a VIDEO that says it is untrimmed is read there."""
+    from comfyui_lipsync.lipsync_models import video_out
+
+    path = video_out.write_video(str(tmp_path / "clip.mp4"), torch.rand(50, 32, 32, 3), 25,
+                                 0.3 * torch.randn(1, 32000), 16000)
+    trimmed = Components(torch.rand(10, 32, 32, 3), {"waveform": 0.1 * torch.ones(1, 1, 6400), "sample_rate": 16000},
+                         Fraction(25))
+    video = TrimmableVideoFromFile(path, window, None if from_file else trimmed)
+    assert (_comfy.video_file(video) == path) is from_file
+    _, d = LoadAudioDriver().load(NO_FILE, video=video)["result"]
+    assert d.num_frames == (50 if from_file else 10)
