@@ -181,6 +181,8 @@ def render_pass(src, gen, writer, blend: dict, bar, score_from: int):
     try:
         for first, frames, space in chunks:
             n = int(frames.shape[0])
+            if hasattr(gen, "on_frames"):  # a generator slow within a chunk (LatentSync): the bar moves per step
+                gen.on_frames = lambda done, first=first: bar(min(first + int(done), b), b)
             if planar:
                 render_chunk_yuv(gen, out_track, first, frames, blend, space)
             else:

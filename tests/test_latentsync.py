@@ -478,6 +478,13 @@ def test_each_chunk_hears_its_own_frames(layout, grid, tiny_cache, monkeypatch):
     assert torch.equal(heard[3], whole[4:])
     assert torch.allclose(streamed, node, atol=1e-5)
 
+    # the runner's bar moves with every denoising step: 2 steps on chunks of 4 + 2 frames
+    gen.job = LS.LatentSyncJob(LF.find_files(layout), steps=2)
+    done = []
+    gen.on_frames = done.append
+    gen.generate(0, images)
+    assert done == [2.0, 4.0, 5.0, 6.0]
+
 
 def test_vae_slices_give_the_whole_batchs_result(layout):
     models = L.load_models(LF.find_files(layout), "cpu", cfg=U.TINY)
@@ -576,9 +583,14 @@ def test_runner_runs_latentsync(layout, tmp_path, tiny_cache, capsys, monkeypatc
     assert err.startswith("error: --vae ") and "no such file" in err, err
     assert cli.main(base + ["--feature-reuse", "3"]) == 2
     assert "--feature-reuse is an option of LatentSync: give --latentsync DIR too" in capsys.readouterr().err
+    calls = []
+    bar_call = cli.Bar.__call__
+    monkeypatch.setattr(cli.Bar, "__call__", lambda self, d, t: calls.append((self.stage, d, t)) or bar_call(self, d, t))
     code = cli.main(base + ["--latentsync", layout, "--latentsync-version", "1.5", "--steps", "1", "--no-score",
                             "-q", "--transcript", ""])
     assert code == 0, capsys.readouterr().err[-2000:]
+    # the 20 frames are one call of the generator (two chunks): the bar moves after the first chunk's step
+    assert ("Composite", 16, 20) in calls, calls
     src, _, _ = media.read_video(str(video))
     got, rate, _ = media.read_video(str(out))
     assert got.shape == src.shape == (20, 288, 360, 3) and rate == 25.0

@@ -65,6 +65,10 @@ class LatentSyncStream:
         self.noise = L.initial_noise(self.size, job.seed)
         self.keep = template_mask(self.size, self.device)
         self.ref_frame = torch.empty(0)  # the runner's collecting pass has nothing to wait for
+        self.on_frames = None
+        """Called as ``on_frames(done)`` after each denoising step of :meth:`generate`: ``done`` (float)
+        frames of its call are made so far (a 16-frame chunk takes minutes on a CPU: the runner's bar
+        moves with the steps, not only with the chunks)."""
 
     def collect(self, first: int, small_frames: torch.Tensor, fulls: dict) -> None:
         pass
@@ -81,9 +85,21 @@ class LatentSyncStream:
         part = part if part is not None else self.out_track.frames(slice(start, start + n))
         out = [L.generate_chunk(self.models, crops, self.track.found[start + a:start + e], self.feats,
                                 self.driver.fps, start + a, self.noise, self.keep, self.job.steps, L.GUIDANCE,
-                                self.strength, self.job.reuse)
+                                self.strength, self.job.reuse, self._stepper(a, e))
                for a, e, crops in crop_batches(frames, part, L.CHUNK, self.device)]
         return torch.cat(out).permute(0, 2, 3, 1)
+
+    def _stepper(self, a: int, e: int):
+        """``on_step`` for the chunk of frames ``a:e`` of a :meth:`generate` call (None without
+        :attr:`on_frames`)."""
+        if self.on_frames is None:
+            return None
+        done = [0]
+
+        def step():
+            done[0] += 1
+            self.on_frames(a + (e - a) * done[0] / self.job.steps)
+        return step
 
     def report_track(self) -> FaceTrack:
         j, tr = self.job, self.out_track
