@@ -245,6 +245,12 @@ def _decoded(path: str, who: str) -> Iterator:
         raise MediaError(f"{who}: {name} holds no video frames.")
 
 
+def audio_tracks(path: str, who: str = "read_audio") -> int:
+    """How many audio streams ``path`` holds (:func:`read_audio` reads the first)."""
+    with _open(path, who) as container:
+        return len(container.streams.audio)
+
+
 def count_frames(path: str, who: str = "read_video") -> int:
     """How many frames :func:`iter_video` would give for ``path`` (decoded, not converted: no frame is
     kept). MediaError as :func:`iter_video`."""

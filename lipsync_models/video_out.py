@@ -139,11 +139,13 @@ class VideoWriter:
         self.w, self.h = int(size[0]), int(size[1])
         self.n = 0
         parts = _audio_parts(audio, sample_rate)
+        self.colour = _colour(colour, self.who)  # refused before the file exists
         self.container = av.open(target, "w", format="mp4")
         try:
             _tag(self.container, metadata)
             self.vs = _video_stream(self.container, self.rate, self.w, self.h, crf, preset, self.who)
-            self.colour = _colour(self.vs, colour, self.who)
+            for k, v in self.colour.items():
+                setattr(self.vs.codec_context, k, int(v))
             self.sound = None
             if parts is not None:
                 wave, sr = parts
@@ -250,11 +252,11 @@ numbers for the same matrix (what PyAV's ``reformat(dst_colorspace=)`` takes): B
 and SMPTE 170M (both BT.601), SMPTE 240M, BT.2020 (non-constant luminance)."""
 
 
-def _colour(vs, colour: dict | None, who: str) -> dict:
-    """State ``colour`` (FFmpeg's numbers for ``colorspace``, ``color_range``, ``color_primaries``,
-    ``color_trc``; e.g. :attr:`..media.VideoInfo.colour`) in the stream, so players convert the frames
-    as their source meant; returns what was set. None or {}: nothing stated (read as BT.601). Frames
-    are written in limited range and in a matrix of :data:`SWS_MATRIX` only."""
+def _colour(colour: dict | None, who: str) -> dict:
+    """The colour tags to state in the stream, checked: ``colour`` (FFmpeg's numbers for ``colorspace``,
+    ``color_range``, ``color_primaries``, ``color_trc``; e.g. :attr:`..media.VideoInfo.colour`), so players
+    convert the frames as their source meant. None or {}: nothing stated (read as BT.601). Frames are
+    written in limited range and in a matrix of :data:`SWS_MATRIX` only."""
     colour = dict(colour or {})
     unknown = set(colour) - {"colorspace", "color_range", "color_primaries", "color_trc"}
     if unknown:
@@ -264,8 +266,6 @@ def _colour(vs, colour: dict | None, who: str) -> dict:
     if "colorspace" in colour and colour["colorspace"] not in SWS_MATRIX:
         raise InputError(f"{who}: frames cannot be written in colour matrix {colour['colorspace']} "
                          f"(FFmpeg's numbering; these can: {sorted(SWS_MATRIX)}).")
-    for k, v in colour.items():
-        setattr(vs.codec_context, k, int(v))
     return colour
 
 

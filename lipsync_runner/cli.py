@@ -519,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
         opts = Options(model=model, backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
                        score=not args.no_score)
+        if not _reads_visemes(model, nodes) and (args.transcript or args.backend != "auto"):
+            sys.stderr.write("note: --transcript and --backend are not used: this generator reads the sound "
+                             "itself (they serve the built-in generators)\n")
         threads = stream.set_threads(args.threads)
         comfy.Progress.hook = bar
         return _run_all(jobs, opts, nodes, bar)

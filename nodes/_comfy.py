@@ -237,22 +237,28 @@ def video_file(video) -> str | None:
 
 def video_sound(video, who: str = "LipSync") -> tuple[dict | None, int, float]:
     """A ComfyUI VIDEO's sound (AUDIO dict, None when it has none), frame count and exact frame rate,
-    without holding its frames where it reads from a file (:func:`video_file`: the sound decoded from
-    the file, the length by :func:`video_length_and_rate`; a 10-s 1080p clip's frames are 6 GB as
-    ComfyUI decodes them); otherwise through :func:`video_components`. Same errors."""
+    without holding its frames where it reads from a file (:func:`video_file`) with at most one audio
+    track: the sound decoded from the file, the length by :func:`video_length_and_rate` (a 10-s 1080p
+    clip's frames are 6 GB as ComfyUI decodes them). Otherwise, and for a file that cannot be read
+    this way (several audio tracks, of which ComfyUI takes the last it can decode; a track that does
+    not decode), through :func:`video_components`: ComfyUI's own reading, its sound and its errors."""
     path = video_file(video)
-    if path is None:
-        images, audio, fps = video_components(video, who)
-        return audio, int(images.shape[0]), fps
-    from ..lipsync_models import media
-    from ..lipsync_models.errors import MediaError
+    if path is not None:
+        from ..lipsync_models import media
+        from ..lipsync_models.errors import MediaError
 
-    count, fps = video_length_and_rate(video, who)
-    try:
-        wave, sr = media.read_audio(path, who)
-    except MediaError:  # no audio track, or one that cannot be decoded: a silent clip, as video_components
-        return None, count, fps
-    return {"waveform": wave[None], "sample_rate": sr}, count, fps
+        try:
+            tracks = media.audio_tracks(path, who)
+            if tracks <= 1:
+                count, fps = video_length_and_rate(video, who)
+                if not tracks:
+                    return None, count, fps
+                wave, sr = media.read_audio(path, who)
+                return {"waveform": wave[None], "sample_rate": sr}, count, fps
+        except MediaError:
+            pass
+    images, audio, fps = video_components(video, who)
+    return audio, int(images.shape[0]), fps
 
 
 def video_length_and_rate(video, who: str = "LipSync") -> tuple[int, float]:
@@ -267,9 +273,15 @@ def video_length_and_rate(video, who: str = "LipSync") -> tuple[int, float]:
             images, _, fps = video_components(video, who)
             return int(images.shape[0]), fps
         from ..lipsync_models import media
+        from ..lipsync_models.errors import MediaError
 
-        # the rate as ComfyUI's get_components states it: the stream's average rate
-        return media.count_frames(path, who), _rate(media.probe_video(path, who).rate, who)
+        try:  # the rate as ComfyUI's get_components states it: the stream's average rate
+            count, rate = media.count_frames(path, who), media.probe_video(path, who).rate
+        except MediaError as e:
+            why = str(e).removeprefix(f"{who}: ")
+            raise MediaError(f"{who}: the video input could not be read ({why}). Re-encode the file (e.g. H.264 "
+                             "mp4), or load its frames with another node.") from None
+        return count, _rate(rate, who)
     from ..lipsync_models.errors import LipSyncError, MediaError
 
     try:

@@ -207,7 +207,7 @@ def test_still_picture_speaks(tmp_path, capsys):
     assert "--breath-open 1.5: must be between 0 and 1" in capsys.readouterr().err
 
 
-def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
+def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch, capsys):
     """--model models/lipsync/<file>: the runner points the models folder there and the node loads
     the checkpoint (a random-weight Wav2Lip generator saved as safetensors)."""
     from safetensors.torch import save_file
@@ -227,8 +227,9 @@ def test_model_path_runs_a_wav2lip_checkpoint(tmp_path, grid_dir, monkeypatch):
     _short_clip(tmp_path, grid_dir, "lbax4n", "lbax4n", frames=12)
     out = tmp_path / "w2l.mp4"
     code = cli.main(["--video", str(tmp_path / "clips" / "lbax4n.mp4"), "--audio", str(tmp_path / "lines" / "lbax4n.wav"),
-                     "-o", str(out), "--model", str(ckpt), "--no-score", "-q"])
+                     "-o", str(out), "--model", str(ckpt), "--no-score", "-q", "--transcript", "bin blue at l four now"])
     assert code == 0 and os.environ["LIPSYNC_MODELS_DIR"] == str((tmp_path / "models").resolve())
+    assert "note: --transcript and --backend are not used" in capsys.readouterr().err
     frames, _, _ = media.read_video(str(out))
     assert frames.shape == (12, 288, 360, 3)
 
@@ -517,6 +518,7 @@ def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, 
                      ({"colorspace": 10}, "colour matrix 10")):
         with pytest.raises(InputError, match=msg):
             video_out.VideoWriter(str(tmp_path / "x.mp4"), (8, 8), 25, colour=bad)
+        assert not (tmp_path / "x.mp4").exists()  # refused before the file is made
 
 
 def test_pass_two_from_kept_or_decoded_frames_gives_the_same_output(ntsc_clip, monkeypatch, capsys):

@@ -389,3 +389,57 @@ def test_a_trimmed_videos_sound_is_not_read_from_its_whole_file(tmp_path, window
     assert (_comfy.video_file(video) == path) is from_file
     _, d = LoadAudioDriver().load(NO_FILE, video=video)["result"]
     assert d.num_frames == (50 if from_file else 10)
+
+
+def _two_sound_tracks(path, frames=10):
+    """An mp4 whose first sound track is silent and whose second is a 440 Hz tone (as phones write a
+    second, spatial track)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 32, 32, "yuv420p"
+        tracks = [out.add_stream("aac", rate=16000, layout="mono") for _ in range(2)]
+        t = np.arange(int(16000 * frames / 25)) / 16000.0
+        for k, (st, wave) in enumerate(zip(tracks, (np.zeros_like(t), 0.3 * np.sin(2 * np.pi * 440 * t)))):
+            af = av.AudioFrame.from_ndarray(wave.astype(np.float32)[None], format="fltp", layout="mono")
+            af.sample_rate, af.pts = 16000, 0
+            for pkt in list(st.encode(af)) + list(st.encode(None)):
+                out.mux(pkt)
+        for i in range(frames):
+            vf = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 8 * i, np.uint8), format="rgb24")
+            for pkt in vs.encode(vf):
+                out.mux(pkt)
+        for pkt in vs.encode(None):
+            out.mux(pkt)
+    return str(path)
+
+
+def test_a_video_with_two_sound_tracks_or_a_broken_file_is_read_as_comfyui_reads_it(tmp_path):
+    """Of several sound tracks ComfyUI takes the last it can decode, so such a file's sound is not read
+    by the pack but taken from the VIDEO's components; a file that is no video gives the node's message
+    naming the input and the fix, in both ways of reading it."""
+    from comfyui_lipsync.lipsync_models import media
+
+    path = _two_sound_tracks(tmp_path / "two.mp4")
+    assert media.audio_tracks(path) == 2
+    tone = {"waveform": 0.3 * torch.ones(1, 1, 6400), "sample_rate": 16000}
+    video = TrimmableVideoFromFile(path, (0.0, 0.0), Components(torch.rand(10, 32, 32, 3), tone, Fraction(25)))
+    _, d = LoadAudioDriver().load(NO_FILE, video=video)["result"]
+    assert d.num_frames == 10 and float(d.waveform.abs().max()) > 0.1  # the components' sound, not the silent track
+
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+
+    class BrokenFile(VideoFromFile):
+        def get_components(self):
+            raise OSError("Invalid data found when processing input")
+
+    line = {"waveform": 0.2 * torch.ones(1, 1, 16000), "sample_rate": 16000}
+    fix = "Re-encode the file \\(e.g. H.264 mp4\\), or load its frames with another node"
+    with pytest.raises(MediaError, match=r"^LoadAudioDriver: the video input could not be read \(cannot read "
+                                         rf"junk.mp4: not a media file .*\)\. {fix}"):
+        LoadAudioDriver().load(NO_FILE, audio=line, video=BrokenFile(str(junk)))
+    with pytest.raises(MediaError, match=rf"^LoadAudioDriver: the video input could not be decoded .*{fix}"):
+        LoadAudioDriver().load(NO_FILE, video=BrokenFile(str(junk)))
