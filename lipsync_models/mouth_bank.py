@@ -394,8 +394,9 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
     difference exceeds both :data:`REPAIR_OVER` times the clip's median and :data:`REPAIR_FLOOR`, the
     frame tries, nearest in shape first, the :data:`REPAIR_CANDIDATES` frames of ``available`` (those
     whose crops are at hand: the frames the selection already uses) nearest in shape to the mouth it
-    was given, not itself (its own mouth speaks the clip's own line), the frame after the previous
-    frame's new mouth first (the footage's own motion); it takes the first whose aligned band is
+    was given, not that mouth (it does not fit) nor itself (its own mouth speaks the clip's own line),
+    the frame after the previous frame's new mouth first (the footage's own motion); it takes the first
+    whose aligned band is
     within the limit, else keeps its choice. Frames the warp generator makes are left alone.
     small: (B, A, A, C) crops (float 0..1 or uint8); shift (B, 2) in shares of the crop side, gain
     (B, 3): as :func:`alignment` returns them. Returns them with the new choices and the note
@@ -426,7 +427,7 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
     changed, last = 0, {}
     for t in bad.tolist():
         d = np.sqrt((((selection.shape[pool] - selection.shape[src[t]]) / selection.scale) ** 2).sum(1))
-        near = [int(c) for c in pool[np.argsort(d, kind="stable")[:REPAIR_CANDIDATES]] if c != t]
+        near = [int(c) for c in pool[np.argsort(d, kind="stable")] if c != t and c != src[t]][:REPAIR_CANDIDATES]
         follow = last.get(t - 1, -2) + 1
         if follow in in_pool and follow != t and follow in near:
             near.remove(follow)
@@ -439,8 +440,8 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
                 shift[t] = np.asarray(sh) / a
                 gain[t] = np.clip(frame(t)[1] / np.maximum(frame(c)[1], 1e-3), 0.8, 1.25)
                 break
-        if len(cache) > 4 * REPAIR_CANDIDATES:  # only the last few frames' crops are worth keeping
-            cache = {k: v for k, v in cache.items() if abs(k - t) <= 2 or k in last.values()}
+        if len(cache) > 4 * REPAIR_CANDIDATES:  # only the next frames' own crops and followed mouth are read again
+            cache = {k: v for k, v in cache.items() if abs(k - t) <= 2 or k == last.get(t, -2) + 1}
     if not changed:
         return selection, shift, gain
     note = (f"{selection.note}; {changed} frames whose chosen lower face did not sit on the face (head tilted "

@@ -332,6 +332,24 @@ def test_repair_treats_each_frame_of_a_run_and_counts_only_changes():
     assert new.tolist()[:4] == source.tolist()[:4] and new.tolist()[8:] == source.tolist()[8:]
 
 
+def test_repair_spends_its_tries_on_other_mouths_than_the_rejected_one():
+    """Frame 5 wears tilted frame 9; the mouths nearest 9's in shape are seven more tilted frames, and the
+    only one of the level pose in use (12) is the eighth other mouth: it is reached (trying 9 again, whose
+    band is known not to fit, would spend a try)."""
+    tilted = (1, 2, 3, 4, 6, 7, 8, 9)
+    small, _ = _level_and_tilted(n=14, tilted=tilted)
+    opening = np.zeros(14)
+    opening[9] = 0.5
+    opening[[1, 2, 3, 4, 6, 7, 8]] = 0.5 + 0.01 * np.arange(1, 8)
+    opening[12] = 0.6
+    shape = np.stack([opening, np.full(14, 0.3)], 1)
+    source = np.array([10, 2, 3, 4, 1, 9, 7, 8, 6, 1, 11, 12, 13, 0])  # tilted wear tilted, level wear level
+    shift, gain, res = MB.alignment(small, source, residual=True)
+    assert np.flatnonzero(res > _limit(res)).tolist() == [5]
+    fixed, _, _ = MB.repair(_selection(source, shape), small, shift, gain, res, available=set(source.tolist()))
+    assert MB.REPAIR_CANDIDATES == 8 and fixed.source[5] == 12
+
+
 def test_streamed_alignment_equals_the_whole_clips_with_sources_outside_a_chunk():
     from comfyui_lipsync.lipsync_models import stream_generate
 
