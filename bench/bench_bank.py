@@ -16,7 +16,9 @@ LipSyncInference -> Composite -> SyncScore wired with the track). Per clip and g
   the nearest input frame's mouth, over the nearest-neighbour distance between input frames 5 or
   more frames apart; median <= 1.0. Beside it the same on the whole lower face (helpers.LOWER_FACE,
   cheeks and chin too), where an output frame is nearest to its own input frame whatever its mouth
-  shows, so drawn mouths can pass there.
+  shows, so drawn mouths can pass there. Takes also print it "in colour" (the mouth cuts not
+  normalised): the normalised measure cannot see a mouth whose colour or contrast was changed (as
+  Composite's colour match did on LatentSync's demo 1: deep red lips).
 - stability: mean frame-to-frame change of the output's lower face over the input's (<= 1.5).
 - SyncScore's offset (wired), within +-1.
 Nothing in the bank generator was fitted on these clips (its costs were set before measuring them),
@@ -303,9 +305,11 @@ def take_figures(images, fps, wave, sr, text: str, src: np.ndarray, label: str, 
         boxes = track.boxes.double().numpy()
         lf_in, lf_out = lower_faces(images, boxes), lower_faces(out, boxes)
         m_in, m_out = lower_faces(images, boxes, window=MOUTH), lower_faces(out, boxes, window=MOUTH)
+        c_in, c_out = (lower_faces(x, boxes, window=MOUTH, normalise=False) for x in (images, out))
         print(f"{label} {g:<13} realness {take_realness(m_in, m_out, src):.2f} (bar 1.0; 95th percentile "
               f"{take_realness(m_in, m_out, src, q=95):.2f}; lower face "
-              f"{take_realness(lf_in, lf_out, src):.2f})  stability {stability(lf_in, lf_out):.2f}  "
+              f"{take_realness(lf_in, lf_out, src):.2f}; in colour {take_realness(c_in, c_out, src):.2f}, 95th "
+              f"percentile {take_realness(c_in, c_out, src, q=95):.2f})  stability {stability(lf_in, lf_out):.2f}  "
               f"SyncScore {offset:+d} | {note}", flush=True)
         if g == "own mouths":
             k = int(10 * fps)

@@ -222,7 +222,8 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     feather: soft-edge width as a fraction of the crop size (0 = hard edge; 0.08 = 20 px of a
             256-px crop, i.e. 8 % of the face region whatever its size in the frame).
     color_match: match the crop's colour to the surrounding skin (mean and spread per channel in
-            a ring just inside the mask edge).
+            a ring just inside the mask edge, weighted toward the pixels where crop and frame agree;
+            the spread by at most :data:`.blend.SPREAD_GAIN_MAX`).
     blend:  "alpha" (feathered alpha) or "laplacian" (multi-band, see :func:`band_masks`).
     chunk:  frames per chunk (default: as many as keep :data:`CHUNK_PIXELS` frame-region pixels,
             1 to 256); only the mouth region of a chunk is moved to ``device`` (default: the

@@ -33,7 +33,9 @@ class Composite:
                                                  "Also softens a connected mask; 0 = hard edge."}),
                 "color_match": ("BOOLEAN", {"default": True,
                                             "tooltip": "Match the crop's colour to the surrounding skin (mean and "
-                                                       "contrast per channel in a ring inside the mask edge)."}),
+                                                       "contrast per channel in a ring inside the mask edge, read "
+                                                       "where crop and frame agree, so hair or shadow at the edge "
+                                                       "does not set it; contrast changed by at most 1.25x)."}),
                 "blend": (list(BLEND_MODES), {"default": "feathered alpha",
                                               "tooltip": "feathered alpha: one soft edge. multi-band: fine detail "
                                                          "switches over a narrow strip, colour over the whole soft edge "

@@ -130,10 +130,11 @@ MOUTH = (0.31, 0.71, 0.65, 0.95)
 widths, 0.27 wide: lipsync_models.face's geometry), 1.5 mouth widths across and 1.1 high. Not fitted."""
 
 
-def lower_faces(images, boxes, size=(48, 32), window=LOWER_FACE):
+def lower_faces(images, boxes, size=(48, 32), window=LOWER_FACE, normalise=True):
     """(B, 32*48*3) lower faces cut in a window fixed by each frame's face box (``window``: x0, x1,
     y0, y1 in box widths from its top-left corner; :data:`LOWER_FACE` or :data:`MOUTH`), each
-    channel normalised to zero mean and unit spread."""
+    channel normalised to zero mean and unit spread (``normalise=False``: as they are, so a mouth
+    whose colour or contrast was changed reads as changed)."""
     import cv2
     import numpy as np
 
@@ -145,7 +146,8 @@ def lower_faces(images, boxes, size=(48, 32), window=LOWER_FACE):
         xa, xb = int(max(x0 + ax * fw, 0)), int(min(x0 + bx * fw, w))
         ya, yb = int(max(y0 + ay * fw, 0)), int(min(y0 + by * fw, h))
         cut = cv2.resize(np.ascontiguousarray(img[ya:yb, xa:xb]), size, interpolation=cv2.INTER_AREA)
-        cut = (cut - cut.mean((0, 1))) / (cut.std((0, 1)) + 1e-6)
+        if normalise:
+            cut = (cut - cut.mean((0, 1))) / (cut.std((0, 1)) + 1e-6)
         out.append(cut.ravel())
     return np.asarray(out, np.float64)
 

@@ -435,11 +435,14 @@ def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatc
     small, rc1 = _captured_run(monkeypatch, d, d / "small.mp4", 7 * 288 * 360)  # chunks of 7 frames
     big, rc2 = _captured_run(monkeypatch, d, d / "big.mp4", 10 ** 9)  # one chunk of 64, then 11
     assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
-    # chunk boundaries leave no trace: the frames are the same however the clip is cut (float
-    # rounding of a different face region may move a pixel by one level, nothing more)
+    # chunk boundaries leave no trace: the frames are the same however the clip is cut. Float rounding
+    # of a different face region may move a pixel by one level; where it moves a pixel in one cutting
+    # and not in the other, that output alone writes the pixel's 2x2 chroma block back through RGB, and
+    # the 8-bit round trip moves real video's chroma by more than a level (up to 16 at colour edges on
+    # a GRID frame), so a larger difference may appear there: a handful of samples, never a seam
     assert small.shape == big.shape == (n, 288 * 3 // 2, 360)  # the decoder's 4:2:0 planes, as they came
     diff = (small.int() - big.int()).abs()
-    assert int(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
+    assert float((diff > 0).float().mean()) < 1e-3 and float((diff > 1).float().mean()) < 1e-5
     src = _input_planes(d / "clip.mp4")
     assert float((small.float() - src.float()).abs().amax(dim=(0,)).max()) > 30  # the mouth did change
     for name in ("small.mp4", "big.mp4"):

@@ -233,12 +233,38 @@ def test_color_params_known_values():
     gen = torch.tensor([0.2, 0.4]).repeat(8).view(1, 1, 4, 4).expand(1, 3, 4, 4)
     ref = 0.5 * gen + 0.3
     mask = torch.full((1, 1, 4, 4), 0.5)
-    a, b = C._color_params(gen, ref, mask)
+    a, b = C._color_params(gen, ref, mask, max_gain=2.0)
     torch.testing.assert_close(a.flatten(), torch.full((3,), 0.5))
     torch.testing.assert_close(b.flatten(), torch.full((3,), 0.3))
+    # by default the spread changes by at most 1.25x (here 1 / 1.25); the means still match:
+    # b = mean(ref) - a * mean(gen) = 0.45 - 0.8 * 0.3
+    a, b = C._color_params(gen, ref, mask)
+    torch.testing.assert_close(a.flatten(), torch.full((3,), 0.8))
+    torch.testing.assert_close(b.flatten(), torch.full((3,), 0.21))
     # an empty mask changes nothing
     a, b = C._color_params(gen, ref, torch.zeros(1, 1, 4, 4))
     assert torch.equal(a.flatten(), torch.ones(3)) and torch.equal(b.flatten(), torch.zeros(3))
+
+
+def test_color_params_follow_the_skin_not_hair_at_the_edge():
+    """The crop's lower face comes from another frame: in the current frame a quarter of the ring at the
+    mask's edge is hair (dark), in the crop it is skin. The skin differs only by a warmer tint (+0.05 red),
+    which is what the match must bring; the hair must not set the contrast (a full-ring spread match
+    asked for more than 2x, the mouth then painted in deep red and black). A true change of contrast on
+    every pixel is still matched."""
+    g = torch.Generator().manual_seed(3)
+    h = w = 64
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    mask = (1.0 - ((yy - 32.0) ** 2 + (xx - 32.0) ** 2).sqrt().sub(18).div(10).clamp(0, 1))[None, None]
+    skin = 0.6 + 0.03 * torch.randn(1, 3, h, w, generator=g)
+    tint = torch.tensor([0.05, 0.0, 0.0]).view(1, 3, 1, 1)
+    ref = skin + tint
+    ref[..., :, :16] = 0.08 + 0.02 * torch.rand(1, 3, h, 16, generator=g)  # hair on the left of the frame's ring
+    a, b = C._color_params(skin, ref, mask, max_gain=2.0)
+    assert (a.flatten() - 1.0).abs().max() < 0.15, a.flatten()
+    assert (a.flatten() * 0.6 + b.flatten() - (0.6 + tint.flatten())).abs().max() < 0.03, (a.flatten(), b.flatten())
+    a, b = C._color_params(skin, 0.7 * skin + 0.2, mask, max_gain=2.0)
+    torch.testing.assert_close(a.flatten(), torch.full((3,), 0.7), atol=1e-4, rtol=0)
 
 
 def test_band_masks_and_multiband():
