@@ -87,10 +87,15 @@ def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
     of ``ref`` in the ring just inside the mask edge (weights 4 m (1 - m); the whole mask when it
     has no soft edge), weighted toward the pixels where the two agree once their means are
     matched (:func:`_agreeing`). gen, ref: (b, c, h, w); mask (b, 1, h, w). Returns (b, c, 1, 1) each."""
-    ring = 4.0 * mask.double() * (1.0 - mask.double())  # sums over a whole ring: in float64
+    ring = 4.0 * mask * (1.0 - mask)
     hard = ring.sum((2, 3), keepdim=True) < 16.0
-    ring = torch.where(hard, mask.double(), ring).flatten(2).transpose(1, 2)  # (b, N, 1)
-    g, r = gen.flatten(2).double(), ref.flatten(2).double()  # (b, c, N)
+    ring = torch.where(hard, mask, ring).flatten(2)  # (b, 1, N)
+    on = torch.nonzero(ring.amax(0)[0] > 0)[:, 0]  # the pixels some frame's ring covers: a band of the window
+    if not len(on):  # no mask anywhere: nothing to match
+        one = torch.ones((gen.shape[0], gen.shape[1], 1, 1), dtype=gen.dtype, device=gen.device)
+        return one, torch.zeros_like(one)
+    ring = ring[..., on].transpose(1, 2).double()  # (b, N', 1); sums over a whole ring: in float64
+    g, r = gen.flatten(2)[..., on].double(), ref.flatten(2)[..., on].double()  # (b, c, N')
     total = ring.sum(1, keepdim=True)  # (b, 1, 1)
     empty = total < 1.0
     total = total.clamp_min(1e-6)
