@@ -17,7 +17,9 @@ final blend at frame resolution:
    may be smaller than the face) is kept wherever the generator did not change the picture, and
    replaced where it did (``keep_detail``), so no ghost of the old mouth shows through a new one.
 2. Colour matching: per frame and channel, gain and offset that give the generated crop the mean
-   and spread of the original skin in a ring just inside the mask edge.
+   and spread of the original skin in a ring just inside the mask edge, read where crop and frame
+   agree (hair or shadow at the edge of one of them does not count) and changing the spread by at
+   most :data:`.blend.SPREAD_GAIN_MAX`.
 3. Blending: feathered alpha (``blend="alpha"``), or multi-band (``blend="laplacian"``): the change
    is split into Laplacian bands, each blended with its own mask, sharp for fine detail and as
    wide as the feathered mask for the low frequencies; every band mask stays inside the mask, so
