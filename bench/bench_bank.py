@@ -268,16 +268,10 @@ def part_fit() -> None:
 
 # --- part take: realness on a longer take ---------------------------------------------------------
 
-def take_realness(inp: np.ndarray, out: np.ndarray, src: np.ndarray, min_gap: int = 5, q: float = 50.0) -> float:
+def take_realness(inp: np.ndarray, out: np.ndarray, src: np.ndarray, q: float = 50.0) -> float:
     """helpers.realness for a take whose frame t shows clip frame ``src[t]`` (a clip played forward
-    and back): input neighbours must be ``min_gap`` or more CLIP frames apart (a frame and its replay
-    are the same picture, not two mouths)."""
-    def dists(a, b):
-        return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0))
-
-    d_in = dists(inp, inp)
-    d_in[np.abs(src[:, None] - src[None]) < min_gap] = np.inf
-    return float(np.percentile(dists(out, inp).min(1) / np.maximum(d_in.min(1), 1e-9), q))
+    and back): input neighbours must be 5 or more CLIP frames apart."""
+    return realness(inp, out, q=q, frames=src)
 
 
 def part_take(out_dir: Path, clips=("lbax4n", "brbk7n")) -> None:

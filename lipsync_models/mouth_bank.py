@@ -315,10 +315,21 @@ def _grey(small: torch.Tensor) -> np.ndarray:
     return g.detach().float().cpu().numpy()
 
 
+def _band_rows(size: int) -> slice:
+    """The rows of :data:`ALIGN_BAND` (nose and cheeks) in a crop of side ``size``."""
+    return slice(int(ALIGN_BAND[0] * size), int(ALIGN_BAND[1] * size))
+
+
 def _band_mask(size: int) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
-    mask[int(ALIGN_BAND[0] * size):int(ALIGN_BAND[1] * size)] = 1
+    mask[_band_rows(size)] = 1
     return mask
+
+
+def _colour_gain(current: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Per-channel gain that gives the chosen frame's band the current frame's mean colour
+    (``current``, ``chosen``: (3,) band means), within 0.8..1.25."""
+    return np.clip(current / np.maximum(chosen, 1e-3), 0.8, 1.25)
 
 
 def _ecc_shift(src: np.ndarray, dst: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -355,7 +366,7 @@ def alignment(small: torch.Tensor, source: np.ndarray, residual: bool = False):
     a = small.shape[1]
     grey = _grey(small)
     mask = _band_mask(a)
-    rows = slice(int(ALIGN_BAND[0] * a), int(ALIGN_BAND[1] * a))
+    rows = _band_rows(a)
     means = small[:, rows, :, :3].detach().double().cpu().mean((1, 2)).numpy()
     shift = np.zeros((len(source), 2))
     gain = np.ones((len(source), 3))
@@ -364,7 +375,7 @@ def alignment(small: torch.Tensor, source: np.ndarray, residual: bool = False):
         if j < 0 or j == t:
             continue
         shift[t] = _ecc_shift(grey[j], grey[t], mask)
-        gain[t] = np.clip(means[t] / np.maximum(means[j], 1e-3), 0.8, 1.25)
+        gain[t] = _colour_gain(means[t], means[j])
         if residual:
             res[t] = _band_residual(grey[j], grey[t], shift[t])
     return (shift / a, gain, res) if residual else (shift / a, gain)
@@ -379,7 +390,7 @@ def _band_residual(src: np.ndarray, dst: np.ndarray, shift_px) -> float:
     m = np.float32([[1, 0, shift_px[0]], [0, 1, shift_px[1]]])
     moved = cv2.warpAffine(np.ascontiguousarray(src, np.float32), m, (a, a),
                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-    rows = slice(int(ALIGN_BAND[0] * a), int(ALIGN_BAND[1] * a))
+    rows = _band_rows(a)
     x, y = moved[rows], dst[rows]
     return float(np.abs((x - x.mean()) - (y - y.mean())).mean())
 
@@ -411,7 +422,7 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
         return selection, shift, gain
     a = small.shape[1]
     mask = _band_mask(a)
-    rows = slice(int(ALIGN_BAND[0] * a), int(ALIGN_BAND[1] * a))
+    rows = _band_rows(a)
     cache: dict = {}
 
     def frame(i):
@@ -438,7 +449,7 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
                 changed += int(c != src[t])
                 src[t], last[t] = c, c
                 shift[t] = np.asarray(sh) / a
-                gain[t] = np.clip(frame(t)[1] / np.maximum(frame(c)[1], 1e-3), 0.8, 1.25)
+                gain[t] = _colour_gain(frame(t)[1], frame(c)[1])
                 break
         if len(cache) > 4 * REPAIR_CANDIDATES:  # only the next frames' own crops and followed mouth are read again
             cache = {k: v for k, v in cache.items() if abs(k - t) <= 2 or k == last.get(t, -2) + 1}

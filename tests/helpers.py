@@ -152,9 +152,11 @@ def lower_faces(images, boxes, size=(48, 32), window=LOWER_FACE, normalise=True)
     return np.asarray(out, np.float64)
 
 
-def realness(inp, out, min_gap: int = 5, q: float = 50.0) -> float:
+def realness(inp, out, min_gap: int = 5, q: float = 50.0, frames=None) -> float:
     """Median over output frames of (distance to the nearest input lower face) / (that frame's
-    input nearest-neighbour distance among input frames >= ``min_gap`` frames away).
+    input nearest-neighbour distance among input frames >= ``min_gap`` frames away). ``frames``: the
+    clip frame each input frame shows, when the input replays a clip (bench_bank's takes: a frame
+    and its replay are the same picture, not two mouths); None: input frame i is clip frame i.
 
     Read on :data:`MOUTH` cuts, it asks whether each output mouth is one of the clip's own. On
     :data:`LOWER_FACE` cuts the cheeks and chin, which neither generator changes, dominate: an
@@ -168,7 +170,7 @@ def realness(inp, out, min_gap: int = 5, q: float = 50.0) -> float:
         return np.sqrt(np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T, 0))
 
     d_in = dists(inp, inp)
-    t = np.arange(len(inp))
+    t = np.arange(len(inp)) if frames is None else np.asarray(frames)
     d_in[np.abs(t[:, None] - t[None]) < min_gap] = np.inf
     nn_in = d_in.min(1)
     nn_out = dists(out, inp).min(1)

@@ -1,6 +1,6 @@
-"""One set of loaded models per backend, kept between runs (MuseTalk's, LatentSync's): loaded on first
-use, reused while its key (the files as they are now, the device, the dtype, ...) stays the same, and
-dropped before another set loads, so two sets never sit in memory together."""
+"""One set of loaded models per backend, kept between runs (MuseTalk's, LatentSync's, SyncScore's two
+judges'): loaded on first use, reused while its key (the files as they are now, the device, the dtype,
+...) stays the same, and dropped before another set loads, so two sets never sit in memory together."""
 
 from __future__ import annotations
 
