@@ -10,8 +10,10 @@ peak resident memory (the child's ru_maxrss) and CPU time (user + system, all it
 against the input's and the SyncScore the runner reports on the output's last 10 s. ``long`` then
 checks the sync of those last 10 s directly too (:func:`motion_lags`: the output's lower-face motion
 against the input's, whose line drives it; ``--check-only`` does only that, on an output made before).
-``portrait`` also runs the runner of ``--base`` (default c83d0b0, the runner before issue 15's speed
-work, checked out with ``git archive`` into a temporary folder) on the same files, base and this
+``portrait`` also runs the runner of ``--base`` (default d8ff467, the code issue 15 measured: the last
+commit before any work on issues 14 and 15, whose runner holds the whole clip, 14.8 GB here against
+the issue's 15.5 GB; c83d0b0 is the streamed runner before its speed work), checked out with
+``git archive`` into a temporary folder, on the same files, base and this
 runner in turns (``--rounds``), and prints the speed ratios (wall and CPU time) and how far the two
 outputs' frames differ from each other and from the input's (a runner that hands the encoder the input's
 own bytes outside the mouth stays closer to the input). On a shared, loaded machine wall times swing with the load (printed): the
@@ -23,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,30 +99,32 @@ def _status_kb(pid: int) -> dict:
 
 
 def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path, every: float = 15.0) -> dict:
-    """``python -m lipsync_runner`` from ``root`` in a child process: wall s, peak RSS GB (the child's
-    ru_maxrss), stdout. Every ``every`` s the child's resident and peak memory go to ``log``.rss."""
+    """``python -m lipsync_runner`` from ``root`` in a child process: wall s, CPU s and peak RSS GB of
+    that child alone (its own rusage, from ``os.wait4``), stdout. Every ``every`` s the child's
+    resident and peak memory go to ``log``.rss."""
     env = {**os.environ, "PYTHONPATH": str(root)}
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before = ru0.ru_maxrss
     t0 = time.monotonic()
-    with open(log, "w") as err, open(str(log) + ".rss", "w") as rss:
+    with open(log, "w") as err, open(str(log) + ".rss", "w") as rss, open(str(log) + ".out", "w+") as so:
         p = subprocess.Popen([sys.executable, "-m", "lipsync_runner", "--video", str(video), "--audio", str(line),
-                              "-o", str(out)], cwd=root, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        while p.poll() is None:
-            st = _status_kb(p.pid)
-            rss.write(f"{time.monotonic() - t0:8.0f} s  RSS {st.get('VmRSS', 0) / 2 ** 20:6.2f} GB  "
-                      f"peak {st.get('VmHWM', 0) / 2 ** 20:6.2f} GB\n")
-            rss.flush()
-            try:
-                p.wait(timeout=every)
-            except subprocess.TimeoutExpired:
-                pass
-        stdout = p.stdout.read()
+                              "-o", str(out)], cwd=root, env=env, stdout=so, stderr=err, text=True)
+        last = -every
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - last >= every:
+                last = time.monotonic()
+                st = _status_kb(p.pid)
+                rss.write(f"{last - t0:8.0f} s  RSS {st.get('VmRSS', 0) / 2 ** 20:6.2f} GB  "
+                          f"peak {st.get('VmHWM', 0) / 2 ** 20:6.2f} GB\n")
+                rss.flush()
+            time.sleep(0.05)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        so.seek(0)
+        stdout = so.read()
     wall = time.monotonic() - t0
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
-    return {"rc": p.returncode, "wall_s": wall, "cpu_s": cpu, "peak_gb": ru.ru_maxrss / 1024 ** 2,
-            "peak_is_max_so_far": ru.ru_maxrss == before, "stdout": stdout, "load": os.getloadavg()[0]}
+    return {"rc": p.returncode, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "peak_gb": ru.ru_maxrss / 1024 ** 2,
+            "stdout": stdout, "load": os.getloadavg()[0]}
 
 
 def check_output(video: Path, out: Path, res: dict) -> None:
@@ -215,8 +218,7 @@ def portrait_run(seconds: float, base: str | None, root: Path, rounds: int) -> N
     if not base:
         return
     old = olds[-1]
-    print(f"the base commit {base}'s runner: rc {old['rc']}, peak RSS {old['peak_gb']:.2f} GB"
-          f"{' (or less: an earlier child peaked higher)' if old['peak_is_max_so_far'] else ''}")
+    print(f"the base commit {base}'s runner: rc {old['rc']}, peak RSS {old['peak_gb']:.2f} GB")
     for what in ("wall_s", "cpu_s"):
         o, n = sum(x[what] for x in olds), sum(x[what] for x in news)
         print(f"speed ratio, {what[:-2]} time summed over {rounds} round(s) (base / this): {o:.1f} / {n:.1f} s "
@@ -234,7 +236,7 @@ if __name__ == "__main__":
     ap.add_argument("what", choices=["long", "portrait"])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--base", default="c83d0b0", help="portrait: the commit to compare with ('' = none)")
+    ap.add_argument("--base", default="d8ff467", help="portrait: the commit to compare with ('' = none)")
     ap.add_argument("--rounds", type=int, default=1, help="portrait: base and this runner, in turns, this many times")
     ap.add_argument("--root", type=Path, default=ROOT, help="the pack folder whose runner runs (e.g. a snapshot)")
     ap.add_argument("--synth-only", action="store_true", help="long: only make the clip and its line")

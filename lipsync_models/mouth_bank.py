@@ -38,6 +38,7 @@ generator altogether; :attr:`Selection.note` says why.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -558,16 +559,21 @@ def chosen_crops(plan_: Plan, start: int, stop: int, own: torch.Tensor) -> torch
         return out
     n, s = len(rows), own.shape[-1]
     bank = torch.stack([plan_.crops[int(src[r])] for r in rows]).to(own.device, torch.float32) / 255.0
-    theta = torch.zeros((n, 2, 3), dtype=torch.float32, device=own.device)
-    theta[:, 0, 0] = 1.0
-    theta[:, 1, 1] = 1.0
     # grid_sample's normalised coordinates: a shift of d crop sides moves the sampling point by 2 d
-    theta[:, :, 2] = 2.0 * plan_.shift[start:stop][rows].to(own.device, torch.float32)
-    grid = torch.nn.functional.affine_grid(theta, [n, 3, s, s], align_corners=False)
+    # (a translation: the identity grid plus the shift, what affine_grid gives at 1/20 of its cost)
+    move = 2.0 * plan_.shift[start:stop][rows].to(own.device, torch.float32)
+    grid = _identity_grid(s, own.device) + move[:, None, None, :]
     moved = torch.nn.functional.grid_sample(bank, grid, mode="bilinear", padding_mode="border", align_corners=False)
     gain = plan_.gain[start:stop][rows].to(own.device)[:, :, None, None]
-    out[torch.as_tensor(rows, device=own.device)] = (moved * gain).clamp(0.0, 1.0)
+    out[torch.as_tensor(rows, device=own.device)] = moved.mul_(gain).clamp_(0.0, 1.0)
     return out
+
+
+@functools.lru_cache(maxsize=4)
+def _identity_grid(s: int, device: torch.device) -> torch.Tensor:
+    """(1, s, s, 2) float32: affine_grid's identity sampling grid (align_corners False)."""
+    eye = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=torch.float32, device=device)
+    return torch.nn.functional.affine_grid(eye, [1, 3, s, s], align_corners=False)
 
 
 def output_track(track: FaceTrack, plan_: Plan) -> FaceTrack:

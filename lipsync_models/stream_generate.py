@@ -147,8 +147,7 @@ class Generator:
         stop = start + int(frames.shape[0])
         dev = self.device
         part = part if part is not None else self.out_track.frames(slice(start, stop))
-        crops = crop_faces(frames, part, device=dev)
-        crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+        crops = backends.own_crops(frames, part, start, self.plan, dev)
         gen = backends.generate_batch(crops, start, self.visemes, self.driver, self.strength, net=self.net,
                                       plan=self.plan, warp_state=self.warp_state)
         return gen.clamp(0, 1).permute(0, 2, 3, 1)

@@ -112,8 +112,10 @@ def _shrink_u8(frames: torch.Tensor, size) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _to_u8(frames: torch.Tensor) -> torch.Tensor:
-    return frames[..., :3].mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+def _to_u8(frames: torch.Tensor, scratch: bool = False) -> torch.Tensor:
+    """Float 0..1 frames -> uint8 RGB; ``scratch``: ``frames`` may be overwritten (no float copy)."""
+    rgb = frames[..., :3]
+    return (rgb.mul_(255.0) if scratch else rgb.mul(255.0)).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
 def track_pass(src, node_defaults: dict, bar) -> tuple:
@@ -228,7 +230,8 @@ def render_chunk_yuv(gen, out_track, first: int, frames: np.ndarray, blend: dict
     crops = gen.generate(first, f, part)
     # f comes from uint8 pixels: finite and in 0..1, so Composite need not scan it; it writes into f,
     # which nothing reads after it
-    out = _to_u8(composite.composite(f, crops, part, device=gen.device, out=f, check=False, **blend)).numpy()
+    out = _to_u8(composite.composite(f, crops, part, device=gen.device, out=f, check=False, **blend),
+                 scratch=True).numpy()
     rgb = rgb.numpy()
     return sum(yuv.put_changed(frames[i], box, rgb[i], out[i], space) for i in range(n))
 

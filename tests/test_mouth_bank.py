@@ -480,3 +480,53 @@ def test_node_default_takes_the_clips_own_mouths_and_a_still_gets_the_warp():
     assert "warp generator draws the mouth" in tr.report
     _, tr = node.run(frames, track, vis, driver, model=backends.WARP)
     assert tr.report.splitlines()[-1] == f"generator: {backends.WARP}"
+
+
+def test_own_crops_are_cut_where_they_are_read_and_the_mouths_are_the_same():
+    """Under the clip's own mouths a frame's own crop is read only where it has no chosen mouth or is
+    warped: :func:`backends.own_crops` cuts just those, and the generated crops are those made from
+    every frame's crop, in a chunk that starts mid-clip too."""
+    from types import SimpleNamespace
+
+    n, size = 12, 64
+    track = _track(n, np.abs(np.sin(np.arange(n) / 2.0)) * 0.3, size=size)
+    images = torch.stack([_texture(100, seed=k).permute(1, 2, 0) for k in range(n)])
+    source = np.array([3, 4, -1, 5, 6, 7, 8, 0, -1, 1, 2, 3])
+    warp = np.zeros(n, bool)
+    warp[[5, 10]] = True
+    sel = _selection(source, np.zeros((n, 2)), warp)
+    crops = {int(f): MB.to_u8(composite.crop_faces(images[f:f + 1], track.frames(slice(f, f + 1))))[0]
+             for f in set(source[source >= 0])}
+    g = torch.Generator().manual_seed(1)
+    plan = MB.Plan(sel, (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * 0.05,
+                   1.0 + (torch.rand(n, 3, generator=g) - 0.5) * 0.2, crops)
+    every = composite.crop_faces(images, track)[..., :3].permute(0, 3, 1, 2)
+    visemes = SimpleNamespace(params=_params(np.abs(np.cos(np.arange(n) / 2.0))))
+    state = backends._warp_setup(images, track, -1, torch.device("cpu"), "test")
+    for start, stop in ((0, n), (4, 11)):
+        own = backends.own_crops(images[start:stop], track.frames(slice(start, stop)), start, plan)
+        read = (source[start:stop] < 0) | warp[start:stop]
+        assert torch.equal(own[torch.as_tensor(read)], every[start:stop][torch.as_tensor(read)])
+        assert not own[torch.as_tensor(~read)].any()  # not cut
+        made = backends.generate_batch(own, start, visemes, None, 1.0, plan=plan, warp_state=state)
+        want = backends.generate_batch(every[start:stop], start, visemes, None, 1.0, plan=plan, warp_state=state)
+        assert torch.equal(made, want)
+    everything = backends.own_crops(images, track, 0, None)  # no plan: every frame's crop
+    assert torch.equal(everything, every)
+
+
+def test_chosen_crop_is_sampled_where_its_shift_says_and_takes_its_gain():
+    """``Plan.shift`` is where the chosen crop is sampled, in shares of the crop side: a shift of
+    (2, -1) pixels gives the bank crop's pixel (y - 1, x + 2) at (y, x), times the frame's gain."""
+    s = 64
+    bank = _texture(s, seed=3)
+    u8 = (bank * 255).round().to(torch.uint8)
+    sel = _selection(np.array([1, -1]), np.zeros((2, 2)))
+    plan = MB.Plan(sel, torch.tensor([[2.0 / s, -1.0 / s], [0.0, 0.0]], dtype=torch.float64),
+                   torch.tensor([[1.0, 0.5, 1.0], [1.0, 1.0, 1.0]]), {1: u8})
+    own = torch.full((2, 3, s, s), 0.25)
+    out = MB.chosen_crops(plan, 0, 2, own)
+    want = u8.float() / 255.0
+    want[1] *= 0.5
+    assert torch.allclose(out[0, :, 1:, :-2], want[:, :-1, 2:], atol=1e-5)
+    assert torch.equal(out[1], own[1])  # no chosen mouth: its own crop

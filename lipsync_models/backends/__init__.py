@@ -25,6 +25,7 @@ import math
 from dataclasses import replace
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .. import composite, generator, mouth_bank
@@ -109,6 +110,30 @@ def _bank_plan(images, track, visemes, model, strength, device, who):
     return (plan if plan.selection.use_bank else None), note
 
 
+def own_crops(frames: torch.Tensor, track: FaceTrack, start: int, plan: "mouth_bank.Plan | None" = None,
+              device: torch.device | str | None = None) -> torch.Tensor:
+    """The aligned crops (n, 3, S, S) float32 of ``frames`` (n, H, W, C), clip frames ``start``... with
+    ``track`` their part of the face track, as :func:`generate_batch` reads them. Under the clip's own
+    mouths (``plan``) a frame that wears a chosen mouth and is not warped never reads its own crop, so
+    only the others are cut (the rest stay 0): on a 1080p clip cutting every frame was a tenth of the
+    runner's CPU time."""
+    n = int(frames.shape[0])
+    keep = None
+    if plan is not None:
+        sel = plan.selection
+        keep = np.nonzero((sel.source[start:start + n] < 0) | np.asarray(sel.warp[start:start + n], bool))[0]
+    if keep is None or len(keep) == n:
+        crops = composite.crop_faces(frames, track, device=device)
+        return crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+    s = track.crop_size
+    out = torch.zeros((n, 3, s, s), dtype=torch.float32, device=device if device is not None else frames.device)
+    if len(keep):
+        idx = torch.as_tensor(keep, dtype=torch.long)
+        cut = composite.crop_faces(frames[idx.to(frames.device)], track.frames(keep), device=device)
+        out[idx.to(out.device)] = cut[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+    return out
+
+
 def generate_batch(crops: torch.Tensor, start: int, visemes: VisemeTrack, driver: AudioDriver, strength: float,
                    net=None, plan: "mouth_bank.Plan | None" = None, warp_state=None) -> torch.Tensor:
     """The generated crops (n, 3, S, S) of frames ``start:start + n`` from their own aligned crops
@@ -187,8 +212,7 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
     for i, start in enumerate(range(0, b, batch_size)):
         stop = min(start + batch_size, b)
         # crop one batch at a time: a long clip never holds a second full set of crops
-        crops = composite.crop_faces(images[start:stop], out_track.frames(slice(start, stop)), device=device)
-        crops = crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
+        crops = own_crops(images[start:stop], out_track.frames(slice(start, stop)), start, plan, device)
         gen = generate_batch(crops, start, visemes, driver, strength, net=net, plan=plan,
                              warp_state=warp_state)
         out[start:stop] = gen.clamp(0, 1).permute(0, 2, 3, 1).to(out.device)
