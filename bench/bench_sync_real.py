@@ -4,7 +4,9 @@ Run:  .venv/bin/python bench/bench_sync_real.py --clips DIR [--segment-s 5] [--m
       [--shifts -4,-2,0,2,4] [--grid on] [--threads 2]
 
 DIR holds talking-face videos WITH their own audio track (e.g. the ``assets/demo*_video.mp4`` of
-bytedance/LatentSync; MuseTalk's ``data/video`` clips have no audio track and are skipped, said so).
+bytedance/LatentSync, the development set; the ``examples/face/*.mp4`` of OpenTalker/video-retalking,
+the five clips issue 18 was measured on, held out; MuseTalk's ``data/video`` clips have no audio
+track and are skipped, said so).
 Keep them outside the repository. Each video is decoded with its longest side scaled to
 ``--max-side`` px (memory: a 1080x1920 float frame is 25 MB); with ``--face-window on`` (default)
 the face is found there and the video decoded again at its own resolution in a window around the
@@ -15,7 +17,8 @@ frames (positive = audio late; ``helpers.shift_audio`` at the clip's rate; expec
 face tracked once per piece with the haar tracker as the node does when no track is given.
 
 Printed: a table per piece, then within one frame %, exact % and uncertain % over the (piece,
-shift) pairs (an "uncertain" answer counts against neither, per issue 18), and per source clip.
+shift) pairs (an "uncertain" answer counts against neither, per issue 18), the badge bars (in-sync
+pairs read 0 +- 1, pairs shifted 4 frames never read in sync), and per source clip.
 Nothing here is fitted on these clips: the natural lead comes from GRID
 (``calibration.NATURAL_LEAD_FRAMES``), so every real-clip figure is held out by construction; the
 per-piece figures of one video are not independent (one speaker).
@@ -114,6 +117,18 @@ def tally(rows: list[tuple[str, int, object]]) -> str:
     return f"within one frame {pct(w1, n)}, exact {pct(ex, n)}, uncertain {pct(un, len(rows))}"
 
 
+def badges(rows: list[tuple[str, int, object]]) -> str:
+    """Issue 18's badge bars: in-sync pairs (shift 0) that read 0 +- 1 and are not uncertain (the
+    badge's green or amber), and pairs shifted 4 frames that read in sync, 0 +- 1 and sure (they must
+    never; an uncertain answer there is counted apart: its badge is grey and says "uncertain")."""
+    zero = [r for _, k, r in rows if k == 0]
+    ok = sum(abs(r.offset_frames) <= 1 and not uncertain(r) for r in zero)
+    four = [r for _, k, r in rows if abs(k) == 4 and abs(r.offset_frames) <= 1]
+    bad = sum(not uncertain(r) for r in four)
+    return (f"in sync (shift 0) read 0 +- 1 and sure: {ok}/{len(zero)}; shifted 4 frames read in sync: "
+            f"{bad}/{sum(abs(k) == 4 for _, k, _ in rows)} (and {len(four) - bad} more read 0 +- 1 as uncertain)")
+
+
 def score(track, images, wave, fps, lead=None):
     return sync.score_articulation(track, wave, fps, search_range=R, window_s=2.0, images=images, natural_lead=lead)
 
@@ -150,6 +165,7 @@ def run_real(clip_dir: Path, seg_s: float, max_side: int, shifts, face_win: bool
                             f"({r.peak_confidence:.2f})")
             print(f"  {name:28s} face {fw:4.0f}px  " + "  ".join(line))
     print(f"REAL clips ({len({r[0] for r in rows})} videos, {len(rows)} pairs): {tally(rows)}")
+    print(f"  {badges(rows)}")
     for stem in sorted({r[0] for r in rows}):
         print(f"  {stem}: {tally([r for r in rows if r[0] == stem])}")
     if n_score:
