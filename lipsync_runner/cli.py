@@ -51,7 +51,7 @@ BUILTIN_MODEL = "built-in (no weights)"
 # --- terminal progress -----------------------------------------------------------------------
 
 class Bar:
-    """One tqdm bar per stage of a clip: ``[5/9] MaskLowerFace   40%|####      | 30/75 [00:02<00:03]``.
+    """One tqdm bar per stage of a clip: ``[2/9] MaskLowerFace   40%|####      | 30/75 [00:02<00:03]``.
 
     Called as ``bar(done, total)`` (the nodes' ``on_progress``). On a terminal each bar is redrawn
     in place and left on screen when its stage ends; elsewhere (logs, CI) it is written when the
@@ -69,12 +69,18 @@ class Bar:
         self.mininterval = mininterval  # seconds between redraws on a terminal
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.stage, self.index, self.clip_t0 = "", 0, time.monotonic()
+        self.stages = STAGES
         self._bar = None
+
+    def plan(self, stages) -> None:
+        """The stages this clip goes through (a subset of :data:`STAGES`, e.g. no ExtractPhonemes for
+        a generator that reads the sound itself): the bars count them, ``[4/8]``."""
+        self.stages = tuple(stages)
 
     def start(self, stage: str) -> None:
         self._close()
-        self.stage, self.index = stage, STAGES.index(stage) + 1 if stage in STAGES else self.index + 1
-        self._bar = self._tqdm(total=1, desc=f"[{self.index}/{len(STAGES)}] {stage:<16}", file=self.stream,
+        self.stage, self.index = stage, self.stages.index(stage) + 1 if stage in self.stages else self.index + 1
+        self._bar = self._tqdm(total=1, desc=f"[{self.index}/{len(self.stages)}] {stage:<16}", file=self.stream,
                          leave=True, dynamic_ncols=self.tty, ascii=not self.tty, mininterval=self.mininterval if self.tty else float("inf"),
                          bar_format="{desc} {percentage:3.0f}%|{bar:28}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
 
@@ -181,6 +187,8 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     from .pack import ALIAS
 
     comfy = importlib.import_module(f"{ALIAS}.nodes._comfy")
+    reads = _reads_visemes(opts.model, nodes)
+    bar.plan(s for s in STAGES if (s != "ExtractPhonemes" or reads) and (s != "SyncScore" or opts.score))
     bar.start("decode")
     wave, sr = media.read_audio(str(job.audio), "--audio")
     if job.frames is not None:
@@ -197,7 +205,7 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     track, small, size, kept = stream.track_pass(src, widget_defaults(nodes["LipSyncMaskLowerFace"]), bar)
     b = track.num_frames
     driver, audio, track_v = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b,
-                                          phonemes=_reads_visemes(opts.model, nodes))
+                                          phonemes=reads)
 
     bar.start("LipSyncInference")
     model = opts.model

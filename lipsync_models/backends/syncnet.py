@@ -25,7 +25,6 @@ positive = audio LATE, so :func:`score_clip` returns ``-(syncnet offset)``.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -39,8 +38,6 @@ import torch.nn.functional as F
 from ..weights import match_state_dict, read_tensors, strip_prefix
 from ..errors import CheckpointError, InputError
 from .model_slot import ModelSlot
-
-log = logging.getLogger("comfyui_lipsync")
 
 SYNCNET_FPS = 25.0
 SYNCNET_RATE = 16000
