@@ -557,7 +557,7 @@ def chosen_crops(plan_: Plan, start: int, stop: int, own: torch.Tensor) -> torch
     rows = np.nonzero(src >= 0)[0]
     if len(rows) == 0:
         return out
-    n, s = len(rows), own.shape[-1]
+    s = own.shape[-1]
     bank = torch.stack([plan_.crops[int(src[r])] for r in rows]).to(own.device, torch.float32) / 255.0
     # grid_sample's normalised coordinates: a shift of d crop sides moves the sampling point by 2 d
     # (a translation: the identity grid plus the shift, what affine_grid gives at 1/20 of its cost)
