@@ -100,7 +100,8 @@ def _status_kb(pid: int) -> dict:
 
 def run_runner(root: Path, video: Path, line: Path, out: Path, log: Path, every: float = 15.0) -> dict:
     """``python -m lipsync_runner`` from ``root`` in a child process: wall s, CPU s and peak RSS GB of
-    that child alone (its own rusage, from ``os.wait4``), stdout. Every ``every`` s the child's
+    that child (its rusage from ``os.wait4``, which also counts processes it ran and waited for; not
+    the earlier children's), stdout. Every ``every`` s the child's
     resident and peak memory go to ``log``.rss."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     t0 = time.monotonic()

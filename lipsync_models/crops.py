@@ -157,7 +157,7 @@ def _check_track(frames: torch.Tensor, track: FaceTrack, who: str) -> None:
 
 def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, *,
                device: torch.device | str | None = None, chunk: int = 32,
-               on_progress: ProgressFn = None) -> torch.Tensor:
+               on_progress: ProgressFn = None, rows=None) -> torch.Tensor:
     """Aligned, mouth-centred face crops.
 
     frames: (B, H, W, C) float in 0..1 (C = 3 or 4), any device.
@@ -165,6 +165,8 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
     size:   crop side in pixels; default ``track.crop_size`` (another size covers the same area).
     device: where the crops are made and returned (default: the frames' device); frames are moved
             there one chunk (and only the face region) at a time.
+    rows:   only these frames are cut (the others stay 0), each exactly as cutting all B gives it
+            (the region is laid out over all B); no frame is copied whole.
     Returns (B, S, S, C) in the frames' dtype. Pixels beyond the frame edge repeat the edge.
     """
     who = "crop_faces"
@@ -185,17 +187,18 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
     if rh == 0:
         log.warning("%s: every crop lies outside the frame; crops are black", who)
     chunk = max(int(chunk), 1)
-    for start in range(0, b, chunk):
-        idx = range(start, min(start + chunk, b))
+    order = list(range(b)) if rows is None else sorted({int(r) for r in rows})
+    for start in range(0, len(order), chunk):
+        idx = order[start:start + chunk]
         if rh:
             roi = _gather(frames, idx, offsets, rh, rw, dev)
-            local = _local(mat[idx.start:idx.stop], offsets[idx.start:idx.stop])
+            local = _local(mat[idx], offsets[idx])
             crop = warp_affine(roi, local[:, :2].float().to(dev), (s, s),
                                padding_mode="border", align_corners=True)
-            keep = valid[idx.start:idx.stop].to(dev)[:, None, None, None]
-            out[idx.start:idx.stop] = torch.where(keep, rearrange(crop, "b c h w -> b h w c"), 0.0).to(frames.dtype)
+            keep = valid[idx].to(dev)[:, None, None, None]
+            out[idx] = torch.where(keep, rearrange(crop, "b c h w -> b h w c"), 0.0).to(frames.dtype)
         if on_progress is not None:
-            on_progress(idx.stop, b)
+            on_progress(start + len(idx), len(order))
     return out
 
 

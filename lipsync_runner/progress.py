@@ -41,7 +41,9 @@ class Bar:
 
     def start(self, stage: str) -> None:
         self._close()
-        self.stage, self.index = stage, self.stages.index(stage) + 1 if stage in self.stages else self.index + 1
+        if stage not in self.stages:  # not planned: counted on, so no bar reads [8/7]
+            self.stages = self.stages[:self.index] + (stage,) + self.stages[self.index:]
+        self.stage, self.index = stage, self.stages.index(stage) + 1
         self._bar = self._tqdm(total=1, desc=f"[{self.index}/{len(self.stages)}] {stage:<16}", file=self.stream,
                          leave=True, dynamic_ncols=self.tty, ascii=not self.tty, mininterval=self.mininterval if self.tty else float("inf"),
                          bar_format="{desc} {percentage:3.0f}%|{bar:28}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
