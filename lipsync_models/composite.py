@@ -19,7 +19,12 @@ final blend at frame resolution:
 2. Colour matching: per frame and channel, gain and offset that give the generated crop the mean
    and spread of the original skin in a ring just inside the mask edge, read where crop and frame
    agree (hair or shadow at the edge of one of them does not count) and changing the spread by at
-   most :data:`.blend.SPREAD_GAIN_MAX`.
+   most :data:`.blend.SPREAD_GAIN_MAX`. Crops of the clip's own pixels (a track marked
+   :data:`..types.OWN_PIXELS`: the clip's own mouths, which their generator already brought to each
+   frame's light) get the mean alone: a ring that differs in spread there is another expression (a
+   smile's shadows), not another light, and matching it gave deep red lips. Their mouth region
+   (:func:`mouth_ellipses`) is renewed whatever its difference, so no detail of the frame's own
+   mouth stays under a chosen mouth that differs little from it.
 3. Blending: feathered alpha (``blend="alpha"``), or multi-band (``blend="laplacian"``): the change
    is split into Laplacian bands, each blended with its own mask, sharp for fine detail and as
    wide as the feathered mask for the low frequencies; every band mask stays inside the mask, so
@@ -42,14 +47,14 @@ from typing import Callable
 import torch
 from einops import rearrange
 
-from .blend import _color_params, _gauss_blur, _multiband, band_masks  # noqa: F401 (band_masks: public here too)
+from .blend import SPREAD_GAIN_MAX, _color_params, _gauss_blur, _multiband, band_masks  # noqa: F401 (band_masks: public here too)
 from .calibration import (DETAIL_TOLERANCE, ELLIPSE_BELOW_CHIN, ELLIPSE_FALLBACK, ELLIPSE_HALF_WIDTH,
                           ELLIPSE_MAX_HALF_WIDTH)
 from .checks import check_images
 from .crops import (  # noqa: F401 (crop_faces: public here too, as before)
     _affine64, _apply, _boxes, _check_track, _gather, _layout, _warp, crop_faces)
 from .errors import InputError, LengthMismatchError
-from .types import FaceTrack
+from .types import OWN_PIXELS, FaceTrack
 
 log = logging.getLogger("comfyui_lipsync")
 
@@ -103,6 +108,26 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     if not bool(ok.all()):
         log.info("Composite: %d of %d frames have unusable mouth landmarks; default lower-face "
                  "ellipse used there", int((~ok).sum()), len(ok))
+    return torch.where(ok[:, None], ell, fallback)
+
+
+MOUTH_REGION = (0.75, 0.55)
+"""Semi-axes of :func:`mouth_ellipses`, in mouth widths: the window of 1.5 x 1.1 mouth widths that the
+realness measure reads as the mouth (``tests/helpers.MOUTH``, from the face geometry, not fitted)."""
+
+
+def mouth_ellipses(track: FaceTrack) -> torch.Tensor:
+    """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels over the mouth: centred between the mouth
+    corners and between the outer lips, :data:`MOUTH_REGION` mouth widths; frames with unusable
+    landmarks get one centred in the crop, a fifth of its side across."""
+    s = track.crop_size
+    pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
+    left, right, top, bottom = pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3]
+    width = (right - left).norm(dim=1)
+    ell = torch.stack([0.5 * (left[:, 0] + right[:, 0]), 0.5 * (top[:, 1] + bottom[:, 1]),
+                       MOUTH_REGION[0] * width, MOUTH_REGION[1] * width], 1)
+    ok = torch.isfinite(ell).all(1) & (width >= 2)
+    fallback = torch.tensor([0.5 * (s - 1), 0.5 * (s - 1), 0.1 * s, 0.1 * s], dtype=torch.float64)
     return torch.where(ok[:, None], ell, fallback)
 
 
@@ -225,7 +250,8 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
             256-px crop, i.e. 8 % of the face region whatever its size in the frame).
     color_match: match the crop's colour to the surrounding skin (mean and spread per channel in
             a ring just inside the mask edge, weighted toward the pixels where crop and frame agree;
-            the spread by at most :data:`.blend.SPREAD_GAIN_MAX`).
+            the spread by at most :data:`.blend.SPREAD_GAIN_MAX`; the mean alone for crops of the
+            clip's own pixels, a track marked :data:`..types.OWN_PIXELS`).
     blend:  "alpha" (feathered alpha) or "laplacian" (multi-band, see :func:`band_masks`).
     chunk:  frames per chunk (default: as many as keep :data:`CHUNK_PIXELS` frame-region pixels,
             1 to 256); only the mouth region of a chunk is moved to ``device`` (default: the
@@ -292,6 +318,8 @@ class _Plan:
     valid: torch.Tensor  # (B,) bool: frames with something to blend
     to_win: torch.Tensor
     chunk: int
+    mouth: torch.Tensor | None = None  # (B, 4) mouth ellipses renewed whatever their change (own pixels)
+    spread_max: float = SPREAD_GAIN_MAX  # the colour match's contrast limit (1: the mean alone)
 
 
 def _mask_corners(track: FaceTrack, mask: torch.Tensor | None, scan_chunk: int):
@@ -341,7 +369,9 @@ def _plan(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None, fea
     chunk = max(int(chunk), 1) if chunk else max(1, min(256, CHUNK_PIXELS // max(rh * rw, 1)))
     log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames, chunks of %d", WHO, cw, ch,
               rw, rh, int(valid.sum()), b, chunk)
-    return _Plan(ell, width, sigma, s, woff, ch, cw, foff, rh, rw, valid, to_win, chunk)
+    own = bool(track.extras.get(OWN_PIXELS))
+    return _Plan(ell, width, sigma, s, woff, ch, cw, foff, rh, rw, valid, to_win, chunk,
+                 mouth=mouth_ellipses(track) if own else None, spread_max=1.0 if own else SPREAD_GAIN_MAX)
 
 
 def _chunk_weights(mask: torch.Tensor | None, plan: _Plan, idx: list[int], fwd: torch.Tensor,
@@ -374,12 +404,15 @@ def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor |
     gen = _gather(crops, idx, plan.woff, plan.ch, plan.cw, dev, channels=3)
     weight, stats_weight, exact, cap = _chunk_weights(mask, plan, idx, fwd, dev, work)
     if color_match:
-        gain, offset = _color_params(gen, recrop, stats_weight)
+        gain, offset = _color_params(gen, recrop, stats_weight, plan.spread_max)
         diff = torch.addcmul(offset, gain, gen) - recrop
     else:
         diff = gen - recrop
     if keep_detail:  # 1 where the crop changed the picture: there the frame's detail goes
         renew = 1.0 - torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
+        if plan.mouth is not None:  # the clip's own mouths: the frame's own mouth never shows through
+            u, v = _window_coords(plan.woff[idx], plan.ch, plan.cw, dev)
+            renew = torch.maximum(renew, _ellipse_weight(u, v, plan.mouth[idx], 0.5 * plan.width)[:, None])
     else:
         renew = torch.ones_like(weight)
     # result = rgb + weight * (diff + renew * (recrop - rgb)); in multi-band mode the diff

@@ -48,7 +48,7 @@ import torch
 from .calibration import BANK_WEIGHTS, LACKS_OPEN
 from .checks import check_shape
 from .errors import InputError, LengthMismatchError
-from .types import MOUTH_PARAMS, FaceTrack
+from .types import MOUTH_PARAMS, OWN_PIXELS, FaceTrack
 
 WHO = "LipSyncInference"
 
@@ -598,5 +598,6 @@ def output_track(track: FaceTrack, plan_: Plan) -> FaceTrack:
     for key, value in track.extras.items():
         if key in ("contrast", "mesh_gap", "teeth") and isinstance(value, torch.Tensor) and value.shape[:1] == (len(src),):
             extras[key] = value[pick.to(value.device)]
+    extras[OWN_PIXELS] = True  # the crops are the clip's own pixels, in each frame's light (alignment's gain)
     return replace(track, mouth=mouth.to(track.mouth), opening=track.opening[pick.to(track.opening.device)],
                    extras=extras)

@@ -21,7 +21,7 @@ from .backends import BANK, BUILTIN, BUILTINS, WARP
 from .crops import crop_faces
 from .errors import InputError
 from .stream_track import face_region, in_region
-from .types import AudioDriver, FaceTrack, VisemeTrack
+from .types import OWN_PIXELS, AudioDriver, FaceTrack, VisemeTrack
 
 WHO = "LipSyncInference"
 ALIGN_CHUNK = 512
@@ -88,11 +88,14 @@ class Generator:
 
     @property
     def out_track(self) -> FaceTrack:
-        """The track Composite pastes with (Wav2Lip's face crop for a checkpoint)."""
+        """The track Composite pastes with (Wav2Lip's face crop for a checkpoint; the clip's own
+        mouths mark their crops as the clip's own pixels, :data:`..types.OWN_PIXELS`)."""
         if self.net is not None:
             from .backends import wav2lip
 
             return wav2lip.face_track(self.track)
+        if self.uses_bank:
+            return replace(self.track, extras={**self.track.extras, OWN_PIXELS: True})
         return self.track
 
     def collect(self, first: int, small_frames: torch.Tensor, fulls: dict) -> None:

@@ -154,6 +154,14 @@ MOUTH_POINTS = (
 """Mouth landmark order in FaceTrack.mouth. Left/right as seen in the image (x grows right)."""
 
 
+OWN_PIXELS = "own_pixels"
+"""FaceTrack ``extras`` key: the crops Composite is given are the clip's own pixels, already brought
+to each frame's light by their generator (the clip's own mouths). Composite then matches only their
+mean colour, not their contrast (a smile's shadows in the ring are another expression, not another
+light), and renews the mouth region whatever its difference (no detail of the frame's own mouth is
+kept there)."""
+
+
 @dataclass(frozen=True)
 class FaceTrack:
     """One face followed through a clip of ``B`` frames of size ``frame_size`` = (H, W).
@@ -169,6 +177,8 @@ class FaceTrack:
     extras:    what MaskLowerFace adds per frame: ``contrast`` (B,) the inner-mouth contrast
                (``face.mouth_contrast``, SyncScore's lip signal), ``angle`` (the crops' roll, radians),
                ``face_width``, ``mesh_gap`` (face mesh only) and the ``detector`` name.
+               LipSyncInference's track of the clip's own mouths adds ``own_pixels`` (True, see
+               :data:`OWN_PIXELS`).
     """
 
     boxes: torch.Tensor

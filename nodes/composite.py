@@ -35,7 +35,9 @@ class Composite:
                                             "tooltip": "Match the crop's colour to the surrounding skin (mean and "
                                                        "contrast per channel in a ring inside the mask edge, read "
                                                        "where crop and frame agree, so hair or shadow at the edge "
-                                                       "does not set it; contrast changed by at most 1.25x)."}),
+                                                       "does not set it; contrast changed by at most 1.25x; "
+                                                       "the clip's own mouths, already in their frame's light, "
+                                                       "get the mean alone)."}),
                 "blend": (list(BLEND_MODES), {"default": "feathered alpha",
                                               "tooltip": "feathered alpha: one soft edge. multi-band: fine detail "
                                                          "switches over a narrow strip, colour over the whole soft edge "

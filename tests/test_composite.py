@@ -578,6 +578,47 @@ def test_real_grid_clip_round_trip_and_mouth_change(grid_clip):
         assert changed[i, cy, cx]
 
 
+def test_own_pixels_get_the_mean_alone_and_their_mouth_renewed(grid_clip):
+    """The clip's own mouths (a track marked ``OWN_PIXELS``) are the clip's pixels, already in their
+    frame's light: Composite moves their mean colour and keeps their contrast, so a mouth taken from a
+    frame whose ring is flatter (a neutral face under a smile's shadows) is not darkened; any other
+    crop still gets the ring's contrast. And under a chosen mouth that differs little from the frame's
+    own, none of the own mouth's detail is kept (keep_detail keeps it elsewhere)."""
+    from comfyui_lipsync.lipsync_models.types import OWN_PIXELS
+
+    frames, track = grid_clip
+    crops = C.crop_faces(frames, track)
+    mean = crops.mean((1, 2), keepdim=True)
+    flat = (mean + 0.6 * (crops - mean) + torch.tensor([0.04, 0.0, -0.03])).clamp(0, 1)  # flatter, tinted
+    own = replace(track, extras={**track.extras, OWN_PIXELS: True})
+    gains = {}
+    orig = C._color_params
+    for name, tr in (("own", own), ("other", track)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(C, "_color_params", lambda *a: gains.setdefault(name, []).append(orig(*a)) or gains[name][-1])
+            C.composite(frames, flat, tr)
+    a_own = torch.cat([a for a, _ in gains["own"]])
+    a_other = torch.cat([a for a, _ in gains["other"]])
+    assert torch.equal(a_own, torch.ones_like(a_own))  # the mean alone
+    assert a_other.flatten().min() > 1.2  # the contrast back toward the frame's (at most 1.25x)
+    for tr in (own, track):  # the tint is taken off in both: the lower face keeps the frame's mean colour
+        out = C.composite(frames, flat, tr)
+        shift = (out - frames)[(out != frames).any(-1)].mean(0)
+        assert shift.abs().max() < 0.015, shift
+    # a crop that blurs the frame's own mouth a little (a chosen mouth of nearly the same shape): at the
+    # mouth's centre an own-pixels crop is taken as it is, while for another generator's crop
+    # keep_detail keeps some of the frame's own detail there
+    soft = torch.nn.functional.avg_pool2d(crops.permute(0, 3, 1, 2), 5, 1, 2, count_include_pad=False)
+    soft = soft.permute(0, 2, 3, 1)
+    kept, renewed = C.composite(frames, soft, track), C.composite(frames, soft, own)
+    want = C.composite(frames, soft, own, keep_detail=False)
+    for i in range(0, 20, 5):
+        cx, cy = track.mouth[i, :4].mean(0).round().long().tolist()
+        win = (i, slice(cy - 2, cy + 3), slice(cx - 4, cx + 5))
+        assert (renewed[win] - want[win]).abs().max() < 1e-5  # the crop, as without keep_detail
+        assert (kept[win] - frames[win]).abs().mean() < (renewed[win] - frames[win]).abs().mean()  # kept some
+
+
 def test_real_astronaut_still(astronaut):
     from comfyui_lipsync.lipsync_models import face
 

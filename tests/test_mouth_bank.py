@@ -14,7 +14,7 @@ import torch
 from comfyui_lipsync.lipsync_models import backends, composite, face, media
 from comfyui_lipsync.lipsync_models import mouth_bank as MB
 from comfyui_lipsync.lipsync_models.errors import InputError, LengthMismatchError
-from comfyui_lipsync.lipsync_models.types import FaceTrack
+from comfyui_lipsync.lipsync_models.types import OWN_PIXELS, FaceTrack
 from comfyui_lipsync.nodes.lipsync_inference import LipSyncInference
 
 from helpers import MOUTH, lower_faces, realness, stability
@@ -474,12 +474,17 @@ def test_node_default_takes_the_clips_own_mouths_and_a_still_gets_the_warp():
     node = LipSyncInference()
     crops, tr = node.run(frames, track, vis, driver)
     assert "clip's own mouths" in tr.report and "warp generator" not in tr.report
+    assert tr.extras.get(OWN_PIXELS) is True  # Composite then matches their mean colour alone
     still = (torch.from_numpy(data.astronaut()).float() / 255)[None].repeat(len(frames), 1, 1, 1)
     st_track = face.track_faces(still)
     _, tr = node.run(still, st_track, vis, replace(driver))
-    assert "warp generator draws the mouth" in tr.report
+    assert "warp generator draws the mouth" in tr.report and OWN_PIXELS not in tr.extras
     _, tr = node.run(frames, track, vis, driver, model=backends.WARP)
-    assert tr.report.splitlines()[-1] == f"generator: {backends.WARP}"
+    assert tr.report.splitlines()[-1] == f"generator: {backends.WARP}" and OWN_PIXELS not in tr.extras
+    from comfyui_lipsync.lipsync_models import stream_generate  # the runner's Composite gets the same mark
+
+    assert stream_generate.prepare(track, track, vis, driver).out_track.extras.get(OWN_PIXELS) is True
+    assert OWN_PIXELS not in stream_generate.prepare(track, track, vis, driver, model=backends.WARP).out_track.extras
 
 
 def test_own_crops_are_cut_where_they_are_read_and_the_mouths_are_the_same():
