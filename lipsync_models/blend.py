@@ -118,7 +118,11 @@ def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
     vr = ((r * r) @ ring / total - mr * mr).clamp_min(0.0)
     flat = vg < 1e-8
     a = torch.where(flat | empty, torch.ones_like(vg), torch.sqrt(vr / vg.clamp_min(1e-8)))
-    a = a.clamp(1.0 / max_gain, max_gain)
+    if isinstance(max_gain, torch.Tensor):  # per frame (b,)
+        lim = max_gain.to(device=a.device, dtype=a.dtype).view(-1, 1, 1)
+        a = torch.minimum(torch.maximum(a, 1.0 / lim), lim)
+    else:
+        a = a.clamp(1.0 / max_gain, max_gain)
     b = torch.where(empty, torch.zeros_like(mr), mr - a * mg)
     return a[..., None].to(gen.dtype), b[..., None].to(gen.dtype)  # (b, c, 1, 1)
 

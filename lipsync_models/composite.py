@@ -112,8 +112,9 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
 
 
 MOUTH_REGION = (0.75, 0.55)
-"""Semi-axes of :func:`mouth_ellipses`, in mouth widths: the window of 1.5 x 1.1 mouth widths that the
-realness measure reads as the mouth (``tests/helpers.MOUTH``, from the face geometry, not fitted)."""
+"""Semi-axes of :func:`mouth_ellipses`, in mouth widths: an ellipse inside the 1.5 x 1.1 mouth-width
+box that the realness measure reads as the mouth (``tests/helpers.MOUTH``, from the face geometry,
+not fitted); fully renewed within half the mask's feather of its edge."""
 
 
 def mouth_ellipses(track: FaceTrack) -> torch.Tensor:
@@ -318,8 +319,8 @@ class _Plan:
     valid: torch.Tensor  # (B,) bool: frames with something to blend
     to_win: torch.Tensor
     chunk: int
-    mouth: torch.Tensor | None = None  # (B, 4) mouth ellipses renewed whatever their change (own pixels)
-    spread_max: float = SPREAD_GAIN_MAX  # the colour match's contrast limit (1: the mean alone)
+    own: torch.Tensor | None = None  # (B,) bool: frames wearing another frame's lower face (OWN_PIXELS)
+    mouth: torch.Tensor | None = None  # (B, 4) their mouth ellipses, renewed whatever their change
 
 
 def _mask_corners(track: FaceTrack, mask: torch.Tensor | None, scan_chunk: int):
@@ -369,9 +370,11 @@ def _plan(frames: torch.Tensor, track: FaceTrack, mask: torch.Tensor | None, fea
     chunk = max(int(chunk), 1) if chunk else max(1, min(256, CHUNK_PIXELS // max(rh * rw, 1)))
     log.debug("%s: crop window %dx%d, frame region %dx%d, %d of %d frames, chunks of %d", WHO, cw, ch,
               rw, rh, int(valid.sum()), b, chunk)
-    own = bool(track.extras.get(OWN_PIXELS))
+    own = track.extras.get(OWN_PIXELS)
+    own = own.detach().cpu().bool() if isinstance(own, torch.Tensor) and own.shape == (b,) else None
+    own = own if own is not None and bool(own.any()) else None
     return _Plan(ell, width, sigma, s, woff, ch, cw, foff, rh, rw, valid, to_win, chunk,
-                 mouth=mouth_ellipses(track) if own else None, spread_max=1.0 if own else SPREAD_GAIN_MAX)
+                 own=own, mouth=mouth_ellipses(track) if own is not None else None)
 
 
 def _chunk_weights(mask: torch.Tensor | None, plan: _Plan, idx: list[int], fwd: torch.Tensor,
@@ -404,15 +407,17 @@ def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor |
     gen = _gather(crops, idx, plan.woff, plan.ch, plan.cw, dev, channels=3)
     weight, stats_weight, exact, cap = _chunk_weights(mask, plan, idx, fwd, dev, work)
     if color_match:
-        gain, offset = _color_params(gen, recrop, stats_weight, plan.spread_max)
+        limit = SPREAD_GAIN_MAX if plan.own is None else torch.where(plan.own[idx], 1.0, SPREAD_GAIN_MAX)
+        gain, offset = _color_params(gen, recrop, stats_weight, limit)
         diff = torch.addcmul(offset, gain, gen) - recrop
     else:
         diff = gen - recrop
     if keep_detail:  # 1 where the crop changed the picture: there the frame's detail goes
         renew = 1.0 - torch.exp(-(diff.abs().amax(1, keepdim=True) / DETAIL_TOLERANCE) ** 2)
-        if plan.mouth is not None:  # the clip's own mouths: the frame's own mouth never shows through
+        if plan.own is not None and bool(plan.own[idx].any()):  # another frame's mouth: this one never shows
             u, v = _window_coords(plan.woff[idx], plan.ch, plan.cw, dev)
-            renew = torch.maximum(renew, _ellipse_weight(u, v, plan.mouth[idx], 0.5 * plan.width)[:, None])
+            mouth = _ellipse_weight(u, v, plan.mouth[idx], 0.5 * plan.width)[:, None]
+            renew = torch.maximum(renew, mouth * plan.own[idx].to(dev, mouth.dtype)[:, None, None, None])
     else:
         renew = torch.ones_like(weight)
     # result = rgb + weight * (diff + renew * (recrop - rgb)); in multi-band mode the diff

@@ -576,6 +576,13 @@ def _identity_grid(s: int, device: torch.device) -> torch.Tensor:
     return torch.nn.functional.affine_grid(eye, [1, 3, s, s], align_corners=False)
 
 
+def own_pixels(selection: Selection) -> torch.Tensor:
+    """(B,) bool: the frames that wear another frame's lower face (not their own, not warped): their
+    crops are the clip's pixels in this frame's light (:data:`..types.OWN_PIXELS`)."""
+    src = np.asarray(selection.source)
+    return torch.as_tensor((src >= 0) & (src != np.arange(len(src))) & ~np.asarray(selection.warp, bool))
+
+
 def output_track(track: FaceTrack, plan_: Plan) -> FaceTrack:
     """The face track of the output frames: the face box and crop of each frame stay (Composite pastes
     into them), while the mouth landmarks, opening and per-frame lip measures are those of the chosen
@@ -598,6 +605,6 @@ def output_track(track: FaceTrack, plan_: Plan) -> FaceTrack:
     for key, value in track.extras.items():
         if key in ("contrast", "mesh_gap", "teeth") and isinstance(value, torch.Tensor) and value.shape[:1] == (len(src),):
             extras[key] = value[pick.to(value.device)]
-    extras[OWN_PIXELS] = True  # the crops are the clip's own pixels, in each frame's light (alignment's gain)
+    extras[OWN_PIXELS] = own_pixels(plan_.selection).to(track.opening.device)
     return replace(track, mouth=mouth.to(track.mouth), opening=track.opening[pick.to(track.opening.device)],
                    extras=extras)

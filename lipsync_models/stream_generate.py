@@ -21,7 +21,7 @@ from .backends import BANK, BUILTIN, BUILTINS, WARP
 from .crops import crop_faces
 from .errors import InputError
 from .stream_track import face_region, in_region
-from .types import OWN_PIXELS, AudioDriver, FaceTrack, VisemeTrack
+from .types import OWN_PIXELS, AudioDriver, FaceTrack, VisemeTrack, without_own_pixels
 
 WHO = "LipSyncInference"
 ALIGN_CHUNK = 512
@@ -95,7 +95,7 @@ class Generator:
 
             return wav2lip.face_track(self.track)
         if self.uses_bank:
-            return replace(self.track, extras={**self.track.extras, OWN_PIXELS: True})
+            return replace(self.track, extras={**self.track.extras, OWN_PIXELS: mouth_bank.own_pixels(self.selection)})
         return self.track
 
     def collect(self, first: int, small_frames: torch.Tensor, fulls: dict) -> None:
@@ -171,6 +171,7 @@ def prepare(track: FaceTrack, small_track: FaceTrack, visemes: VisemeTrack, driv
     frame is generated; then :meth:`Generator.collect` every frame, :meth:`Generator.ready`, and
     :meth:`Generator.generate` chunk by chunk."""
     b = backends.check_lengths(torch.empty((track.num_frames, 1, 1, 3)), track, visemes, driver, WHO)
+    track, small_track = without_own_pixels(track), without_own_pixels(small_track)  # a generator's input
     if not 0.0 <= float(strength) <= 2.0:
         raise InputError(f"{WHO}: strength must be between 0 and 2, got {strength}.")
     if int(lip_frame) >= b:

@@ -155,11 +155,18 @@ MOUTH_POINTS = (
 
 
 OWN_PIXELS = "own_pixels"
-"""FaceTrack ``extras`` key: the crops Composite is given are the clip's own pixels, already brought
-to each frame's light by their generator (the clip's own mouths). Composite then matches only their
-mean colour, not their contrast (a smile's shadows in the ring are another expression, not another
-light), and renews the mouth region whatever its difference (no detail of the frame's own mouth is
-kept there)."""
+"""FaceTrack ``extras`` key: (B,) bool, the frames whose crop is another frame's lower face of the clip,
+already brought to this frame's light by its generator (the clip's own mouths; not the frames that
+keep their own mouth, nor the warped ones). There Composite matches only the mean colour, not the
+contrast (a smile's shadows in the ring are another expression, not another light), and renews the
+mouth region whatever its difference (no detail of the frame's own mouth is kept under it)."""
+
+
+def without_own_pixels(track: "FaceTrack") -> "FaceTrack":
+    """``track`` without the :data:`OWN_PIXELS` mark (a generator's input: its crops are its own)."""
+    if OWN_PIXELS not in track.extras:
+        return track
+    return replace(track, extras={k: v for k, v in track.extras.items() if k != OWN_PIXELS})
 
 
 @dataclass(frozen=True)
@@ -177,8 +184,8 @@ class FaceTrack:
     extras:    what MaskLowerFace adds per frame: ``contrast`` (B,) the inner-mouth contrast
                (``face.mouth_contrast``, SyncScore's lip signal), ``angle`` (the crops' roll, radians),
                ``face_width``, ``mesh_gap`` (face mesh only) and the ``detector`` name.
-               LipSyncInference's track of the clip's own mouths adds ``own_pixels`` (True, see
-               :data:`OWN_PIXELS`).
+               LipSyncInference's track of the clip's own mouths adds ``own_pixels``
+               (:data:`OWN_PIXELS`).
     """
 
     boxes: torch.Tensor

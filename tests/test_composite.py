@@ -590,7 +590,7 @@ def test_own_pixels_get_the_mean_alone_and_their_mouth_renewed(grid_clip):
     crops = C.crop_faces(frames, track)
     mean = crops.mean((1, 2), keepdim=True)
     flat = (mean + 0.6 * (crops - mean) + torch.tensor([0.04, 0.0, -0.03])).clamp(0, 1)  # flatter, tinted
-    own = replace(track, extras={**track.extras, OWN_PIXELS: True})
+    own = replace(track, extras={**track.extras, OWN_PIXELS: torch.ones(track.num_frames, dtype=torch.bool)})
     gains = {}
     orig = C._color_params
     for name, tr in (("own", own), ("other", track)):
@@ -617,6 +617,11 @@ def test_own_pixels_get_the_mean_alone_and_their_mouth_renewed(grid_clip):
         win = (i, slice(cy - 2, cy + 3), slice(cx - 4, cx + 5))
         assert (renewed[win] - want[win]).abs().max() < 1e-5  # the crop, as without keep_detail
         assert (kept[win] - frames[win]).abs().mean() < (renewed[win] - frames[win]).abs().mean()  # kept some
+    # the mark is per frame: frames not marked (a frame keeping its own mouth, a warped one) are
+    # composited as any other crop, and the marked ones as above
+    half = replace(track, extras={**track.extras, OWN_PIXELS: torch.arange(track.num_frames) % 2 == 0})
+    mixed = C.composite(frames, soft, half)
+    assert torch.equal(mixed[0::2], renewed[0::2]) and torch.equal(mixed[1::2], kept[1::2])
 
 
 def test_real_astronaut_still(astronaut):

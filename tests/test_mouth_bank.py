@@ -474,7 +474,14 @@ def test_node_default_takes_the_clips_own_mouths_and_a_still_gets_the_warp():
     node = LipSyncInference()
     crops, tr = node.run(frames, track, vis, driver)
     assert "clip's own mouths" in tr.report and "warp generator" not in tr.report
-    assert tr.extras.get(OWN_PIXELS) is True  # Composite then matches their mean colour alone
+    # the frames wearing another frame's lower face are marked for Composite (mean colour alone, the
+    # mouth renewed); a frame that keeps its own mouth is not
+    sel = MB.select_mouths(track, vis.params)
+    marked = tr.extras[OWN_PIXELS]
+    assert torch.equal(marked, MB.own_pixels(sel)) and marked.any()
+    assert not marked[torch.as_tensor(sel.source == np.arange(len(sel.source)))].any()
+    _, tr0 = node.run(frames, tr, vis, driver, strength=0.0)  # strength 0: every frame keeps its own
+    assert not tr0.extras[OWN_PIXELS].any()  # (and the mark on the track given was dropped)
     still = (torch.from_numpy(data.astronaut()).float() / 255)[None].repeat(len(frames), 1, 1, 1)
     st_track = face.track_faces(still)
     _, tr = node.run(still, st_track, vis, replace(driver))
@@ -483,7 +490,8 @@ def test_node_default_takes_the_clips_own_mouths_and_a_still_gets_the_warp():
     assert tr.report.splitlines()[-1] == f"generator: {backends.WARP}" and OWN_PIXELS not in tr.extras
     from comfyui_lipsync.lipsync_models import stream_generate  # the runner's Composite gets the same mark
 
-    assert stream_generate.prepare(track, track, vis, driver).out_track.extras.get(OWN_PIXELS) is True
+    gen = stream_generate.prepare(track, track, vis, driver)
+    assert torch.equal(gen.out_track.extras[OWN_PIXELS], MB.own_pixels(gen.selection))
     assert OWN_PIXELS not in stream_generate.prepare(track, track, vis, driver, model=backends.WARP).out_track.extras
 
 

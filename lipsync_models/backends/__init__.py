@@ -31,7 +31,7 @@ import torch
 from .. import composite, generator, mouth_bank
 from ..checks import check_images
 from ..errors import InputError, LengthMismatchError
-from ..types import AudioDriver, FaceTrack, VisemeTrack
+from ..types import AudioDriver, FaceTrack, VisemeTrack, without_own_pixels
 from . import musetalk
 
 log = logging.getLogger("comfyui_lipsync")
@@ -175,6 +175,7 @@ def lipsync(images: torch.Tensor, track: FaceTrack, visemes: VisemeTrack, driver
     """
     check_images(images, who)
     b = check_lengths(images, track, visemes, driver, who)
+    track = without_own_pixels(track)  # a track LipSyncInference gave: its crops are not these
     if not 0.0 <= float(strength) <= 2.0:
         raise InputError(f"{who}: strength must be between 0 and 2, got {strength}.")
     batch_size = int(batch_size)
