@@ -89,7 +89,7 @@ three rounds hold up to 44 % (at 49 %, half the ring, nothing can tell which sid
 
 
 def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
-                  max_gain: float = SPREAD_GAIN_MAX) -> tuple[torch.Tensor, torch.Tensor]:
+                  max_gain: float | torch.Tensor = SPREAD_GAIN_MAX) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame and channel gain a and offset b so that ``a * gen + b`` has the mean and spread
     of ``ref`` in the ring just inside the mask edge (weights 4 m (1 - m); the whole mask when it
     has no soft edge), weighted toward the pixels where the two agree once their means are
@@ -118,11 +118,9 @@ def _color_params(gen: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
     vr = ((r * r) @ ring / total - mr * mr).clamp_min(0.0)
     flat = vg < 1e-8
     a = torch.where(flat | empty, torch.ones_like(vg), torch.sqrt(vr / vg.clamp_min(1e-8)))
-    if isinstance(max_gain, torch.Tensor):  # per frame (b,)
-        lim = max_gain.to(device=a.device, dtype=a.dtype).view(-1, 1, 1)
-        a = torch.minimum(torch.maximum(a, 1.0 / lim), lim)
-    else:
-        a = a.clamp(1.0 / max_gain, max_gain)
+    lim = torch.as_tensor(max_gain, device=a.device, dtype=a.dtype)  # one limit, or one per frame (b,)
+    lim = lim.view(-1, 1, 1) if lim.ndim else lim
+    a = torch.minimum(torch.maximum(a, 1.0 / lim), lim)
     b = torch.where(empty, torch.zeros_like(mr), mr - a * mg)
     return a[..., None].to(gen.dtype), b[..., None].to(gen.dtype)  # (b, c, 1, 1)
 

@@ -82,6 +82,12 @@ def _window_coords(offsets: torch.Tensor, ch: int, cw: int, device: torch.device
 
 # --- the lower-face mask in crop space -------------------------------------------------------
 
+def _mouth_in_crop(track: FaceTrack) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mouth landmarks (B, 8, 2) float64 in crop pixels (CPU) and the mouth width (B,) there."""
+    pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
+    return pts, (pts[:, 1] - pts[:, 0]).norm(dim=1)
+
+
 def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     """(B, 4) float64 ellipse cx, cy, ax, ay in crop pixels covering the lower face.
 
@@ -93,9 +99,8 @@ def lower_face_ellipses(track: FaceTrack) -> torch.Tensor:
     outside the crop) get the fixed ellipse ``ELLIPSE_FALLBACK`` of a mouth-centred crop.
     """
     s = track.crop_size
-    pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
+    pts, width = _mouth_in_crop(track)
     left, right, nose, chin = pts[:, 0], pts[:, 1], pts[:, 6], pts[:, 7]
-    width = (right - left).norm(dim=1)
     top = nose[:, 1]
     bottom = chin[:, 1] + ELLIPSE_BELOW_CHIN * (chin[:, 1] - nose[:, 1])
     cx = 0.5 * (left[:, 0] + right[:, 0])
@@ -122,9 +127,8 @@ def mouth_ellipses(track: FaceTrack) -> torch.Tensor:
     corners and between the outer lips, :data:`MOUTH_REGION` mouth widths; frames with unusable
     landmarks get one centred in the crop, a fifth of its side across."""
     s = track.crop_size
-    pts = _apply(_affine64(track), track.mouth.detach().cpu().double())
+    pts, width = _mouth_in_crop(track)
     left, right, top, bottom = pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3]
-    width = (right - left).norm(dim=1)
     ell = torch.stack([0.5 * (left[:, 0] + right[:, 0]), 0.5 * (top[:, 1] + bottom[:, 1]),
                        MOUTH_REGION[0] * width, MOUTH_REGION[1] * width], 1)
     ok = torch.isfinite(ell).all(1) & (width >= 2)

@@ -500,16 +500,17 @@ def to_u8(crops: torch.Tensor) -> torch.Tensor:
     return (crops[..., :3].clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 3, 1, 2).contiguous()
 
 
-def make_plan(selection: Selection, small: torch.Tensor | None, crops: dict) -> Plan:
+def make_plan(selection: Selection, small: torch.Tensor | None, crops: dict, align=None) -> Plan:
     """A plan from its parts: ``small`` (B, A, A, C) crops of every frame at :data:`ALIGN_SIZE` (None
-    when the selection does not use the bank) and the uint8 crops of :func:`used_frames`."""
+    when the selection does not use the bank) and the uint8 crops of :func:`used_frames`; aligned
+    (``align(small, source)`` -> shift, gain, residual: default :func:`alignment`), then repaired."""
     b = len(selection.source)
     if not selection.use_bank:
         return Plan(selection, torch.zeros((b, 2), dtype=torch.float64), torch.ones((b, 3)), {})
     missing = [int(f) for f in used_frames(selection) if int(f) not in crops]
     if missing:
         raise InputError(f"{WHO}: the bank lacks the crops of frames {missing[:5]} the selection uses.")
-    shift, gain, res = alignment(small, selection.source, residual=True)
+    shift, gain, res = (align or (lambda s, src: alignment(s, src, residual=True)))(small, selection.source)
     selection, shift, gain = repair(selection, small, shift, gain, res, crops)
     return Plan(selection, torch.as_tensor(shift, dtype=torch.float64), torch.as_tensor(gain, dtype=torch.float32),
                 dict(crops))

@@ -131,11 +131,9 @@ class Generator:
             raise InputError(f"{WHO}: the clip ended before frame {missing[0]}, which the generator needs; "
                              "the video may be truncated.")
         if self.uses_bank:
-            shift, gain, res = alignment(self.small, self.selection.source)
-            self.selection, shift, gain = mouth_bank.repair(self.selection, self.small, shift, gain, res, crops)
+            self.plan = mouth_bank.make_plan(self.selection, self.small, crops, align=alignment)
+            self.selection = self.plan.selection
             self.note = f"generator: {self.selection.note}"
-            self.plan = mouth_bank.Plan(self.selection, torch.as_tensor(shift, dtype=torch.float64),
-                                        torch.as_tensor(gain, dtype=torch.float32), crops)
             self.small = None
         if self.warps:
             b = self.track.num_frames
