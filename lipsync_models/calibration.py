@@ -74,6 +74,29 @@ RECENTRE_MAX = 0.08
 """Largest shift (face widths) the lip-extent recentring may apply to the mouth-line centre (GRID and the
 astronaut, where the shift is 0.02-0.05)."""
 
+TEMPLATE_UP, TEMPLATE_DOWN = 0.30, 0.15
+"""How far (face widths) above / below the box prior the clip's mouth template is searched for
+(lips._follow_template). On LatentSync's demo videos a head tilted back puts the mouth 0.15-0.25 face
+widths above the GRID prior (against the face mesh). Below, half as far: no bowed head was in those clips."""
+
+TEMPLATE_HALF = (0.12, 0.25)
+"""Half-height and half-width (face widths) of the mouth template: both lips and their corners, with some
+skin around (not fitted; the lip-extent window is 0.13 / 0.18 up / down and 0.30 across)."""
+
+TEMPLATE_PLAY = 0.04
+"""Sideways play (face widths) of the template search: the largest sideways shift measured, REFINE_MAX_X."""
+
+TEMPLATE_CLEAR, TEMPLATE_MIN_FRAMES = 0.1, 5
+"""Frames whose mouth line has at least this contrast make the template (twice the weak-line limit, 0.05),
+and at least this many are needed."""
+
+TEMPLATE_GAIN, TEMPLATE_MIN_MOVE = 0.2, 0.05
+"""A frame moves to the template's best match only where it fits better there by this much (normalised
+cross-correlation, -1..1) and lies this far (face widths) from the line found. Chosen before measuring
+(gain 0.15 gave about the same) on LatentSync's three demos, the development clips: the frames more
+than 0.1 face widths off the face mesh's mouth went from 4 / 14 / 8 % to 0 / 1 / 0 %; GRID's 7 clips
+unchanged (no frame moves); video-retalking's 5 clips 0 % before and after (README)."""
+
 LIP_COLOUR_FRAMES = 51
 """Frames (about 2 s at 25 fps) of the running median that applies the lip-colour lower edge's shift of
 the mouth centre. Chosen on GRID's SyncScore: applied per frame the shift follows the jaw and costs the

@@ -174,6 +174,57 @@ def test_manual_box_follows_the_same_mouth(grid_media, grid_tracks):
     assert torch.equal(tr.boxes, torch.tensor([[x0, y0, x1, y1]]).expand(75, 4).float())
 
 
+def test_a_tilted_head_is_found_by_the_clips_own_mouth(grid_media, grid_tracks, monkeypatch):
+    """A head tilted back puts the mouth 0.15-0.25 face widths above the face box's prior (LatentSync's
+    demo videos, against the face mesh), beyond the dark-line search, which then takes the chin's shadow
+    or a beard. Simulated on every GRID clip: the box moved down by 0.2 face widths in frames 30-41."""
+    from comfyui_lipsync.lipsync_models.face import lips
+
+    _all_clips(grid_tracks)
+    back = without = total = 0
+    for clip, (frames, _) in grid_media.items():
+        boxes = grid_tracks[clip].boxes.double().numpy()
+        fw = boxes[:, 2] - boxes[:, 0]
+        idx = np.arange(30, 42)
+        low = boxes.copy()
+        low[idx, 1::2] += 0.2 * fw[idx, None]
+        ref, _, moved = lips._locate_mouths(frames, boxes, 64, lambda: None)
+        assert not moved.any(), clip  # the clip as recorded: nothing to correct
+        out, conf, moved = lips._locate_mouths(frames, low, 64, lambda: None)
+        assert not moved[np.r_[0:30, 42:75]].any(), clip
+        assert (conf[idx][moved[idx]] > 0.05).all()  # not listed as weak lines
+        back += int((np.abs(out[idx, 1] - ref[idx, 1]) / fw[idx] < 0.05).sum())
+        with monkeypatch.context() as m:
+            m.setattr(lips, "TEMPLATE_GAIN", 2.0)  # no match can gain 2: the template is off
+            alone, _, _ = lips._locate_mouths(frames, low, 64, lambda: None)
+        without += int((np.abs(alone[idx, 1] - ref[idx, 1]) / fw[idx] < 0.05).sum())
+        total += len(idx)
+    assert without == 0  # the line search alone stays on the chin
+    assert back >= 2 * total / 3, (back, total)
+
+
+def test_the_report_lists_the_frames_the_template_placed(grid_media, grid_tracks):
+    frames, _ = grid_media["bbaf2n"]
+    auto = grid_tracks["bbaf2n"]
+    assert "clip's own mouth" not in auto.report
+    # frames 40-47: the lower face moved up by 0.2 face widths (about 30 px) inside a still face box
+    fw = float((auto.boxes[:, 2] - auto.boxes[:, 0]).mean())
+    d = int(round(0.2 * fw))
+    y0 = int(auto.boxes[:, 1].mean() + 0.55 * fw)
+    tilted = frames.clone()
+    tilted[40:48, y0 - d:-d] = frames[40:48, y0:]
+    tr = face.track_faces(tilted)
+    line = [ln for ln in tr.report.splitlines() if "clip's own mouth" in ln]
+    assert len(line) == 1, tr.report
+    listed = line[0].rsplit(": ", 1)[1]
+    first, last = (int(v) for v in listed.split("-"))
+    assert 40 <= first <= 42 and last == 47, line  # the frames moved, and only those
+    # away from the step's edges (smoothed over a few frames) the mouth is the moved one
+    mid = slice(42, 46)
+    err = (auto.mouth[mid, :2, 1].mean(1) - d - tr.mouth[mid, :2, 1].mean(1)).abs() / fw
+    assert float(err.max()) < 0.05, err
+
+
 # --- still image: the astronaut ---------------------------------------------------------------
 
 

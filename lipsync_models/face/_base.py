@@ -37,7 +37,9 @@ class RawTrack:
     weak), None when the mouth comes from landmarks. angle_trust: share of the (smoothed) mouth-line
     angle the crops rotate by. roll: (B,) radians, smoothed, the crops' rotation instead (eye line), or
     None; roll_note: what happened to it. recentre: centre the crops on the lips' extent afterwards.
-    mouth: (B, 8, 2) landmarks replacing the measured ones (face mesh), or None. note: the report's
+    mouth: (B, 8, 2) landmarks replacing the measured ones (face mesh), or None. moved: (B,) bool, the
+    frames whose mouth the clip's own mouth template placed (a tilted head, lips._follow_template), or
+    None. note: the report's
     first line; extras: per-frame arrays added to ``FaceTrack.extras``.
     """
 
@@ -52,6 +54,7 @@ class RawTrack:
     roll_note: str | None = None
     recentre: bool = False
     mouth: np.ndarray | None = None
+    moved: np.ndarray | None = None
     extras: dict = field(default_factory=dict)
 
 

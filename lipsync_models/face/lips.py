@@ -9,7 +9,9 @@ import math
 import numpy as np
 
 from ..calibration import (LIP_BOX_DOWN, LIP_BOX_UP, LIP_BOX_X, LIP_COLOUR_FRAMES, LIP_LINE_BIAS, MOUTH_IN_BOX,
-                           MOUTH_WIDTH, RECENTRE_MAX, REFINE_MAX, REFINE_MAX_X)
+                           MOUTH_WIDTH, RECENTRE_MAX, REFINE_MAX, REFINE_MAX_X, TEMPLATE_CLEAR, TEMPLATE_DOWN,
+                           TEMPLATE_GAIN, TEMPLATE_HALF, TEMPLATE_MIN_FRAMES, TEMPLATE_MIN_MOVE, TEMPLATE_PLAY,
+                           TEMPLATE_UP)
 from ._base import ANALYSIS_SIZE, CROP_SCALE, _cv2, _gauss_smooth, _median_filter, _nearest_run, _np_float
 from .geometry import _analysis_crops, _apply, _invert, _similarity
 from .measure import _ycc
@@ -135,34 +137,101 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
 
 def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
     """Per-frame mouth centre + mouth-line angle, refined from the box prior by the dark line
-    between the lips (see :func:`_refine_mouth`).
+    between the lips (see :func:`_refine_mouth`), then by the clip's own mouth where the head tilts
+    (see :func:`_follow_template`).
 
-    Returns (raw (B, 3): cx, cy in frame px, angle in radians; contrast (B,))."""
+    Returns (raw (B, 3): cx, cy in frame px, angle in radians; contrast (B,); frames moved by the
+    template (B,) bool)."""
     b = frames.shape[0]
     fw = boxes[:, 2] - boxes[:, 0]
     px = boxes[:, 0] + prior[0] * fw
     py = boxes[:, 1] + prior[1] * fw
     m = _similarity(px, py, np.zeros(b), CROP_SCALE * fw, ANALYSIS_SIZE)
-    inv = _invert(m)
-    raw = np.zeros((b, 3))
-    conf = np.zeros(b)
     k = ANALYSIS_SIZE / CROP_SCALE
+    half = ANALYSIS_SIZE / 2 - 0.5
+    r = np.zeros((b, 4))
+    rows, cols = _template_band(ANALYSIS_SIZE)
+    bands = np.zeros((b, rows.stop - rows.start, cols.stop - cols.start, 3), np.uint8)
     for s0 in range(0, b, chunk):
         crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m[s0:s0 + chunk])
-        r = _refine_mouth(crops).astype(np.float64)
-        n = len(crops)
-        half = ANALYSIS_SIZE / 2 - 0.5
-        # clamp the shift, put the lip line back on the corner line
-        r[:, 0] = half + 0.5 * np.clip(r[:, 0] - half, -REFINE_MAX_X * k, REFINE_MAX_X * k)
-        r[:, 1] = half + np.clip(r[:, 1] - half, -REFINE_MAX * k, REFINE_MAX * k)
-        r[:, 1] += LIP_LINE_BIAS * k
-        ok = r[:, 3] > 0.05
-        r[~ok, :2] = half
-        raw[s0:s0 + n, :2] = _apply(inv[s0:s0 + n], r[:, None, :2])[:, 0]
-        raw[s0:s0 + n, 2] = np.where(ok, r[:, 2], 0.0)
-        conf[s0:s0 + n] = r[:, 3]
+        r[s0:s0 + len(crops)] = _refine_mouth(crops)
+        bands[s0:s0 + len(crops)] = crops[:, rows, cols]
         step()
-    return raw, conf
+    # clamp the shift, put the lip line back on the corner line
+    r[:, 0] = half + 0.5 * np.clip(r[:, 0] - half, -REFINE_MAX_X * k, REFINE_MAX_X * k)
+    r[:, 1] = half + np.clip(r[:, 1] - half, -REFINE_MAX * k, REFINE_MAX * k)
+    ok = r[:, 3] > 0.05
+    r[~ok, :2] = half
+    moved = _follow_template(bands, r, rows.start)
+    r[moved, 0], r[moved, 2] = half, 0.0
+    r[:, 1] += LIP_LINE_BIAS * k
+    raw = np.zeros((b, 3))
+    raw[:, :2] = _apply(_invert(m), r[:, None, :2])[:, 0]
+    raw[:, 2] = np.where(ok & ~moved, r[:, 2], 0.0)
+    return raw, r[:, 3], moved
+
+
+def _template_band(s: int) -> tuple[slice, slice]:
+    """Rows and columns of an analysis crop (side ``s``, prior at the centre) that
+    :func:`_follow_template` searches: TEMPLATE_UP above to TEMPLATE_DOWN below the prior, plus the
+    template's half-height, and the template's half-width plus a small sideways play."""
+    c = s // 2
+    th, tw, play = (int(round(v * s)) for v in (TEMPLATE_HALF[0], TEMPLATE_HALF[1], TEMPLATE_PLAY))
+    return (slice(max(c - int(round(TEMPLATE_UP * s)) - th, 0), min(c + int(round(TEMPLATE_DOWN * s)) + th + 1, s)),
+            slice(c - tw - play, c + tw + play + 1))
+
+
+def _follow_template(bands: np.ndarray, r: np.ndarray, top: int) -> np.ndarray:
+    """Move the mouth line to the clip's own mouth where the face box's prior missed it.
+
+    A head tilted back (or down) moves the mouth up (down) inside the face box by up to a quarter of
+    the face width, beyond the dark-line search (:func:`_refine_mouth`, which then takes the chin's
+    shadow or a beard under the lip for the mouth). The clip shows its mouth in most frames: the
+    median of its luma and lip-map patches around the found lines (frames with a clear line) is a
+    template of this face's mouth, matched (normalised cross-correlation, luma and lip map averaged)
+    along the band of each frame. A frame moves to the best match when it fits clearly better there
+    (by TEMPLATE_GAIN), lies more than TEMPLATE_MIN_MOVE away, and the lips there are at least as red as
+    around the current line (a wide-open mouth fits a mostly closed template worse where it is, but
+    its lips are there). The template needs TEMPLATE_MIN_FRAMES clear frames, else nothing moves.
+
+    bands: (B, h, w, 3) uint8 rows/columns :func:`_template_band` of the analysis crops; r: (B, 4)
+    crop px as :func:`_refine_mouth` returns them, clamped; its row (and contrast, at least 0.06, so
+    the frame is not listed as weak) is changed in place. top: the band's first crop row.
+    Returns (B,) bool: the frames moved."""
+    cv2 = _cv2()
+    b, h, w = bands.shape[:3]
+    s = ANALYSIS_SIZE
+    th, tw, play = (int(round(v * s)) for v in (TEMPLATE_HALF[0], TEMPLATE_HALF[1], TEMPLATE_PLAY))
+    moved = np.zeros(b, bool)
+    lo, hi = top + th, top + h - th - 1
+    line = np.clip(np.round(r[:, 1]).astype(int), lo, hi)
+    clear = np.nonzero(r[:, 3] > TEMPLATE_CLEAR)[0]
+    if len(clear) < TEMPLATE_MIN_FRAMES:
+        return moved
+    clear = clear[np.linspace(0, len(clear) - 1, min(len(clear), 512)).round().astype(int)]
+    y, lp = _ycc(bands[clear])
+    cut = lambda a, j: a[j, line[clear[j]] - th - top:line[clear[j]] + th + 1 - top, play:w - play]
+    tpl = [np.median(np.stack([cut(a, j) for j in range(len(clear))]), axis=0).astype(np.float32) for a in (y, lp)]
+    band_rows = np.arange(h - 2 * th) + top + th
+    # lip colour: the centre columns _refine_mouth reads (0.085 face widths either side), taken within a
+    # lip's height (0.06) of a line
+    cw, near = int(round(0.085 * s)), int(round(0.06 * s))
+    for s0 in range(0, b, 256):
+        y, lp = _ycc(bands[s0:s0 + 256])
+        for j in range(len(y)):
+            i = s0 + j
+            fit = 0.5 * (cv2.matchTemplate(y[j], tpl[0], cv2.TM_CCOEFF_NORMED)
+                         + cv2.matchTemplate(lp[j], tpl[1], cv2.TM_CCOEFF_NORMED)).max(axis=1)
+            best, here = int(np.argmax(fit)), int(line[i] - top - th)
+            if fit[best] - fit[here] <= TEMPLATE_GAIN or abs(band_rows[best] - r[i, 1]) <= TEMPLATE_MIN_MOVE * s:
+                continue
+            red = lp[j, :, play + tw - cw:play + tw + cw].mean(axis=1)
+            around = lambda q: red[max(q - top - near, 0):q - top + near + 1].max()
+            if around(int(band_rows[best])) < around(int(line[i])):
+                continue
+            r[i, 1], r[i, 3] = band_rows[best], max(r[i, 3], 0.06)
+            moved[i] = True
+    return moved
 
 
 def _recentre(frames, cx, cy, ang, side, chunk, step):

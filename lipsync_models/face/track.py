@@ -70,9 +70,9 @@ def manual_track(frames, box: np.ndarray, chunk: int, step) -> RawTrack:
     b = frames.shape[0]
     boxes = np.repeat(box[None], b, axis=0)
     prior = (0.5, MANUAL_MOUTH_Y * (box[3] - box[1]) / (box[2] - box[0]))
-    raw, conf = _locate_mouths(frames, boxes, chunk, step, prior)
+    raw, conf, moved = _locate_mouths(frames, boxes, chunk, step, prior)
     return RawTrack(boxes=boxes, found=np.ones(b, bool), centre=raw, face_width=boxes[:, 2] - boxes[:, 0],
-                    conf=conf, angle_trust=ANGLE_TRUST, recentre=True,
+                    conf=conf, angle_trust=ANGLE_TRUST, recentre=True, moved=moved,
                     note=f"manual face box {box.round(1).tolist()}")
 
 
@@ -243,6 +243,10 @@ def _report(raw: RawTrack, fw_s: np.ndarray, opening: np.ndarray) -> str:
     weak = np.nonzero(raw.conf <= 0.05)[0].tolist() if raw.conf is not None else []
     if weak:
         notes.append(f"no clear mouth line (mouth placed from the face box) in {len(weak)} frames: {_runs(weak)}")
+    if raw.moved is not None and raw.moved.any():
+        moved = np.nonzero(raw.moved)[0].tolist()
+        notes.append(f"mouth found by the clip's own mouth, not by the face box, in {len(moved)} frames "
+                     f"(head tilted): {_runs(moved)}")
     if raw.roll_note:
         notes.append(raw.roll_note)
     notes.append(f"face width {fw_s.mean():.0f} px, mean opening {opening.mean():.3f}, max {opening.max():.3f}")
