@@ -94,7 +94,7 @@ TEMPLATE_GAIN, TEMPLATE_MIN_MOVE = 0.2, 0.05
 """A frame moves to the template's best match only where it fits better there by this much (normalised
 cross-correlation, -1..1) and lies this far (face widths) from the line found. Chosen before measuring
 (gain 0.15 gave about the same) on LatentSync's three demos, the development clips: the frames more
-than 0.1 face widths off the face mesh's mouth went from 4 / 14 / 8 % to 0 / 1 / 0 %; GRID's 7 clips
+than 0.1 face widths off the face mesh's mouth went from 4 / 14 / 8 % to 0 / 2 / 0 %; GRID's 7 clips
 unchanged (no frame moves); video-retalking's 5 clips 0 % before and after (README)."""
 
 LIP_COLOUR_FRAMES = 51

@@ -203,6 +203,18 @@ def test_a_tilted_head_is_found_by_the_clips_own_mouth(grid_media, grid_tracks, 
     assert back >= 2 * total / 3, (back, total)
 
 
+def test_frames_without_a_mouth_line_keep_the_box_prior():
+    from comfyui_lipsync.lipsync_models.face import lips
+
+    frames = torch.full((8, 120, 160, 3), 0.6)  # a flat face: no dark line, nothing to match
+    boxes = np.tile([40.0, 20.0, 120.0, 100.0], (8, 1))
+    raw, conf, moved = lips._locate_mouths(frames, boxes, 4, lambda: None)
+    prior = (40 + calibration.MOUTH_IN_BOX[0] * 80, 20 + calibration.MOUTH_IN_BOX[1] * 80)
+    assert not moved.any() and (conf <= 0.05).all()
+    assert np.allclose(raw[:, :2], prior, atol=1e-6), raw[:, :2]  # no lip-line bias added
+    assert np.all(raw[:, 2] == 0)
+
+
 def test_the_report_lists_the_frames_the_template_placed(grid_media, grid_tracks):
     frames, _ = grid_media["bbaf2n"]
     auto = grid_tracks["bbaf2n"]

@@ -164,7 +164,7 @@ def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
     r[~ok, :2] = half
     moved = _follow_template(bands, r, rows.start)
     r[moved, 0], r[moved, 2] = half, 0.0
-    r[:, 1] += LIP_LINE_BIAS * k
+    r[ok | moved, 1] += LIP_LINE_BIAS * k  # frames without a line keep the prior
     raw = np.zeros((b, 3))
     raw[:, :2] = _apply(_invert(m), r[:, None, :2])[:, 0]
     raw[:, 2] = np.where(ok & ~moved, r[:, 2], 0.0)
@@ -190,9 +190,11 @@ def _follow_template(bands: np.ndarray, r: np.ndarray, top: int) -> np.ndarray:
     median of its luma and lip-map patches around the found lines (frames with a clear line) is a
     template of this face's mouth, matched (normalised cross-correlation, luma and lip map averaged)
     along the band of each frame. A frame moves to the best match when it fits clearly better there
-    (by TEMPLATE_GAIN), lies more than TEMPLATE_MIN_MOVE away, and the lips there are at least as red as
-    around the current line (a wide-open mouth fits a mostly closed template worse where it is, but
-    its lips are there). The template needs TEMPLATE_MIN_FRAMES clear frames, else nothing moves.
+    (by TEMPLATE_GAIN), lies more than TEMPLATE_MIN_MOVE from the line found and beyond the line
+    search's reach (REFINE_MAX from the prior: within it the line search stays the judge), and the
+    lips there are at least as red as around the current line (a wide-open mouth fits a mostly
+    closed template worse where it is, but its lips are there). The template needs
+    TEMPLATE_MIN_FRAMES clear frames, else nothing moves.
 
     bands: (B, h, w, 3) uint8 rows/columns :func:`_template_band` of the analysis crops; r: (B, 4)
     crop px as :func:`_refine_mouth` returns them, clamped; its row (and contrast, at least 0.06, so
@@ -223,7 +225,8 @@ def _follow_template(bands: np.ndarray, r: np.ndarray, top: int) -> np.ndarray:
             fit = 0.5 * (cv2.matchTemplate(y[j], tpl[0], cv2.TM_CCOEFF_NORMED)
                          + cv2.matchTemplate(lp[j], tpl[1], cv2.TM_CCOEFF_NORMED)).max(axis=1)
             best, here = int(np.argmax(fit)), int(line[i] - top - th)
-            if fit[best] - fit[here] <= TEMPLATE_GAIN or abs(band_rows[best] - r[i, 1]) <= TEMPLATE_MIN_MOVE * s:
+            if (fit[best] - fit[here] <= TEMPLATE_GAIN or abs(band_rows[best] - r[i, 1]) <= TEMPLATE_MIN_MOVE * s
+                    or abs(band_rows[best] - (s / 2 - 0.5)) <= REFINE_MAX * s):
                 continue
             red = lp[j, :, play + tw - cw:play + tw + cw].mean(axis=1)
             around = lambda q: red[max(q - top - near, 0):q - top + near + 1].max()
