@@ -81,7 +81,7 @@ widths above the GRID prior (against the face mesh). Below, half as far: no bowe
 
 TEMPLATE_HALF = (0.12, 0.25)
 """Half-height and half-width (face widths) of the mouth template: both lips and their corners, with some
-skin around (not fitted; the lip-extent window is 0.13 / 0.18 up / down and 0.30 across)."""
+skin around (not fitted; the lip-extent window reaches 0.13 / 0.18 up / down and 0.30 either side)."""
 
 TEMPLATE_PLAY = 0.04
 """Sideways play (face widths) of the template search: the largest sideways shift measured, REFINE_MAX_X."""
@@ -96,6 +96,12 @@ cross-correlation, -1..1) and lies this far (face widths) from the line found. C
 (gain 0.15 gave about the same) on LatentSync's three demos, the development clips: the frames more
 than 0.1 face widths off the face mesh's mouth went from 4 / 14 / 8 % to 0 / 2 / 0 %; GRID's 7 clips
 unchanged (no frame moves); video-retalking's 5 clips 0 % before and after (README)."""
+
+CUT_RATIO = 12.0
+"""A cut to another face: consecutive frames' aligned lower faces differ by this many times the clip's
+median (lips._shot_cuts). Fitted between: GRID's seven speakers cut together (bench_runner's long clip,
+first 300 frames) 20.7-24.4x at their cuts; LatentSync's demos at most 5.3x (their jump cuts of the same
+person included: 5.2x, 5.3x); video-retalking's five clips (held out) at most 7.2x."""
 
 LIP_COLOUR_FRAMES = 51
 """Frames (about 2 s at 25 fps) of the running median that applies the lip-colour lower edge's shift of

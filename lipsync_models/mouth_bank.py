@@ -48,7 +48,7 @@ import torch
 from .calibration import BANK_WEIGHTS, LACKS_OPEN
 from .checks import check_shape
 from .errors import InputError, LengthMismatchError
-from .types import MOUTH_PARAMS, OWN_PIXELS, FaceTrack
+from .types import CUT, MOUTH_PARAMS, OWN_PIXELS, FaceTrack
 
 WHO = "LipSyncInference"
 
@@ -133,6 +133,8 @@ class Selection:
     use_bank: False where the clip offers too few mouths (the warp generator makes every frame).
     shape, scale: (T, K) every frame's shape descriptors and (K,) the unit of each in the selection's
             distance (its spread over the weight's square root), for :func:`repair`.
+    shot:   (T,) int64 shot of each frame (the track's cuts), or None for one shot: a frame wears and
+            is repaired with mouths of its own shot only.
     """
 
     source: np.ndarray
@@ -141,6 +143,7 @@ class Selection:
     use_bank: bool
     shape: np.ndarray | None = None
     scale: np.ndarray | None = None
+    shot: np.ndarray | None = None
 
 
 def _pose(track: FaceTrack) -> np.ndarray:
@@ -253,6 +256,12 @@ def select(target: np.ndarray, pose: np.ndarray, bank: Bank, active: np.ndarray)
     return out
 
 
+def shots(track: FaceTrack) -> np.ndarray:
+    """(B,) int64 shot of each frame: 0, then one more after each cut the track found (``extras[CUT]``)."""
+    cut = _per_frame(track, CUT)
+    return np.zeros(track.num_frames, np.int64) if cut is None else np.cumsum(cut > 0).astype(np.int64)
+
+
 def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0, fps: float = 25.0) -> Selection:
     """Choose the clip frame whose lower face each output frame wears.
 
@@ -260,12 +269,40 @@ def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
     fps: the clip's frame rate (a bank needs :data:`MIN_SECONDS` of found frames).
     strength: 1 = the target shapes; below 1 the target moves toward each frame's own mouth (0:
     every frame keeps its own lower face); above 1 (up to 2) away from it, within the bank's range.
+    Where the track found cuts to another face (:func:`shots`), each shot is a clip of its own: its
+    own bank, its own selection; a shot too short or too still for a bank is warped.
     """
     check_shape(params, "T P", WHO, "visemes.params", P=len(MOUTH_PARAMS))
     b = track.num_frames
     if params.shape[0] != b:
         raise LengthMismatchError(f"{WHO}: the viseme track has {params.shape[0]} frames but the face track "
                                   f"{b}. Make both from the same clip.")
+    shot = shots(track)
+    if shot[-1] == 0:
+        return _select_shot(track, params, strength, fps)
+    parts = []
+    for k in range(int(shot[-1]) + 1):
+        idx = np.flatnonzero(shot == k)
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        parts.append((lo, _select_shot(track.frames(slice(lo, hi)), params[lo:hi], strength, fps)))
+    if not any(p.use_bank for _, p in parts):
+        return Selection(np.full(b, -1, np.int64), np.zeros(b, bool), f"{len(parts)} shots, none with enough "
+                         f"of its own mouths; the warp generator draws the mouth ({parts[0][1].note})", False)
+    found = track.found.detach().cpu().numpy().astype(bool)
+    source = np.concatenate([np.where(p.source >= 0, p.source + lo, -1) for lo, p in parts])
+    warp = np.concatenate([p.warp if p.use_bank else found[lo:lo + len(p.source)] for lo, p in parts])
+    shape = _shape(track)
+    scales = [p.scale for _, p in parts if p.scale is not None]
+    notes = "; ".join(f"shot {k + 1} (frames {lo}-{lo + len(p.source) - 1}): {p.note}"
+                      for k, (lo, p) in enumerate(parts[:6]))
+    more = f"; ... {len(parts) - 6} more shots" if len(parts) > 6 else ""
+    return Selection(source, warp, f"{len(parts)} shots, mouths chosen within each: {notes}{more}", True, shape,
+                     np.median(np.stack(scales), 0) if scales else None, shot)
+
+
+def _select_shot(track: FaceTrack, params: torch.Tensor, strength: float, fps: float) -> Selection:
+    """:func:`select_mouths` for one shot."""
+    b = track.num_frames
     bank = build_bank(track)
     none = np.full(b, -1, np.int64)
     need = int(math.ceil(MIN_SECONDS * float(fps)))
@@ -435,11 +472,13 @@ def repair(selection: Selection, small: torch.Tensor, shift: np.ndarray, gain: n
 
     pool = np.array(sorted(int(f) for f in available), np.int64)
     in_pool = set(pool.tolist())
+    shot = selection.shot
     shift, gain = shift.copy(), gain.copy()
     changed, last = 0, {}
     for t in bad.tolist():
-        d = np.sqrt((((selection.shape[pool] - selection.shape[src[t]]) / selection.scale) ** 2).sum(1))
-        near = [int(c) for c in pool[np.argsort(d, kind="stable")] if c != t and c != src[t]][:REPAIR_CANDIDATES]
+        own = pool if shot is None else pool[shot[pool] == shot[t]]  # never another shot's face
+        d = np.sqrt((((selection.shape[own] - selection.shape[src[t]]) / selection.scale) ** 2).sum(1))
+        near = [int(c) for c in own[np.argsort(d, kind="stable")] if c != t and c != src[t]][:REPAIR_CANDIDATES]
         follow = last.get(t - 1, -2) + 1
         if follow in in_pool and follow != t and follow in near:
             near.remove(follow)

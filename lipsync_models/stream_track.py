@@ -20,7 +20,8 @@ import torch
 
 from .errors import InputError, NoFaceError
 from .face import track_faces
-from .types import FaceTrack
+from .face.track import TEMPLATE_MOVED, cut_note, template_note
+from .types import CUT, FaceTrack
 
 WHO = "MaskLowerFace"
 
@@ -133,7 +134,8 @@ def stitch(windows: list[tuple[int, FaceTrack | int]]) -> FaceTrack:
                 v[own] = src.detach().cpu()[own.start - s:own.stop - s].to(v.dtype)
     dev = first.boxes.device
     per = {k: out[k].to(device=dev, dtype=getattr(first, k).dtype) for k in _PER_FRAME}
-    return replace(first, **per, found=found.to(dev), extras=extras, report=_report(windows, found, first))
+    return replace(first, **per, found=found.to(dev), extras=extras,
+                   report=_report(windows, found, first, extras.get(TEMPLATE_MOVED), extras.get(CUT)))
 
 
 def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
@@ -144,7 +146,8 @@ def _runs(idx: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(idx[np.r_[0, cut + 1]].tolist(), idx[np.r_[cut, len(idx) - 1]].tolist()))
 
 
-def _report(windows, found: torch.Tensor, first: FaceTrack) -> str:
+def _report(windows, found: torch.Tensor, first: FaceTrack, moved: torch.Tensor | None = None,
+            cuts: torch.Tensor | None = None) -> str:
     total = len(found)
     head = first.report.splitlines()[0] if first.report else ""
     lost = np.nonzero(~found.numpy())[0]
@@ -156,6 +159,10 @@ def _report(windows, found: torch.Tensor, first: FaceTrack) -> str:
                      f"{' ...' if len(spans) > 12 else ''}")
     else:
         lines.append(f"face found in all {total} frames")
+    if isinstance(moved, torch.Tensor) and bool((moved > 0).any()):
+        lines.append(template_note(np.nonzero((moved > 0).numpy())[0].tolist()))
+    if isinstance(cuts, torch.Tensor) and bool((cuts > 0).any()):
+        lines.append(cut_note(np.nonzero((cuts > 0).numpy())[0].tolist()))
     return "\n".join(x for x in lines if x)
 
 

@@ -154,6 +154,10 @@ MOUTH_POINTS = (
 """Mouth landmark order in FaceTrack.mouth. Left/right as seen in the image (x grows right)."""
 
 
+CUT = "cut"
+"""FaceTrack ``extras`` key: (B,) float32, 1 at the first frame of each new shot (the clip cuts to another
+face there, found by the Haar and manual-box tracks); the clip's own mouths are chosen within each shot."""
+
 OWN_PIXELS = "own_pixels"
 """FaceTrack ``extras`` key: (B,) bool, the frames whose crop is another frame's lower face of the clip,
 already brought to this frame's light by its generator (the clip's own mouths; not the frames that

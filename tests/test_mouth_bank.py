@@ -228,6 +228,43 @@ def test_a_clip_that_never_opens_wide_warps_the_wide_frames():
     assert sel.use_bank and sel.warp[10:14].all() and sel.warp.sum() == 4 and "warped" in sel.note
 
 
+def _cut(track: FaceTrack, at) -> FaceTrack:
+    from dataclasses import replace
+
+    from comfyui_lipsync.lipsync_models.types import CUT
+
+    cut = torch.zeros(track.num_frames)
+    cut[list(at)] = 1.0
+    return replace(track, extras={**track.extras, CUT: cut})
+
+
+def test_each_shot_wears_only_its_own_mouths():
+    """A clip cut into shots (another face each): a frame wears a mouth of its own shot only, even
+    where another shot holds a closer one; a shot under a second is warped; and repair stays within
+    the shot."""
+    n = 100
+    opening = np.abs(np.sin(np.arange(n) / 3.0)) * 0.3
+    opening[70:90] = 0.5  # only shot 2 (frames 60-89) opens wide
+    track = _cut(_track(n, opening), [30, 60, 90])  # shots 0-29, 30-59, 60-89, 90-99 (0.4 s)
+    jaw = np.ones(n)  # every frame asks for the widest mouth
+    sel = MB.select_mouths(track, _params(jaw))
+    shot = np.repeat([0, 1, 2, 3], [30, 30, 30, 10])
+    used = sel.source >= 0
+    assert (shot[sel.source[used]] == shot[used]).all()
+    assert used[:90].all() and not used[90:].any() and sel.warp[90:].all() and not sel.warp[:90].any()
+    assert sel.note.startswith("4 shots") and "0.40 s" in sel.note
+    assert (sel.shot == shot).all()
+    # repair: frame 40's mouth does not sit; frame 75 (shot 2) fits best but is another shot's face
+    small, shape = _level_and_tilted(n, tilted=(40, 75))
+    shape[:, 0] = opening
+    shape[75, 0] = shape[sel.source[40], 0]  # nearest in shape of all
+    sel2 = replace(sel, shape=shape, scale=np.array([0.1, np.inf]))
+    shift, gain, res = MB.alignment(small, sel2.source, residual=True)
+    res[40] = 10.0  # over any limit
+    fixed, _, _ = MB.repair(sel2, small, shift, gain, res, available=set(sel2.source[used].tolist()) | {75})
+    assert shot[fixed.source[40]] == 1
+
+
 def test_wrong_inputs_name_both_lengths():
     with pytest.raises(LengthMismatchError, match="50 frames but the face track 40"):
         MB.select_mouths(_track(40, np.zeros(40)), _params(np.zeros(50)))

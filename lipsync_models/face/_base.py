@@ -39,7 +39,7 @@ class RawTrack:
     None; roll_note: what happened to it. recentre: centre the crops on the lips' extent afterwards.
     mouth: (B, 8, 2) landmarks replacing the measured ones (face mesh), or None. moved: (B,) bool, the
     frames whose mouth the clip's own mouth template placed (a tilted head, lips._follow_template), or
-    None. note: the report's
+    None. cuts: (B,) bool, the first frame of each new shot (lips._shot_cuts), or None. note: the report's
     first line; extras: per-frame arrays added to ``FaceTrack.extras``.
     """
 
@@ -55,6 +55,7 @@ class RawTrack:
     recentre: bool = False
     mouth: np.ndarray | None = None
     moved: np.ndarray | None = None
+    cuts: np.ndarray | None = None
     extras: dict = field(default_factory=dict)
 
 

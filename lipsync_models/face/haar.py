@@ -28,12 +28,13 @@ def haar_track(frames, choice: FaceChoice, chunk: int, step, every: int) -> RawT
     """Faces by the Haar cascade every ``every`` frames, the mouth by the dark lip line (two passes
     over the chunks, each calling ``step``), the crop's roll by the eye line when it is steady."""
     boxes, found = _track_haar(frames, choice, chunk, step, every)
-    raw, conf, moved = _locate_mouths(frames, boxes, chunk, step, MOUTH_IN_BOX)
+    raw, conf, moved, cuts = _locate_mouths(frames, boxes, chunk, step, MOUTH_IN_BOX, found)
     roll, roll_note = _eye_roll(frames, boxes, every)
     note = (f"detector: OpenCV Haar cascade every {every} frames (searched near the last box "
             "between), mouth from the dark lip line, centred on the lips' edges")
     return RawTrack(boxes=boxes, found=found, centre=raw, face_width=boxes[:, 2] - boxes[:, 0], conf=conf,
-                    angle_trust=ANGLE_TRUST, roll=roll, roll_note=roll_note, recentre=True, moved=moved, note=note)
+                    angle_trust=ANGLE_TRUST, roll=roll, roll_note=roll_note, recentre=True, moved=moved, cuts=cuts,
+                    note=note)
 
 
 class _Haar:

@@ -1,6 +1,7 @@
 """Where the mouth is on the Haar (and manual-box) path, from the pixels: the dark line between the lips
-refines the face box's prior (:func:`_locate_mouths`), then the lips' extent recentres it
-(:func:`_recentre`). The face mesh brings its own mouth and skips both."""
+refines the face box's prior (:func:`_locate_mouths`), the clip's own mouth replaces it where a tilted
+head took the mouth out of that search's reach (:func:`_follow_template`), then the lips' extent
+recentres it (:func:`_recentre`). The face mesh brings its own mouth and skips all three."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..calibration import (LIP_BOX_DOWN, LIP_BOX_UP, LIP_BOX_X, LIP_COLOUR_FRAMES, LIP_LINE_BIAS, MOUTH_IN_BOX,
+from ..calibration import (CUT_RATIO, LIP_BOX_DOWN, LIP_BOX_UP, LIP_BOX_X, LIP_COLOUR_FRAMES, LIP_LINE_BIAS, MOUTH_IN_BOX,
                            MOUTH_WIDTH, RECENTRE_MAX, REFINE_MAX, REFINE_MAX_X, TEMPLATE_CLEAR, TEMPLATE_DOWN,
                            TEMPLATE_GAIN, TEMPLATE_HALF, TEMPLATE_MIN_FRAMES, TEMPLATE_MIN_MOVE, TEMPLATE_PLAY,
                            TEMPLATE_UP)
@@ -135,13 +136,13 @@ def _lip_box(crops: np.ndarray) -> np.ndarray:
     return out
 
 
-def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
+def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX, found=None):
     """Per-frame mouth centre + mouth-line angle, refined from the box prior by the dark line
     between the lips (see :func:`_refine_mouth`), then by the clip's own mouth where the head tilts
-    (see :func:`_follow_template`).
+    (see :func:`_follow_template`; ``found``: (B,) bool frames with the face, None: all).
 
     Returns (raw (B, 3): cx, cy in frame px, angle in radians; contrast (B,); frames moved by the
-    template (B,) bool)."""
+    template (B,) bool; cuts (B,) bool, the first frame of each new shot, :func:`_shot_cuts`)."""
     b = frames.shape[0]
     fw = boxes[:, 2] - boxes[:, 0]
     px = boxes[:, 0] + prior[0] * fw
@@ -162,13 +163,14 @@ def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX):
     r[:, 1] = half + np.clip(r[:, 1] - half, -REFINE_MAX * k, REFINE_MAX * k)
     ok = r[:, 3] > 0.05
     r[~ok, :2] = half
-    moved = _follow_template(bands, r, rows.start)
+    moved = _follow_template(bands, r, rows.start, found)
+    cuts = _shot_cuts(bands, found)
     r[moved, 0], r[moved, 2] = half, 0.0
     r[ok | moved, 1] += LIP_LINE_BIAS * k  # frames without a line keep the prior
     raw = np.zeros((b, 3))
     raw[:, :2] = _apply(_invert(m), r[:, None, :2])[:, 0]
     raw[:, 2] = np.where(ok & ~moved, r[:, 2], 0.0)
-    return raw, r[:, 3], moved
+    return raw, r[:, 3], moved, cuts
 
 
 def _template_band(s: int) -> tuple[slice, slice]:
@@ -181,33 +183,38 @@ def _template_band(s: int) -> tuple[slice, slice]:
             slice(c - tw - play, c + tw + play + 1))
 
 
-def _follow_template(bands: np.ndarray, r: np.ndarray, top: int) -> np.ndarray:
+def _follow_template(bands: np.ndarray, r: np.ndarray, top: int, found: np.ndarray | None = None) -> np.ndarray:
     """Move the mouth line to the clip's own mouth where the face box's prior missed it.
 
     A head tilted back (or down) moves the mouth up (down) inside the face box by up to a quarter of
     the face width, beyond the dark-line search (:func:`_refine_mouth`, which then takes the chin's
     shadow or a beard under the lip for the mouth). The clip shows its mouth in most frames: the
-    median of its luma and lip-map patches around the found lines (frames with a clear line) is a
-    template of this face's mouth, matched (normalised cross-correlation, luma and lip map averaged)
-    along the band of each frame. A frame moves to the best match when it fits clearly better there
-    (by TEMPLATE_GAIN), lies more than TEMPLATE_MIN_MOVE from the line found and beyond the line
-    search's reach (REFINE_MAX from the prior: within it the line search stays the judge), and the
-    lips there are at least as red as around the current line (a wide-open mouth fits a mostly
-    closed template worse where it is, but its lips are there). The template needs
-    TEMPLATE_MIN_FRAMES clear frames, else nothing moves.
+    median of its luma and lip-map patches around the found lines (found frames with a clear line)
+    is a template of this face's mouth, matched (normalised cross-correlation, luma and lip map
+    averaged) along the band of each found frame. A frame moves to the best match when
+    - it fits clearly better there (by TEMPLATE_GAIN),
+    - it fits there at least as well as nine in ten of the clear frames fit at their own lines (a
+      flat patch over the mouth fits nothing, so anything fits it better),
+    - the place lies more than TEMPLATE_MIN_MOVE from the line found and beyond the line search's
+      reach (REFINE_MAX from the prior: within it the line search stays the judge),
+    - and the lips there are at least as red as around the current line (a wide-open mouth fits a
+      mostly closed template worse where it is, but its lips are there).
+    The template needs TEMPLATE_MIN_FRAMES clear frames, else nothing moves.
 
     bands: (B, h, w, 3) uint8 rows/columns :func:`_template_band` of the analysis crops; r: (B, 4)
-    crop px as :func:`_refine_mouth` returns them, clamped; its row (and contrast, at least 0.06, so
-    the frame is not listed as weak) is changed in place. top: the band's first crop row.
-    Returns (B,) bool: the frames moved."""
+    crop px as :func:`_refine_mouth` returns them, clamped; a moved frame's row is changed in place
+    (its column and angle are the caller's: the match's sideways place is not kept), its contrast
+    raised to at least 0.06 (it is not listed as a weak line). top: the band's first crop row.
+    found: (B,) bool frames with the face (None: all). Returns (B,) bool: the frames moved."""
     cv2 = _cv2()
     b, h, w = bands.shape[:3]
     s = ANALYSIS_SIZE
     th, tw, play = (int(round(v * s)) for v in (TEMPLATE_HALF[0], TEMPLATE_HALF[1], TEMPLATE_PLAY))
     moved = np.zeros(b, bool)
+    found = np.ones(b, bool) if found is None else np.asarray(found, bool)
     lo, hi = top + th, top + h - th - 1
     line = np.clip(np.round(r[:, 1]).astype(int), lo, hi)
-    clear = np.nonzero(r[:, 3] > TEMPLATE_CLEAR)[0]
+    clear = np.nonzero((r[:, 3] > TEMPLATE_CLEAR) & found)[0]
     if len(clear) < TEMPLATE_MIN_FRAMES:
         return moved
     clear = clear[np.linspace(0, len(clear) - 1, min(len(clear), 512)).round().astype(int)]
@@ -218,23 +225,49 @@ def _follow_template(bands: np.ndarray, r: np.ndarray, top: int) -> np.ndarray:
     # lip colour: the centre columns _refine_mouth reads (0.085 face widths either side), taken within a
     # lip's height (0.06) of a line
     cw, near = int(round(0.085 * s)), int(round(0.06 * s))
+    here_fit, best_fit = np.full(b, np.nan), np.full(b, np.nan)
+    best_row, redder = np.zeros(b, int), np.zeros(b, bool)
     for s0 in range(0, b, 256):
         y, lp = _ycc(bands[s0:s0 + 256])
         for j in range(len(y)):
             i = s0 + j
+            if not found[i]:
+                continue
             fit = 0.5 * (cv2.matchTemplate(y[j], tpl[0], cv2.TM_CCOEFF_NORMED)
                          + cv2.matchTemplate(lp[j], tpl[1], cv2.TM_CCOEFF_NORMED)).max(axis=1)
-            best, here = int(np.argmax(fit)), int(line[i] - top - th)
-            if (fit[best] - fit[here] <= TEMPLATE_GAIN or abs(band_rows[best] - r[i, 1]) <= TEMPLATE_MIN_MOVE * s
-                    or abs(band_rows[best] - (s / 2 - 0.5)) <= REFINE_MAX * s):
-                continue
+            best = int(np.argmax(fit))
+            here_fit[i], best_fit[i], best_row[i] = fit[line[i] - top - th], fit[best], band_rows[best]
             red = lp[j, :, play + tw - cw:play + tw + cw].mean(axis=1)
             around = lambda q: red[max(q - top - near, 0):q - top + near + 1].max()
-            if around(int(band_rows[best])) < around(int(line[i])):
-                continue
-            r[i, 1], r[i, 3] = band_rows[best], max(r[i, 3], 0.06)
-            moved[i] = True
+            redder[i] = around(int(band_rows[best])) >= around(int(line[i]))
+    floor = np.quantile(here_fit[clear], 0.1)
+    moved = (found & (best_fit - here_fit > TEMPLATE_GAIN) & (best_fit >= floor) & redder
+             & (np.abs(best_row - r[:, 1]) > TEMPLATE_MIN_MOVE * s) & (np.abs(best_row - (s / 2 - 0.5)) > REFINE_MAX * s))
+    r[moved, 1] = best_row[moved]
+    r[moved, 3] = np.maximum(r[moved, 3], 0.06)
     return moved
+
+
+def _shot_cuts(bands: np.ndarray, found: np.ndarray | None = None) -> np.ndarray:
+    """The frames where the clip cuts to another face: (B,) bool, True at the first frame of each new shot.
+
+    The bands are the lower face in crops aligned on the face box, so a head that moves, turns a
+    little or is framed closer (a jump cut of the same person) changes them little, and another
+    person a lot. Between consecutive found frames (across a gap without the face too), the mean
+    absolute difference of their grey bands (24 px) is a cut where it exceeds CUT_RATIO times the
+    clip's median difference (the motion of its mouth, head and camera). bands: (B, h, w, 3) uint8
+    (:func:`_template_band`); found: (B,) bool, None: all."""
+    cv2 = _cv2()
+    b = len(bands)
+    cut = np.zeros(b, bool)
+    idx = np.arange(b) if found is None else np.flatnonzero(found)
+    if len(idx) < 3:
+        return cut
+    grey = np.stack([cv2.resize(bands[i].mean(-1, dtype=np.float32) / 255.0, (24, 24), interpolation=cv2.INTER_AREA)
+                     for i in idx])
+    d = np.abs(grey[1:] - grey[:-1]).mean((1, 2))
+    cut[idx[1:][d > CUT_RATIO * max(float(np.median(d)), 1e-4)]] = True
+    return cut
 
 
 def _recentre(frames, cx, cy, ang, side, chunk, step):

@@ -13,7 +13,7 @@ import torch
 
 from ..calibration import ANGLE_TRUST, CHIN_BELOW, NOSE_ABOVE
 from ..errors import InputError, NoFaceError
-from ..types import FaceTrack
+from ..types import CUT, FaceTrack
 from ._base import ANALYSIS_SIZE, CROP_SCALE, DETECTORS, WHO, RawTrack, _gauss_smooth, _median_filter, _np_float, _per_run, _runs
 from .choose import FaceChoice, parse_choice
 from .geometry import _analysis_crops, _apply, _invert, _similarity
@@ -70,9 +70,9 @@ def manual_track(frames, box: np.ndarray, chunk: int, step) -> RawTrack:
     b = frames.shape[0]
     boxes = np.repeat(box[None], b, axis=0)
     prior = (0.5, MANUAL_MOUTH_Y * (box[3] - box[1]) / (box[2] - box[0]))
-    raw, conf, moved = _locate_mouths(frames, boxes, chunk, step, prior)
+    raw, conf, moved, cuts = _locate_mouths(frames, boxes, chunk, step, prior)
     return RawTrack(boxes=boxes, found=np.ones(b, bool), centre=raw, face_width=boxes[:, 2] - boxes[:, 0],
-                    conf=conf, angle_trust=ANGLE_TRUST, recentre=True, moved=moved,
+                    conf=conf, angle_trust=ANGLE_TRUST, recentre=True, moved=moved, cuts=cuts,
                     note=f"manual face box {box.round(1).tolist()}")
 
 
@@ -137,6 +137,10 @@ def track_faces(
     f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32), device=dev)
     extras = {"angle": f32(ang), "face_width": f32(fw_s), "contrast": f32(contrast), "teeth": f32(teeth),
               "detector": kind, **{k: f32(v) for k, v in raw.extras.items()}}
+    if raw.moved is not None:  # kept per frame, so a track stitched from windows can list them too
+        extras[TEMPLATE_MOVED] = f32(raw.moved)
+    if raw.cuts is not None:
+        extras[CUT] = f32(raw.cuts)
     return FaceTrack(
         boxes=f32(raw.boxes),
         mouth=f32(lm),
@@ -230,6 +234,23 @@ def _place_landmarks(lm: np.ndarray, inv_an: np.ndarray, mouth_half: np.ndarray 
     return lm
 
 
+TEMPLATE_MOVED = "template_moved"
+"""Extras key: (B,) float32, 1 where the clip's own mouth template placed the mouth (lips._follow_template)."""
+
+
+def cut_note(cuts: list[int]) -> str:
+    """The report's line for the cuts to another face."""
+    return (f"the clip cuts to another face before frames {', '.join(str(c) for c in cuts[:12])}"
+            f"{' ...' if len(cuts) > 12 else ''} ({len(cuts) + 1} shots; the clip's own mouths are chosen "
+            "within each shot)")
+
+
+def template_note(moved: list[int]) -> str:
+    """The report's line for the frames whose mouth the clip's own mouth template placed."""
+    return (f"mouth found by the clip's own mouth, not by the face box, in {len(moved)} frames "
+            f"(head tilted): {_runs(moved)}")
+
+
 def _report(raw: RawTrack, fw_s: np.ndarray, opening: np.ndarray) -> str:
     """The track's notes: detector, lost frames, weak mouth lines, roll, size and opening."""
     b = len(raw.found)
@@ -244,9 +265,9 @@ def _report(raw: RawTrack, fw_s: np.ndarray, opening: np.ndarray) -> str:
     if weak:
         notes.append(f"no clear mouth line (mouth placed from the face box) in {len(weak)} frames: {_runs(weak)}")
     if raw.moved is not None and raw.moved.any():
-        moved = np.nonzero(raw.moved)[0].tolist()
-        notes.append(f"mouth found by the clip's own mouth, not by the face box, in {len(moved)} frames "
-                     f"(head tilted): {_runs(moved)}")
+        notes.append(template_note(np.nonzero(raw.moved)[0].tolist()))
+    if raw.cuts is not None and raw.cuts.any():
+        notes.append(cut_note(np.nonzero(raw.cuts)[0].tolist()))
     if raw.roll_note:
         notes.append(raw.roll_note)
     notes.append(f"face width {fw_s.mean():.0f} px, mean opening {opening.mean():.3f}, max {opening.max():.3f}")
