@@ -34,6 +34,11 @@ Shapes the bank lacks: when the clip never opens as wide as the line asks (its w
 :mod:`..backends` hands them to the warp generator. A clip with too few distinct mouths (spread of
 the opening under :data:`MIN_SPREAD`, found frames covering under :data:`MIN_SECONDS`) uses the warp
 generator altogether; :attr:`Selection.note` says why.
+
+Shots: where the face track found cuts to another face (``extras[CUT]``), each shot is a clip of its
+own (:func:`_select_shots`): its own bank, a share of :data:`BANK_MAX` by its length but at least a
+second's frames (so a clip of many short shots holds up to a second of crops per shot), and no warp
+generator, whose lips come from one frame of the whole clip.
 """
 
 from __future__ import annotations
@@ -179,40 +184,46 @@ def _shape(track: FaceTrack) -> np.ndarray:
     return np.stack([opening, wpx / track.crop_size, (outer - inner) / wpx, teeth], 1)
 
 
-def build_bank(track: FaceTrack) -> Bank:
-    """The bank of a clip: its found frames (at most :data:`BANK_MAX`, evenly spaced) with their
-    shape and pose descriptors."""
+def build_bank(track: FaceTrack, most: int = BANK_MAX) -> Bank:
+    """The bank of a clip: its found frames (at most ``most``, evenly spaced) with their shape and
+    pose descriptors."""
     if not isinstance(track, FaceTrack):
         raise InputError(f"{WHO}: face_track must be a FaceTrack from MaskLowerFace, got {type(track).__name__}.")
     found = np.nonzero(track.found.detach().cpu().numpy().astype(bool))[0]
     shape, pose = _shape(track), _pose(track)
     ok = found[np.isfinite(shape[found]).all(1) & np.isfinite(pose[found]).all(1)]
-    if len(ok) > BANK_MAX:
-        ok = ok[np.round(np.linspace(0, len(ok) - 1, BANK_MAX)).astype(np.int64)]
+    if len(ok) > most:
+        ok = ok[np.round(np.linspace(0, len(ok) - 1, most)).astype(np.int64)]
     weights = np.asarray(BANK_WEIGHTS, np.float64)
     if track.extras.get("detector") != "mediapipe":
         weights[SHAPES.index("lips")] = 0.0  # the Haar path's outer-lip landmarks do not follow the lips
     return Bank(frames=ok.astype(np.int64), shape=shape[ok], pose=pose[ok], weights=weights)
 
 
-def _quantile_map(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Each value's mid-rank among ``values``, read as that quantile of ``reference``."""
-    order = np.sort(values)
+def _quantile_map(values: np.ndarray, reference: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+    """Each value's mid-rank among ``among`` (default: ``values``), read as that quantile of ``reference``."""
+    order = np.sort(values if among is None else among)
     below = np.searchsorted(order, values, side="left")
     upto = np.searchsorted(order, values, side="right")
-    q = (below + 0.5 * (upto - below)) / max(len(values), 1)
+    q = (below + 0.5 * (upto - below)) / max(len(order), 1)
     return np.quantile(reference, np.clip(q, 0.0, 1.0))
 
 
-def targets(params: torch.Tensor, bank: Bank) -> np.ndarray:
-    """(T, K) target descriptors (:data:`SHAPES`, as many as the bank has) for each frame, on the
-    bank's own scale: quantile maps of ``jaw_open x (1 - lip_close)``, ``lip_spread - lip_round``,
-    ``lip_round - lip_close`` and ``teeth_on_lip + jaw_open x lip_spread``."""
+def _wanted(params: torch.Tensor) -> list[np.ndarray]:
     p = params.detach().double().cpu().numpy()
     names = ("jaw_open", "lip_spread", "lip_round", "lip_close", "teeth_on_lip")
     jaw, spread, rnd, close, teeth = (p[:, MOUTH_PARAMS.index(k)] for k in names)
-    want = [jaw * (1.0 - close), spread - rnd, rnd - close, teeth + jaw * spread]
-    return np.stack([_quantile_map(v, bank.shape[:, k]) for k, v in enumerate(want[:bank.shape.shape[1]])], 1)
+    return [jaw * (1.0 - close), spread - rnd, rnd - close, teeth + jaw * spread]
+
+
+def targets(params: torch.Tensor, bank: Bank, among: torch.Tensor | None = None) -> np.ndarray:
+    """(T, K) target descriptors (:data:`SHAPES`, as many as the bank has) for each frame, on the
+    bank's own scale: quantile maps of ``jaw_open x (1 - lip_close)``, ``lip_spread - lip_round``,
+    ``lip_round - lip_close`` and ``teeth_on_lip + jaw_open x lip_spread``, ranked among ``among``'s
+    (the whole clip's params, for a shot of it; default: ``params``)."""
+    want = _wanted(params)
+    ranks = want if among is None else _wanted(among)
+    return np.stack([_quantile_map(v, bank.shape[:, k], ranks[k]) for k, v in enumerate(want[:bank.shape.shape[1]])], 1)
 
 
 def _scales(bank: Bank) -> np.ndarray:
@@ -270,7 +281,7 @@ def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
     strength: 1 = the target shapes; below 1 the target moves toward each frame's own mouth (0:
     every frame keeps its own lower face); above 1 (up to 2) away from it, within the bank's range.
     Where the track found cuts to another face (:func:`shots`), each shot is a clip of its own: its
-    own bank, its own selection; a shot too short or too still for a bank is warped.
+    own bank, its own selection (:func:`_select_shots`).
     """
     check_shape(params, "T P", WHO, "visemes.params", P=len(MOUTH_PARAMS))
     b = track.num_frames
@@ -280,30 +291,46 @@ def select_mouths(track: FaceTrack, params: torch.Tensor, strength: float = 1.0,
     shot = shots(track)
     if shot[-1] == 0:
         return _select_shot(track, params, strength, fps)
+    return _select_shots(track, params, strength, fps, shot)
+
+
+def _select_shots(track: FaceTrack, params: torch.Tensor, strength: float, fps: float, shot: np.ndarray) -> Selection:
+    """:func:`select_mouths` for a clip cut into shots: each shot a clip of its own, its bank a share of
+    :data:`BANK_MAX` by its length (at least a second's frames), its targets ranked over the whole
+    line (a shot over a pause keeps closed mouths). The warp generator's lips come from one frame of
+    the whole clip, another person's in another shot, so it is not used: a shot without a bank (under
+    a second, or too still) keeps its own mouths, and a frame asking for a wider mouth than its shot
+    shows wears the widest."""
+    b = track.num_frames
+    need = int(math.ceil(MIN_SECONDS * float(fps)))
+    found = track.found.detach().cpu().numpy().astype(bool)
     parts = []
-    for k in range(int(shot[-1]) + 1):
+    for k in np.unique(shot).tolist():
         idx = np.flatnonzero(shot == k)
         lo, hi = int(idx[0]), int(idx[-1]) + 1
-        parts.append((lo, _select_shot(track.frames(slice(lo, hi)), params[lo:hi], strength, fps)))
+        most = max(need, int(math.ceil(BANK_MAX * (hi - lo) / b)))
+        parts.append((lo, _select_shot(track.frames(slice(lo, hi)), params[lo:hi], strength, fps, params, most)))
     if not any(p.use_bank for _, p in parts):
         return Selection(np.full(b, -1, np.int64), np.zeros(b, bool), f"{len(parts)} shots, none with enough "
                          f"of its own mouths; the warp generator draws the mouth ({parts[0][1].note})", False)
-    found = track.found.detach().cpu().numpy().astype(bool)
-    source = np.concatenate([np.where(p.source >= 0, p.source + lo, -1) for lo, p in parts])
-    warp = np.concatenate([p.warp if p.use_bank else found[lo:lo + len(p.source)] for lo, p in parts])
-    shape = _shape(track)
+    source = np.concatenate([np.where(p.source >= 0, p.source + lo, -1) if p.use_bank
+                             else np.where(found[lo:lo + len(p.source)], np.arange(lo, lo + len(p.source)), -1)
+                             for lo, p in parts])
     scales = [p.scale for _, p in parts if p.scale is not None]
-    notes = "; ".join(f"shot {k + 1} (frames {lo}-{lo + len(p.source) - 1}): {p.note}"
+    notes = "; ".join(f"shot {k + 1} (frames {lo}-{lo + len(p.source) - 1}): "
+                      + (p.note if p.use_bank else p.note.replace("the warp generator draws the mouth", "keeps its own mouth"))
                       for k, (lo, p) in enumerate(parts[:6]))
     more = f"; ... {len(parts) - 6} more shots" if len(parts) > 6 else ""
-    return Selection(source, warp, f"{len(parts)} shots, mouths chosen within each: {notes}{more}", True, shape,
-                     np.median(np.stack(scales), 0) if scales else None, shot)
+    return Selection(source, np.zeros(b, bool), f"{len(parts)} shots, mouths chosen within each: {notes}{more}", True,
+                     _shape(track), np.median(np.stack(scales), 0), shot)
 
 
-def _select_shot(track: FaceTrack, params: torch.Tensor, strength: float, fps: float) -> Selection:
-    """:func:`select_mouths` for one shot."""
+def _select_shot(track: FaceTrack, params: torch.Tensor, strength: float, fps: float,
+                 among: torch.Tensor | None = None, most: int = BANK_MAX) -> Selection:
+    """:func:`select_mouths` for one shot (``among``: the whole clip's params to rank its targets
+    over; ``most``: its bank's size at most)."""
     b = track.num_frames
-    bank = build_bank(track)
+    bank = build_bank(track, most)
     none = np.full(b, -1, np.int64)
     need = int(math.ceil(MIN_SECONDS * float(fps)))
     if bank.size < need:
@@ -314,7 +341,7 @@ def _select_shot(track: FaceTrack, params: torch.Tensor, strength: float, fps: f
     if q[1] - q[0] < MIN_SPREAD:
         return Selection(none, np.zeros(b, bool), f"clip's own mouths: the mouth hardly moves in this clip "
                          f"(opening spread {q[1] - q[0]:.3f} < {MIN_SPREAD}); the warp generator draws the mouth", False)
-    target = targets(params, bank)
+    target = targets(params, bank, among)
     active = track.found.detach().cpu().numpy().astype(bool)
     if float(strength) == 0.0:
         return Selection(np.where(active, np.arange(b), -1), np.zeros(b, bool),
@@ -520,7 +547,8 @@ class Plan:
                (:func:`alignment`).
     gain:      (B, 3) float32 colour gains.
     crops:     {clip frame: (3, S, S) uint8 aligned crop} of every frame the selection uses: the
-               bank is held as crops (at most :data:`BANK_MAX` of them), never as frames.
+               bank is held as crops (at most :data:`BANK_MAX` of them, or a
+               second's frames per shot where that is more), never as frames.
     """
 
     selection: Selection

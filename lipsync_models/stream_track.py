@@ -74,6 +74,9 @@ def _hold(track: FaceTrack, n: int, at: int) -> FaceTrack:
     idx = torch.full((n,), int(at), dtype=torch.long)
     per = {k: getattr(track, k)[idx] for k in _PER_FRAME}
     extras = {k: (v[idx] if _frame_tensor(v, track.num_frames) else v) for k, v in track.extras.items()}
+    for k in (CUT, TEMPLATE_MOVED):  # events of that frame, not states to hold
+        if k in extras:
+            extras[k] = torch.zeros_like(extras[k])
     return replace(track, **per, found=torch.zeros(n, dtype=torch.bool), extras=extras)
 
 
@@ -132,6 +135,12 @@ def stitch(windows: list[tuple[int, FaceTrack | int]]) -> FaceTrack:
             src = tr.extras.get(k)
             if isinstance(v, torch.Tensor) and _frame_tensor(src, n):
                 v[own] = src.detach().cpu()[own.start - s:own.stop - s].to(v.dtype)
+        # a window cannot compare its first found frame with a face seen before it (in an earlier window,
+        # across a stretch without the face): where that frame is its own, it may begin another shot
+        hits = torch.nonzero(tr.found.detach().cpu()).flatten()
+        f0 = s + int(hits[0]) if len(hits) else -1
+        if CUT in extras and i and own.start <= f0 < own.stop and bool(found[:f0].any()):
+            extras[CUT][f0] = 1.0
     dev = first.boxes.device
     per = {k: out[k].to(device=dev, dtype=getattr(first, k).dtype) for k in _PER_FRAME}
     return replace(first, **per, found=found.to(dev), extras=extras,

@@ -305,6 +305,29 @@ def test_cuts_between_speakers_are_found_and_nothing_else(grid_media, grid_track
     joined = tracker.finish()
     assert np.flatnonzero(joined.extras[CUT].numpy()).tolist() == [75, 150]
     assert "cuts to another face before frames 75, 150" in joined.report, joined.report
+    # a stretch without a face between two speakers, longer than a window's overlap: the streamed track
+    # cannot compare across it and starts a shot where the face comes back (the whole clip compares)
+    gap = torch.cat([three[:75], torch.full((75,) + tuple(three.shape[1:]), 0.5), three[75:150]])
+    assert np.flatnonzero(face.track_faces(gap).extras[CUT].numpy()).tolist() == [150]
+    tracker = stream_track.WindowTracker(window=60, overlap=10)
+    for s in range(0, 225, 32):
+        tracker.push((gap[s:s + 32] * 255).round().to(torch.uint8))
+    assert np.flatnonzero(tracker.finish().extras[CUT].numpy()).tolist() == [150]
+
+
+def test_a_window_without_a_face_holds_no_cut(grid_tracks):
+    from dataclasses import replace
+
+    from comfyui_lipsync.lipsync_models import stream_track
+    from comfyui_lipsync.lipsync_models.face.track import TEMPLATE_MOVED
+    from comfyui_lipsync.lipsync_models.types import CUT
+
+    tr = grid_tracks["bbaf2n"]
+    ev = torch.zeros(75)
+    ev[74] = 1.0
+    held = stream_track._hold(replace(tr, extras={**tr.extras, CUT: ev, TEMPLATE_MOVED: ev}), 20, 74)
+    assert not bool(held.extras[CUT].any()) and not bool(held.extras[TEMPLATE_MOVED].any())
+    assert torch.equal(held.boxes, tr.boxes[[74] * 20])
 
 
 # --- still image: the astronaut ---------------------------------------------------------------

@@ -240,19 +240,25 @@ def _cut(track: FaceTrack, at) -> FaceTrack:
 
 def test_each_shot_wears_only_its_own_mouths():
     """A clip cut into shots (another face each): a frame wears a mouth of its own shot only, even
-    where another shot holds a closer one; a shot under a second is warped; and repair stays within
-    the shot."""
+    where another shot holds a wider one that the line asks for; a shot under a second keeps its own
+    mouths (the warp generator's lips would come from one frame of the whole clip: another face); and
+    repair stays within the shot."""
     n = 100
     opening = np.abs(np.sin(np.arange(n) / 3.0)) * 0.3
     opening[70:90] = 0.5  # only shot 2 (frames 60-89) opens wide
-    track = _cut(_track(n, opening), [30, 60, 90])  # shots 0-29, 30-59, 60-89, 90-99 (0.4 s)
+    found = np.ones(n, bool)
+    found[95] = False
+    track = _cut(_track(n, opening, found=found), [30, 60, 90])  # shots 0-29, 30-59, 60-89, 90-99 (0.4 s)
     jaw = np.ones(n)  # every frame asks for the widest mouth
     sel = MB.select_mouths(track, _params(jaw))
     shot = np.repeat([0, 1, 2, 3], [30, 30, 30, 10])
     used = sel.source >= 0
     assert (shot[sel.source[used]] == shot[used]).all()
-    assert used[:90].all() and not used[90:].any() and sel.warp[90:].all() and not sel.warp[:90].any()
-    assert sel.note.startswith("4 shots") and "0.40 s" in sel.note
+    assert (opening[sel.source[:60]] < 0.5).all()  # shots 0 and 1 never wear shot 2's wide mouth
+    assert not sel.warp.any()
+    keep = np.r_[90:95, 96:100]
+    assert (sel.source[keep] == keep).all() and sel.source[95] == -1  # the short shot: own mouths
+    assert sel.note.startswith("4 shots") and "only 9 frames" in sel.note and "keeps its own mouth" in sel.note
     assert (sel.shot == shot).all()
     # repair: frame 40's mouth does not sit; frame 75 (shot 2) fits best but is another shot's face
     small, shape = _level_and_tilted(n, tilted=(40, 75))
@@ -263,6 +269,18 @@ def test_each_shot_wears_only_its_own_mouths():
     res[40] = 10.0  # over any limit
     fixed, _, _ = MB.repair(sel2, small, shift, gain, res, available=set(sel2.source[used].tolist()) | {75})
     assert shot[fixed.source[40]] == 1
+
+
+def test_a_shot_over_a_pause_keeps_closed_mouths():
+    """Targets are ranked over the whole line, not within each shot: a shot whose line is silent wears
+    its shot's closed mouths, not the middle of its bank."""
+    n = 150
+    opening = np.abs(np.sin(np.arange(n) / 3.0)) * 0.3  # every shot shows closed to open mouths
+    jaw = np.abs(np.sin(np.arange(n) / 2.0))
+    jaw[100:] = 0.0  # silent over the second shot
+    sel = MB.select_mouths(_cut(_track(n, opening), [100]), _params(jaw))
+    worn = opening[sel.source[100:]]
+    assert float(np.median(worn)) <= float(np.quantile(opening[100:], 0.3)), (np.median(worn), np.median(opening[100:]))
 
 
 def test_wrong_inputs_name_both_lengths():
