@@ -300,7 +300,7 @@ def _select_shots(track: FaceTrack, params: torch.Tensor, strength: float, fps: 
     line (a shot over a pause keeps closed mouths). The warp generator's lips come from one frame of
     the whole clip, another person's in another shot, so it is not used: a shot without a bank (under
     a second, or too still) keeps its own mouths, and a frame asking for a wider mouth than its shot
-    shows wears the widest."""
+    shows wears the widest. Only where no shot has a bank does the warp generator draw the whole clip."""
     b = track.num_frames
     need = int(math.ceil(MIN_SECONDS * float(fps)))
     found = track.found.detach().cpu().numpy().astype(bool)
@@ -318,11 +318,12 @@ def _select_shots(track: FaceTrack, params: torch.Tensor, strength: float, fps: 
                              for lo, p in parts])
     scales = [p.scale for _, p in parts if p.scale is not None]
     notes = "; ".join(f"shot {k + 1} (frames {lo}-{lo + len(p.source) - 1}): "
-                      + (p.note if p.use_bank else p.note.replace("the warp generator draws the mouth", "keeps its own mouth"))
+                      + (p.note.replace("and are warped", "and wear the shot's widest") if p.use_bank
+                         else p.note.replace("the warp generator draws the mouth", "keeps its own mouth"))
                       for k, (lo, p) in enumerate(parts[:6]))
     more = f"; ... {len(parts) - 6} more shots" if len(parts) > 6 else ""
     return Selection(source, np.zeros(b, bool), f"{len(parts)} shots, mouths chosen within each: {notes}{more}", True,
-                     _shape(track), np.median(np.stack(scales), 0), shot)
+                     _shape(track), np.median(np.stack(scales), 0) if scales else None, shot)
 
 
 def _select_shot(track: FaceTrack, params: torch.Tensor, strength: float, fps: float,

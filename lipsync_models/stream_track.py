@@ -135,12 +135,15 @@ def stitch(windows: list[tuple[int, FaceTrack | int]]) -> FaceTrack:
             src = tr.extras.get(k)
             if isinstance(v, torch.Tensor) and _frame_tensor(src, n):
                 v[own] = src.detach().cpu()[own.start - s:own.stop - s].to(v.dtype)
-        # a window cannot compare its first found frame with a face seen before it (in an earlier window,
-        # across a stretch without the face): where that frame is its own, it may begin another shot
+        # a window cannot compare its first found frame with a face seen before a stretch without it:
+        # where that frame is its own, the previous window's verdict stands if it saw the frame, else
+        # the frame begins another shot (it may be another face)
         hits = torch.nonzero(tr.found.detach().cpu()).flatten()
         f0 = s + int(hits[0]) if len(hits) else -1
-        if CUT in extras and i and own.start <= f0 < own.stop and bool(found[:f0].any()):
-            extras[CUT][f0] = 1.0
+        if CUT in extras and i and own.start <= f0 < own.stop and bool(found[:f0].any()) and not bool(found[f0 - 1]):
+            p0, prev = starts[i - 1], tracks[i - 1]
+            seen = f0 < p0 + prev.num_frames and bool(prev.found[f0 - p0]) and CUT in prev.extras
+            extras[CUT][f0] = float(prev.extras[CUT][f0 - p0]) if seen else 1.0
     dev = first.boxes.device
     per = {k: out[k].to(device=dev, dtype=getattr(first, k).dtype) for k in _PER_FRAME}
     return replace(first, **per, found=found.to(dev), extras=extras,

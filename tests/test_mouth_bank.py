@@ -283,6 +283,48 @@ def test_a_shot_over_a_pause_keeps_closed_mouths():
     assert float(np.median(worn)) <= float(np.quantile(opening[100:], 0.3)), (np.median(worn), np.median(opening[100:]))
 
 
+def test_shots_at_strength_zero_and_a_shot_that_never_opens_wide():
+    n = 100
+    track = _cut(_track(n, np.abs(np.sin(np.arange(n) / 3.0)) * 0.3), [50])
+    sel = MB.select_mouths(track, _params(np.linspace(0, 1, n)), strength=0.0)
+    assert (sel.source == np.arange(n)).all() and not sel.warp.any()
+    # mouths that never open wide, a line that does: nothing is warped (the warp generator's lips would
+    # come from one frame of the whole clip), and the note says what the frames wear instead
+    narrow = _cut(_track(n, np.abs(np.sin(np.arange(n) / 3.0)) * 0.08), [50])
+    sel = MB.select_mouths(narrow, _params(np.ones(n)))
+    assert sel.use_bank and not sel.warp.any() and (sel.source >= 0).all()
+    assert "are warped" not in sel.note and "wear the shot's widest" in sel.note, sel.note
+
+
+def _window(n: int, found=None, cut=()) -> FaceTrack:
+    return _cut(_track(n, np.zeros(n), found=found), list(cut))
+
+
+def test_stitched_windows_start_a_shot_only_after_a_stretch_they_cannot_compare_across():
+    from comfyui_lipsync.lipsync_models import stream_track
+    from comfyui_lipsync.lipsync_models.types import CUT
+
+    cuts = lambda t: np.flatnonzero(t.extras[CUT].numpy()).tolist()  # noqa: E731
+    # no overlap, the face everywhere: no gap, no cut
+    assert cuts(stream_track.stitch([(0, _window(100)), (100, _window(100)), (200, _window(100))])) == []
+    # the next window misses its first 30 frames, the previous one saw the face through the overlap
+    late = np.ones(200, bool)
+    late[:30] = False
+    assert cuts(stream_track.stitch([(0, _window(200)), (150, _window(200, late))])) == []
+    # the face gone over frames 140-179: the previous window compared across the gap (no cut) and
+    # its verdict stands; had it found a cut there, that stands too
+    gone = np.ones(200, bool)
+    gone[140:180] = False
+    assert cuts(stream_track.stitch([(0, _window(200, gone)), (150, _window(200, late))])) == []
+    assert cuts(stream_track.stitch([(0, _window(200, gone, [180])), (150, _window(200, late))])) == [180]
+    # gone longer than the overlap: no window saw both sides, so a new shot begins where it comes back
+    away = np.zeros(200, bool)
+    away[100:] = True
+    first = np.ones(200, bool)
+    first[120:] = False
+    assert cuts(stream_track.stitch([(0, _window(200, first)), (150, _window(200, away))])) == [250]
+
+
 def test_wrong_inputs_name_both_lengths():
     with pytest.raises(LengthMismatchError, match="50 frames but the face track 40"):
         MB.select_mouths(_track(40, np.zeros(40)), _params(np.zeros(50)))
