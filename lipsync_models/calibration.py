@@ -100,8 +100,8 @@ unchanged (no frame moves); video-retalking's 5 clips 0 % before and after (READ
 CUT_RATIO = 12.0
 """A cut to another face: consecutive frames' aligned lower faces differ by this many times the clip's
 median (lips._shot_cuts). Fitted between: GRID's seven speakers cut together (bench_runner's long clip,
-first 300 frames) 20.7-24.4x at their cuts; LatentSync's demos at most 5.3x (their jump cuts of the same
-person included: 5.2x, 5.3x); video-retalking's five clips (held out) at most 7.2x."""
+first 300 frames) 17.8-24.2x at their cuts; LatentSync's demos at most 5.4x (their jump cuts of the same
+person included: 5.3x, 5.4x); video-retalking's five clips (held out) at most 7.2x."""
 
 LIP_COLOUR_FRAMES = 51
 """Frames (about 2 s at 25 fps) of the running median that applies the lip-colour lower edge's shift of

@@ -315,6 +315,16 @@ def test_cuts_between_speakers_are_found_and_nothing_else(grid_media, grid_track
     assert np.flatnonzero(tracker.finish().extras[CUT].numpy()).tolist() == [150]
 
 
+def test_a_change_of_light_is_not_a_cut(grid_media):
+    from comfyui_lipsync.lipsync_models.types import CUT
+
+    frames, _ = grid_media["bbaf2n"]
+    lit = frames.clone()
+    lit[40:] = (lit[40:] + 0.08).clamp(0, 1)  # the light steps up by a fifth of the face's contrast
+    tr = face.track_faces(lit)
+    assert not bool(tr.extras[CUT].any()), np.flatnonzero(tr.extras[CUT].numpy())
+
+
 def test_a_window_without_a_face_holds_no_cut(grid_tracks):
     from dataclasses import replace
 

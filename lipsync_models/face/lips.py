@@ -254,7 +254,7 @@ def _shot_cuts(bands: np.ndarray, found: np.ndarray | None = None) -> np.ndarray
     The bands are the lower face in crops aligned on the face box, so a head that moves, turns a
     little or is framed closer (a jump cut of the same person) changes them little, and another
     person a lot. Between consecutive found frames (across a gap without the face too), the mean
-    absolute difference of their grey bands (24 px) is a cut where it exceeds CUT_RATIO times the
+    absolute difference of their grey bands (24 px, each less its mean) is a cut where it exceeds CUT_RATIO times the
     clip's median difference (the motion of its mouth, head and camera). bands: (B, h, w, 3) uint8
     (:func:`_template_band`); found: (B,) bool, None: all."""
     cv2 = _cv2()
@@ -265,6 +265,7 @@ def _shot_cuts(bands: np.ndarray, found: np.ndarray | None = None) -> np.ndarray
         return cut
     grey = np.stack([cv2.resize(bands[i].mean(-1, dtype=np.float32) / 255.0, (24, 24), interpolation=cv2.INTER_AREA)
                      for i in idx])
+    grey -= grey.mean((1, 2), keepdims=True)  # a change of light over the whole face is not a cut
     d = np.abs(grey[1:] - grey[:-1]).mean((1, 2))
     cut[idx[1:][d > CUT_RATIO * max(float(np.median(d)), 1e-4)]] = True
     return cut
