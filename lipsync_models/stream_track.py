@@ -20,8 +20,8 @@ import torch
 
 from .errors import InputError, NoFaceError
 from .face import track_faces
-from .face.track import TEMPLATE_MOVED, cut_note, template_note
-from .types import CUT, FaceTrack
+from .face.track import cut_note, template_note
+from .types import CUT, TEMPLATE_MOVED, FaceTrack
 
 WHO = "MaskLowerFace"
 

@@ -158,6 +158,10 @@ CUT = "cut"
 """FaceTrack ``extras`` key: (B,) float32, 1 at the first frame of each new shot (the clip cuts to another
 face there, found by the Haar and manual-box tracks); the clip's own mouths are chosen within each shot."""
 
+TEMPLATE_MOVED = "template_moved"
+"""FaceTrack ``extras`` key: (B,) float32, 1 where the clip's own mouth template placed the mouth (a head
+tilted out of the dark-line search's reach; Haar and manual-box tracks)."""
+
 OWN_PIXELS = "own_pixels"
 """FaceTrack ``extras`` key: (B,) bool, the frames whose crop is another frame's lower face of the clip,
 already brought to this frame's light by its generator (the clip's own mouths; not the frames that
@@ -187,7 +191,8 @@ class FaceTrack:
     report:    human-readable notes (lost frames, detector used).
     extras:    what MaskLowerFace adds per frame: ``contrast`` (B,) the inner-mouth contrast
                (``face.mouth_contrast``, SyncScore's lip signal), ``angle`` (the crops' roll, radians),
-               ``face_width``, ``mesh_gap`` (face mesh only) and the ``detector`` name.
+               ``face_width``, ``mesh_gap`` (face mesh only) and the ``detector`` name; the Haar and
+               manual-box tracks add ``cut`` (:data:`CUT`) and ``template_moved`` (:data:`TEMPLATE_MOVED`).
                LipSyncInference's track of the clip's own mouths adds ``own_pixels``
                (:data:`OWN_PIXELS`).
     """

@@ -13,7 +13,7 @@ import torch
 
 from ..calibration import ANGLE_TRUST, CHIN_BELOW, NOSE_ABOVE
 from ..errors import InputError, NoFaceError
-from ..types import CUT, FaceTrack
+from ..types import CUT, TEMPLATE_MOVED, FaceTrack
 from ._base import ANALYSIS_SIZE, CROP_SCALE, DETECTORS, WHO, RawTrack, _gauss_smooth, _median_filter, _np_float, _per_run, _runs
 from .choose import FaceChoice, parse_choice
 from .geometry import _analysis_crops, _apply, _invert, _similarity
@@ -232,10 +232,6 @@ def _place_landmarks(lm: np.ndarray, inv_an: np.ndarray, mouth_half: np.ndarray 
     extra = np.array([[half, half - NOSE_ABOVE * k], [half, half + CHIN_BELOW * k]])
     lm[:, 6:] = _apply(inv_an, np.broadcast_to(extra, (b, 2, 2)).copy())
     return lm
-
-
-TEMPLATE_MOVED = "template_moved"
-"""Extras key: (B,) float32, 1 where the clip's own mouth template placed the mouth (lips._follow_template)."""
 
 
 def cut_note(cuts: list[int]) -> str:
