@@ -95,6 +95,7 @@ class Options:
     lip_frame: int = -1
     breath_open: float | None = None  # None: MapVisemes' default
     score: bool = True
+    threads: int = 0  # pass 3's threads (0: half the CPUs; the passes before it use --threads or every CPU)
     extra: dict = field(default_factory=dict)
 
 
@@ -163,8 +164,9 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     writer, tmp = stream.open_writer(job.out, src, b, audio)
     try:
         try:
-            tail, tsize = stream.render_pass(src, gen, writer, stream.blend_options(nodes, widget_defaults), bar,
-                                             score_from)
+            with stream.render_threads(opts.threads):
+                tail, tsize = stream.render_pass(src, gen, writer, stream.blend_options(nodes, widget_defaults),
+                                                 bar, score_from)
         finally:
             writer.close()
         report, score = "", {}
@@ -321,8 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: MapVisemes' breath_open)")
     p.add_argument("--no-score", action="store_true", help="skip SyncScore")
     p.add_argument("--threads", type=int, default=0,
-                   help="threads for the frame work (0 = automatic: half the CPUs, at least 1; decoding and "
-                        "encoding run in threads of their own beside it)")
+                   help="threads for the frame work (0 = automatic: every CPU, and half of them, at least 1, "
+                        "in the last pass, whose decoding and encoding run in threads of their own beside it)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -469,11 +471,11 @@ def main(argv: list[str] | None = None) -> int:
                           else neural.musetalk(args, comfy, BUILTIN_MODEL))
         opts = Options(model=model, backend=args.backend, viseme_set=args.visemes,
                        strength=args.strength, lip_frame=args.lip_frame, breath_open=args.breath_open,
-                       score=not args.no_score)
+                       score=not args.no_score, threads=args.threads)
         if not _reads_visemes(model, nodes) and (args.transcript or args.backend != "auto"):
             sys.stderr.write("note: --transcript and --backend are not used: this generator reads the sound "
                              "itself (they serve the built-in generators)\n")
-        threads = stream.set_threads(args.threads)
+        threads = stream.set_threads(args.threads or stream.usable_cpus())
         comfy.Progress.hook = bar
         return _run_all(jobs, opts, nodes, bar)
     except LipSyncError as e:

@@ -458,6 +458,36 @@ def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatc
     assert not list(d.glob(".*.partial*"))  # the partial file became the output
 
 
+@pytest.mark.parametrize("asked, cpus, want", [(0, 4, (4, 2)), (0, 1, (1, 1)), (3, 4, (3, 3))])
+def test_passes_before_the_last_use_every_cpu_and_the_last_half(ntsc_clip, monkeypatch, capsys, asked, cpus, want):
+    """--threads 0: the tracking and collecting passes (their decoder light) get every CPU, the last
+    pass, whose decoder and encoder run beside it, half; an explicit --threads holds for every pass;
+    the counts are put back at the end."""
+    import cv2
+
+    from comfyui_lipsync.lipsync_runner import stream
+
+    d, _, _ = ntsc_clip
+    seen = {}
+
+    def spy(name, fn):
+        def wrapped(*a, **k):
+            seen[name] = (torch.get_num_threads(), cv2.getNumThreads())
+            return fn(*a, **k)
+        monkeypatch.setattr(stream, name, wrapped)
+
+    for name in ("track_pass", "collect_pass", "render_pass"):
+        spy(name, getattr(stream, name))
+    monkeypatch.setattr(stream, "usable_cpus", lambda: cpus)
+    before = (torch.get_num_threads(), cv2.getNumThreads())
+    rc = cli.main(["--video", str(d / "clip.mp4"), "--audio", str(d / "line.wav"), "-o", str(d / "t.mp4"), "-q",
+                   "--no-score", "--threads", str(asked)])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    assert seen["track_pass"] == seen["collect_pass"] == (want[0], want[0])
+    assert seen["render_pass"] == (want[1], want[1])
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+
+
 def test_planar_pass_changes_only_the_mouth_and_matches_the_rgb_path(ntsc_clip, monkeypatch, capsys):
     """Kept in the decoder's 4:2:0 planes, pass 3 hands the encoder the input's own bytes wherever
     Composite changed nothing, and where it did, the RGB path's pixels converted as the encoder
