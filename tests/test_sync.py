@@ -681,6 +681,10 @@ def test_uncertain_vote_by_hand():
     assert sync.is_uncertain(0, win(0), True)  # one window cannot cross-check
     assert sync.is_uncertain(0, win(0, 0, 0), False)  # not judgeable: always uncertain
     assert not sync.is_uncertain(0, [], True, cross_check=False)
+    # no signal's own curve peaks within one frame of the offset: uncertain, whatever the windows say
+    assert sync.is_uncertain(2, win(2, 2, 3), True, agreement=0.0)
+    assert sync.is_uncertain(0, [], True, cross_check=False, agreement=0.0)
+    assert not sync.is_uncertain(2, win(2, 2, 3), True, agreement=0.05)
     skipped = [{"offset_frames": 9, "judgeable": False}] * 3
     assert sync.window_votes(0, win(0, 1) + skipped) == (2, 2)
 

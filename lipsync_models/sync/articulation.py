@@ -119,7 +119,7 @@ def score_articulation(track: FaceTrack, wave16k: torch.Tensor, fps: float, sear
                         "confidence": round(w.peak_confidence, 4) if ok else 0.0, "judgeable": ok})
         tick()
     conf, conf0 = (whole.peak_confidence, whole.confidence) if judgeable else (0.0, 0.0)
-    unsure = is_uncertain(whole.offset, per_window, judgeable, cross_check=window_s > 0)
+    unsure = is_uncertain(whole.offset, per_window, judgeable, cross_check=window_s > 0, agreement=whole.agreement)
     offset = whole.offset if judgeable else 0  # a clip that cannot be judged is not told to move
     return SyncResult(
         offset_frames=offset, offset_ms=1000.0 * offset / fps, confidence=conf0, peak_confidence=conf,

@@ -85,6 +85,9 @@ class SyncResult:
         agree, votes = window_votes(self.offset_frames, self.windows)
         why = (f"{agree} of {votes} judgeable windows read this offset within one frame" if votes
                else "no window held enough speech and lip movement to cross-check it")
+        if self.agreement is not None and not self.agreement > 0.0:
+            why = ("no lip signal's own curve peaks within one frame of it: the signals point at different "
+                   "offsets and their sum peaks between them; " + why)
         helps = "; ".join(self.advice) if self.advice else "a longer clip with more speech"
         return (f"UNCERTAIN: the offset is not reliable ({why}; offset certainty {self.peak_confidence:.3f}). "
                 f"What would help: {helps}.")

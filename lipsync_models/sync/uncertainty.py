@@ -10,6 +10,15 @@ they scatter. The rule is a vote, not a fitted threshold: the offset stands when
 the windows that hold speech and lip movement read it within one frame; otherwise, or when fewer
 than two windows can vote, or the clip is not judgeable at all, the answer is "uncertain".
 
+A second check reads the whole clip's curve itself: its peak is a weighted sum of one curve per
+visual x audio pair, and where those curves disagree the sum can peak where none of them does (a
+compromise between signals that point at different offsets). When no pair's own curve peaks within
+one frame of the offset (``SyncResult.agreement`` 0: none of the signals' reliability supports it),
+the answer is "uncertain" too. Also a rule, not a fitted threshold. Seen on the pack's own output:
+GRID clips re-voiced with their own line, the line's phonemes recognised (no transcript), read -4,
+-6 and -5 frames with agreement 0 while the face mesh's lip gap of the output follows the speaker's
+own at lag 0 or -1 (``SyncResult.agreement`` 0.000 on those three; 0.19-1.00 on the clips read right).
+
 Known weakness: a 3-s clip has two 2-s windows, and the whole clip's peak usually matches one of
 them, so on GRID clips given ANOTHER clip's audio the vote passes 7 of 7 (the in-sync confidence,
 not this, tells those apart: ``bench/bench_sync.py``). It bites on longer clips (more windows).
@@ -37,12 +46,16 @@ def window_votes(offset: int, windows: tuple[dict, ...] | list[dict]) -> tuple[i
     return sum(abs(int(w["offset_frames"]) - int(offset)) <= 1 for w in ok), len(ok)
 
 
-def is_uncertain(offset: int, windows, judgeable: bool, cross_check: bool = True) -> bool:
+def is_uncertain(offset: int, windows, judgeable: bool, cross_check: bool = True,
+                 agreement: float | None = None) -> bool:
     """The vote of the module docstring: True unless the clip is judgeable and at least half of
-    (and at least :data:`MIN_VOTES`) judgeable windows read ``offset`` within one frame.
+    (and at least :data:`MIN_VOTES`) judgeable windows read ``offset`` within one frame, and some of
+    the signals' reliability peaks within one frame of it (``agreement`` > 0; None: not checked).
     ``cross_check=False`` (no per-window track asked for, ``window_s=0``): only a clip that
-    cannot be judged is uncertain."""
+    cannot be judged, or whose offset no signal reads, is uncertain."""
     if not judgeable:
+        return True
+    if agreement is not None and not agreement > 0.0:
         return True
     if not cross_check:
         return False
