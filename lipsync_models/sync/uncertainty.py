@@ -16,8 +16,11 @@ compromise between signals that point at different offsets). When no pair's own 
 one frame of the offset (``SyncResult.agreement`` 0: none of the signals' reliability supports it),
 the answer is "uncertain" too. Also a rule, not a fitted threshold. Seen on the pack's own output:
 GRID clips re-voiced with their own line, the line's phonemes recognised (no transcript), read -4,
--6 and -5 frames with agreement 0 while the face mesh's lip gap of the output follows the speaker's
-own at lag 0 or -1 (``SyncResult.agreement`` 0.000 on those three; 0.19-1.00 on the clips read right).
+-6 and -5 frames with agreement 0 (0.19-1.00 on the clips read right), while over the whole clip the
+face mesh's lip gap of the output follows the speaker's own at lag 0 or -1. Neither reading is the
+whole truth: the clip's own mouths replay runs of the clip's frames, and a run may sit several frames
+off (lbax4n: output frames 9-23 wear input frames 3-14, six frames late), so parts of such a clip are
+off and the rest is not; "uncertain" is the honest answer there.
 
 Known weakness: a 3-s clip has two 2-s windows, and the whole clip's peak usually matches one of
 them, so on GRID clips given ANOTHER clip's audio the vote passes 7 of 7 (the in-sync confidence,
