@@ -413,7 +413,9 @@ the footage it was fitted on. On real footage it was not fitted on (``bench/benc
 LatentSync's three demo videos, 25 and 30 fps, in 5-s pieces, shifts -4..+4): at 640 px (faces
 74-115 px) within one frame on 7 of the 26 pairs it answered, exact on 1, "uncertain" on 24 of 50;
 at the videos' own resolution (faces 220-340 px, ``--face-window on``, the default) within one
-frame on 10 of the 28 it answered (36 %), exact on 4 (14 %), "uncertain" on 22 of 50 (44 %).
+frame on 10 of the 28 it answered (36 %), exact on 4 (14 %), "uncertain" on 22 of 50 (44 %); with
+the face tracker's tilted-head template and the "no signal agrees" rule (``sync.uncertainty``), 12 of
+40 (30 %), 5 (12.5 %), 10 of 50 (20 %); the README keeps the current figures.
 Issue 18's bars (>= 90 % within one, >= 50 % exact, <= 10 % uncertain) are not met. Tried on the same
 pieces and not adopted (figures: within one of answered / exact / uncertain, GRID lead): the inner
 mouth's pixel components in the track's aligned crop (``sync.mouth_pixels``, opt-in "pixels")

@@ -458,6 +458,23 @@ def test_streamed_output_keeps_rate_count_and_has_no_seams(ntsc_clip, monkeypatc
     assert not list(d.glob(".*.partial*"))  # the partial file became the output
 
 
+def test_render_threads_puts_the_counts_back_after_an_error(monkeypatch):
+    import cv2
+
+    from comfyui_lipsync.lipsync_runner import stream
+
+    monkeypatch.setattr(stream, "usable_cpus", lambda: 4)
+    before = stream.set_threads(3)
+    try:
+        with pytest.raises(RuntimeError):
+            with stream.render_threads(0) as n:
+                assert n == 2 and torch.get_num_threads() == 2 and cv2.getNumThreads() == 2
+                raise RuntimeError("the encoder failed")
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (3, 3)
+    finally:
+        stream.set_threads(*before[1:])
+
+
 @pytest.mark.parametrize("asked, cpus, want", [(0, 4, (4, 2)), (0, 1, (1, 1)), (3, 4, (3, 3))])
 def test_passes_before_the_last_use_every_cpu_and_the_last_half(ntsc_clip, monkeypatch, capsys, asked, cpus, want):
     """--threads 0: the tracking and collecting passes (their decoder light) get every CPU, the last

@@ -149,11 +149,12 @@ def test_syncscore_of_the_output_is_in_sync(runs):
 
 
 def test_a_clip_revoiced_with_its_own_line_is_never_read_confidently_off(clips):
-    """The easiest dub: lbax4n given its own line, its phonemes recognised (no transcript). The chosen
-    mouths follow the speaker's own (the face mesh's lip gap of the output against the input's peaks at
-    lag -1 or 0, r 0.82; bench_bank's chain); SyncScore read -6 frames and called it "audio early"
-    while its lip signals disagreed (none of them peaked within a frame of -6). It reads within one
-    frame, or says it is uncertain, and says why."""
+    """The easiest dub: lbax4n given its own line, its phonemes recognised (no transcript). Over the whole
+    clip the face mesh's lip gap of the output follows the input's at lag -1 or 0 (r 0.82; bench_bank's
+    chain), yet output frames 9-23 wear input frames 3-14, 6-9 frames late: neither in sync nor 6 off
+    throughout. SyncScore read -6 frames and called it "audio early" while its lip signals disagreed
+    (none of them peaked within a frame of the combined peak). It reads within one frame, or says it is
+    uncertain, and says why."""
     c = clips[GRID_CLIPS[2]]
     r = call_node(LoadAudioDriver, audio_file="", audio=c["audio"], images=c["images"], fps=c["fps"])[0]
     driver = r["driver"]

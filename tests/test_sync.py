@@ -685,8 +685,33 @@ def test_uncertain_vote_by_hand():
     assert sync.is_uncertain(2, win(2, 2, 3), True, agreement=0.0)
     assert sync.is_uncertain(0, [], True, cross_check=False, agreement=0.0)
     assert not sync.is_uncertain(2, win(2, 2, 3), True, agreement=0.05)
-    skipped = [{"offset_frames": 9, "judgeable": False}] * 3
-    assert sync.window_votes(0, win(0, 1) + skipped) == (2, 2)
+    assert sync.is_uncertain(2, win(2, 2, 3), True, agreement=float("nan"))
+
+
+def test_uncertain_line_names_the_disagreeing_signals(grid_clip):
+    """A result whose signals' peaks all lie away from the combined peak says so in its report, and one
+    whose windows alone disagree does not claim it."""
+    import dataclasses
+
+    img, fps, wav, sr, w16, track = grid_clip
+    res = sync.score_articulation(track, w16, fps)
+    assert not res.uncertain and res.agreement > 0  # the recorded clip: its signals agree
+    none = dataclasses.replace(res, agreement=0.0, uncertain=True)
+    assert "no lip signal's own curve peaks within one frame of the combined curve's peak" in none.report()
+    windows_only = dataclasses.replace(res, uncertain=True)
+    assert "no lip signal's own curve" not in windows_only.report()
+
+
+def test_agreement_counts_a_signal_exactly_one_frame_away():
+    """Lags are multiples of 0.1 frame, not exact in binary: a pair peaking exactly one frame (ten grid
+    steps) from the combined peak is within one frame, and one a step further is not."""
+    from comfyui_lipsync.lipsync_models.sync.lags import agreeing_share
+
+    fine = np.arange(-40, 41) * sync.LAG_STEP  # as score_lags builds its grid
+    assert fine[52] - fine[42] > 1.0  # 1.2000000000000002 - 0.2: the float fact the tolerance is for
+    w = np.array([0.6, 0.4])
+    assert agreeing_share(w, np.array([fine[42], fine[52]]), fine[42]) == pytest.approx(1.0)
+    assert agreeing_share(w, np.array([fine[42], fine[53]]), fine[42]) == pytest.approx(0.6)
 
 
 def test_noise_audio_and_a_still_mouth_are_uncertain_a_shifted_grid_clip_is_not(grid_clip):

@@ -22,7 +22,7 @@ Two scorers share one result type, :class:`SyncResult` (``result``):
   how far its own peak stands above the rest of its curve); the natural audio-to-lips lead
   (``calibration.NATURAL_LEAD_FRAMES``) is subtracted. The whole-clip offset is cross-checked by
   the per-window offsets (``uncertainty``): when they do not agree, or no signal's own curve peaks
-  within one frame of the offset, the result is ``uncertain``
+  within one frame of the combined curve's peak, the result is ``uncertain``
   and the report says what would help.
 * :func:`score_syncnet` (``syncnet_scorer``): the SyncNet ``syncnet_v2`` network
   (``backends.syncnet``): LSE-D and LSE-C over +-search_range offsets, as syncnet_python does.

@@ -90,13 +90,19 @@ def score_lags(visual: dict[str, np.ndarray], audio_hr: dict[str, np.ndarray], a
     mean = weights @ curves + activity_weight * act
     j = int(np.nonzero(inside)[0][int(np.argmax(mean[inside]))])
     best_fine = float(fine[j]) + _parabola_step(mean, j) * LAG_STEP
-    agreement = float(weights[np.abs(own_peaks - best_fine) <= 1.0].sum())
+    agreement = agreeing_share(weights, own_peaks, best_fine)
     offset = int(np.clip(np.round(best_fine - lead), -R, R))
     at_int = np.interp(ints + lead, fine, mean)
     med = float(np.median(at_int))
     conf = float(max(mean[inside].max(), at_int.max()) - med)
     return LagScore(offset, conf, float(at_int[R] - med), at_int, best_fine, agreement,
                     tuple(float(w) for w in weights))
+
+
+def agreeing_share(weights: np.ndarray, own_peaks: np.ndarray, peak: float) -> float:
+    """The share of ``weights`` whose pair's ``own_peaks`` lie within one frame of ``peak``, grid rounding
+    aside (the lags are multiples of :data:`LAG_STEP`, not exact in binary: 0.1 * 12 - 0.1 * 2 > 1)."""
+    return float(np.asarray(weights)[np.abs(np.asarray(own_peaks) - peak) <= 1.0 + 1e-9].sum())
 
 
 def reliability(curves: np.ndarray, inside: np.ndarray, lags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,8 @@ class SyncResult:
     natural_lead: articulation: the audio-to-lips lead subtracted (frames); None for SyncNet.
     lse_d, lse_c: SyncNet: LSE-D and LSE-C as syncnet_python computes them; None otherwise.
     agreement:    articulation: the share of the signals' reliability whose own curve peaks within
-                  one frame of the combined peak (``lags.reliability``); None for SyncNet.
+                  one frame of the combined peak (``lags.reliability``); None for SyncNet. At 0
+                  (none does) the result is ``uncertain``.
     uncertain:    the clip's own evidence does not agree on the offset (``uncertainty``): the
                   offset is shown but not to be acted on; advice: what would help.
     """
@@ -64,7 +65,7 @@ class SyncResult:
         for label, v in (("curve peak before the natural-lead correction (frames)", self.raw_peak),
                          ("natural lead subtracted (frames)", self.natural_lead),
                          ("LSE-D", self.lse_d), ("LSE-C", self.lse_c),
-                         ("share of the signals' reliability peaking within one frame of the offset", self.agreement)):
+                         ("share of the signals' reliability peaking within one frame of the curve's peak", self.agreement)):
             if v is not None:
                 lines.append(f"{label}: {v:.3f}")
         if self.uncertain:
@@ -86,8 +87,8 @@ class SyncResult:
         why = (f"{agree} of {votes} judgeable windows read this offset within one frame" if votes
                else "no window held enough speech and lip movement to cross-check it")
         if self.agreement is not None and not self.agreement > 0.0:
-            why = ("no lip signal's own curve peaks within one frame of it: the signals point at different "
-                   "offsets and their sum peaks between them; " + why)
+            why = ("no lip signal's own curve peaks within one frame of the combined curve's peak: the signals "
+                   "point at different offsets and their sum peaks between them; " + why)
         helps = "; ".join(self.advice) if self.advice else "a longer clip with more speech"
         return (f"UNCERTAIN: the offset is not reliable ({why}; offset certainty {self.peak_confidence:.3f}). "
                 f"What would help: {helps}.")

@@ -13,13 +13,14 @@ than two windows can vote, or the clip is not judgeable at all, the answer is "u
 A second check reads the whole clip's curve itself: its peak is a weighted sum of one curve per
 visual x audio pair, and where those curves disagree the sum can peak where none of them does (a
 compromise between signals that point at different offsets). When no pair's own curve peaks within
-one frame of the offset (``SyncResult.agreement`` 0: none of the signals' reliability supports it),
+one frame of the combined curve's peak (the offset before the lead is subtracted and it is rounded;
+``SyncResult.agreement`` 0: none of the signals' reliability supports it),
 the answer is "uncertain" too. Also a rule, not a fitted threshold. Seen on the pack's own output:
 GRID clips re-voiced with their own line, the line's phonemes recognised (no transcript), read -4,
 -6 and -5 frames with agreement 0 (0.19-1.00 on the clips read right), while over the whole clip the
 face mesh's lip gap of the output follows the speaker's own at lag 0 or -1. Neither reading is the
 whole truth: the clip's own mouths replay runs of the clip's frames, and a run may sit several frames
-off (lbax4n: output frames 9-23 wear input frames 3-14, six frames late), so parts of such a clip are
+off (lbax4n: output frames 9-23 wear input frames 3-14, six to nine frames late), so parts of such a clip are
 off and the rest is not; "uncertain" is the honest answer there.
 
 Known weakness: a 3-s clip has two 2-s windows, and the whole clip's peak usually matches one of
@@ -53,7 +54,9 @@ def is_uncertain(offset: int, windows, judgeable: bool, cross_check: bool = True
                  agreement: float | None = None) -> bool:
     """The vote of the module docstring: True unless the clip is judgeable and at least half of
     (and at least :data:`MIN_VOTES`) judgeable windows read ``offset`` within one frame, and some of
-    the signals' reliability peaks within one frame of it (``agreement`` > 0; None: not checked).
+    the signals' reliability peaks within one frame of the combined curve's peak (``agreement`` > 0;
+    None: not checked; NaN: uncertain). Each window's own agreement is not asked (a window votes with
+    its offset alone).
     ``cross_check=False`` (no per-window track asked for, ``window_s=0``): only a clip that
     cannot be judged, or whose offset no signal reads, is uncertain."""
     if not judgeable:
