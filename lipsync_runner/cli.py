@@ -125,7 +125,7 @@ def _pick_model(nodes, name: str) -> str:
 
 def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     """Run the chain on one clip, streamed (:mod:`.stream`), and write ``job.out``. Returns a summary."""
-    from ..lipsync_models import media
+    from ..lipsync_models import media, stream_generate
     from ..lipsync_models.video_out import exact_rate
     from . import stream
     from .pack import ALIAS
@@ -155,7 +155,7 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     model = opts.model
     if isinstance(model, str) and model not in _builtin_models(nodes):  # not a MuseTalk folder (--musetalk)
         model = comfy.model_path("lipsync", model) or model
-    gen = stream.stream_generate.prepare(track, small, track_v, driver, model=model, strength=opts.strength,
+    gen = stream_generate.prepare(track, small, track_v, driver, model=model, strength=opts.strength,
                                          lip_frame=opts.lip_frame, device=comfy.compute_device())
     stream.collect_pass(src, gen, size, bar, kept)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..lipsync_models import composite, media, stream_generate, stream_io, stream_track, video_out
+from ..lipsync_models import composite, media, stream_io, stream_track, video_out
 from . import yuv
 
 SCORE_SECONDS = 10.0
