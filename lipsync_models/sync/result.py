@@ -81,12 +81,12 @@ class SyncResult:
     def uncertain_line(self) -> str:
         """The report's UNCERTAIN line: the votes of the per-window offsets, the offset
         certainty, and what would help."""
-        from .uncertainty import window_votes
+        from .uncertainty import no_signal_agrees, window_votes
 
         agree, votes = window_votes(self.offset_frames, self.windows)
         why = (f"{agree} of {votes} judgeable windows read this offset within one frame" if votes
                else "no window held enough speech and lip movement to cross-check it")
-        if self.agreement is not None and not self.agreement > 0.0:
+        if no_signal_agrees(self.agreement):
             why = ("no lip signal's own curve peaks within one frame of the combined curve's peak: the signals "
                    "point at different offsets and their sum peaks between them; " + why)
         helps = "; ".join(self.advice) if self.advice else "a longer clip with more speech"

@@ -50,6 +50,12 @@ def window_votes(offset: int, windows: tuple[dict, ...] | list[dict]) -> tuple[i
     return sum(abs(int(w["offset_frames"]) - int(offset)) <= 1 for w in ok), len(ok)
 
 
+def no_signal_agrees(agreement: float | None) -> bool:
+    """The second check of the module docstring: no signal's own curve peaks within one frame of the
+    combined curve's peak (``agreement`` 0, or NaN). None (a scorer without signal pairs): False."""
+    return agreement is not None and not agreement > 0.0
+
+
 def is_uncertain(offset: int, windows, judgeable: bool, cross_check: bool = True,
                  agreement: float | None = None) -> bool:
     """The vote of the module docstring: True unless the clip is judgeable and at least half of
@@ -61,7 +67,7 @@ def is_uncertain(offset: int, windows, judgeable: bool, cross_check: bool = True
     cannot be judged, or whose offset no signal reads, is uncertain."""
     if not judgeable:
         return True
-    if agreement is not None and not agreement > 0.0:
+    if no_signal_agrees(agreement):
         return True
     if not cross_check:
         return False
