@@ -178,7 +178,9 @@ class VideoWriter:
         if self.vs.pix_fmt != "yuv420p" or tuple(frames.shape[1:]) != (self.h * 3 // 2, self.w):
             raise InputError(f"{self.who}: yuv420p frames of shape {tuple(frames.shape[1:])} given to a "
                              f"{self.w}x{self.h} {self.vs.pix_fmt} video.")
-        self._encode(self._tagged(av.VideoFrame.from_ndarray(np.ascontiguousarray(a), format="yuv420p"))
+        # each frame over the array's own memory (``from_ndarray`` would copy it first, row by row); the
+        # encoder copies it in, and a reference it kept would keep the array alive (PyAV counts it)
+        self._encode(self._tagged(av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(a), format="yuv420p"))
                      for a in frames)
 
     def _tagged(self, vf):

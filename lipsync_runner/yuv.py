@@ -44,7 +44,8 @@ def even_box(box, width: int, height: int) -> tuple[int, int, int, int]:
 def _frame(arr: np.ndarray, fmt: str, space: int):
     import av
 
-    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
+    # a frame over the array's own memory (``from_ndarray`` copies it, row by row: 1.5 ms a 1080p frame)
+    vf = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(arr), format=fmt)
     if space != UNSPECIFIED:
         vf.colorspace = space
     return vf
