@@ -1,4 +1,4 @@
-"""ComfyUI-LipSync's library: torch (+ numpy, kornia, einops; matplotlib for the previews) only; it never imports ComfyUI.
+"""ComfyUI-LipSync's library: torch (+ numpy, einops; matplotlib for the previews) only; it never imports ComfyUI.
 
 Modules are imported on demand (``from lipsync_models import audio``) so that importing the
 package stays cheap.

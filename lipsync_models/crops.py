@@ -15,7 +15,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from kornia.geometry.transform import warp_affine
 
 from .checks import check_images
 from .errors import InputError, LengthMismatchError
@@ -193,8 +192,7 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
         if rh:
             roi = _gather(frames, idx, offsets, rh, rw, dev)
             local = _local(mat[idx], offsets[idx])
-            crop = warp_affine(roi, local[:, :2].float().to(dev), (s, s),
-                               padding_mode="border", align_corners=True)
+            crop = _warp(roi, local, (s, s), "border")
             keep = valid[idx].to(dev)[:, None, None, None]
             out[idx] = torch.where(keep, rearrange(crop, "b c h w -> b h w c"), 0.0).to(frames.dtype)
         if on_progress is not None:

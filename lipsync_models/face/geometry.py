@@ -69,26 +69,28 @@ def _analysis_crops(frames_np: np.ndarray, m: np.ndarray, size: int = ANALYSIS_S
 
 
 def mouth_crops(frames: torch.Tensor, track: FaceTrack, size: int | None = None) -> torch.Tensor:
-    """Aligned mouth-centred crops (B, S, S, C) through the track's transform (kornia warp).
+    """Aligned mouth-centred crops (B, S, S, C) through the track's transform (a bilinear warp,
+    kornia ``warp_affine``'s semantics: :func:`..crops._warp`).
 
     size defaults to ``track.crop_size``; another size rescales the transform.
     """
-    import kornia
+    from ..crops import _warp
 
     check_images(frames, "mouth_crops", "frames")
     if frames.shape[0] != track.num_frames:
         raise InputError(f"mouth_crops: {frames.shape[0]} frames but the face track has {track.num_frames}.")
     size = int(size or track.crop_size)
-    m = track.transform.to(frames.device, torch.float32).clone()
+    m = torch.zeros((track.num_frames, 3, 3), dtype=torch.float64)
+    m[:, :2] = track.transform.detach().to("cpu", torch.float64)
+    m[:, 2, 2] = 1.0
     if size != track.crop_size:
         r = size / track.crop_size
-        m = m * r
-        m[:, :, 2] = m[:, :, 2] + 0.5 * r - 0.5  # pixel centres sit at integers
+        m[:, :2] *= r
+        m[:, :2, 2] += 0.5 * r - 0.5  # pixel centres sit at integers
     out = []
     for s0 in range(0, frames.shape[0], 32):
         x = frames[s0:s0 + 32].permute(0, 3, 1, 2).float()
-        y = kornia.geometry.transform.warp_affine(x, m[s0:s0 + 32], (size, size), mode="bilinear",
-                                                  padding_mode="border", align_corners=True)
+        y = _warp(x, m[s0:s0 + 32], (size, size), "border")
         out.append(y.permute(0, 2, 3, 1).to(frames.dtype))
     return torch.cat(out)
 

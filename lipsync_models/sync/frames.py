@@ -103,10 +103,10 @@ def frame_lip_signal(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     of at most ``chunk`` sharing one crop window of at most :data:`CHUNK_PIXELS` pixels in all.
     Returns (B,) float64 (or one value per index).
     """
-    import kornia
     from scipy.ndimage import median_filter
 
     from .. import face
+    from ..crops import _warp
 
     if check:
         check_images(images, WHO)
@@ -143,12 +143,12 @@ def frame_lip_signal(images: torch.Tensor, track: FaceTrack, chunk: int = 64,
     for f in _pixel_chunks(sel, centre, reach, (h, w), chunk, size * size):
         x0, x1 = _span(float((centre[f, 0] - reach[f]).min()), float((centre[f, 0] + reach[f]).max()), w)
         y0, y1 = _span(float((centre[f, 1] - reach[f]).min()), float((centre[f, 1] + reach[f]).max()), h)
-        mk = mat[f].copy()
-        mk[:, :, 2] += mk[:, :, 0] * x0 + mk[:, :, 1] * y0
-        mk = torch.from_numpy(mk).to(images.device, torch.float32)
+        mk = np.zeros((len(f), 3, 3))
+        mk[:, :2] = mat[f]
+        mk[:, :2, 2] += mk[:, :2, 0] * x0 + mk[:, :2, 1] * y0
+        mk[:, 2, 2] = 1.0
         x = images[torch.as_tensor(f).to(images.device), y0:y1, x0:x1, :3].permute(0, 3, 1, 2).float()
-        crops = kornia.geometry.transform.warp_affine(x, mk, (size, size), mode="bilinear",
-                                                      padding_mode="border", align_corners=True)
+        crops = _warp(x, torch.from_numpy(mk), (size, size), "border")
         out.append(fn(crops.permute(0, 2, 3, 1), WHO).double().cpu().numpy())
     return np.concatenate(out)
 
