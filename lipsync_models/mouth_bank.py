@@ -622,19 +622,22 @@ def chosen_crops(plan_: Plan, start: int, stop: int, own: torch.Tensor) -> torch
     onto this frame's face and colour-matched; ``own`` (n, 3, S, S), these frames' own crops, stands
     where a frame has no chosen mouth."""
     src = plan_.selection.source[start:stop]
-    out = own.to(torch.float32).clone()
     rows = np.nonzero(src >= 0)[0]
     if len(rows) == 0:
-        return out
+        return own.to(torch.float32).clone()
     s = own.shape[-1]
-    bank = torch.stack([plan_.crops[int(src[r])] for r in rows]).to(own.device, torch.float32) / 255.0
+    bank = torch.stack([plan_.crops[int(src[r])] for r in rows]).to(own.device, torch.float32)  # 0..255
     # grid_sample's normalised coordinates: a shift of d crop sides moves the sampling point by 2 d
     # (a translation: the identity grid plus the shift, what affine_grid gives at 1/20 of its cost)
     move = 2.0 * plan_.shift[start:stop][rows].to(own.device, torch.float32)
     grid = _identity_grid(s, own.device) + move[:, None, None, :]
     moved = torch.nn.functional.grid_sample(bank, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    gain = plan_.gain[start:stop][rows].to(own.device)[:, :, None, None]
-    out[torch.as_tensor(rows, device=own.device)] = moved.mul_(gain).clamp_(0.0, 1.0)
+    gain = plan_.gain[start:stop][rows].to(own.device, torch.float32)[:, :, None, None] / 255.0  # and 0..1
+    moved = moved.mul_(gain).clamp_(0.0, 1.0)
+    if len(rows) == len(src):  # every frame has a chosen mouth (the usual case): no copy of their own crops
+        return moved
+    out = own.to(torch.float32).clone()
+    out[torch.as_tensor(rows, device=own.device)] = moved
     return out
 
 
