@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,10 +147,19 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     bar(1, 1)
 
     bar.start("MaskLowerFace")
+    # the audio chain runs beside the tracking pass (whose decoder leaves a core part idle) for the
+    # frame count the file states; a clip whose count differs runs it again for its own
+    ahead = _AudioAhead(job, opts, nodes, wave, sr, fps, src.stated, reads) if src.stated > 0 else None
     track, small, size, kept = stream.track_pass(src, widget_defaults(nodes["LipSyncMaskLowerFace"]), bar)
     b = track.num_frames
-    driver, audio, track_v = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b,
-                                          phonemes=reads)
+    got = ahead.result(b) if ahead is not None else None
+    if got is None:
+        got = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b, phonemes=reads)
+    else:
+        for stage in ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes"):
+            if stage != "ExtractPhonemes" or reads:
+                bar.start(stage)
+    driver, audio, track_v = got
 
     bar.start("LipSyncInference")
     model = opts.model
@@ -193,6 +203,47 @@ def _reads_visemes(model, nodes) -> bool:
     """Whether the generator ``model`` reads MapVisemes' track: the built-in ones do; Wav2Lip, MuseTalk
     and LatentSync read the sound themselves."""
     return isinstance(model, str) and (model == BUILTIN_MODEL or model in _builtin_models(nodes))
+
+
+class _AudioAhead:
+    """:func:`_audio_chain` for ``b`` frames in a thread of its own, started at once. Its progress is
+    not drawn (the runner's bar shows the tracking pass; :func:`main_thread_only`)."""
+
+    def __init__(self, job: Job, opts: Options, nodes, wave, sr: int, fps: float, b: int, phonemes: bool):
+        self.b, self.out, self.error = int(b), None, None
+        self.thread = threading.Thread(target=self._run, args=(job, opts, nodes, wave, sr, fps, phonemes),
+                                       name="lipsync-audio", daemon=True)
+        self.thread.start()
+
+    def _run(self, *args) -> None:
+        job, opts, nodes, wave, sr, fps, phonemes = args
+        try:
+            self.out = _audio_chain(job, opts, nodes, _NoBar(), wave, sr, fps, self.b, phonemes=phonemes)
+        except BaseException as e:  # handed to the caller, in its thread
+            self.error = e
+
+    def result(self, b: int):
+        """The chain's outputs when the clip has the ``b`` frames it was run for, else None (the
+        caller runs it again). An error it met is raised here, as the chain run in turn raises it."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.out if self.b == int(b) else None
+
+
+class _NoBar:
+    def start(self, stage: str) -> None:
+        pass
+
+    def __call__(self, done: int, total: int) -> None:
+        pass
+
+
+def main_thread_only(hook):
+    """``hook(done, total)`` for the calls made in the main thread only (the chain's own progress;
+    the audio chain run beside the tracking pass updates nothing)."""
+    main = threading.main_thread()
+    return lambda done, total: hook(done, total) if threading.current_thread() is main else None
 
 
 def _audio_chain(job: Job, opts: Options, nodes, bar: Bar, wave, sr: int, fps: float, b: int,
@@ -476,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write("note: --transcript and --backend are not used: this generator reads the sound "
                              "itself (they serve the built-in generators)\n")
         threads = stream.set_threads(args.threads or stream.usable_cpus())
-        comfy.Progress.hook = bar
+        comfy.Progress.hook = main_thread_only(bar)
         return _run_all(jobs, opts, nodes, bar)
     except LipSyncError as e:
         sys.stderr.write(f"\nerror: {e}\n")

@@ -590,3 +590,66 @@ def test_pass_two_from_kept_or_decoded_frames_gives_the_same_output(ntsc_clip, m
     assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
     assert calls == [True, False]
     assert kept.shape == decoded.shape == (n, 432, 360) and torch.equal(kept, decoded)
+
+
+def test_audio_chain_beside_tracking_gives_the_output_of_the_chain_in_turn(ntsc_clip, monkeypatch, capsys):
+    """The audio chain runs in a thread beside the tracking pass, for the frame count the file states.
+    Its output is the one the chain run after tracking gives, and a file whose stated count is wrong
+    (here 5 frames too many) gets the chain run again for the frames it has: the same bytes."""
+    from comfyui_lipsync.lipsync_runner import stream
+
+    d, _, n = ntsc_clip
+    used = []
+    real_result = cli._AudioAhead.result
+    monkeypatch.setattr(cli._AudioAhead, "result", lambda self, b: used.append(self.b == b) or real_result(self, b))
+    beside, rc1 = _captured_run(monkeypatch, d, d / "beside.mp4", 10 ** 9)
+    real_init = stream.FileFrames.__init__
+
+    def overstated(self, *a, **k):
+        real_init(self, *a, **k)
+        self.stated += 5
+
+    monkeypatch.setattr(cli._AudioAhead, "result", lambda self, b: used.append(self.b == b) or real_result(self, b))
+    monkeypatch.setattr(stream.FileFrames, "__init__", overstated)
+    again, rc2 = _captured_run(monkeypatch, d, d / "again.mp4", 10 ** 9)
+    assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
+    assert used == [True, False]  # the thread's chain used, then run again for the true count
+    assert beside.shape == again.shape == (n, 432, 360) and torch.equal(beside, again)
+    assert float((beside.float() - _input_planes(d / "clip.mp4").float()).abs().max()) > 30  # a mouth moved
+
+
+def test_audio_chain_beside_tracking_raises_its_error_in_the_runner(ntsc_clip, monkeypatch, capsys):
+    """An error the audio chain meets in its thread reaches the user as the chain run in turn gives
+    it: the runner's clear message, exit code 2, no traceback and no output file."""
+    d, _, _ = ntsc_clip
+    real = media.read_audio
+
+    def with_nan(*a, **k):
+        wave, sr = real(*a, **k)
+        wave = wave.clone()
+        wave[0, 100] = float("nan")
+        return wave, sr
+
+    monkeypatch.setattr(media, "read_audio", with_nan)
+    calls = []
+    real_chain = cli._audio_chain
+    monkeypatch.setattr(cli, "_audio_chain", lambda *a, **k: calls.append(1) or real_chain(*a, **k))
+    out = d / "nan.mp4"
+    assert cli.main(["--video", str(d / "clip.mp4"), "--audio", str(d / "line.wav"), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "LoadAudioDriver" in err and "NaN" in err and "Traceback" not in err, err[-2000:]
+    assert calls == [1]  # raised from the thread's run, not from a second run after it
+    assert not out.exists()
+
+
+def test_progress_from_other_threads_is_not_drawn():
+    import threading
+
+    seen = []
+    hook = cli.main_thread_only(lambda done, total: seen.append((done, total)))
+    hook(1, 4)
+    t = threading.Thread(target=hook, args=(2, 4))
+    t.start()
+    t.join()
+    hook(3, 4)
+    assert seen == [(1, 4), (3, 4)]
