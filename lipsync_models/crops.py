@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .checks import check_images
+from .checks import check_images, check_shape
 from .errors import InputError, LengthMismatchError
 from .types import FaceTrack
 
@@ -159,7 +159,8 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
                on_progress: ProgressFn = None, rows=None) -> torch.Tensor:
     """Aligned, mouth-centred face crops.
 
-    frames: (B, H, W, C) float in 0..1 (C = 3 or 4), any device.
+    frames: (B, H, W, C) float in 0..1 (C = 3 or 4), any device; or uint8 0..255 (decoded frames,
+            no float copy of them is made): the crops are then uint8 too, rounded to nearest.
     track:  FaceTrack of the same B frames and frame size.
     size:   crop side in pixels; default ``track.crop_size`` (another size covers the same area).
     device: where the crops are made and returned (default: the frames' device); frames are moved
@@ -169,7 +170,14 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
     Returns (B, S, S, C) in the frames' dtype. Pixels beyond the frame edge repeat the edge.
     """
     who = "crop_faces"
-    check_images(frames, who, "frames")
+    u8 = frames.dtype == torch.uint8
+    if u8:  # decoded pixels: finite and in range by their type
+        check_shape(frames, "B H W C", who, "frames")
+        if frames.shape[-1] not in (3, 4) or frames.numel() == 0:
+            raise InputError(f"{who}: frames must be RGB or RGBA with at least one pixel, got shape "
+                             f"{tuple(frames.shape)}.")
+    else:
+        check_images(frames, who, "frames")
     _check_track(frames, track, who)
     s = int(size or track.crop_size)
     if s < 1:
@@ -192,7 +200,9 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
         if rh:
             roi = _gather(frames, idx, offsets, rh, rw, dev)
             local = _local(mat[idx], offsets[idx])
-            crop = _warp(roi, local, (s, s), "border")
+            crop = _warp(roi, local, (s, s), "border")  # uint8 frames: warped as 0..255
+            if u8:
+                crop = crop.clamp_(0.0, 255.0).round_()
             keep = valid[idx].to(dev)[:, None, None, None]
             out[idx] = torch.where(keep, rearrange(crop, "b c h w -> b h w c"), 0.0).to(frames.dtype)
         if on_progress is not None:

@@ -108,9 +108,9 @@ class Generator:
                 self.small = torch.zeros((b, mouth_bank.ALIGN_SIZE, mouth_bank.ALIGN_SIZE, 3), dtype=torch.uint8)
             part = self.small_track.frames(slice(first, first + n))
             x0, y0, x1, y1 = face_region(part)
-            sm = crop_faces(small_frames[:, y0:y1, x0:x1].float().div_(255.0), in_region(part, (x0, y0, x1, y1)),
-                            size=mouth_bank.ALIGN_SIZE)
-            self.small[first:first + n] = (sm * 255.0).round_().to(torch.uint8)
+            # cut from the uint8 frames (no float copy of them), as uint8
+            self.small[first:first + n] = crop_faces(small_frames[:, y0:y1, x0:x1], in_region(part, (x0, y0, x1, y1)),
+                                                     size=mouth_bank.ALIGN_SIZE)
         self.crops = self.crops if self.crops is not None else {}
         if self.ref in fulls:
             self.ref_frame = fulls[self.ref][None].float().div_(255.0)
@@ -118,9 +118,9 @@ class Generator:
         if keys:  # one region and one call for the chunk's chosen frames
             part = self.track.frames(np.asarray(keys))
             x0, y0, x1, y1 = face_region(part)
-            f = torch.stack([fulls[k][y0:y1, x0:x1] for k in keys]).float().div_(255.0)
-            crops = mouth_bank.to_u8(crop_faces(f, in_region(part, (x0, y0, x1, y1)), device=self.device))
-            self.crops.update(zip(keys, crops))
+            f = torch.stack([fulls[k][y0:y1, x0:x1] for k in keys])  # uint8: cut as uint8, no float copy
+            crops = crop_faces(f, in_region(part, (x0, y0, x1, y1)), device=self.device)
+            self.crops.update(zip(keys, crops[..., :3].permute(0, 3, 1, 2).contiguous()))  # as the bank keeps them
 
     def ready(self) -> None:
         """Build the plan and the warp generator's state once :meth:`collect` has seen every frame."""

@@ -137,6 +137,28 @@ def test_crop_faces_rgba_and_device_argument(astronaut):
     assert torch.allclose(crops[..., 3], torch.tensor(0.5))
 
 
+def test_crop_faces_of_uint8_frames_are_the_rounded_crops_of_their_floats(clip):
+    """Decoded uint8 frames are cut as they are (no float copy of them): uint8 crops, each pixel the
+    float crop of the same frames times 255 rounded to nearest (one level off at most, where the two
+    sums land on either side of a half)."""
+    frames, track = clip
+    u8 = (frames * 255).round().to(torch.uint8)
+    got = C.crop_faces(u8, track, size=96)
+    want = (C.crop_faces(u8.float() / 255, track, size=96) * 255).round()
+    assert got.dtype == torch.uint8 and got.shape == (4, 96, 96, 3)
+    diff = (got.float() - want).abs()
+    assert float(diff.max()) <= 1 and float((diff > 0).float().mean()) < 1e-3
+    assert float(got.float().std()) > 20  # real picture content, not a blank crop
+
+
+def test_crop_faces_of_uint8_frames_checks_their_shape(clip):
+    _, track = clip
+    with pytest.raises(InputError, match="crop_faces"):
+        C.crop_faces(torch.zeros(4, 512, 512, 2, dtype=torch.uint8), track)
+    with pytest.raises(InputError, match="crop_faces"):
+        C.crop_faces(torch.zeros(4, 512, 512, dtype=torch.uint8), track)
+
+
 # --- composite: acceptance ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("blend", C.BLENDS)
