@@ -25,6 +25,7 @@ def demo(tmp_path_factory):
     """The README's main job, run as a user runs it (a separate process from the repo root)."""
     out = tmp_path_factory.mktemp("demo") / "demo.mp4"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("PYTHONUNBUFFERED", None)  # stdout on a pipe is buffered, as a user's is: the runner flushes it
     r = subprocess.run([sys.executable, "-m", "lipsync_runner", "demo", "-o", str(out)], cwd=ROOT,
                        capture_output=True, text=True, timeout=300, env=env)
     return r, out
@@ -112,6 +113,18 @@ def test_errors_are_clear(tmp_path, capsys):
     assert "--model 'wav2lip_missing.pth' is neither a listed model" in capsys.readouterr().err
     assert cli.main(["-o", str(tmp_path / "o.mp4")]) == 2
     assert "give --video and --audio" in capsys.readouterr().err
+
+
+def test_run_as_a_module_exits_with_main_s_code_and_its_message(tmp_path):
+    """``python -m lipsync_runner`` leaves with main()'s exit code, its output flushed (it skips the
+    interpreter's teardown): 2 and the one-line error for a missing file (the demo above: 0 and the
+    whole report on a pipe)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, "-m", "lipsync_runner", "--video", str(tmp_path / "none.mp4"), "--audio",
+                        str(tmp_path / "none.wav"), "-o", str(tmp_path / "out.mp4")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "none.mp4" in r.stderr and "not found" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_missing_file_message(tmp_path, capsys):
