@@ -254,6 +254,23 @@ numbers for the same matrix (what PyAV's ``reformat(dst_colorspace=)`` takes): B
 and SMPTE 170M (both BT.601), SMPTE 240M, BT.2020 (non-constant luminance)."""
 
 
+def writable_colour(colour: dict | None) -> dict:
+    """The colour tags a stream of RGB frames written by :class:`VideoWriter` states for a source tagged
+    ``colour`` (:attr:`..media.VideoInfo.colour`) that was decoded to RGB by its own tags: the source's
+    matrix where the writer can convert into it (:data:`SWS_MATRIX`), its primaries and transfer (the
+    RGB values keep them: nothing converts between them) and limited range (what the writer writes).
+    {} for a source that states nothing (written, and read back, as BT.601). Without them a BT.709
+    source that is not plain 4:2:0 (10-bit, 4:2:2, 4:4:4, full range) came out untagged in BT.601,
+    which players read as BT.709 at HD sizes: every pixel's colour shifted."""
+    colour = dict(colour or {})
+    out = {k: colour[k] for k in ("color_primaries", "color_trc") if k in colour}
+    if colour.get("colorspace") in SWS_MATRIX:
+        out["colorspace"] = colour["colorspace"]
+    if out:
+        out["color_range"] = 1
+    return out
+
+
 def _colour(colour: dict | None, who: str) -> dict:
     """The colour tags to state in the stream, checked: ``colour`` (FFmpeg's numbers for ``colorspace``,
     ``color_range``, ``color_primaries``, ``color_trc``; e.g. :attr:`..media.VideoInfo.colour`), so players

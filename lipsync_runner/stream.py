@@ -58,7 +58,8 @@ class FileFrames:
         self.path, self.who = str(path), who
         self.rate, self.width, self.height, self.stated = info.rate, info.width, info.height, info.frames
         self.plain_yuv420 = info.plain_yuv420  # pass 3 then works on the decoder's planes (:mod:`.yuv`)
-        self.colour = info.colour if info.plain_yuv420 else {}  # and the output states the input's tags
+        # the output states the input's tags: as they are, or as the RGB path writes them
+        self.colour = info.colour if info.plain_yuv420 else video_out.writable_colour(info.colour)
 
     def chunks(self, chunk: int, size=None, full=()):
         return stream_io.background(media.iter_video(self.path, self.who, chunk, size, full), depth=2)

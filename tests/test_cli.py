@@ -545,12 +545,22 @@ def test_planar_pass_changes_only_the_mouth_and_matches_the_rgb_path(ntsc_clip, 
     assert (conv[~changed] != src_y[~changed]).mean() > 0.05  # the RGB round trip moves pixels it never changed
 
 
+def _grid_line(grid_dir, clip: str, path, seconds: float) -> None:
+    """The first ``seconds`` of a GRID clip's sound as a mono 16-bit WAV line."""
+    import wave as wavmod
+
+    wave, sr = media.read_audio(str(grid_dir / f"{clip}.mpg"))
+    with wavmod.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(sr)
+        f.writeframes((wave.mean(0)[: int(seconds * sr)].clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+
+
 def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, grid_dir, monkeypatch, capsys):
     """A clip in BT.709 (phones and most cameras) takes the planar pass as a BT.601 one does, and the
     output states the input's matrix, range, primaries and transfer, so players convert its untouched
     bytes as the input's: away from the mouth it reads back as the input does."""
-    import wave as wavmod
-
     from comfyui_lipsync.lipsync_runner import yuv
 
     frames, _, _ = media.read_video(str(grid_dir / "bbaf2n.mpg"))
@@ -568,12 +578,7 @@ def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, 
     as_601 = torch.from_numpy(np.stack([yuv.to_rgb(p) for p in planes]))  # the same bytes read as BT.601
     err = lambda x: float((x.float() - frames.float()).abs().mean())  # noqa: E731
     assert err(src) < 2.5 < err(as_601) - 2  # read back as written (x264 at crf 18: ~2 levels; BT.601: ~6)
-    wave, sr = media.read_audio(str(grid_dir / "bbaf2n.mpg"))
-    with wavmod.open(str(tmp_path / "line.wav"), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sr)
-        f.writeframes((wave.mean(0)[: 2 * sr].clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    _grid_line(grid_dir, "bbaf2n", tmp_path / "line.wav", seconds=2)
     got, rc = _captured_run(monkeypatch, tmp_path, tmp_path / "out.mp4", 10 ** 9)
     assert rc == 0, capsys.readouterr().err[-2000:]
     assert got.shape == (50, 288 * 3 // 2, 360)  # the decoder's planes were handed to the encoder
@@ -586,6 +591,44 @@ def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, 
         with pytest.raises(InputError, match=msg):
             video_out.VideoWriter(str(tmp_path / "x.mp4"), (8, 8), 25, colour=bad)
         assert not (tmp_path / "x.mp4").exists()  # refused before the file is made
+
+
+def test_a_bt709_clip_not_in_plain_420_comes_out_tagged_bt709(tmp_path, grid_dir, monkeypatch, capsys):
+    """A BT.709 clip in 4:4:4 (or 10-bit, 4:2:2, full range) goes through RGB, decoded by its tags; the
+    output is written in BT.709 and says so, with the input's primaries and transfer. Before, it came
+    out untagged in BT.601, which players read as BT.709 at HD sizes, shifting every colour (PyAV
+    reads untagged video as BT.601, so only the tags show it)."""
+    frames, _, _ = media.read_video(str(grid_dir / "bbaf2n.mpg"))
+    frames = frames[:50]
+    with av.open(str(tmp_path / "clip.mp4"), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 360, 288, "yuv444p"
+        vs.options = {"crf": "18"}
+        for k, v in (("colorspace", 1), ("color_range", 1), ("color_primaries", 1), ("color_trc", 1)):
+            setattr(vs.codec_context, k, v)
+        for i, img in enumerate(frames.numpy()):
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv444p", dst_colorspace=1)
+            vf.colorspace, vf.color_range, vf.pts = 1, 1, i
+            for p in vs.encode(vf):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+    tags = {"colorspace": 1, "color_range": 1, "color_primaries": 1, "color_trc": 1}
+    info = media.probe_video(str(tmp_path / "clip.mp4"))
+    assert info.colour == tags and not info.plain_yuv420 and info.pix_fmt == "yuv444p"
+    src = media.read_video(str(tmp_path / "clip.mp4"))[0]
+    assert float((src.float() - frames.float()).abs().mean()) < 2.5  # decoded by its tags: as written
+    _grid_line(grid_dir, "bbaf2n", tmp_path / "line.wav", seconds=2)
+    got, rc = _captured_run(monkeypatch, tmp_path, tmp_path / "out.mp4", 10 ** 9)
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    assert got.shape == (50, 288, 360, 3)  # the RGB path
+    assert media.probe_video(str(tmp_path / "out.mp4")).colour == tags
+    out = media.read_video(str(tmp_path / "out.mp4"))[0]
+    top = (out[:, :120].float() - src[:, :120].float()).abs()  # above the mouth: re-encoded once more
+    assert float(top.mean()) < 2.5 and float((out.float() - src.float()).abs().amax()) > 30  # the mouth changed
+    assert video_out.writable_colour({}) == {}  # an untagged clip stays untagged (BT.601 both ways)
+    assert video_out.writable_colour({"colorspace": 10, "color_range": 2, "color_trc": 16}) == {
+        "color_trc": 16, "color_range": 1}  # a matrix it cannot write in is not stated; range as written
 
 
 def test_pass_two_from_kept_or_decoded_frames_gives_the_same_output(ntsc_clip, monkeypatch, capsys):
