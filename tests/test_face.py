@@ -472,6 +472,19 @@ def test_mediapipe_face_mesh_on_grid(grid_media, grid_tracks):
     assert r > 0.5 and abs(lag) <= 2
 
 
+def test_mediapipe_track_finds_cuts_between_speakers_and_nothing_else(grid_media):
+    """The face mesh's track marks the cuts to another face as the Haar path does (the clip's own
+    mouths are then chosen within each shot, never pasted across a cut); a clip as recorded has none."""
+    from comfyui_lipsync.lipsync_models.types import CUT
+
+    three = torch.cat([grid_media[c][0] for c in ("bbaf2n", "lbax4n", "swwp2s")])
+    tr = face.track_faces(three, detector="mediapipe")
+    assert np.flatnonzero(tr.extras[CUT].numpy()).tolist() == [75, 150]
+    assert "cuts to another face before frames 75, 150 (3 shots" in tr.report, tr.report
+    one = face.track_faces(grid_media["lbbc2a"][0], detector="mediapipe")
+    assert not bool(one.extras[CUT].any()), np.flatnonzero(one.extras[CUT].numpy())
+
+
 def test_opening_follows_the_face_mesh_lip_gap_on_grid(grid_media, grid_tracks):
     """The opening measures how far the lips are apart: on every GRID clip it follows the face
     mesh's inner-lip gap (the reference for a filmed mouth), and far better than the contrast

@@ -144,10 +144,7 @@ def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX, found=None):
     Returns (raw (B, 3): cx, cy in frame px, angle in radians; contrast (B,); frames moved by the
     template (B,) bool; cuts (B,) bool, the first frame of each new shot, :func:`_shot_cuts`)."""
     b = frames.shape[0]
-    fw = boxes[:, 2] - boxes[:, 0]
-    px = boxes[:, 0] + prior[0] * fw
-    py = boxes[:, 1] + prior[1] * fw
-    m = _similarity(px, py, np.zeros(b), CROP_SCALE * fw, ANALYSIS_SIZE)
+    m = _box_matrix(boxes, prior)
     k = ANALYSIS_SIZE / CROP_SCALE
     half = ANALYSIS_SIZE / 2 - 0.5
     r = np.zeros((b, 4))
@@ -171,6 +168,27 @@ def _locate_mouths(frames, boxes, chunk, step, prior=MOUTH_IN_BOX, found=None):
     raw[:, :2] = _apply(_invert(m), r[:, None, :2])[:, 0]
     raw[:, 2] = np.where(ok & ~moved, r[:, 2], 0.0)
     return raw, r[:, 3], moved, cuts
+
+
+def _box_matrix(boxes: np.ndarray, prior=MOUTH_IN_BOX) -> np.ndarray:
+    """(B, 2, 3) upright analysis-crop matrices centred on the mouth prior of each face box."""
+    fw = boxes[:, 2] - boxes[:, 0]
+    return _similarity(boxes[:, 0] + prior[0] * fw, boxes[:, 1] + prior[1] * fw, np.zeros(len(boxes)),
+                       CROP_SCALE * fw, ANALYSIS_SIZE)
+
+
+def box_cuts(frames, boxes: np.ndarray, found: np.ndarray, chunk: int) -> np.ndarray:
+    """:func:`_shot_cuts` for a track whose mouths were found another way (the face mesh's): the
+    lower-face bands cut from the analysis crops on its face boxes, as :func:`_locate_mouths` cuts
+    them on Haar's (both place the box around the face the same way). ``boxes`` must be finite in
+    every frame (those without the face hold a found one's); only the found frames are compared."""
+    rows, cols = _template_band(ANALYSIS_SIZE)
+    bands = np.zeros((len(boxes), rows.stop - rows.start, cols.stop - cols.start, 3), np.uint8)
+    m = _box_matrix(boxes)
+    for s0 in range(0, len(boxes), chunk):  # slices of the frames: views, no copies
+        crops = _analysis_crops(_np_float(frames[s0:s0 + chunk]), m[s0:s0 + chunk])
+        bands[s0:s0 + len(crops)] = crops[:, rows, cols]
+    return _shot_cuts(bands, found)
 
 
 def _template_band(s: int) -> tuple[slice, slice]:
@@ -267,7 +285,21 @@ def _shot_cuts(bands: np.ndarray, found: np.ndarray | None = None) -> np.ndarray
                      for i in idx])
     grey -= grey.mean((1, 2), keepdims=True)  # a change of light over the whole face is not a cut
     d = np.abs(grey[1:] - grey[:-1]).mean((1, 2))
-    cut[idx[1:][d > CUT_RATIO * max(float(np.median(d)), 1e-4)]] = True
+    over = d > CUT_RATIO * max(float(np.median(d)), 1e-4)
+    # a shot of one frame is not a shot: of consecutive frames over the bar (a crop that moves toward
+    # the next face a frame early, its box smoothed across the cut), the largest change is the cut
+    k = 0
+    while k < len(over):
+        if over[k]:
+            e = k
+            while e + 1 < len(over) and over[e + 1]:
+                e += 1
+            over[k:e + 1] = False
+            over[k + int(np.argmax(d[k:e + 1]))] = True
+            k = e + 1
+        else:
+            k += 1
+    cut[idx[1:][over]] = True
     return cut
 
 

@@ -10,6 +10,7 @@ from ..calibration import MESH_TO_BOX, MOUTH_IN_BOX
 from ..errors import NoFaceError
 from ._base import WHO, RawTrack, _gauss_smooth, _mediapipe_face_mesh, _per_run, _to_u8
 from .choose import FaceChoice, pick, same_face
+from .lips import box_cuts
 
 # Face-mesh indices (mediapipe legacy face mesh, 468 points) in MOUTH_POINTS order.
 _MESH_MOUTH = (61, 291, 0, 17, 13, 14, 2, 152)
@@ -20,12 +21,14 @@ def mesh_track(frames, choice: FaceChoice, chunk: int, step) -> RawTrack:
     """The face mesh's track (one pass over the chunks, calling ``step``): boxes placed around its
     mouth, the crops levelled by its mouth-corner line, its landmarks as the track's mouth."""
     mesh = _track_mesh(frames, choice, chunk, step)
+    # cuts to another face, as the Haar path finds them (the clip's own mouths are chosen within each shot)
+    cuts = box_cuts(frames, mesh["boxes"], mesh["found"], chunk)
     m = mesh["mouth"]
     angle = np.arctan2(m[:, 1, 1] - m[:, 0, 1], m[:, 1, 0] - m[:, 0, 0])[:, None]
     centre = np.concatenate([0.5 * (m[:, 0] + m[:, 1]), angle], 1)
     return RawTrack(boxes=mesh["boxes"], found=mesh["found"], centre=centre, face_width=mesh["face_width"],
                     conf=None, angle_trust=1.0, mouth=m.astype(np.float64), note="detector: mediapipe face mesh",
-                    extras={"mesh_gap": mesh["gap"]})
+                    extras={"mesh_gap": mesh["gap"]}, cuts=cuts)
 
 
 MAX_FACES = 6
@@ -72,12 +75,18 @@ def _track_mesh(frames, choice: FaceChoice, chunk, step):
     # each run of found frames smoothed on its own; the frames without the face hold the nearest one
     flat = pts.reshape(b, -1)
     pts = _per_run(lambda lo, hi: _gauss_smooth(flat[lo:hi], 0.7), found, flat.shape[1]).reshape(b, 468, 2)
-    cheek = np.linalg.norm(pts[:, _MESH_CHEEKS[0]] - pts[:, _MESH_CHEEKS[1]], axis=1)
-    face_w = cheek / MESH_TO_BOX
     mouth = pts[:, list(_MESH_MOUTH)]
-    mc = 0.5 * (mouth[:, 0] + mouth[:, 1])
-    x0 = mc[:, 0] - MOUTH_IN_BOX[0] * face_w
-    y0 = mc[:, 1] - MOUTH_IN_BOX[1] * face_w
-    boxes = _gauss_smooth(np.stack([x0, y0, x0 + face_w, y0 + face_w], 1), 2.0)
+    box = _boxes_of(pts)
+    face_w = box[:, 2] - box[:, 0]
+    boxes = _gauss_smooth(box, 2.0)
     gap = np.linalg.norm(pts[:, 13] - pts[:, 14], axis=1) / (np.linalg.norm(pts[:, 78] - pts[:, 308], axis=1) + 1e-6)
     return {"boxes": boxes, "found": found, "mouth": mouth, "face_width": face_w, "gap": gap}
+
+
+def _boxes_of(pts: np.ndarray) -> np.ndarray:
+    """(B, 4) face boxes from (B, 468, 2) mesh points: the cheek-to-cheek width over MESH_TO_BOX,
+    placed so the mouth-corner midpoint sits where Haar's boxes hold it (MOUTH_IN_BOX)."""
+    face_w = np.linalg.norm(pts[:, _MESH_CHEEKS[0]] - pts[:, _MESH_CHEEKS[1]], axis=1) / MESH_TO_BOX
+    mc = 0.5 * (pts[:, _MESH_MOUTH[0]] + pts[:, _MESH_MOUTH[1]])
+    x0, y0 = mc[:, 0] - MOUTH_IN_BOX[0] * face_w, mc[:, 1] - MOUTH_IN_BOX[1] * face_w
+    return np.stack([x0, y0, x0 + face_w, y0 + face_w], 1)
