@@ -224,11 +224,15 @@ class _AudioAhead:
 
     def result(self, b: int):
         """The chain's outputs when the clip has the ``b`` frames it was run for, else None (the
-        caller runs it again). An error it met is raised here, as the chain run in turn raises it."""
+        caller runs it again, for the frames the clip has: a line cut to a count stated too low may
+        fail where the true count does not). An error it met for the right count is raised here, as
+        the chain run in turn raises it."""
         self.thread.join()
+        if self.b != int(b):
+            return None
         if self.error is not None:
             raise self.error
-        return self.out if self.b == int(b) else None
+        return self.out
 
 
 class _NoBar:

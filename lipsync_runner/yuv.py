@@ -41,11 +41,20 @@ def even_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     return x0 - x0 % 2, y0 - y0 % 2, min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
 
 
+SWS_SLACK = 256
+"""Bytes kept after a frame's pixels in :func:`_frame`'s buffer: swscale's converters read up to 64
+bytes past the end of a plane (at widths of 2 mod 4), which a buffer of the exact size does not have."""
+
+
 def _frame(arr: np.ndarray, fmt: str, space: int):
     import av
 
-    # a frame over the array's own memory (``from_ndarray`` copies it, row by row: 1.5 ms a 1080p frame)
-    vf = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(arr), format=fmt)
+    # one copy into a buffer with slack after it, and a frame over that buffer (``from_ndarray`` copies
+    # row by row: 1.5 ms a 1080p frame; a frame over the caller's array would let swscale read past it)
+    buf = np.empty(arr.size + SWS_SLACK, np.uint8)
+    view = buf[:arr.size].reshape(arr.shape)
+    np.copyto(view, arr)
+    vf = av.VideoFrame.from_numpy_buffer(view, format=fmt)
     if space != UNSPECIFIED:
         vf.colorspace = space
     return vf

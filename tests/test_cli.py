@@ -668,9 +668,17 @@ def test_audio_chain_beside_tracking_gives_the_output_of_the_chain_in_turn(ntsc_
     monkeypatch.setattr(cli._AudioAhead, "result", lambda self, b: used.append(self.b == b) or real_result(self, b))
     monkeypatch.setattr(stream.FileFrames, "__init__", overstated)
     again, rc2 = _captured_run(monkeypatch, d, d / "again.mp4", 10 ** 9)
-    assert rc1 == 0 and rc2 == 0, capsys.readouterr().err[-2000:]
-    assert used == [True, False]  # the thread's chain used, then run again for the true count
-    assert beside.shape == again.shape == (n, 432, 360) and torch.equal(beside, again)
+
+    def understated(self, *a, **k):  # 2 frames: the thread's line is 67 ms of silence, which the chain refuses
+        real_init(self, *a, **k)
+        self.stated = 2
+
+    monkeypatch.setattr(cli._AudioAhead, "result", lambda self, b: used.append(self.b == b) or real_result(self, b))
+    monkeypatch.setattr(stream.FileFrames, "__init__", understated)
+    under, rc3 = _captured_run(monkeypatch, d, d / "under.mp4", 10 ** 9)
+    assert rc1 == 0 and rc2 == 0 and rc3 == 0, capsys.readouterr().err[-2000:]
+    assert used == [True, False, False]  # the thread's chain used, then run again for the true count
+    assert beside.shape == again.shape == (n, 432, 360) and torch.equal(beside, again) and torch.equal(beside, under)
     assert float((beside.float() - _input_planes(d / "clip.mp4").float()).abs().max()) > 30  # a mouth moved
 
 
@@ -696,6 +704,40 @@ def test_audio_chain_beside_tracking_raises_its_error_in_the_runner(ntsc_clip, m
     assert "LoadAudioDriver" in err and "NaN" in err and "Traceback" not in err, err[-2000:]
     assert calls == [1]  # raised from the thread's run, not from a second run after it
     assert not out.exists()
+
+
+GUARDED = r"""
+import ctypes, mmap, sys
+import numpy as np
+from lipsync_runner.pack import load_pack
+load_pack()
+from comfyui_lipsync.lipsync_runner import yuv
+libc = ctypes.CDLL(None)
+def guarded(shape):  # an array that ends where a page nobody may read begins
+    n, page = int(np.prod(shape)), mmap.PAGESIZE
+    size = (n + page - 1) // page * page
+    m = mmap.mmap(-1, size + page)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    assert libc.mprotect(ctypes.c_void_p(addr + size), ctypes.c_size_t(page), 0) == 0
+    return np.frombuffer(m, np.uint8, count=n, offset=size - n).reshape(shape), m
+for w in (2, 30, 66, 98, 854, 1918):
+    a, m1 = guarded((54, w))
+    a[:] = 128
+    yuv.to_rgb(a, 1)
+    r, m2 = guarded((36, w, 3))
+    r[:] = 100
+    yuv.from_rgb(r, 1)
+print("read nothing past the frames")
+"""
+
+
+def test_the_4_2_0_conversions_never_read_past_a_frame():
+    """swscale reads up to 64 bytes past a plane's end at widths of 2 mod 4: the runner's conversions
+    of face regions and changed boxes give it frames with room after them, so an array that ends at
+    the edge of readable memory converts (a frame over the array itself crashed the process there)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, "-c", GUARDED], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and "read nothing past the frames" in r.stdout, (r.returncode, r.stderr[-2000:])
 
 
 def test_progress_from_other_threads_is_not_drawn():
