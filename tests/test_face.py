@@ -315,6 +315,17 @@ def test_cuts_between_speakers_are_found_and_nothing_else(grid_media, grid_track
     assert np.flatnonzero(tracker.finish().extras[CUT].numpy()).tolist() == [150]
 
 
+def test_another_face_cut_in_for_one_frame_is_a_shot_of_its_own(grid_media):
+    """A frame of another speaker cut into a clip: a cut before it and a cut after it (the clip's own
+    mouths never take that frame's mouth for the speaker's frames, nor the other way round)."""
+    from comfyui_lipsync.lipsync_models.types import CUT
+
+    frames = grid_media["bbaf2n"][0].clone()
+    frames[40] = grid_media["lbax4n"][0][40]
+    tr = face.track_faces(frames)
+    assert np.flatnonzero(tr.extras[CUT].numpy()).tolist() == [40, 41]
+
+
 def test_a_change_of_light_is_not_a_cut(grid_media):
     from comfyui_lipsync.lipsync_models.types import CUT
 

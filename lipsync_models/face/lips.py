@@ -285,20 +285,24 @@ def _shot_cuts(bands: np.ndarray, found: np.ndarray | None = None) -> np.ndarray
                      for i in idx])
     grey -= grey.mean((1, 2), keepdims=True)  # a change of light over the whole face is not a cut
     d = np.abs(grey[1:] - grey[:-1]).mean((1, 2))
-    over = d > CUT_RATIO * max(float(np.median(d)), 1e-4)
-    # a shot of one frame is not a shot: of consecutive frames over the bar (a crop that moves toward
-    # the next face a frame early, its box smoothed across the cut), the largest change is the cut
+    bar = CUT_RATIO * max(float(np.median(d)), 1e-4)
+    over = d > bar
+    # consecutive frames over the bar: one cut, the largest change (a crop that moves toward the next
+    # face a frame early, its box smoothed across the cut), unless the frame after them shows the face
+    # of the frame before them again (another face cut in for one frame: two cuts)
     k = 0
     while k < len(over):
-        if over[k]:
-            e = k
-            while e + 1 < len(over) and over[e + 1]:
-                e += 1
+        if not over[k]:
+            k += 1
+            continue
+        e = k
+        while e + 1 < len(over) and over[e + 1]:
+            e += 1
+        back = e == k + 1 and float(np.abs(grey[e + 1] - grey[k]).mean()) <= bar
+        if not back:
             over[k:e + 1] = False
             over[k + int(np.argmax(d[k:e + 1]))] = True
-            k = e + 1
-        else:
-            k += 1
+        k = e + 1
     cut[idx[1:][over]] = True
     return cut
 
