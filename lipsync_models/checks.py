@@ -53,8 +53,9 @@ class ImageScan:
 
 
 def check_images(images: torch.Tensor, who: str, name: str = "images", *, finite: bool = True,
-                 channels: tuple[int, ...] = (3, 4)) -> ImageScan:
+                 channels: tuple[int, ...] = (3, 4), uint8: bool = False) -> ImageScan:
     """ComfyUI IMAGE: float [B, H, W, C], C in ``channels`` (RGB, RGBA), B >= 1, values 0..1.
+    ``uint8``: decoded uint8 0..255 pixels are taken too (finite and in range by their type: not scanned).
 
     Raises InputError naming the input and the fix for: another rank, an empty batch, a grey or
     two-channel image, integer pixels (uint8), floats in 0..255 (largest value over
@@ -70,11 +71,14 @@ def check_images(images: torch.Tensor, who: str, name: str = "images", *, finite
                          f"shape {tuple(images.shape)} (IMAGE is RGB or RGBA). Convert the image to RGB before this node.")
     if images.shape[0] == 0:
         raise InputError(f"{who}: {name} is an empty batch (0 frames).")
-    if not images.is_floating_point():
+    u8 = uint8 and images.dtype == torch.uint8
+    if not images.is_floating_point() and not u8:
         fix = " (0..255 integers): divide by 255" if images.dtype == torch.uint8 else ": convert it to float 0..1"
         raise InputError(f"{who}: {name} must be float in 0..1 (ComfyUI IMAGE), got {images.dtype}{fix}.")
     if images.numel() == 0:
         raise InputError(f"{who}: {name} has an empty frame size {tuple(images.shape[1:3])}.")
+    if u8:
+        return ImageScan()
     scan = _scan(images)
     if finite and scan.nonfinite:
         raise InputError(f"{who}: {name} holds {nonfinite_text(scan, images.shape[0])}. Fix the node that made "

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .checks import check_images, check_shape
+from .checks import check_images
 from .errors import InputError, LengthMismatchError
 from .types import FaceTrack
 
@@ -170,14 +170,8 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
     Returns (B, S, S, C) in the frames' dtype. Pixels beyond the frame edge repeat the edge.
     """
     who = "crop_faces"
+    check_images(frames, who, "frames", uint8=True)
     u8 = frames.dtype == torch.uint8
-    if u8:  # decoded pixels: finite and in range by their type
-        check_shape(frames, "B H W C", who, "frames")
-        if frames.shape[-1] not in (3, 4) or frames.numel() == 0:
-            raise InputError(f"{who}: frames must be RGB or RGBA with at least one pixel, got shape "
-                             f"{tuple(frames.shape)}.")
-    else:
-        check_images(frames, who, "frames")
     _check_track(frames, track, who)
     s = int(size or track.crop_size)
     if s < 1:
