@@ -74,19 +74,15 @@ def mouth_crops(frames: torch.Tensor, track: FaceTrack, size: int | None = None)
 
     size defaults to ``track.crop_size``; another size rescales the transform.
     """
-    from ..crops import _warp
+    from ..crops import _affine64, _resize_matrix, _warp
 
     check_images(frames, "mouth_crops", "frames")
     if frames.shape[0] != track.num_frames:
         raise InputError(f"mouth_crops: {frames.shape[0]} frames but the face track has {track.num_frames}.")
     size = int(size or track.crop_size)
-    m = torch.zeros((track.num_frames, 3, 3), dtype=torch.float64)
-    m[:, :2] = track.transform.detach().to("cpu", torch.float64)
-    m[:, 2, 2] = 1.0
+    m = _affine64(track)
     if size != track.crop_size:
-        r = size / track.crop_size
-        m[:, :2] *= r
-        m[:, :2, 2] += 0.5 * r - 0.5  # pixel centres sit at integers
+        m = _resize_matrix(size, track.crop_size) @ m  # pixel centres sit at integers
     out = []
     for s0 in range(0, frames.shape[0], 32):
         x = frames[s0:s0 + 32].permute(0, 3, 1, 2).float()
