@@ -155,9 +155,9 @@ def run_job(job: Job, opts: Options, nodes, bar: Bar) -> dict:
     got = ahead.result(b) if ahead is not None else None
     if got is None:
         got = _audio_chain(job, opts, nodes, bar, wave, sr, fps, b, phonemes=reads)
-    else:
+    else:  # done beside tracking: its stages, as planned above, end at once
         for stage in ("LoadAudioDriver", "ExtractPhonemes", "MapVisemes"):
-            if stage != "ExtractPhonemes" or reads:
+            if stage in bar.stages:
                 bar.start(stage)
     driver, audio, track_v = got
 
@@ -215,8 +215,7 @@ class _AudioAhead:
                                        name="lipsync-audio", daemon=True)
         self.thread.start()
 
-    def _run(self, *args) -> None:
-        job, opts, nodes, wave, sr, fps, phonemes = args
+    def _run(self, job: Job, opts: Options, nodes, wave, sr: int, fps: float, phonemes: bool) -> None:
         try:
             self.out = _audio_chain(job, opts, nodes, _NoBar(), wave, sr, fps, self.b, phonemes=phonemes)
         except BaseException as e:  # handed to the caller, in its thread
