@@ -4,6 +4,25 @@
 
 from __future__ import annotations
 
+# --- files --------------------------------------------------------------------------------------
+
+def write_wav(path, samples, sr: int) -> None:
+    """samples: (N,) or (N, C) float in [-1, 1] (numpy or torch) -> 16-bit wav."""
+    import wave as wavmod
+
+    import numpy as np
+
+    data = np.asarray(samples, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    pcm = np.clip(np.round(data * 32767), -32768, 32767).astype("<i2")
+    with wavmod.open(str(path), "wb") as w:
+        w.setnchannels(data.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm.tobytes())
+
+
 # --- faces and mouths (test_face, bench_face, bench_visemes) -----------------------------------
 
 

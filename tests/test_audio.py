@@ -20,6 +20,7 @@ from comfyui_lipsync.lipsync_models.errors import InputError, MediaError, PathEr
 from comfyui_lipsync.lipsync_models.types import AudioDriver
 from comfyui_lipsync.nodes.load_audio_driver import NO_FILE, LoadAudioDriver
 
+from helpers import write_wav
 from testdata import GRID, GRID_CLIPS
 
 FFMPEG = None
@@ -32,19 +33,6 @@ def ffmpeg(*args: str) -> None:
 
         FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
     subprocess.run([FFMPEG, "-nostdin", "-loglevel", "error", "-y", *args], check=True)
-
-
-def write_wav(path, samples: np.ndarray, sr: int) -> None:
-    """samples: (N,) or (N, C) float in [-1, 1] -> 16-bit wav."""
-    data = np.asarray(samples, dtype=np.float64)
-    if data.ndim == 1:
-        data = data[:, None]
-    pcm = np.clip(np.round(data * 32767), -32768, 32767).astype("<i2")
-    with wavmod.open(str(path), "wb") as w:
-        w.setnchannels(data.shape[1])
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
 
 
 def sine(freq: float, seconds: float, sr: int, amp: float = 1.0) -> torch.Tensor:

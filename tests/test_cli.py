@@ -16,6 +16,7 @@ import torch
 from comfyui_lipsync.lipsync_models import media, video_out
 from comfyui_lipsync.lipsync_models.errors import InputError
 from comfyui_lipsync.lipsync_runner import cli
+from helpers import write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,14 +75,7 @@ def _short_clip(path: Path, grid: Path, clip: str, audio_from: str, frames: int 
     video_out.write_video(str(path / "clips" / f"{clip}.mp4"), imgs, fps)
     wave, sr = media.read_audio(str(GRID / f"{audio_from}.mpg"), duration=frames / fps)
     (path / "lines").mkdir(exist_ok=True)
-    import wave as wavmod
-
-    pcm = (wave.mean(0).clamp(-1, 1).numpy() * 32767).astype(np.int16)
-    with wavmod.open(str(path / "lines" / f"{clip}.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(pcm.tobytes())
+    write_wav(path / "lines" / f"{clip}.wav", wave.mean(0).numpy(), sr)
 
 
 def test_folder_of_clips_pairs_by_name(tmp_path, grid_dir):
@@ -195,13 +189,7 @@ def test_still_picture_speaks(tmp_path, capsys):
     from comfyui_lipsync.lipsync_models import audio as A
 
     wave, sr = media.read_audio(A.demo_audio_path(), start=0.2, duration=1.2)
-    import wave as wavmod
-
-    with wavmod.open(str(tmp_path / "line.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((wave[0].clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    write_wav(tmp_path / "line.wav", wave[0].numpy(), sr)
     out = tmp_path / "still.mp4"
     assert cli.main(["--video", str(tmp_path / "astronaut.png"), "--audio", str(tmp_path / "line.wav"),
                      "-o", str(out), "--fps", "24", "--no-score", "-q"]) == 0
@@ -274,13 +262,7 @@ def clip_and_line(tmp_path):
     video = tmp_path / "take.mp4"
     video_out.write_video(str(video), torch.zeros(3, 16, 16, 3), 25)
     line = tmp_path / "line.wav"
-    import wave as wavmod
-
-    with wavmod.open(str(line), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(np.zeros(3200, np.int16).tobytes())
+    write_wav(line, np.zeros(3200), 16000)
     return video, line
 
 
@@ -407,13 +389,7 @@ def ntsc_clip(tmp_path_factory, grid_dir):
     rate = Fraction(30000, 1001)
     video_out.write_video(str(d / "clip.mp4"), frames, rate)
     wave, sr = media.read_audio(str(grid_dir / "bbaf2n.mpg"))
-    import wave as wavmod
-
-    with wavmod.open(str(d / "line.wav"), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes((wave.mean(0).clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    write_wav(d / "line.wav", wave.mean(0).numpy(), sr)
     return d, rate, int(frames.shape[0])
 
 
@@ -547,14 +523,8 @@ def test_planar_pass_changes_only_the_mouth_and_matches_the_rgb_path(ntsc_clip, 
 
 def _grid_line(grid_dir, clip: str, path, seconds: float) -> None:
     """The first ``seconds`` of a GRID clip's sound as a mono 16-bit WAV line."""
-    import wave as wavmod
-
     wave, sr = media.read_audio(str(grid_dir / f"{clip}.mpg"))
-    with wavmod.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(sr)
-        f.writeframes((wave.mean(0)[: int(seconds * sr)].clamp(-1, 1).numpy() * 32767).astype(np.int16).tobytes())
+    write_wav(path, wave.mean(0)[: int(seconds * sr)].numpy(), sr)
 
 
 def test_a_bt709_clip_stays_in_its_planes_and_the_output_states_bt709(tmp_path, grid_dir, monkeypatch, capsys):
