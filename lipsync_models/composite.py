@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from einops import rearrange
@@ -280,20 +280,13 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
     if out is not None and (out.shape != frames.shape or out.dtype != frames.dtype):
         raise InputError(f"{WHO}: out must be like the images ({tuple(frames.shape)} {frames.dtype}), got "
                          f"{tuple(out.shape)} {out.dtype}.")
-    dev = torch.device(device) if device is not None else crops.device
-    mask = mask if mask is None or mask.ndim == 3 else mask[None]
-    plan = _plan(frames, track, mask, feather, chunk)
     b = frames.shape[0]
-    work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
     out = torch.empty_like(frames) if out is None else out
-    for start in range(0, b, plan.chunk):
-        stop = min(start + plan.chunk, b)
+    for start, stop, plan, idx, res in _chunks(frames, crops, track, mask, feather, color_match, blend, chunk,
+                                               device, keep_detail):
         if out is not frames:
             out[start:stop].copy_(frames[start:stop])
-        idx = [i for i in range(start, stop) if bool(plan.valid[i])]
-        if idx and plan.rh and plan.rw and plan.ch and plan.cw:
-            res = _blend_chunk(frames, crops, mask, plan, idx, dev, work, color_match=color_match,
-                               keep_detail=keep_detail, laplacian=blend == "laplacian")
+        if idx:
             res = res.to(device=out.device, dtype=out.dtype)
             for j, i in enumerate(idx):
                 x, y = int(plan.foff[i, 0]), int(plan.foff[i, 1])
@@ -301,6 +294,54 @@ def composite(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
         if on_progress is not None:
             on_progress(stop, b)
     return out
+
+
+def composite_windows(frames: torch.Tensor, crops: torch.Tensor, track: FaceTrack,
+                      mask: torch.Tensor | None = None, feather: float = 0.08, color_match: bool = True,
+                      blend: str = "alpha", chunk: int | None = None, device: torch.device | str | None = None,
+                      keep_detail: bool = True, *, check: bool = True) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+    """:func:`composite` without the copy of the frames: yields, for each frame with something to
+    blend, (frame index, x, y, window): the blended region (rh, rw, 3) whose top-left pixel is at
+    (x, y) of that frame, on the frames' device. Every pixel outside the windows is the frame's own,
+    as in :func:`composite`'s output; inside them the values equal that output's.
+
+    frames may also be uint8 (B, H, W, 3) (0..255, read as ``x / 255``, which is what a float copy
+    ``frames.float() / 255`` would give :func:`composite`): the windows are then uint8, rounded to
+    nearest, and no float copy of the frames is made (the headless runner's frames: the blend
+    touches about a third of a 1080p face region). Other arguments as :func:`composite`."""
+    u8 = frames.dtype == torch.uint8
+    if u8 and (frames.ndim != 4 or frames.shape[-1] != 3):
+        raise InputError(f"{WHO}: uint8 images must be (B, H, W, 3), got {tuple(frames.shape)}.")
+    _check_composite(frames, crops, track, mask, feather, blend, scan=check and not u8)  # uint8: in range
+    for _, _, plan, idx, res in _chunks(frames, crops, track, mask, feather, color_match, blend, chunk, device,
+                                        keep_detail):
+        if not idx:
+            continue
+        res = rearrange(res, "b c h w -> b h w c")
+        if u8:
+            res = res.mul_(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+        res = res.to(device=frames.device, dtype=frames.dtype)
+        for j, i in enumerate(idx):
+            yield i, int(plan.foff[i, 0]), int(plan.foff[i, 1]), res[j]
+
+
+def _chunks(frames, crops, track, mask, feather, color_match, blend, chunk, device, keep_detail):
+    """The blend of :func:`composite`, chunk by chunk: (start, stop, plan, indices of the chunk's
+    frames with something to blend, their blended regions (b, 3, rh, rw) or None)."""
+    dev = torch.device(device) if device is not None else crops.device
+    mask = mask if mask is None or mask.ndim == 3 else mask[None]
+    plan = _plan(frames, track, mask, feather, chunk)
+    b = frames.shape[0]
+    work = torch.float64 if frames.dtype == torch.float64 else torch.float32  # holds frames exactly
+    for start in range(0, b, plan.chunk):
+        stop = min(start + plan.chunk, b)
+        idx = [i for i in range(start, stop) if bool(plan.valid[i])]
+        if idx and plan.rh and plan.rw and plan.ch and plan.cw:
+            res = _blend_chunk(frames, crops, mask, plan, idx, dev, work, color_match=color_match,
+                               keep_detail=keep_detail, laplacian=blend == "laplacian")
+            yield start, stop, plan, idx, res
+        else:
+            yield start, stop, plan, [], None
 
 
 @dataclass(frozen=True)
@@ -406,6 +447,8 @@ def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor |
     """The blended frame regions (b, 3, rh, rw) of frames ``idx`` (steps 1-4 of the module doc)."""
     rh, rw = plan.rh, plan.rw
     rgb = _gather(frames, idx, plan.foff, rh, rw, dev, channels=3, dtype=work)
+    if frames.dtype == torch.uint8:  # 0..255: as the frames' float copy (x / 255) would give them
+        rgb = rgb.div_(255.0)
     fwd = plan.to_win[idx]
     recrop = _warp(rgb.float(), fwd, (plan.ch, plan.cw), "border")
     gen = _gather(crops, idx, plan.woff, plan.ch, plan.cw, dev, channels=3)
@@ -442,7 +485,7 @@ def _blend_chunk(frames: torch.Tensor, crops: torch.Tensor, mask: torch.Tensor |
         wb = _warp(weight, bwd, (rh, rw), "border").to(work)
         scale = (cap / wb.clamp_min(1e-6)).clamp(max=1.0)
         res = torch.where(cap > 0, rgb + scale * (res - rgb), rgb)
-    lo, hi = torch.aminmax(rgb)
+    lo, hi = (0, 1) if frames.dtype == torch.uint8 else torch.aminmax(rgb)
     if lo < 0 or hi > 1:  # out-of-range input: keep it exactly where nothing is blended
         wb = _warp(weight, bwd, (rh, rw), "border").to(work) if wb is None else wb
         res = torch.where(wb * (1.0 if exact is None else exact) > 0, res, rgb)

@@ -156,7 +156,7 @@ def _check_track(frames: torch.Tensor, track: FaceTrack, who: str) -> None:
 
 def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, *,
                device: torch.device | str | None = None, chunk: int = 32,
-               on_progress: ProgressFn = None, rows=None) -> torch.Tensor:
+               on_progress: ProgressFn = None, rows=None, unit: bool = False) -> torch.Tensor:
     """Aligned, mouth-centred face crops.
 
     frames: (B, H, W, C) float in 0..1 (C = 3 or 4), any device; or uint8 0..255 (decoded frames,
@@ -167,7 +167,10 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
             there one chunk (and only the face region) at a time.
     rows:   only these frames are cut (the others stay 0), each exactly as cutting all B gives it
             (the region is laid out over all B); no frame is copied whole.
-    Returns (B, S, S, C) in the frames' dtype. Pixels beyond the frame edge repeat the edge.
+    unit:   uint8 frames give float32 crops in 0..1, exactly those of their float copy
+            ``frames.float() / 255`` (which is not made).
+    Returns (B, S, S, C) in the frames' dtype (float32 for ``unit``). Pixels beyond the frame edge
+    repeat the edge.
     """
     who = "crop_faces"
     check_images(frames, who, "frames", uint8=True)
@@ -184,7 +187,9 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
     inv = torch.linalg.inv(mat)
     corners = _apply(inv, _square(s).expand(b, 4, 2))
     valid, offsets, rh, rw = _layout(_boxes(corners, 2.0, h, w), h, w)
-    out = torch.zeros((b, s, s, c), dtype=frames.dtype, device=dev)
+    unit = bool(unit) and u8
+    dtype = torch.float32 if unit else frames.dtype
+    out = torch.zeros((b, s, s, c), dtype=dtype, device=dev)
     if rh == 0:
         log.warning("%s: every crop lies outside the frame; crops are black", who)
     chunk = max(int(chunk), 1)
@@ -193,22 +198,25 @@ def crop_faces(frames: torch.Tensor, track: FaceTrack, size: int | None = None, 
         idx = order[start:start + chunk]
         if rh:
             roi = _gather(frames, idx, offsets, rh, rw, dev)
+            if unit:
+                roi = roi.div_(255.0)
             local = _local(mat[idx], offsets[idx])
             crop = _warp(roi, local, (s, s), "border")  # uint8 frames: warped as 0..255
-            if u8:
+            if u8 and not unit:
                 crop = crop.clamp_(0.0, 255.0).round_()
             keep = valid[idx].to(dev)[:, None, None, None]
-            out[idx] = torch.where(keep, rearrange(crop, "b c h w -> b h w c"), 0.0).to(frames.dtype)
+            out[idx] = torch.where(keep, rearrange(crop, "b c h w -> b h w c"), 0.0).to(dtype)
         if on_progress is not None:
             on_progress(start + len(idx), len(order))
     return out
 
 
 def crop_batches(frames: torch.Tensor, track: FaceTrack, step: int, device=None):
-    """Yield ``(a, e, crops)`` for frames ``a:e`` of ``frames`` (B, H, W, C) float 0..1, ``step`` at a
-    time: their aligned crops as (e - a, 3, S, S) float32 (the streamed neural generators' input)."""
+    """Yield ``(a, e, crops)`` for frames ``a:e`` of ``frames`` (B, H, W, C) float 0..1 (or uint8, read
+    as ``x / 255``), ``step`` at a time: their aligned crops as (e - a, 3, S, S) float32 (the streamed
+    neural generators' input)."""
     n = int(frames.shape[0])
     for a in range(0, n, int(step)):
         e = min(a + int(step), n)
-        crops = crop_faces(frames[a:e], track.frames(slice(a, e)), device=device)
+        crops = crop_faces(frames[a:e], track.frames(slice(a, e)), device=device, unit=True)
         yield a, e, crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)

@@ -142,7 +142,7 @@ class Generator:
         self.crops, self.ref_frame = None, None
 
     def generate(self, start: int, frames: torch.Tensor, part: FaceTrack | None = None) -> torch.Tensor:
-        """Crops (n, S, S, 3) float32 0..1 of ``frames`` (n, H, W, 3) float 0..1, clip frames
+        """Crops (n, S, S, 3) float32 0..1 of ``frames`` (n, H, W, 3) float 0..1 or uint8, clip frames
         ``start``...: what :func:`..backends.lipsync` makes for them. ``part``: the track of these
         frames (default: :attr:`out_track`'s), e.g. of a region cut from them."""
         stop = start + int(frames.shape[0])

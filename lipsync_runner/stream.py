@@ -114,12 +114,6 @@ def _shrink_u8(frames: torch.Tensor, size) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _to_u8(frames: torch.Tensor, scratch: bool = False) -> torch.Tensor:
-    """Float 0..1 frames -> uint8 RGB; ``scratch``: ``frames`` may be overwritten (no float copy)."""
-    rgb = frames[..., :3]
-    return (rgb.mul_(255.0) if scratch else rgb.mul(255.0)).add_(0.5).clamp_(0, 255).to(torch.uint8)
-
-
 def track_pass(src, node_defaults: dict, bar) -> tuple:
     """Pass 1: (track at full size, track at the tracking size, tracking size, the tracking-size
     frames as (first, frames) chunks, or None beyond :data:`KEEP_SMALL_BYTES`)."""
@@ -205,37 +199,44 @@ def render_pass(src, gen, writer, blend: dict, bar, score_from: int):
 
 
 def render_chunk(gen, out_track, first: int, frames: torch.Tensor, blend: dict) -> torch.Tensor:
-    """Frames ``first``... (n, H, W, 3) uint8 with their new mouths, written in place: only the region
-    the crops sample (:func:`..stream_track.face_region`) is made float, generated and composited."""
+    """Frames ``first``... (n, H, W, 3) uint8 with their new mouths, written in place: the crops are
+    cut from the region they sample (:func:`..stream_track.face_region`), and only the windows
+    Composite blends are made float and written back (:func:`..composite.composite_windows`)."""
     n = int(frames.shape[0])
     part = out_track.frames(slice(first, first + n))
     x0, y0, x1, y1 = stream_track.face_region(part)
     part = stream_track.in_region(part, (x0, y0, x1, y1))
-    f = frames[:, y0:y1, x0:x1].float().div_(255.0)
+    f = frames[:, y0:y1, x0:x1]
     crops = gen.generate(first, f, part)
-    out = composite.composite(f, crops, part, device=gen.device, **blend)
-    frames[:, y0:y1, x0:x1] = _to_u8(out)
+    # f is uint8 (in range, finite): not scanned; the windows are uint8, as the frames
+    for i, x, y, win in composite.composite_windows(f, crops, part, device=gen.device, check=False, **blend):
+        f[i, y:y + win.shape[0], x:x + win.shape[1]] = win
     return frames
 
 
 def render_chunk_yuv(gen, out_track, first: int, frames: np.ndarray, blend: dict, space: int) -> int:
     """:func:`render_chunk` on frames (n, H * 3 / 2, W) uint8 in the decoder's 4:2:0 planes (:mod:`.yuv`),
     written in place: the face region is converted to RGB (the same RGB a whole frame's conversion
-    gives there), generated and composited, and only the pixels Composite changed are converted
-    back and written; every other pixel keeps the input's bytes. Returns the pixels changed."""
+    gives there) and generated, Composite blends its windows of it, and only the pixels it changed
+    are converted back and written; every other pixel keeps the input's bytes. Returns the pixels
+    changed."""
     n, h, w = int(frames.shape[0]), int(frames.shape[1]) * 2 // 3, int(frames.shape[2])
     part = out_track.frames(slice(first, first + n))
     box = yuv.even_box(stream_track.face_region(part), w, h)
     part = stream_track.in_region(part, box)
     rgb = torch.from_numpy(np.stack([yuv.to_rgb(yuv.region(f, box), space) for f in frames]))
-    f = rgb.float().div_(255.0)
-    crops = gen.generate(first, f, part)
-    # f comes from uint8 pixels: finite and in 0..1, so Composite need not scan it; it writes into f,
-    # which nothing reads after it
-    out = _to_u8(composite.composite(f, crops, part, device=gen.device, out=f, check=False, **blend),
-                 scratch=True).numpy()
-    rgb = rgb.numpy()
-    return sum(yuv.put_changed(frames[i], box, rgb[i], out[i], space) for i in range(n))
+    crops = gen.generate(first, rgb, part)
+    old, rh, rw, m = rgb.numpy(), rgb.shape[1], rgb.shape[2], yuv.CONVERT_MARGIN
+    changed = 0
+    for i, x, y, win in composite.composite_windows(rgb, crops, part, device=gen.device, check=False, **blend):
+        # the window with put_changed's conversion margin around it, on whole 2x2 chroma blocks
+        wx0, wy0, wx1, wy1 = yuv.even_box((max(x - m, 0), max(y - m, 0), x + win.shape[1] + m,
+                                           y + win.shape[0] + m), rw, rh)
+        new = old[i, wy0:wy1, wx0:wx1].copy()
+        new[y - wy0:y - wy0 + win.shape[0], x - wx0:x - wx0 + win.shape[1]] = win.numpy()
+        changed += yuv.put_changed(frames[i], (box[0] + wx0, box[1] + wy0, box[0] + wx1, box[1] + wy1),
+                                   old[i, wy0:wy1, wx0:wx1], new, space)
+    return changed
 
 
 def score_tail(nodes, call_node, gen, tail, tsize, audio: dict, rate: Fraction, score_from: int) -> tuple[dict, str]:

@@ -151,6 +151,16 @@ def test_crop_faces_of_uint8_frames_are_the_rounded_crops_of_their_floats(clip):
     assert float(got.float().std()) > 20  # real picture content, not a blank crop
 
 
+def test_crop_faces_unit_cuts_uint8_frames_as_their_float_copy(clip):
+    """unit=True: float crops of uint8 frames, exactly those of ``frames.float() / 255``."""
+    frames, track = clip
+    u8 = (frames * 255).round().to(torch.uint8)
+    got = C.crop_faces(u8, track, size=96, unit=True)
+    assert got.dtype == torch.float32 and torch.equal(got, C.crop_faces(u8.float() / 255, track, size=96))
+    rows = C.crop_faces(u8, track, size=96, unit=True, rows=[2])
+    assert torch.equal(rows[2], got[2]) and not rows[[0, 1, 3]].any()
+
+
 def test_crop_faces_of_uint8_frames_checks_their_shape(clip):
     _, track = clip
     with pytest.raises(InputError, match="crop_faces"):
@@ -369,6 +379,36 @@ def test_a_soft_given_mask_bounds_the_change(clip, blend):
         if blend == "alpha":
             assert bool((change <= mask + 1e-5).all()), float((change - mask).max())
         assert float(change[:3].amax()) > 0.5  # the mouth did change
+
+
+@pytest.mark.parametrize("blend", C.BLENDS)
+@pytest.mark.parametrize("given", [None, "soft", "hard"])
+def test_windows_give_composite_s_frames(clip, blend, given):
+    """composite_windows pasted into the frames gives composite's output: the same floats for float
+    frames, and for uint8 frames composite's output on their float copy rounded to nearest, byte for
+    byte; frames without a face give no window."""
+    frames, track = clip
+    track = replace(track, found=torch.tensor([True, True, False, True]))
+    crops = C.crop_faces(frames, track).flip(1).contiguous()  # another mouth: pixels change
+    mask = None if given is None else torch.zeros(frames.shape[:3])
+    if mask is not None:
+        mask[:, 100:300, 150:300] = 1.0
+    opts = {"blend": blend, "mask": mask, "feather": 0.0 if given == "hard" else 0.08}
+    want = C.composite(frames, crops, track, **opts)
+    got = frames.clone()
+    for i, x, y, win in C.composite_windows(frames, crops, track, **opts):
+        assert i != 2
+        got[i, y:y + win.shape[0], x:x + win.shape[1]] = win
+    assert torch.equal(got, want) and float((want - frames).abs().max()) > 0.2
+    u8 = (frames * 255).round().to(torch.uint8)
+    want = (C.composite(u8.float() / 255, crops, track, **opts) * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    got = u8.clone()
+    for i, x, y, win in C.composite_windows(u8, crops, track, **opts):
+        assert win.dtype == torch.uint8
+        got[i, y:y + win.shape[0], x:x + win.shape[1]] = win
+    assert torch.equal(got, want)
+    with pytest.raises(InputError, match="Composite: uint8 images"):
+        next(C.composite_windows(u8[..., :2], crops, track))
 
 
 def test_frames_without_a_face_pass_through(clip):

@@ -257,6 +257,60 @@ def test_composite_in_place_without_the_scan_gives_the_same_frames(grid_frames):
         composite.composite(f, gen, tr, out=f[:3])
 
 
+class _FlippedMouths:
+    """A generator stand-in for the render passes: every frame's crop, cut from the float copy of its
+    frames, upside down (another mouth picture, so Composite changes pixels)."""
+
+    device = torch.device("cpu")
+
+    def generate(self, first, frames, part):
+        f = frames.float() / 255 if frames.dtype == torch.uint8 else frames
+        return crop_faces(f, part).flip(1).contiguous()
+
+
+def _render_inputs(grid_dir):
+    frames = next(media.iter_video(str(grid_dir / "bbaf2n.mpg"), chunk=6))[1]
+    yuv_frames = next(media.iter_yuv(str(grid_dir / "bbaf2n.mpg"), chunk=6))
+    return frames, yuv_frames, track_faces(frames.float() / 255)
+
+
+def test_render_chunk_gives_composite_of_the_float_frames_rounded(grid_dir):
+    """The runner's RGB pass (only Composite's windows made float) gives the frames Composite gives on
+    the float copy of the whole face region, rounded to nearest: byte for byte."""
+    from comfyui_lipsync.lipsync_runner import stream
+
+    frames, _, tr = _render_inputs(grid_dir)
+    x0, y0, x1, y1 = stream_track.face_region(tr)
+    part = stream_track.in_region(tr, (x0, y0, x1, y1))
+    f = frames[:, y0:y1, x0:x1].float() / 255
+    want = frames.clone()
+    want[:, y0:y1, x0:x1] = (composite.composite(f, _FlippedMouths().generate(0, f, part), part) * 255 + 0.5
+                             ).clamp(0, 255).to(torch.uint8)
+    got = stream.render_chunk(_FlippedMouths(), tr, 0, frames.clone(), {})
+    assert torch.equal(got, want)
+    assert int((got != frames).any(-1).sum()) > 1000  # mouths changed
+
+
+def test_render_chunk_yuv_writes_back_what_the_whole_region_would(grid_dir):
+    """The planar pass converts back around Composite's windows only: the same bytes as converting
+    back the changes over the whole face region."""
+    from comfyui_lipsync.lipsync_runner import stream, yuv
+
+    _, (_, planes, space), tr = _render_inputs(grid_dir)
+    n, h, w = planes.shape[0], planes.shape[1] * 2 // 3, planes.shape[2]
+    box = yuv.even_box(stream_track.face_region(tr), w, h)
+    part = stream_track.in_region(tr, box)
+    rgb = np.stack([yuv.to_rgb(yuv.region(p, box), space) for p in planes])
+    f = torch.from_numpy(rgb).float() / 255
+    out = ((composite.composite(f, _FlippedMouths().generate(0, f, part), part) * 255 + 0.5)
+           .clamp(0, 255).to(torch.uint8).numpy())
+    want = planes.copy()
+    changed = sum(yuv.put_changed(want[i], box, rgb[i], out[i], space) for i in range(n))
+    got = planes.copy()
+    assert stream.render_chunk_yuv(_FlippedMouths(), tr, 0, got, {}, space) == changed > 1000
+    assert (got == want).all()
+
+
 def test_planes_keep_a_bt709_clips_colours(tmp_path, grid_frames):
     """A clip that states BT.709: its region is made RGB as the decoder's own conversion makes it
     (BT.601's would be off by up to 17 levels), and new pixels go back in BT.709, so they read back

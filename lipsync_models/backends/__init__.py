@@ -112,7 +112,8 @@ def _bank_plan(images, track, visemes, model, strength, device, who):
 
 def own_crops(frames: torch.Tensor, track: FaceTrack, start: int, plan: "mouth_bank.Plan | None" = None,
               device: torch.device | str | None = None) -> torch.Tensor:
-    """The aligned crops (n, 3, S, S) float32 of ``frames`` (n, H, W, C), clip frames ``start``... with
+    """The aligned crops (n, 3, S, S) float32 of ``frames`` (n, H, W, C) float 0..1, or uint8 (read as
+    ``x / 255``, as their float copy would give), clip frames ``start``... with
     ``track`` their part of the face track, as :func:`generate_batch` reads them. Under the clip's own
     mouths (``plan``) a frame that wears a chosen mouth and is not warped never reads its own crop, so
     only the others are cut (the rest stay 0; each cut one as cutting all ``n`` gives it): on a 1080p
@@ -121,7 +122,7 @@ def own_crops(frames: torch.Tensor, track: FaceTrack, start: int, plan: "mouth_b
     if plan is not None:
         n, sel = int(frames.shape[0]), plan.selection
         rows = np.nonzero((sel.source[start:start + n] < 0) | np.asarray(sel.warp[start:start + n], bool))[0]
-    crops = composite.crop_faces(frames, track, device=device, rows=rows)
+    crops = composite.crop_faces(frames, track, device=device, rows=rows, unit=True)
     return crops[..., :3].to(torch.float32).permute(0, 3, 1, 2)
 
 

@@ -77,7 +77,7 @@ class LatentSyncStream:
         pass
 
     def generate(self, start: int, frames: torch.Tensor, part: FaceTrack | None = None) -> torch.Tensor:
-        """Crops (n, S, S, 3) float32 0..1 of frames (n, H, W, 3) float 0..1, clip frames ``start``...;
+        """Crops (n, S, S, 3) float32 0..1 of frames (n, H, W, 3) float 0..1 or uint8, clip frames ``start``...;
         ``start`` is a multiple of 16 and every 16 frames are one chunk (the last may be shorter)."""
         if int(start) % L.CHUNK:
             raise ValueError(f"LatentSync chunks start at multiples of {L.CHUNK}, not at frame {start}")

@@ -58,7 +58,7 @@ class MuseTalkStream:
                              "latent needs; the video may be truncated.")
 
     def generate(self, start: int, frames: torch.Tensor, part: FaceTrack | None = None) -> torch.Tensor:
-        """Crops (n, 256, 256, 3) float32 0..1 of frames (n, H, W, 3) float 0..1, clip frames ``start``...,
+        """Crops (n, 256, 256, 3) float32 0..1 of frames (n, H, W, 3) float 0..1 or uint8, clip frames ``start``...,
         ``batch_size`` at a time. ``part``: the track of these frames (default: :attr:`out_track`'s)."""
         n = int(frames.shape[0])
         part = part if part is not None else self.out_track.frames(slice(start, start + n))
