@@ -30,9 +30,10 @@ TRACK_SIDE = 640
 third of the frame's width is then still wider than the 96-px analysis crop the mouth is measured on,
 and a 10-minute clip's tracking windows stay small."""
 WINDOW = 300
-"""Frames tracked at once (held as float32 at :data:`TRACK_SIDE`: 0.83 GB for 640x360): a clip of up to
-``WINDOW + OVERLAP - 1`` frames (13.9 s at 25 fps) is tracked in one window, and a longer one tracks
-its ``OVERLAP`` frames twice every ``WINDOW - OVERLAP`` frames (a fifth more work)."""
+"""Frames tracked at once (held as float32 at :data:`TRACK_SIDE`: 0.83 GB for 640x360; the last window
+takes what is left, up to ``WINDOW + OVERLAP - 1`` frames: 0.96 GB). A clip of up to that many frames
+(13.9 s at 25 fps) is tracked in one window, and a longer one tracks ``OVERLAP`` frames twice every
+``WINDOW - OVERLAP`` frames (a fifth more work)."""
 OVERLAP = 50
 """Frames two neighbouring windows share: longer than the track's widest temporal filter (a median of
 15 frames and a Gaussian of sigma 5 on the roll) so both windows' tracks are settled where they are
