@@ -886,6 +886,19 @@ def test_check_images_counts_and_locates_nan_and_inf():
     assert 0.0 <= scan.lo and scan.hi <= 1.0  # the finite range leaves the NaN/Inf out
 
 
+def test_check_images_reads_a_permuted_view_as_its_copy():
+    """Crops made channels-first and handed on as (B, H, W, C) views are scanned in memory order:
+    the same range, count and frames as their contiguous copy."""
+    x = torch.rand(40, 3, 24, 32) * 1.2 - 0.1
+    x[3, 0, 1, 2] = float("nan")
+    x[18, 1, 0, 0] = -float("inf")
+    view = x.permute(0, 2, 3, 1)
+    assert not view.is_contiguous()
+    assert check_images(view, "t", finite=False) == check_images(view.contiguous(), "t", finite=False)
+    scan = check_images(view, "t", finite=False)
+    assert scan.nonfinite == 2 and scan.bad_frames == (3, 18) and scan.lo < 0 and scan.hi > 1
+
+
 @pytest.mark.parametrize("bad,msg", [
     (torch.rand(2, 16, 16, 3) * 255, r"values run .*\.\.2[0-9][0-9].* look like 0\.\.255 pixels: divide by 255"),
     ((torch.rand(2, 16, 16, 3) * 255).to(torch.uint8), r"got torch.uint8 \(0\.\.255 integers\): divide by 255"),
