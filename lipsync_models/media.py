@@ -329,15 +329,17 @@ def _put_planes(frame, out: np.ndarray) -> None:
         at += ph * pw
 
 
-def iter_frames_at(path: str, who: str = "read_video", keys=()) -> Iterator[tuple[int, torch.Tensor]]:
+def iter_frames_at(path: str, who: str = "read_video", keys=(), each=None) -> Iterator[tuple[int, torch.Tensor]]:
     """The frames numbered ``keys`` (decode order) of ``path``, each (H, W, 3) uint8 at its stored
-    size, in order; only those are converted to RGB, and decoding stops after the last of them."""
+    size, in order; only those are converted to RGB, and decoding stops after the last of them.
+    ``each(index, frame)``: what to make of a wanted PyAV frame instead (a uint8 array)."""
     keys = sorted(set(int(k) for k in keys))
     if not keys:
         return
     want, last = set(keys), keys[-1]
     for k, frame in enumerate(_decoded(path, who)):
         if k in want:
-            yield k, torch.from_numpy(frame.to_ndarray(format="rgb24", threads=SWS_THREADS))
+            yield k, torch.from_numpy(each(k, frame) if each is not None
+                                      else frame.to_ndarray(format="rgb24", threads=SWS_THREADS))
         if k >= last:
             return

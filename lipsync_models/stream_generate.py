@@ -98,9 +98,23 @@ class Generator:
             return replace(self.track, extras={**self.track.extras, OWN_PIXELS: mouth_bank.own_pixels(self.selection)})
         return self.track
 
-    def collect(self, first: int, small_frames: torch.Tensor, fulls: dict) -> None:
+    def regions(self, chunk: int) -> dict:
+        """{frame: (x0, y0, x1, y1)} for the frames whose full-size crops :meth:`collect` keeps from
+        chunks of ``chunk`` frames (the first at frame 0): the part of the frame those crops sample,
+        one region per chunk (the frame the warp generator reads whole is left out: it comes whole). A
+        frame source may then hand :meth:`collect` those regions instead of whole frames."""
+        keys = sorted(int(k) for k in self.full if self.uses_bank and int(k) in self.used)
+        out = {}
+        for c in sorted(set(k // chunk for k in keys)):
+            group = [k for k in keys if k // chunk == c]
+            box = face_region(self.track.frames(np.asarray(group)))
+            out.update({k: box for k in group if k != self.ref})
+        return out
+
+    def collect(self, first: int, small_frames: torch.Tensor, fulls: dict, regions: dict | None = None) -> None:
         """Take the alignment crops of ``small_frames`` (n, h, w, 3) uint8 (frames ``first``...) and the
-        full-size crops of the frames in ``fulls`` {index: (H, W, 3) uint8} that are wanted."""
+        full-size crops of the frames in ``fulls`` {index: (H, W, 3) uint8} that are wanted; a frame in
+        ``regions`` (:meth:`regions` for chunks starting at ``first``) is given as that region of it."""
         n = int(small_frames.shape[0])
         if self.uses_bank:
             if self.small is None:
@@ -116,10 +130,16 @@ class Generator:
             self.ref_frame = fulls[self.ref][None].float().div_(255.0)
         keys = sorted(int(k) for k in fulls if self.uses_bank and int(k) in self.used)
         if keys:  # one region and one call for the chunk's chosen frames
+            regions = regions or {}
             part = self.track.frames(np.asarray(keys))
-            x0, y0, x1, y1 = face_region(part)
-            f = torch.stack([fulls[k][y0:y1, x0:x1] for k in keys])  # uint8: cut as uint8, no float copy
-            crops = crop_faces(f, in_region(part, (x0, y0, x1, y1)), device=self.device)
+            given = {regions[k] for k in keys if k in regions}
+            if len(given) > 1:
+                raise ValueError(f"collect: frames {keys} are given as {len(given)} regions, not one")
+            box = given.pop() if given else face_region(part)  # that of the chunk's frames, as regions() has it
+            x0, y0, x1, y1 = box
+            # uint8: cut as uint8, no float copy
+            f = torch.stack([fulls[k] if k in regions else fulls[k][y0:y1, x0:x1] for k in keys])
+            crops = crop_faces(f, in_region(part, box), device=self.device)
             self.crops.update(zip(keys, crops[..., :3].permute(0, 3, 1, 2).contiguous()))  # as the bank keeps them
 
     def ready(self) -> None:

@@ -67,8 +67,22 @@ class FileFrames:
     def yuv_chunks(self, chunk: int):
         return stream_io.background(media.iter_yuv(self.path, self.who, chunk), depth=2)
 
-    def fulls(self, keys):
-        return stream_io.background(media.iter_frames_at(self.path, self.who, keys), depth=2)
+    def fulls(self, keys, regions=None):
+        """(index, RGB (H, W, 3) uint8) of the frames ``keys``, in order; a frame in ``regions``
+        {index: (x0, y0, x1, y1)} as that region of it. A clip decoded as plain 4:2:0 has only the
+        region converted (:func:`.yuv.region_rgb`: the same RGB the whole frame's conversion
+        gives there)."""
+        regions = regions or {}
+        if self.plain_yuv420:
+            def each(k, frame):
+                return (yuv.region_rgb(frame, regions[k]) if k in regions
+                        else frame.to_ndarray(format="rgb24", threads=media.SWS_THREADS))
+        else:
+            def each(k, frame):
+                rgb = frame.to_ndarray(format="rgb24", threads=media.SWS_THREADS)
+                x0, y0, x1, y1 = regions.get(k, (0, 0, rgb.shape[1], rgb.shape[0]))
+                return rgb[y0:y1, x0:x1]
+        return stream_io.background(media.iter_frames_at(self.path, self.who, keys, each), depth=2)
 
 
 class TensorFrames:
@@ -88,10 +102,12 @@ class TensorFrames:
                 x = x.clone()  # a chunk of its own, as a decoder's: pass 3 writes into it
             yield a, x, {int(k): self.frames[int(k)] for k in full if a <= int(k) < a + chunk}
 
-    def fulls(self, keys):
+    def fulls(self, keys, regions=None):
+        regions = regions or {}
         for k in sorted(set(int(k) for k in keys)):
             if 0 <= k < self.frames.shape[0]:
-                yield k, self.frames[k]
+                x0, y0, x1, y1 = regions.get(k, (0, 0, self.width, self.height))
+                yield k, self.frames[k, y0:y1, x0:x1]
 
 
 def _resize_u8(frames: torch.Tensor, size) -> torch.Tensor:
@@ -140,14 +156,16 @@ def collect_pass(src, gen, size, bar, kept=None) -> None:
     Empties ``kept`` (its frames are not needed after this pass)."""
     b = gen.track.num_frames
     if not gen.uses_bank or kept is not None:
-        wanted = iter(src.fulls(sorted(gen.full)))
+        regions = gen.regions(SMALL_CHUNK)  # the kept chunks' length: only the chosen frames' regions are made RGB
+        wanted = iter(src.fulls(sorted(gen.full), regions))
         nxt = next(wanted, None)
         for first, frames in (kept if gen.uses_bank else [(0, None)]):
             n = b if frames is None else int(frames.shape[0])
             got = {}
             while nxt is not None and nxt[0] < first + n:
                 got[nxt[0]], nxt = nxt[1], next(wanted, None)
-            gen.collect(first, frames if frames is not None else torch.empty((0, 1, 1, 3), dtype=torch.uint8), got)
+            gen.collect(first, frames if frames is not None else torch.empty((0, 1, 1, 3), dtype=torch.uint8), got,
+                        regions)
             bar(min(first + n, b), b)
         if kept is not None:
             kept.clear()

@@ -69,6 +69,24 @@ def region(frame: np.ndarray, box) -> np.ndarray:
     return np.concatenate([y[y0:y1, x0:x1].ravel(), u[cy, cx].ravel(), v[cy, cx].ravel()]).reshape(h * 3 // 2, w)
 
 
+def region_rgb(frame, box) -> np.ndarray:
+    """(y1 - y0, x1 - x0, 3) uint8 RGB of the part ``box`` = (x0, y0, x1, y1) of a decoded PyAV frame in
+    ``yuv420p``: the box grown to whole 2x2 chroma blocks is cut from the frame's planes and converted
+    alone (the same RGB the whole frame's conversion gives there), then cut back to ``box``."""
+    if frame.format.name != "yuv420p":  # (a clip probed as plain 4:2:0 decodes so)
+        frame = frame.reformat(format="yuv420p", threads=SWS_THREADS)
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = frame.height, frame.width
+    ex0, ey0, ex1, ey1 = even_box((x0, y0, x1, y1), w, h)
+    parts = []
+    for plane, (ph, pw), d in zip(frame.planes, ((h, w), (h // 2, w // 2), (h // 2, w // 2)), (1, 2, 2)):
+        rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:ph, :pw]
+        parts.append(rows[ey0 // d:ey1 // d, ex0 // d:ex1 // d].ravel())
+    sub = np.concatenate(parts).reshape((ey1 - ey0) * 3 // 2, ex1 - ex0)
+    rgb = to_rgb(sub, int(frame.colorspace))
+    return np.ascontiguousarray(rgb[y0 - ey0:y1 - ey0, x0 - ex0:x1 - ex0])
+
+
 def to_rgb(frame: np.ndarray, space: int = UNSPECIFIED, size: tuple[int, int] | None = None) -> np.ndarray:
     """(h * 3 / 2, w) -> (h, w, 3) uint8 RGB, or scaled to ``size`` = (w, h) with the area filter
     first (in 4:2:0, as :func:`..lipsync_models.media.iter_video` scales while decoding)."""

@@ -592,6 +592,42 @@ def test_node_default_takes_the_clips_own_mouths_and_a_still_gets_the_warp():
     assert OWN_PIXELS not in stream_generate.prepare(track, track, vis, driver, model=backends.WARP).out_track.extras
 
 
+def test_collect_takes_the_chosen_frames_regions_as_their_whole_frames():
+    """Pass 2 may hand the runner's generator only the part of each chosen frame its crops sample
+    (:meth:`Generator.regions`, one per chunk): the same crops as from whole frames, the warp
+    generator's frame (here also a chosen one, so its chunk mixes a whole frame and regions) whole."""
+    from fractions import Fraction
+
+    from comfyui_lipsync.lipsync_models import stream_generate
+    from comfyui_lipsync.lipsync_runner import stream
+
+    frames, track, vis, driver = _chain_inputs("lbbc2a", "lrwp9a")
+    u8 = (frames * 255).round().to(torch.uint8)
+    src = stream.TensorFrames(u8, Fraction(25))
+    got = []
+    for regions_on in (False, True):
+        gen = stream_generate.prepare(track, track, vis, driver)
+        gen.ref = sorted(gen.used)[1]  # a frame the warp generator reads whole that is chosen too
+        gen.full.add(gen.ref)
+        regions = gen.regions(7) if regions_on else None
+        fulls = dict(src.fulls(sorted(gen.full), regions))
+        for first in range(0, len(u8), 7):
+            gen.collect(first, u8[first:first + 7], {k: v for k, v in fulls.items() if first <= k < first + 7},
+                        regions)
+        got.append((gen.crops, gen.ref_frame, regions))
+    (whole, ref0, _), (cut, ref1, regions) = got
+    assert gen.ref not in regions and len(regions) == len(gen.used) - 1 >= 10
+    assert len({regions[k] for k in regions if k // 7 == gen.ref // 7}) == 1
+    assert sorted(whole) == sorted(cut) == sorted(gen.used)
+    assert all(torch.equal(whole[k], cut[k]) for k in whole) and torch.equal(ref0, ref1)
+    assert ref1.shape[1:3] == u8.shape[1:3]
+    c = next(c for c in range(len(u8) // 7) if len([k for k in regions if k // 7 == c]) >= 2)
+    k0, k1 = sorted(k for k in regions if k // 7 == c)[:2]
+    with pytest.raises(ValueError, match="given as 2 regions, not one"):
+        gen.collect(7 * c, u8[7 * c:7 * c + 7], {k0: fulls[k0], k1: fulls[k1][1:, 1:]},
+                    {k0: regions[k0], k1: (1, 1, 9, 9)})
+
+
 def test_own_crops_are_cut_where_they_are_read_and_the_mouths_are_the_same():
     """Under the clip's own mouths a frame's own crop is read only where it has no chosen mouth or is
     warped: :func:`backends.own_crops` cuts just those, and the generated crops are those made from

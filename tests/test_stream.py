@@ -197,6 +197,22 @@ def test_planes_are_read_as_the_decoder_gives_them(grid_dir):
     assert (got == ref).all()
 
 
+def test_a_frames_region_converts_as_the_whole_frame(grid_dir):
+    """yuv.region_rgb converts a box of a decoded frame alone (grown to whole chroma blocks, odd
+    edges included) into the very RGB the whole frame's conversion gives there."""
+    from comfyui_lipsync.lipsync_runner import yuv
+
+    with av.open(str(grid_dir / "bbaf2n.mpg")) as c:
+        for k, frame in enumerate(c.decode(video=0)):
+            whole = frame.to_ndarray(format="rgb24")
+            for box in ((101, 51, 181, 131), (0, 0, 360, 288), (7, 3, 8, 4), (120, 90, 240, 200)):
+                x0, y0, x1, y1 = box
+                got = yuv.region_rgb(frame, box)
+                assert got.shape == (y1 - y0, x1 - x0, 3) and (got == whole[y0:y1, x0:x1]).all(), (k, box)
+            if k == 3:
+                break
+
+
 def test_changed_pixels_only_are_written_back(grid_dir):
     """put_changed writes the Y of the pixels whose RGB changed and the U, V of their 2x2 blocks;
     every other byte of the frame stays."""
