@@ -133,4 +133,3 @@ def _in_memory_order(x: torch.Tensor) -> torch.Tensor:
     elements, so a reduction over all of them gives the same answer, and on a permuted view (crops
     (B, C, H, W) handed on as (B, H, W, C)) it reads memory in order, 5x faster."""
     return x.permute(sorted(range(x.ndim), key=lambda d: -x.stride(d)))
-
