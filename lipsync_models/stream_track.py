@@ -29,11 +29,15 @@ TRACK_SIDE = 640
 """Frames are tracked with their longer side scaled to at most this many pixels: a face filling a
 third of the frame's width is then still wider than the 96-px analysis crop the mouth is measured on,
 and a 10-minute clip's tracking windows stay small."""
-WINDOW = 300
-"""Frames tracked at once (held as float32 at :data:`TRACK_SIDE`: 0.83 GB for 640x360; the last window
-takes what is left, up to ``WINDOW + OVERLAP - 1`` frames: 0.96 GB). A clip of up to that many frames
-(13.9 s at 25 fps) is tracked in one window, and a longer one tracks ``OVERLAP`` frames twice every
-``WINDOW - OVERLAP`` frames (a fifth more work)."""
+WINDOW = 200
+"""Frames tracked at once in a long clip (held as float32 at :data:`TRACK_SIDE`: 0.55 GB for 640x360;
+the last window takes what is left, up to ``WINDOW + OVERLAP - 1`` frames)."""
+WHOLE_CLIP = 350
+"""A clip of up to this many frames (14 s at 25 fps) is tracked in one window (:func:`window_for`):
+0.97 GB as float32 at 640x360, and no frame tracked twice (a 10-s clip took two windows, 50 frames
+of them tracked in both). Longer clips take :data:`WINDOW`-frame windows: 300-frame windows raised
+the peak of a 10-minute 1080p run to 3.7 GB (2.3 GB with these), its memory growing over the
+tracking pass."""
 OVERLAP = 50
 """Frames two neighbouring windows share: longer than the track's widest temporal filter (a median of
 15 frames and a Gaussian of sigma 5 on the roll) so both windows' tracks are settled where they are
@@ -41,6 +45,12 @@ cross-faded. ``WINDOW - OVERLAP`` is a multiple of the Haar tracker's detection 
 window detects on the same key frames as a track of the whole clip would."""
 
 _PER_FRAME = ("boxes", "mouth", "opening", "transform")
+
+
+def window_for(frames: int) -> int:
+    """The tracking window for a clip of ``frames`` frames (the count its file states): the whole clip
+    up to :data:`WHOLE_CLIP` frames, else :data:`WINDOW`."""
+    return max(int(frames), WINDOW) if int(frames) <= WHOLE_CLIP else WINDOW
 
 
 def track_size(width: int, height: int, side: int = TRACK_SIDE) -> tuple[int, int]:

@@ -137,7 +137,7 @@ def track_pass(src, node_defaults: dict, bar) -> tuple:
     total = max(src.stated, 1)
     face = node_defaults.get("face", "largest")
     tracker = stream_track.WindowTracker(
-        detector=node_defaults.get("detector", "haar"), manual_box=node_defaults.get("manual_box", ""),
+        window=stream_track.window_for(src.stated), detector=node_defaults.get("detector", "haar"), manual_box=node_defaults.get("manual_box", ""),
         face_index=-1 if face == "largest" else int(node_defaults.get("face_index", 0)),
         crop_size=int(node_defaults.get("crop_size", 256)),
         on_window=lambda done: bar(min(done, total - 1), total))

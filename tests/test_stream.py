@@ -46,6 +46,19 @@ def test_windows_join_without_a_seam(grid_frames):
     assert float(mouth.median()) < 2.0, float(mouth.median())
 
 
+def test_a_clip_up_to_whole_clip_frames_is_tracked_in_one_window(grid_frames):
+    """A clip of up to WHOLE_CLIP frames (the count its file states) is one window, so no frame is
+    tracked twice; a longer one takes WINDOW-frame windows."""
+    assert stream_track.window_for(260) == 260 and stream_track.window_for(stream_track.WHOLE_CLIP) == 350
+    assert stream_track.window_for(40) == stream_track.window_for(351) == stream_track.window_for(0) == 200
+    frames = grid_frames.repeat(4, 1, 1, 1)[:260]
+    for window, windows in ((stream_track.window_for(260), 1), (stream_track.WINDOW, 2)):
+        tracker = stream_track.WindowTracker(window=window)
+        for a in range(0, 260, 50):
+            tracker.push(frames[a:a + 50])
+        assert f"tracked in {windows} overlapping windows" in tracker.finish().report
+
+
 def test_a_window_without_a_face_passes_through(grid_frames):
     black = torch.zeros((60,) + tuple(grid_frames.shape[1:]), dtype=torch.uint8)
     clip = torch.cat([grid_frames, black, grid_frames])
