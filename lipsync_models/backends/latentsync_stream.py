@@ -70,7 +70,11 @@ class LatentSyncStream:
         frames of its call are made so far (a 16-frame chunk takes minutes on a CPU: the runner's bar
         moves with the steps, not only with the chunks)."""
 
-    def collect(self, first: int, small_frames: torch.Tensor, fulls: dict) -> None:
+    def regions(self, chunk: int) -> dict:
+        """None of its frames is given as a region (:meth:`..stream_generate.Generator.regions`)."""
+        return {}
+
+    def collect(self, first: int, small_frames: torch.Tensor, fulls: dict, regions: dict | None = None) -> None:
         pass
 
     def ready(self) -> None:

@@ -45,7 +45,11 @@ class MuseTalkStream:
         # the runner's frame pass stops once ref_frame is set: with each frame's own crop there is nothing to wait for
         self.ref_frame = torch.empty(0) if own else None
 
-    def collect(self, first: int, small_frames: torch.Tensor, fulls: dict) -> None:
+    def regions(self, chunk: int) -> dict:
+        """None of its frames is given as a region (:meth:`..stream_generate.Generator.regions`)."""
+        return {}
+
+    def collect(self, first: int, small_frames: torch.Tensor, fulls: dict, regions: dict | None = None) -> None:
         """Encode the reference frame when it is among ``fulls`` {index: (H, W, 3) uint8}."""
         if self.ref in fulls:
             frame = fulls[self.ref][None].float().div_(255.0)
