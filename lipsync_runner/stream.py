@@ -137,7 +137,8 @@ def track_pass(src, node_defaults: dict, bar) -> tuple:
     total = max(src.stated, 1)
     face = node_defaults.get("face", "largest")
     tracker = stream_track.WindowTracker(
-        window=stream_track.window_for(src.stated), detector=node_defaults.get("detector", "haar"), manual_box=node_defaults.get("manual_box", ""),
+        window=stream_track.window_for(src.stated), detector=node_defaults.get("detector", "haar"),
+        manual_box=node_defaults.get("manual_box", ""),
         face_index=-1 if face == "largest" else int(node_defaults.get("face_index", 0)),
         crop_size=int(node_defaults.get("crop_size", 256)),
         on_window=lambda done: bar(min(done, total - 1), total))
@@ -250,10 +251,11 @@ def render_chunk_yuv(gen, out_track, first: int, frames: np.ndarray, blend: dict
         # the window with put_changed's conversion margin around it, on whole 2x2 chroma blocks
         wx0, wy0, wx1, wy1 = yuv.even_box((max(x - m, 0), max(y - m, 0), x + win.shape[1] + m,
                                            y + win.shape[0] + m), rw, rh)
-        new = old[i, wy0:wy1, wx0:wx1].copy()
+        before = old[i, wy0:wy1, wx0:wx1]
+        new = before.copy()
         new[y - wy0:y - wy0 + win.shape[0], x - wx0:x - wx0 + win.shape[1]] = win.numpy()
         changed += yuv.put_changed(frames[i], (box[0] + wx0, box[1] + wy0, box[0] + wx1, box[1] + wy1),
-                                   old[i, wy0:wy1, wx0:wx1], new, space)
+                                   before, new, space)
     return changed
 
 
